@@ -1,0 +1,279 @@
+//! An arena: the 768-byte header and the data ring inside one [`SharedMemory`] mapping.
+//!
+//! This module turns raw shared memory into typed, bounds-checked accessors. It is where
+//! pointers into the mapping are made, so it holds most of the crate's `unsafe` code. Every
+//! word shared with the peer is accessed as an atomic, because the peer (possibly hostile)
+//! may write it at any time. Each accessor checks its bounds with `assert!`. The ring logic
+//! validates untrusted values before they get here, so the asserts guard this crate's own
+//! invariants, not the peer's input.
+
+use std::os::fd::OwnedFd;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use crate::error::{Error, Result};
+use crate::layout::{self, arena_off, msg_off, state, ARENA_HEADER_SIZE, MSG_HEADER_SIZE};
+use crate::shm::SharedMemory;
+
+/// A message header as read from the ring (untrusted until validated by the consumer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MsgHeader {
+    pub size: u32,
+    pub type_id: u32,
+    pub reserved_size: u32,
+    pub correlation_id: u64,
+}
+
+/// A formatted or attached arena.
+#[derive(Debug)]
+pub(crate) struct Arena {
+    shm: SharedMemory,
+    base: NonNull<u8>,
+    capacity: usize,
+}
+
+// SAFETY: the arena is a handle on process-shared memory. Every shared word is accessed
+// through atomics, and the ring bytes are accessed only by the single producer or single
+// consumer that owns a reservation. Moving or sharing the handle between threads adds
+// nothing beyond what another process can already do.
+unsafe impl Send for Arena {}
+// SAFETY: as above; `&Arena` hands out only atomics and bounds-checked reads.
+unsafe impl Sync for Arena {}
+
+impl Arena {
+    /// Creates and formats a new arena with a `capacity`-byte ring.
+    pub fn create(capacity: usize) -> Result<Self> {
+        if !layout::is_valid_capacity(capacity) {
+            return Err(Error::InvalidCapacity(capacity));
+        }
+        let shm = SharedMemory::create("tachyon_arena", layout::shm_size(capacity))?;
+        let arena = Self { base: shm.as_ptr(), shm, capacity };
+        arena.format();
+        Ok(arena)
+    }
+
+    /// Attaches to an arena a peer formatted, checking everything WIRE.md lists plus the
+    /// version: mapping >= 768, magic, version, alignment 64, capacity a power of two
+    /// >= 64, mapping >= 768 + capacity.
+    pub fn attach(fd: OwnedFd, shm_size: usize) -> Result<Self> {
+        if shm_size < ARENA_HEADER_SIZE {
+            return Err(Error::AbiMismatch(format!("shm_size {shm_size} is below the 768-byte header")));
+        }
+        let shm = SharedMemory::attach(fd, shm_size)?;
+        let mut arena = Self { base: shm.as_ptr(), shm, capacity: 0 };
+        let magic = arena.u32_at(arena_off::MAGIC).load(Ordering::Acquire);
+        let version = arena.u32_at(arena_off::VERSION).load(Ordering::Acquire);
+        let align = arena.u32_at(arena_off::MSG_ALIGNMENT).load(Ordering::Acquire);
+        let capacity = arena.u32_at(arena_off::CAPACITY).load(Ordering::Acquire) as usize;
+        if magic != layout::MAGIC {
+            return Err(Error::AbiMismatch(format!("arena magic {magic:#x}, expected {:#x}", layout::MAGIC)));
+        }
+        if version != layout::VERSION {
+            return Err(Error::AbiMismatch(format!("arena version {version:#x}, expected {:#x}", layout::VERSION)));
+        }
+        if align != layout::MSG_ALIGNMENT {
+            return Err(Error::AbiMismatch(format!("arena alignment {align}, expected 64")));
+        }
+        if !layout::is_valid_capacity(capacity) || layout::shm_size(capacity) > shm_size {
+            return Err(Error::AbiMismatch(format!(
+                "arena capacity {capacity} is invalid for a {shm_size}-byte mapping"
+            )));
+        }
+        arena.capacity = capacity;
+        Ok(arena)
+    }
+
+    /// Writes the header fields, zeroes the indices, and stores `Ready` last (release), so
+    /// a peer that sees `Ready` sees the rest.
+    fn format(&self) {
+        self.u32_at(arena_off::STATE).store(state::INITIALIZING, Ordering::Relaxed);
+        self.u32_at(arena_off::MAGIC).store(layout::MAGIC, Ordering::Relaxed);
+        self.u32_at(arena_off::VERSION).store(layout::VERSION, Ordering::Relaxed);
+        self.u32_at(arena_off::CAPACITY).store(self.capacity as u32, Ordering::Relaxed);
+        self.u32_at(arena_off::MSG_ALIGNMENT).store(layout::MSG_ALIGNMENT, Ordering::Relaxed);
+        self.head().store(0, Ordering::Relaxed);
+        self.tail().store(0, Ordering::Relaxed);
+        self.consumer_sleeping().store(layout::sleep::AWAKE, Ordering::Relaxed);
+        self.u64_at(arena_off::PRODUCER_HEARTBEAT).store(0, Ordering::Relaxed);
+        self.u64_at(arena_off::CONSUMER_HEARTBEAT).store(0, Ordering::Relaxed);
+        // Release: publishes every store above to a peer that acquires `state == Ready`.
+        self.u32_at(arena_off::STATE).store(state::READY, Ordering::Release);
+    }
+
+    /// The shared-memory region (for its fd and NUMA binding).
+    pub fn shm(&self) -> &SharedMemory {
+        &self.shm
+    }
+
+    /// Ring capacity in bytes (validated power of two).
+    #[inline]
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    #[inline]
+    fn u32_at(&self, off: usize) -> &AtomicU32 {
+        assert!(off % 4 == 0 && off + 4 <= ARENA_HEADER_SIZE);
+        // SAFETY: `off` is 4-aligned and inside the 768-byte header, and the mapping is
+        // page aligned and at least 768 bytes long, so the pointer is aligned and valid for
+        // as long as `self` (which owns the mapping) lives. The word is shared with another
+        // process, which is why it is only ever accessed atomically.
+        unsafe { AtomicU32::from_ptr(self.base.as_ptr().add(off).cast()) }
+    }
+
+    #[inline]
+    fn u64_at(&self, off: usize) -> &AtomicU64 {
+        assert!(off % 8 == 0 && off + 8 <= ARENA_HEADER_SIZE);
+        // SAFETY: as in `u32_at`, with 8-byte alignment checked.
+        unsafe { AtomicU64::from_ptr(self.base.as_ptr().add(off).cast()) }
+    }
+
+    /// The producer's byte counter.
+    #[inline]
+    pub fn head(&self) -> &AtomicU64 {
+        self.u64_at(arena_off::HEAD)
+    }
+
+    /// The consumer's byte counter.
+    #[inline]
+    pub fn tail(&self) -> &AtomicU64 {
+        self.u64_at(arena_off::TAIL)
+    }
+
+    /// The futex word: 0 awake, 1 sleeping, 2 pure-spin.
+    #[inline]
+    pub fn consumer_sleeping(&self) -> &AtomicU32 {
+        self.u32_at(arena_off::CONSUMER_SLEEPING)
+    }
+
+    /// The arena state word.
+    #[inline]
+    pub fn state(&self) -> u32 {
+        // Acquire: a peer that sets FatalError after writing something wants us to see it.
+        self.u32_at(arena_off::STATE).load(Ordering::Acquire)
+    }
+
+    /// Moves the arena to the FatalError state.
+    pub fn set_fatal(&self) {
+        self.u32_at(arena_off::STATE).store(state::FATAL_ERROR, Ordering::Release);
+    }
+
+    #[inline]
+    fn msg_word<T>(&self, phys: usize, off: usize) -> *mut T {
+        assert!(phys % MSG_HEADER_SIZE == 0 && phys + MSG_HEADER_SIZE <= self.capacity);
+        // SAFETY: `phys + 64 <= capacity` and the data ring starts at 768 inside a mapping
+        // of at least 768 + capacity bytes, so the header lies inside the mapping. The
+        // header start is 64-aligned (mapping page aligned, 768 and `phys` multiples of 64)
+        // and `off` is a field offset inside it, so the word is naturally aligned.
+        unsafe { self.base.as_ptr().add(ARENA_HEADER_SIZE + phys + off).cast() }
+    }
+
+    /// Reads the message header at ring offset `phys` (a multiple of 64).
+    #[inline]
+    pub fn read_msg_header(&self, phys: usize) -> MsgHeader {
+        // SAFETY (all four): `msg_word` returns an aligned pointer inside the mapping, valid
+        // while `self` lives. The peer may write it concurrently, hence atomic loads.
+        // Relaxed suffices: the acquire load of `head` that made this slot visible orders
+        // these reads after the producer's writes.
+        unsafe {
+            MsgHeader {
+                size: AtomicU32::from_ptr(self.msg_word(phys, msg_off::SIZE)).load(Ordering::Relaxed),
+                type_id: AtomicU32::from_ptr(self.msg_word(phys, msg_off::TYPE_ID))
+                    .load(Ordering::Relaxed),
+                reserved_size: AtomicU32::from_ptr(self.msg_word(phys, msg_off::RESERVED_SIZE))
+                    .load(Ordering::Relaxed),
+                correlation_id: AtomicU64::from_ptr(self.msg_word(phys, msg_off::CORRELATION_ID))
+                    .load(Ordering::Relaxed),
+            }
+        }
+    }
+
+    /// Writes a message header at `phys`. `correlation_id` is written only for RPC, as
+    /// upstream does (a plain SPSC commit writes bytes 0..12).
+    #[inline]
+    pub fn write_msg_header(&self, phys: usize, size: u32, type_id: u32, reserved: u32, cid: Option<u64>) {
+        // SAFETY (all): aligned words inside the mapping (see `msg_word`). Relaxed stores:
+        // the release store of `head` that publishes this slot orders them.
+        unsafe {
+            AtomicU32::from_ptr(self.msg_word(phys, msg_off::SIZE)).store(size, Ordering::Relaxed);
+            AtomicU32::from_ptr(self.msg_word(phys, msg_off::TYPE_ID)).store(type_id, Ordering::Relaxed);
+            AtomicU32::from_ptr(self.msg_word(phys, msg_off::RESERVED_SIZE))
+                .store(reserved, Ordering::Relaxed);
+            if let Some(cid) = cid {
+                AtomicU64::from_ptr(self.msg_word(phys, msg_off::CORRELATION_ID))
+                    .store(cid, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Writes a skip marker (`size = 0xFFFFFFFF`, rest zero) at `phys`.
+    #[inline]
+    pub fn write_skip_marker(&self, phys: usize) {
+        self.write_msg_header(phys, layout::SKIP_MARKER, 0, 0, Some(0));
+    }
+
+    #[inline]
+    fn payload_ptr(&self, phys: usize, len: usize) -> *mut u8 {
+        assert!(
+            phys % MSG_HEADER_SIZE == 0
+                && len <= self.capacity
+                && phys + MSG_HEADER_SIZE + len <= self.capacity
+        );
+        // SAFETY: the range `768 + phys + 64 .. + len` lies inside the mapping, as checked.
+        unsafe { self.base.as_ptr().add(ARENA_HEADER_SIZE + phys + MSG_HEADER_SIZE) }
+    }
+
+    /// The payload bytes of the slot at `phys`.
+    ///
+    /// The bytes live in shared memory; a hostile peer could change them while the slice
+    /// is alive, but it can never make the slice point outside the mapping.
+    #[inline]
+    pub fn payload(&self, phys: usize, len: usize) -> &[u8] {
+        // SAFETY: `payload_ptr` checked the range is inside the mapping, which lives as long
+        // as `&self`. The consumer reads only slots the producer published and will not
+        // touch again until the consumer publishes a tail past them.
+        unsafe { std::slice::from_raw_parts(self.payload_ptr(phys, len), len) }
+    }
+
+    /// The writable payload bytes of the slot at `phys`.
+    ///
+    /// # Safety
+    /// The caller must hold the producer's reservation of this slot and must not create a
+    /// second slice over the same bytes while this one lives.
+    #[inline]
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn payload_mut(&self, phys: usize, len: usize) -> &mut [u8] {
+        // SAFETY: the range is inside the mapping (checked by `payload_ptr`); exclusivity is
+        // the caller's contract. The consumer never reads past the published head, which
+        // does not cover a reserved slot until it is committed.
+        unsafe { std::slice::from_raw_parts_mut(self.payload_ptr(phys, len), len) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_formats_the_header() {
+        let a = Arena::create(4096).unwrap();
+        assert_eq!(a.state(), state::READY);
+        assert_eq!(a.capacity(), 4096);
+        assert_eq!(a.u32_at(arena_off::MAGIC).load(Ordering::Relaxed), layout::MAGIC);
+        assert_eq!(a.shm().len(), 768 + 4096);
+    }
+
+    #[test]
+    fn invalid_capacity_is_rejected() {
+        assert!(matches!(Arena::create(100), Err(Error::InvalidCapacity(100))));
+        assert!(matches!(Arena::create(32), Err(Error::InvalidCapacity(32))));
+    }
+
+    #[test]
+    fn msg_header_round_trips() {
+        let a = Arena::create(1024).unwrap();
+        a.write_msg_header(128, 5, 0x0001_0002, 128, Some(77));
+        let h = a.read_msg_header(128);
+        assert_eq!(h, MsgHeader { size: 5, type_id: 0x0001_0002, reserved_size: 128, correlation_id: 77 });
+    }
+}

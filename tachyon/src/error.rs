@@ -1,0 +1,107 @@
+//! The one error type of the crate.
+
+use std::time::Duration;
+
+/// Everything that can go wrong on a Tachyon bus. Match on the variant; the `Display`
+/// text says what to do about it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The ring has no room for the slot right now. Nothing was written.
+    #[error(
+        "ring buffer is full: {needed} bytes needed, {free} free; let the consumer catch up, \
+         or use a blocking send with a timeout"
+    )]
+    Full {
+        /// Bytes the slot (and any wrap-around skip) needs.
+        needed: usize,
+        /// Bytes free in the ring when it was checked.
+        free: usize,
+    },
+
+    /// A message can never fit this ring, however empty it gets.
+    #[error("a {size}-byte payload exceeds this ring's largest message of {max} bytes; listen with a larger capacity")]
+    MessageTooLarge {
+        /// The payload size asked for.
+        size: usize,
+        /// The largest payload this ring can hold (`capacity - 64`).
+        max: usize,
+    },
+
+    /// A commit named more bytes than the slot reserved.
+    #[error("committed size {size} exceeds the {max} bytes reserved for this slot")]
+    InvalidSize {
+        /// The size passed to commit.
+        size: usize,
+        /// The size reserved at acquire.
+        max: usize,
+    },
+
+    /// The peer speaks another ABI (version, alignment, bus kind) or rejected ours.
+    #[error("abi mismatch: {0}; both sides must use Tachyon ABI v0x04 and the same bus kind (SPSC or RPC)")]
+    AbiMismatch(String),
+
+    /// The peer is gone: the arena is in the FatalError state, or the peer process
+    /// exited or closed its end. Messages already in the ring were delivered first.
+    #[error("peer is dead: {0}; reconnect to a new peer")]
+    PeerDead(&'static str),
+
+    /// The peer wrote a header or index that breaks the ABI. The arena is now in the
+    /// FatalError state and the bus is unusable.
+    #[error("peer corrupted the shared ring ({0}); the bus is now in the FatalError state, reconnect")]
+    Corrupted(&'static str),
+
+    /// The deadline passed before the operation could complete.
+    #[error("timed out after {0:?}; the peer may be slow or gone")]
+    Timeout(Duration),
+
+    /// A blocking call was interrupted (a signal, or the caller's interrupt check).
+    #[error("interrupted while waiting; retry the call if you still want it")]
+    Interrupted,
+
+    /// The ring capacity is not a power of two between 64 bytes and 2 GiB.
+    #[error("invalid capacity {0}: must be a power of two between 64 and 2147483648 bytes")]
+    InvalidCapacity(usize),
+
+    /// The socket path cannot be used for a UNIX socket.
+    #[error("invalid socket path {path:?}: {reason}")]
+    InvalidPath {
+        /// The path given.
+        path: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+
+    /// A guard of this kind is still alive on the bus; drop or commit it first.
+    #[error("a {0} guard is already open on this bus; commit or drop it before acquiring another")]
+    Busy(&'static str),
+
+    /// `set_numa_node` was given a node outside `0..64`.
+    #[error("invalid NUMA node {0}: must be in 0..64 and online")]
+    InvalidNumaNode(i32),
+
+    /// An operating-system call failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: &'static str,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// Wraps an OS error with what was being attempted.
+    pub(crate) fn io(context: &'static str, source: impl Into<std::io::Error>) -> Self {
+        Self::Io { context, source: source.into() }
+    }
+
+    /// Whether retrying the same call later can succeed (`Full`, `Timeout`, `Interrupted`).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Full { .. } | Self::Timeout(_) | Self::Interrupted)
+    }
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,49 @@
+//! Tachyon: lock-free single-producer, single-consumer IPC over shared memory,
+//! byte-compatible with upstream Tachyon ABI v0x04.
+//!
+//! Two processes on one machine meet over a UNIX socket. The listener creates a sealed
+//! memfd, formats a ring in it and passes the fd with `SCM_RIGHTS`; from then on messages
+//! go through the ring at memory speed, with no system call per message.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use tachyon::Bus;
+//!
+//! # fn main() -> tachyon::Result<()> {
+//! // Process A (consumer):
+//! let bus = Bus::listen("/tmp/tachyon-demo.sock", 1 << 20)?;
+//! let msg = bus.recv_timeout(Duration::from_secs(5))?;
+//! println!("type {} carried {} bytes", msg.type_id(), msg.len());
+//!
+//! // Process B (producer):
+//! let bus = Bus::connect("/tmp/tachyon-demo.sock")?;
+//! bus.send(b"hello", tachyon::make_type_id(0, 1))?;
+//! # Ok(()) }
+//! ```
+//!
+//! Every value read from shared memory is treated as untrusted: a peer that writes
+//! garbage moves the bus to the FatalError state and gets a typed [`Error`], never a
+//! panic or an out-of-bounds access.
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks, clippy::print_stdout)]
+
+mod arena;
+pub mod bootstrap;
+mod bus;
+mod error;
+pub mod layout;
+mod ring;
+pub mod shm;
+mod type_id;
+mod wait;
+
+pub use bus::{Bus, BusState, RxBatch, RxBatchIter, RxGuard, RxMsg, TxGuard, Wait};
+pub use error::{Error, Result};
+pub use type_id::{make_type_id, msg_type, route_id};
+pub use wait::WATCHDOG;
+
+#[doc(hidden)]
+pub mod __fuzz {
+    //! Entry points for `cargo fuzz`; not a stable API.
+    pub use crate::ring::fuzz_consumer;
+}

@@ -1,0 +1,210 @@
+//! How a blocked side waits: spin, then sleep on the shared futex with a 200 ms watchdog.
+//!
+//! The consumer waits on the arena's `consumer_sleeping` word, which the producer wakes
+//! after every head store (see [`wake_consumer`]). The ABI has no futex for a producer
+//! waiting for space, so that side spins, yields, then naps in short steps.
+//!
+//! [`block_on`] is the one wait loop of the crate. It takes a `poll` closure that tries the
+//! operation and an `idle` closure called at least every [`WATCHDOG`] (liveness of the
+//! peer, the caller's interrupt check). Deadlines are checked at the same points.
+
+use std::sync::atomic::{fence, AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use rustix::thread::futex;
+
+use crate::error::{Error, Result};
+use crate::layout::sleep;
+
+/// Upper bound on one futex sleep: a sleeper re-checks everything at least this often.
+pub const WATCHDOG: Duration = Duration::from_millis(200);
+
+/// How often a spinning waiter (polling mode, or a producer waiting for space) runs its
+/// idle checks.
+const IDLE_CHECK_EVERY: Duration = Duration::from_millis(10);
+
+/// What a blocking call waits for and how long.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WaitSpec {
+    /// Spins before the first sleep.
+    pub spin: u32,
+    /// When to give up, if ever.
+    pub deadline: Option<Instant>,
+    /// The timeout the deadline came from, for the error message.
+    pub timeout: Option<Duration>,
+}
+
+impl WaitSpec {
+    /// Waits without a deadline.
+    pub fn forever(spin: u32) -> Self {
+        Self { spin, deadline: None, timeout: None }
+    }
+
+    /// Waits at most `timeout` from now.
+    pub fn timeout(spin: u32, timeout: Duration) -> Self {
+        Self { spin, deadline: Instant::now().checked_add(timeout), timeout: Some(timeout) }
+    }
+
+    fn check_deadline(&self, now: Instant) -> Result<()> {
+        match self.deadline {
+            Some(d) if now >= d => Err(Error::Timeout(self.timeout.unwrap_or_default())),
+            _ => Ok(()),
+        }
+    }
+
+    fn sleep_for(&self, now: Instant) -> Duration {
+        self.deadline.map_or(WATCHDOG, |d| d.saturating_duration_since(now).min(WATCHDOG))
+    }
+}
+
+/// Producer side: wakes a consumer sleeping on `word`, as WIRE.md prescribes. Called after
+/// every store of `head`.
+#[inline]
+pub(crate) fn wake_consumer(word: &AtomicU32) {
+    if word.load(Ordering::Relaxed) == sleep::POLLING {
+        return;
+    }
+    // SeqCst fence: pairs with the consumer's fence between "store 1" and "re-check the
+    // ring". Either the consumer's re-check sees our head store, or we see its 1 here.
+    fence(Ordering::SeqCst);
+    if word.load(Ordering::Relaxed) == sleep::SLEEPING {
+        // Shared (not private) futex: the sleeper is in another process. An error here
+        // only means nobody was woken; the sleeper's watchdog covers it.
+        let _ = futex::wake(word, futex::Flags::empty(), i32::MAX as u32);
+    }
+}
+
+/// Runs `poll` until it yields a value, waiting in between.
+///
+/// * `word`: the futex to sleep on (consumer), or `None` to spin and nap (producer).
+/// * `poll`: tries the operation; `Ok(None)` means "not yet".
+/// * `idle`: called after every sleep and every [`IDLE_CHECK_EVERY`] while spinning; an
+///   error from it ends the wait (peer dead, interrupted).
+pub(crate) fn block_on<T>(
+    word: Option<&AtomicU32>,
+    spec: &WaitSpec,
+    mut poll: impl FnMut() -> Result<Option<T>>,
+    mut idle: impl FnMut() -> Result<()>,
+) -> Result<T> {
+    for _ in 0..spec.spin {
+        if let Some(v) = poll()? {
+            return Ok(v);
+        }
+        std::hint::spin_loop();
+    }
+    let mut next_idle = Instant::now();
+    let mut naps: u32 = 0;
+    loop {
+        if let Some(v) = poll()? {
+            return Ok(v);
+        }
+        let now = Instant::now();
+        spec.check_deadline(now)?;
+        let sleeper = word.filter(|w| w.load(Ordering::Relaxed) != sleep::POLLING);
+        let Some(word) = sleeper else {
+            // Polling mode or producer: no futex. Spin, then back off gently.
+            if now >= next_idle {
+                idle()?;
+                next_idle = now + IDLE_CHECK_EVERY;
+            }
+            nap(word.is_some(), &mut naps);
+            continue;
+        };
+        // Announce the sleep without clobbering pure-spin mode (2), unlike upstream.
+        if word
+            .compare_exchange(sleep::AWAKE, sleep::SLEEPING, Ordering::SeqCst, Ordering::Relaxed)
+            .is_err_and(|seen| seen == sleep::POLLING)
+        {
+            continue;
+        }
+        // SeqCst fence: pairs with `wake_consumer`; see there.
+        fence(Ordering::SeqCst);
+        let ready = poll();
+        if !matches!(ready, Ok(None)) {
+            let _ = word.compare_exchange(sleep::SLEEPING, sleep::AWAKE, Ordering::SeqCst, Ordering::Relaxed);
+            if let Some(v) = ready? {
+                return Ok(v);
+            }
+        }
+        let ts = rustix::time::Timespec::try_from(spec.sleep_for(now)).unwrap_or(rustix::time::Timespec {
+            tv_sec: 0,
+            tv_nsec: 200_000_000,
+        });
+        // Any outcome is fine: woken, timed out, EAGAIN (word changed), EINTR. The loop
+        // re-checks the ring, the deadline and the idle checks.
+        let _ = futex::wait(word, futex::Flags::empty(), sleep::SLEEPING, Some(&ts));
+        let _ = word.compare_exchange(sleep::SLEEPING, sleep::AWAKE, Ordering::SeqCst, Ordering::Relaxed);
+        idle()?;
+        next_idle = Instant::now() + IDLE_CHECK_EVERY;
+    }
+}
+
+/// One backoff step for a waiter that cannot sleep on a futex.
+fn nap(polling_consumer: bool, naps: &mut u32) {
+    if polling_consumer {
+        // Pure-spin mode: the caller asked for latency over CPU.
+        std::hint::spin_loop();
+        return;
+    }
+    *naps = naps.saturating_add(1);
+    match *naps {
+        0..=64 => std::hint::spin_loop(),
+        65..=256 => std::thread::yield_now(),
+        _ => std::thread::sleep(Duration::from_micros(50)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn deadline_passes_with_timeout_error() {
+        let w = AtomicU32::new(0);
+        let spec = WaitSpec::timeout(10, Duration::from_millis(50));
+        let t = Instant::now();
+        let r: Result<()> = block_on(Some(&w), &spec, || Ok(None), || Ok(()));
+        assert!(matches!(r, Err(Error::Timeout(d)) if d == Duration::from_millis(50)));
+        assert!(t.elapsed() >= Duration::from_millis(50));
+        assert_eq!(w.load(Ordering::Relaxed), sleep::AWAKE);
+    }
+
+    #[test]
+    fn polling_mode_is_never_overwritten() {
+        let w = AtomicU32::new(sleep::POLLING);
+        let spec = WaitSpec::timeout(0, Duration::from_millis(30));
+        let r: Result<()> = block_on(Some(&w), &spec, || Ok(None), || Ok(()));
+        assert!(matches!(r, Err(Error::Timeout(_))));
+        assert_eq!(w.load(Ordering::Relaxed), sleep::POLLING);
+    }
+
+    #[test]
+    fn idle_error_ends_the_wait() {
+        let w = AtomicU32::new(0);
+        let spec = WaitSpec::forever(0);
+        let r: Result<()> = block_on(Some(&w), &spec, || Ok(None), || Err(Error::Interrupted));
+        assert!(matches!(r, Err(Error::Interrupted)));
+    }
+
+    #[test]
+    fn sleeper_is_woken_by_wake_consumer() {
+        let w = Arc::new(AtomicU32::new(0));
+        let flag = Arc::new(AtomicU32::new(0));
+        let (w2, f2) = (w.clone(), flag.clone());
+        let t = std::thread::spawn(move || {
+            while w2.load(Ordering::SeqCst) != sleep::SLEEPING {
+                std::thread::yield_now();
+            }
+            f2.store(1, Ordering::SeqCst);
+            wake_consumer(&w2);
+        });
+        let start = Instant::now();
+        let spec = WaitSpec::forever(0);
+        block_on(Some(&w), &spec, || Ok((flag.load(Ordering::SeqCst) == 1).then_some(())), || Ok(()))
+            .unwrap();
+        t.join().unwrap();
+        // Woken by the futex, not by the 200 ms watchdog (generous bound for a noisy box).
+        assert!(start.elapsed() < Duration::from_millis(190), "{:?}", start.elapsed());
+    }
+}
