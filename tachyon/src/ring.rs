@@ -113,6 +113,8 @@ impl Producer {
             self.refresh_tail()?;
             let used = distance(self.cached_tail, self.head);
             if used + needed > cap as u64 {
+                // Commits the consumer cannot see yet would keep the ring full for ever.
+                self.flush();
                 return Err(Error::Full { needed: needed as usize, free: (cap as u64 - used) as usize });
             }
         }
@@ -173,10 +175,6 @@ impl Producer {
         wait::wake_consumer(self.arena.consumer_sleeping());
     }
 
-    /// Bytes the consumer has not yet released, as last seen.
-    pub fn used(&self) -> usize {
-        distance(self.cached_tail, self.head) as usize
-    }
 }
 
 /// A message found by the consumer: where it is and what its validated header says.

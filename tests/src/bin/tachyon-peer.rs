@@ -1,0 +1,159 @@
+//! `tachyon-peer`: the other process in cross-process and cross-language tests.
+//!
+//! ```text
+//! tachyon-peer produce  --path P (--listen CAP | --connect) [--count N] [--seed S] [--max-size B] [--batch K]
+//! tachyon-peer consume  --path P (--listen CAP | --connect) [--count N] [--seed S] [--max-size B] [--timeout-ms T]
+//! tachyon-peer connect-only --path P
+//! ```
+//! Streams use the deterministic payloads of `tachyon_tests` (CRC-32 in `type_id`).
+//! Success prints `ok <n> messages`; failure prints `error: <Kind>: <message>` on stderr
+//! and exits 1.
+
+use std::time::{Duration, Instant};
+
+use tachyon::{Bus, Error, Wait};
+use tachyon_tests::{checksum, fill_payload, payload_size, verify};
+
+struct Args {
+    role: String,
+    path: String,
+    listen: Option<usize>,
+    count: u64,
+    seed: u64,
+    max_size: usize,
+    timeout: Duration,
+    batch: u64,
+}
+
+fn parse() -> Result<Args, String> {
+    let mut it = std::env::args().skip(1);
+    let role = it.next().ok_or("missing role")?;
+    let mut a = Args {
+        role,
+        path: String::new(),
+        listen: None,
+        count: 1000,
+        seed: 1,
+        max_size: 4096,
+        timeout: Duration::from_secs(10),
+        batch: 1,
+    };
+    while let Some(flag) = it.next() {
+        let mut val = || it.next().ok_or(format!("{flag} needs a value"));
+        let num = |v: String| v.parse::<u64>().map_err(|e| format!("{flag}: {e}"));
+        match flag.as_str() {
+            "--path" => a.path = val()?,
+            "--listen" => a.listen = Some(num(val()?)? as usize),
+            "--connect" => a.listen = None,
+            "--count" => a.count = num(val()?)?,
+            "--seed" => a.seed = num(val()?)?,
+            "--max-size" => a.max_size = num(val()?)? as usize,
+            "--timeout-ms" => a.timeout = Duration::from_millis(num(val()?)?),
+            "--batch" => a.batch = num(val()?)?.max(1),
+            other => return Err(format!("unknown flag {other}")),
+        }
+    }
+    if a.path.is_empty() {
+        return Err("--path is required".into());
+    }
+    Ok(a)
+}
+
+fn kind(e: &Error) -> &'static str {
+    match e {
+        Error::Full { .. } => "Full",
+        Error::MessageTooLarge { .. } => "MessageTooLarge",
+        Error::InvalidSize { .. } => "InvalidSize",
+        Error::AbiMismatch(_) => "AbiMismatch",
+        Error::PeerDead(_) => "PeerDead",
+        Error::Corrupted(_) => "Corrupted",
+        Error::Timeout(_) => "Timeout",
+        Error::Interrupted => "Interrupted",
+        Error::InvalidCapacity(_) => "InvalidCapacity",
+        Error::InvalidPath { .. } => "InvalidPath",
+        Error::Busy(_) => "Busy",
+        Error::InvalidNumaNode(_) => "InvalidNumaNode",
+        Error::Io { .. } => "Io",
+        _ => "Other",
+    }
+}
+
+/// Connects, retrying while nobody listens yet (retrying is the caller's job).
+fn connect(path: &str, timeout: Duration) -> tachyon::Result<Bus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match Bus::connect(path) {
+            Err(Error::Io { .. }) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+            other => return other,
+        }
+    }
+}
+
+fn open(a: &Args) -> tachyon::Result<Bus> {
+    match a.listen {
+        Some(cap) => Bus::listen_timeout(&a.path, cap, a.timeout),
+        None => connect(&a.path, a.timeout),
+    }
+}
+
+fn produce(a: &Args) -> tachyon::Result<u64> {
+    let bus = open(a)?;
+    for i in 0..a.count {
+        let n = payload_size(a.seed, i, a.max_size);
+        let mut tx = bus.acquire_tx_with(n, Wait::new().timeout(a.timeout))?;
+        let buf = &mut tx.bytes_mut()[..n];
+        fill_payload(i, buf);
+        let sum = checksum(buf);
+        if (i + 1) % a.batch == 0 {
+            tx.commit(n, sum)?;
+        } else {
+            tx.commit_unflushed(n, sum)?;
+        }
+    }
+    bus.flush();
+    // Stay until the consumer has drained the ring, or is gone.
+    let deadline = Instant::now() + a.timeout;
+    while Instant::now() < deadline && bus.check_peer().is_ok() && bus.has_peer_link() {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    Ok(a.count)
+}
+
+fn consume(a: &Args) -> Result<u64, String> {
+    let bus = open(a).map_err(|e| format!("{}: {e}", kind(&e)))?;
+    let mut scratch = Vec::new();
+    let mut i = 0;
+    while i < a.count {
+        let batch = bus
+            .drain_batch_with(256, Wait::new().timeout(a.timeout))
+            .map_err(|e| format!("{}: {e} (after {i} messages)", kind(&e)))?;
+        for m in &batch {
+            verify(a.seed, i, a.max_size, m.data(), m.type_id(), &mut scratch).map_err(|e| format!("Verify: {e}"))?;
+            i += 1;
+        }
+    }
+    Ok(i)
+}
+
+fn main() {
+    let a = match parse() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("usage error: {e}");
+            std::process::exit(2);
+        }
+    };
+    let result = match a.role.as_str() {
+        "produce" => produce(&a).map_err(|e| format!("{}: {e}", kind(&e))),
+        "consume" => consume(&a),
+        "connect-only" => connect(&a.path, a.timeout).map(|_| 0).map_err(|e| format!("{}: {e}", kind(&e))),
+        other => Err(format!("Usage: unknown role {other}")),
+    };
+    match result {
+        Ok(n) => println!("ok {n} messages"),
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! Shared pieces of the cross-process tests: deterministic payloads and peer spawning.
+//!
+//! The payload scheme is simple enough for Python to reproduce quickly
+//! (`tests/interop/payloads.py`), so any pair of peers can check each other's stream.
+#![allow(clippy::missing_panics_doc)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+/// Splitmix64: a tiny, well-mixed PRNG step.
+pub fn splitmix64(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+/// Payload size of message `i` of a stream: uniform in `0..=max`.
+pub fn payload_size(seed: u64, i: u64, max: usize) -> usize {
+    (splitmix64(seed ^ i) % (max as u64 + 1)) as usize
+}
+
+/// Fills `out` with the content of message `i`: byte `j` is `(i + 31 j) mod 251`.
+pub fn fill_payload(i: u64, out: &mut [u8]) {
+    let mut v = (i % 251) as u32;
+    for b in out {
+        *b = v as u8;
+        v += 31;
+        if v >= 251 {
+            v -= 251;
+        }
+    }
+}
+
+/// The checksum carried in `type_id`: CRC-32 (IEEE) of the payload.
+pub fn checksum(payload: &[u8]) -> u32 {
+    crc32fast::hash(payload)
+}
+
+/// Verifies message `i` of a stream. Returns a description of the first difference.
+pub fn verify(seed: u64, i: u64, max: usize, payload: &[u8], type_id: u32, scratch: &mut Vec<u8>) -> Result<(), String> {
+    let want = payload_size(seed, i, max);
+    if payload.len() != want {
+        return Err(format!("message {i}: size {} but expected {want}", payload.len()));
+    }
+    if checksum(payload) != type_id {
+        return Err(format!("message {i}: checksum mismatch"));
+    }
+    scratch.resize(want, 0);
+    fill_payload(i, scratch);
+    if payload != &scratch[..] {
+        return Err(format!("message {i}: content differs (lost or reordered message)"));
+    }
+    Ok(())
+}
+
+/// Path of the `tachyon-peer` binary: `$TACHYON_PEER`, or the one cargo built next to
+/// the running test (`target/<profile>/deps/<test>` -> `target/<profile>/tachyon-peer`).
+pub fn peer_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("TACHYON_PEER") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    let profile_dir = exe.parent().and_then(|d| d.parent()).expect("target/<profile>");
+    profile_dir.join("tachyon-peer")
+}
+
+/// A unique socket path under the temp dir.
+pub fn socket_path(name: &str) -> String {
+    let dir = std::env::temp_dir();
+    format!("{}/tachyon-{}-{name}.sock", dir.display(), std::process::id())
+}
+
+/// Spawns `tachyon-peer` with `args`, stdout piped, stderr inherited.
+pub fn spawn_peer(args: &[&str]) -> Child {
+    Command::new(peer_bin())
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn tachyon-peer")
+}
+
+/// Kills a child on drop, so a failing test leaves no process behind.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
