@@ -57,7 +57,9 @@ impl Arena {
     /// >= 64, mapping >= 768 + capacity.
     pub fn attach(fd: OwnedFd, shm_size: usize) -> Result<Self> {
         if shm_size < ARENA_HEADER_SIZE {
-            return Err(Error::AbiMismatch(format!("shm_size {shm_size} is below the 768-byte header")));
+            return Err(Error::AbiMismatch(format!(
+                "shm_size {shm_size} is below the 768-byte header"
+            )));
         }
         let shm = SharedMemory::attach(fd, shm_size)?;
         let mut arena = Self { base: shm.as_ptr(), shm, capacity: 0 };
@@ -66,10 +68,16 @@ impl Arena {
         let align = arena.u32_at(arena_off::MSG_ALIGNMENT).load(Ordering::Acquire);
         let capacity = arena.u32_at(arena_off::CAPACITY).load(Ordering::Acquire) as usize;
         if magic != layout::MAGIC {
-            return Err(Error::AbiMismatch(format!("arena magic {magic:#x}, expected {:#x}", layout::MAGIC)));
+            return Err(Error::AbiMismatch(format!(
+                "arena magic {magic:#x}, expected {:#x}",
+                layout::MAGIC
+            )));
         }
         if version != layout::VERSION {
-            return Err(Error::AbiMismatch(format!("arena version {version:#x}, expected {:#x}", layout::VERSION)));
+            return Err(Error::AbiMismatch(format!(
+                "arena version {version:#x}, expected {:#x}",
+                layout::VERSION
+            )));
         }
         if align != layout::MSG_ALIGNMENT {
             return Err(Error::AbiMismatch(format!("arena alignment {align}, expected 64")));
@@ -153,7 +161,7 @@ impl Arena {
         self.u32_at(arena_off::STATE).load(Ordering::Acquire)
     }
 
-    /// Moves the arena to the FatalError state.
+    /// Moves the arena to the `FatalError` state.
     pub fn set_fatal(&self) {
         self.u32_at(arena_off::STATE).store(state::FATAL_ERROR, Ordering::Release);
     }
@@ -171,13 +179,14 @@ impl Arena {
     /// Reads the message header at ring offset `phys` (a multiple of 64).
     #[inline]
     pub fn read_msg_header(&self, phys: usize) -> MsgHeader {
-        // SAFETY (all four): `msg_word` returns an aligned pointer inside the mapping, valid
-        // while `self` lives. The peer may write it concurrently, hence atomic loads.
+        // SAFETY: (all four loads) `msg_word` returns an aligned pointer inside the mapping,
+        // valid while `self` lives. The peer may write it concurrently, hence atomic loads.
         // Relaxed suffices: the acquire load of `head` that made this slot visible orders
         // these reads after the producer's writes.
         unsafe {
             MsgHeader {
-                size: AtomicU32::from_ptr(self.msg_word(phys, msg_off::SIZE)).load(Ordering::Relaxed),
+                size: AtomicU32::from_ptr(self.msg_word(phys, msg_off::SIZE))
+                    .load(Ordering::Relaxed),
                 type_id: AtomicU32::from_ptr(self.msg_word(phys, msg_off::TYPE_ID))
                     .load(Ordering::Relaxed),
                 reserved_size: AtomicU32::from_ptr(self.msg_word(phys, msg_off::RESERVED_SIZE))
@@ -191,12 +200,20 @@ impl Arena {
     /// Writes a message header at `phys`. `correlation_id` is written only for RPC, as
     /// upstream does (a plain SPSC commit writes bytes 0..12).
     #[inline]
-    pub fn write_msg_header(&self, phys: usize, size: u32, type_id: u32, reserved: u32, cid: Option<u64>) {
-        // SAFETY (all): aligned words inside the mapping (see `msg_word`). Relaxed stores:
+    pub fn write_msg_header(
+        &self,
+        phys: usize,
+        size: u32,
+        type_id: u32,
+        reserved: u32,
+        cid: Option<u64>,
+    ) {
+        // SAFETY: (all stores) aligned words inside the mapping (see `msg_word`). Relaxed stores:
         // the release store of `head` that publishes this slot orders them.
         unsafe {
             AtomicU32::from_ptr(self.msg_word(phys, msg_off::SIZE)).store(size, Ordering::Relaxed);
-            AtomicU32::from_ptr(self.msg_word(phys, msg_off::TYPE_ID)).store(type_id, Ordering::Relaxed);
+            AtomicU32::from_ptr(self.msg_word(phys, msg_off::TYPE_ID))
+                .store(type_id, Ordering::Relaxed);
             AtomicU32::from_ptr(self.msg_word(phys, msg_off::RESERVED_SIZE))
                 .store(reserved, Ordering::Relaxed);
             if let Some(cid) = cid {
@@ -274,6 +291,9 @@ mod tests {
         let a = Arena::create(1024).unwrap();
         a.write_msg_header(128, 5, 0x0001_0002, 128, Some(77));
         let h = a.read_msg_header(128);
-        assert_eq!(h, MsgHeader { size: 5, type_id: 0x0001_0002, reserved_size: 128, correlation_id: 77 });
+        assert_eq!(
+            h,
+            MsgHeader { size: 5, type_id: 0x0001_0002, reserved_size: 128, correlation_id: 77 }
+        );
     }
 }

@@ -124,7 +124,9 @@ impl Handshake {
     /// # Errors
     /// [`Error::AbiMismatch`] naming the first field that differs.
     pub fn decode(bytes: &[u8; HANDSHAKE_SIZE]) -> Result<Self> {
-        let w = |i: usize| u32::from_ne_bytes(bytes[i * 4..i * 4 + 4].try_into().expect("4 bytes"));
+        let w = |i: usize| {
+            u32::from_ne_bytes([bytes[i * 4], bytes[i * 4 + 1], bytes[i * 4 + 2], bytes[i * 4 + 3]])
+        };
         let mismatch = |what: &str, got: u32, want: u32| {
             Err(Error::AbiMismatch(format!("handshake {what} is {got:#x}, expected {want:#x}")))
         };
@@ -142,7 +144,13 @@ impl Handshake {
             FLAG_RPC => BusKind::Rpc,
             f => return mismatch("flags", f, 0),
         };
-        Ok(Self { capacity_fwd: w(2), shm_size_fwd: w(3), capacity_rev: w(4), shm_size_rev: w(5), kind })
+        Ok(Self {
+            capacity_fwd: w(2),
+            shm_size_fwd: w(3),
+            capacity_rev: w(4),
+            shm_size_rev: w(5),
+            kind,
+        })
     }
 
     /// Number of fds that travel with this handshake.
@@ -179,7 +187,8 @@ impl PeerLink {
     pub fn check(&self) -> Result<()> {
         let Some(sock) = &self.sock else { return Ok(()) };
         let mut fds = [PollFd::new(sock, PollFlags::IN)];
-        match rustix::event::poll(&mut fds, Some(&rustix::time::Timespec { tv_sec: 0, tv_nsec: 0 })) {
+        match rustix::event::poll(&mut fds, Some(&rustix::time::Timespec { tv_sec: 0, tv_nsec: 0 }))
+        {
             Ok(0) | Err(Errno::INTR) => Ok(()),
             Ok(_) => {
                 let ev = fds[0].revents();
@@ -200,6 +209,9 @@ impl PeerLink {
 }
 
 /// Checks a socket path and builds its address.
+///
+/// # Errors
+/// [`Error::InvalidPath`] for an empty path, one of 108 bytes or more, or one with a NUL.
 pub fn socket_addr(path: &str) -> Result<SocketAddrUnix> {
     let invalid = |reason| Error::InvalidPath { path: path.to_owned(), reason };
     if path.is_empty() {
@@ -237,7 +249,12 @@ pub struct ListenSpec<'a> {
 /// # Errors
 /// [`Error::InvalidPath`], [`Error::Timeout`], [`Error::AbiMismatch`] (our connector
 /// rejected the handshake), or [`Error::Io`].
-pub fn listen(path: &str, hs: &Handshake, fds: &[BorrowedFd<'_>], spec: ListenSpec<'_>) -> Result<PeerLink> {
+pub fn listen(
+    path: &str,
+    hs: &Handshake,
+    fds: &[BorrowedFd<'_>],
+    spec: ListenSpec<'_>,
+) -> Result<PeerLink> {
     let addr = socket_addr(path)?;
     match std::fs::remove_file(path) {
         Ok(()) => {}
@@ -252,11 +269,11 @@ pub fn listen(path: &str, hs: &Handshake, fds: &[BorrowedFd<'_>], spec: ListenSp
     )
     .map_err(|e| Error::io("create listening socket", e))?;
     rustix::net::bind(&listener, &addr).map_err(|e| Error::io("bind socket path", e))?;
-    let _cleanup = SocketFile(path);
+    let socket_file = SocketFile(path);
     rustix::net::listen(&listener, 1).map_err(|e| Error::io("listen on socket", e))?;
     let conn = accept_with(&listener, spec)?;
     drop(listener);
-    drop(_cleanup);
+    drop(socket_file);
     send_handshake(&conn, hs, fds)?;
     negotiate_as_listener(conn)
 }
@@ -297,7 +314,8 @@ fn send_handshake(conn: &OwnedFd, hs: &Handshake, fds: &[BorrowedFd<'_>]) -> Res
         return Err(Error::io("attach fds", std::io::Error::other("control buffer too small")));
     }
     loop {
-        match rustix::net::sendmsg(conn, &[IoSlice::new(&bytes)], &mut control, SendFlags::NOSIGNAL) {
+        match rustix::net::sendmsg(conn, &[IoSlice::new(&bytes)], &mut control, SendFlags::NOSIGNAL)
+        {
             Ok(n) if n == bytes.len() => return Ok(()),
             Ok(_) => return Err(Error::io("send handshake", std::io::Error::other("short write"))),
             Err(Errno::INTR) => {}
@@ -320,9 +338,9 @@ fn negotiate_as_listener(conn: OwnedFd) -> Result<PeerLink> {
     }
     match read_frame(&conn, EXT_ANSWER_TIMEOUT)? {
         Some(EXT_ACCEPTED) => Ok(PeerLink { sock: Some(conn) }),
-        Some(EXT_REJECTED) => {
-            Err(Error::AbiMismatch("the connector rejected the handshake (other bus kind)".to_owned()))
-        }
+        Some(EXT_REJECTED) => Err(Error::AbiMismatch(
+            "the connector rejected the handshake (other bus kind)".to_owned(),
+        )),
         _ => Ok(PeerLink::none()),
     }
 }
@@ -338,7 +356,8 @@ fn read_frame(sock: &OwnedFd, timeout: Duration) -> Result<Option<u32>> {
             return Ok(None);
         }
         let mut fds = [PollFd::new(sock, PollFlags::IN)];
-        let ts = rustix::time::Timespec::try_from(left).unwrap_or(rustix::time::Timespec { tv_sec: 5, tv_nsec: 0 });
+        let ts = rustix::time::Timespec::try_from(left)
+            .unwrap_or(rustix::time::Timespec { tv_sec: 5, tv_nsec: 0 });
         match rustix::event::poll(&mut fds, Some(&ts)) {
             Ok(0) | Err(Errno::INTR) => continue,
             Ok(_) => {}
@@ -393,10 +412,17 @@ pub fn connect(path: &str, want: BusKind) -> Result<Connection> {
     let (bytes, fds) = recv_handshake(&sock)?;
     let checked = Handshake::decode(&bytes).and_then(|hs| {
         if hs.kind != want {
-            return Err(Error::AbiMismatch(format!("listener offers a {:?} bus, expected {want:?}", hs.kind)));
+            return Err(Error::AbiMismatch(format!(
+                "listener offers a {:?} bus, expected {want:?}",
+                hs.kind
+            )));
         }
         if fds.len() != hs.fd_count() {
-            return Err(Error::AbiMismatch(format!("received {} fds, expected {}", fds.len(), hs.fd_count())));
+            return Err(Error::AbiMismatch(format!(
+                "received {} fds, expected {}",
+                fds.len(),
+                hs.fd_count()
+            )));
         }
         Ok(hs)
     });
@@ -404,7 +430,9 @@ pub fn connect(path: &str, want: BusKind) -> Result<Connection> {
     let ours = hello.is_some_and(|v| v >= EXT_VERSION);
     match checked {
         Ok(handshake) => {
-            let link = if ours && rustix::net::send(&sock, &ext_frame(EXT_ACCEPTED), SendFlags::NOSIGNAL).is_ok() {
+            let link = if ours
+                && rustix::net::send(&sock, &ext_frame(EXT_ACCEPTED), SendFlags::NOSIGNAL).is_ok()
+            {
                 PeerLink { sock: Some(sock) }
             } else {
                 PeerLink::none()

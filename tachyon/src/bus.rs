@@ -116,6 +116,7 @@ impl<'a> Wait<'a> {
 /// Blocks until `attempt` yields, treating a hang-up of `link` as a dead peer only once
 /// `attempt` has come back empty after it: messages sent before the peer died are still
 /// delivered. Shared by every blocking call of [`Bus`] and the RPC layer.
+#[inline]
 pub(crate) fn block_until<T>(
     word: Option<&std::sync::atomic::AtomicU32>,
     link: &PeerLink,
@@ -210,7 +211,8 @@ impl Bus {
         let timeout = wait.timeout;
         let mut check = || wait.check_interrupt();
         let spec = ListenSpec { timeout, interrupt: Some(&mut check) };
-        let link = bootstrap::listen(socket_path, &Handshake::spsc(capacity), &[arena.shm().fd()], spec)?;
+        let link =
+            bootstrap::listen(socket_path, &Handshake::spsc(capacity), &[arena.shm().fd()], spec)?;
         Ok(Self::from_arena(arena, link))
     }
 
@@ -223,7 +225,9 @@ impl Bus {
     pub fn connect(socket_path: &str) -> Result<Self> {
         let conn = bootstrap::connect(socket_path, BusKind::Spsc)?;
         let hs = conn.handshake;
-        let fd = conn.fds.into_iter().next().expect("fd count checked by connect");
+        let Some(fd) = conn.fds.into_iter().next() else {
+            return Err(Error::AbiMismatch("the listener sent no shared-memory fd".to_owned()));
+        };
         let arena = Arena::attach(fd, hs.shm_size_fwd as usize)?;
         if arena.capacity() != hs.capacity_fwd as usize {
             return Err(Error::AbiMismatch(format!(
@@ -235,10 +239,12 @@ impl Bus {
         Ok(Self::from_arena(arena, conn.link))
     }
 
+    #[inline]
     fn producer(&self) -> Result<RefMut<'_, Producer>> {
         self.tx.try_borrow_mut().map_err(|_| Error::Busy("TX"))
     }
 
+    #[inline]
     fn rx_state(&self) -> Result<RefMut<'_, RxState>> {
         self.rx.try_borrow_mut().map_err(|_| Error::Busy("RX"))
     }
@@ -248,6 +254,7 @@ impl Bus {
     ///
     /// # Errors
     /// [`Error::Full`], [`Error::MessageTooLarge`], [`Error::PeerDead`], [`Error::Busy`].
+    #[inline]
     pub fn send(&self, data: &[u8], type_id: u32) -> Result<()> {
         let mut tx = self.acquire_tx(data.len())?;
         tx.bytes_mut().copy_from_slice(data);
@@ -271,10 +278,11 @@ impl Bus {
     /// # Errors
     /// [`Error::Full`] (no waiting), [`Error::MessageTooLarge`], [`Error::PeerDead`],
     /// [`Error::Busy`] if another TX guard is open.
+    #[inline]
     pub fn acquire_tx(&self, max_size: usize) -> Result<TxGuard<'_>> {
         let mut producer = self.producer()?;
         let reservation = producer.acquire(max_size)?;
-        Ok(TxGuard { producer, reservation: Some(reservation) })
+        Ok(TxGuard { producer, reservation })
     }
 
     /// Like [`Bus::acquire_tx`], but waits for room as `wait` says.
@@ -284,15 +292,17 @@ impl Bus {
     /// of `Full`.
     pub fn acquire_tx_with(&self, max_size: usize, wait: Wait<'_>) -> Result<TxGuard<'_>> {
         let mut producer = self.producer()?;
-        let reservation = block_until(None, &self.link, wait, || match producer.acquire(max_size) {
-            Ok(r) => Ok(Some(r)),
-            Err(Error::Full { .. }) => Ok(None),
-            Err(e) => Err(e),
-        })?;
-        Ok(TxGuard { producer, reservation: Some(reservation) })
+        let reservation =
+            block_until(None, &self.link, wait, || match producer.acquire(max_size) {
+                Ok(r) => Ok(Some(r)),
+                Err(Error::Full { .. }) => Ok(None),
+                Err(e) => Err(e),
+            })?;
+        Ok(TxGuard { producer, reservation })
     }
 
     /// Publishes every message committed with [`TxGuard::commit_unflushed`].
+    #[inline]
     pub fn flush(&self) {
         if let Ok(mut p) = self.tx.try_borrow_mut() {
             p.flush();
@@ -306,6 +316,7 @@ impl Bus {
     ///
     /// # Errors
     /// [`Error::PeerDead`], [`Error::Corrupted`], [`Error::Busy`].
+    #[inline]
     pub fn acquire_rx(&self, spin_threshold: u32) -> Result<RxGuard<'_>> {
         self.acquire_rx_with(Wait::new().spin(spin_threshold))
     }
@@ -322,6 +333,7 @@ impl Bus {
     ///
     /// # Errors
     /// As [`Bus::recv_timeout`], plus [`Error::Interrupted`].
+    #[inline]
     pub fn acquire_rx_with(&self, wait: Wait<'_>) -> Result<RxGuard<'_>> {
         let mut rx = self.rx_state()?;
         let slot = block_until(Some(self.arena.consumer_sleeping()), &self.link, wait, || {
@@ -335,6 +347,7 @@ impl Bus {
     ///
     /// # Errors
     /// [`Error::PeerDead`], [`Error::Corrupted`], [`Error::Busy`].
+    #[inline]
     pub fn try_recv(&self) -> Result<Option<RxGuard<'_>>> {
         let mut rx = self.rx_state()?;
         let at = rx.consumer.position();
@@ -346,6 +359,7 @@ impl Bus {
     ///
     /// # Errors
     /// As [`Bus::acquire_rx`].
+    #[inline]
     pub fn drain_batch(&self, max_msgs: usize, spin_threshold: u32) -> Result<RxBatch<'_>> {
         self.drain_batch_with(max_msgs, Wait::new().spin(spin_threshold))
     }
@@ -354,6 +368,7 @@ impl Bus {
     ///
     /// # Errors
     /// As [`Bus::acquire_rx_with`].
+    #[inline]
     pub fn drain_batch_with(&self, max_msgs: usize, wait: Wait<'_>) -> Result<RxBatch<'_>> {
         let mut rx = self.rx_state()?;
         let max_msgs = max_msgs.max(1);
@@ -386,7 +401,12 @@ impl Bus {
         if enabled {
             word.store(sleep::POLLING, Ordering::SeqCst);
         } else {
-            let _ = word.compare_exchange(sleep::POLLING, sleep::AWAKE, Ordering::SeqCst, Ordering::Relaxed);
+            let _ = word.compare_exchange(
+                sleep::POLLING,
+                sleep::AWAKE,
+                Ordering::SeqCst,
+                Ordering::Relaxed,
+            );
         }
     }
 
@@ -423,17 +443,12 @@ impl Bus {
     ///
     /// # Errors
     /// [`Error::PeerDead`] if the peer's process or bus is gone, or the arena is in
-    /// FatalError.
+    /// `FatalError`.
     pub fn check_peer(&self) -> Result<()> {
         if self.arena.state() == state::FATAL_ERROR {
             return Err(Error::PeerDead("the shared ring is in the FatalError state"));
         }
         self.link.check()
-    }
-
-    #[cfg(test)]
-    pub(crate) fn arena_for_tests(&self) -> &Arena {
-        &self.arena
     }
 }
 
@@ -441,18 +456,14 @@ impl Bus {
 #[derive(Debug)]
 pub struct TxGuard<'bus> {
     producer: RefMut<'bus, Producer>,
-    reservation: Option<Reservation>,
+    reservation: Reservation,
 }
 
-impl TxGuard<'_> {
-    fn reservation(&self) -> &Reservation {
-        self.reservation.as_ref().expect("a TxGuard holds its reservation until consumed")
-    }
-
+impl<'bus> TxGuard<'bus> {
     /// The writable slot: `max_size` bytes in shared memory.
+    #[inline]
     pub fn bytes_mut(&mut self) -> &mut [u8] {
-        let r = self.reservation.as_ref().expect("a TxGuard holds its reservation until consumed");
-        self.producer.payload_mut(r)
+        self.producer.payload_mut(&self.reservation)
     }
 
     /// Copies `data` to the start of the slot.
@@ -461,23 +472,27 @@ impl TxGuard<'_> {
     /// [`Error::InvalidSize`] if `data` is longer than the slot.
     pub fn write(&mut self, data: &[u8]) -> Result<()> {
         let max = self.max_size();
-        let dst = self.bytes_mut().get_mut(..data.len()).ok_or(Error::InvalidSize { size: data.len(), max })?;
+        let dst = self
+            .bytes_mut()
+            .get_mut(..data.len())
+            .ok_or(Error::InvalidSize { size: data.len(), max })?;
         dst.copy_from_slice(data);
         Ok(())
     }
 
     /// The most payload bytes this slot can take.
     pub fn max_size(&self) -> usize {
-        self.reservation().max()
+        self.reservation.max()
     }
 
     /// Commits `actual_size` bytes with `type_id` and publishes at once.
     ///
     /// # Errors
     /// [`Error::InvalidSize`] if `actual_size > max_size` (the slot is rolled back).
-    pub fn commit(mut self, actual_size: usize, type_id: u32) -> Result<()> {
-        self.commit_inner(actual_size, type_id, None)?;
-        self.producer.flush();
+    #[inline]
+    pub fn commit(self, actual_size: usize, type_id: u32) -> Result<()> {
+        let mut producer = self.commit_inner(actual_size, type_id, None)?;
+        producer.flush();
         Ok(())
     }
 
@@ -486,23 +501,27 @@ impl TxGuard<'_> {
     ///
     /// # Errors
     /// As [`TxGuard::commit`].
-    pub fn commit_unflushed(mut self, actual_size: usize, type_id: u32) -> Result<()> {
-        self.commit_inner(actual_size, type_id, None)
+    #[inline]
+    pub fn commit_unflushed(self, actual_size: usize, type_id: u32) -> Result<()> {
+        self.commit_inner(actual_size, type_id, None).map(drop)
     }
 
-    pub(crate) fn commit_inner(&mut self, actual_size: usize, type_id: u32, cid: Option<u64>) -> Result<()> {
-        let r = self.reservation.take().expect("a TxGuard holds its reservation until consumed");
-        self.producer.commit(r, actual_size, type_id, cid)
+    /// Commits with an optional RPC correlation id, returning the producer for a flush.
+    #[inline]
+    pub(crate) fn commit_inner(
+        self,
+        actual_size: usize,
+        type_id: u32,
+        cid: Option<u64>,
+    ) -> Result<RefMut<'bus, Producer>> {
+        let TxGuard { mut producer, reservation } = self;
+        producer.commit(reservation, actual_size, type_id, cid)?;
+        Ok(producer)
     }
 
-    pub(crate) fn flush(&mut self) {
-        self.producer.flush();
-    }
-
-    /// Abandons the slot. Nothing was published, so nothing changes.
-    pub fn rollback(mut self) {
-        self.reservation = None;
-    }
+    /// Abandons the slot. Nothing was published, so nothing changes (dropping the guard
+    /// does the same).
+    pub fn rollback(self) {}
 }
 
 /// A received message, read in place. Dropping the guard (or [`RxGuard::commit`])
@@ -515,16 +534,19 @@ pub struct RxGuard<'bus> {
 
 impl RxGuard<'_> {
     /// The payload, borrowed from shared memory.
+    #[inline]
     pub fn data(&self) -> &[u8] {
         self.rx.consumer.payload(&self.slot)
     }
 
     /// `route << 16 | msg_type` of the message.
+    #[inline]
     pub fn type_id(&self) -> u32 {
         self.slot.type_id
     }
 
     /// Payload length in bytes.
+    #[inline]
     pub fn len(&self) -> usize {
         self.slot.size
     }
@@ -532,10 +554,6 @@ impl RxGuard<'_> {
     /// Whether the payload is empty (zero-length messages are legal).
     pub fn is_empty(&self) -> bool {
         self.slot.size == 0
-    }
-
-    pub(crate) fn correlation_id(&self) -> u64 {
-        self.slot.correlation_id
     }
 
     /// Releases the slot now (dropping the guard does the same).
@@ -548,6 +566,7 @@ impl RxGuard<'_> {
 }
 
 impl Drop for RxGuard<'_> {
+    #[inline]
     fn drop(&mut self) {
         self.rx.consumer.advance(self.slot.end, 1);
     }
@@ -568,16 +587,19 @@ pub struct RxMsg<'batch> {
 
 impl<'batch> RxMsg<'batch> {
     /// The payload, borrowed from shared memory until the batch is released.
+    #[inline]
     pub fn data(&self) -> &'batch [u8] {
         self.data
     }
 
     /// `route << 16 | msg_type`.
+    #[inline]
     pub fn type_id(&self) -> u32 {
         self.type_id
     }
 
     /// Payload length.
+    #[inline]
     pub fn len(&self) -> usize {
         self.data.len()
     }
@@ -590,6 +612,7 @@ impl<'batch> RxMsg<'batch> {
 
 impl RxBatch<'_> {
     /// Number of messages.
+    #[inline]
     pub fn len(&self) -> usize {
         self.rx.batch.len()
     }
@@ -620,6 +643,7 @@ impl RxBatch<'_> {
 }
 
 impl Drop for RxBatch<'_> {
+    #[inline]
     fn drop(&mut self) {
         let RxState { consumer, batch } = &mut *self.rx;
         if let Some(last) = batch.last() {
@@ -648,6 +672,7 @@ pub struct RxBatchIter<'a> {
 impl<'a> Iterator for RxBatchIter<'a> {
     type Item = RxMsg<'a>;
 
+    #[inline]
     fn next(&mut self) -> Option<RxMsg<'a>> {
         let s = self.slots.next()?;
         Some(RxMsg { data: self.consumer.payload(s), type_id: s.type_id })

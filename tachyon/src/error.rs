@@ -41,14 +41,16 @@ pub enum Error {
     #[error("abi mismatch: {0}; both sides must use Tachyon ABI v0x04 and the same bus kind (SPSC or RPC)")]
     AbiMismatch(String),
 
-    /// The peer is gone: the arena is in the FatalError state, or the peer process
+    /// The peer is gone: the arena is in the `FatalError` state, or the peer process
     /// exited or closed its end. Messages already in the ring were delivered first.
     #[error("peer is dead: {0}; reconnect to a new peer")]
     PeerDead(&'static str),
 
     /// The peer wrote a header or index that breaks the ABI. The arena is now in the
-    /// FatalError state and the bus is unusable.
-    #[error("peer corrupted the shared ring ({0}); the bus is now in the FatalError state, reconnect")]
+    /// `FatalError` state and the bus is unusable.
+    #[error(
+        "peer corrupted the shared ring ({0}); the bus is now in the FatalError state, reconnect"
+    )]
     Corrupted(&'static str),
 
     /// The deadline passed before the operation could complete.

@@ -22,7 +22,7 @@
 //! ```
 //!
 //! Every value read from shared memory is treated as untrusted: a peer that writes
-//! garbage moves the bus to the FatalError state and gets a typed [`Error`], never a
+//! garbage moves the bus to the `FatalError` state and gets a typed [`Error`], never a
 //! panic or an out-of-bounds access.
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks, clippy::print_stdout)]
@@ -41,6 +41,11 @@ pub use bus::{Bus, BusState, RxBatch, RxBatchIter, RxGuard, RxMsg, TxGuard, Wait
 pub use error::{Error, Result};
 pub use type_id::{make_type_id, msg_type, route_id};
 pub use wait::WATCHDOG;
+
+/// The README's examples, compiled as doctests so they cannot rot.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
 
 #[doc(hidden)]
 pub mod __fuzz {

@@ -9,7 +9,7 @@
 //! than 32 messages.
 //!
 //! Everything read from the arena is untrusted. A bad index or header moves the arena to
-//! FatalError and returns [`Error::Corrupted`]; nothing here panics on peer input or
+//! `FatalError` and returns [`Error::Corrupted`]; nothing here panics on peer input or
 //! touches memory outside the mapping.
 
 use std::sync::atomic::Ordering;
@@ -33,7 +33,7 @@ fn phys(counter: u64, capacity: usize) -> usize {
     (counter & (capacity as u64 - 1)) as usize
 }
 
-/// Fails with `PeerDead` if the arena is in the FatalError state.
+/// Fails with `PeerDead` if the arena is in the `FatalError` state.
 #[inline]
 fn check_alive(arena: &Arena) -> Result<()> {
     if arena.state() == state::FATAL_ERROR {
@@ -42,7 +42,7 @@ fn check_alive(arena: &Arena) -> Result<()> {
     Ok(())
 }
 
-/// Moves the arena to FatalError and returns the error to report.
+/// Moves the arena to `FatalError` and returns the error to report.
 #[cold]
 fn corrupted(arena: &Arena, what: &'static str) -> Error {
     arena.set_fatal();
@@ -91,13 +91,9 @@ impl Producer {
         Self { arena, head, cached_tail, unpublished: 0 }
     }
 
-    /// The arena this producer writes.
-    pub fn arena(&self) -> &Arena {
-        &self.arena
-    }
-
     /// Reserves a slot for up to `max` payload bytes. Fails with `Full` when there is no
     /// room now, `MessageTooLarge` when there never will be.
+    #[inline]
     pub fn acquire(&mut self, max: usize) -> Result<Reservation> {
         check_alive(&self.arena)?;
         let cap = self.arena.capacity();
@@ -115,7 +111,10 @@ impl Producer {
             if used + needed > cap as u64 {
                 // Commits the consumer cannot see yet would keep the ring full for ever.
                 self.flush();
-                return Err(Error::Full { needed: needed as usize, free: (cap as u64 - used) as usize });
+                return Err(Error::Full {
+                    needed: needed as usize,
+                    free: (cap as u64 - used) as usize,
+                });
             }
         }
         let phys = if skip > 0 { 0 } else { p };
@@ -123,6 +122,7 @@ impl Producer {
     }
 
     /// Re-reads the consumer's tail and checks it is plausible.
+    #[inline]
     fn refresh_tail(&mut self) -> Result<()> {
         // Acquire: pairs with the consumer's release store of tail, so the consumer's reads
         // of the slots it released happen before we overwrite them.
@@ -136,6 +136,7 @@ impl Producer {
     }
 
     /// The writable payload of a reservation.
+    #[inline]
     pub fn payload_mut(&mut self, r: &Reservation) -> &mut [u8] {
         // SAFETY: `r` came from `acquire` on this producer (reservations are not Clone and
         // only this module makes them), and `&mut self` means no other payload slice of
@@ -146,7 +147,15 @@ impl Producer {
 
     /// Commits a reservation with `size` payload bytes. Publishes `head` when 32 commits
     /// are pending (the caller flushes otherwise).
-    pub fn commit(&mut self, r: Reservation, size: usize, type_id: u32, cid: Option<u64>) -> Result<()> {
+    #[inline]
+    #[allow(clippy::needless_pass_by_value)] // consumes the reservation so it cannot be reused
+    pub fn commit(
+        &mut self,
+        r: Reservation,
+        size: usize,
+        type_id: u32,
+        cid: Option<u64>,
+    ) -> Result<()> {
         if size > r.max {
             return Err(Error::InvalidSize { size, max: r.max });
         }
@@ -174,7 +183,6 @@ impl Producer {
         self.unpublished = 0;
         wait::wake_consumer(self.arena.consumer_sleeping());
     }
-
 }
 
 /// A message found by the consumer: where it is and what its validated header says.
@@ -211,12 +219,8 @@ impl Consumer {
         Self { arena, cached_head: tail, tail, unpublished: 0 }
     }
 
-    /// The arena this consumer reads.
-    pub fn arena(&self) -> &Arena {
-        &self.arena
-    }
-
     /// The local tail: where the next [`Self::peek`] starts.
+    #[inline]
     pub fn position(&self) -> u64 {
         self.tail
     }
@@ -224,6 +228,7 @@ impl Consumer {
     /// Finds the message at counter `at` (the tail, or further on for batch reads) without
     /// consuming it. `Ok(None)` when nothing is published there yet; in that case the
     /// consumer also publishes its tail, so a waiting producer sees every released byte.
+    #[inline]
     pub fn peek(&mut self, at: u64) -> Result<Option<Slot>> {
         let cap = self.arena.capacity();
         let mut at = at;
@@ -231,6 +236,9 @@ impl Consumer {
             if at == self.cached_head {
                 self.refresh_head()?;
                 if at == self.cached_head {
+                    // Empty: the moment to notice a peer's FatalError, and to release
+                    // everything consumed so far.
+                    check_alive(&self.arena)?;
                     self.publish();
                     return Ok(None);
                 }
@@ -248,7 +256,10 @@ impl Consumer {
             }
             let reserved = h.reserved_size as usize;
             if reserved < MSG_HEADER_SIZE || reserved > cap || reserved % MSG_HEADER_SIZE != 0 {
-                return Err(corrupted(&self.arena, "message reserved_size is not a 64-byte multiple in 64..=capacity"));
+                return Err(corrupted(
+                    &self.arena,
+                    "message reserved_size is not a 64-byte multiple in 64..=capacity",
+                ));
             }
             if h.size as usize > reserved - MSG_HEADER_SIZE {
                 return Err(corrupted(&self.arena, "message size exceeds its reserved slot"));
@@ -270,24 +281,29 @@ impl Consumer {
     }
 
     /// Re-reads the producer's head and checks it is plausible.
+    #[inline]
     fn refresh_head(&mut self) -> Result<()> {
-        check_alive(&self.arena)?;
         // Acquire: pairs with the producer's release store, making the slots up to this
         // head (headers and payloads) visible.
         let head = self.arena.head().load(Ordering::Acquire);
         if distance(self.tail, head) > self.arena.capacity() as u64 {
-            return Err(corrupted(&self.arena, "producer head is behind the tail or more than a ring ahead"));
+            return Err(corrupted(
+                &self.arena,
+                "producer head is behind the tail or more than a ring ahead",
+            ));
         }
         self.cached_head = head;
         Ok(())
     }
 
     /// The payload of a slot returned by [`Self::peek`].
+    #[inline]
     pub fn payload(&self, slot: &Slot) -> &[u8] {
         self.arena.payload(slot.phys, slot.size)
     }
 
     /// Consumes everything up to `end` (a slot's `end`), counting `messages` commits.
+    #[inline]
     pub fn advance(&mut self, end: u64, messages: u32) {
         debug_assert!(distance(self.tail, end) <= distance(self.tail, self.cached_head));
         self.tail = end;
@@ -334,7 +350,7 @@ pub fn fuzz_consumer(data: &[u8]) {
     const CAP: usize = 4096;
     let word = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("8 bytes"));
     let (head, tail) = match data {
-        [h @ .., ] if h.len() >= 16 => (word(&data[0..8]), word(&data[8..16])),
+        h if h.len() >= 16 => (word(&data[0..8]), word(&data[8..16])),
         _ => return,
     };
     let arena = Arc::new(Arena::create(CAP).expect("memfd_create works in tests"));
@@ -356,7 +372,11 @@ pub fn fuzz_consumer(data: &[u8]) {
             }
             Ok(None) => return,
             Err(_) => {
-                assert_eq!(arena.state(), state::FATAL_ERROR, "an error must leave the arena fatal or dead");
+                assert_eq!(
+                    arena.state(),
+                    state::FATAL_ERROR,
+                    "an error must leave the arena fatal or dead"
+                );
                 return;
             }
         }

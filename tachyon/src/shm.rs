@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 #[derive(Debug)]
 pub struct SharedMemory {
     map: MmapMut,
+    base: NonNull<u8>,
     file: File,
 }
 
@@ -31,7 +32,8 @@ impl SharedMemory {
         let fd = rustix::fs::memfd_create(name, MemfdFlags::ALLOW_SEALING | MemfdFlags::CLOEXEC)
             .map_err(|e| Error::io("memfd_create", e))?;
         rustix::fs::ftruncate(&fd, len as u64).map_err(|e| Error::io("ftruncate memfd", e))?;
-        rustix::fs::fchmod(&fd, Mode::RUSR | Mode::WUSR).map_err(|e| Error::io("fchmod memfd", e))?;
+        rustix::fs::fchmod(&fd, Mode::RUSR | Mode::WUSR)
+            .map_err(|e| Error::io("fchmod memfd", e))?;
         rustix::fs::fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)
             .map_err(|e| Error::io("seal memfd", e))?;
         Self::map(fd, len)
@@ -52,7 +54,8 @@ impl SharedMemory {
                 "shared memory fd holds {file_len} bytes but the handshake announced {len}"
             )));
         }
-        let seals = rustix::fs::fcntl_get_seals(&fd).map_err(|e| Error::io("read memfd seals", e))?;
+        let seals =
+            rustix::fs::fcntl_get_seals(&fd).map_err(|e| Error::io("read memfd seals", e))?;
         if !seals.contains(SealFlags::SHRINK) {
             return Err(Error::AbiMismatch(
                 "shared memory fd is not sealed against shrinking".to_owned(),
@@ -68,15 +71,17 @@ impl SharedMemory {
         // may write the bytes concurrently; every access to the mapping goes through
         // `crate::arena`, which uses atomics for shared words and treats all of it as
         // untrusted.
-        let map = unsafe { MmapOptions::new().len(len).populate().map_mut(&file) }
+        let mut map = unsafe { MmapOptions::new().len(len).populate().map_mut(&file) }
             .map_err(|e| Error::io("mmap shared memory", e))?;
-        Ok(Self { map, file })
+        let base = NonNull::new(map.as_mut_ptr()).ok_or_else(|| {
+            Error::io("mmap shared memory", std::io::Error::other("null mapping"))
+        })?;
+        Ok(Self { map, base, file })
     }
 
     /// Base address of the mapping (page aligned).
     pub fn as_ptr(&self) -> NonNull<u8> {
-        // The mapping is never empty (`len >= 768`), so the pointer is not null.
-        NonNull::new(self.map.as_ptr().cast_mut()).expect("mmap never returns null")
+        self.base
     }
 
     /// Length of the mapping in bytes.

@@ -80,6 +80,7 @@ pub(crate) fn wake_consumer(word: &AtomicU32) {
 /// * `poll`: tries the operation; `Ok(None)` means "not yet".
 /// * `idle`: called after every sleep and every [`IDLE_CHECK_EVERY`] while spinning; an
 ///   error from it ends the wait (peer dead, interrupted).
+#[inline]
 pub(crate) fn block_on<T>(
     word: Option<&AtomicU32>,
     spec: &WaitSpec,
@@ -121,19 +122,27 @@ pub(crate) fn block_on<T>(
         fence(Ordering::SeqCst);
         let ready = poll();
         if !matches!(ready, Ok(None)) {
-            let _ = word.compare_exchange(sleep::SLEEPING, sleep::AWAKE, Ordering::SeqCst, Ordering::Relaxed);
+            let _ = word.compare_exchange(
+                sleep::SLEEPING,
+                sleep::AWAKE,
+                Ordering::SeqCst,
+                Ordering::Relaxed,
+            );
             if let Some(v) = ready? {
                 return Ok(v);
             }
         }
-        let ts = rustix::time::Timespec::try_from(spec.sleep_for(now)).unwrap_or(rustix::time::Timespec {
-            tv_sec: 0,
-            tv_nsec: 200_000_000,
-        });
+        let ts = rustix::time::Timespec::try_from(spec.sleep_for(now))
+            .unwrap_or(rustix::time::Timespec { tv_sec: 0, tv_nsec: 200_000_000 });
         // Any outcome is fine: woken, timed out, EAGAIN (word changed), EINTR. The loop
         // re-checks the ring, the deadline and the idle checks.
         let _ = futex::wait(word, futex::Flags::empty(), sleep::SLEEPING, Some(&ts));
-        let _ = word.compare_exchange(sleep::SLEEPING, sleep::AWAKE, Ordering::SeqCst, Ordering::Relaxed);
+        let _ = word.compare_exchange(
+            sleep::SLEEPING,
+            sleep::AWAKE,
+            Ordering::SeqCst,
+            Ordering::Relaxed,
+        );
         idle()?;
         next_idle = Instant::now() + IDLE_CHECK_EVERY;
     }
@@ -201,8 +210,13 @@ mod tests {
         });
         let start = Instant::now();
         let spec = WaitSpec::forever(0);
-        block_on(Some(&w), &spec, || Ok((flag.load(Ordering::SeqCst) == 1).then_some(())), || Ok(()))
-            .unwrap();
+        block_on(
+            Some(&w),
+            &spec,
+            || Ok((flag.load(Ordering::SeqCst) == 1).then_some(())),
+            || Ok(()),
+        )
+        .unwrap();
         t.join().unwrap();
         // Woken by the futex, not by the 200 ms watchdog (generous bound for a noisy box).
         assert!(start.elapsed() < Duration::from_millis(190), "{:?}", start.elapsed());

@@ -37,8 +37,18 @@ pub fn checksum(payload: &[u8]) -> u32 {
     crc32fast::hash(payload)
 }
 
-/// Verifies message `i` of a stream. Returns a description of the first difference.
-pub fn verify(seed: u64, i: u64, max: usize, payload: &[u8], type_id: u32, scratch: &mut Vec<u8>) -> Result<(), String> {
+/// Verifies message `i` of a stream.
+///
+/// # Errors
+/// A description of the first difference: size, checksum or content.
+pub fn verify(
+    seed: u64,
+    i: u64,
+    max: usize,
+    payload: &[u8],
+    type_id: u32,
+    scratch: &mut Vec<u8>,
+) -> Result<(), String> {
     let want = payload_size(seed, i, max);
     if payload.len() != want {
         return Err(format!("message {i}: size {} but expected {want}", payload.len()));

@@ -20,15 +20,26 @@ fn finish(mut child: KillOnDrop) -> String {
 fn million_random_size_messages_from_child_to_us_none_lost_or_reordered() {
     let path = socket_path("million-in");
     let child = KillOnDrop(spawn_peer(&[
-        "produce", "--path", &path, "--connect", "--count", &MILLION.to_string(), "--seed", "7", "--max-size", "4096",
-        "--batch", "16",
+        "produce",
+        "--path",
+        &path,
+        "--connect",
+        "--count",
+        &MILLION.to_string(),
+        "--seed",
+        "7",
+        "--max-size",
+        "4096",
+        "--batch",
+        "16",
     ]));
     let bus = Bus::listen_timeout(&path, 1 << 20, Duration::from_secs(20)).unwrap();
     assert!(bus.has_peer_link(), "two Tachyon peers negotiate a liveness link");
     let mut scratch = Vec::new();
     let mut i = 0;
     while i < MILLION {
-        let batch = bus.drain_batch_with(512, Wait::new().timeout(Duration::from_secs(20))).unwrap();
+        let batch =
+            bus.drain_batch_with(512, Wait::new().timeout(Duration::from_secs(20))).unwrap();
         for m in &batch {
             verify(7, i, 4096, m.data(), m.type_id(), &mut scratch).unwrap();
             i += 1;
@@ -43,14 +54,24 @@ fn million_random_size_messages_from_child_to_us_none_lost_or_reordered() {
 fn million_random_size_messages_from_us_to_child() {
     let path = socket_path("million-out");
     let child = KillOnDrop(spawn_peer(&[
-        "consume", "--path", &path, "--connect", "--count", &MILLION.to_string(), "--seed", "9", "--max-size", "4096",
+        "consume",
+        "--path",
+        &path,
+        "--connect",
+        "--count",
+        &MILLION.to_string(),
+        "--seed",
+        "9",
+        "--max-size",
+        "4096",
     ]));
     let bus = Bus::listen_timeout(&path, 1 << 18, Duration::from_secs(20)).unwrap();
     let mut buf = vec![0u8; 4096];
     for i in 0..MILLION {
         let n = tachyon_tests::payload_size(9, i, 4096);
         tachyon_tests::fill_payload(i, &mut buf[..n]);
-        bus.send_timeout(&buf[..n], tachyon_tests::checksum(&buf[..n]), Duration::from_secs(20)).unwrap();
+        bus.send_timeout(&buf[..n], tachyon_tests::checksum(&buf[..n]), Duration::from_secs(20))
+            .unwrap();
     }
     assert_eq!(finish(child).trim(), "ok 1000000 messages");
 }
@@ -59,7 +80,14 @@ fn million_random_size_messages_from_us_to_child() {
 fn producer_killed_mid_stream_gives_peer_dead_not_a_hang() {
     let path = socket_path("kill-producer");
     let mut child = KillOnDrop(spawn_peer(&[
-        "produce", "--path", &path, "--connect", "--count", "100000000", "--max-size", "256",
+        "produce",
+        "--path",
+        &path,
+        "--connect",
+        "--count",
+        "100000000",
+        "--max-size",
+        "256",
     ]));
     let bus = Bus::listen_timeout(&path, 1 << 16, Duration::from_secs(20)).unwrap();
     for _ in 0..10_000 {
@@ -77,17 +105,31 @@ fn producer_killed_mid_stream_gives_peer_dead_not_a_hang() {
         }
     };
     assert!(matches!(err, Error::PeerDead(_)), "{err}");
-    assert!(killed_at.elapsed() < Duration::from_secs(2), "noticed after {:?}", killed_at.elapsed());
+    assert!(
+        killed_at.elapsed() < Duration::from_secs(2),
+        "noticed after {:?}",
+        killed_at.elapsed()
+    );
     eprintln!("drained {drained} messages left in the ring, then: {err}");
 }
 
 #[test]
 fn consumer_killed_gives_the_blocked_producer_peer_dead() {
     let path = socket_path("kill-consumer");
-    let mut child = KillOnDrop(spawn_peer(&["consume", "--path", &path, "--connect", "--count", "10", "--max-size", "0"]));
+    let mut child = KillOnDrop(spawn_peer(&[
+        "consume",
+        "--path",
+        &path,
+        "--connect",
+        "--count",
+        "10",
+        "--max-size",
+        "0",
+    ]));
     let bus = Bus::listen_timeout(&path, 256, Duration::from_secs(20)).unwrap();
     for i in 0..10 {
-        bus.send_timeout(&[], tachyon_tests::checksum(&[]), Duration::from_secs(10)).unwrap_or_else(|e| panic!("{i}: {e}"));
+        bus.send_timeout(&[], tachyon_tests::checksum(&[]), Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("{i}: {e}"));
     }
     child.0.wait().unwrap();
     // The child exited after 10; fill the 4-slot ring, then a blocked send must fail fast.
@@ -104,7 +146,16 @@ fn consumer_killed_gives_the_blocked_producer_peer_dead() {
 #[test]
 fn zero_length_messages_cross_processes() {
     let path = socket_path("zero");
-    let child = KillOnDrop(spawn_peer(&["consume", "--path", &path, "--connect", "--count", "5000", "--max-size", "0"]));
+    let child = KillOnDrop(spawn_peer(&[
+        "consume",
+        "--path",
+        &path,
+        "--connect",
+        "--count",
+        "5000",
+        "--max-size",
+        "0",
+    ]));
     let bus = Bus::listen_timeout(&path, 4096, Duration::from_secs(20)).unwrap();
     for _ in 0..5000 {
         bus.send_timeout(&[], tachyon_tests::checksum(&[]), Duration::from_secs(10)).unwrap();
@@ -156,7 +207,8 @@ fn rpc_listener_and_spsc_connector_reject_each_other_cleanly() {
     let fwd = tachyon::shm::SharedMemory::create("t", 768 + 4096).unwrap();
     let rev = tachyon::shm::SharedMemory::create("t", 768 + 4096).unwrap();
     let spec = ListenSpec { timeout: Some(Duration::from_secs(20)), interrupt: None };
-    let err = bootstrap::listen(&path, &Handshake::rpc(4096, 4096), &[fwd.fd(), rev.fd()], spec).unwrap_err();
+    let err = bootstrap::listen(&path, &Handshake::rpc(4096, 4096), &[fwd.fd(), rev.fd()], spec)
+        .unwrap_err();
     assert!(matches!(err, Error::AbiMismatch(_)), "listener learns the connector refused: {err}");
     let mut child = child;
     let status = child.0.wait().unwrap();

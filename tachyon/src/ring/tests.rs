@@ -81,9 +81,11 @@ fn too_large_is_not_full() {
 #[test]
 fn rollback_leaves_no_trace() {
     let (mut p, mut c, arena) = pair(1024);
-    let r = p.acquire(100).unwrap();
-    p.payload_mut(&r).fill(0xAA);
-    drop(r);
+    {
+        // Reserved and written, never committed.
+        let r = p.acquire(100).unwrap();
+        p.payload_mut(&r).fill(0xAA);
+    }
     p.flush();
     assert_eq!(arena.head().load(Ordering::Relaxed), 0);
     assert!(recv(&mut c).unwrap().is_none());
@@ -158,17 +160,16 @@ fn ring_holding_fewer_than_32_messages_never_stalls() {
         loop {
             match send(&mut p, &[], i) {
                 Ok(()) => break,
-                Err(Error::Full { .. }) => match recv(&mut c).unwrap() {
-                    Some((_, t)) => {
+                Err(Error::Full { .. }) => {
+                    if let Some((_, t)) = recv(&mut c).unwrap() {
                         assert_eq!(t, next);
                         next += 1;
-                    }
-                    // Drained locally: finding the ring empty publishes the tail.
-                    None => {
+                    } else {
+                        // Drained locally: finding the ring empty publishes the tail.
                         empty_polls += 1;
                         assert!(empty_polls < 2, "producer stalled at message {i}");
                     }
-                },
+                }
                 Err(e) => panic!("{e}"),
             }
         }
@@ -318,13 +319,21 @@ fn fuzz_entry_point_survives_edge_inputs() {
 #[derive(Debug, Clone)]
 enum Op {
     /// Acquire `max`, commit `len` (clamped to max), with or without flush.
-    Send { max: usize, len: usize, flush: bool },
+    Send {
+        max: usize,
+        len: usize,
+        flush: bool,
+    },
     /// Acquire and roll back.
-    Rollback { max: usize },
+    Rollback {
+        max: usize,
+    },
     /// Receive one message (if the ring shows one).
     Recv,
     /// Drain up to n messages in one batch.
-    Drain { n: usize },
+    Drain {
+        n: usize,
+    },
     Flush,
 }
 
@@ -363,14 +372,19 @@ proptest! {
                                 published.extend(unpublished.drain(..));
                             }
                         }
-                        Err(Error::Full { .. } | Error::MessageTooLarge { .. }) => {}
+                        // A full ring flushes pending commits so the consumer can drain them.
+                        Err(Error::Full { .. }) => published.extend(unpublished.drain(..)),
+                        Err(Error::MessageTooLarge { .. }) => {}
                         Err(e) => prop_assert!(false, "unexpected {e}"),
                     }
                 }
                 Op::Rollback { max } => {
-                    if let Ok(r) = p.acquire(max) {
-                        p.payload_mut(&r).fill(0xEE);
-                        drop(r);
+                    match p.acquire(max) {
+                        Ok(r) => {
+                            p.payload_mut(&r).fill(0xEE);
+                        }
+                        Err(Error::Full { .. }) => published.extend(unpublished.drain(..)),
+                        Err(_) => {}
                     }
                 }
                 Op::Recv => {

@@ -83,7 +83,9 @@ fn connect(path: &str, timeout: Duration) -> tachyon::Result<Bus> {
     let deadline = Instant::now() + timeout;
     loop {
         match Bus::connect(path) {
-            Err(Error::Io { .. }) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+            Err(Error::Io { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
             other => return other,
         }
     }
@@ -128,7 +130,8 @@ fn consume(a: &Args) -> Result<u64, String> {
             .drain_batch_with(256, Wait::new().timeout(a.timeout))
             .map_err(|e| format!("{}: {e} (after {i} messages)", kind(&e)))?;
         for m in &batch {
-            verify(a.seed, i, a.max_size, m.data(), m.type_id(), &mut scratch).map_err(|e| format!("Verify: {e}"))?;
+            verify(a.seed, i, a.max_size, m.data(), m.type_id(), &mut scratch)
+                .map_err(|e| format!("Verify: {e}"))?;
             i += 1;
         }
     }
@@ -146,7 +149,9 @@ fn main() {
     let result = match a.role.as_str() {
         "produce" => produce(&a).map_err(|e| format!("{}: {e}", kind(&e))),
         "consume" => consume(&a),
-        "connect-only" => connect(&a.path, a.timeout).map(|_| 0).map_err(|e| format!("{}: {e}", kind(&e))),
+        "connect-only" => {
+            connect(&a.path, a.timeout).map(|_| 0).map_err(|e| format!("{}: {e}", kind(&e)))
+        }
         other => Err(format!("Usage: unknown role {other}")),
     };
     match result {

@@ -1,0 +1,171 @@
+//! `tachyon-bench`: measures, in one run and side by side, a raw two-process cache-line
+//! ping-pong (the floor), our SPSC bus, and upstream's `tachyon-ipc` crate (feature
+//! `upstream`). Prints one table. Each measurement runs the peer as a child process.
+//!
+//! ```text
+//! tachyon-bench [--samples N] [--stream N]     # parent: runs everything, prints the table
+//! tachyon-bench child <what> <args...>         # internal: the other process
+//! ```
+#![allow(
+    clippy::print_stdout,
+    clippy::cast_precision_loss,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss
+)]
+
+mod floor;
+mod stats;
+mod transport;
+
+use std::process::{Child, Command};
+use std::time::Instant;
+
+use stats::Summary;
+use transport::Transport;
+
+const PAYLOAD: usize = 32;
+const WARMUP: usize = 10_000;
+const SPIN: u32 = 100_000;
+
+fn child(args: &[&str]) -> Child {
+    Command::new(std::env::current_exe().expect("current exe"))
+        .arg("child")
+        .args(args)
+        .spawn()
+        .expect("spawn bench child")
+}
+
+fn sock(name: &str) -> String {
+    format!("/tmp/tachyon-bench-{}-{name}.sock", std::process::id())
+}
+
+/// Round trips of a 32-byte message over two buses (SPSC is one-way): parent -> child on
+/// `a`, child -> parent on `b`.
+fn rtt<T: Transport>(samples: usize) -> Vec<u64> {
+    let (a, b) = (sock(&format!("{}-a", T::NAME)), sock(&format!("{}-b", T::NAME)));
+    let total = samples + WARMUP;
+    let mut peer = child(&["echo", T::NAME, &a, &b, &total.to_string()]);
+    let tx = T::listen(&a, 1 << 16);
+    let rx = T::listen(&b, 1 << 16);
+    let msg = [7u8; PAYLOAD];
+    let mut out = Vec::with_capacity(samples);
+    for i in 0..total {
+        let t = Instant::now();
+        tx.send(&msg);
+        rx.recv(SPIN);
+        let ns = t.elapsed().as_nanos() as u64;
+        if i >= WARMUP {
+            out.push(ns);
+        }
+    }
+    assert!(peer.wait().expect("wait child").success());
+    out
+}
+
+/// Messages per second: the child streams `n` 32-byte messages, we drain in batches.
+fn throughput<T: Transport>(n: usize) -> f64 {
+    let a = sock(&format!("{}-stream", T::NAME));
+    let mut peer = child(&["stream", T::NAME, &a, &n.to_string()]);
+    let rx = T::listen(&a, 1 << 20);
+    let mut got = rx.drain(SPIN);
+    let t = Instant::now();
+    while got < n {
+        got += rx.drain(SPIN);
+    }
+    let secs = t.elapsed().as_secs_f64();
+    assert!(peer.wait().expect("wait child").success());
+    n as f64 / secs
+}
+
+fn run_child(args: &[String]) {
+    let what = args[0].as_str();
+    if what == "floor" {
+        floor::child(&args[1], args[2].parse().expect("count"));
+        return;
+    }
+    let name = args[1].as_str();
+    let rest: Vec<&str> = args[2..].iter().map(String::as_str).collect();
+    transport::dispatch_child(what, name, &rest);
+}
+
+/// Median of a few throughput runs.
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("child") {
+        run_child(&args[1..]);
+        return;
+    }
+    let mut samples: usize = 200_000;
+    let mut stream: usize = 5_000_000;
+    let mut rounds: usize = 5;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut num = || {
+            it.next().and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{a} needs a number"))
+        };
+        match a.as_str() {
+            "--samples" => samples = num(),
+            "--stream" => stream = num(),
+            "--rounds" => rounds = num(),
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    let per_round = samples.div_ceil(rounds);
+    println!(
+        "tachyon-bench: {} round trips each ({rounds} interleaved rounds, {WARMUP} warm-up per round), \
+         {PAYLOAD}-byte payloads; streaming {stream} messages x {rounds} rounds",
+        per_round * rounds
+    );
+    let (mut floor, mut ours, mut ours_tp) = (Vec::new(), Vec::new(), Vec::new());
+    #[cfg(feature = "upstream")]
+    let (mut up, mut up_tp) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        floor.extend(floor::rtt(per_round + WARMUP, WARMUP));
+        ours.extend(rtt::<transport::Ours>(per_round));
+        #[cfg(feature = "upstream")]
+        up.extend(rtt::<transport::Upstream>(per_round));
+        ours_tp.push(throughput::<transport::Ours>(stream));
+        #[cfg(feature = "upstream")]
+        up_tp.push(throughput::<transport::Upstream>(stream));
+    }
+    println!("(ns)                                 min      p50      p90      p99    p99.9");
+    let floor = Summary::of(floor);
+    floor.print("raw cache-line ping-pong (floor)");
+    let ours = Summary::of(ours);
+    ours.print("tachyon (ours) SPSC round trip");
+    #[cfg(feature = "upstream")]
+    let upstream = {
+        let s = Summary::of(up);
+        s.print("upstream tachyon-ipc 0.5.1 round trip");
+        Some((s, median(up_tp)))
+    };
+    #[cfg(not(feature = "upstream"))]
+    let upstream: Option<(Summary, f64)> = {
+        println!("upstream tachyon-ipc 0.5.1             (not built: needs --features upstream and clang-19; `make bench`)");
+        None
+    };
+    let ours_tp = median(ours_tp);
+    println!();
+    println!("streaming 32-byte messages, median of {rounds}: ours {:.2} M msg/s", ours_tp / 1e6);
+    if let Some((_, up_tp)) = &upstream {
+        println!(
+            "streaming 32-byte messages, median of {rounds}: upstream {:.2} M msg/s",
+            up_tp / 1e6
+        );
+    }
+    println!();
+    println!("ratios (same run):");
+    println!("  ours p50 / floor p50          = {:.2}", ours.p50 as f64 / floor.p50.max(1) as f64);
+    if let Some((up, up_tp)) = &upstream {
+        println!(
+            "  ours p50 / upstream p50       = {:.2}  (target <= 1.00)",
+            ours.p50 as f64 / up.p50.max(1) as f64
+        );
+        println!("  ours rate / upstream rate     = {:.2}  (target >= 1.00)", ours_tp / up_tp);
+    }
+}

@@ -1,0 +1,108 @@
+"""The upstream side of interop tests. Runs under the venv holding `tachyon-ipc==0.5.1`
+(upstream's own package, which also imports as `tachyon`).
+
+    python upstream_peer.py produce --path P (--listen CAP | --connect) --count N --seed S --max-size B
+    python upstream_peer.py consume --path P (--listen CAP | --connect) --count N --seed S --max-size B
+    python upstream_peer.py rpc-listen --path P
+    python upstream_peer.py rpc-connect --path P
+
+Prints ``ok <n> messages`` on success, ``error: <Kind>: <text>`` and exit 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import tachyon  # upstream's package
+
+from payloads import message
+
+CONNECT_RETRY_S = 20.0
+
+
+def connect(factory, path: str):
+    deadline = time.monotonic() + CONNECT_RETRY_S
+    while True:
+        try:
+            return factory(path)
+        except ConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
+
+
+def open_bus(args) -> "tachyon.Bus":
+    if args.listen:
+        return tachyon.Bus.listen(args.path, args.listen)
+    return connect(tachyon.Bus.connect, args.path)
+
+
+def produce(args) -> int:
+    with open_bus(args) as bus:
+        for i in range(args.count):
+            data, type_id = message(args.seed, i, args.max_size)
+            while True:
+                try:
+                    bus.send(data, type_id)
+                    break
+                except tachyon.PeerDeadError:
+                    raise
+                except tachyon.TachyonError:  # ring full: upstream does not wait
+                    time.sleep(0)
+        time.sleep(args.linger)
+    return args.count
+
+
+def consume(args) -> int:
+    n = 0
+    with open_bus(args) as bus:
+        if args.count == 0:
+            return 0
+        for msg in bus:
+            data, type_id = message(args.seed, n, args.max_size)
+            if msg.data != data or msg.type_id != type_id:
+                raise AssertionError(
+                    f"message {n}: got {len(msg.data)} bytes type {msg.type_id:#x}, "
+                    f"expected {len(data)} bytes type {type_id:#x}"
+                )
+            n += 1
+            if n == args.count:
+                break
+    return n
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("role")
+    p.add_argument("--path", required=True)
+    p.add_argument("--listen", type=int, default=0)
+    p.add_argument("--connect", action="store_true")
+    p.add_argument("--count", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--max-size", type=int, default=4096)
+    p.add_argument("--linger", type=float, default=0.5)
+    args = p.parse_args()
+    try:
+        if args.role == "produce":
+            n = produce(args)
+        elif args.role == "consume":
+            n = consume(args)
+        elif args.role == "rpc-listen":
+            with tachyon.RpcBus.rpc_listen(args.path, 4096, 4096):
+                n = 0
+        elif args.role == "rpc-connect":
+            with connect(tachyon.RpcBus.rpc_connect, args.path):
+                n = 0
+        else:
+            raise SystemExit(f"unknown role {args.role}")
+    except Exception as e:  # report the kind for the test to check
+        print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    print(f"ok {n} messages")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
