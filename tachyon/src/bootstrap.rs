@@ -13,13 +13,13 @@
 //!    dead. We use this instead of heartbeats or a pidfd: it costs nothing while both live,
 //!    cannot be fooled by pid reuse, and also covers a peer that merely closed its bus.
 //!
-//! With an upstream peer there is no link. Blocking calls then rely on the caller's
-//! timeout, as upstream's do.
+//! With an upstream peer there is no socket link. We fall back to a pidfd of the peer
+//! process (its pid from `SO_PEERCRED`), which notices when the process exits but not
+//! when it merely drops its bus. Blocking calls rely on the caller's timeout for the rest.
 
 use std::io::{IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::path::Path;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags};
@@ -162,21 +162,45 @@ impl Handshake {
     }
 }
 
-/// The socket kept open between two Tachyon peers to notice when the other one is gone.
+/// How we notice that the peer is gone: the socket kept open between two Tachyon peers,
+/// or else a pidfd of the peer process.
 #[derive(Debug, Default)]
 pub struct PeerLink {
     sock: Option<OwnedFd>,
+    pidfd: Option<OwnedFd>,
 }
 
 impl PeerLink {
-    /// A link that knows nothing (the peer is upstream and did not negotiate one).
+    /// A link that knows nothing.
     pub fn none() -> Self {
-        Self { sock: None }
+        Self::default()
     }
 
-    /// Whether the peer negotiated a liveness link.
+    /// A link over a socket both Tachyon peers keep open.
+    fn socket(sock: OwnedFd) -> Self {
+        Self { sock: Some(sock), pidfd: None }
+    }
+
+    /// A link watching the process at the other end of `sock` (an upstream peer).
+    fn process_of(sock: &OwnedFd) -> Self {
+        let pidfd = rustix::net::sockopt::socket_peercred(sock)
+            .ok()
+            .filter(|cred| cred.pid != rustix::process::getpid())
+            .and_then(|cred| {
+                rustix::process::pidfd_open(cred.pid, rustix::process::PidfdFlags::empty()).ok()
+            });
+        Self { sock: None, pidfd }
+    }
+
+    /// Whether the peer negotiated a liveness socket (it is a Tachyon peer), so even a
+    /// peer that drops its bus but lives on is noticed.
     pub fn is_linked(&self) -> bool {
         self.sock.is_some()
+    }
+
+    /// Whether anything watches the peer (a socket link or a pidfd).
+    pub fn is_watched(&self) -> bool {
+        self.sock.is_some() || self.pidfd.is_some()
     }
 
     /// Checks, without blocking, whether the peer is still there.
@@ -185,6 +209,13 @@ impl PeerLink {
     /// [`Error::PeerDead`] when the peer closed its end (it exited, crashed, or dropped
     /// its bus).
     pub fn check(&self) -> Result<()> {
+        if let Some(pidfd) = &self.pidfd {
+            let mut fds = [PollFd::new(pidfd, PollFlags::IN)];
+            let zero = rustix::time::Timespec { tv_sec: 0, tv_nsec: 0 };
+            if matches!(rustix::event::poll(&mut fds, Some(&zero)), Ok(n) if n > 0) {
+                return Err(Error::PeerDead("the peer process exited"));
+            }
+        }
         let Some(sock) = &self.sock else { return Ok(()) };
         let mut fds = [PollFd::new(sock, PollFlags::IN)];
         match rustix::event::poll(&mut fds, Some(&rustix::time::Timespec { tv_sec: 0, tv_nsec: 0 }))
@@ -226,21 +257,97 @@ pub fn socket_addr(path: &str) -> Result<SocketAddrUnix> {
     SocketAddrUnix::new(path).map_err(|_| invalid("not a valid UNIX socket path"))
 }
 
-/// Removes the socket file when dropped, so every exit path of `listen` cleans up.
-struct SocketFile<'a>(&'a str);
-
-impl Drop for SocketFile<'_> {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(self.0);
-    }
-}
-
 /// Options of a listen: deadline and a periodic interrupt check.
 pub struct ListenSpec<'a> {
     /// Give up after this long without a connector.
     pub timeout: Option<Duration>,
     /// Called every 100 ms while waiting; an error ends the listen.
     pub interrupt: Option<&'a mut dyn FnMut() -> Result<()>>,
+}
+
+/// A bound, listening UNIX socket. The socket file is removed when this is dropped.
+#[derive(Debug)]
+pub struct Listener {
+    fd: OwnedFd,
+    path: String,
+}
+
+impl Listener {
+    /// Binds `path` (replacing a stale socket file) and listens with `backlog`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidPath`] or [`Error::Io`].
+    pub fn bind(path: &str, backlog: i32) -> Result<Self> {
+        let addr = socket_addr(path)?;
+        match std::fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("remove stale socket file", e)),
+        }
+        let fd = rustix::net::socket_with(
+            AddressFamily::UNIX,
+            SocketType::STREAM,
+            rustix::net::SocketFlags::CLOEXEC,
+            None,
+        )
+        .map_err(|e| Error::io("create listening socket", e))?;
+        rustix::net::bind(&fd, &addr).map_err(|e| Error::io("bind socket path", e))?;
+        let listener = Self { fd, path: path.to_owned() };
+        rustix::net::listen(&listener.fd, backlog).map_err(|e| Error::io("listen on socket", e))?;
+        Ok(listener)
+    }
+
+    /// Waits for the next connector (polling every 100 ms for the deadline and the
+    /// interrupt check; a new connector is noticed at once).
+    ///
+    /// # Errors
+    /// [`Error::Timeout`], the interrupt check's error, or [`Error::Io`].
+    pub fn accept(&self, spec: ListenSpec<'_>) -> Result<Accepted> {
+        accept_with(&self.fd, spec).map(Accepted)
+    }
+
+    /// The socket path.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// An accepted connection that has not yet been offered a bus.
+#[derive(Debug)]
+pub struct Accepted(OwnedFd);
+
+impl Accepted {
+    /// Sends the handshake and `fds`, then negotiates the liveness link.
+    ///
+    /// # Errors
+    /// [`Error::AbiMismatch`] if our connector rejects the handshake, [`Error::Io`] if
+    /// the send fails.
+    pub fn offer(self, hs: &Handshake, fds: &[BorrowedFd<'_>]) -> Result<PeerLink> {
+        send_handshake(&self.0, hs, fds)?;
+        negotiate_as_listener(self.0)
+    }
+
+    /// Turns the connector away with a reason our connector reports as
+    /// [`Error::Refused`]. An upstream connector sees a short handshake and fails too.
+    pub fn refuse(self, reason: Refusal) {
+        let _ = rustix::net::send(&self.0, &ext_frame(reason as u32), SendFlags::NOSIGNAL);
+    }
+}
+
+/// Why a server turned a connector away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Refusal {
+    /// The server already serves its maximum number of clients.
+    TooManyClients = 0x100,
+    /// The server is shutting down.
+    ShuttingDown = 0x101,
 }
 
 /// Listens on `path` for one connector and hands it `fds` with `hs`. One-shot, like
@@ -255,27 +362,10 @@ pub fn listen(
     fds: &[BorrowedFd<'_>],
     spec: ListenSpec<'_>,
 ) -> Result<PeerLink> {
-    let addr = socket_addr(path)?;
-    match std::fs::remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(Error::io("remove stale socket file", e)),
-    }
-    let listener = rustix::net::socket_with(
-        AddressFamily::UNIX,
-        SocketType::STREAM,
-        rustix::net::SocketFlags::CLOEXEC,
-        None,
-    )
-    .map_err(|e| Error::io("create listening socket", e))?;
-    rustix::net::bind(&listener, &addr).map_err(|e| Error::io("bind socket path", e))?;
-    let socket_file = SocketFile(path);
-    rustix::net::listen(&listener, 1).map_err(|e| Error::io("listen on socket", e))?;
-    let conn = accept_with(&listener, spec)?;
+    let listener = Listener::bind(path, 1)?;
+    let conn = listener.accept(spec)?;
     drop(listener);
-    drop(socket_file);
-    send_handshake(&conn, hs, fds)?;
-    negotiate_as_listener(conn)
+    conn.offer(hs, fds)
 }
 
 fn accept_with(listener: &OwnedFd, mut spec: ListenSpec<'_>) -> Result<OwnedFd> {
@@ -333,15 +423,16 @@ fn ext_frame(word: u32) -> [u8; 8] {
 
 fn negotiate_as_listener(conn: OwnedFd) -> Result<PeerLink> {
     // The peer may be upstream and gone already: a failed send just means "no link".
+    let fallback = PeerLink::process_of(&conn);
     if rustix::net::send(&conn, &ext_frame(EXT_VERSION), SendFlags::NOSIGNAL).is_err() {
-        return Ok(PeerLink::none());
+        return Ok(fallback);
     }
     match read_frame(&conn, EXT_ANSWER_TIMEOUT)? {
-        Some(EXT_ACCEPTED) => Ok(PeerLink { sock: Some(conn) }),
+        Some(EXT_ACCEPTED) => Ok(PeerLink::socket(conn)),
         Some(EXT_REJECTED) => Err(Error::AbiMismatch(
             "the connector rejected the handshake (other bus kind)".to_owned(),
         )),
-        _ => Ok(PeerLink::none()),
+        _ => Ok(fallback),
     }
 }
 
@@ -433,9 +524,9 @@ pub fn connect(path: &str, want: BusKind) -> Result<Connection> {
             let link = if ours
                 && rustix::net::send(&sock, &ext_frame(EXT_ACCEPTED), SendFlags::NOSIGNAL).is_ok()
             {
-                PeerLink { sock: Some(sock) }
+                PeerLink::socket(sock)
             } else {
-                PeerLink::none()
+                PeerLink::process_of(&sock)
             };
             Ok(Connection { handshake, fds, link })
         }
@@ -464,9 +555,7 @@ fn recv_handshake(sock: &OwnedFd) -> Result<([u8; HANDSHAKE_SIZE], Vec<OwnedFd>)
                     }
                 }
                 if msg.bytes == 0 {
-                    return Err(Error::AbiMismatch(format!(
-                        "listener closed after {got} of {HANDSHAKE_SIZE} handshake bytes"
-                    )));
+                    return Err(refusal_or_short(&bytes[..got]));
                 }
                 got += msg.bytes;
             }
@@ -477,14 +566,23 @@ fn recv_handshake(sock: &OwnedFd) -> Result<([u8; HANDSHAKE_SIZE], Vec<OwnedFd>)
     Ok((bytes, fds))
 }
 
-/// Whether a path names an existing socket file (for waiting connectors).
-pub fn socket_exists(path: &str) -> bool {
-    Path::new(path).exists()
-}
-
-/// Borrowed fds of a set of owned ones.
-pub fn borrow_all(fds: &[impl AsFd]) -> Vec<BorrowedFd<'_>> {
-    fds.iter().map(AsFd::as_fd).collect()
+/// The error for a handshake cut short: a server's refusal frame, or a bad peer.
+fn refusal_or_short(got: &[u8]) -> Error {
+    if got.len() == 8 && got[..4] == EXT_MAGIC {
+        let code = u32::from_ne_bytes([got[4], got[5], got[6], got[7]]);
+        if code == Refusal::TooManyClients as u32 {
+            return Error::Refused(
+                "the server already serves its maximum number of clients; retry later",
+            );
+        }
+        if code == Refusal::ShuttingDown as u32 {
+            return Error::Refused("the server is shutting down");
+        }
+    }
+    Error::AbiMismatch(format!(
+        "listener closed after {} of {HANDSHAKE_SIZE} handshake bytes",
+        got.len()
+    ))
 }
 
 #[cfg(test)]

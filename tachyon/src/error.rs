@@ -61,6 +61,25 @@ pub enum Error {
     #[error("interrupted while waiting; retry the call if you still want it")]
     Interrupted,
 
+    /// A server turned this connector away (client limit reached, shutting down).
+    #[error("connection refused: {0}")]
+    Refused(&'static str),
+
+    /// The peer broke the RPC protocol (a request without a correlation id, a reply for
+    /// a call that is not in flight). The offending message was consumed; the bus is
+    /// still usable.
+    #[error("rpc protocol violation by the peer: {0}")]
+    Protocol(String),
+
+    /// The remote handler failed: an unknown `msg_type`, a handler error or panic, or a
+    /// request it could not decode. Carries the structured 0xFFFF error reply.
+    #[error(transparent)]
+    Rpc(#[from] crate::rpc::RpcError),
+
+    /// A typed payload could not be encoded or decoded with MessagePack.
+    #[error("messagepack codec error: {0}; check both sides use the same types for this msg_type")]
+    Codec(String),
+
     /// The ring capacity is not a power of two between 64 bytes and 2 GiB.
     #[error("invalid capacity {0}: must be a power of two between 64 and 2147483648 bytes")]
     InvalidCapacity(usize),

@@ -31,21 +31,32 @@ mod arena;
 pub mod bootstrap;
 mod bus;
 mod error;
+mod halves;
 pub mod layout;
 mod ring;
+pub mod rpc;
 pub mod shm;
 mod type_id;
 mod wait;
 
-pub use bus::{Bus, BusState, RxBatch, RxBatchIter, RxGuard, RxMsg, TxGuard, Wait};
+pub use bus::{Bus, BusState};
 pub use error::{Error, Result};
+pub use halves::{RxBatch, RxBatchIter, RxGuard, RxMsg, TxGuard};
 pub use type_id::{make_type_id, msg_type, route_id};
+pub use wait::Wait;
 pub use wait::WATCHDOG;
 
 /// The README's examples, compiled as doctests so they cannot rot.
 #[doc = include_str!("../../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+/// Items used by code that `tachyon-macros` generates; not a stable API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::rpc::handle_typed;
+    pub use serde;
+}
 
 #[doc(hidden)]
 pub mod __fuzz {

@@ -8,13 +8,15 @@
 //! operation and an `idle` closure called at least every [`WATCHDOG`] (liveness of the
 //! peer, the caller's interrupt check). Deadlines are checked at the same points.
 
+use std::cell::Cell;
 use std::sync::atomic::{fence, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use rustix::thread::futex;
 
+use crate::bootstrap::PeerLink;
 use crate::error::{Error, Result};
-use crate::layout::sleep;
+use crate::layout::{sleep, DEFAULT_SPIN_THRESHOLD};
 
 /// Upper bound on one futex sleep: a sleeper re-checks everything at least this often.
 pub const WATCHDOG: Duration = Duration::from_millis(200);
@@ -161,6 +163,107 @@ fn nap(polling_consumer: bool, naps: &mut u32) {
         65..=256 => std::thread::yield_now(),
         _ => std::thread::sleep(Duration::from_micros(50)),
     }
+}
+
+/// How a blocking call waits: spin count, timeout, and an interrupt check.
+///
+/// ```
+/// use std::time::Duration;
+/// let w = tachyon::Wait::new().spin(1_000).timeout(Duration::from_millis(5));
+/// # let _ = w;
+/// ```
+#[derive(Default)]
+pub struct Wait<'a> {
+    spin: Option<u32>,
+    timeout: Option<Duration>,
+    interrupt: Option<&'a mut dyn FnMut() -> bool>,
+}
+
+impl<'a> Wait<'a> {
+    /// Spin 10,000 times, then sleep; no timeout; not interruptible.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Spins before the first futex sleep (default 10,000).
+    #[must_use]
+    pub fn spin(mut self, spin: u32) -> Self {
+        self.spin = Some(spin);
+        self
+    }
+
+    /// Fails with [`Error::Timeout`] after this long.
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Like [`Self::timeout`], but `None` means no timeout.
+    #[must_use]
+    pub fn timeout_opt(mut self, timeout: Option<Duration>) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Called at least every 200 ms while blocked; returning `true` ends the wait with
+    /// [`Error::Interrupted`]. Bindings use this to deliver Ctrl-C.
+    #[must_use]
+    pub fn interrupt(mut self, check: &'a mut dyn FnMut() -> bool) -> Self {
+        self.interrupt = Some(check);
+        self
+    }
+
+    /// The timeout, if any.
+    pub(crate) fn timeout_value(&self) -> Option<Duration> {
+        self.timeout
+    }
+
+    pub(crate) fn spec(&self) -> WaitSpec {
+        let spin = self.spin.unwrap_or(DEFAULT_SPIN_THRESHOLD);
+        match self.timeout {
+            Some(t) => WaitSpec::timeout(spin, t),
+            None => WaitSpec::forever(spin),
+        }
+    }
+
+    /// Runs the interrupt check.
+    pub(crate) fn check_interrupt(&mut self) -> Result<()> {
+        let interrupted = self.interrupt.as_mut().is_some_and(|f| f());
+        if interrupted {
+            return Err(Error::Interrupted);
+        }
+        Ok(())
+    }
+}
+
+/// Blocks until `attempt` yields, treating a hang-up of `link` as a dead peer only once
+/// `attempt` has come back empty after it: messages sent before the peer died are still
+/// delivered. Shared by every blocking call of [`Bus`] and the RPC layer.
+#[inline]
+pub(crate) fn block_until<T>(
+    word: Option<&AtomicU32>,
+    link: &PeerLink,
+    mut wait: Wait<'_>,
+    mut attempt: impl FnMut() -> Result<Option<T>>,
+) -> Result<T> {
+    let spec = wait.spec();
+    let gone = Cell::new(false);
+    block_on(
+        word,
+        &spec,
+        || match attempt()? {
+            Some(v) => Ok(Some(v)),
+            None if gone.get() => Err(Error::PeerDead("the peer process exited or closed its bus")),
+            None => Ok(None),
+        },
+        || {
+            if link.check().is_err() {
+                gone.set(true);
+            }
+            wait.check_interrupt()
+        },
+    )
 }
 
 #[cfg(test)]

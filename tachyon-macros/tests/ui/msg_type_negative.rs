@@ -1,0 +1,8 @@
+use tachyon_macros::tachyon_rpc;
+
+#[tachyon_rpc(msg_type = -1)]
+fn echo(req: &[u8]) -> Vec<u8> {
+    req.to_vec()
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+use tachyon_macros::tachyon_rpc;
+
+#[tachyon_rpc(msg_type = 1)]
+struct Echo;
+
+fn main() {}

@@ -1,0 +1,600 @@
+//! [`RpcBus`]: a request ring and a reply ring between a caller and a callee, with
+//! correlation ids, byte-compatible with upstream's RPC.
+//!
+//! The listener is the callee and formats both arenas: `fwd` carries requests
+//! (caller to callee), `rev` carries replies. Beyond upstream, many calls can be in
+//! flight and their replies may come back in any order. A reply for another call is
+//! kept for that call's waiter instead of being fatal.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::arena::Arena;
+use crate::bootstrap::{self, Accepted, BusKind, Handshake, ListenSpec, PeerLink};
+use crate::error::{Error, Result};
+use crate::halves::{RxGuard, RxHalf, TxGuard, TxHalf};
+use crate::layout::sleep;
+use crate::rpc::error::{RpcError, MSG_TYPE_ERROR};
+use crate::wait::{block_until, Wait};
+
+/// Which end of the RPC bus this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The listener: serves requests, sends replies.
+    Callee,
+    /// The connector: sends requests, waits for replies.
+    Caller,
+}
+
+/// A reply that arrived while another call was being waited for.
+#[derive(Debug)]
+struct Stashed {
+    msg_type: u16,
+    data: Vec<u8>,
+}
+
+/// One end of a bidirectional RPC bus.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use tachyon::rpc::RpcBus;
+/// # fn main() -> tachyon::Result<()> {
+/// // callee process
+/// let callee = RpcBus::listen("/tmp/rpc.sock", 1 << 16, 1 << 16)?;
+/// let req = callee.serve()?;
+/// let (cid, mt, echo) = (req.correlation_id(), req.msg_type(), req.data().to_vec());
+/// drop(req);
+/// callee.reply(cid, &echo, mt)?;
+///
+/// // caller process
+/// let caller = RpcBus::connect("/tmp/rpc.sock")?;
+/// let cid = caller.call(b"ping", 1)?;
+/// let reply = caller.wait_timeout(cid, Duration::from_secs(1))?;
+/// assert_eq!(reply.data(), b"ping");
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct RpcBus {
+    role: Role,
+    tx: TxHalf,
+    rx: RxHalf,
+    link: PeerLink,
+    arenas: [Arc<Arena>; 2],
+    next_cid: Cell<u64>,
+    in_flight: RefCell<HashSet<u64>>,
+    stash: RefCell<HashMap<u64, Stashed>>,
+    abandoned: RefCell<HashSet<u64>>,
+}
+
+impl RpcBus {
+    fn new(role: Role, fwd: Arena, rev: Arena, link: PeerLink) -> Self {
+        let (fwd, rev) = (Arc::new(fwd), Arc::new(rev));
+        let (tx, rx) = match role {
+            Role::Callee => (TxHalf::new(rev.clone()), RxHalf::new(fwd.clone())),
+            Role::Caller => (TxHalf::new(fwd.clone()), RxHalf::new(rev.clone())),
+        };
+        Self {
+            role,
+            tx,
+            rx,
+            link,
+            arenas: [fwd, rev],
+            next_cid: Cell::new(1),
+            in_flight: RefCell::new(HashSet::new()),
+            stash: RefCell::new(HashMap::new()),
+            abandoned: RefCell::new(HashSet::new()),
+        }
+    }
+
+    /// Creates both arenas and waits, without limit, for one caller at `socket_path`.
+    /// One-shot, like upstream; see [`crate::rpc::RpcServer`] for many callers.
+    ///
+    /// # Errors
+    /// [`Error::InvalidCapacity`], [`Error::InvalidPath`], [`Error::AbiMismatch`],
+    /// [`Error::Io`].
+    pub fn listen(socket_path: &str, cap_fwd: usize, cap_rev: usize) -> Result<Self> {
+        Self::listen_with(socket_path, cap_fwd, cap_rev, Wait::new())
+    }
+
+    /// Like [`RpcBus::listen`], failing with [`Error::Timeout`] if nobody connects.
+    ///
+    /// # Errors
+    /// As [`RpcBus::listen`], plus [`Error::Timeout`].
+    pub fn listen_timeout(
+        socket_path: &str,
+        cap_fwd: usize,
+        cap_rev: usize,
+        timeout: Duration,
+    ) -> Result<Self> {
+        Self::listen_with(socket_path, cap_fwd, cap_rev, Wait::new().timeout(timeout))
+    }
+
+    /// Like [`RpcBus::listen`], with the timeout and interrupt check of `wait`.
+    ///
+    /// # Errors
+    /// As [`RpcBus::listen_timeout`], plus [`Error::Interrupted`].
+    pub fn listen_with(
+        socket_path: &str,
+        cap_fwd: usize,
+        cap_rev: usize,
+        mut wait: Wait<'_>,
+    ) -> Result<Self> {
+        let (fwd, rev) = (Arena::create(cap_fwd)?, Arena::create(cap_rev)?);
+        let timeout = wait.timeout_value();
+        let mut check = || wait.check_interrupt();
+        let spec = ListenSpec { timeout, interrupt: Some(&mut check) };
+        let link = bootstrap::listen(
+            socket_path,
+            &Handshake::rpc(cap_fwd, cap_rev),
+            &[fwd.shm().fd(), rev.shm().fd()],
+            spec,
+        )?;
+        Ok(Self::new(Role::Callee, fwd, rev, link))
+    }
+
+    /// Offers a fresh pair of arenas to an accepted connection (multi-client server).
+    pub(crate) fn offer(conn: Accepted, cap_fwd: usize, cap_rev: usize) -> Result<Self> {
+        let (fwd, rev) = (Arena::create(cap_fwd)?, Arena::create(cap_rev)?);
+        let link =
+            conn.offer(&Handshake::rpc(cap_fwd, cap_rev), &[fwd.shm().fd(), rev.shm().fd()])?;
+        Ok(Self::new(Role::Callee, fwd, rev, link))
+    }
+
+    /// Connects as the caller to a callee listening at `socket_path`. Fails at once if
+    /// nobody listens.
+    ///
+    /// # Errors
+    /// [`Error::AbiMismatch`] if the listener is not an RPC v0x04 bus,
+    /// [`Error::Refused`] if a server is at its client limit, [`Error::Io`].
+    pub fn connect(socket_path: &str) -> Result<Self> {
+        let conn = bootstrap::connect(socket_path, BusKind::Rpc)?;
+        let hs = conn.handshake;
+        let mut fds = conn.fds.into_iter();
+        let (Some(fwd), Some(rev)) = (fds.next(), fds.next()) else {
+            return Err(Error::AbiMismatch("the listener sent fewer than two fds".to_owned()));
+        };
+        let fwd = Arena::attach(fwd, hs.shm_size_fwd as usize)?;
+        let rev = Arena::attach(rev, hs.shm_size_rev as usize)?;
+        if fwd.capacity() != hs.capacity_fwd as usize || rev.capacity() != hs.capacity_rev as usize
+        {
+            return Err(Error::AbiMismatch(
+                "handshake capacities differ from the arenas'".to_owned(),
+            ));
+        }
+        Ok(Self::new(Role::Caller, fwd, rev, conn.link))
+    }
+
+    /// Whether this end is the caller or the callee.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    fn expect_role(&self, want: Role, what: &'static str) -> Result<()> {
+        if self.role == want {
+            Ok(())
+        } else {
+            Err(Error::Protocol(format!(
+                "{what} is for the {want:?}, but this end is the {:?}",
+                self.role
+            )))
+        }
+    }
+
+    // ---- caller -------------------------------------------------------------------
+
+    /// Sends a request and returns its correlation id. Does not wait: a full request
+    /// ring fails with [`Error::Full`] (see [`RpcBus::call_timeout`]).
+    ///
+    /// # Errors
+    /// [`Error::Full`], [`Error::MessageTooLarge`], [`Error::PeerDead`],
+    /// [`Error::Protocol`] on the callee end.
+    pub fn call(&self, payload: &[u8], msg_type: u16) -> Result<u64> {
+        let mut tx = self.acquire_call(payload.len())?;
+        tx.bytes_mut().copy_from_slice(payload);
+        tx.commit(payload.len(), msg_type)
+    }
+
+    /// Like [`RpcBus::call`], waiting up to `timeout` for room in the request ring.
+    ///
+    /// # Errors
+    /// As [`RpcBus::call`], with [`Error::Timeout`] in place of `Full`.
+    pub fn call_timeout(&self, payload: &[u8], msg_type: u16, timeout: Duration) -> Result<u64> {
+        let mut tx = self.acquire_call_with(payload.len(), Wait::new().timeout(timeout))?;
+        tx.bytes_mut().copy_from_slice(payload);
+        tx.commit(payload.len(), msg_type)
+    }
+
+    /// Reserves a request slot for zero-copy writing; [`RpcTxGuard::commit`] returns the
+    /// correlation id.
+    ///
+    /// # Errors
+    /// As [`RpcBus::call`].
+    pub fn acquire_call(&self, max_size: usize) -> Result<RpcTxGuard<'_>> {
+        self.expect_role(Role::Caller, "acquire_call")?;
+        Ok(RpcTxGuard { bus: self, tx: self.tx.acquire(max_size)?, cid: None })
+    }
+
+    /// Like [`RpcBus::acquire_call`], waiting for room as `wait` says.
+    ///
+    /// # Errors
+    /// As [`RpcBus::call_timeout`].
+    pub fn acquire_call_with(&self, max_size: usize, wait: Wait<'_>) -> Result<RpcTxGuard<'_>> {
+        self.expect_role(Role::Caller, "acquire_call")?;
+        Ok(RpcTxGuard {
+            bus: self,
+            tx: self.tx.acquire_with(max_size, &self.link, wait)?,
+            cid: None,
+        })
+    }
+
+    fn take_cid(&self) -> u64 {
+        let cid = self.next_cid.get();
+        // Ids start at 1 and skip 0 on wrap-around: 0 is never a valid RPC id.
+        self.next_cid.set(cid.checked_add(1).unwrap_or(1));
+        cid
+    }
+
+    /// Waits for the reply to call `cid`, without a timeout (it still ends with
+    /// [`Error::PeerDead`] if the callee dies).
+    ///
+    /// # Errors
+    /// As [`RpcBus::wait_with`].
+    pub fn wait(&self, cid: u64) -> Result<RpcReply<'_>> {
+        self.wait_with(cid, Wait::new())
+    }
+
+    /// Waits at most `timeout` for the reply to call `cid`.
+    ///
+    /// # Errors
+    /// As [`RpcBus::wait_with`].
+    pub fn wait_timeout(&self, cid: u64, timeout: Duration) -> Result<RpcReply<'_>> {
+        self.wait_with(cid, Wait::new().timeout(timeout))
+    }
+
+    /// Waits for the reply to call `cid` as `wait` says. Replies to other calls in
+    /// flight that arrive first are kept for their own waiters. On a timeout the call
+    /// stays in flight: wait again, or [`RpcBus::abandon`] it.
+    ///
+    /// # Errors
+    /// [`Error::Rpc`] if the callee answered with the 0xFFFF error sentinel;
+    /// [`Error::Timeout`], [`Error::PeerDead`], [`Error::Interrupted`];
+    /// [`Error::Protocol`] if `cid` is not in flight or the callee replied to a call that
+    /// is not.
+    pub fn wait_with(&self, cid: u64, wait: Wait<'_>) -> Result<RpcReply<'_>> {
+        self.expect_role(Role::Caller, "wait")?;
+        if let Some(s) = self.stash.borrow_mut().remove(&cid) {
+            self.in_flight.borrow_mut().remove(&cid);
+            return reply_or_error(RpcReply { inner: ReplyInner::Stashed(s), cid });
+        }
+        if !self.in_flight.borrow().contains(&cid) {
+            return Err(Error::Protocol(format!(
+                "correlation id {cid} is not in flight on this bus"
+            )));
+        }
+        let guard =
+            block_until(Some(self.rx_word()), &self.link, wait, || self.next_reply_for(cid))?;
+        self.in_flight.borrow_mut().remove(&cid);
+        reply_or_error(RpcReply { inner: ReplyInner::InPlace(guard), cid })
+    }
+
+    /// Drains replies until the one for `cid` is at the front, stashing the others.
+    fn next_reply_for(&self, cid: u64) -> Result<Option<RxGuard<'_>>> {
+        loop {
+            let Some(g) = self.rx.try_acquire()? else { return Ok(None) };
+            let got = g.correlation_id();
+            if got == cid {
+                return Ok(Some(g));
+            }
+            if self.abandoned.borrow_mut().remove(&got) {
+                continue; // the caller gave up on this call: drop its late reply
+            }
+            let mut stash = self.stash.borrow_mut();
+            if !self.in_flight.borrow().contains(&got) || stash.contains_key(&got) {
+                return Err(Error::Protocol(format!(
+                    "reply for correlation id {got}, which is not in flight (dropped)"
+                )));
+            }
+            stash.insert(
+                got,
+                Stashed { msg_type: crate::msg_type(g.type_id()), data: g.data().to_vec() },
+            );
+        }
+    }
+
+    /// Correlation ids sent and not yet answered (waited for).
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.borrow().len()
+    }
+
+    pub(crate) fn in_flight_contains(&self, cid: u64) -> bool {
+        self.in_flight.borrow().contains(&cid)
+    }
+
+    /// Gives up on call `cid`: its reply, if it ever comes, is dropped. After a
+    /// [`Error::Timeout`] from `wait`, the call stays in flight so you can wait again;
+    /// abandon it instead if you will not.
+    pub fn abandon(&self, cid: u64) {
+        if self.in_flight.borrow_mut().remove(&cid)
+            && self.stash.borrow_mut().remove(&cid).is_none()
+        {
+            self.abandoned.borrow_mut().insert(cid);
+        }
+    }
+
+    // ---- callee -------------------------------------------------------------------
+
+    /// Waits, without a timeout, for the next request (it still ends with
+    /// [`Error::PeerDead`] when the caller is gone).
+    ///
+    /// # Errors
+    /// As [`RpcBus::serve_with`].
+    pub fn serve(&self) -> Result<RpcRequest<'_>> {
+        self.serve_with(Wait::new())
+    }
+
+    /// Waits at most `timeout` for the next request.
+    ///
+    /// # Errors
+    /// As [`RpcBus::serve_with`].
+    pub fn serve_timeout(&self, timeout: Duration) -> Result<RpcRequest<'_>> {
+        self.serve_with(Wait::new().timeout(timeout))
+    }
+
+    /// Waits for the next request as `wait` says. The request is read in place; release
+    /// it (drop) when done.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`], [`Error::PeerDead`], [`Error::Interrupted`],
+    /// [`Error::Corrupted`]; [`Error::Protocol`] for a request without a correlation id
+    /// (it is consumed).
+    pub fn serve_with(&self, wait: Wait<'_>) -> Result<RpcRequest<'_>> {
+        self.expect_role(Role::Callee, "serve")?;
+        let guard = self.rx.acquire_with(&self.link, wait)?;
+        if guard.correlation_id() == 0 {
+            return Err(Error::Protocol("request with correlation id 0 (dropped)".to_owned()));
+        }
+        Ok(RpcRequest { guard })
+    }
+
+    /// Sends the reply to request `cid`. Does not wait for room (see
+    /// [`RpcBus::reply_timeout`]).
+    ///
+    /// # Errors
+    /// [`Error::Full`], [`Error::MessageTooLarge`], [`Error::PeerDead`],
+    /// [`Error::Protocol`] for `cid == 0` or on the caller end.
+    pub fn reply(&self, cid: u64, payload: &[u8], msg_type: u16) -> Result<()> {
+        let mut tx = self.acquire_reply(cid, payload.len())?;
+        tx.bytes_mut().copy_from_slice(payload);
+        tx.commit(payload.len(), msg_type).map(drop)
+    }
+
+    /// Like [`RpcBus::reply`], waiting up to `timeout` for room in the reply ring.
+    ///
+    /// # Errors
+    /// As [`RpcBus::reply`], with [`Error::Timeout`] in place of `Full`.
+    pub fn reply_timeout(
+        &self,
+        cid: u64,
+        payload: &[u8],
+        msg_type: u16,
+        timeout: Duration,
+    ) -> Result<()> {
+        self.reply_with(cid, payload, msg_type, Wait::new().timeout(timeout))
+    }
+
+    /// Like [`RpcBus::reply`], waiting for room as `wait` says.
+    ///
+    /// # Errors
+    /// As [`RpcBus::reply_timeout`], plus [`Error::Interrupted`].
+    pub fn reply_with(
+        &self,
+        cid: u64,
+        payload: &[u8],
+        msg_type: u16,
+        wait: Wait<'_>,
+    ) -> Result<()> {
+        let mut tx = self.acquire_reply_with(cid, payload.len(), wait)?;
+        tx.bytes_mut().copy_from_slice(payload);
+        tx.commit(payload.len(), msg_type).map(drop)
+    }
+
+    /// Sends a structured error reply (msg_type 0xFFFF) to request `cid`.
+    ///
+    /// # Errors
+    /// As [`RpcBus::reply_with`].
+    pub fn reply_error(&self, cid: u64, error: &RpcError, wait: Wait<'_>) -> Result<()> {
+        self.reply_with(cid, &error.encode(), MSG_TYPE_ERROR, wait)
+    }
+
+    /// Reserves a reply slot for zero-copy writing.
+    ///
+    /// # Errors
+    /// As [`RpcBus::reply`].
+    pub fn acquire_reply(&self, cid: u64, max_size: usize) -> Result<RpcTxGuard<'_>> {
+        self.check_reply(cid)?;
+        Ok(RpcTxGuard { bus: self, tx: self.tx.acquire(max_size)?, cid: Some(cid) })
+    }
+
+    /// Like [`RpcBus::acquire_reply`], waiting for room as `wait` says.
+    ///
+    /// # Errors
+    /// As [`RpcBus::reply_with`].
+    pub fn acquire_reply_with(
+        &self,
+        cid: u64,
+        max_size: usize,
+        wait: Wait<'_>,
+    ) -> Result<RpcTxGuard<'_>> {
+        self.check_reply(cid)?;
+        Ok(RpcTxGuard {
+            bus: self,
+            tx: self.tx.acquire_with(max_size, &self.link, wait)?,
+            cid: Some(cid),
+        })
+    }
+
+    fn check_reply(&self, cid: u64) -> Result<()> {
+        self.expect_role(Role::Callee, "reply")?;
+        if cid == 0 {
+            return Err(Error::Protocol("cannot reply to correlation id 0".to_owned()));
+        }
+        Ok(())
+    }
+
+    // ---- both ---------------------------------------------------------------------
+
+    fn rx_word(&self) -> &std::sync::atomic::AtomicU32 {
+        let [fwd, rev] = &self.arenas;
+        match self.role {
+            Role::Callee => fwd.consumer_sleeping(),
+            Role::Caller => rev.consumer_sleeping(),
+        }
+    }
+
+    /// Pure-spin mode on both arenas, as upstream's `set_polling_mode` (and unlike it,
+    /// it stays set).
+    pub fn set_polling_mode(&self, enabled: bool) {
+        for a in &self.arenas {
+            let word = a.consumer_sleeping();
+            if enabled {
+                word.store(sleep::POLLING, Ordering::SeqCst);
+            } else {
+                let _ = word.compare_exchange(
+                    sleep::POLLING,
+                    sleep::AWAKE,
+                    Ordering::SeqCst,
+                    Ordering::Relaxed,
+                );
+            }
+        }
+    }
+
+    /// Whether the peer negotiated a liveness link (it is a Tachyon peer).
+    pub fn has_peer_link(&self) -> bool {
+        self.link.is_linked()
+    }
+
+    /// Checks now whether the peer is known to be gone.
+    ///
+    /// # Errors
+    /// [`Error::PeerDead`].
+    pub fn check_peer(&self) -> Result<()> {
+        self.link.check()
+    }
+}
+
+fn reply_or_error(reply: RpcReply<'_>) -> Result<RpcReply<'_>> {
+    if reply.msg_type() == MSG_TYPE_ERROR {
+        return Err(Error::Rpc(RpcError::decode(reply.data())));
+    }
+    Ok(reply)
+}
+
+/// A reserved request or reply slot. Commit returns the correlation id; dropping it
+/// rolls back.
+#[derive(Debug)]
+pub struct RpcTxGuard<'bus> {
+    bus: &'bus RpcBus,
+    tx: TxGuard<'bus>,
+    /// `Some` for a reply (the id it answers), `None` for a request (assigned at commit).
+    cid: Option<u64>,
+}
+
+impl RpcTxGuard<'_> {
+    /// The writable slot in shared memory.
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        self.tx.bytes_mut()
+    }
+
+    /// The most payload bytes this slot can take.
+    pub fn max_size(&self) -> usize {
+        self.tx.max_size()
+    }
+
+    /// Commits `actual_size` bytes as `msg_type` and publishes. A request gets the next
+    /// correlation id, which is returned; a reply returns the id it answers.
+    ///
+    /// # Errors
+    /// [`Error::InvalidSize`] if `actual_size` exceeds the slot.
+    pub fn commit(self, actual_size: usize, msg_type: u16) -> Result<u64> {
+        let bus = self.bus;
+        let (cid, is_call) = match self.cid {
+            Some(cid) => (cid, false),
+            None => (bus.take_cid(), true),
+        };
+        let mut producer = self.tx.commit_inner(actual_size, u32::from(msg_type), Some(cid))?;
+        producer.flush();
+        if is_call {
+            bus.in_flight.borrow_mut().insert(cid);
+        }
+        Ok(cid)
+    }
+}
+
+/// A request being served, read in place. Dropping it releases the slot.
+#[derive(Debug)]
+pub struct RpcRequest<'bus> {
+    guard: RxGuard<'bus>,
+}
+
+impl RpcRequest<'_> {
+    /// The id to pass to [`RpcBus::reply`].
+    pub fn correlation_id(&self) -> u64 {
+        self.guard.correlation_id()
+    }
+
+    /// The request's msg_type (bits 15..0 of its type id).
+    pub fn msg_type(&self) -> u16 {
+        crate::msg_type(self.guard.type_id())
+    }
+
+    /// The full type id, route included.
+    pub fn type_id(&self) -> u32 {
+        self.guard.type_id()
+    }
+
+    /// The request payload, borrowed from shared memory.
+    pub fn data(&self) -> &[u8] {
+        self.guard.data()
+    }
+}
+
+#[derive(Debug)]
+enum ReplyInner<'bus> {
+    InPlace(RxGuard<'bus>),
+    Stashed(Stashed),
+}
+
+/// A reply: read in place from the ring, or kept aside because it arrived while another
+/// call was being waited for.
+#[derive(Debug)]
+pub struct RpcReply<'bus> {
+    inner: ReplyInner<'bus>,
+    cid: u64,
+}
+
+impl RpcReply<'_> {
+    /// The reply payload.
+    pub fn data(&self) -> &[u8] {
+        match &self.inner {
+            ReplyInner::InPlace(g) => g.data(),
+            ReplyInner::Stashed(s) => &s.data,
+        }
+    }
+
+    /// The reply's msg_type.
+    pub fn msg_type(&self) -> u16 {
+        match &self.inner {
+            ReplyInner::InPlace(g) => crate::msg_type(g.type_id()),
+            ReplyInner::Stashed(s) => s.msg_type,
+        }
+    }
+
+    /// The correlation id this reply answers.
+    pub fn correlation_id(&self) -> u64 {
+        self.cid
+    }
+}

@@ -1,0 +1,480 @@
+//! The dispatcher: msg_type to named handler, over any [`Transport`].
+//!
+//! Handlers get the request bytes and fill a response buffer. An unknown msg_type, a
+//! handler error, a request that cannot be decoded, or a handler panic all become the
+//! structured 0xFFFF error reply, so the caller is never left waiting. The server keeps
+//! serving.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::rpc::bus::{RpcBus, RpcRequest};
+use crate::rpc::error::{code, RpcError, ServerError, MSG_TYPE_ERROR};
+use crate::wait::Wait;
+
+/// A handler the dispatcher can route to. `#[tachyon_rpc]` generates one per function.
+pub trait Endpoint: Send + Sync + 'static {
+    /// The msg_type it answers (never 0xFFFF).
+    const MSG_TYPE: u16;
+    /// Its name, for errors and introspection.
+    const NAME: &'static str;
+    /// Handles one request, writing the response into `response` (empty on entry).
+    ///
+    /// # Errors
+    /// A [`ServerError`] becomes the caller's [`RpcError`].
+    fn handle(&self, request: &[u8], response: &mut Vec<u8>) -> Result<(), ServerError>;
+}
+
+/// Why a handler could not be registered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegisterError {
+    /// 0xFFFF is the error sentinel.
+    #[error("msg_type 0xFFFF is reserved for the error sentinel")]
+    Reserved,
+    /// Another handler already has this msg_type.
+    #[error("msg_type {msg_type} is already registered by `{existing}`")]
+    Duplicate {
+        /// The contested msg_type.
+        msg_type: u16,
+        /// The handler that has it.
+        existing: String,
+    },
+}
+
+type HandlerFn = dyn Fn(&[u8], &mut Vec<u8>) -> Result<(), ServerError> + Send + Sync;
+
+struct Handler {
+    name: Cow<'static, str>,
+    f: Box<HandlerFn>,
+}
+
+/// Maps msg_type to handler. Share it (`Arc<Dispatcher>`) between server threads.
+///
+/// ```
+/// use tachyon::rpc::{Dispatcher, ServerError};
+/// let mut d = Dispatcher::new();
+/// d.register_raw(1, "echo", |req: &[u8]| Ok(req.to_vec())).unwrap();
+/// d.register_typed(2, "add", |(a, b): (i64, i64)| Ok::<_, ServerError>(a + b)).unwrap();
+/// assert_eq!(d.handler_name(2), Some("add"));
+/// ```
+#[derive(Default)]
+pub struct Dispatcher {
+    handlers: HashMap<u16, Handler>,
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut m: Vec<_> = self.handlers.iter().map(|(k, h)| (*k, h.name.as_ref())).collect();
+        m.sort_unstable();
+        f.debug_struct("Dispatcher").field("handlers", &m).finish()
+    }
+}
+
+/// Decodes a typed request, runs `f`, encodes the response. Used by typed handlers and
+/// the code `#[tachyon_rpc]` generates.
+///
+/// # Errors
+/// [`code::BAD_REQUEST`] if the request does not decode as `Req`, the handler's own
+/// error, or [`code::BAD_RESPONSE`] if the response does not encode.
+pub fn handle_typed<Req, Resp, Err>(
+    request: &[u8],
+    response: &mut Vec<u8>,
+    f: impl FnOnce(Req) -> Result<Resp, Err>,
+) -> Result<(), ServerError>
+where
+    Req: DeserializeOwned,
+    Resp: Serialize,
+    Err: Into<ServerError>,
+{
+    let req: Req = rmp_serde::from_slice(request).map_err(|e| {
+        ServerError::new(code::BAD_REQUEST, format!("cannot decode the request: {e}"))
+    })?;
+    let resp = f(req).map_err(Into::into)?;
+    rmp_serde::encode::write_named(response, &resp).map_err(|e| {
+        ServerError::new(code::BAD_RESPONSE, format!("cannot encode the response: {e}"))
+    })
+}
+
+impl Dispatcher {
+    /// An empty dispatcher.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn insert(
+        &mut self,
+        msg_type: u16,
+        name: Cow<'static, str>,
+        f: Box<HandlerFn>,
+    ) -> Result<&mut Self, RegisterError> {
+        if msg_type == MSG_TYPE_ERROR {
+            return Err(RegisterError::Reserved);
+        }
+        if let Some(h) = self.handlers.get(&msg_type) {
+            return Err(RegisterError::Duplicate { msg_type, existing: h.name.to_string() });
+        }
+        self.handlers.insert(msg_type, Handler { name, f });
+        Ok(self)
+    }
+
+    /// Registers a generated (or hand-written) [`Endpoint`].
+    ///
+    /// # Errors
+    /// [`RegisterError`] for 0xFFFF or a msg_type already taken.
+    pub fn register<E: Endpoint>(&mut self, endpoint: E) -> Result<&mut Self, RegisterError> {
+        self.insert(
+            E::MSG_TYPE,
+            Cow::Borrowed(E::NAME),
+            Box::new(move |req, out| endpoint.handle(req, out)),
+        )
+    }
+
+    /// Builder form of [`Dispatcher::register`], used by `tachyon_macros::dispatcher!`
+    /// after it has checked msg_types for duplicates at compile time.
+    ///
+    /// # Panics
+    /// On a duplicate msg_type, which `dispatcher!` rules out at compile time.
+    #[must_use]
+    pub fn with<E: Endpoint>(mut self, endpoint: E) -> Self {
+        if let Err(e) = self.register(endpoint) {
+            panic!("{e}");
+        }
+        self
+    }
+
+    /// Registers a raw handler: request bytes in, response bytes out.
+    ///
+    /// # Errors
+    /// [`RegisterError`] for 0xFFFF or a msg_type already taken.
+    pub fn register_raw<F, E>(
+        &mut self,
+        msg_type: u16,
+        name: impl Into<Cow<'static, str>>,
+        f: F,
+    ) -> Result<&mut Self, RegisterError>
+    where
+        F: Fn(&[u8]) -> Result<Vec<u8>, E> + Send + Sync + 'static,
+        E: Into<ServerError>,
+    {
+        self.insert(
+            msg_type,
+            name.into(),
+            Box::new(move |req, out| {
+                *out = f(req).map_err(Into::into)?;
+                Ok(())
+            }),
+        )
+    }
+
+    /// Registers a typed handler: the request and response travel as MessagePack.
+    ///
+    /// # Errors
+    /// [`RegisterError`] for 0xFFFF or a msg_type already taken.
+    pub fn register_typed<Req, Resp, E, F>(
+        &mut self,
+        msg_type: u16,
+        name: impl Into<Cow<'static, str>>,
+        f: F,
+    ) -> Result<&mut Self, RegisterError>
+    where
+        Req: DeserializeOwned,
+        Resp: Serialize,
+        E: Into<ServerError>,
+        F: Fn(Req) -> Result<Resp, E> + Send + Sync + 'static,
+    {
+        self.insert(msg_type, name.into(), Box::new(move |req, out| handle_typed(req, out, &f)))
+    }
+
+    /// The name of the handler for `msg_type`.
+    pub fn handler_name(&self, msg_type: u16) -> Option<&str> {
+        self.handlers.get(&msg_type).map(|h| h.name.as_ref())
+    }
+
+    /// The registered msg_types, sorted.
+    pub fn msg_types(&self) -> Vec<u16> {
+        let mut v: Vec<u16> = self.handlers.keys().copied().collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Runs the handler for `msg_type` on `request`, leaving the reply payload in
+    /// `response`, and returns the reply's msg_type: `msg_type` itself, or 0xFFFF with an
+    /// encoded [`RpcError`] for an unknown msg_type, a failing or panicking handler.
+    pub fn dispatch(&self, msg_type: u16, request: &[u8], response: &mut Vec<u8>) -> u16 {
+        response.clear();
+        let Some(h) = self.handlers.get(&msg_type) else {
+            let e = RpcError::new(
+                msg_type,
+                code::UNKNOWN_MSG_TYPE,
+                format!("no handler for msg_type {msg_type}"),
+            );
+            e.encode_into(response);
+            return MSG_TYPE_ERROR;
+        };
+        let outcome = catch_unwind(AssertUnwindSafe(|| (h.f)(request, response)));
+        let err = match outcome {
+            Ok(Ok(())) => return msg_type,
+            Ok(Err(e)) => RpcError::new(msg_type, e.code, e.message),
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a non-string panic payload".to_owned());
+                RpcError::new(
+                    msg_type,
+                    code::HANDLER_PANIC,
+                    format!("handler `{}` panicked: {what}", h.name),
+                )
+            }
+        };
+        response.clear();
+        err.encode_into(response);
+        MSG_TYPE_ERROR
+    }
+
+    /// Serves one request from `transport`: waits as `wait` says, dispatches, replies.
+    ///
+    /// # Errors
+    /// The transport's errors (`Timeout`, `PeerDead`, `Interrupted`, ...).
+    pub fn serve_one<T: Transport>(
+        &self,
+        transport: &T,
+        wait: Wait<'_>,
+        opts: &ServeOptions,
+        scratch: &mut Vec<u8>,
+    ) -> Result<()> {
+        let (cid, reply_type) = {
+            let req = transport.next_request(wait)?;
+            let reply_type = self.dispatch(req.msg_type(), req.data(), scratch);
+            (req.correlation_id(), reply_type)
+        };
+        transport.send_reply(cid, reply_type, scratch, Wait::new().timeout_opt(opts.reply_timeout))
+    }
+
+    /// Serves `transport` until its peer is gone (then returns `Ok`), `stop` is set
+    /// (checked at least every 200 ms), or an error other than a protocol violation
+    /// happens. Protocol violations are reported to `opts.on_error` and skipped.
+    ///
+    /// # Errors
+    /// The first transport error that ends serving (not `PeerDead`).
+    pub fn serve<T: Transport>(
+        &self,
+        transport: &T,
+        stop: &AtomicBool,
+        opts: &ServeOptions,
+    ) -> Result<()> {
+        let mut scratch = Vec::new();
+        loop {
+            let mut stopped = || stop.load(Ordering::Relaxed);
+            match self.serve_one(transport, Wait::new().interrupt(&mut stopped), opts, &mut scratch)
+            {
+                Ok(()) => {}
+                Err(Error::PeerDead(_)) => return Ok(()),
+                Err(Error::Interrupted) if stop.load(Ordering::Relaxed) => return Ok(()),
+                Err(e @ Error::Protocol(_)) => opts.report(&e),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// How a dispatcher serves: how long a reply may wait for room, and where errors that
+/// do not end serving go.
+#[derive(Clone)]
+pub struct ServeOptions {
+    /// How long a reply waits for room in the reply ring (`None`: as long as the peer
+    /// lives). Default 10 s.
+    pub reply_timeout: Option<Duration>,
+    /// Receives errors that are skipped (protocol violations) or that end a client.
+    /// Default: print to stderr.
+    pub on_error: std::sync::Arc<dyn Fn(&Error) + Send + Sync>,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            reply_timeout: Some(Duration::from_secs(10)),
+            on_error: std::sync::Arc::new(|e| eprintln!("tachyon rpc: {e}")),
+        }
+    }
+}
+
+impl std::fmt::Debug for ServeOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeOptions")
+            .field("reply_timeout", &self.reply_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServeOptions {
+    pub(crate) fn report(&self, e: &Error) {
+        (self.on_error)(e);
+    }
+}
+
+/// A request as a [`Transport`] hands it out.
+pub trait Request {
+    /// The id the reply must carry.
+    fn correlation_id(&self) -> u64;
+    /// The request's msg_type.
+    fn msg_type(&self) -> u16;
+    /// The request payload.
+    fn data(&self) -> &[u8];
+}
+
+/// Where a dispatcher gets requests and sends replies: the shared-memory [`RpcBus`]
+/// today, and any other carrier of the same envelope.
+pub trait Transport {
+    /// A request, possibly borrowed from the transport (zero-copy).
+    type Request<'a>: Request
+    where
+        Self: 'a;
+    /// Waits for the next request.
+    ///
+    /// # Errors
+    /// `PeerDead` when the peer is gone; `Timeout`/`Interrupted` from `wait`.
+    fn next_request(&self, wait: Wait<'_>) -> Result<Self::Request<'_>>;
+    /// Sends a reply.
+    ///
+    /// # Errors
+    /// Transport errors.
+    fn send_reply(&self, cid: u64, msg_type: u16, payload: &[u8], wait: Wait<'_>) -> Result<()>;
+}
+
+impl Request for RpcRequest<'_> {
+    fn correlation_id(&self) -> u64 {
+        RpcRequest::correlation_id(self)
+    }
+    fn msg_type(&self) -> u16 {
+        RpcRequest::msg_type(self)
+    }
+    fn data(&self) -> &[u8] {
+        RpcRequest::data(self)
+    }
+}
+
+impl Transport for RpcBus {
+    type Request<'a> = RpcRequest<'a>;
+
+    fn next_request(&self, wait: Wait<'_>) -> Result<RpcRequest<'_>> {
+        self.serve_with(wait)
+    }
+
+    fn send_reply(&self, cid: u64, msg_type: u16, payload: &[u8], wait: Wait<'_>) -> Result<()> {
+        self.reply_with(cid, payload, msg_type, wait)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::collections::VecDeque;
+
+    use super::*;
+
+    /// An in-memory transport: the dispatcher is tested without shared memory.
+    #[derive(Default)]
+    struct Memory {
+        requests: RefCell<VecDeque<(u64, u16, Vec<u8>)>>,
+        replies: RefCell<Vec<(u64, u16, Vec<u8>)>>,
+    }
+
+    struct MemRequest(u64, u16, Vec<u8>);
+
+    impl Request for MemRequest {
+        fn correlation_id(&self) -> u64 {
+            self.0
+        }
+        fn msg_type(&self) -> u16 {
+            self.1
+        }
+        fn data(&self) -> &[u8] {
+            &self.2
+        }
+    }
+
+    impl Transport for Memory {
+        type Request<'a> = MemRequest;
+        fn next_request(&self, _wait: Wait<'_>) -> Result<MemRequest> {
+            let (c, m, d) =
+                self.requests.borrow_mut().pop_front().ok_or(Error::PeerDead("test over"))?;
+            Ok(MemRequest(c, m, d))
+        }
+        fn send_reply(
+            &self,
+            cid: u64,
+            msg_type: u16,
+            payload: &[u8],
+            _wait: Wait<'_>,
+        ) -> Result<()> {
+            self.replies.borrow_mut().push((cid, msg_type, payload.to_vec()));
+            Ok(())
+        }
+    }
+
+    fn dispatcher() -> Dispatcher {
+        let mut d = Dispatcher::new();
+        d.register_raw(1, "echo", |r: &[u8]| Ok::<_, ServerError>(r.to_vec())).unwrap();
+        d.register_typed(2, "add", |(a, b): (i32, i32)| Ok::<_, ServerError>(a + b)).unwrap();
+        d.register_typed(3, "fail", |(): ()| Err::<(), _>("no luck")).unwrap();
+        d.register_raw(4, "panic", |_: &[u8]| -> Result<Vec<u8>, ServerError> { panic!("kaboom") })
+            .unwrap();
+        d
+    }
+
+    #[test]
+    fn registration_rejects_reserved_and_duplicates() {
+        let mut d = dispatcher();
+        assert_eq!(
+            d.register_raw(0xFFFF, "x", |_: &[u8]| Ok::<_, ServerError>(vec![])).err(),
+            Some(RegisterError::Reserved)
+        );
+        assert_eq!(
+            d.register_raw(1, "again", |_: &[u8]| Ok::<_, ServerError>(vec![])).err(),
+            Some(RegisterError::Duplicate { msg_type: 1, existing: "echo".into() })
+        );
+        assert_eq!(d.msg_types(), vec![1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn every_failure_becomes_a_structured_error_reply() {
+        let d = dispatcher();
+        let mut out = Vec::new();
+        assert_eq!(d.dispatch(1, b"hi", &mut out), 1);
+        assert_eq!(out, b"hi");
+        assert_eq!(d.dispatch(2, &crate::rpc::codec::encode(&(2, 3)).unwrap(), &mut out), 2);
+        assert_eq!(crate::rpc::codec::decode::<i32>(&out).unwrap(), 5);
+        for (mt, req, want) in [
+            (9u16, &b""[..], code::UNKNOWN_MSG_TYPE),
+            (3, &[0xC0][..], code::HANDLER_ERROR),
+            (2, &b"garbage"[..], code::BAD_REQUEST),
+            (4, &b""[..], code::HANDLER_PANIC),
+        ] {
+            assert_eq!(d.dispatch(mt, req, &mut out), MSG_TYPE_ERROR);
+            let e = RpcError::decode(&out);
+            assert_eq!((e.msg_type, e.code), (mt, want), "{e}");
+        }
+    }
+
+    #[test]
+    fn serve_answers_everything_over_a_memory_transport_and_survives_panics() {
+        let t = Memory::default();
+        for (cid, mt) in [(1u64, 1u16), (2, 4), (3, 9), (4, 1)] {
+            t.requests.borrow_mut().push_back((cid, mt, vec![cid as u8]));
+        }
+        dispatcher().serve(&t, &AtomicBool::new(false), &ServeOptions::default()).unwrap();
+        let replies = t.replies.borrow();
+        let types: Vec<_> = replies.iter().map(|r| (r.0, r.1)).collect();
+        assert_eq!(types, vec![(1, 1), (2, 0xFFFF), (3, 0xFFFF), (4, 1)]);
+        assert_eq!(replies[3].2, vec![4]);
+    }
+}

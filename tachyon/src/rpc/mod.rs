@@ -1,0 +1,22 @@
+//! RPC over a pair of shared-memory rings: [`RpcBus`], the multi-client [`RpcServer`],
+//! the [`Dispatcher`], typed MessagePack payloads, and structured errors.
+//!
+//! Wire-compatible with upstream Tachyon's RPC: requests carry `type_id = msg_type` and
+//! a correlation id from 1; replies carry the same id. Failures come back as msg_type
+//! 0xFFFF with a 2-byte big-endian failed msg_type (what upstream's Python decoder reads)
+//! followed by a MessagePack map `{code, message}`. The caller turns them into
+//! [`RpcError`], never into a normal response.
+
+mod bus;
+mod client;
+pub mod codec;
+mod dispatch;
+mod error;
+mod server;
+
+pub use bus::{Role, RpcBus, RpcReply, RpcRequest, RpcTxGuard};
+pub use dispatch::{
+    handle_typed, Dispatcher, Endpoint, RegisterError, Request, ServeOptions, Transport,
+};
+pub use error::{code, code_name, RpcError, ServerError, MSG_TYPE_ERROR};
+pub use server::{RpcServer, ServerHandle, ServerOptions, StopHandle};
