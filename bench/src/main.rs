@@ -14,6 +14,7 @@
 )]
 
 mod floor;
+mod rpc;
 mod stats;
 mod transport;
 
@@ -79,6 +80,10 @@ fn throughput<T: Transport>(n: usize) -> f64 {
 
 fn run_child(args: &[String]) {
     let what = args[0].as_str();
+    if what == "rpc-echo" {
+        rpc::dispatch_child(&args[1], &args[2], args[3].parse().expect("count"));
+        return;
+    }
     if what == "floor" {
         floor::child(&args[1], args[2].parse().expect("count"));
         return;
@@ -124,7 +129,23 @@ fn main() {
     let (mut floor, mut ours, mut ours_tp) = (Vec::new(), Vec::new(), Vec::new());
     #[cfg(feature = "upstream")]
     let (mut up, mut up_tp) = (Vec::new(), Vec::new());
+    let (mut rpc_ours, mut rpc_ours_rate, mut rpc_disp, mut rpc_disp_rate) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    #[cfg(feature = "upstream")]
+    let (mut rpc_up, mut rpc_up_rate) = (Vec::new(), Vec::new());
+    let pipelined = per_round * 2;
     for _ in 0..rounds {
+        let (r, rate) = rpc::measure::<rpc::Ours>(per_round, pipelined);
+        rpc_ours.extend(r);
+        rpc_ours_rate.push(rate);
+        let (r, rate) = rpc::measure::<rpc::OursDispatcher>(per_round, pipelined);
+        rpc_disp.extend(r);
+        rpc_disp_rate.push(rate);
+        #[cfg(feature = "upstream")]
+        {
+            let (r, rate) = rpc::measure::<rpc::Upstream>(per_round, pipelined);
+            rpc_up.extend(r);
+            rpc_up_rate.push(rate);
+        }
         floor.extend(floor::rtt(per_round + WARMUP, WARMUP));
         ours.extend(rtt::<transport::Ours>(per_round));
         #[cfg(feature = "upstream")]
@@ -159,6 +180,29 @@ fn main() {
         );
     }
     println!();
+    println!("RPC echo, {PAYLOAD}-byte payload (ns)       min      p50      p90      p99    p99.9");
+    let rpc_ours = Summary::of(rpc_ours);
+    rpc_ours.print("tachyon (ours) RpcBus");
+    Summary::of(rpc_disp).print("tachyon (ours) RpcBus + Dispatcher");
+    #[cfg(feature = "upstream")]
+    let rpc_up = {
+        let s = Summary::of(rpc_up);
+        s.print("upstream tachyon-ipc 0.5.1 RpcBus");
+        Some((s, median(rpc_up_rate)))
+    };
+    #[cfg(not(feature = "upstream"))]
+    let rpc_up: Option<(Summary, f64)> = None;
+    let rpc_ours_rate = median(rpc_ours_rate);
+    println!(
+        "pipelined calls ({} in flight), median of {rounds}: ours {:.2} M calls/s, ours + Dispatcher {:.2} M calls/s",
+        rpc::PIPELINE,
+        rpc_ours_rate / 1e6,
+        median(rpc_disp_rate) / 1e6
+    );
+    if let Some((_, r)) = &rpc_up {
+        println!("pipelined calls ({} in flight), median of {rounds}: upstream {:.2} M calls/s", rpc::PIPELINE, r / 1e6);
+    }
+    println!();
     println!("ratios (same run):");
     println!("  ours p50 / floor p50          = {:.2}", ours.p50 as f64 / floor.p50.max(1) as f64);
     if let Some((up, up_tp)) = &upstream {
@@ -167,5 +211,9 @@ fn main() {
             ours.p50 as f64 / up.p50.max(1) as f64
         );
         println!("  ours rate / upstream rate     = {:.2}  (target >= 1.00)", ours_tp / up_tp);
+    }
+    if let Some((up, r)) = &rpc_up {
+        println!("  RPC ours p50 / upstream p50   = {:.2}  (target <= 1.00)", rpc_ours.p50 as f64 / up.p50.max(1) as f64);
+        println!("  RPC pipelined ours / upstream = {:.2}", rpc_ours_rate / r);
     }
 }

@@ -25,15 +25,16 @@ pub const WATCHDOG: Duration = Duration::from_millis(200);
 /// idle checks.
 const IDLE_CHECK_EVERY: Duration = Duration::from_millis(10);
 
-/// What a blocking call waits for and how long.
+/// What a blocking call waits for and how long. The clock is read only once the first
+/// attempt has failed, so a call that succeeds at once never pays for it.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct WaitSpec {
     /// Spins before the first sleep.
     pub spin: u32,
-    /// When to give up, if ever.
-    pub deadline: Option<Instant>,
-    /// The timeout the deadline came from, for the error message.
+    /// How long to wait at most, if there is a limit.
     pub timeout: Option<Duration>,
+    /// When to give up, set from `timeout` when waiting starts.
+    deadline: Option<Instant>,
 }
 
 impl WaitSpec {
@@ -42,9 +43,13 @@ impl WaitSpec {
         Self { spin, deadline: None, timeout: None }
     }
 
-    /// Waits at most `timeout` from now.
+    /// Waits at most `timeout` from the first failed attempt.
     pub fn timeout(spin: u32, timeout: Duration) -> Self {
-        Self { spin, deadline: Instant::now().checked_add(timeout), timeout: Some(timeout) }
+        Self { spin, deadline: None, timeout: Some(timeout) }
+    }
+
+    fn start(&mut self) {
+        self.deadline = self.timeout.and_then(|t| Instant::now().checked_add(t));
     }
 
     fn check_deadline(&self, now: Instant) -> Result<()> {
@@ -89,6 +94,11 @@ pub(crate) fn block_on<T>(
     mut poll: impl FnMut() -> Result<Option<T>>,
     mut idle: impl FnMut() -> Result<()>,
 ) -> Result<T> {
+    if let Some(v) = poll()? {
+        return Ok(v);
+    }
+    let mut spec = *spec;
+    spec.start();
     for _ in 0..spec.spin {
         if let Some(v) = poll()? {
             return Ok(v);

@@ -17,7 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
-TIMEOUT_S = 180
+TIMEOUT_S = 60
 
 
 def _need(path: Path, what: str, target: str) -> Path:

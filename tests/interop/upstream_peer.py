@@ -5,6 +5,8 @@
     python upstream_peer.py consume --path P (--listen CAP | --connect) --count N --seed S --max-size B
     python upstream_peer.py rpc-listen --path P
     python upstream_peer.py rpc-connect --path P
+    python upstream_peer.py rpc-serve --path P --count N    # RpcDispatcher, echo on msg_type 1
+    python upstream_peer.py rpc-call --path P --count N     # echo calls, then msg_type 999
 
 Prints ``ok <n> messages`` on success, ``error: <Kind>: <text>`` and exit 1 otherwise.
 """
@@ -73,6 +75,48 @@ def consume(args) -> int:
     return n
 
 
+def rpc_serve(args) -> int:
+    """Upstream's own dispatcher: echo on msg_type 1; anything else gets its 0xFFFF reply."""
+    dispatcher = tachyon.RpcDispatcher()
+
+    @dispatcher.handler(1)
+    def echo(payload: memoryview) -> bytes:
+        return payload.tobytes()
+
+    served = 0
+    with tachyon.RpcBus.rpc_listen(args.path, 1 << 16, 1 << 16) as bus:
+        while served < args.count:
+            try:
+                dispatcher.serve_once(bus)
+            except KeyError:
+                pass  # unknown msg_type: upstream replied 0xFFFF first, then raised
+            served += 1
+        time.sleep(args.linger)
+    return served
+
+
+def rpc_call(args) -> int:
+    """Upstream's caller against our server: echoes, then an unknown msg_type, whose
+    0xFFFF reply must still be readable by upstream's `_decode_error`."""
+    from tachyon.rpc_decorator import _decode_error
+
+    echo = tachyon.RpcEndpoint(lambda mv: mv.tobytes(), msg_type=1)
+    with connect(tachyon.RpcBus.rpc_connect, args.path) as bus:
+        for i in range(args.count):
+            data, _ = message(args.seed, i, args.max_size)
+            data = data or b"\x00"  # upstream refuses zero-length calls
+            got = echo.call(bus, data)
+            if got != data:
+                raise AssertionError(f"echo {i}: {len(got)} bytes back for {len(data)}")
+        cid = bus.call(b"anyone?", msg_type=999)
+        with bus.wait(cid) as rx:
+            with memoryview(rx) as mv:
+                payload = mv.tobytes()
+            type_id = rx.type_id
+        print(f"error-reply type_id={type_id:#06x} failed_msg_type={_decode_error(payload)} bytes={len(payload)}")
+    return args.count
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("role")
@@ -92,6 +136,10 @@ def main() -> int:
         elif args.role == "rpc-listen":
             with tachyon.RpcBus.rpc_listen(args.path, 4096, 4096):
                 n = 0
+        elif args.role == "rpc-serve":
+            n = rpc_serve(args)
+        elif args.role == "rpc-call":
+            n = rpc_call(args)
         elif args.role == "rpc-connect":
             with connect(tachyon.RpcBus.rpc_connect, args.path):
                 n = 0

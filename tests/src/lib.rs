@@ -4,6 +4,8 @@
 //! (`tests/interop/payloads.py`), so any pair of peers can check each other's stream.
 #![allow(clippy::missing_panics_doc)]
 
+pub mod service;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 

@@ -7,7 +7,7 @@
 //! kept for that call's waiter instead of being fatal.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::halves::{RxGuard, RxHalf, TxGuard, TxHalf};
 use crate::layout::sleep;
 use crate::rpc::error::{RpcError, MSG_TYPE_ERROR};
+use crate::rpc::in_flight::InFlight;
 use crate::wait::{block_until, Wait};
 
 /// Which end of the RPC bus this is.
@@ -64,9 +65,8 @@ pub struct RpcBus {
     link: PeerLink,
     arenas: [Arc<Arena>; 2],
     next_cid: Cell<u64>,
-    in_flight: RefCell<HashSet<u64>>,
+    in_flight: RefCell<InFlight>,
     stash: RefCell<HashMap<u64, Stashed>>,
-    abandoned: RefCell<HashSet<u64>>,
 }
 
 impl RpcBus {
@@ -83,9 +83,8 @@ impl RpcBus {
             link,
             arenas: [fwd, rev],
             next_cid: Cell::new(1),
-            in_flight: RefCell::new(HashSet::new()),
+            in_flight: RefCell::new(InFlight::default()),
             stash: RefCell::new(HashMap::new()),
-            abandoned: RefCell::new(HashSet::new()),
         }
     }
 
@@ -265,18 +264,26 @@ impl RpcBus {
     /// is not.
     pub fn wait_with(&self, cid: u64, wait: Wait<'_>) -> Result<RpcReply<'_>> {
         self.expect_role(Role::Caller, "wait")?;
-        if let Some(s) = self.stash.borrow_mut().remove(&cid) {
-            self.in_flight.borrow_mut().remove(&cid);
+        let stashed = {
+            let mut stash = self.stash.borrow_mut();
+            if stash.is_empty() {
+                None
+            } else {
+                stash.remove(&cid)
+            }
+        };
+        if let Some(s) = stashed {
+            self.in_flight.borrow_mut().finish(cid);
             return reply_or_error(RpcReply { inner: ReplyInner::Stashed(s), cid });
         }
-        if !self.in_flight.borrow().contains(&cid) {
+        if !self.in_flight.borrow().is_waiting(cid) {
             return Err(Error::Protocol(format!(
                 "correlation id {cid} is not in flight on this bus"
             )));
         }
         let guard =
             block_until(Some(self.rx_word()), &self.link, wait, || self.next_reply_for(cid))?;
-        self.in_flight.borrow_mut().remove(&cid);
+        self.in_flight.borrow_mut().finish(cid);
         reply_or_error(RpcReply { inner: ReplyInner::InPlace(guard), cid })
     }
 
@@ -288,11 +295,13 @@ impl RpcBus {
             if got == cid {
                 return Ok(Some(g));
             }
-            if self.abandoned.borrow_mut().remove(&got) {
-                continue; // the caller gave up on this call: drop its late reply
+            let mut in_flight = self.in_flight.borrow_mut();
+            if in_flight.is_abandoned(got) {
+                in_flight.finish(got); // the caller gave up on this call: drop its late reply
+                continue;
             }
             let mut stash = self.stash.borrow_mut();
-            if !self.in_flight.borrow().contains(&got) || stash.contains_key(&got) {
+            if !in_flight.is_waiting(got) || stash.contains_key(&got) {
                 return Err(Error::Protocol(format!(
                     "reply for correlation id {got}, which is not in flight (dropped)"
                 )));
@@ -310,17 +319,18 @@ impl RpcBus {
     }
 
     pub(crate) fn in_flight_contains(&self, cid: u64) -> bool {
-        self.in_flight.borrow().contains(&cid)
+        self.in_flight.borrow().is_waiting(cid)
     }
 
     /// Gives up on call `cid`: its reply, if it ever comes, is dropped. After a
     /// [`Error::Timeout`] from `wait`, the call stays in flight so you can wait again;
     /// abandon it instead if you will not.
     pub fn abandon(&self, cid: u64) {
-        if self.in_flight.borrow_mut().remove(&cid)
-            && self.stash.borrow_mut().remove(&cid).is_none()
-        {
-            self.abandoned.borrow_mut().insert(cid);
+        let mut in_flight = self.in_flight.borrow_mut();
+        if self.stash.borrow_mut().remove(&cid).is_some() {
+            in_flight.finish(cid);
+        } else {
+            in_flight.abandon(cid);
         }
     }
 

@@ -50,6 +50,27 @@ pub enum RegisterError {
 
 type HandlerFn = dyn Fn(&[u8], &mut Vec<u8>) -> Result<(), ServerError> + Send + Sync;
 
+/// Fibonacci hashing of the u16 msg_type: the lookup runs once per request, so it
+/// skips SipHash (no untrusted key can degrade a table this small).
+#[derive(Default)]
+struct MsgTypeHasher(u64);
+
+impl std::hash::Hasher for MsgTypeHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u16(&mut self, v: u16) {
+        self.0 = u64::from(v).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type Handlers = HashMap<u16, Handler, std::hash::BuildHasherDefault<MsgTypeHasher>>;
+
 struct Handler {
     name: Cow<'static, str>,
     f: Box<HandlerFn>,
@@ -66,7 +87,7 @@ struct Handler {
 /// ```
 #[derive(Default)]
 pub struct Dispatcher {
-    handlers: HashMap<u16, Handler>,
+    handlers: Handlers,
 }
 
 impl std::fmt::Debug for Dispatcher {

@@ -12,6 +12,7 @@ mod client;
 pub mod codec;
 mod dispatch;
 mod error;
+mod in_flight;
 mod server;
 
 pub use bus::{Role, RpcBus, RpcReply, RpcRequest, RpcTxGuard};

@@ -4,6 +4,9 @@
 //! tachyon-peer produce  --path P (--listen CAP | --connect) [--count N] [--seed S] [--max-size B] [--batch K]
 //! tachyon-peer consume  --path P (--listen CAP | --connect) [--count N] [--seed S] [--max-size B] [--timeout-ms T]
 //! tachyon-peer connect-only --path P
+//! tachyon-peer rpc-serve    --path P [--max-clients N] [--cap B]   # tests' service, many clients
+//! tachyon-peer rpc-reverse  --path P [--count N]   # one client: N requests, answered in reverse
+//! tachyon-peer rpc-call     --path P [--count N]   # echo calls, then an unknown msg_type
 //! ```
 //! Streams use the deterministic payloads of `tachyon_tests` (CRC-32 in `type_id`).
 //! Success prints `ok <n> messages`; failure prints `error: <Kind>: <message>` on stderr
@@ -23,6 +26,7 @@ struct Args {
     max_size: usize,
     timeout: Duration,
     batch: u64,
+    max_clients: usize,
 }
 
 fn parse() -> Result<Args, String> {
@@ -37,6 +41,7 @@ fn parse() -> Result<Args, String> {
         max_size: 4096,
         timeout: Duration::from_secs(10),
         batch: 1,
+        max_clients: 64,
     };
     while let Some(flag) = it.next() {
         let mut val = || it.next().ok_or(format!("{flag} needs a value"));
@@ -50,6 +55,7 @@ fn parse() -> Result<Args, String> {
             "--max-size" => a.max_size = num(val()?)? as usize,
             "--timeout-ms" => a.timeout = Duration::from_millis(num(val()?)?),
             "--batch" => a.batch = num(val()?)?.max(1),
+            "--max-clients" => a.max_clients = num(val()?)? as usize,
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -74,6 +80,10 @@ fn kind(e: &Error) -> &'static str {
         Error::Busy(_) => "Busy",
         Error::InvalidNumaNode(_) => "InvalidNumaNode",
         Error::Io { .. } => "Io",
+        Error::Refused(_) => "Refused",
+        Error::Protocol(_) => "Protocol",
+        Error::Rpc(_) => "Rpc",
+        Error::Codec(_) => "Codec",
         _ => "Other",
     }
 }
@@ -138,6 +148,60 @@ fn consume(a: &Args) -> Result<u64, String> {
     Ok(i)
 }
 
+fn rpc_serve(a: &Args) -> tachyon::Result<u64> {
+    use tachyon::rpc::{RpcServer, ServerOptions};
+    let opts = ServerOptions::default().max_clients(a.max_clients).on_error(|_| {});
+    let server = RpcServer::bind(&a.path, opts)?;
+    println!("ready");
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    server.serve(std::sync::Arc::new(tachyon_tests::service::dispatcher()))?;
+    Ok(0)
+}
+
+/// Takes `count` requests, then answers them newest first (echoing each payload).
+fn rpc_reverse(a: &Args) -> tachyon::Result<u64> {
+    let bus = tachyon::rpc::RpcBus::listen_timeout(&a.path, 1 << 16, 1 << 16, a.timeout)?;
+    let mut held = Vec::new();
+    for _ in 0..a.count {
+        let req = bus.serve_timeout(a.timeout)?;
+        held.push((req.correlation_id(), req.msg_type(), req.data().to_vec()));
+    }
+    for (cid, mt, data) in held.iter().rev() {
+        bus.reply_timeout(*cid, data, *mt, a.timeout)?;
+    }
+    // Stay until the caller has read everything and left.
+    while bus.check_peer().is_ok() {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(a.count)
+}
+
+/// Echo calls against any RPC callee, then a call to an unknown msg_type.
+fn rpc_call(a: &Args) -> tachyon::Result<u64> {
+    let deadline = Instant::now() + a.timeout;
+    let bus = loop {
+        match tachyon::rpc::RpcBus::connect(&a.path) {
+            Err(Error::Io { .. }) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+            other => break other?,
+        }
+    };
+    for i in 0..a.count {
+        let n = payload_size(a.seed, i, a.max_size).max(1);
+        let mut buf = vec![0u8; n];
+        fill_payload(i, &mut buf);
+        let got = bus.invoke(1, &buf, Some(a.timeout))?;
+        if got != buf {
+            return Err(Error::Protocol(format!("echo {i} came back different")));
+        }
+    }
+    match bus.invoke(999, b"anyone?", Some(a.timeout)) {
+        Err(Error::Rpc(e)) => println!("rpc-error msg_type={} code={}", e.msg_type, e.code),
+        Ok(_) => return Err(Error::Protocol("unknown msg_type answered normally".into())),
+        Err(e) => return Err(e),
+    }
+    Ok(a.count)
+}
+
 fn main() {
     let a = match parse() {
         Ok(a) => a,
@@ -149,6 +213,9 @@ fn main() {
     let result = match a.role.as_str() {
         "produce" => produce(&a).map_err(|e| format!("{}: {e}", kind(&e))),
         "consume" => consume(&a),
+        "rpc-serve" => rpc_serve(&a).map_err(|e| format!("{}: {e}", kind(&e))),
+        "rpc-reverse" => rpc_reverse(&a).map_err(|e| format!("{}: {e}", kind(&e))),
+        "rpc-call" => rpc_call(&a).map_err(|e| format!("{}: {e}", kind(&e))),
         "connect-only" => {
             connect(&a.path, a.timeout).map(|_| 0).map_err(|e| format!("{}: {e}", kind(&e)))
         }

@@ -1,0 +1,193 @@
+//! RPC between two real processes: this test is the caller, a `tachyon-peer` child the
+//! callee (the `#[tachyon_rpc]` service of `tachyon_tests::service`).
+
+use std::io::{BufRead, BufReader};
+use std::time::{Duration, Instant};
+
+use tachyon::rpc::{code, RpcBus};
+use tachyon::Error;
+use tachyon_tests::service::{add, boom, echo, fail, sleep_ms, whoami, AddReq, AddResp};
+use tachyon_tests::{socket_path, spawn_peer, KillOnDrop};
+
+const T: Duration = Duration::from_secs(20);
+
+/// Starts the multi-client server and waits until it is bound.
+fn server(path: &str, extra: &[&str]) -> KillOnDrop {
+    let mut args = vec!["rpc-serve", "--path", path];
+    args.extend_from_slice(extra);
+    let mut child = KillOnDrop(spawn_peer(&args));
+    let mut line = String::new();
+    BufReader::new(child.0.stdout.as_mut().expect("piped")).read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    child
+}
+
+fn connect(path: &str) -> RpcBus {
+    let deadline = Instant::now() + T;
+    loop {
+        match RpcBus::connect(path) {
+            Ok(b) => return b,
+            Err(Error::Io { .. }) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+            Err(e) => panic!("connect: {e}"),
+        }
+    }
+}
+
+#[test]
+fn round_trips_raw_and_typed() {
+    let path = socket_path("rpc-basic");
+    let _srv = server(&path, &[]);
+    let c = connect(&path);
+    assert!(c.has_peer_link());
+    assert_eq!(echo::call(&c, b"hello").unwrap(), b"hello");
+    assert_eq!(add::call(&c, &AddReq { a: 40, b: 2 }).unwrap(), AddResp { sum: 42 });
+    // Low level: call returns the id, wait takes it; ids start at 1.
+    let cid = c.call(b"low level", echo::MSG_TYPE).unwrap();
+    assert!(cid >= 1);
+    assert_eq!(c.wait_timeout(cid, T).unwrap().data(), b"low level");
+    // Zero-copy call.
+    let mut tx = c.acquire_call(16).unwrap();
+    tx.bytes_mut()[..4].copy_from_slice(b"zero");
+    let cid = tx.commit(4, echo::MSG_TYPE).unwrap();
+    assert_eq!(c.wait_timeout(cid, T).unwrap().data(), b"zero");
+}
+
+#[test]
+fn sixty_four_calls_in_flight_answered_in_reverse_order() {
+    let path = socket_path("rpc-reverse");
+    let _callee = KillOnDrop(spawn_peer(&["rpc-reverse", "--path", &path, "--count", "64"]));
+    let c = connect(&path);
+    let cids: Vec<u64> = (0..64u32).map(|i| c.call(&i.to_le_bytes(), 7).unwrap()).collect();
+    assert_eq!(c.in_flight(), 64);
+    // Wait in call order: every reply but the last arrives "early" and is kept aside.
+    for (i, cid) in cids.iter().enumerate() {
+        let r = c.wait_timeout(*cid, T).unwrap();
+        assert_eq!(r.data(), &(i as u32).to_le_bytes());
+        assert_eq!((r.correlation_id(), r.msg_type()), (*cid, 7));
+    }
+    assert_eq!(c.in_flight(), 0);
+}
+
+#[test]
+fn unknown_msg_type_handler_error_and_panic_are_typed_errors_and_the_server_survives() {
+    let path = socket_path("rpc-errors");
+    let _srv = server(&path, &[]);
+    let c = connect(&path);
+    match c.invoke(999, b"?", Some(T)) {
+        Err(Error::Rpc(e)) => assert_eq!((e.msg_type, e.code), (999, code::UNKNOWN_MSG_TYPE), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    match fail::call(&c, &"why".to_owned()) {
+        Err(Error::Rpc(e)) => {
+            assert_eq!((e.msg_type, e.code), (fail::MSG_TYPE, code::HANDLER_ERROR));
+            assert_eq!(e.message, "failing on purpose: why");
+        }
+        other => panic!("{other:?}"),
+    }
+    match boom::call(&c, b"x") {
+        Err(Error::Rpc(e)) => {
+            assert_eq!(e.code, code::HANDLER_PANIC);
+            assert!(e.message.contains("boom handler called with 1 bytes"), "{}", e.message);
+        }
+        other => panic!("{other:?}"),
+    }
+    // A request the typed handler cannot decode.
+    match c.invoke(add::MSG_TYPE, b"\xc1 not msgpack", Some(T)) {
+        Err(Error::Rpc(e)) => assert_eq!(e.code, code::BAD_REQUEST),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(echo::call(&c, b"still serving").unwrap(), b"still serving");
+}
+
+#[test]
+fn a_deadline_passing_is_a_timeout_and_the_late_reply_does_not_confuse_later_calls() {
+    let path = socket_path("rpc-deadline");
+    let _srv = server(&path, &[]);
+    let c = connect(&path);
+    let start = Instant::now();
+    let err = sleep_ms::call_timeout(&c, &500, Duration::from_millis(100)).unwrap_err();
+    assert!(matches!(err, Error::Timeout(_)), "{err}");
+    assert!(start.elapsed() < Duration::from_millis(450));
+    // The late reply to the abandoned call is dropped; the next call gets its own.
+    assert_eq!(add::call_timeout(&c, &AddReq { a: 1, b: 1 }, T).unwrap().sum, 2);
+}
+
+#[test]
+fn callee_killed_while_a_call_waits_gives_peer_dead_within_a_second() {
+    let path = socket_path("rpc-kill");
+    let mut srv = server(&path, &[]);
+    let c = connect(&path);
+    let cid = c.call(&tachyon::rpc::codec::encode(&60_000u64).unwrap(), sleep_ms::MSG_TYPE).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    srv.0.kill().unwrap();
+    srv.0.wait().unwrap();
+    let killed = Instant::now();
+    let err = c.wait(cid).unwrap_err(); // no timeout: only death detection ends it
+    assert!(matches!(err, Error::PeerDead(_)), "{err}");
+    assert!(killed.elapsed() < Duration::from_secs(1), "took {:?}", killed.elapsed());
+}
+
+#[test]
+fn eight_clients_on_one_server_at_once() {
+    let path = socket_path("rpc-eight");
+    let _srv = server(&path, &["--max-clients", "8"]);
+    let server_pid = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8i64)
+            .map(|k| {
+                let path = path.clone();
+                s.spawn(move || {
+                    let c = connect(&path);
+                    for i in 0..2_000i64 {
+                        assert_eq!(add::call_timeout(&c, &AddReq { a: k, b: i }, T).unwrap().sum, k + i);
+                    }
+                    whoami::call(&c, &()).unwrap()
+                })
+            })
+            .collect();
+        let pids: Vec<u32> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        assert!(pids.windows(2).all(|w| w[0] == w[1]), "one server process: {pids:?}");
+        pids[0]
+    });
+    assert_ne!(server_pid, std::process::id());
+}
+
+#[test]
+fn a_client_over_the_limit_is_refused_with_a_clear_error() {
+    let path = socket_path("rpc-limit");
+    let _srv = server(&path, &["--max-clients", "2"]);
+    let a = connect(&path);
+    let b = connect(&path);
+    assert!(echo::call(&a, b"a").is_ok() && echo::call(&b, b"b").is_ok());
+    match RpcBus::connect(&path) {
+        Err(Error::Refused(why)) => assert!(why.contains("maximum number of clients"), "{why}"),
+        other => panic!("expected Refused, got {other:?}"),
+    }
+    // A slot frees up when a client leaves.
+    drop(a);
+    let deadline = Instant::now() + T;
+    let c = loop {
+        match RpcBus::connect(&path) {
+            Ok(c) => break c,
+            Err(Error::Refused(_)) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert_eq!(echo::call(&c, b"c").unwrap(), b"c");
+}
+
+#[test]
+fn spsc_connector_and_rpc_roles_are_checked() {
+    let path = socket_path("rpc-abi");
+    let _srv = server(&path, &[]);
+    // An SPSC connector against the RPC server: refused on both sides, cleanly.
+    match tachyon::Bus::connect(&path) {
+        Err(Error::AbiMismatch(m)) => assert!(m.contains("Rpc"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    // The server is still serving RPC clients.
+    let c = connect(&path);
+    assert_eq!(echo::call(&c, b"ok").unwrap(), b"ok");
+    // Callee-only operations on the caller end are refused.
+    assert!(matches!(c.serve_timeout(Duration::from_millis(1)), Err(Error::Protocol(_))));
+    assert!(matches!(c.wait_timeout(12345, Duration::from_millis(1)), Err(Error::Protocol(_))));
+}
