@@ -22,11 +22,11 @@ CLANG_ENV := CC=clang-19 CXX=clang++-19 \
 	LDSHARED="clang-19 -shared --ld-path=/usr/bin/ld.lld-19" \
 	LDCXXSHARED="clang++-19 -shared --ld-path=/usr/bin/ld.lld-19"
 
-.PHONY: help test demo bench build deps clang venv upstream fuzz-build fuzz clean
+.PHONY: help test demo bench build lint deps clang venv upstream fuzz-build fuzz clean
 
 help:
-	@echo "make test   - install what is needed, run every test suite (cargo, pytest interop)"
-	@echo "make demo   - install what is needed, run the two-process demo and benchmark table"
+	@echo "make test   - install what is needed, run every test suite (lint, cargo, pytest interop)"
+	@echo "make demo   - install what is needed, run the RPC demo and the benchmark table"
 	@echo "make bench  - the full benchmark (more samples)"
 
 ## ---- installs ---------------------------------------------------------------------
@@ -58,7 +58,10 @@ build:
 	$(CARGO) build --workspace --profile $(PROFILE) -j$(JOBS) --bins --tests
 	$(CARGO) build --manifest-path tachyon/fuzz/Cargo.toml --target-dir target -j$(JOBS)
 
-test: deps build
+lint:
+	$(CARGO) clippy --workspace --all-targets -j$(JOBS) -- -D warnings
+
+test: deps build lint
 	$(CARGO) test --workspace --profile $(PROFILE) -j$(JOBS)
 	TACHYON_REQUIRE_PEERS=1 TACHYON_PEER=$(CURDIR)/$(TARGET_DIR)/tachyon-peer \
 		UPSTREAM_PYTHON=$(CURDIR)/$(UPSTREAM_VENV)/bin/python \
@@ -67,6 +70,8 @@ test: deps build
 ## ---- demo and benchmark ---------------------------------------------------------------
 
 demo: clang
+	$(CARGO) run -q -p tachyon-examples --bin rpc_demo --profile bench -j$(JOBS)
+	@echo
 	$(CLANG_ENV) $(CARGO) run -q -p tachyon-bench --profile bench --features upstream -j$(JOBS) -- \
 		--samples 100000 --rounds 5 --stream 2000000
 

@@ -80,7 +80,10 @@ pub struct Ours(tachyon::rpc::RpcBus);
 impl RpcTransport for Ours {
     const NAME: &'static str = "ours";
     fn listen(path: &str) -> Self {
-        Self(tachyon::rpc::RpcBus::listen_timeout(path, 1 << 16, 1 << 16, Duration::from_secs(30)).expect("listen"))
+        Self(
+            tachyon::rpc::RpcBus::listen_timeout(path, 1 << 16, 1 << 16, Duration::from_secs(30))
+                .expect("listen"),
+        )
     }
     fn connect(path: &str) -> Self {
         Self(tachyon::rpc::RpcBus::connect(path).expect("connect"))
@@ -129,11 +132,12 @@ impl RpcTransport for OursDispatcher {
     }
     fn serve_echo(&self, n: usize) {
         let mut d = tachyon::rpc::Dispatcher::new();
-        d.register_raw(1, "echo", |r: &[u8]| Ok::<_, tachyon::rpc::ServerError>(r.to_vec())).expect("register");
+        d.register_raw(1, "echo", <[u8]>::to_vec).expect("register");
         let opts = tachyon::rpc::ServeOptions::default();
         let mut scratch = Vec::new();
         for _ in 0..n {
-            d.serve_one(&self.0 .0, tachyon::Wait::new().spin(SPIN), &opts, &mut scratch).expect("serve");
+            d.serve_one(&self.0 .0, tachyon::Wait::new().spin(SPIN), &opts, &mut scratch)
+                .expect("serve");
         }
     }
 }

@@ -65,7 +65,7 @@ fn result_ok(ty: &syn::Type) -> Option<syn::Type> {
 }
 
 impl Handler {
-    pub fn from_fn(f: &syn::ItemFn) -> syn::Result<Self> {
+    pub fn from_fn(f: &syn::ItemFn) -> Self {
         let sig = &f.sig;
         let mut arg = None;
         let mut extra_args = Vec::new();
@@ -93,7 +93,7 @@ impl Handler {
             }),
         };
         let has_generics = !sig.generics.params.is_empty() || sig.generics.where_clause.is_some();
-        Ok(Handler {
+        Handler {
             ident: sig.ident.clone(),
             arg,
             extra_args,
@@ -102,6 +102,6 @@ impl Handler {
             generics: has_generics.then(|| sig.generics.clone()),
             receiver,
             sig_span: sig.span(),
-        })
+        }
     }
 }

@@ -7,7 +7,7 @@
 //! - `dispatcher![a, b, c]` builds a `tachyon::rpc::Dispatcher` from endpoints. It fails
 //!   to compile when two of them share a msg_type.
 //!
-//! ```ignore
+//! ```
 //! use serde::{Deserialize, Serialize};
 //! use tachyon_macros::{dispatcher, tachyon_rpc};
 //!
@@ -20,15 +20,22 @@
 //! #[tachyon_rpc(msg_type = 2)]
 //! pub fn echo(req: &[u8]) -> Vec<u8> { req.to_vec() }
 //!
-//! let d = dispatcher![add, echo];              // server side
-//! // let sum = add::call(&client, &Add { a: 1, b: 2 })?;   // client side
+//! fn main() {
+//!     let d = dispatcher![add, echo];                   // server side
+//!     assert_eq!((add::MSG_TYPE, d.handler_name(2)), (1, Some("echo")));
+//! }
+//!
+//! fn client(client: &tachyon::rpc::RpcBus) -> tachyon::Result<i64> {
+//!     add::call(client, &Add { a: 1, b: 2 })            // client side
+//! }
 //! ```
 //!
 //! Handler forms: `fn(Req) -> Resp`, `fn(Req) -> Result<Resp, E>` with
 //! `E: Into<tachyon::rpc::ServerError>` (typed, MessagePack on the wire), and
 //! `fn(&[u8]) -> Vec<u8>` / `-> Result<Vec<u8>, E>` (raw bytes, request read in place).
 //! Generated code names everything by absolute path, so it needs no imports; the crate
-//! using it depends on `tachyon` and `serde`.
+//! using it depends on `tachyon` and `serde`. Put handlers at module level: the generated
+//! module sees its parent module's items (`use super::*`), not those of a function body.
 
 mod ast;
 mod attr;
@@ -43,23 +50,19 @@ use proc_macro::TokenStream;
 #[proc_macro_attribute]
 pub fn tachyon_rpc(args: TokenStream, item: TokenStream) -> TokenStream {
     let item = proc_macro2::TokenStream::from(item);
-    let func = match syn::parse2::<syn::ItemFn>(item.clone()) {
-        Ok(f) => f,
-        Err(_) => {
-            let err = syn::Error::new_spanned(&item, "#[tachyon_rpc] applies to free functions");
-            let mut out = err.to_compile_error();
-            out.extend(item);
-            return out.into();
-        }
+    let Ok(func) = syn::parse2::<syn::ItemFn>(item.clone()) else {
+        let err = syn::Error::new_spanned(&item, "#[tachyon_rpc] applies to free functions");
+        let mut out = err.to_compile_error();
+        out.extend(item);
+        return out.into();
     };
-    let attr = attr::parse(args.into());
-    let expanded = match (attr, ast::Handler::from_fn(&func)) {
-        (Ok(attr), Ok(handler)) => match valid::check(&attr, &handler) {
+    let handler = ast::Handler::from_fn(&func);
+    let expanded = match attr::parse(args.into()) {
+        Ok(attr) => match valid::check(&attr, &handler) {
             Ok(()) => expand::endpoint(&func, &attr, &handler),
             Err(e) => fallback::endpoint(&func, Some(&attr), &e),
         },
-        (Ok(attr), Err(e)) => fallback::endpoint(&func, Some(&attr), &e),
-        (Err(e), Ok(_) | Err(_)) => fallback::endpoint(&func, None, &e),
+        Err(e) => fallback::endpoint(&func, None, &e),
     };
     expanded.into()
 }

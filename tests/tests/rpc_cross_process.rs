@@ -27,7 +27,9 @@ fn connect(path: &str) -> RpcBus {
     loop {
         match RpcBus::connect(path) {
             Ok(b) => return b,
-            Err(Error::Io { .. }) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+            Err(Error::Io { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
             Err(e) => panic!("connect: {e}"),
         }
     }
@@ -74,7 +76,9 @@ fn unknown_msg_type_handler_error_and_panic_are_typed_errors_and_the_server_surv
     let _srv = server(&path, &[]);
     let c = connect(&path);
     match c.invoke(999, b"?", Some(T)) {
-        Err(Error::Rpc(e)) => assert_eq!((e.msg_type, e.code), (999, code::UNKNOWN_MSG_TYPE), "{e}"),
+        Err(Error::Rpc(e)) => {
+            assert_eq!((e.msg_type, e.code), (999, code::UNKNOWN_MSG_TYPE), "{e}");
+        }
         other => panic!("{other:?}"),
     }
     match fail::call(&c, &"why".to_owned()) {
@@ -117,7 +121,8 @@ fn callee_killed_while_a_call_waits_gives_peer_dead_within_a_second() {
     let path = socket_path("rpc-kill");
     let mut srv = server(&path, &[]);
     let c = connect(&path);
-    let cid = c.call(&tachyon::rpc::codec::encode(&60_000u64).unwrap(), sleep_ms::MSG_TYPE).unwrap();
+    let cid =
+        c.call(&tachyon::rpc::codec::encode(&60_000u64).unwrap(), sleep_ms::MSG_TYPE).unwrap();
     std::thread::sleep(Duration::from_millis(100));
     srv.0.kill().unwrap();
     srv.0.wait().unwrap();
@@ -138,7 +143,10 @@ fn eight_clients_on_one_server_at_once() {
                 s.spawn(move || {
                     let c = connect(&path);
                     for i in 0..2_000i64 {
-                        assert_eq!(add::call_timeout(&c, &AddReq { a: k, b: i }, T).unwrap().sum, k + i);
+                        assert_eq!(
+                            add::call_timeout(&c, &AddReq { a: k, b: i }, T).unwrap().sum,
+                            k + i
+                        );
                     }
                     whoami::call(&c, &()).unwrap()
                 })
@@ -168,7 +176,9 @@ fn a_client_over_the_limit_is_refused_with_a_clear_error() {
     let c = loop {
         match RpcBus::connect(&path) {
             Ok(c) => break c,
-            Err(Error::Refused(_)) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Err(Error::Refused(_)) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
             Err(e) => panic!("{e}"),
         }
     };

@@ -81,7 +81,7 @@ struct Handler {
 /// ```
 /// use tachyon::rpc::{Dispatcher, ServerError};
 /// let mut d = Dispatcher::new();
-/// d.register_raw(1, "echo", |req: &[u8]| Ok(req.to_vec())).unwrap();
+/// d.register_raw(1, "echo", |req: &[u8]| req.to_vec()).unwrap();
 /// d.register_typed(2, "add", |(a, b): (i64, i64)| Ok::<_, ServerError>(a + b)).unwrap();
 /// assert_eq!(d.handler_name(2), Some("add"));
 /// ```
@@ -170,11 +170,35 @@ impl Dispatcher {
         self
     }
 
-    /// Registers a raw handler: request bytes in, response bytes out.
+    /// Registers a raw handler: request bytes (read in place) in, response bytes out.
     ///
     /// # Errors
     /// [`RegisterError`] for 0xFFFF or a msg_type already taken.
-    pub fn register_raw<F, E>(
+    pub fn register_raw<F>(
+        &mut self,
+        msg_type: u16,
+        name: impl Into<Cow<'static, str>>,
+        f: F,
+    ) -> Result<&mut Self, RegisterError>
+    where
+        F: Fn(&[u8]) -> Vec<u8> + Send + Sync + 'static,
+    {
+        self.insert(
+            msg_type,
+            name.into(),
+            Box::new(move |req, out| {
+                *out = f(req);
+                Ok(())
+            }),
+        )
+    }
+
+    /// Registers a raw handler that can fail; its error becomes the caller's
+    /// [`RpcError`].
+    ///
+    /// # Errors
+    /// [`RegisterError`] for 0xFFFF or a msg_type already taken.
+    pub fn register_raw_fallible<F, E>(
         &mut self,
         msg_type: u16,
         name: impl Into<Cow<'static, str>>,
@@ -444,11 +468,13 @@ mod tests {
 
     fn dispatcher() -> Dispatcher {
         let mut d = Dispatcher::new();
-        d.register_raw(1, "echo", |r: &[u8]| Ok::<_, ServerError>(r.to_vec())).unwrap();
+        d.register_raw(1, "echo", <[u8]>::to_vec).unwrap();
         d.register_typed(2, "add", |(a, b): (i32, i32)| Ok::<_, ServerError>(a + b)).unwrap();
         d.register_typed(3, "fail", |(): ()| Err::<(), _>("no luck")).unwrap();
-        d.register_raw(4, "panic", |_: &[u8]| -> Result<Vec<u8>, ServerError> { panic!("kaboom") })
-            .unwrap();
+        d.register_raw_fallible(4, "panic", |_: &[u8]| -> Result<Vec<u8>, ServerError> {
+            panic!("kaboom")
+        })
+        .unwrap();
         d
     }
 
@@ -456,11 +482,11 @@ mod tests {
     fn registration_rejects_reserved_and_duplicates() {
         let mut d = dispatcher();
         assert_eq!(
-            d.register_raw(0xFFFF, "x", |_: &[u8]| Ok::<_, ServerError>(vec![])).err(),
+            d.register_raw(0xFFFF, "x", |_: &[u8]| vec![]).err(),
             Some(RegisterError::Reserved)
         );
         assert_eq!(
-            d.register_raw(1, "again", |_: &[u8]| Ok::<_, ServerError>(vec![])).err(),
+            d.register_raw(1, "again", |_: &[u8]| vec![]).err(),
             Some(RegisterError::Duplicate { msg_type: 1, existing: "echo".into() })
         );
         assert_eq!(d.msg_types(), vec![1, 2, 3, 4]);

@@ -37,7 +37,8 @@ impl InFlight {
     fn set(&mut self, cid: u64, s: State) {
         if let Some(i) = self.index(cid) {
             let old = std::mem::replace(&mut self.states[i], s);
-            self.waiting = self.waiting + usize::from(s == State::Waiting) - usize::from(old == State::Waiting);
+            self.waiting = self.waiting + usize::from(s == State::Waiting)
+                - usize::from(old == State::Waiting);
         }
         while self.states.front() == Some(&State::Done) {
             self.states.pop_front();

@@ -83,10 +83,10 @@ impl StopHandle {
 ///
 /// ```no_run
 /// use std::sync::Arc;
-/// use tachyon::rpc::{Dispatcher, RpcServer, ServerError, ServerOptions};
+/// use tachyon::rpc::{Dispatcher, RpcServer, ServerOptions};
 /// # fn main() -> tachyon::Result<()> {
 /// let mut d = Dispatcher::new();
-/// d.register_raw(1, "echo", |r: &[u8]| Ok::<_, ServerError>(r.to_vec())).unwrap();
+/// d.register_raw(1, "echo", |r: &[u8]| r.to_vec()).unwrap();
 /// let server = RpcServer::bind("/tmp/echo.sock", ServerOptions::default().max_clients(8))?;
 /// server.serve(Arc::new(d))?; // until stopped
 /// # Ok(()) }
@@ -149,6 +149,7 @@ impl RpcServer {
     ///
     /// # Errors
     /// [`Error::Io`] if accepting fails.
+    #[allow(clippy::needless_pass_by_value)] // the server keeps a share for its clients
     pub fn serve(&self, dispatcher: Arc<Dispatcher>) -> Result<()> {
         let mut clients: Vec<JoinHandle<()>> = Vec::new();
         let result = self.accept_loop(&dispatcher, &mut clients);

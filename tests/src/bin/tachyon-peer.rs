@@ -181,7 +181,9 @@ fn rpc_call(a: &Args) -> tachyon::Result<u64> {
     let deadline = Instant::now() + a.timeout;
     let bus = loop {
         match tachyon::rpc::RpcBus::connect(&a.path) {
-            Err(Error::Io { .. }) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+            Err(Error::Io { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
             other => break other?,
         }
     };

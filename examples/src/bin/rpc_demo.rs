@@ -1,0 +1,110 @@
+//! `rpc_demo`: a Rust RPC server built with `#[tachyon_rpc]` handlers in one process,
+//! a client in another, and what the client measured.
+//!
+//! ```text
+//! rpc_demo            # starts the server as a child process, runs the client, prints
+//! rpc_demo server P   # the server alone, on socket path P
+//! ```
+#![allow(clippy::print_stdout, clippy::cast_precision_loss, clippy::cast_sign_loss)]
+
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tachyon::rpc::{RpcBus, RpcServer, ServerOptions};
+use tachyon_examples::{echo, quote, QuoteReq};
+
+const CALLS: usize = 50_000;
+
+fn percentile(sorted: &[u64], q: f64) -> u64 {
+    sorted[((sorted.len() as f64 * q) as usize).min(sorted.len() - 1)]
+}
+
+fn measure(label: &str, mut f: impl FnMut()) {
+    let mut ns: Vec<u64> = (0..CALLS)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_nanos() as u64
+        })
+        .collect();
+    ns.sort_unstable();
+    println!(
+        "  {label:<34} p50 {:>6} ns   p99 {:>6} ns   ({CALLS} calls)",
+        percentile(&ns, 0.5),
+        percentile(&ns, 0.99)
+    );
+}
+
+fn client(path: &str) -> tachyon::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let c = loop {
+        match RpcBus::connect(path) {
+            Ok(c) => break c,
+            Err(tachyon::Error::Io { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let req = QuoteReq { symbol: "TCHY".into(), qty: 100 };
+    let q = quote::call(&c, &req)?;
+    println!("rpc_demo: client connected (liveness link: {})", c.has_peer_link());
+    println!("  quote::call(TCHY x100)             -> bid {:.2} ask {:.2}", q.bid, q.ask);
+    match quote::call(&c, &QuoteReq { symbol: String::new(), qty: 0 }) {
+        Err(tachyon::Error::Rpc(e)) => {
+            println!("  quote::call(bad request)           -> RpcError: {e}");
+        }
+        other => println!("  quote::call(bad request)           -> unexpected {other:?}"),
+    }
+    match c.invoke(77, b"?", Some(Duration::from_secs(1))) {
+        Err(tachyon::Error::Rpc(e)) => {
+            println!("  invoke(unknown msg_type 77)        -> RpcError: {e}");
+        }
+        other => println!("  invoke(unknown msg_type 77)        -> unexpected {other:?}"),
+    }
+    println!("round trips (client and server in separate processes):");
+    let payload = [7u8; 32];
+    for _ in 0..5_000 {
+        echo::call(&c, &payload)?;
+    }
+    measure("echo::call, 32 raw bytes", || {
+        echo::call(&c, &payload).expect("echo");
+    });
+    measure("quote::call, typed MessagePack", || {
+        quote::call(&c, &req).expect("quote");
+    });
+    let t = Instant::now();
+    let rounds = CALLS / 16;
+    for _ in 0..rounds {
+        let cids: Vec<u64> =
+            (0..16).map(|_| c.call(&payload, echo::MSG_TYPE).expect("call")).collect();
+        for cid in cids {
+            c.wait(cid).expect("wait");
+        }
+    }
+    println!(
+        "  pipelined echo, 16 in flight          {:.2} M calls/s",
+        (rounds * 16) as f64 / t.elapsed().as_secs_f64() / 1e6
+    );
+    Ok(())
+}
+
+fn main() -> tachyon::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("server") {
+        let server = RpcServer::bind(&args[1], ServerOptions::default())?;
+        return server.serve(Arc::new(tachyon_examples::service()));
+    }
+    let path = format!("/tmp/tachyon-rpc-demo-{}.sock", std::process::id());
+    let mut server = Command::new(std::env::current_exe().expect("current exe"))
+        .args(["server", &path])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn server");
+    println!("rpc_demo: server process {} serving `quote` (msg_type 1) and `echo` (msg_type 2) at {path}", server.id());
+    let result = client(&path);
+    let _ = server.kill();
+    let _ = server.wait();
+    result
+}
