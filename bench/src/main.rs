@@ -93,6 +93,65 @@ fn run_child(args: &[String]) {
     transport::dispatch_child(what, name, &rest);
 }
 
+/// Software cost alone: both ends in one thread, so no cache line crosses cores.
+#[allow(clippy::many_single_char_names, clippy::similar_names)]
+fn inproc(n: usize) {
+    use std::time::Duration;
+    let t = Duration::from_secs(10);
+    let (pa, pb) = (sock("inproc-a"), sock("inproc-b"));
+    let l = std::thread::spawn({
+        let (pa, pb) = (pa.clone(), pb.clone());
+        move || {
+            (
+                tachyon::Bus::listen_timeout(&pa, 1 << 16, t).unwrap(),
+                tachyon::Bus::listen_timeout(&pb, 1 << 16, t).unwrap(),
+            )
+        }
+    });
+    let connect = |p: &str| loop {
+        if let Ok(b) = tachyon::Bus::connect(p) {
+            break b;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    let (ca, cb) = (connect(&pa), connect(&pb));
+    let (la, lb) = l.join().unwrap();
+    let msg = [1u8; PAYLOAD];
+    let start = Instant::now();
+    for _ in 0..n {
+        la.send(&msg, 1).unwrap();
+        drop(ca.acquire_rx(SPIN).unwrap());
+        cb.send(&msg, 1).unwrap();
+        drop(lb.acquire_rx(SPIN).unwrap());
+    }
+    println!("in-process SPSC ping+pong: {:.1} ns", start.elapsed().as_nanos() as f64 / n as f64);
+    let pr = sock("inproc-rpc");
+    let l = std::thread::spawn({
+        let pr = pr.clone();
+        move || tachyon::rpc::RpcBus::listen_timeout(&pr, 1 << 16, 1 << 16, t).unwrap()
+    });
+    let caller = loop {
+        if let Ok(b) = tachyon::rpc::RpcBus::connect(&pr) {
+            break b;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    let callee = l.join().unwrap();
+    let start = Instant::now();
+    for _ in 0..n {
+        let cid = caller.call(&msg, 1).unwrap();
+        let req = callee.serve().unwrap();
+        let (c, m) = (req.correlation_id(), req.msg_type());
+        drop(req);
+        callee.reply(c, &msg, m).unwrap();
+        drop(caller.wait(cid).unwrap());
+    }
+    println!(
+        "in-process RPC call+serve+reply+wait: {:.1} ns",
+        start.elapsed().as_nanos() as f64 / n as f64
+    );
+}
+
 /// Median of a few throughput runs.
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -111,6 +170,7 @@ fn main() {
     let mut samples: usize = 200_000;
     let mut stream: usize = 5_000_000;
     let mut rounds: usize = 5;
+    let mut only: Option<String> = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut num = || {
@@ -120,8 +180,29 @@ fn main() {
             "--samples" => samples = num(),
             "--stream" => stream = num(),
             "--rounds" => rounds = num(),
+            "--only" => only = it.next().cloned(),
             other => panic!("unknown argument {other}"),
         }
+    }
+    if let Some(what) = only {
+        // One measurement alone, e.g. under a profiler.
+        let (rtt, rate) = match what.as_str() {
+            "inproc" => {
+                inproc(samples);
+                return;
+            }
+            "spsc-ours" => (rtt::<transport::Ours>(samples), 0.0),
+            #[cfg(feature = "upstream")]
+            "spsc-upstream" => (rtt::<transport::Upstream>(samples), 0.0),
+            "rpc-ours" => rpc::measure::<rpc::Ours>(samples, samples),
+            "rpc-dispatcher" => rpc::measure::<rpc::OursDispatcher>(samples, samples),
+            #[cfg(feature = "upstream")]
+            "rpc-upstream" => rpc::measure::<rpc::Upstream>(samples, samples),
+            other => panic!("--only: unknown measurement {other}"),
+        };
+        Summary::of(rtt).print(&what);
+        println!("pipelined: {:.2} M calls/s", rate / 1e6);
+        return;
     }
     let per_round = samples.div_ceil(rounds);
     println!(

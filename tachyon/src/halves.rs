@@ -104,6 +104,35 @@ impl RxHalf {
         Ok(RxGuard { rx, slot })
     }
 
+    /// Waits for the first message that `keep` accepts. `keep` sees each message's slot
+    /// and payload; `Ok(false)` consumes the message (the caller copied what it needed)
+    /// and goes on; an error consumes it and ends the wait. The RX state stays borrowed
+    /// for the whole wait, so each spin iteration is as short as in
+    /// [`RxHalf::acquire_with`].
+    #[inline]
+    pub fn acquire_filtered_with(
+        &self,
+        link: &PeerLink,
+        wait: Wait<'_>,
+        mut keep: impl FnMut(&Slot, &[u8]) -> Result<bool>,
+    ) -> Result<RxGuard<'_>> {
+        let mut rx = self.state()?;
+        let slot = block_until(Some(self.arena.consumer_sleeping()), link, wait, || loop {
+            let at = rx.consumer.position();
+            let Some(slot) = rx.consumer.peek(at)? else { return Ok(None) };
+            let verdict = keep(&slot, rx.consumer.payload(&slot));
+            match verdict {
+                Ok(true) => return Ok(Some(slot)),
+                Ok(false) => rx.consumer.advance(slot.end, 1),
+                Err(e) => {
+                    rx.consumer.advance(slot.end, 1);
+                    return Err(e);
+                }
+            }
+        })?;
+        Ok(RxGuard { rx, slot })
+    }
+
     /// The next message, if one is there.
     #[inline]
     pub fn try_acquire(&self) -> Result<Option<RxGuard<'_>>> {

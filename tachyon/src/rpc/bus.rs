@@ -19,7 +19,7 @@ use crate::halves::{RxGuard, RxHalf, TxGuard, TxHalf};
 use crate::layout::sleep;
 use crate::rpc::error::{RpcError, MSG_TYPE_ERROR};
 use crate::rpc::in_flight::InFlight;
-use crate::wait::{block_until, Wait};
+use crate::wait::Wait;
 
 /// Which end of the RPC bus this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -281,36 +281,33 @@ impl RpcBus {
                 "correlation id {cid} is not in flight on this bus"
             )));
         }
-        let guard =
-            block_until(Some(self.rx_word()), &self.link, wait, || self.next_reply_for(cid))?;
+        let guard = self.rx.acquire_filtered_with(&self.link, wait, |slot, data| {
+            if slot.correlation_id == cid {
+                return Ok(true);
+            }
+            self.keep_aside(slot.correlation_id, crate::msg_type(slot.type_id), data)?;
+            Ok(false)
+        })?;
         self.in_flight.borrow_mut().finish(cid);
         reply_or_error(RpcReply { inner: ReplyInner::InPlace(guard), cid })
     }
 
-    /// Drains replies until the one for `cid` is at the front, stashing the others.
-    fn next_reply_for(&self, cid: u64) -> Result<Option<RxGuard<'_>>> {
-        loop {
-            let Some(g) = self.rx.try_acquire()? else { return Ok(None) };
-            let got = g.correlation_id();
-            if got == cid {
-                return Ok(Some(g));
-            }
-            let mut in_flight = self.in_flight.borrow_mut();
-            if in_flight.is_abandoned(got) {
-                in_flight.finish(got); // the caller gave up on this call: drop its late reply
-                continue;
-            }
-            let mut stash = self.stash.borrow_mut();
-            if !in_flight.is_waiting(got) || stash.contains_key(&got) {
-                return Err(Error::Protocol(format!(
-                    "reply for correlation id {got}, which is not in flight (dropped)"
-                )));
-            }
-            stash.insert(
-                got,
-                Stashed { msg_type: crate::msg_type(g.type_id()), data: g.data().to_vec() },
-            );
+    /// A reply for another call arrived first: keep a copy for its waiter, drop it if
+    /// that call was abandoned, or report a reply nobody asked for.
+    fn keep_aside(&self, got: u64, msg_type: u16, data: &[u8]) -> Result<()> {
+        let mut in_flight = self.in_flight.borrow_mut();
+        if in_flight.is_abandoned(got) {
+            in_flight.finish(got); // the caller gave up on this call: drop its late reply
+            return Ok(());
         }
+        let mut stash = self.stash.borrow_mut();
+        if !in_flight.is_waiting(got) || stash.contains_key(&got) {
+            return Err(Error::Protocol(format!(
+                "reply for correlation id {got}, which is not in flight (dropped)"
+            )));
+        }
+        stash.insert(got, Stashed { msg_type, data: data.to_vec() });
+        Ok(())
     }
 
     /// Correlation ids sent and not yet answered (waited for).
@@ -455,14 +452,6 @@ impl RpcBus {
     }
 
     // ---- both ---------------------------------------------------------------------
-
-    fn rx_word(&self) -> &std::sync::atomic::AtomicU32 {
-        let [fwd, rev] = &self.arenas;
-        match self.role {
-            Role::Callee => fwd.consumer_sleeping(),
-            Role::Caller => rev.consumer_sleeping(),
-        }
-    }
 
     /// Pure-spin mode on both arenas, as upstream's `set_polling_mode` (and unlike it,
     /// it stays set).
