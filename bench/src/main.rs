@@ -118,13 +118,17 @@ fn inproc(n: usize) {
     let (la, lb) = l.join().unwrap();
     let msg = [1u8; PAYLOAD];
     let start = Instant::now();
-    for _ in 0..n {
+    let spsc_n = if std::env::var_os("TACHYON_BENCH_RPC_ONLY").is_some() { 0 } else { n };
+    for _ in 0..spsc_n {
         la.send(&msg, 1).unwrap();
         drop(ca.acquire_rx(SPIN).unwrap());
         cb.send(&msg, 1).unwrap();
         drop(lb.acquire_rx(SPIN).unwrap());
     }
-    println!("in-process SPSC ping+pong: {:.1} ns", start.elapsed().as_nanos() as f64 / n as f64);
+    println!(
+        "in-process SPSC ping+pong: {:.1} ns",
+        start.elapsed().as_nanos() as f64 / spsc_n.max(1) as f64
+    );
     let pr = sock("inproc-rpc");
     let l = std::thread::spawn({
         let pr = pr.clone();
@@ -150,6 +154,35 @@ fn inproc(n: usize) {
         "in-process RPC call+serve+reply+wait: {:.1} ns",
         start.elapsed().as_nanos() as f64 / n as f64
     );
+    #[cfg(feature = "upstream")]
+    {
+        let pu = sock("inproc-up");
+        let l = std::thread::spawn({
+            let pu = pu.clone();
+            move || tachyon_ipc::RpcBus::listen(&pu, 1 << 16, 1 << 16).unwrap()
+        });
+        let caller = loop {
+            if std::path::Path::new(&pu).exists() {
+                std::thread::sleep(Duration::from_millis(5));
+                if let Ok(b) = tachyon_ipc::RpcBus::connect(&pu) {
+                    break b;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        let callee = l.join().unwrap();
+        let start = Instant::now();
+        for _ in 0..n {
+            let cid = caller.call(&msg, 1).unwrap();
+            let req = callee.serve(SPIN).unwrap();
+            let (c, m) = (req.correlation_id, req.type_id);
+            req.commit().unwrap();
+            callee.reply(c, &msg, m).unwrap();
+            caller.wait(cid, SPIN).unwrap().commit().unwrap();
+        }
+        let per = start.elapsed().as_nanos() as f64 / n as f64;
+        println!("in-process upstream RPC call+serve+reply+wait: {per:.1} ns");
+    }
 }
 
 /// Median of a few throughput runs.
@@ -195,6 +228,14 @@ fn main() {
             #[cfg(feature = "upstream")]
             "spsc-upstream" => (rtt::<transport::Upstream>(samples), 0.0),
             "rpc-ours" => rpc::measure::<rpc::Ours>(samples, samples),
+            #[cfg(feature = "upstream")]
+            "rpc-ours-to-upstream" => {
+                rpc::measure_against::<rpc::Ours>("upstream", samples, samples)
+            }
+            #[cfg(feature = "upstream")]
+            "rpc-upstream-to-ours" => {
+                rpc::measure_against::<rpc::Upstream>("ours", samples, samples)
+            }
             "rpc-dispatcher" => rpc::measure::<rpc::OursDispatcher>(samples, samples),
             #[cfg(feature = "upstream")]
             "rpc-upstream" => rpc::measure::<rpc::Upstream>(samples, samples),

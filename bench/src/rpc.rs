@@ -32,10 +32,20 @@ fn connect_retry<T: RpcTransport>(path: &str) -> T {
 /// Round trips (ns) of `samples` calls, then pipelined calls per second over `pipelined`
 /// calls in rounds of [`PIPELINE`].
 pub fn measure<T: RpcTransport>(samples: usize, pipelined: usize) -> (Vec<u64>, f64) {
-    let path = sock(&format!("rpc-{}", T::NAME));
+    measure_against::<T>(T::NAME, samples, pipelined)
+}
+
+/// Like [`measure`], with the callee of transport `callee` (the wire is the same, so
+/// ours and upstream's can be mixed to see which side costs what).
+pub fn measure_against<T: RpcTransport>(
+    callee: &str,
+    samples: usize,
+    pipelined: usize,
+) -> (Vec<u64>, f64) {
+    let path = sock(&format!("rpc-{}-{callee}", T::NAME));
     let rounds = pipelined / PIPELINE;
     let total = WARMUP + samples + rounds * PIPELINE;
-    let mut peer = child(&["rpc-echo", T::NAME, &path, &total.to_string()]);
+    let mut peer = child(&["rpc-echo", callee, &path, &total.to_string()]);
     let c = connect_retry::<T>(&path);
     let msg = [3u8; PAYLOAD];
     let mut rtt = Vec::with_capacity(samples);

@@ -12,17 +12,18 @@ use crate::arena::Arena;
 use crate::bootstrap::PeerLink;
 use crate::error::{Error, Result};
 use crate::ring::{Consumer, Producer, Reservation, Slot};
-use crate::wait::{block_until, Wait};
+use crate::wait::{block_until, Wait, Watch};
 
 /// The producing half over one arena.
 #[derive(Debug)]
 pub(crate) struct TxHalf {
+    arena: Arc<Arena>,
     producer: RefCell<Producer>,
 }
 
 impl TxHalf {
     pub fn new(arena: Arc<Arena>) -> Self {
-        Self { producer: RefCell::new(Producer::new(arena)) }
+        Self { producer: RefCell::new(Producer::new(arena.clone())), arena }
     }
 
     #[inline]
@@ -46,7 +47,9 @@ impl TxHalf {
         wait: Wait<'_>,
     ) -> Result<TxGuard<'_>> {
         let mut producer = self.producer()?;
-        let reservation = block_until(None, link, wait, || match producer.acquire(max_size) {
+        // Room appears when the consumer moves its tail.
+        let watch = Watch { index: self.arena.tail(), futex: None };
+        let reservation = block_until(watch, link, wait, || match producer.acquire(max_size) {
             Ok(r) => Ok(Some(r)),
             Err(Error::Full { .. }) => Ok(None),
             Err(e) => Err(e),
@@ -88,6 +91,12 @@ impl RxHalf {
         }
     }
 
+    /// New messages move the producer's head; sleep on the consumer futex.
+    #[inline]
+    fn watch(&self) -> Watch<'_> {
+        Watch { index: self.arena.head(), futex: Some(self.arena.consumer_sleeping()) }
+    }
+
     #[inline]
     fn state(&self) -> Result<RefMut<'_, RxState>> {
         self.state.try_borrow_mut().map_err(|_| Error::Busy("RX"))
@@ -97,38 +106,34 @@ impl RxHalf {
     #[inline]
     pub fn acquire_with(&self, link: &PeerLink, wait: Wait<'_>) -> Result<RxGuard<'_>> {
         let mut rx = self.state()?;
-        let slot = block_until(Some(self.arena.consumer_sleeping()), link, wait, || {
+        let slot = block_until(self.watch(), link, wait, || {
             let at = rx.consumer.position();
             rx.consumer.peek(at)
         })?;
         Ok(RxGuard { rx, slot })
     }
 
-    /// Waits for the first message that `keep` accepts. `keep` sees each message's slot
-    /// and payload; `Ok(false)` consumes the message (the caller copied what it needed)
-    /// and goes on; an error consumes it and ends the wait. The RX state stays borrowed
-    /// for the whole wait, so each spin iteration is as short as in
-    /// [`RxHalf::acquire_with`].
+    /// Waits for the first message that `is_wanted` accepts. Messages before it go to
+    /// `other` with their payload and are consumed (the caller copies what it needs); an
+    /// error from `other` ends the wait. The RX state stays borrowed for the whole wait.
     #[inline]
     pub fn acquire_filtered_with(
         &self,
         link: &PeerLink,
         wait: Wait<'_>,
-        mut keep: impl FnMut(&Slot, &[u8]) -> Result<bool>,
+        is_wanted: impl Fn(&Slot) -> bool,
+        mut other: impl FnMut(&Slot, &[u8]) -> Result<()>,
     ) -> Result<RxGuard<'_>> {
         let mut rx = self.state()?;
-        let slot = block_until(Some(self.arena.consumer_sleeping()), link, wait, || loop {
+        let slot = block_until(self.watch(), link, wait, || loop {
             let at = rx.consumer.position();
             let Some(slot) = rx.consumer.peek(at)? else { return Ok(None) };
-            let verdict = keep(&slot, rx.consumer.payload(&slot));
-            match verdict {
-                Ok(true) => return Ok(Some(slot)),
-                Ok(false) => rx.consumer.advance(slot.end, 1),
-                Err(e) => {
-                    rx.consumer.advance(slot.end, 1);
-                    return Err(e);
-                }
+            if is_wanted(&slot) {
+                return Ok(Some(slot));
             }
+            let kept = other(&slot, rx.consumer.payload(&slot));
+            rx.consumer.advance(slot.end, 1);
+            kept?;
         })?;
         Ok(RxGuard { rx, slot })
     }
@@ -151,7 +156,7 @@ impl RxHalf {
     ) -> Result<RxBatch<'_>> {
         let mut rx = self.state()?;
         let max_msgs = max_msgs.max(1);
-        let first = block_until(Some(self.arena.consumer_sleeping()), link, wait, || {
+        let first = block_until(self.watch(), link, wait, || {
             let at = rx.consumer.position();
             rx.consumer.peek(at)
         })?;
@@ -276,7 +281,7 @@ impl RxGuard<'_> {
     /// Payload length in bytes.
     #[inline]
     pub fn len(&self) -> usize {
-        self.slot.size
+        self.slot.size as usize
     }
 
     /// Whether the payload is empty (zero-length messages are legal).

@@ -190,14 +190,14 @@ impl Producer {
 pub(crate) struct Slot {
     /// Counter just past this slot: the tail after committing it.
     pub end: u64,
-    /// Physical offset of the slot header.
-    pub phys: usize,
-    /// Payload bytes.
-    pub size: usize,
-    /// `route << 16 | msg_type`.
-    pub type_id: u32,
     /// RPC correlation id (meaningless on SPSC rings).
     pub correlation_id: u64,
+    /// Physical offset of the slot header (below the capacity, so it fits 32 bits).
+    pub phys: u32,
+    /// Payload bytes (validated against the slot, so below the capacity).
+    pub size: u32,
+    /// `route << 16 | msg_type`.
+    pub type_id: u32,
 }
 
 /// The reading side of a ring.
@@ -272,8 +272,8 @@ impl Consumer {
             }
             return Ok(Some(Slot {
                 end: at.wrapping_add(reserved as u64),
-                phys: p,
-                size: h.size as usize,
+                phys: p as u32,
+                size: h.size,
                 type_id: h.type_id,
                 correlation_id: h.correlation_id,
             }));
@@ -299,7 +299,7 @@ impl Consumer {
     /// The payload of a slot returned by [`Self::peek`].
     #[inline]
     pub fn payload(&self, slot: &Slot) -> &[u8] {
-        self.arena.payload(slot.phys, slot.size)
+        self.arena.payload(slot.phys as usize, slot.size as usize)
     }
 
     /// Consumes everything up to `end` (a slot's `end`), counting `messages` commits.

@@ -6,7 +6,7 @@
 //! flight and their replies may come back in any order. A reply for another call is
 //! kept for that call's waiter instead of being fatal.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -64,7 +64,6 @@ pub struct RpcBus {
     rx: RxHalf,
     link: PeerLink,
     arenas: [Arc<Arena>; 2],
-    next_cid: Cell<u64>,
     in_flight: RefCell<InFlight>,
     stash: RefCell<HashMap<u64, Stashed>>,
 }
@@ -82,7 +81,6 @@ impl RpcBus {
             rx,
             link,
             arenas: [fwd, rev],
-            next_cid: Cell::new(1),
             in_flight: RefCell::new(InFlight::default()),
             stash: RefCell::new(HashMap::new()),
         }
@@ -190,10 +188,29 @@ impl RpcBus {
     /// # Errors
     /// [`Error::Full`], [`Error::MessageTooLarge`], [`Error::PeerDead`],
     /// [`Error::Protocol`] on the callee end.
+    #[inline]
     pub fn call(&self, payload: &[u8], msg_type: u16) -> Result<u64> {
-        let mut tx = self.acquire_call(payload.len())?;
+        self.expect_role(Role::Caller, "call")?;
+        let mut tx = self.tx.acquire(payload.len())?;
         tx.bytes_mut().copy_from_slice(payload);
-        tx.commit(payload.len(), msg_type)
+        self.commit_call(tx, payload.len(), msg_type)
+    }
+
+    /// Commits a request slot with the next correlation id and publishes it.
+    #[inline]
+    fn commit_call(&self, tx: TxGuard<'_>, len: usize, msg_type: u16) -> Result<u64> {
+        let mut in_flight = self.in_flight.borrow_mut();
+        let cid = in_flight.issue();
+        match tx.commit_inner(len, u32::from(msg_type), Some(cid)) {
+            Ok(mut producer) => {
+                producer.flush();
+                Ok(cid)
+            }
+            Err(e) => {
+                in_flight.finish(cid);
+                Err(e)
+            }
+        }
     }
 
     /// Like [`RpcBus::call`], waiting up to `timeout` for room in the request ring.
@@ -227,13 +244,6 @@ impl RpcBus {
             tx: self.tx.acquire_with(max_size, &self.link, wait)?,
             cid: None,
         })
-    }
-
-    fn take_cid(&self) -> u64 {
-        let cid = self.next_cid.get();
-        // Ids start at 1 and skip 0 on wrap-around: 0 is never a valid RPC id.
-        self.next_cid.set(cid.checked_add(1).unwrap_or(1));
-        cid
     }
 
     /// Waits for the reply to call `cid`, without a timeout (it still ends with
@@ -281,13 +291,12 @@ impl RpcBus {
                 "correlation id {cid} is not in flight on this bus"
             )));
         }
-        let guard = self.rx.acquire_filtered_with(&self.link, wait, |slot, data| {
-            if slot.correlation_id == cid {
-                return Ok(true);
-            }
-            self.keep_aside(slot.correlation_id, crate::msg_type(slot.type_id), data)?;
-            Ok(false)
-        })?;
+        let guard = self.rx.acquire_filtered_with(
+            &self.link,
+            wait,
+            |slot| slot.correlation_id == cid,
+            |slot, data| self.keep_aside(slot.correlation_id, crate::msg_type(slot.type_id), data),
+        )?;
         self.in_flight.borrow_mut().finish(cid);
         reply_or_error(RpcReply { inner: ReplyInner::InPlace(guard), cid })
     }
@@ -372,10 +381,13 @@ impl RpcBus {
     /// # Errors
     /// [`Error::Full`], [`Error::MessageTooLarge`], [`Error::PeerDead`],
     /// [`Error::Protocol`] for `cid == 0` or on the caller end.
+    #[inline]
     pub fn reply(&self, cid: u64, payload: &[u8], msg_type: u16) -> Result<()> {
-        let mut tx = self.acquire_reply(cid, payload.len())?;
+        self.check_reply(cid)?;
+        let mut tx = self.tx.acquire(payload.len())?;
         tx.bytes_mut().copy_from_slice(payload);
-        tx.commit(payload.len(), msg_type).map(drop)
+        tx.commit_inner(payload.len(), u32::from(msg_type), Some(cid))?.flush();
+        Ok(())
     }
 
     /// Like [`RpcBus::reply`], waiting up to `timeout` for room in the reply ring.
@@ -485,6 +497,7 @@ impl RpcBus {
     }
 }
 
+#[inline]
 fn reply_or_error(reply: RpcReply<'_>) -> Result<RpcReply<'_>> {
     if reply.msg_type() == MSG_TYPE_ERROR {
         return Err(Error::Rpc(RpcError::decode(reply.data())));
@@ -518,18 +531,15 @@ impl RpcTxGuard<'_> {
     ///
     /// # Errors
     /// [`Error::InvalidSize`] if `actual_size` exceeds the slot.
+    #[inline]
     pub fn commit(self, actual_size: usize, msg_type: u16) -> Result<u64> {
-        let bus = self.bus;
-        let (cid, is_call) = match self.cid {
-            Some(cid) => (cid, false),
-            None => (bus.take_cid(), true),
-        };
-        let mut producer = self.tx.commit_inner(actual_size, u32::from(msg_type), Some(cid))?;
-        producer.flush();
-        if is_call {
-            bus.in_flight.borrow_mut().insert(cid);
+        match self.cid {
+            Some(cid) => {
+                self.tx.commit_inner(actual_size, u32::from(msg_type), Some(cid))?.flush();
+                Ok(cid)
+            }
+            None => self.bus.commit_call(self.tx, actual_size, msg_type),
         }
-        Ok(cid)
     }
 }
 

@@ -1,90 +1,94 @@
-//! Which calls of a caller are still waiting for a reply.
+//! Which calls of a caller are still waiting for a reply, and the ids to hand out.
 //!
-//! Correlation ids are handed out in increasing order, so a sliding window over them
-//! answers "is this id in flight?" in O(1), without hashing. That matters because the
-//! question is asked on every call and every reply.
+//! Correlation ids are issued in increasing order and nearly always answered in order, so
+//! the state is a low-water mark (every id below it is finished) and the next id; only
+//! ids finished out of order, or abandoned, go into small sets. Issuing, checking and
+//! finishing an in-order call are a few instructions each; this runs on every call.
 
-use std::collections::VecDeque;
+use std::collections::BTreeSet;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    /// Answered (or never issued); the window may move past it.
-    Done,
-    /// Sent, reply not yet taken.
-    Waiting,
-    /// The caller gave up; a late reply is to be dropped.
-    Abandoned,
+/// The calls between the oldest unfinished one and the next to issue.
+#[derive(Debug)]
+pub(crate) struct InFlight {
+    /// Every id below this is finished.
+    low: u64,
+    /// The next id to issue (ids start at 1; 0 is never valid).
+    next: u64,
+    /// Ids at or above `low` that finished out of order.
+    done: BTreeSet<u64>,
+    /// Ids the caller gave up on; their late replies are dropped.
+    abandoned: BTreeSet<u64>,
 }
 
-/// The window of correlation ids from the oldest unfinished call to the newest.
-#[derive(Debug, Default)]
-pub(crate) struct InFlight {
-    base: u64,
-    states: VecDeque<State>,
-    waiting: usize,
+impl Default for InFlight {
+    fn default() -> Self {
+        Self { low: 1, next: 1, done: BTreeSet::new(), abandoned: BTreeSet::new() }
+    }
 }
 
 impl InFlight {
-    fn index(&self, cid: u64) -> Option<usize> {
-        let i = usize::try_from(cid.checked_sub(self.base)?).ok()?;
-        (i < self.states.len()).then_some(i)
+    /// Hands out the next correlation id and records it as waiting.
+    #[inline]
+    pub fn issue(&mut self) -> u64 {
+        let cid = self.next;
+        // After 2^64 - 1 calls the ids wrap to 1 (0 is never valid); start afresh.
+        if cid == u64::MAX {
+            *self = Self::default();
+        } else {
+            self.next = cid + 1;
+        }
+        cid
     }
 
-    fn state(&self, cid: u64) -> State {
-        self.index(cid).map_or(State::Done, |i| self.states[i])
+    #[inline]
+    fn issued(&self, cid: u64) -> bool {
+        cid >= self.low && cid < self.next
     }
 
-    fn set(&mut self, cid: u64, s: State) {
-        if let Some(i) = self.index(cid) {
-            let old = std::mem::replace(&mut self.states[i], s);
-            self.waiting = self.waiting + usize::from(s == State::Waiting)
-                - usize::from(old == State::Waiting);
-        }
-        while self.states.front() == Some(&State::Done) {
-            self.states.pop_front();
-            self.base += 1;
-        }
-    }
-
-    /// Records a new call. Ids must increase; a wrap to 1 (after 2^64 calls) restarts
-    /// the window.
-    pub fn insert(&mut self, cid: u64) {
-        if self.states.is_empty() || cid < self.base {
-            self.states.clear();
-            self.base = cid;
-        }
-        while self.base + (self.states.len() as u64) < cid {
-            self.states.push_back(State::Done);
-        }
-        self.states.push_back(State::Waiting);
-        self.waiting += 1;
-    }
-
-    /// Whether `cid` is sent and its reply not yet taken.
+    /// Whether `cid` is issued and its reply not yet taken.
+    #[inline]
     pub fn is_waiting(&self, cid: u64) -> bool {
-        self.state(cid) == State::Waiting
+        self.issued(cid)
+            && (self.done.is_empty() || !self.done.contains(&cid))
+            && (self.abandoned.is_empty() || !self.abandoned.contains(&cid))
     }
 
     /// Whether the caller gave up on `cid`.
+    #[inline]
     pub fn is_abandoned(&self, cid: u64) -> bool {
-        self.state(cid) == State::Abandoned
+        !self.abandoned.is_empty() && self.abandoned.contains(&cid)
     }
 
-    /// The reply to `cid` was taken (or dropped).
+    /// The reply to `cid` was taken, or dropped.
+    #[inline]
     pub fn finish(&mut self, cid: u64) {
-        self.set(cid, State::Done);
+        if !self.issued(cid) {
+            return;
+        }
+        if !self.abandoned.is_empty() {
+            self.abandoned.remove(&cid);
+        }
+        if cid != self.low {
+            self.done.insert(cid);
+            return;
+        }
+        self.low += 1;
+        while !self.done.is_empty() && self.done.remove(&self.low) {
+            self.low += 1;
+        }
     }
 
-    /// The caller gave up on `cid`.
+    /// The caller gives up on `cid`.
     pub fn abandon(&mut self, cid: u64) {
         if self.is_waiting(cid) {
-            self.set(cid, State::Abandoned);
+            self.abandoned.insert(cid);
         }
     }
 
     /// Calls still waiting.
     pub fn len(&self) -> usize {
-        self.waiting
+        let span = usize::try_from(self.next - self.low).unwrap_or(usize::MAX);
+        span.saturating_sub(self.done.len() + self.abandoned.len())
     }
 }
 
@@ -93,23 +97,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn window_tracks_out_of_order_completion() {
+    fn tracks_out_of_order_completion_and_abandoned_calls() {
         let mut f = InFlight::default();
-        for cid in 1..=5 {
-            f.insert(cid);
-        }
+        let ids: Vec<u64> = (0..5).map(|_| f.issue()).collect();
+        assert_eq!(ids, vec![1, 2, 3, 4, 5]);
         assert_eq!(f.len(), 5);
         f.finish(3);
         assert!(!f.is_waiting(3) && f.is_waiting(1));
         f.finish(1);
         f.finish(2);
-        assert_eq!(f.base, 4, "the window slides past finished ids");
+        assert_eq!(f.low, 4, "the low-water mark passes ids finished out of order");
+        assert!(f.done.is_empty());
         f.abandon(4);
         assert!(f.is_abandoned(4) && !f.is_waiting(4));
         assert_eq!(f.len(), 1);
         f.finish(4);
         f.finish(5);
-        assert_eq!((f.len(), f.states.len()), (0, 0));
-        assert!(!f.is_waiting(99) && !f.is_waiting(0));
+        assert_eq!((f.len(), f.low), (0, 6));
+        assert!(!f.is_waiting(99) && !f.is_waiting(0) && !f.is_waiting(5));
     }
 }
