@@ -20,12 +20,7 @@ pub trait RpcTransport: Sized {
 }
 
 fn connect_retry<T: RpcTransport>(path: &str) -> T {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !std::path::Path::new(path).exists() {
-        assert!(Instant::now() < deadline, "nobody listened on {path}");
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    std::thread::sleep(Duration::from_millis(5));
+    crate::transport::wait_for_socket(path);
     T::connect(path)
 }
 

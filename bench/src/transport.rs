@@ -19,13 +19,18 @@ pub trait Transport: Sized {
     fn drain(&self, spin: u32) -> usize;
 }
 
-fn connect_retry<T: Transport>(path: &str) -> T {
+/// Waits (at most 20 s) until a listener has created `path`.
+pub fn wait_for_socket(path: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !std::path::Path::new(path).exists() {
         assert!(Instant::now() < deadline, "nobody listened on {path}");
         std::thread::sleep(Duration::from_millis(1));
     }
     std::thread::sleep(Duration::from_millis(5));
+}
+
+fn connect_retry<T: Transport>(path: &str) -> T {
+    wait_for_socket(path);
     T::connect(path)
 }
 

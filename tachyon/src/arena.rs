@@ -154,6 +154,22 @@ impl Arena {
         self.u32_at(arena_off::CONSUMER_SLEEPING)
     }
 
+    /// Turns pure-spin (polling) mode on or off. Off only clears the polling value, so it
+    /// never disturbs a consumer that is sleeping at that moment.
+    pub fn set_polling(&self, enabled: bool) {
+        let word = self.consumer_sleeping();
+        if enabled {
+            word.store(layout::sleep::POLLING, Ordering::SeqCst);
+        } else {
+            let _ = word.compare_exchange(
+                layout::sleep::POLLING,
+                layout::sleep::AWAKE,
+                Ordering::SeqCst,
+                Ordering::Relaxed,
+            );
+        }
+    }
+
     /// The arena state word.
     #[inline]
     pub fn state(&self) -> u32 {

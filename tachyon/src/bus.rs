@@ -4,7 +4,6 @@
 //! what it lacks: timeouts on every blocking call, dead-peer detection, a non-blocking
 //! receive, and typed errors.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +11,7 @@ use crate::arena::Arena;
 use crate::bootstrap::{self, BusKind, Handshake, ListenSpec, PeerLink};
 use crate::error::{Error, Result};
 use crate::halves::{RxBatch, RxGuard, RxHalf, TxGuard, TxHalf};
-use crate::layout::{self, sleep, state};
+use crate::layout::{self, state};
 use crate::wait::Wait;
 
 /// The state word of a bus's arena.
@@ -239,17 +238,7 @@ impl Bus {
     /// Pure-spin (polling) mode: the consumer never sleeps and the producer skips the
     /// wake-up check. Unlike upstream, the mode stays set until turned off.
     pub fn set_polling_mode(&self, enabled: bool) {
-        let word = self.arena.consumer_sleeping();
-        if enabled {
-            word.store(sleep::POLLING, Ordering::SeqCst);
-        } else {
-            let _ = word.compare_exchange(
-                sleep::POLLING,
-                sleep::AWAKE,
-                Ordering::SeqCst,
-                Ordering::Relaxed,
-            );
-        }
+        self.arena.set_polling(enabled);
     }
 
     /// Binds the ring's memory to NUMA node `node` (`MPOL_PREFERRED`, moving pages).

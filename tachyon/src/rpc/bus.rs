@@ -8,7 +8,6 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +15,6 @@ use crate::arena::Arena;
 use crate::bootstrap::{self, Accepted, BusKind, Handshake, ListenSpec, PeerLink};
 use crate::error::{Error, Result};
 use crate::halves::{RxGuard, RxHalf, TxGuard, TxHalf};
-use crate::layout::sleep;
 use crate::rpc::error::{RpcError, MSG_TYPE_ERROR};
 use crate::rpc::in_flight::InFlight;
 use crate::wait::Wait;
@@ -469,17 +467,7 @@ impl RpcBus {
     /// it stays set).
     pub fn set_polling_mode(&self, enabled: bool) {
         for a in &self.arenas {
-            let word = a.consumer_sleeping();
-            if enabled {
-                word.store(sleep::POLLING, Ordering::SeqCst);
-            } else {
-                let _ = word.compare_exchange(
-                    sleep::POLLING,
-                    sleep::AWAKE,
-                    Ordering::SeqCst,
-                    Ordering::Relaxed,
-                );
-            }
+            a.set_polling(enabled);
         }
     }
 

@@ -183,14 +183,9 @@ impl Dispatcher {
     where
         F: Fn(&[u8]) -> Vec<u8> + Send + Sync + 'static,
     {
-        self.insert(
-            msg_type,
-            name.into(),
-            Box::new(move |req, out| {
-                *out = f(req);
-                Ok(())
-            }),
-        )
+        self.register_raw_fallible(msg_type, name, move |req| {
+            Ok::<_, std::convert::Infallible>(f(req))
+        })
     }
 
     /// Registers a raw handler that can fail; its error becomes the caller's
