@@ -99,9 +99,10 @@ pub(crate) struct Watch<'a> {
 ///   `poll` gets one last try, so what the peer sent before it died is still delivered,
 ///   and the wait ends with [`Error::PeerDead`].
 ///
-/// While spinning, only the watched index is loaded; `poll` runs when it moves. The spin
-/// loop is then one load, one compare and a pause, so a new message costs a single
-/// mispredicted branch to notice, as in upstream's loop, not one per layer of `poll`.
+/// The loop calls `poll` from exactly one place, so the compiler inlines it: the path
+/// from "the index moved" to "here is your message" is straight-line code. While
+/// spinning, only the watched index is loaded (one load, one compare, a pause), and
+/// `poll` runs when it moves.
 #[inline]
 pub(crate) fn block_on<T>(
     watch: Watch<'_>,
@@ -109,49 +110,88 @@ pub(crate) fn block_on<T>(
     mut poll: impl FnMut() -> Result<Option<T>>,
     mut idle: impl FnMut() -> Result<bool>,
 ) -> Result<T> {
-    let last_try = |poll: &mut dyn FnMut() -> Result<Option<T>>| match poll()? {
-        Some(v) => Ok(v),
-        None => Err(Error::PeerDead("the peer process exited or closed its bus")),
-    };
     // Load the index before the first attempt: a move during the attempt is not missed.
     let mut last = watch.index.load(Ordering::Relaxed);
-    if let Some(v) = poll()? {
-        return Ok(v);
-    }
     let mut spec = *spec;
-    spec.start();
-    for _ in 0..spec.spin {
-        let now = watch.index.load(Ordering::Relaxed);
-        if now != last {
-            last = now;
-            if let Some(v) = poll()? {
-                return Ok(v);
-            }
-        }
-        std::hint::spin_loop();
-    }
-    let word = watch.futex;
-    let mut next_idle = Instant::now();
+    let mut spins_left = spec.spin;
+    let mut state = Phase::First;
+    let mut next_idle = None;
     let mut naps: u32 = 0;
     loop {
-        if let Some(v) = poll()? {
+        let polled = poll();
+        if let Phase::Announced(word) = state {
+            if !matches!(polled, Ok(None)) {
+                let _ = word.compare_exchange(
+                    sleep::SLEEPING,
+                    sleep::AWAKE,
+                    Ordering::SeqCst,
+                    Ordering::Relaxed,
+                );
+            }
+        }
+        if let Some(v) = polled? {
             return Ok(v);
         }
+        match state {
+            Phase::First => {
+                spec.start();
+                state = Phase::Spinning;
+            }
+            Phase::PeerGone => {
+                return Err(Error::PeerDead("the peer process exited or closed its bus"))
+            }
+            Phase::Announced(word) => {
+                // Still empty after announcing: sleep until woken or the watchdog fires.
+                let ts = rustix::time::Timespec::try_from(spec.sleep_for(Instant::now()))
+                    .unwrap_or(rustix::time::Timespec { tv_sec: 0, tv_nsec: 200_000_000 });
+                // Any outcome is fine: woken, timed out, EAGAIN (word changed), EINTR.
+                // The loop re-checks the ring, the deadline and the idle checks.
+                let _ = futex::wait(word, futex::Flags::empty(), sleep::SLEEPING, Some(&ts));
+                let _ = word.compare_exchange(
+                    sleep::SLEEPING,
+                    sleep::AWAKE,
+                    Ordering::SeqCst,
+                    Ordering::Relaxed,
+                );
+                next_idle = Some(Instant::now() + IDLE_CHECK_EVERY);
+                state = if idle()? { Phase::PeerGone } else { Phase::Spinning };
+                continue;
+            }
+            Phase::Spinning => {}
+        }
+        // Spin until the watched index moves or the spin budget is spent.
+        let mut moved = false;
+        while spins_left > 0 {
+            spins_left -= 1;
+            std::hint::spin_loop();
+            let now = watch.index.load(Ordering::Relaxed);
+            if now != last {
+                last = now;
+                moved = true;
+                break;
+            }
+        }
+        if moved {
+            continue;
+        }
+        // Past the spin budget: deadline, idle checks, then nap or sleep.
         let now = Instant::now();
         spec.check_deadline(now)?;
-        let sleeper = word.filter(|w| w.load(Ordering::Relaxed) != sleep::POLLING);
+        let sleeper = watch.futex.filter(|w| w.load(Ordering::Relaxed) != sleep::POLLING);
         let Some(word) = sleeper else {
-            // Polling mode or producer: no futex. Spin, then back off gently.
-            if now >= next_idle {
+            // Polling mode or producer: no futex. Back off gently between polls.
+            if next_idle.is_none_or(|t| now >= t) {
+                next_idle = Some(now + IDLE_CHECK_EVERY);
                 if idle()? {
-                    return last_try(&mut poll);
+                    state = Phase::PeerGone;
+                    continue;
                 }
-                next_idle = now + IDLE_CHECK_EVERY;
             }
-            nap(word.is_some(), &mut naps);
+            nap(watch.futex.is_some(), &mut naps);
             continue;
         };
-        // Announce the sleep without clobbering pure-spin mode (2), unlike upstream.
+        // Announce the sleep without clobbering pure-spin mode (2), unlike upstream,
+        // then poll once more before sleeping.
         if word
             .compare_exchange(sleep::AWAKE, sleep::SLEEPING, Ordering::SeqCst, Ordering::Relaxed)
             .is_err_and(|seen| seen == sleep::POLLING)
@@ -160,34 +200,21 @@ pub(crate) fn block_on<T>(
         }
         // SeqCst fence: pairs with `wake_consumer`; see there.
         fence(Ordering::SeqCst);
-        let ready = poll();
-        if !matches!(ready, Ok(None)) {
-            let _ = word.compare_exchange(
-                sleep::SLEEPING,
-                sleep::AWAKE,
-                Ordering::SeqCst,
-                Ordering::Relaxed,
-            );
-            if let Some(v) = ready? {
-                return Ok(v);
-            }
-        }
-        let ts = rustix::time::Timespec::try_from(spec.sleep_for(now))
-            .unwrap_or(rustix::time::Timespec { tv_sec: 0, tv_nsec: 200_000_000 });
-        // Any outcome is fine: woken, timed out, EAGAIN (word changed), EINTR. The loop
-        // re-checks the ring, the deadline and the idle checks.
-        let _ = futex::wait(word, futex::Flags::empty(), sleep::SLEEPING, Some(&ts));
-        let _ = word.compare_exchange(
-            sleep::SLEEPING,
-            sleep::AWAKE,
-            Ordering::SeqCst,
-            Ordering::Relaxed,
-        );
-        if idle()? {
-            return last_try(&mut poll);
-        }
-        next_idle = Instant::now() + IDLE_CHECK_EVERY;
+        state = Phase::Announced(word);
     }
+}
+
+/// Where [`block_on`] is between two polls.
+#[derive(Clone, Copy)]
+enum Phase<'a> {
+    /// Before the first poll.
+    First,
+    /// Spinning, or past the spin budget and napping.
+    Spinning,
+    /// Announced sleep on this futex word; one more poll, then sleep.
+    Announced(&'a AtomicU32),
+    /// The idle check found the peer gone; one last poll, then `PeerDead`.
+    PeerGone,
 }
 
 /// One backoff step for a waiter that cannot sleep on a futex.
