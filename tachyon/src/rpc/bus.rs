@@ -282,7 +282,10 @@ impl RpcBus {
         };
         if let Some(s) = stashed {
             self.in_flight.borrow_mut().finish(cid);
-            return reply_or_error(RpcReply { inner: ReplyInner::Stashed(s), cid });
+            if s.msg_type == MSG_TYPE_ERROR {
+                return Err(Error::Rpc(RpcError::decode(&s.data)));
+            }
+            return Ok(RpcReply { inner: ReplyInner::Stashed(s), cid });
         }
         if !self.in_flight.borrow().is_waiting(cid) {
             return Err(Error::Protocol(format!(
@@ -296,7 +299,10 @@ impl RpcBus {
             |slot, data| self.keep_aside(slot.correlation_id, crate::msg_type(slot.type_id), data),
         )?;
         self.in_flight.borrow_mut().finish(cid);
-        reply_or_error(RpcReply { inner: ReplyInner::InPlace(guard), cid })
+        if crate::msg_type(guard.type_id()) == MSG_TYPE_ERROR {
+            return Err(Error::Rpc(RpcError::decode(guard.data())));
+        }
+        Ok(RpcReply { inner: ReplyInner::InPlace(guard), cid })
     }
 
     /// A reply for another call arrived first: keep a copy for its waiter, drop it if
@@ -483,14 +489,6 @@ impl RpcBus {
     pub fn check_peer(&self) -> Result<()> {
         self.link.check()
     }
-}
-
-#[inline]
-fn reply_or_error(reply: RpcReply<'_>) -> Result<RpcReply<'_>> {
-    if reply.msg_type() == MSG_TYPE_ERROR {
-        return Err(Error::Rpc(RpcError::decode(reply.data())));
-    }
-    Ok(reply)
 }
 
 /// A reserved request or reply slot. Commit returns the correlation id; dropping it
