@@ -88,6 +88,12 @@ impl Producer {
         // Acquire: pairs with the release stores of a previous producer, if any.
         let head = arena.head().load(Ordering::Acquire);
         let cached_tail = arena.tail().load(Ordering::Acquire);
+        // Every slot starts on a 64-byte boundary; a peer that formatted the arena with
+        // another head would make us write headers out of line. Refuse it up front: the
+        // FatalError state makes the first acquire report it.
+        if head % MSG_HEADER_SIZE as u64 != 0 {
+            arena.set_fatal();
+        }
         Self { arena, head, cached_tail, unpublished: 0 }
     }
 
@@ -290,6 +296,12 @@ impl Consumer {
     #[allow(clippy::inline_always)]
     #[inline(always)]
     fn refresh_head(&mut self) -> Result<()> {
+        // The tail is ours, but its first value came from shared memory: it must sit on
+        // a slot boundary before we read a header there. (This runs before any message at
+        // a new position is read; positions after it only move by whole slots.)
+        if self.tail % MSG_HEADER_SIZE as u64 != 0 {
+            return Err(corrupted(&self.arena, "consumer tail is not on a 64-byte slot boundary"));
+        }
         // Acquire: pairs with the producer's release store, making the slots up to this
         // head (headers and payloads) visible.
         let head = self.arena.head().load(Ordering::Acquire);

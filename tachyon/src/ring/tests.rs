@@ -305,6 +305,29 @@ fn fatal_state_set_by_peer_is_peer_dead() {
 }
 
 #[test]
+fn hostile_misaligned_starting_tail_is_corruption_not_a_panic() {
+    // Found by `make fuzz`: head 10, tail 1.
+    let mut v = 10u64.to_le_bytes().to_vec();
+    v.extend(1u64.to_le_bytes());
+    fuzz_consumer(&v);
+    let arena = Arc::new(Arena::create(1024).unwrap());
+    arena.tail().store(1, Ordering::Relaxed);
+    arena.head().store(129, Ordering::Relaxed);
+    let mut c = Consumer::new(arena.clone());
+    expect_corrupted(&mut c, &arena);
+}
+
+#[test]
+fn hostile_misaligned_starting_head_makes_the_producer_report_a_dead_peer() {
+    let arena = Arc::new(Arena::create(1024).unwrap());
+    arena.head().store(3, Ordering::Relaxed);
+    arena.tail().store(3, Ordering::Relaxed);
+    let mut p = Producer::new(arena.clone());
+    assert!(matches!(p.acquire(8), Err(Error::PeerDead(_))));
+    assert_eq!(arena.state(), state::FATAL_ERROR);
+}
+
+#[test]
 fn fuzz_entry_point_survives_edge_inputs() {
     fuzz_consumer(&[]);
     fuzz_consumer(&[0xFF; 16]);
