@@ -32,7 +32,8 @@ impl TxHalf {
     }
 
     /// Reserves a slot now or fails with `Full`.
-    #[inline]
+    #[allow(clippy::inline_always)] // see `block_on`: outlined, this costs a call per message
+    #[inline(always)]
     pub fn acquire(&self, max_size: usize) -> Result<TxGuard<'_>> {
         let mut producer = self.producer()?;
         let reservation = producer.acquire(max_size)?;
@@ -103,7 +104,8 @@ impl RxHalf {
     }
 
     /// Waits for the next message as `wait` says.
-    #[inline]
+    #[allow(clippy::inline_always)] // see `block_on`: outlined, this costs a call per message
+    #[inline(always)]
     pub fn acquire_with(&self, link: &PeerLink, wait: Wait<'_>) -> Result<RxGuard<'_>> {
         let mut rx = self.state()?;
         let slot = block_until(self.watch(), link, wait, || {
@@ -116,7 +118,8 @@ impl RxHalf {
     /// Waits for the first message that `is_wanted` accepts. Messages before it go to
     /// `other` with their payload and are consumed (the caller copies what it needs); an
     /// error from `other` ends the wait. The RX state stays borrowed for the whole wait.
-    #[inline]
+    #[allow(clippy::inline_always)] // see `block_on`: outlined, this costs a call per message
+    #[inline(always)]
     pub fn acquire_filtered_with(
         &self,
         link: &PeerLink,
@@ -139,7 +142,8 @@ impl RxHalf {
     }
 
     /// The next message, if one is there.
-    #[inline]
+    #[allow(clippy::inline_always)] // see `block_on`: outlined, this costs a call per message
+    #[inline(always)]
     pub fn try_acquire(&self) -> Result<Option<RxGuard<'_>>> {
         let mut rx = self.state()?;
         let at = rx.consumer.position();
@@ -188,7 +192,8 @@ pub struct TxGuard<'bus> {
 
 impl<'bus> TxGuard<'bus> {
     /// The writable slot: `max_size` bytes in shared memory.
-    #[inline]
+    #[allow(clippy::inline_always)] // see `block_on`: outlined, this costs a call per message
+    #[inline(always)]
     pub fn bytes_mut(&mut self) -> &mut [u8] {
         self.producer.payload_mut(&self.reservation)
     }
@@ -234,7 +239,8 @@ impl<'bus> TxGuard<'bus> {
     }
 
     /// Commits with an optional RPC correlation id, returning the producer for a flush.
-    #[inline]
+    #[allow(clippy::inline_always)] // see `block_on`: outlined, this costs a call per message
+    #[inline(always)]
     pub(crate) fn commit_inner(
         self,
         actual_size: usize,

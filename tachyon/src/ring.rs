@@ -99,7 +99,8 @@ impl Producer {
 
     /// Reserves a slot for up to `max` payload bytes. Fails with `Full` when there is no
     /// room now, `MessageTooLarge` when there never will be.
-    #[inline]
+    #[allow(clippy::inline_always)] // see `block_on`: outlined, this costs a call per message
+    #[inline(always)]
     pub fn acquire(&mut self, max: usize) -> Result<Reservation> {
         check_alive(&self.arena)?;
         let cap = self.arena.capacity();
@@ -153,7 +154,8 @@ impl Producer {
 
     /// Commits a reservation with `size` payload bytes. Publishes `head` when 32 commits
     /// are pending (the caller flushes otherwise).
-    #[inline]
+    #[allow(clippy::inline_always)] // see `block_on`: outlined, this costs a call per message
+    #[inline(always)]
     #[allow(clippy::needless_pass_by_value)] // consumes the reservation so it cannot be reused
     pub fn commit(
         &mut self,
@@ -178,7 +180,8 @@ impl Producer {
     }
 
     /// Publishes every commit so far and wakes a sleeping consumer.
-    #[inline]
+    #[allow(clippy::inline_always)] // see `block_on`: outlined, this costs a call per message
+    #[inline(always)]
     pub fn flush(&mut self) {
         if self.unpublished == 0 {
             return;
