@@ -22,7 +22,7 @@ CLANG_ENV := CC=clang-19 CXX=clang++-19 \
 	LDSHARED="clang-19 -shared --ld-path=/usr/bin/ld.lld-19" \
 	LDCXXSHARED="clang++-19 -shared --ld-path=/usr/bin/ld.lld-19"
 
-.PHONY: help test demo bench build lint deps clang venv upstream fuzz-build fuzz clean
+.PHONY: help test demo bench build lint py deps clang venv upstream fuzz-build fuzz clean
 
 help:
 	@echo "make test   - install what is needed, run every test suite (lint, cargo, pytest interop)"
@@ -61,11 +61,16 @@ build:
 lint:
 	$(CARGO) clippy --workspace --all-targets -j$(JOBS) -- -D warnings
 
-test: deps build lint
+# The Python package `tachyon` (tachyon-py/), built and installed into .venv.
+py: venv
+	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(VENV)/bin/maturin develop -q --profile $(PROFILE) \
+		-m tachyon-py/Cargo.toml
+
+test: deps build lint py
 	$(CARGO) test --workspace --profile $(PROFILE) -j$(JOBS)
 	TACHYON_REQUIRE_PEERS=1 TACHYON_PEER=$(CURDIR)/$(TARGET_DIR)/tachyon-peer \
 		UPSTREAM_PYTHON=$(CURDIR)/$(UPSTREAM_VENV)/bin/python \
-		$(VENV)/bin/pytest tests -q -p no:cacheprovider
+		$(VENV)/bin/pytest tests tachyon-py/tests -q -p no:cacheprovider
 
 ## ---- demo and benchmark ---------------------------------------------------------------
 

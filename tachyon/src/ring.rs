@@ -2,11 +2,10 @@
 //!
 //! Shaped like `rtrb`: each handle keeps its own index locally and a cached copy of the
 //! other side's, and loads the shared atomic only when the cache says "maybe full" or
-//! "maybe empty". Publication follows WIRE.md: the producer stores `head` after at most 32
-//! commits or on flush, and the consumer stores `tail` every 32 commits. Unlike upstream,
-//! the consumer also publishes `tail` whenever it finds the ring empty (which includes
-//! just before it sleeps). A producer can then never stall behind a ring that holds fewer
-//! than 32 messages.
+//! "maybe empty". The producer stores `head` after at most 32 commits or on flush, as
+//! WIRE.md says. The consumer stores `tail` at every commit (a batch commits once). That
+//! is wire-compatible, and unlike upstream's every-32 publication it never strands freed
+//! bytes behind a consumer that pauses, so a producer never waits for room that is free.
 //!
 //! Everything read from the arena is untrusted. A bad index or header moves the arena to
 //! `FatalError` and returns [`Error::Corrupted`]; nothing here panics on peer input or
@@ -330,9 +329,12 @@ impl Consumer {
         debug_assert!(distance(self.tail, end) <= distance(self.tail, self.cached_head));
         self.tail = end;
         self.unpublished += messages;
-        if self.unpublished >= PUBLISH_BATCH {
-            self.publish();
-        }
+        // Publish at every commit (a batch commits once). Upstream waits for 32 commits,
+        // which strands freed bytes whenever the consumer pauses with fewer than 32
+        // unpublished: a producer then waits for room that is free. The store is cheap:
+        // the tail line stays in our cache until the producer reads it, which it does only
+        // when its cached tail says the ring may be full.
+        self.publish();
     }
 
     /// Stores the local tail so the producer can reuse the released bytes.

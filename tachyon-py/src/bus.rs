@@ -1,0 +1,231 @@
+//! `tachyon.Bus`: the SPSC bus for Python. Every blocking call releases the GIL, takes an
+//! optional `timeout` in seconds, and checks for Ctrl-C at least every 200 ms.
+
+use std::borrow::Cow;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use tachyon::Wait;
+
+use crate::errors::{to_py, BindError};
+
+/// A message received from a bus: its type id, size and a copy of its bytes (safe to
+/// keep).
+#[pyclass(module = "tachyon._tachyon", frozen, get_all)]
+pub struct Message {
+    /// `route << 16 | msg_type`.
+    type_id: u32,
+    /// Payload size in bytes.
+    size: usize,
+    /// The payload.
+    data: Py<PyBytes>,
+}
+
+#[pymethods]
+impl Message {
+    fn __repr__(&self) -> String {
+        format!("Message(type_id={}, size={})", self.type_id, self.size)
+    }
+}
+
+/// Converts an optional timeout in seconds.
+fn timeout(seconds: Option<f64>) -> PyResult<Option<Duration>> {
+    match seconds {
+        None => Ok(None),
+        Some(s) if s.is_finite() && s >= 0.0 => Ok(Some(Duration::from_secs_f64(s))),
+        Some(s) => Err(PyValueError::new_err(format!(
+            "timeout must be a non-negative number of seconds, got {s}"
+        ))),
+    }
+}
+
+/// Runs `f` with the GIL released. `f` gets an interrupt check that re-takes the GIL to
+/// look for signals; a pending `KeyboardInterrupt` (or any signal handler's exception)
+/// ends the wait and is raised as it is.
+fn blocking<T: Send>(
+    py: Python<'_>,
+    f: impl FnOnce(&mut dyn FnMut() -> bool) -> Result<T, BindError> + Send,
+) -> PyResult<T> {
+    let mut signal: Option<PyErr> = None;
+    let result = py.detach(|| {
+        let mut check = || {
+            Python::attach(|py| match py.check_signals() {
+                Ok(()) => false,
+                Err(e) => {
+                    signal = Some(e);
+                    true
+                }
+            })
+        };
+        f(&mut check)
+    });
+    match result {
+        Ok(v) => Ok(v),
+        Err(BindError::Core(tachyon::Error::Interrupted)) if signal.is_some() => {
+            Err(signal.unwrap_or_else(|| PyValueError::new_err("interrupted")))
+        }
+        Err(e) => Err(to_py(py, e)),
+    }
+}
+
+/// A single-producer, single-consumer shared-memory bus.
+///
+/// One process calls `Bus.listen`, the other `Bus.connect`; one side sends, the other
+/// receives. Use it as a context manager: leaving the block unmaps the shared memory.
+#[pyclass(module = "tachyon._tachyon", name = "Bus")]
+pub struct PyBus {
+    inner: Mutex<Option<tachyon::Bus>>,
+}
+
+impl PyBus {
+    fn lock(&self) -> MutexGuard<'_, Option<tachyon::Bus>> {
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn with_bus<T>(
+        &self,
+        f: impl FnOnce(&tachyon::Bus) -> Result<T, BindError>,
+    ) -> Result<T, BindError> {
+        let guard = self.lock();
+        let bus = guard.as_ref().ok_or(BindError::Closed)?;
+        f(bus)
+    }
+}
+
+#[pymethods]
+impl PyBus {
+    /// Creates a ring of `capacity` bytes and waits for one peer at `socket_path`.
+    #[staticmethod]
+    #[pyo3(signature = (socket_path, capacity, timeout=None))]
+    fn listen(
+        py: Python<'_>,
+        socket_path: String,
+        capacity: usize,
+        timeout: Option<f64>,
+    ) -> PyResult<Self> {
+        let t = self::timeout(timeout)?;
+        let bus = blocking(py, move |check| {
+            Ok(tachyon::Bus::listen_with(
+                &socket_path,
+                capacity,
+                Wait::new().timeout_opt(t).interrupt(check),
+            )?)
+        })?;
+        Ok(Self { inner: Mutex::new(Some(bus)) })
+    }
+
+    /// Connects to a listener at `socket_path` (fails at once if nobody listens).
+    #[staticmethod]
+    fn connect(py: Python<'_>, socket_path: String) -> PyResult<Self> {
+        let bus = blocking(py, move |_| Ok(tachyon::Bus::connect(&socket_path)?))?;
+        Ok(Self { inner: Mutex::new(Some(bus)) })
+    }
+
+    /// Sends `data` as one message. Waits for room as long as the peer lives (or up to
+    /// `timeout` seconds; `timeout=0` never waits and raises `BufferFullError`).
+    #[pyo3(signature = (data, type_id=0, timeout=None))]
+    #[allow(clippy::needless_pass_by_value)] // pyo3 extracts arguments by value
+    fn send(
+        &self,
+        py: Python<'_>,
+        data: Cow<'_, [u8]>,
+        type_id: u32,
+        timeout: Option<f64>,
+    ) -> PyResult<()> {
+        let t = self::timeout(timeout)?;
+        let data: &[u8] = &data;
+        blocking(py, |check| {
+            self.with_bus(|bus| {
+                if t == Some(Duration::ZERO) {
+                    return Ok(bus.send(data, type_id)?);
+                }
+                let mut tx =
+                    bus.acquire_tx_with(data.len(), Wait::new().timeout_opt(t).interrupt(check))?;
+                tx.bytes_mut().copy_from_slice(data);
+                Ok(tx.commit(data.len(), type_id)?)
+            })
+        })
+    }
+
+    /// Waits for the next message (up to `timeout` seconds) and returns a copy of it.
+    #[pyo3(signature = (timeout=None))]
+    fn recv(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Message> {
+        let t = self::timeout(timeout)?;
+        let (type_id, data) = blocking(py, |check| {
+            self.with_bus(|bus| {
+                let m = bus.acquire_rx_with(Wait::new().timeout_opt(t).interrupt(check))?;
+                Ok((m.type_id(), m.data().to_vec()))
+            })
+        })?;
+        Ok(Message { type_id, size: data.len(), data: PyBytes::new(py, &data).unbind() })
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    /// Blocks until the next message arrives; raises `PeerDeadError` once the peer is
+    /// gone and everything it sent has been delivered.
+    fn __next__(&self, py: Python<'_>) -> PyResult<Message> {
+        self.recv(py, None)
+    }
+
+    /// Publishes messages committed without flushing.
+    fn flush(&self, py: Python<'_>) -> PyResult<()> {
+        self.with_bus(|bus| {
+            bus.flush();
+            Ok(())
+        })
+        .map_err(|e| to_py(py, e))
+    }
+
+    /// Pure-spin mode: the consumer never sleeps (stays set, unlike upstream).
+    fn set_polling_mode(&self, py: Python<'_>, enabled: bool) -> PyResult<()> {
+        self.with_bus(|bus| {
+            bus.set_polling_mode(enabled);
+            Ok(())
+        })
+        .map_err(|e| to_py(py, e))
+    }
+
+    /// Binds the ring's memory to NUMA node `node_id` (0..64).
+    fn set_numa_node(&self, py: Python<'_>, node_id: i32) -> PyResult<()> {
+        self.with_bus(|bus| Ok(bus.set_numa_node(node_id)?)).map_err(|e| to_py(py, e))
+    }
+
+    /// Ring capacity in bytes.
+    #[getter]
+    fn capacity(&self, py: Python<'_>) -> PyResult<usize> {
+        self.with_bus(|bus| Ok(bus.capacity())).map_err(|e| to_py(py, e))
+    }
+
+    /// Whether the peer is a Tachyon peer with a liveness link.
+    #[getter]
+    fn has_peer_link(&self, py: Python<'_>) -> PyResult<bool> {
+        self.with_bus(|bus| Ok(bus.has_peer_link())).map_err(|e| to_py(py, e))
+    }
+
+    /// Whether `close()` was called.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.lock().is_none()
+    }
+
+    /// Unmaps the shared memory. Idempotent.
+    fn close(&self) {
+        self.lock().take();
+    }
+
+    fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&self, _exc: &Bound<'_, pyo3::types::PyTuple>) -> bool {
+        self.close();
+        false
+    }
+}

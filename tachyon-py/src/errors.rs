@@ -1,0 +1,56 @@
+//! Rust errors to Python exceptions. The exception classes live in `tachyon/_errors.py`
+//! (so `TachyonTimeoutError` can also be a `TimeoutError`); this module maps the one
+//! Rust enum onto them.
+
+use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyType;
+
+/// Why a binding call failed: the core's error, or the bus being closed already.
+#[derive(Debug)]
+pub enum BindError {
+    /// The bus was closed with `close()` or by leaving its `with` block.
+    Closed,
+    /// An error of the Rust core.
+    Core(tachyon::Error),
+}
+
+impl From<tachyon::Error> for BindError {
+    fn from(e: tachyon::Error) -> Self {
+        Self::Core(e)
+    }
+}
+
+fn raise(py: Python<'_>, class: &str, message: String) -> PyErr {
+    let cls = py
+        .import("tachyon._errors")
+        .and_then(|m| m.getattr(class))
+        .and_then(|c| c.cast_into::<PyType>().map_err(PyErr::from));
+    match cls {
+        Ok(cls) => PyErr::from_type(cls, message),
+        Err(e) => e,
+    }
+}
+
+/// The Python exception for a binding error.
+pub fn to_py(py: Python<'_>, e: BindError) -> PyErr {
+    use tachyon::Error as E;
+    let e = match e {
+        BindError::Closed => return raise(py, "TachyonError", "the bus is closed".to_owned()),
+        BindError::Core(e) => e,
+    };
+    let message = e.to_string();
+    match e {
+        E::PeerDead(_) | E::Corrupted(_) => raise(py, "PeerDeadError", message),
+        E::AbiMismatch(_) => raise(py, "AbiMismatchError", message),
+        E::Full { .. } => raise(py, "BufferFullError", message),
+        E::Timeout(_) => raise(py, "TachyonTimeoutError", message),
+        E::InvalidCapacity(_)
+        | E::InvalidPath { .. }
+        | E::InvalidSize { .. }
+        | E::MessageTooLarge { .. }
+        | E::InvalidNumaNode(_) => PyValueError::new_err(message),
+        E::Io { .. } => PyOSError::new_err(message),
+        _ => raise(py, "TachyonError", message),
+    }
+}
