@@ -32,7 +32,7 @@ impl Message {
 }
 
 /// Converts an optional timeout in seconds.
-fn timeout(seconds: Option<f64>) -> PyResult<Option<Duration>> {
+pub(crate) fn timeout(seconds: Option<f64>) -> PyResult<Option<Duration>> {
     match seconds {
         None => Ok(None),
         Some(s) if s.is_finite() && s >= 0.0 => Ok(Some(Duration::from_secs_f64(s))),
@@ -45,7 +45,7 @@ fn timeout(seconds: Option<f64>) -> PyResult<Option<Duration>> {
 /// Runs `f` with the GIL released. `f` gets an interrupt check that re-takes the GIL to
 /// look for signals; a pending `KeyboardInterrupt` (or any signal handler's exception)
 /// ends the wait and is raised as it is.
-fn blocking<T: Send>(
+pub(crate) fn blocking<T: Send>(
     py: Python<'_>,
     f: impl FnOnce(&mut dyn FnMut() -> bool) -> Result<T, BindError> + Send,
 ) -> PyResult<T> {

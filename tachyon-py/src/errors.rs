@@ -32,6 +32,17 @@ fn raise(py: Python<'_>, class: &str, message: String) -> PyErr {
     }
 }
 
+fn rpc_error(py: Python<'_>, e: &tachyon::rpc::RpcError) -> PyErr {
+    let cls = py
+        .import("tachyon._errors")
+        .and_then(|m| m.getattr("TachyonRpcError"))
+        .and_then(|c| c.cast_into::<PyType>().map_err(PyErr::from));
+    match cls {
+        Ok(cls) => PyErr::from_type(cls, (e.msg_type, e.code, e.message.clone())),
+        Err(err) => err,
+    }
+}
+
 /// The Python exception for a binding error.
 pub fn to_py(py: Python<'_>, e: BindError) -> PyErr {
     use tachyon::Error as E;
@@ -45,6 +56,7 @@ pub fn to_py(py: Python<'_>, e: BindError) -> PyErr {
         E::AbiMismatch(_) => raise(py, "AbiMismatchError", message),
         E::Full { .. } => raise(py, "BufferFullError", message),
         E::Timeout(_) => raise(py, "TachyonTimeoutError", message),
+        E::Rpc(e) => rpc_error(py, &e),
         E::InvalidCapacity(_)
         | E::InvalidPath { .. }
         | E::InvalidSize { .. }

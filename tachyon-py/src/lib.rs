@@ -3,6 +3,7 @@
 
 mod bus;
 mod errors;
+mod rpc;
 
 use pyo3::prelude::*;
 
@@ -28,6 +29,15 @@ fn msg_type(type_id: u32) -> u16 {
 fn _tachyon(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<bus::PyBus>()?;
     m.add_class::<bus::Message>()?;
+    m.add_class::<rpc::PyRpcBus>()?;
+    m.add_class::<rpc::RpcMessage>()?;
+    m.add_function(wrap_pyfunction!(rpc::encode_error, m)?)?;
+    m.add_function(wrap_pyfunction!(rpc::decode_error, m)?)?;
+    m.add("RPC_CODE_UPSTREAM", tachyon::rpc::code::UPSTREAM)?;
+    m.add("RPC_CODE_UNKNOWN_MSG_TYPE", tachyon::rpc::code::UNKNOWN_MSG_TYPE)?;
+    m.add("RPC_CODE_HANDLER_ERROR", tachyon::rpc::code::HANDLER_ERROR)?;
+    m.add("RPC_CODE_HANDLER_PANIC", tachyon::rpc::code::HANDLER_PANIC)?;
+    m.add("RPC_CODE_BAD_REQUEST", tachyon::rpc::code::BAD_REQUEST)?;
     m.add_function(wrap_pyfunction!(make_type_id, m)?)?;
     m.add_function(wrap_pyfunction!(route_id, m)?)?;
     m.add_function(wrap_pyfunction!(msg_type, m)?)?;

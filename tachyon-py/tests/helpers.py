@@ -32,3 +32,17 @@ def run_python(code: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
+
+
+def connect_rpc_retry(path: str, timeout: float = 20.0):
+    """Connects an RPC caller as soon as a callee listens."""
+    import tachyon
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return tachyon.RpcBus.connect(path)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)

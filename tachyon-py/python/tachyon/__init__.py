@@ -16,19 +16,36 @@ from ._errors import (
     BufferFullError,
     PeerDeadError,
     TachyonError,
+    TachyonRpcError,
     TachyonTimeoutError,
 )
-from ._tachyon import Bus, Message, make_type_id, msg_type, route_id
+from ._tachyon import Bus, Message, RpcBus, RpcMessage, make_type_id, msg_type, route_id
+from .rpc import MSG_TYPE_ERROR, RpcDispatcher, RpcEndpoint, _decode_error, tachyon_rpc
+
+rpc_listen = RpcBus.listen
+"""Upstream's name for :meth:`RpcBus.listen`."""
+rpc_connect = RpcBus.connect
+"""Upstream's name for :meth:`RpcBus.connect`."""
 
 __all__ = [
+    "MSG_TYPE_ERROR",
     "AbiMismatchError",
     "Bus",
     "BufferFullError",
     "Message",
     "PeerDeadError",
+    "RpcBus",
+    "RpcDispatcher",
+    "RpcEndpoint",
+    "RpcMessage",
     "TachyonError",
+    "TachyonRpcError",
     "TachyonTimeoutError",
+    "_decode_error",
     "make_type_id",
     "msg_type",
     "route_id",
+    "rpc_connect",
+    "rpc_listen",
+    "tachyon_rpc",
 ]

@@ -8,6 +8,7 @@ __all__ = [
     "AbiMismatchError",
     "BufferFullError",
     "TachyonTimeoutError",
+    "TachyonRpcError",
 ]
 
 
@@ -32,3 +33,17 @@ class BufferFullError(TachyonError):
 
 class TachyonTimeoutError(TachyonError, TimeoutError):
     """A blocking call's ``timeout`` passed."""
+
+
+class TachyonRpcError(TachyonError):
+    """The remote handler failed: the callee answered with the 0xFFFF error reply.
+
+    ``msg_type`` is the request's msg_type, ``code`` one of the codes in
+    :data:`tachyon.rpc_codes` (or an application's own), ``message`` the server's text.
+    """
+
+    def __init__(self, msg_type: int, code: int, message: str) -> None:
+        super().__init__(f"remote call to msg_type {msg_type} failed (code {code}): {message}")
+        self.msg_type = msg_type
+        self.code = code
+        self.message = message

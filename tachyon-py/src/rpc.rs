@@ -1,0 +1,269 @@
+//! `tachyon.RpcBus`: the caller and callee ends of an RPC bus for Python. Replies and
+//! requests are copied out of shared memory, so the objects are safe to keep.
+
+use std::borrow::Cow;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use tachyon::rpc::RpcBus;
+use tachyon::Wait;
+
+use crate::bus::{blocking, timeout};
+use crate::errors::{to_py, BindError};
+
+/// A request being served (callee side), or a reply (caller side): a copy of the message
+/// with its correlation id. Usable as a context manager, as upstream's guards are.
+#[pyclass(module = "tachyon._tachyon", frozen, get_all)]
+pub struct RpcMessage {
+    /// The id a reply must carry (and that a reply answers).
+    correlation_id: u64,
+    /// The msg_type.
+    type_id: u32,
+    /// Payload size.
+    actual_size: usize,
+    /// The payload (a copy).
+    data: Py<PyBytes>,
+}
+
+#[pymethods]
+impl RpcMessage {
+    fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_exc))]
+    #[allow(clippy::unused_self)] // the context-manager protocol needs a method
+    fn __exit__(&self, _exc: &Bound<'_, pyo3::types::PyTuple>) -> bool {
+        false
+    }
+
+    fn __bytes__(&self, py: Python<'_>) -> Py<PyBytes> {
+        self.data.clone_ref(py)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "RpcMessage(correlation_id={}, type_id={}, actual_size={})",
+            self.correlation_id, self.type_id, self.actual_size
+        )
+    }
+}
+
+/// One end of an RPC bus: the listener serves (callee), the connector calls (caller).
+#[pyclass(module = "tachyon._tachyon", name = "RpcBus")]
+pub struct PyRpcBus {
+    inner: Mutex<Option<RpcBus>>,
+}
+
+impl PyRpcBus {
+    fn lock(&self) -> MutexGuard<'_, Option<RpcBus>> {
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn with_bus<T>(&self, f: impl FnOnce(&RpcBus) -> Result<T, BindError>) -> Result<T, BindError> {
+        let guard = self.lock();
+        let bus = guard.as_ref().ok_or(BindError::Closed)?;
+        f(bus)
+    }
+
+    fn message(py: Python<'_>, correlation_id: u64, type_id: u32, data: &[u8]) -> RpcMessage {
+        RpcMessage {
+            correlation_id,
+            type_id,
+            actual_size: data.len(),
+            data: PyBytes::new(py, data).unbind(),
+        }
+    }
+}
+
+fn wait_for(t: Option<Duration>, check: &mut dyn FnMut() -> bool) -> Wait<'_> {
+    Wait::new().timeout_opt(t).interrupt(check)
+}
+
+#[pymethods]
+impl PyRpcBus {
+    /// Creates both rings and waits for one caller at `socket_path` (the callee end).
+    #[staticmethod]
+    #[pyo3(signature = (socket_path, cap_fwd, cap_rev, timeout=None))]
+    fn listen(
+        py: Python<'_>,
+        socket_path: String,
+        cap_fwd: usize,
+        cap_rev: usize,
+        timeout: Option<f64>,
+    ) -> PyResult<Self> {
+        let t = self::timeout(timeout)?;
+        let bus = blocking(py, move |check| {
+            Ok(RpcBus::listen_with(&socket_path, cap_fwd, cap_rev, wait_for(t, check))?)
+        })?;
+        Ok(Self { inner: Mutex::new(Some(bus)) })
+    }
+
+    /// Connects to a callee at `socket_path` (the caller end).
+    #[staticmethod]
+    fn connect(py: Python<'_>, socket_path: String) -> PyResult<Self> {
+        let bus = blocking(py, move |_| Ok(RpcBus::connect(&socket_path)?))?;
+        Ok(Self { inner: Mutex::new(Some(bus)) })
+    }
+
+    /// Sends a request and returns its correlation id. Waits for room as long as the
+    /// callee lives, or up to `timeout` seconds.
+    #[pyo3(signature = (payload, msg_type, timeout=None))]
+    #[allow(clippy::needless_pass_by_value)] // pyo3 extracts arguments by value
+    fn call(
+        &self,
+        py: Python<'_>,
+        payload: Cow<'_, [u8]>,
+        msg_type: u16,
+        timeout: Option<f64>,
+    ) -> PyResult<u64> {
+        let t = self::timeout(timeout)?;
+        let payload: &[u8] = &payload;
+        blocking(py, |check| {
+            self.with_bus(|bus| {
+                let mut tx = bus.acquire_call_with(payload.len(), wait_for(t, check))?;
+                tx.bytes_mut().copy_from_slice(payload);
+                Ok(tx.commit(payload.len(), msg_type)?)
+            })
+        })
+    }
+
+    /// Waits for the reply to call `correlation_id`. An error reply (msg_type 0xFFFF)
+    /// raises `TachyonRpcError`; replies to other calls are kept for their waiters.
+    #[pyo3(signature = (correlation_id, timeout=None))]
+    fn wait(
+        &self,
+        py: Python<'_>,
+        correlation_id: u64,
+        timeout: Option<f64>,
+    ) -> PyResult<RpcMessage> {
+        let t = self::timeout(timeout)?;
+        let (type_id, data) = blocking(py, |check| {
+            self.with_bus(|bus| {
+                let r = bus.wait_with(correlation_id, wait_for(t, check))?;
+                Ok((u32::from(r.msg_type()), r.data().to_vec()))
+            })
+        })?;
+        Ok(Self::message(py, correlation_id, type_id, &data))
+    }
+
+    /// Calls `msg_type` and waits for the reply, all within `timeout`; returns its bytes.
+    #[pyo3(signature = (payload, msg_type, timeout=None))]
+    #[allow(clippy::needless_pass_by_value)] // pyo3 extracts arguments by value
+    fn invoke(
+        &self,
+        py: Python<'_>,
+        payload: Cow<'_, [u8]>,
+        msg_type: u16,
+        timeout: Option<f64>,
+    ) -> PyResult<Py<PyBytes>> {
+        let t = self::timeout(timeout)?;
+        let payload: &[u8] = &payload;
+        let data = blocking(py, |_| self.with_bus(|bus| Ok(bus.invoke(msg_type, payload, t)?)))?;
+        Ok(PyBytes::new(py, &data).unbind())
+    }
+
+    /// Waits for the next request (callee end) and returns a copy of it.
+    #[pyo3(signature = (timeout=None))]
+    fn serve(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<RpcMessage> {
+        let t = self::timeout(timeout)?;
+        let (cid, type_id, data) = blocking(py, |check| {
+            self.with_bus(|bus| {
+                let r = bus.serve_with(wait_for(t, check))?;
+                Ok((r.correlation_id(), u32::from(r.msg_type()), r.data().to_vec()))
+            })
+        })?;
+        Ok(Self::message(py, cid, type_id, &data))
+    }
+
+    /// Sends the reply to request `correlation_id`, waiting for room up to `timeout`.
+    #[pyo3(signature = (correlation_id, payload, msg_type, timeout=None))]
+    #[allow(clippy::needless_pass_by_value)] // pyo3 extracts arguments by value
+    fn reply(
+        &self,
+        py: Python<'_>,
+        correlation_id: u64,
+        payload: Cow<'_, [u8]>,
+        msg_type: u16,
+        timeout: Option<f64>,
+    ) -> PyResult<()> {
+        let t = self::timeout(timeout)?;
+        let payload: &[u8] = &payload;
+        blocking(py, |check| {
+            self.with_bus(|bus| {
+                Ok(bus.reply_with(correlation_id, payload, msg_type, wait_for(t, check))?)
+            })
+        })
+    }
+
+    /// Sends a structured error reply (msg_type 0xFFFF) to request `correlation_id`.
+    #[pyo3(signature = (correlation_id, msg_type, code, message, timeout=None))]
+    fn reply_error(
+        &self,
+        py: Python<'_>,
+        correlation_id: u64,
+        msg_type: u16,
+        code: u32,
+        message: String,
+        timeout: Option<f64>,
+    ) -> PyResult<()> {
+        let t = self::timeout(timeout)?;
+        let e = tachyon::rpc::RpcError::new(msg_type, code, message);
+        blocking(py, |check| {
+            self.with_bus(|bus| Ok(bus.reply_error(correlation_id, &e, wait_for(t, check))?))
+        })
+    }
+
+    /// Calls not yet answered.
+    #[getter]
+    fn in_flight(&self, py: Python<'_>) -> PyResult<usize> {
+        self.with_bus(|bus| Ok(bus.in_flight())).map_err(|e| to_py(py, e))
+    }
+
+    /// Pure-spin mode on both rings.
+    fn set_polling_mode(&self, py: Python<'_>, enabled: bool) -> PyResult<()> {
+        self.with_bus(|bus| {
+            bus.set_polling_mode(enabled);
+            Ok(())
+        })
+        .map_err(|e| to_py(py, e))
+    }
+
+    /// Unmaps both rings. Idempotent.
+    fn close(&self) {
+        self.lock().take();
+    }
+
+    /// Whether `close()` was called.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.lock().is_none()
+    }
+
+    fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&self, _exc: &Bound<'_, pyo3::types::PyTuple>) -> bool {
+        self.close();
+        false
+    }
+}
+
+/// Encodes the structured error reply payload (2-byte big-endian msg_type, then a
+/// MessagePack map `{code, message}`), as the Rust dispatcher sends it.
+#[pyfunction]
+pub fn encode_error(py: Python<'_>, msg_type: u16, code: u32, message: String) -> Py<PyBytes> {
+    PyBytes::new(py, &tachyon::rpc::RpcError::new(msg_type, code, message).encode()).unbind()
+}
+
+/// Decodes an error reply payload into `(msg_type, code, message)`; a bare upstream
+/// sentinel gives code 0.
+#[pyfunction]
+pub fn decode_error(payload: &[u8]) -> (u16, u32, String) {
+    let e = tachyon::rpc::RpcError::decode(payload);
+    (e.msg_type, e.code, e.message)
+}
