@@ -85,6 +85,30 @@ impl PyBus {
         self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Runs `f` on the bus from a method called with the GIL held. Never waits for the
+    /// lock while holding the GIL: another thread blocked in a wait holds the lock and
+    /// needs the GIL for its Ctrl-C checks, so waiting here with the GIL would deadlock.
+    fn with_gil_held<T: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&mut Option<tachyon::Bus>) -> T + Send,
+    ) -> T {
+        if let Ok(mut guard) = self.inner.try_lock() {
+            return f(&mut guard);
+        }
+        py.detach(|| f(&mut self.lock()))
+    }
+
+    /// Like `with_bus`, from a method called with the GIL held.
+    fn with_bus_gil<T: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&tachyon::Bus) -> Result<T, BindError> + Send,
+    ) -> PyResult<T> {
+        self.with_gil_held(py, |b| b.as_ref().map_or(Err(BindError::Closed), f))
+            .map_err(|e| to_py(py, e))
+    }
+
     fn with_bus<T>(
         &self,
         f: impl FnOnce(&tachyon::Bus) -> Result<T, BindError>,
@@ -175,48 +199,47 @@ impl PyBus {
 
     /// Publishes messages committed without flushing.
     fn flush(&self, py: Python<'_>) -> PyResult<()> {
-        self.with_bus(|bus| {
+        self.with_bus_gil(py, |bus| {
             bus.flush();
             Ok(())
         })
-        .map_err(|e| to_py(py, e))
     }
 
     /// Pure-spin mode: the consumer never sleeps (stays set, unlike upstream).
     fn set_polling_mode(&self, py: Python<'_>, enabled: bool) -> PyResult<()> {
-        self.with_bus(|bus| {
+        self.with_bus_gil(py, |bus| {
             bus.set_polling_mode(enabled);
             Ok(())
         })
-        .map_err(|e| to_py(py, e))
     }
 
     /// Binds the ring's memory to NUMA node `node_id` (0..64).
     fn set_numa_node(&self, py: Python<'_>, node_id: i32) -> PyResult<()> {
-        self.with_bus(|bus| Ok(bus.set_numa_node(node_id)?)).map_err(|e| to_py(py, e))
+        self.with_bus_gil(py, |bus| Ok(bus.set_numa_node(node_id)?))
     }
 
     /// Ring capacity in bytes.
     #[getter]
     fn capacity(&self, py: Python<'_>) -> PyResult<usize> {
-        self.with_bus(|bus| Ok(bus.capacity())).map_err(|e| to_py(py, e))
+        self.with_bus_gil(py, |bus| Ok(bus.capacity()))
     }
 
     /// Whether the peer is a Tachyon peer with a liveness link.
     #[getter]
     fn has_peer_link(&self, py: Python<'_>) -> PyResult<bool> {
-        self.with_bus(|bus| Ok(bus.has_peer_link())).map_err(|e| to_py(py, e))
+        self.with_bus_gil(py, |bus| Ok(bus.has_peer_link()))
     }
 
     /// Whether `close()` was called.
     #[getter]
-    fn closed(&self) -> bool {
-        self.lock().is_none()
+    fn closed(&self, py: Python<'_>) -> bool {
+        self.with_gil_held(py, |b| b.is_none())
     }
 
     /// Unmaps the shared memory. Idempotent.
-    fn close(&self) {
-        self.lock().take();
+    fn close(&self, py: Python<'_>) {
+        let bus = self.with_gil_held(py, Option::take);
+        drop(bus);
     }
 
     fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
@@ -224,8 +247,8 @@ impl PyBus {
     }
 
     #[pyo3(signature = (*_exc))]
-    fn __exit__(&self, _exc: &Bound<'_, pyo3::types::PyTuple>) -> bool {
-        self.close();
+    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, pyo3::types::PyTuple>) -> bool {
+        self.close(py);
         false
     }
 }

@@ -62,6 +62,30 @@ impl PyRpcBus {
         self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Runs `f` on the bus from a method called with the GIL held. Never waits for the
+    /// lock while holding the GIL: another thread blocked in a wait holds the lock and
+    /// needs the GIL for its Ctrl-C checks, so waiting here with the GIL would deadlock.
+    fn with_gil_held<T: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&mut Option<RpcBus>) -> T + Send,
+    ) -> T {
+        if let Ok(mut guard) = self.inner.try_lock() {
+            return f(&mut guard);
+        }
+        py.detach(|| f(&mut self.lock()))
+    }
+
+    /// Like `with_bus`, from a method called with the GIL held.
+    fn with_bus_gil<T: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&RpcBus) -> Result<T, BindError> + Send,
+    ) -> PyResult<T> {
+        self.with_gil_held(py, |b| b.as_ref().map_or(Err(BindError::Closed), f))
+            .map_err(|e| to_py(py, e))
+    }
+
     fn with_bus<T>(&self, f: impl FnOnce(&RpcBus) -> Result<T, BindError>) -> Result<T, BindError> {
         let guard = self.lock();
         let bus = guard.as_ref().ok_or(BindError::Closed)?;
@@ -219,27 +243,27 @@ impl PyRpcBus {
     /// Calls not yet answered.
     #[getter]
     fn in_flight(&self, py: Python<'_>) -> PyResult<usize> {
-        self.with_bus(|bus| Ok(bus.in_flight())).map_err(|e| to_py(py, e))
+        self.with_bus_gil(py, |bus| Ok(bus.in_flight()))
     }
 
     /// Pure-spin mode on both rings.
     fn set_polling_mode(&self, py: Python<'_>, enabled: bool) -> PyResult<()> {
-        self.with_bus(|bus| {
+        self.with_bus_gil(py, |bus| {
             bus.set_polling_mode(enabled);
             Ok(())
         })
-        .map_err(|e| to_py(py, e))
     }
 
     /// Unmaps both rings. Idempotent.
-    fn close(&self) {
-        self.lock().take();
+    fn close(&self, py: Python<'_>) {
+        let bus = self.with_gil_held(py, Option::take);
+        drop(bus);
     }
 
     /// Whether `close()` was called.
     #[getter]
-    fn closed(&self) -> bool {
-        self.lock().is_none()
+    fn closed(&self, py: Python<'_>) -> bool {
+        self.with_gil_held(py, |b| b.is_none())
     }
 
     fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
@@ -247,8 +271,8 @@ impl PyRpcBus {
     }
 
     #[pyo3(signature = (*_exc))]
-    fn __exit__(&self, _exc: &Bound<'_, pyo3::types::PyTuple>) -> bool {
-        self.close();
+    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, pyo3::types::PyTuple>) -> bool {
+        self.close(py);
         false
     }
 }

@@ -219,3 +219,27 @@ def test_bad_arguments_are_value_errors(sock_path):
         tachyon.Bus.listen(sock_path, 4096, timeout=-1)
     with pytest.raises(OSError):
         tachyon.Bus.connect(sock_path)  # nobody listens
+
+
+def test_close_while_another_thread_is_blocked_does_not_deadlock(sock_path):
+    # The blocked thread holds the bus and re-takes the GIL for its Ctrl-C checks; close()
+    # must wait for it without holding the GIL (this deadlocked once).
+    server, client = pair(sock_path)
+    errors: list = []
+
+    def blocked() -> None:
+        try:
+            server.recv(timeout=1.0)
+        except tachyon.TachyonTimeoutError as e:
+            errors.append(e)
+
+    t = threading.Thread(target=blocked)
+    t.start()
+    time.sleep(0.2)
+    t0 = time.monotonic()
+    server.close()
+    assert time.monotonic() - t0 < 3
+    t.join(timeout=5)
+    assert not t.is_alive() and len(errors) == 1
+    assert server.closed
+    client.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import threading
 import time
@@ -125,3 +126,79 @@ def test_python_to_python_error_replies_and_dead_callee(sock_path):
         with pytest.raises(tachyon.PeerDeadError):
             caller.wait(cid)  # no timeout: the closed callee is noticed
         assert time.monotonic() - t0 < 2
+
+
+def test_typed_python_handler_serves_the_rust_typed_caller(peer_bin, sock_path):
+    d = tachyon.RpcDispatcher()
+
+    @d.handler(2, typed=True)
+    def add(req: dict) -> dict:
+        return {"sum": req["a"] + req["b"]}
+
+    assert add({"a": 1, "b": 2}) == {"sum": 3}  # local call, no encoding
+    rust = subprocess.Popen(
+        [str(peer_bin), "rpc-add", "--path", sock_path, "--count", "500"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    with tachyon.RpcBus.listen(sock_path, 1 << 16, 1 << 16, timeout=20) as bus:
+        threading.Thread(target=d.serve_forever, args=(bus,), daemon=True).start()
+        out, err = rust.communicate(timeout=60)
+    assert rust.returncode == 0, err
+    assert out.strip() == "ok 500 messages"
+
+
+def test_typed_python_caller_against_the_rust_typed_handler(peer_bin, sock_path):
+    @dataclasses.dataclass
+    class AddReq:
+        a: int
+        b: int
+
+    @dataclasses.dataclass
+    class AddResp:
+        sum: int
+
+    srv = subprocess.Popen([str(peer_bin), "rpc-serve", "--path", sock_path], stdout=subprocess.PIPE, text=True)
+    try:
+        assert srv.stdout.readline().strip() == "ready"
+        with connect_rpc_retry(sock_path) as c:
+            add = tachyon.RpcEndpoint(lambda req: None, msg_type=2, typed=True)
+            assert add.call(c, {"a": 40, "b": 2}, timeout=5) == {"sum": 42}
+            add_dc = tachyon.RpcEndpoint(lambda req: None, msg_type=2, typed=True, response_type=AddResp)
+            assert add_dc.call(c, AddReq(a=-5, b=7), timeout=5) == AddResp(sum=2)
+            # A request the Rust typed handler cannot decode is a structured BAD_REQUEST.
+            with pytest.raises(tachyon.TachyonRpcError) as e:
+                add.call(c, [1, 2, 3, 4], timeout=5)
+            assert e.value.code == 4
+    finally:
+        srv.kill()
+        srv.wait()
+
+
+@dataclasses.dataclass
+class Point:
+    x: float
+    y: float
+
+
+def test_typed_python_to_python_with_dataclasses(sock_path):
+    callee, caller = rpc_pair(sock_path)
+    d = tachyon.RpcDispatcher()
+
+    @d.handler(9, typed=True)
+    def norm2(p: Point) -> dict:
+        assert isinstance(p, Point)
+        return {"n": p.x * p.x + p.y * p.y, "tags": ["ok", b"bin"]}
+
+    with callee, caller:
+        ep = tachyon.RpcEndpoint(lambda p: None, msg_type=9, typed=True)
+        cid = caller.call(tachyon.rpc.encode(Point(3.0, 4.0)), 9)
+        d.serve_once(callee, timeout=5)
+        with caller.wait(cid, timeout=5) as rx:
+            assert tachyon.rpc.decode(rx.data) == {"n": 25.0, "tags": ["ok", b"bin"]}
+        cid = caller.call(b"\xc1", 9)  # 0xc1 is never valid MessagePack
+        with pytest.raises(RuntimeError):
+            d.serve_once(callee, timeout=5)
+        with pytest.raises(tachyon.TachyonRpcError) as e:
+            caller.wait(cid, timeout=5)
+        assert e.value.code == 4
+        del ep

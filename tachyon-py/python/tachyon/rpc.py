@@ -8,13 +8,17 @@ caller raises :class:`TachyonRpcError` instead of returning the error bytes.
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import struct
-from typing import Callable, Optional, TypeVar, Union
+from typing import Any, Callable, Optional, TypeVar, Union
+
+import msgpack
 
 from . import _tachyon
 from ._errors import PeerDeadError
 
-__all__ = ["MSG_TYPE_ERROR", "RpcDispatcher", "RpcEndpoint", "tachyon_rpc", "_decode_error"]
+__all__ = ["MSG_TYPE_ERROR", "RpcDispatcher", "RpcEndpoint", "decode", "encode", "tachyon_rpc", "_decode_error"]
 
 MSG_TYPE_ERROR: int = 0xFFFF
 """The reserved msg_type of error replies."""
@@ -23,59 +27,130 @@ T = TypeVar("T")
 Handler = Callable[[memoryview], Union[bytes, bytearray, memoryview]]
 
 
+class _BadRequest(Exception):
+    """A typed request that does not decode."""
+
+
+def encode(value: Any) -> bytes:
+    """MessagePack-encodes a Python value as the Rust typed handlers expect it: maps with
+    string keys for structs (dataclasses become maps), arrays for tuples and lists."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = dataclasses.asdict(value)
+    return bytes(msgpack.packb(value, use_bin_type=True))
+
+
+def decode(data: Union[bytes, memoryview], into: Optional[type] = None) -> Any:
+    """Decodes MessagePack; a map becomes an instance of dataclass ``into`` if given."""
+    value = msgpack.unpackb(bytes(data), raw=False)
+    if into is not None and dataclasses.is_dataclass(into) and isinstance(value, dict):
+        return into(**value)
+    return value
+
+
+def _request_type(fn: Callable[..., Any]) -> Optional[type]:
+    """The dataclass annotated on a typed handler's first parameter, if any."""
+    try:
+        params = list(inspect.signature(fn, eval_str=True).parameters.values())
+    except (NameError, TypeError, ValueError):
+        return None
+    ann = params[0].annotation if params else inspect.Parameter.empty
+    return ann if isinstance(ann, type) and dataclasses.is_dataclass(ann) else None
+
+
 def _decode_error(payload: Union[bytes, memoryview]) -> int:
     """The msg_type that failed, from an error reply payload (as upstream decodes it)."""
     return int(struct.unpack("!H", bytes(payload[:2]))[0])
 
 
 class RpcEndpoint:
-    """A ``memoryview -> bytes`` handler bound to its msg_type.
+    """A handler bound to its msg_type.
 
-    Callable locally, which is handy in unit tests: the payload is wrapped in a
-    memoryview, so the handler sees the same thing as when serving.
+    Raw (the default): a ``memoryview -> bytes`` function. Typed (``typed=True``): a
+    function from a MessagePack-decoded Python value to a value to encode, wire-compatible
+    with the Rust ``#[tachyon_rpc]`` typed handler of the same msg_type. The request is
+    decoded into ``request_type`` (a dataclass), or into the dataclass annotated on the
+    handler's first parameter when that annotation resolves at module level.
+
+    Callable locally, which is handy in unit tests: a raw endpoint gets its payload as a
+    memoryview, a typed one gets the value as is.
     """
 
-    def __init__(self, fn: Handler, msg_type: int) -> None:
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        msg_type: int,
+        *,
+        typed: bool = False,
+        request_type: Optional[type] = None,
+        response_type: Optional[type] = None,
+    ) -> None:
         if not 0 <= msg_type < MSG_TYPE_ERROR:
             raise ValueError(f"msg_type must be in [0, {MSG_TYPE_ERROR - 1}], got {msg_type}")
         self._fn = fn
         self.msg_type = msg_type
+        self.typed = typed
+        self.response_type = response_type
+        self._request_type = request_type or (_request_type(fn) if typed else None)
         self.__name__ = getattr(fn, "__name__", "handler")
         self.__doc__ = fn.__doc__
         self.__wrapped__ = fn
 
-    def __call__(self, payload: Union[bytes, bytearray, memoryview]) -> Union[bytes, bytearray, memoryview]:
+    def __call__(self, payload: Any) -> Any:
+        if self.typed:
+            return self._fn(payload)
         return self._fn(payload if isinstance(payload, memoryview) else memoryview(payload))
+
+    def _handle(self, request: memoryview) -> bytes:
+        """Serves one request: bytes in, bytes out (decoding and encoding typed ones)."""
+        if not self.typed:
+            return bytes(self._fn(request))
+        try:
+            value = decode(request, self._request_type)
+        except Exception as e:
+            raise _BadRequest(f"cannot decode the request: {type(e).__name__}: {e}") from e
+        return encode(self._fn(value))
 
     def call(
         self,
         bus: _tachyon.RpcBus,
-        payload: bytes,
+        payload: Any,
         on_response: Optional[Callable[[memoryview], T]] = None,
         timeout: Optional[float] = None,
-    ) -> Union[bytes, T]:
-        """Calls this endpoint through ``bus`` (the caller end) and returns the reply.
+    ) -> Any:
+        """Calls this endpoint through ``bus`` (the caller end) and returns the reply:
+        bytes for a raw endpoint, the decoded value (or ``response_type`` instance) for a
+        typed one, or whatever ``on_response`` makes of the reply's memoryview.
 
         :raises TachyonRpcError: the callee answered with an error reply.
         :raises TachyonTimeoutError: ``timeout`` seconds passed.
         """
-        cid = bus.call(payload, self.msg_type, timeout=timeout)
+        request = encode(payload) if self.typed else payload
+        cid = bus.call(request, self.msg_type, timeout=timeout)
         with bus.wait(cid, timeout=timeout) as rx:
             if on_response is not None:
                 return on_response(memoryview(rx.data))
+            if self.typed:
+                return decode(rx.data, self.response_type)
             return rx.data
 
     def __repr__(self) -> str:
         return f"RpcEndpoint(msg_type={self.msg_type}, fn={self.__name__!r})"
 
 
-def tachyon_rpc(msg_type: int) -> Callable[[Handler], RpcEndpoint]:
-    """Binds a ``memoryview -> bytes`` function to ``msg_type`` (0..65534)."""
+def tachyon_rpc(
+    msg_type: int,
+    *,
+    typed: bool = False,
+    request_type: Optional[type] = None,
+    response_type: Optional[type] = None,
+) -> Callable[[Callable[..., Any]], RpcEndpoint]:
+    """Binds a function to ``msg_type`` (0..65534): raw ``memoryview -> bytes`` by default,
+    MessagePack values in and out with ``typed=True``."""
     if not 0 <= msg_type < MSG_TYPE_ERROR:
         raise ValueError(f"msg_type must be in [0, {MSG_TYPE_ERROR - 1}], got {msg_type}")
 
-    def decorator(fn: Handler) -> RpcEndpoint:
-        return RpcEndpoint(fn, msg_type)
+    def decorator(fn: Callable[..., Any]) -> RpcEndpoint:
+        return RpcEndpoint(fn, msg_type, typed=typed, request_type=request_type, response_type=response_type)
 
     return decorator
 
@@ -101,11 +176,13 @@ class RpcDispatcher:
         self._handlers[endpoint.msg_type] = endpoint
         return self
 
-    def handler(self, msg_type: int) -> Callable[[Handler], RpcEndpoint]:
-        """Decorates and registers in one step."""
+    def handler(
+        self, msg_type: int, *, typed: bool = False, request_type: Optional[type] = None
+    ) -> Callable[[Callable[..., Any]], RpcEndpoint]:
+        """Decorates and registers in one step (``typed=True`` for MessagePack values)."""
 
-        def decorator(fn: Handler) -> RpcEndpoint:
-            ep = RpcEndpoint(fn, msg_type)
+        def decorator(fn: Callable[..., Any]) -> RpcEndpoint:
+            ep = RpcEndpoint(fn, msg_type, typed=typed, request_type=request_type)
             self.register(ep)
             return ep
 
@@ -125,13 +202,16 @@ class RpcDispatcher:
             bus.reply_error(cid, mt, _tachyon.RPC_CODE_UNKNOWN_MSG_TYPE, f"no handler for msg_type {mt}")
             raise KeyError(f"No handler registered for msg_type={mt} (error reply sent to caller, cid={cid})")
         try:
-            response = endpoint(memoryview(data))
+            response = endpoint._handle(memoryview(data))
+        except _BadRequest as e:
+            bus.reply_error(cid, mt, _tachyon.RPC_CODE_BAD_REQUEST, str(e))
+            raise RuntimeError(f"Undecodable request for {endpoint.__name__!r} (error reply sent, cid={cid})") from e
         except Exception as e:
             bus.reply_error(cid, mt, _tachyon.RPC_CODE_HANDLER_ERROR, f"{type(e).__name__}: {e}")
             raise RuntimeError(
                 f"Handler {endpoint.__name__!r} raised an exception (error reply sent to caller, cid={cid})"
             ) from e
-        bus.reply(cid, bytes(response), mt)
+        bus.reply(cid, response, mt)
 
     def serve_forever(self, bus: _tachyon.RpcBus) -> None:
         """Serves until the caller is gone (``PeerDeadError``) or Ctrl-C."""

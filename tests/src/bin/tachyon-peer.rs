@@ -7,6 +7,7 @@
 //! tachyon-peer rpc-serve    --path P [--max-clients N] [--cap B]   # tests' service, many clients
 //! tachyon-peer rpc-reverse  --path P [--count N]   # one client: N requests, answered in reverse
 //! tachyon-peer rpc-call     --path P [--count N]   # echo calls, then an unknown msg_type
+//! tachyon-peer rpc-add      --path P [--count N]   # typed calls of `add` (msg_type 2)
 //! ```
 //! Streams use the deterministic payloads of `tachyon_tests` (CRC-32 in `type_id`).
 //! Success prints `ok <n> messages`; failure prints `error: <Kind>: <message>` on stderr
@@ -204,6 +205,28 @@ fn rpc_call(a: &Args) -> tachyon::Result<u64> {
     Ok(a.count)
 }
 
+/// Typed calls of the service's `add` (MessagePack `{a, b}` -> `{sum}`) against any callee.
+fn rpc_add(a: &Args) -> tachyon::Result<u64> {
+    use tachyon_tests::service::{add, AddReq};
+    let deadline = Instant::now() + a.timeout;
+    let bus = loop {
+        match tachyon::rpc::RpcBus::connect(&a.path) {
+            Err(Error::Io { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            other => break other?,
+        }
+    };
+    for i in 0..i64::try_from(a.count).unwrap_or(i64::MAX) {
+        let (x, y) = (i, -3 * i);
+        let got = add::call_timeout(&bus, &AddReq { a: x, b: y }, a.timeout)?;
+        if got.sum != x + y {
+            return Err(Error::Protocol(format!("add({x}, {y}) returned {}", got.sum)));
+        }
+    }
+    Ok(a.count)
+}
+
 fn main() {
     let a = match parse() {
         Ok(a) => a,
@@ -218,6 +241,7 @@ fn main() {
         "rpc-serve" => rpc_serve(&a).map_err(|e| format!("{}: {e}", kind(&e))),
         "rpc-reverse" => rpc_reverse(&a).map_err(|e| format!("{}: {e}", kind(&e))),
         "rpc-call" => rpc_call(&a).map_err(|e| format!("{}: {e}", kind(&e))),
+        "rpc-add" => rpc_add(&a).map_err(|e| format!("{}: {e}", kind(&e))),
         "connect-only" => {
             connect(&a.path, a.timeout).map(|_| 0).map_err(|e| format!("{}: {e}", kind(&e)))
         }
