@@ -22,7 +22,7 @@ CLANG_ENV := CC=clang-19 CXX=clang++-19 \
 	LDSHARED="clang-19 -shared --ld-path=/usr/bin/ld.lld-19" \
 	LDCXXSHARED="clang++-19 -shared --ld-path=/usr/bin/ld.lld-19"
 
-.PHONY: help test demo bench build lint py deps clang venv upstream fuzz-build fuzz clean
+.PHONY: help test demo bench build lint py typecheck deps clang venv upstream fuzz-build fuzz clean
 
 help:
 	@echo "make test   - install what is needed, run every test suite (lint, cargo, pytest interop)"
@@ -66,7 +66,12 @@ py: venv
 	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(VENV)/bin/maturin develop -q --profile $(PROFILE) \
 		-m tachyon-py/Cargo.toml
 
-test: deps build lint py
+# The hand-written stubs and the examples, checked strictly.
+typecheck: py
+	$(VENV)/bin/mypy --strict tachyon-py/python/tachyon tachyon-py/examples
+	$(VENV)/bin/python -m mypy.stubtest tachyon._tachyon
+
+test: deps build lint py typecheck
 	$(CARGO) test --workspace --profile $(PROFILE) -j$(JOBS)
 	TACHYON_REQUIRE_PEERS=1 TACHYON_PEER=$(CURDIR)/$(TARGET_DIR)/tachyon-peer \
 		UPSTREAM_PYTHON=$(CURDIR)/$(UPSTREAM_VENV)/bin/python \

@@ -13,7 +13,7 @@ import inspect
 import struct
 from typing import Any, Callable, Optional, TypeVar, Union
 
-import msgpack
+import msgpack  # type: ignore[import-untyped]  # msgpack ships no type information
 
 from . import _tachyon
 from ._errors import PeerDeadError
