@@ -2,7 +2,6 @@
 //! optional `timeout` in seconds, and checks for Ctrl-C at least every 200 ms.
 
 use std::borrow::Cow;
-use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use pyo3::exceptions::PyValueError;
@@ -11,6 +10,7 @@ use pyo3::types::PyBytes;
 use tachyon::Wait;
 
 use crate::errors::{to_py, BindError};
+use crate::guarded::Guarded;
 
 /// A message received from a bus: its type id, size and a copy of its bytes (safe to
 /// keep).
@@ -77,47 +77,10 @@ pub(crate) fn blocking<T: Send>(
 /// receives. Use it as a context manager: leaving the block unmaps the shared memory.
 #[pyclass(module = "tachyon._tachyon", name = "Bus")]
 pub struct PyBus {
-    inner: Mutex<Option<tachyon::Bus>>,
+    bus: Guarded<tachyon::Bus>,
 }
 
-impl PyBus {
-    fn lock(&self) -> MutexGuard<'_, Option<tachyon::Bus>> {
-        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Runs `f` on the bus from a method called with the GIL held. Never waits for the
-    /// lock while holding the GIL: another thread blocked in a wait holds the lock and
-    /// needs the GIL for its Ctrl-C checks, so waiting here with the GIL would deadlock.
-    fn with_gil_held<T: Send>(
-        &self,
-        py: Python<'_>,
-        f: impl FnOnce(&mut Option<tachyon::Bus>) -> T + Send,
-    ) -> T {
-        if let Ok(mut guard) = self.inner.try_lock() {
-            return f(&mut guard);
-        }
-        py.detach(|| f(&mut self.lock()))
-    }
-
-    /// Like `with_bus`, from a method called with the GIL held.
-    fn with_bus_gil<T: Send>(
-        &self,
-        py: Python<'_>,
-        f: impl FnOnce(&tachyon::Bus) -> Result<T, BindError> + Send,
-    ) -> PyResult<T> {
-        self.with_gil_held(py, |b| b.as_ref().map_or(Err(BindError::Closed), f))
-            .map_err(|e| to_py(py, e))
-    }
-
-    fn with_bus<T>(
-        &self,
-        f: impl FnOnce(&tachyon::Bus) -> Result<T, BindError>,
-    ) -> Result<T, BindError> {
-        let guard = self.lock();
-        let bus = guard.as_ref().ok_or(BindError::Closed)?;
-        f(bus)
-    }
-}
+impl PyBus {}
 
 #[pymethods]
 impl PyBus {
@@ -138,14 +101,14 @@ impl PyBus {
                 Wait::new().timeout_opt(t).interrupt(check),
             )?)
         })?;
-        Ok(Self { inner: Mutex::new(Some(bus)) })
+        Ok(Self { bus: Guarded::new(bus) })
     }
 
     /// Connects to a listener at `socket_path` (fails at once if nobody listens).
     #[staticmethod]
     fn connect(py: Python<'_>, socket_path: String) -> PyResult<Self> {
         let bus = blocking(py, move |_| Ok(tachyon::Bus::connect(&socket_path)?))?;
-        Ok(Self { inner: Mutex::new(Some(bus)) })
+        Ok(Self { bus: Guarded::new(bus) })
     }
 
     /// Sends `data` as one message. Waits for room as long as the peer lives (or up to
@@ -162,7 +125,7 @@ impl PyBus {
         let t = self::timeout(timeout)?;
         let data: &[u8] = &data;
         blocking(py, |check| {
-            self.with_bus(|bus| {
+            self.bus.with(|bus| {
                 if t == Some(Duration::ZERO) {
                     return Ok(bus.send(data, type_id)?);
                 }
@@ -179,7 +142,7 @@ impl PyBus {
     fn recv(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Message> {
         let t = self::timeout(timeout)?;
         let (type_id, data) = blocking(py, |check| {
-            self.with_bus(|bus| {
+            self.bus.with(|bus| {
                 let m = bus.acquire_rx_with(Wait::new().timeout_opt(t).interrupt(check))?;
                 Ok((m.type_id(), m.data().to_vec()))
             })
@@ -199,7 +162,7 @@ impl PyBus {
 
     /// Publishes messages committed without flushing.
     fn flush(&self, py: Python<'_>) -> PyResult<()> {
-        self.with_bus_gil(py, |bus| {
+        self.bus.with_gil(py, |bus| {
             bus.flush();
             Ok(())
         })
@@ -207,7 +170,7 @@ impl PyBus {
 
     /// Pure-spin mode: the consumer never sleeps (stays set, unlike upstream).
     fn set_polling_mode(&self, py: Python<'_>, enabled: bool) -> PyResult<()> {
-        self.with_bus_gil(py, |bus| {
+        self.bus.with_gil(py, |bus| {
             bus.set_polling_mode(enabled);
             Ok(())
         })
@@ -215,31 +178,30 @@ impl PyBus {
 
     /// Binds the ring's memory to NUMA node `node_id` (0..64).
     fn set_numa_node(&self, py: Python<'_>, node_id: i32) -> PyResult<()> {
-        self.with_bus_gil(py, |bus| Ok(bus.set_numa_node(node_id)?))
+        self.bus.with_gil(py, |bus| Ok(bus.set_numa_node(node_id)?))
     }
 
     /// Ring capacity in bytes.
     #[getter]
     fn capacity(&self, py: Python<'_>) -> PyResult<usize> {
-        self.with_bus_gil(py, |bus| Ok(bus.capacity()))
+        self.bus.with_gil(py, |bus| Ok(bus.capacity()))
     }
 
     /// Whether the peer is a Tachyon peer with a liveness link.
     #[getter]
     fn has_peer_link(&self, py: Python<'_>) -> PyResult<bool> {
-        self.with_bus_gil(py, |bus| Ok(bus.has_peer_link()))
+        self.bus.with_gil(py, |bus| Ok(bus.has_peer_link()))
     }
 
     /// Whether `close()` was called.
     #[getter]
     fn closed(&self, py: Python<'_>) -> bool {
-        self.with_gil_held(py, |b| b.is_none())
+        self.bus.is_closed(py)
     }
 
     /// Unmaps the shared memory. Idempotent.
     fn close(&self, py: Python<'_>) {
-        let bus = self.with_gil_held(py, Option::take);
-        drop(bus);
+        self.bus.close(py);
     }
 
     fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {

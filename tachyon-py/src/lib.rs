@@ -3,6 +3,7 @@
 
 mod bus;
 mod errors;
+mod guarded;
 mod rpc;
 
 use pyo3::prelude::*;

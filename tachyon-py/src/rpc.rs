@@ -2,7 +2,6 @@
 //! requests are copied out of shared memory, so the objects are safe to keep.
 
 use std::borrow::Cow;
-use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use pyo3::prelude::*;
@@ -11,7 +10,7 @@ use tachyon::rpc::RpcBus;
 use tachyon::Wait;
 
 use crate::bus::{blocking, timeout};
-use crate::errors::{to_py, BindError};
+use crate::guarded::Guarded;
 
 /// A request being served (callee side), or a reply (caller side): a copy of the message
 /// with its correlation id. Usable as a context manager, as upstream's guards are.
@@ -54,44 +53,10 @@ impl RpcMessage {
 /// One end of an RPC bus: the listener serves (callee), the connector calls (caller).
 #[pyclass(module = "tachyon._tachyon", name = "RpcBus")]
 pub struct PyRpcBus {
-    inner: Mutex<Option<RpcBus>>,
+    bus: Guarded<RpcBus>,
 }
 
 impl PyRpcBus {
-    fn lock(&self) -> MutexGuard<'_, Option<RpcBus>> {
-        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Runs `f` on the bus from a method called with the GIL held. Never waits for the
-    /// lock while holding the GIL: another thread blocked in a wait holds the lock and
-    /// needs the GIL for its Ctrl-C checks, so waiting here with the GIL would deadlock.
-    fn with_gil_held<T: Send>(
-        &self,
-        py: Python<'_>,
-        f: impl FnOnce(&mut Option<RpcBus>) -> T + Send,
-    ) -> T {
-        if let Ok(mut guard) = self.inner.try_lock() {
-            return f(&mut guard);
-        }
-        py.detach(|| f(&mut self.lock()))
-    }
-
-    /// Like `with_bus`, from a method called with the GIL held.
-    fn with_bus_gil<T: Send>(
-        &self,
-        py: Python<'_>,
-        f: impl FnOnce(&RpcBus) -> Result<T, BindError> + Send,
-    ) -> PyResult<T> {
-        self.with_gil_held(py, |b| b.as_ref().map_or(Err(BindError::Closed), f))
-            .map_err(|e| to_py(py, e))
-    }
-
-    fn with_bus<T>(&self, f: impl FnOnce(&RpcBus) -> Result<T, BindError>) -> Result<T, BindError> {
-        let guard = self.lock();
-        let bus = guard.as_ref().ok_or(BindError::Closed)?;
-        f(bus)
-    }
-
     fn message(py: Python<'_>, correlation_id: u64, type_id: u32, data: &[u8]) -> RpcMessage {
         RpcMessage {
             correlation_id,
@@ -122,14 +87,14 @@ impl PyRpcBus {
         let bus = blocking(py, move |check| {
             Ok(RpcBus::listen_with(&socket_path, cap_fwd, cap_rev, wait_for(t, check))?)
         })?;
-        Ok(Self { inner: Mutex::new(Some(bus)) })
+        Ok(Self { bus: Guarded::new(bus) })
     }
 
     /// Connects to a callee at `socket_path` (the caller end).
     #[staticmethod]
     fn connect(py: Python<'_>, socket_path: String) -> PyResult<Self> {
         let bus = blocking(py, move |_| Ok(RpcBus::connect(&socket_path)?))?;
-        Ok(Self { inner: Mutex::new(Some(bus)) })
+        Ok(Self { bus: Guarded::new(bus) })
     }
 
     /// Sends a request and returns its correlation id. Waits for room as long as the
@@ -146,7 +111,7 @@ impl PyRpcBus {
         let t = self::timeout(timeout)?;
         let payload: &[u8] = &payload;
         blocking(py, |check| {
-            self.with_bus(|bus| {
+            self.bus.with(|bus| {
                 let mut tx = bus.acquire_call_with(payload.len(), wait_for(t, check))?;
                 tx.bytes_mut().copy_from_slice(payload);
                 Ok(tx.commit(payload.len(), msg_type)?)
@@ -165,7 +130,7 @@ impl PyRpcBus {
     ) -> PyResult<RpcMessage> {
         let t = self::timeout(timeout)?;
         let (type_id, data) = blocking(py, |check| {
-            self.with_bus(|bus| {
+            self.bus.with(|bus| {
                 let r = bus.wait_with(correlation_id, wait_for(t, check))?;
                 Ok((u32::from(r.msg_type()), r.data().to_vec()))
             })
@@ -185,7 +150,7 @@ impl PyRpcBus {
     ) -> PyResult<Py<PyBytes>> {
         let t = self::timeout(timeout)?;
         let payload: &[u8] = &payload;
-        let data = blocking(py, |_| self.with_bus(|bus| Ok(bus.invoke(msg_type, payload, t)?)))?;
+        let data = blocking(py, |_| self.bus.with(|bus| Ok(bus.invoke(msg_type, payload, t)?)))?;
         Ok(PyBytes::new(py, &data).unbind())
     }
 
@@ -194,7 +159,7 @@ impl PyRpcBus {
     fn serve(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<RpcMessage> {
         let t = self::timeout(timeout)?;
         let (cid, type_id, data) = blocking(py, |check| {
-            self.with_bus(|bus| {
+            self.bus.with(|bus| {
                 let r = bus.serve_with(wait_for(t, check))?;
                 Ok((r.correlation_id(), u32::from(r.msg_type()), r.data().to_vec()))
             })
@@ -216,7 +181,7 @@ impl PyRpcBus {
         let t = self::timeout(timeout)?;
         let payload: &[u8] = &payload;
         blocking(py, |check| {
-            self.with_bus(|bus| {
+            self.bus.with(|bus| {
                 Ok(bus.reply_with(correlation_id, payload, msg_type, wait_for(t, check))?)
             })
         })
@@ -236,19 +201,19 @@ impl PyRpcBus {
         let t = self::timeout(timeout)?;
         let e = tachyon::rpc::RpcError::new(msg_type, code, message);
         blocking(py, |check| {
-            self.with_bus(|bus| Ok(bus.reply_error(correlation_id, &e, wait_for(t, check))?))
+            self.bus.with(|bus| Ok(bus.reply_error(correlation_id, &e, wait_for(t, check))?))
         })
     }
 
     /// Calls not yet answered.
     #[getter]
     fn in_flight(&self, py: Python<'_>) -> PyResult<usize> {
-        self.with_bus_gil(py, |bus| Ok(bus.in_flight()))
+        self.bus.with_gil(py, |bus| Ok(bus.in_flight()))
     }
 
     /// Pure-spin mode on both rings.
     fn set_polling_mode(&self, py: Python<'_>, enabled: bool) -> PyResult<()> {
-        self.with_bus_gil(py, |bus| {
+        self.bus.with_gil(py, |bus| {
             bus.set_polling_mode(enabled);
             Ok(())
         })
@@ -256,14 +221,13 @@ impl PyRpcBus {
 
     /// Unmaps both rings. Idempotent.
     fn close(&self, py: Python<'_>) {
-        let bus = self.with_gil_held(py, Option::take);
-        drop(bus);
+        self.bus.close(py);
     }
 
     /// Whether `close()` was called.
     #[getter]
     fn closed(&self, py: Python<'_>) -> bool {
-        self.with_gil_held(py, |b| b.is_none())
+        self.bus.is_closed(py)
     }
 
     fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {

@@ -177,17 +177,22 @@ fn rpc_reverse(a: &Args) -> tachyon::Result<u64> {
     Ok(a.count)
 }
 
-/// Echo calls against any RPC callee, then a call to an unknown msg_type.
-fn rpc_call(a: &Args) -> tachyon::Result<u64> {
+/// Connects an RPC caller, retrying while nobody listens yet.
+fn connect_rpc(a: &Args) -> tachyon::Result<tachyon::rpc::RpcBus> {
     let deadline = Instant::now() + a.timeout;
-    let bus = loop {
+    loop {
         match tachyon::rpc::RpcBus::connect(&a.path) {
             Err(Error::Io { .. }) if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(5));
             }
-            other => break other?,
+            other => return other,
         }
-    };
+    }
+}
+
+/// Echo calls against any RPC callee, then a call to an unknown msg_type.
+fn rpc_call(a: &Args) -> tachyon::Result<u64> {
+    let bus = connect_rpc(a)?;
     for i in 0..a.count {
         let n = payload_size(a.seed, i, a.max_size).max(1);
         let mut buf = vec![0u8; n];
@@ -208,15 +213,7 @@ fn rpc_call(a: &Args) -> tachyon::Result<u64> {
 /// Typed calls of the service's `add` (MessagePack `{a, b}` -> `{sum}`) against any callee.
 fn rpc_add(a: &Args) -> tachyon::Result<u64> {
     use tachyon_tests::service::{add, AddReq};
-    let deadline = Instant::now() + a.timeout;
-    let bus = loop {
-        match tachyon::rpc::RpcBus::connect(&a.path) {
-            Err(Error::Io { .. }) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            other => break other?,
-        }
-    };
+    let bus = connect_rpc(a)?;
     for i in 0..i64::try_from(a.count).unwrap_or(i64::MAX) {
         let (x, y) = (i, -3 * i);
         let got = add::call_timeout(&bus, &AddReq { a: x, b: y }, a.timeout)?;
