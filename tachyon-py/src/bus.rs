@@ -31,6 +31,13 @@ impl Message {
     }
 }
 
+/// Copies `data` (read in place from shared memory) into a new `bytes` object. Called
+/// with the GIL released, while the message's guard is still held: it takes the GIL for
+/// the copy, so the payload is copied once, straight into Python's memory.
+pub(crate) fn bytes_from(data: &[u8]) -> Py<PyBytes> {
+    Python::attach(|py| PyBytes::new(py, data).unbind())
+}
+
 /// Converts an optional timeout in seconds.
 pub(crate) fn timeout(seconds: Option<f64>) -> PyResult<Option<Duration>> {
     match seconds {
@@ -141,13 +148,13 @@ impl PyBus {
     #[pyo3(signature = (timeout=None))]
     fn recv(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Message> {
         let t = self::timeout(timeout)?;
-        let (type_id, data) = blocking(py, |check| {
+        let (type_id, size, data) = blocking(py, |check| {
             self.bus.with(|bus| {
                 let m = bus.acquire_rx_with(Wait::new().timeout_opt(t).interrupt(check))?;
-                Ok((m.type_id(), m.data().to_vec()))
+                Ok((m.type_id(), m.len(), bytes_from(m.data())))
             })
         })?;
-        Ok(Message { type_id, size: data.len(), data: PyBytes::new(py, &data).unbind() })
+        Ok(Message { type_id, size, data })
     }
 
     fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {

@@ -9,7 +9,7 @@ use pyo3::types::PyBytes;
 use tachyon::rpc::RpcBus;
 use tachyon::Wait;
 
-use crate::bus::{blocking, timeout};
+use crate::bus::{blocking, bytes_from, timeout};
 use crate::guarded::Guarded;
 
 /// A request being served (callee side), or a reply (caller side): a copy of the message
@@ -57,12 +57,13 @@ pub struct PyRpcBus {
 }
 
 impl PyRpcBus {
-    fn message(py: Python<'_>, correlation_id: u64, type_id: u32, data: &[u8]) -> RpcMessage {
+    /// Reads a request or reply into an `RpcMessage` (one copy, straight into `bytes`).
+    fn message(correlation_id: u64, type_id: u16, data: &[u8]) -> RpcMessage {
         RpcMessage {
             correlation_id,
-            type_id,
+            type_id: u32::from(type_id),
             actual_size: data.len(),
-            data: PyBytes::new(py, data).unbind(),
+            data: bytes_from(data),
         }
     }
 }
@@ -129,13 +130,12 @@ impl PyRpcBus {
         timeout: Option<f64>,
     ) -> PyResult<RpcMessage> {
         let t = self::timeout(timeout)?;
-        let (type_id, data) = blocking(py, |check| {
+        blocking(py, |check| {
             self.bus.with(|bus| {
                 let r = bus.wait_with(correlation_id, wait_for(t, check))?;
-                Ok((u32::from(r.msg_type()), r.data().to_vec()))
+                Ok(Self::message(correlation_id, r.msg_type(), r.data()))
             })
-        })?;
-        Ok(Self::message(py, correlation_id, type_id, &data))
+        })
     }
 
     /// Calls `msg_type` and waits for the reply, all within `timeout`; returns its bytes.
@@ -158,13 +158,12 @@ impl PyRpcBus {
     #[pyo3(signature = (timeout=None))]
     fn serve(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<RpcMessage> {
         let t = self::timeout(timeout)?;
-        let (cid, type_id, data) = blocking(py, |check| {
+        blocking(py, |check| {
             self.bus.with(|bus| {
                 let r = bus.serve_with(wait_for(t, check))?;
-                Ok((r.correlation_id(), u32::from(r.msg_type()), r.data().to_vec()))
+                Ok(Self::message(r.correlation_id(), r.msg_type(), r.data()))
             })
-        })?;
-        Ok(Self::message(py, cid, type_id, &data))
+        })
     }
 
     /// Sends the reply to request `correlation_id`, waiting for room up to `timeout`.

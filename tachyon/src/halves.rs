@@ -135,7 +135,7 @@ impl RxHalf {
                 return Ok(Some(slot));
             }
             let kept = other(&slot, rx.consumer.payload(&slot));
-            rx.consumer.advance(slot.end, 1);
+            rx.consumer.advance(slot.end);
             kept?;
         })?;
         Ok(RxGuard { rx, slot })
@@ -307,7 +307,7 @@ impl RxGuard<'_> {
 impl Drop for RxGuard<'_> {
     #[inline]
     fn drop(&mut self) {
-        self.rx.consumer.advance(self.slot.end, 1);
+        self.rx.consumer.advance(self.slot.end);
     }
 }
 
@@ -386,7 +386,7 @@ impl Drop for RxBatch<'_> {
     fn drop(&mut self) {
         let RxState { consumer, batch } = &mut *self.rx;
         if let Some(last) = batch.last() {
-            consumer.advance(last.end, batch.len() as u32);
+            consumer.advance(last.end);
         }
         batch.clear();
     }

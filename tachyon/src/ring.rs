@@ -212,19 +212,17 @@ pub(crate) struct Slot {
 #[derive(Debug)]
 pub(crate) struct Consumer {
     arena: Arc<Arena>,
-    /// Local tail: includes commits not yet published.
+    /// Local tail, published at every commit.
     tail: u64,
     /// Last head read from the arena.
     cached_head: u64,
-    /// Commits since the last tail store.
-    unpublished: u32,
 }
 
 impl Consumer {
     /// A consumer starting at the arena's current tail.
     pub fn new(arena: Arc<Arena>) -> Self {
         let tail = arena.tail().load(Ordering::Acquire);
-        Self { arena, cached_head: tail, tail, unpublished: 0 }
+        Self { arena, cached_head: tail, tail }
     }
 
     /// The local tail: where the next [`Self::peek`] starts.
@@ -248,10 +246,8 @@ impl Consumer {
             if at == self.cached_head {
                 self.refresh_head()?;
                 if at == self.cached_head {
-                    // Empty: the moment to notice a peer's FatalError, and to release
-                    // everything consumed so far.
+                    // Empty: the moment to notice a peer's FatalError.
                     check_alive(&self.arena)?;
-                    self.publish();
                     return Ok(None);
                 }
             }
@@ -323,36 +319,20 @@ impl Consumer {
         self.arena.payload(slot.phys as usize, slot.size as usize)
     }
 
-    /// Consumes everything up to `end` (a slot's `end`), counting `messages` commits.
+    /// Consumes everything up to `end` (a slot's `end`) and publishes the new tail.
+    ///
+    /// Publishing at every commit (a batch commits once) differs from upstream, which
+    /// waits for 32 commits and so strands freed bytes whenever a consumer pauses with
+    /// fewer unpublished: a producer then waits for room that is free. The store is cheap:
+    /// the tail line stays in our cache until the producer reads it, which it does only
+    /// when its cached tail says the ring may be full.
     #[inline]
-    pub fn advance(&mut self, end: u64, messages: u32) {
+    pub fn advance(&mut self, end: u64) {
         debug_assert!(distance(self.tail, end) <= distance(self.tail, self.cached_head));
         self.tail = end;
-        self.unpublished += messages;
-        // Publish at every commit (a batch commits once). Upstream waits for 32 commits,
-        // which strands freed bytes whenever the consumer pauses with fewer than 32
-        // unpublished: a producer then waits for room that is free. The store is cheap:
-        // the tail line stays in our cache until the producer reads it, which it does only
-        // when its cached tail says the ring may be full.
-        self.publish();
-    }
-
-    /// Stores the local tail so the producer can reuse the released bytes.
-    #[inline]
-    pub fn publish(&mut self) {
-        if self.unpublished == 0 {
-            return;
-        }
         // Release: our reads of the released slots happen before the producer, acquiring
         // this tail, overwrites them.
-        self.arena.tail().store(self.tail, Ordering::Release);
-        self.unpublished = 0;
-    }
-}
-
-impl Drop for Consumer {
-    fn drop(&mut self) {
-        self.publish();
+        self.arena.tail().store(end, Ordering::Release);
     }
 }
 
@@ -392,7 +372,7 @@ pub fn fuzz_consumer(data: &[u8]) {
             Ok(Some(slot)) => {
                 let sum: u64 = consumer.payload(&slot).iter().map(|&b| u64::from(b)).sum();
                 std::hint::black_box(sum);
-                consumer.advance(slot.end, 1);
+                consumer.advance(slot.end);
             }
             Ok(None) => return,
             Err(_) => {

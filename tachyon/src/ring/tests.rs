@@ -26,7 +26,7 @@ fn recv(c: &mut Consumer) -> Result<Option<(Vec<u8>, u32)>> {
     let at = c.position();
     Ok(c.peek(at)?.map(|s| {
         let out = (c.payload(&s).to_vec(), s.type_id);
-        c.advance(s.end, 1);
+        c.advance(s.end);
         out
     }))
 }
@@ -41,7 +41,6 @@ fn wrap_around_writes_a_skip_marker_and_the_consumer_follows_it() {
     for i in 0..3 {
         assert_eq!(recv(&mut c).unwrap().unwrap(), (vec![i; 192], i.into()));
     }
-    c.publish();
     // A 320-byte slot does not fit in the last 256 bytes: skip marker at 768, slot at 0.
     send(&mut p, &[9; 250], 9).unwrap();
     assert_eq!(arena.read_msg_header(768).size, SKIP_MARKER);
@@ -62,7 +61,7 @@ fn full_ring_reports_full_with_sizes_and_recovers() {
         other => panic!("expected Full, got {other:?}"),
     }
     recv(&mut c).unwrap().unwrap();
-    // Below 32 commits the consumer has not published yet; finding the ring empty does.
+    // Every commit publishes the tail, so the producer sees each freed slot at once.
     for _ in 0..3 {
         recv(&mut c).unwrap().unwrap();
     }
@@ -146,7 +145,7 @@ fn batch_peek_reads_ahead_and_commits_once() {
     }
     assert_eq!(seen, (0..40).collect::<Vec<_>>());
     assert_eq!(arena.tail().load(Ordering::Relaxed), 0, "peeking commits nothing");
-    c.advance(at, 40);
+    c.advance(at);
     assert_eq!(arena.tail().load(Ordering::Relaxed), 40 * 128);
 }
 
@@ -165,7 +164,8 @@ fn ring_holding_fewer_than_32_messages_never_stalls() {
                         assert_eq!(t, next);
                         next += 1;
                     } else {
-                        // Drained locally: finding the ring empty publishes the tail.
+                        // A full ring always holds a message; an empty poll would mean the
+                        // consumer had released bytes without publishing them.
                         empty_polls += 1;
                         assert!(empty_polls < 2, "producer stalled at message {i}");
                     }
@@ -425,7 +425,7 @@ proptest! {
                     }
                     let want: Vec<_> = published.drain(..got.len().min(published.len())).collect();
                     prop_assert_eq!(&got, &want);
-                    if !got.is_empty() { c.advance(at, got.len() as u32); }
+                    if !got.is_empty() { c.advance(at); }
                 }
                 Op::Flush => {
                     p.flush();
