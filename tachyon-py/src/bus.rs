@@ -11,6 +11,7 @@ use tachyon::Wait;
 
 use crate::errors::{to_py, BindError};
 use crate::guarded::Guarded;
+use crate::zero_copy::{RxGuard, TxGuard, TxParked};
 
 /// A message received from a bus: its type id, size and a copy of its bytes (safe to
 /// keep).
@@ -26,8 +27,80 @@ pub struct Message {
 
 #[pymethods]
 impl Message {
+    /// Payload size in bytes (the name upstream's batch items use).
+    #[getter]
+    fn actual_size(&self) -> usize {
+        self.size
+    }
+
+    fn __bytes__(&self, py: Python<'_>) -> Py<PyBytes> {
+        self.data.clone_ref(py)
+    }
+
+    /// Exports the payload, read-only, to `memoryview(msg)`.
+    unsafe fn __getbuffer__(
+        slf: Bound<'_, Self>,
+        view: *mut pyo3::ffi::Py_buffer,
+        flags: std::ffi::c_int,
+    ) -> PyResult<()> {
+        let data = slf.get().data.bind(slf.py()).as_bytes();
+        let (ptr, len) = (data.as_ptr(), data.len());
+        // SAFETY: `ptr..ptr + len` is the immutable storage of the `bytes` object this
+        // message holds; the view holds a reference to the message, so it stays alive.
+        unsafe { crate::zero_copy::export_readonly(&slf.into_any(), view, ptr, len, flags) }
+    }
+
     fn __repr__(&self) -> String {
         format!("Message(type_id={}, size={})", self.type_id, self.size)
+    }
+}
+
+/// Messages drained in one crossing into native code, copied out of the ring (so they
+/// are safe to keep; the ring slots are released before `drain_batch` returns). Supports
+/// `len`, indexing and iteration; items are `Message`s, which also export their payload
+/// through `memoryview(item)`. A context manager, like upstream's batch guard.
+#[pyclass(module = "tachyon._tachyon", frozen, sequence)]
+pub struct RxBatch {
+    messages: Vec<Py<Message>>,
+}
+
+#[pymethods]
+impl RxBatch {
+    fn __len__(&self) -> usize {
+        self.messages.len()
+    }
+
+    fn __getitem__(&self, py: Python<'_>, index: isize) -> PyResult<Py<Message>> {
+        let n = self.messages.len() as isize;
+        let i = if index < 0 { index + n } else { index };
+        usize::try_from(i)
+            .ok()
+            .and_then(|i| self.messages.get(i))
+            .map(|m| m.clone_ref(py))
+            .ok_or_else(|| pyo3::exceptions::PyIndexError::new_err("batch index out of range"))
+    }
+
+    fn __iter__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let list = pyo3::types::PyList::new(py, self.messages.iter().map(|m| m.clone_ref(py)))?;
+        Ok(list.as_any().try_iter()?.into_any().unbind())
+    }
+
+    /// Kept for upstream compatibility: the slots were released when the batch was taken.
+    #[allow(clippy::unused_self)]
+    fn commit(&self) {}
+
+    fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_exc))]
+    #[allow(clippy::unused_self)] // the context-manager protocol needs a method
+    fn __exit__(&self, _exc: &Bound<'_, pyo3::types::PyTuple>) -> bool {
+        false
+    }
+
+    fn __repr__(&self) -> String {
+        format!("RxBatch(len={})", self.messages.len())
     }
 }
 
@@ -82,9 +155,9 @@ pub(crate) fn blocking<T: Send>(
 ///
 /// One process calls `Bus.listen`, the other `Bus.connect`; one side sends, the other
 /// receives. Use it as a context manager: leaving the block unmaps the shared memory.
-#[pyclass(module = "tachyon._tachyon", name = "Bus")]
+#[pyclass(module = "tachyon._tachyon", name = "Bus", frozen, weakref)]
 pub struct PyBus {
-    bus: Guarded<tachyon::Bus>,
+    pub(crate) bus: Guarded<tachyon::Bus>,
 }
 
 impl PyBus {}
@@ -157,6 +230,108 @@ impl PyBus {
         Ok(Message { type_id, size, data })
     }
 
+    /// Reserves a slot of `size` bytes for zero-copy writing: write it through
+    /// `memoryview(tx)`, set `tx.actual_size`, leave the `with` block to commit and flush
+    /// (an exception rolls back). Waits for room like `send`.
+    #[pyo3(signature = (size, type_id=0, timeout=None))]
+    fn send_zero_copy(
+        slf: &Bound<'_, Self>,
+        size: usize,
+        type_id: u32,
+        timeout: Option<f64>,
+    ) -> PyResult<TxGuard> {
+        let t = self::timeout(timeout)?;
+        let this = slf.get();
+        let (parked, addr, len) = blocking(slf.py(), |check| {
+            this.bus.with(|bus| {
+                let mut g =
+                    bus.acquire_tx_with(size, Wait::new().timeout_opt(t).interrupt(check))?;
+                let bytes = g.bytes_mut();
+                let (addr, len) = (bytes.as_mut_ptr() as usize, bytes.len());
+                Ok((g.park(), addr, len))
+            })
+        })?;
+        let parked = TxParked::Bus(slf.clone().unbind(), parked);
+        Ok(TxGuard::new(parked, addr, len, size, type_id, None))
+    }
+
+    /// Waits for the next message (up to `timeout` seconds) and returns a guard that
+    /// reads it in place through `memoryview(rx)`; leaving the `with` block releases it.
+    #[pyo3(signature = (timeout=None))]
+    fn recv_zero_copy(slf: &Bound<'_, Self>, timeout: Option<f64>) -> PyResult<RxGuard> {
+        let t = self::timeout(timeout)?;
+        let this = slf.get();
+        let (parked, addr, len, type_id) = blocking(slf.py(), |check| {
+            this.bus.with(|bus| {
+                let m = bus.acquire_rx_with(Wait::new().timeout_opt(t).interrupt(check))?;
+                let (addr, len, type_id) = (m.data().as_ptr() as usize, m.len(), m.type_id());
+                Ok((m.park(), addr, len, type_id))
+            })
+        })?;
+        Ok(RxGuard::new(slf.clone().unbind(), parked, addr, len, type_id))
+    }
+
+    /// Waits for at least one message (spinning `spin_threshold` times before sleeping,
+    /// up to `timeout` seconds), then takes up to `max_msgs` in one crossing into native
+    /// code. Returns an `RxBatch` of copies; the ring slots are released at once.
+    #[pyo3(signature = (max_msgs=1024, spin_threshold=10000, timeout=None))]
+    fn drain_batch(
+        &self,
+        py: Python<'_>,
+        max_msgs: usize,
+        spin_threshold: u32,
+        timeout: Option<f64>,
+    ) -> PyResult<RxBatch> {
+        let t = self::timeout(timeout)?;
+        let messages = blocking(py, |check| {
+            self.bus.with(|bus| {
+                let wait = Wait::new().spin(spin_threshold).timeout_opt(t).interrupt(check);
+                let batch = bus.drain_batch_with(max_msgs, wait)?;
+                Ok(Python::attach(|py| {
+                    batch
+                        .iter()
+                        .map(|m| Message {
+                            type_id: m.type_id(),
+                            size: m.len(),
+                            data: PyBytes::new(py, m.data()).unbind(),
+                        })
+                        .collect::<Vec<_>>()
+                }))
+            })
+        })?;
+        let messages =
+            messages.into_iter().map(|m| Py::new(py, m)).collect::<PyResult<Vec<_>>>()?;
+        Ok(RxBatch { messages })
+    }
+
+    /// Awaitable receive for asyncio: the wait runs on this bus's one receiver thread
+    /// (started on demand, never one per pending call), so the event loop stays free.
+    /// Raises `TachyonTimeoutError` after `timeout` seconds. A receive cancelled after
+    /// its message arrived keeps that message for the next `recv_async`. Do not mix with
+    /// blocking receives on the same bus.
+    #[pyo3(signature = (timeout=None))]
+    fn recv_async<'py>(
+        slf: &Bound<'py, Self>,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        slf.py().import("tachyon.aio")?.call_method1("recv_async", (slf, timeout))
+    }
+
+    /// A waiter for the receive ring to hold a message, usable without the bus's lock
+    /// (the asyncio pumps wait on it).
+    fn readiness(&self, py: Python<'_>) -> PyResult<crate::readiness::Readiness> {
+        self.bus.with_gil(py, |bus| Ok(crate::readiness::Readiness::new(bus.rx_readiness())))
+    }
+
+    /// `async for msg in bus:` receives until the peer is gone.
+    fn __aiter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __anext__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        slf.py().import("tachyon.aio")?.call_method1("anext_message", (slf,))
+    }
+
     fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
         slf
     }
@@ -176,7 +351,8 @@ impl PyBus {
     }
 
     /// Pure-spin mode: the consumer never sleeps (stays set, unlike upstream).
-    fn set_polling_mode(&self, py: Python<'_>, enabled: bool) -> PyResult<()> {
+    fn set_polling_mode(&self, py: Python<'_>, enabled: &Bound<'_, PyAny>) -> PyResult<()> {
+        let enabled = enabled.is_truthy()?;
         self.bus.with_gil(py, |bus| {
             bus.set_polling_mode(enabled);
             Ok(())

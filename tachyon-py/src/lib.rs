@@ -4,7 +4,10 @@
 mod bus;
 mod errors;
 mod guarded;
+mod readiness;
 mod rpc;
+mod server;
+mod zero_copy;
 
 use pyo3::prelude::*;
 
@@ -30,7 +33,12 @@ fn msg_type(type_id: u32) -> u16 {
 fn _tachyon(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<bus::PyBus>()?;
     m.add_class::<bus::Message>()?;
+    m.add_class::<bus::RxBatch>()?;
     m.add_class::<rpc::PyRpcBus>()?;
+    m.add_class::<server::PyRpcServer>()?;
+    m.add_class::<readiness::Readiness>()?;
+    m.add_class::<zero_copy::TxGuard>()?;
+    m.add_class::<zero_copy::RxGuard>()?;
     m.add_class::<rpc::RpcMessage>()?;
     m.add_function(wrap_pyfunction!(rpc::encode_error, m)?)?;
     m.add_function(wrap_pyfunction!(rpc::decode_error, m)?)?;

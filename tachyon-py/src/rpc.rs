@@ -6,11 +6,13 @@ use std::time::Duration;
 
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
-use tachyon::rpc::RpcBus;
+use tachyon::rpc::{ParkedRpcTx, RpcBus};
 use tachyon::Wait;
 
 use crate::bus::{blocking, bytes_from, timeout};
+use crate::errors::BindError;
 use crate::guarded::Guarded;
+use crate::zero_copy::{TxGuard, TxParked};
 
 /// A request being served (callee side), or a reply (caller side): a copy of the message
 /// with its correlation id. Usable as a context manager, as upstream's guards are.
@@ -51,9 +53,9 @@ impl RpcMessage {
 }
 
 /// One end of an RPC bus: the listener serves (callee), the connector calls (caller).
-#[pyclass(module = "tachyon._tachyon", name = "RpcBus")]
+#[pyclass(module = "tachyon._tachyon", name = "RpcBus", frozen, weakref)]
 pub struct PyRpcBus {
-    bus: Guarded<RpcBus>,
+    pub(crate) bus: Guarded<RpcBus>,
 }
 
 impl PyRpcBus {
@@ -66,6 +68,13 @@ impl PyRpcBus {
             data: bytes_from(data),
         }
     }
+}
+
+/// Parks a reserved RPC slot, with the address and length of its payload.
+fn park(mut g: tachyon::rpc::RpcTxGuard<'_>) -> Result<(ParkedRpcTx, usize, usize), BindError> {
+    let bytes = g.bytes_mut();
+    let (addr, len) = (bytes.as_mut_ptr() as usize, bytes.len());
+    Ok((g.park(), addr, len))
 }
 
 fn wait_for(t: Option<Duration>, check: &mut dyn FnMut() -> bool) -> Wait<'_> {
@@ -120,6 +129,45 @@ impl PyRpcBus {
         })
     }
 
+    /// Reserves a request slot of `size` bytes for zero-copy writing; leaving the `with`
+    /// block commits it as `msg_type` (read the id from `tx.correlation_id`).
+    #[pyo3(signature = (size, msg_type, timeout=None))]
+    fn call_zero_copy(
+        slf: &Bound<'_, Self>,
+        size: usize,
+        msg_type: u16,
+        timeout: Option<f64>,
+    ) -> PyResult<TxGuard> {
+        let t = self::timeout(timeout)?;
+        let this = slf.get();
+        let (parked, addr, len) = blocking(slf.py(), |check| {
+            this.bus.with(|bus| park(bus.acquire_call_with(size, wait_for(t, check))?))
+        })?;
+        let parked = TxParked::Rpc(slf.clone().unbind(), parked);
+        Ok(TxGuard::new(parked, addr, len, size, u32::from(msg_type), None))
+    }
+
+    /// Reserves the reply slot for request `correlation_id` for zero-copy writing;
+    /// leaving the `with` block commits it as `msg_type`.
+    #[pyo3(signature = (correlation_id, size, msg_type, timeout=None))]
+    fn reply_zero_copy(
+        slf: &Bound<'_, Self>,
+        correlation_id: u64,
+        size: usize,
+        msg_type: u16,
+        timeout: Option<f64>,
+    ) -> PyResult<TxGuard> {
+        let t = self::timeout(timeout)?;
+        let this = slf.get();
+        let (parked, addr, len) = blocking(slf.py(), |check| {
+            this.bus.with(|bus| {
+                park(bus.acquire_reply_with(correlation_id, size, wait_for(t, check))?)
+            })
+        })?;
+        let parked = TxParked::Rpc(slf.clone().unbind(), parked);
+        Ok(TxGuard::new(parked, addr, len, size, u32::from(msg_type), Some(correlation_id)))
+    }
+
     /// Waits for the reply to call `correlation_id`. An error reply (msg_type 0xFFFF)
     /// raises `TachyonRpcError`; replies to other calls are kept for their waiters.
     #[pyo3(signature = (correlation_id, timeout=None))]
@@ -135,6 +183,51 @@ impl PyRpcBus {
                 let r = bus.wait_with(correlation_id, wait_for(t, check))?;
                 Ok(Self::message(correlation_id, r.msg_type(), r.data()))
             })
+        })
+    }
+
+    /// Awaitable call for asyncio: sends the request, then awaits its reply, which this
+    /// bus's one reply thread hands over (no thread per pending call). Returns the reply
+    /// bytes; an error reply raises `TachyonRpcError`, `timeout` raises
+    /// `TachyonTimeoutError` (and abandons the call). Do not mix with blocking `wait`s on
+    /// the same bus.
+    #[pyo3(signature = (payload, msg_type, timeout=None))]
+    fn call_async<'py>(
+        slf: &Bound<'py, Self>,
+        payload: &Bound<'py, PyAny>,
+        msg_type: u16,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        slf.py()
+            .import("tachyon.aio")?
+            .call_method1("call_async", (slf, payload, msg_type, timeout))
+    }
+
+    /// A waiter for the receive ring to hold a message, usable without the bus's lock
+    /// (the asyncio pumps wait on it).
+    fn readiness(&self, py: Python<'_>) -> PyResult<crate::readiness::Readiness> {
+        self.bus.with_gil(py, |bus| Ok(crate::readiness::Readiness::new(bus.rx_readiness())))
+    }
+
+    /// Waits for the reply to whichever call in flight is answered first (for event
+    /// loops). An error reply is returned as it is, with `type_id` 0xFFFF: decode it with
+    /// `_decode_error`. Raises `TachyonError` if no call is in flight.
+    #[pyo3(signature = (timeout=None))]
+    fn next_reply(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<RpcMessage> {
+        let t = self::timeout(timeout)?;
+        blocking(py, |check| {
+            self.bus.with(|bus| {
+                let r = bus.next_reply_with(wait_for(t, check))?;
+                Ok(Self::message(r.correlation_id(), r.msg_type(), r.data()))
+            })
+        })
+    }
+
+    /// Gives up on call `correlation_id`: its reply, if it comes, is dropped.
+    fn abandon(&self, py: Python<'_>, correlation_id: u64) -> PyResult<()> {
+        self.bus.with_gil(py, |bus| {
+            bus.abandon(correlation_id);
+            Ok(())
         })
     }
 
@@ -211,7 +304,8 @@ impl PyRpcBus {
     }
 
     /// Pure-spin mode on both rings.
-    fn set_polling_mode(&self, py: Python<'_>, enabled: bool) -> PyResult<()> {
+    fn set_polling_mode(&self, py: Python<'_>, enabled: &Bound<'_, PyAny>) -> PyResult<()> {
+        let enabled = enabled.is_truthy()?;
         self.bus.with_gil(py, |bus| {
             bus.set_polling_mode(enabled);
             Ok(())

@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::arena::Arena;
 use crate::bootstrap::{self, BusKind, Handshake, ListenSpec, PeerLink};
 use crate::error::{Error, Result};
-use crate::halves::{RxBatch, RxGuard, RxHalf, TxGuard, TxHalf};
+use crate::halves::{ParkedRx, ParkedTx, RxBatch, RxGuard, RxHalf, RxReadiness, TxGuard, TxHalf};
 use crate::layout::{self, state};
 use crate::wait::Wait;
 
@@ -65,13 +65,18 @@ pub struct Bus {
     arena: Arc<Arena>,
     tx: TxHalf,
     rx: RxHalf,
-    link: PeerLink,
+    link: Arc<PeerLink>,
 }
 
 impl Bus {
     fn from_arena(arena: Arena, link: PeerLink) -> Self {
         let arena = Arc::new(arena);
-        Self { tx: TxHalf::new(arena.clone()), rx: RxHalf::new(arena.clone()), arena, link }
+        Self {
+            tx: TxHalf::new(arena.clone()),
+            rx: RxHalf::new(arena.clone()),
+            arena,
+            link: Arc::new(link),
+        }
     }
 
     /// Creates a `capacity`-byte ring and waits, without limit, for one peer to connect
@@ -172,6 +177,24 @@ impl Bus {
         self.tx.acquire_with(max_size, &self.link, wait)
     }
 
+    /// Takes back a slot parked by [`TxGuard::park`].
+    ///
+    /// # Errors
+    /// [`Error::Busy`] if a TX guard is open, [`Error::Protocol`] if the slot belongs to
+    /// another bus.
+    pub fn resume_tx(&self, parked: ParkedTx) -> Result<TxGuard<'_>> {
+        self.tx.resume(parked)
+    }
+
+    /// Releases messages parked by [`RxGuard::park`] or [`RxBatch::park`].
+    ///
+    /// # Errors
+    /// [`Error::Busy`] if an RX guard is open, [`Error::Protocol`] if they belong to
+    /// another bus.
+    pub fn commit_parked(&self, parked: ParkedRx) -> Result<()> {
+        self.rx.commit_parked(parked)
+    }
+
     /// Publishes every message committed with [`TxGuard::commit_unflushed`].
     #[inline]
     pub fn flush(&self) {
@@ -262,6 +285,12 @@ impl Bus {
     /// Largest payload one message can carry (`capacity - 64`).
     pub fn max_payload(&self) -> usize {
         layout::max_payload(self.arena.capacity())
+    }
+
+    /// A handle that waits for this bus to have a message to receive, without borrowing
+    /// the bus: for event loops that wait on one thread and receive on another.
+    pub fn rx_readiness(&self) -> RxReadiness {
+        self.rx.readiness(self.link.clone())
     }
 
     /// Whether the peer is a Tachyon peer with a liveness link (so a blocked call notices

@@ -28,7 +28,24 @@ impl TxHalf {
 
     #[inline]
     fn producer(&self) -> Result<RefMut<'_, Producer>> {
-        self.producer.try_borrow_mut().map_err(|_| Error::Busy("TX"))
+        match self.producer.try_borrow_mut() {
+            Ok(p) if !p.parked => Ok(p),
+            _ => Err(Error::Busy("TX")),
+        }
+    }
+
+    /// Takes back a slot parked by [`TxGuard::park`].
+    ///
+    /// # Errors
+    /// [`Error::Busy`] if a guard is open; [`Error::Protocol`] if `parked` belongs to
+    /// another ring.
+    pub fn resume(&self, parked: ParkedTx) -> Result<TxGuard<'_>> {
+        let mut producer = self.producer.try_borrow_mut().map_err(|_| Error::Busy("TX"))?;
+        if !producer.parked || !Arc::ptr_eq(producer.arena(), &parked.arena) {
+            return Err(Error::Protocol("a parked TX slot resumed on another ring".into()));
+        }
+        producer.parked = false;
+        Ok(TxGuard { producer, reservation: parked.reservation })
     }
 
     /// Reserves a slot now or fails with `Full`.
@@ -72,6 +89,8 @@ impl TxHalf {
 struct RxState {
     consumer: Consumer,
     batch: Vec<Slot>,
+    /// Messages are parked (see [`ParkedRx`]): nothing else may be read.
+    parked: bool,
 }
 
 /// The consuming half over one arena.
@@ -87,6 +106,7 @@ impl RxHalf {
             state: RefCell::new(RxState {
                 consumer: Consumer::new(arena.clone()),
                 batch: Vec::new(),
+                parked: false,
             }),
             arena,
         }
@@ -100,7 +120,30 @@ impl RxHalf {
 
     #[inline]
     fn state(&self) -> Result<RefMut<'_, RxState>> {
-        self.state.try_borrow_mut().map_err(|_| Error::Busy("RX"))
+        match self.state.try_borrow_mut() {
+            Ok(rx) if !rx.parked => Ok(rx),
+            _ => Err(Error::Busy("RX")),
+        }
+    }
+
+    /// A waiter for this ring to hold a message, sharing the arena and `link`.
+    pub fn readiness(&self, link: Arc<PeerLink>) -> RxReadiness {
+        RxReadiness { arena: self.arena.clone(), link }
+    }
+
+    /// Releases the messages parked by [`RxGuard::park`] or [`RxBatch::park`].
+    ///
+    /// # Errors
+    /// [`Error::Busy`] if a guard is open; [`Error::Protocol`] if `parked` belongs to
+    /// another ring.
+    pub fn commit_parked(&self, parked: ParkedRx) -> Result<()> {
+        let mut rx = self.state.try_borrow_mut().map_err(|_| Error::Busy("RX"))?;
+        if !rx.parked || !Arc::ptr_eq(rx.consumer.arena(), &parked.arena) {
+            return Err(Error::Protocol("parked RX slots committed on another ring".into()));
+        }
+        rx.parked = false;
+        rx.consumer.advance(parked.end);
+        Ok(())
     }
 
     /// Waits for the next message as `wait` says.
@@ -164,7 +207,7 @@ impl RxHalf {
             let at = rx.consumer.position();
             rx.consumer.peek(at)
         })?;
-        let RxState { consumer, batch } = &mut *rx;
+        let RxState { consumer, batch, .. } = &mut *rx;
         batch.clear();
         batch.push(first);
         let mut at = first.end;
@@ -255,6 +298,62 @@ impl<'bus> TxGuard<'bus> {
     /// Abandons the slot. Nothing was published, so nothing changes (dropping the guard
     /// does the same).
     pub fn rollback(self) {}
+
+    /// Detaches the slot from this borrow of the bus, for a language binding whose guard
+    /// object cannot hold one. Until [`crate::Bus::resume_tx`] takes it back, every other
+    /// TX call fails with [`Error::Busy`]. The slot's memory stays mapped while the token
+    /// lives, even if the bus is dropped.
+    pub fn park(self) -> ParkedTx {
+        let TxGuard { mut producer, reservation } = self;
+        producer.parked = true;
+        ParkedTx { arena: producer.arena().clone(), reservation }
+    }
+}
+
+/// Waits for a ring to hold a message without borrowing its bus (see
+/// [`crate::Bus::rx_readiness`]). It only watches: the message stays in the ring for the
+/// bus's own receive calls. `Send + Sync`, so it can wait on one thread while the bus is
+/// used on another.
+#[derive(Debug, Clone)]
+pub struct RxReadiness {
+    arena: Arc<Arena>,
+    link: Arc<PeerLink>,
+}
+
+impl RxReadiness {
+    /// Returns once the ring holds a message (at once if it already does), spinning and
+    /// sleeping as `wait` says.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`], [`Error::Interrupted`]; [`Error::PeerDead`] once the ring is
+    /// empty and the peer is gone.
+    pub fn wait(&self, wait: Wait<'_>) -> Result<()> {
+        let watch = Watch { index: self.arena.head(), futex: Some(self.arena.consumer_sleeping()) };
+        block_until(watch, &self.link, wait, || {
+            // Acquire: pairs with the producer's release store of head.
+            let head = self.arena.head().load(std::sync::atomic::Ordering::Acquire);
+            let tail = self.arena.tail().load(std::sync::atomic::Ordering::Acquire);
+            Ok((head != tail).then_some(()))
+        })
+    }
+}
+
+/// A TX slot detached from its guard by [`TxGuard::park`]. Dropping it without resuming
+/// leaves the bus's TX side [`Error::Busy`].
+#[derive(Debug)]
+pub struct ParkedTx {
+    arena: Arc<Arena>,
+    reservation: Reservation,
+}
+
+/// Received messages detached from their guard by [`RxGuard::park`] or
+/// [`RxBatch::park`]. They stay unreleased (and their memory mapped) until
+/// [`crate::Bus::commit_parked`]; meanwhile every other RX call fails with
+/// [`Error::Busy`].
+#[derive(Debug)]
+pub struct ParkedRx {
+    arena: Arc<Arena>,
+    end: u64,
 }
 
 /// A received message, read in place. Dropping the guard (or [`RxGuard::commit`])
@@ -302,12 +401,21 @@ impl RxGuard<'_> {
     pub fn commit(self) -> Result<()> {
         Ok(())
     }
+
+    /// Detaches the message from this borrow of the bus, unreleased, for a language
+    /// binding whose guard object cannot hold one. See [`ParkedRx`].
+    pub fn park(mut self) -> ParkedRx {
+        self.rx.parked = true;
+        ParkedRx { arena: self.rx.consumer.arena().clone(), end: self.slot.end }
+    }
 }
 
 impl Drop for RxGuard<'_> {
     #[inline]
     fn drop(&mut self) {
-        self.rx.consumer.advance(self.slot.end);
+        if !self.rx.parked {
+            self.rx.consumer.advance(self.slot.end);
+        }
     }
 }
 
@@ -379,13 +487,21 @@ impl RxBatch<'_> {
     pub fn commit(self) -> Result<()> {
         Ok(())
     }
+
+    /// Detaches the messages from this borrow of the bus, unreleased, for a language
+    /// binding whose batch object cannot hold one. See [`ParkedRx`].
+    pub fn park(mut self) -> ParkedRx {
+        let end = self.rx.batch.last().map_or_else(|| self.rx.consumer.position(), |s| s.end);
+        self.rx.parked = true;
+        ParkedRx { arena: self.rx.consumer.arena().clone(), end }
+    }
 }
 
 impl Drop for RxBatch<'_> {
     #[inline]
     fn drop(&mut self) {
-        let RxState { consumer, batch } = &mut *self.rx;
-        if let Some(last) = batch.last() {
+        let RxState { consumer, batch, parked } = &mut *self.rx;
+        if let (Some(last), false) = (batch.last(), *parked) {
             consumer.advance(last.end);
         }
         batch.clear();
@@ -423,3 +539,52 @@ impl<'a> Iterator for RxBatchIter<'a> {
 }
 
 impl ExactSizeIterator for RxBatchIter<'_> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn halves(cap: usize) -> (TxHalf, RxHalf) {
+        let arena = Arc::new(Arena::create(cap).unwrap());
+        (TxHalf::new(arena.clone()), RxHalf::new(arena))
+    }
+
+    #[test]
+    fn a_parked_tx_slot_blocks_other_sends_until_resumed() {
+        let (tx, rx) = halves(4096);
+        let mut g = tx.acquire(8).unwrap();
+        g.write(b"parked!!").unwrap();
+        let parked = g.park();
+        assert!(matches!(tx.acquire(8), Err(Error::Busy("TX"))));
+        assert!(rx.try_acquire().unwrap().is_none(), "nothing published while parked");
+        tx.resume(parked).unwrap().commit(8, 7).unwrap();
+        let m = rx.try_acquire().unwrap().unwrap();
+        assert_eq!((m.data(), m.type_id()), (&b"parked!!"[..], 7));
+    }
+
+    #[test]
+    fn a_parked_slot_cannot_be_resumed_on_another_ring() {
+        let (tx, _rx) = halves(4096);
+        let (other, _) = halves(4096);
+        let parked = tx.acquire(8).unwrap().park();
+        assert!(matches!(other.resume(parked), Err(Error::Protocol(_))));
+        assert!(matches!(tx.acquire(8), Err(Error::Busy("TX"))));
+    }
+
+    #[test]
+    fn parked_rx_messages_stay_unreleased_until_committed() {
+        let (tx, rx) = halves(4096);
+        for i in 0..3u8 {
+            tx.acquire(1).unwrap().commit(1, u32::from(i)).unwrap();
+        }
+        let parked = rx.try_acquire().unwrap().unwrap().park();
+        assert!(matches!(rx.try_acquire(), Err(Error::Busy("RX"))));
+        rx.commit_parked(parked).unwrap();
+        let batch = rx.drain_with(8, &PeerLink::none(), Wait::new()).unwrap();
+        assert_eq!(batch.iter().map(|m| m.type_id()).collect::<Vec<_>>(), [1, 2]);
+        let parked = batch.park();
+        assert!(matches!(rx.try_acquire(), Err(Error::Busy("RX"))));
+        rx.commit_parked(parked).unwrap();
+        assert!(rx.try_acquire().unwrap().is_none());
+    }
+}

@@ -41,7 +41,7 @@ mod wait;
 
 pub use bus::{Bus, BusState};
 pub use error::{Error, Result};
-pub use halves::{RxBatch, RxBatchIter, RxGuard, RxMsg, TxGuard};
+pub use halves::{ParkedRx, ParkedTx, RxBatch, RxBatchIter, RxGuard, RxMsg, RxReadiness, TxGuard};
 pub use type_id::{make_type_id, msg_type, route_id};
 pub use wait::Wait;
 pub use wait::WATCHDOG;

@@ -79,6 +79,8 @@ pub(crate) struct Producer {
     cached_tail: u64,
     /// Commits since the last head store.
     unpublished: u32,
+    /// A reservation is parked (see [`crate::ParkedTx`]): no other may be made.
+    pub parked: bool,
 }
 
 impl Producer {
@@ -93,7 +95,7 @@ impl Producer {
         if head % MSG_HEADER_SIZE as u64 != 0 {
             arena.set_fatal();
         }
-        Self { arena, head, cached_tail, unpublished: 0 }
+        Self { arena, head, cached_tail, unpublished: 0, parked: false }
     }
 
     /// Reserves a slot for up to `max` payload bytes. Fails with `Full` when there is no
@@ -125,6 +127,11 @@ impl Producer {
         }
         let phys = if skip > 0 { 0 } else { p };
         Ok(Reservation { skip, slot, phys, max })
+    }
+
+    /// The arena this producer writes.
+    pub fn arena(&self) -> &Arc<Arena> {
+        &self.arena
     }
 
     /// Re-reads the consumer's tail and checks it is plausible.
@@ -317,6 +324,11 @@ impl Consumer {
     #[inline]
     pub fn payload(&self, slot: &Slot) -> &[u8] {
         self.arena.payload(slot.phys as usize, slot.size as usize)
+    }
+
+    /// The arena this consumer reads.
+    pub fn arena(&self) -> &Arc<Arena> {
+        &self.arena
     }
 
     /// Consumes everything up to `end` (a slot's `end`) and publishes the new tail.

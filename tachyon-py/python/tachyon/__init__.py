@@ -19,8 +19,23 @@ from ._errors import (
     TachyonRpcError,
     TachyonTimeoutError,
 )
-from ._tachyon import Bus, Message, RpcBus, RpcMessage, make_type_id, msg_type, route_id
-from .rpc import MSG_TYPE_ERROR, RpcDispatcher, RpcEndpoint, _decode_error, tachyon_rpc
+from ._tachyon import (
+    Bus,
+    Message,
+    Readiness,
+    RpcBus,
+    RpcMessage,
+    RxBatch,
+    RxGuard,
+    TxGuard,
+    make_type_id,
+    msg_type,
+    route_id,
+)
+from .rpc import MSG_TYPE_ERROR, RpcDispatcher, RpcEndpoint, RpcServer, _decode_error, tachyon_rpc
+
+RpcTxGuard = TxGuard
+"""Upstream's name for the zero-copy call/reply slot (the same class as :class:`TxGuard`)."""
 
 rpc_listen = RpcBus.listen
 """Upstream's name for :meth:`RpcBus.listen`."""
@@ -34,13 +49,19 @@ __all__ = [
     "BufferFullError",
     "Message",
     "PeerDeadError",
+    "Readiness",
     "RpcBus",
     "RpcDispatcher",
     "RpcEndpoint",
     "RpcMessage",
+    "RpcServer",
+    "RpcTxGuard",
+    "RxBatch",
+    "RxGuard",
     "TachyonError",
     "TachyonRpcError",
     "TachyonTimeoutError",
+    "TxGuard",
     "_decode_error",
     "make_type_id",
     "msg_type",

@@ -11,14 +11,24 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import struct
+import time
 from typing import Any, Callable, Optional, TypeVar, Union
 
 import msgpack  # type: ignore[import-untyped]  # msgpack ships no type information
 
-from . import _tachyon
+from . import _tachyon, aio
 from ._errors import PeerDeadError
 
-__all__ = ["MSG_TYPE_ERROR", "RpcDispatcher", "RpcEndpoint", "decode", "encode", "tachyon_rpc", "_decode_error"]
+__all__ = [
+    "MSG_TYPE_ERROR",
+    "RpcDispatcher",
+    "RpcEndpoint",
+    "RpcServer",
+    "decode",
+    "encode",
+    "tachyon_rpc",
+    "_decode_error",
+]
 
 MSG_TYPE_ERROR: int = 0xFFFF
 """The reserved msg_type of error replies."""
@@ -29,6 +39,8 @@ Handler = Callable[[memoryview], Union[bytes, bytearray, memoryview]]
 
 class _BadRequest(Exception):
     """A typed request that does not decode."""
+
+    rpc_code = _tachyon.RPC_CODE_BAD_REQUEST
 
 
 def encode(value: Any) -> bytes:
@@ -110,6 +122,29 @@ class RpcEndpoint:
             raise _BadRequest(f"cannot decode the request: {type(e).__name__}: {e}") from e
         return encode(self._fn(value))
 
+    async def _handle_async(self, request: memoryview) -> bytes:
+        """As :meth:`_handle`, awaiting the handler's result if it is awaitable."""
+        if not self.typed:
+            result = self._fn(request)
+            return bytes(await result if inspect.isawaitable(result) else result)
+        try:
+            value = decode(request, self._request_type)
+        except Exception as e:
+            raise _BadRequest(f"cannot decode the request: {type(e).__name__}: {e}") from e
+        result = self._fn(value)
+        return encode(await result if inspect.isawaitable(result) else result)
+
+    def _serve_bytes(self, request: bytes) -> bytes:
+        """Entry point of the multi-client server's native threads."""
+        return self._handle(memoryview(request))
+
+    def _response(self, data: bytes, on_response: Optional[Callable[[memoryview], T]]) -> Any:
+        if on_response is not None:
+            return on_response(memoryview(data))
+        if self.typed:
+            return decode(data, self.response_type)
+        return data
+
     def call(
         self,
         bus: _tachyon.RpcBus,
@@ -127,11 +162,24 @@ class RpcEndpoint:
         request = encode(payload) if self.typed else payload
         cid = bus.call(request, self.msg_type, timeout=timeout)
         with bus.wait(cid, timeout=timeout) as rx:
-            if on_response is not None:
-                return on_response(memoryview(rx.data))
-            if self.typed:
-                return decode(rx.data, self.response_type)
-            return rx.data
+            return self._response(rx.data, on_response)
+
+    async def call_async(
+        self,
+        bus: _tachyon.RpcBus,
+        payload: Any,
+        on_response: Optional[Callable[[memoryview], T]] = None,
+        timeout: Optional[float] = None,
+    ) -> Any:
+        """Awaitable :meth:`call`: the event loop keeps running while the reply comes,
+        and many calls may be pending on one bus (they share one reply thread).
+
+        :raises TachyonRpcError: the callee answered with an error reply.
+        :raises TachyonTimeoutError: ``timeout`` seconds passed (the call is abandoned).
+        """
+        request = encode(payload) if self.typed else payload
+        reply = await aio.call_reply(bus, request, self.msg_type, timeout)
+        return self._response(reply.data, on_response)
 
     def __repr__(self) -> str:
         return f"RpcEndpoint(msg_type={self.msg_type}, fn={self.__name__!r})"
@@ -197,21 +245,54 @@ class RpcDispatcher:
         """
         with bus.serve(timeout=timeout) as rx:
             cid, mt, data = rx.correlation_id, rx.type_id, rx.data
+        endpoint = self._endpoint(bus, cid, mt)
+        try:
+            response = endpoint._handle(memoryview(data))
+        except Exception as e:
+            self._fail(bus, cid, mt, endpoint, e)
+        bus.reply(cid, response, mt)
+
+    def _endpoint(self, bus: _tachyon.RpcBus, cid: int, mt: int) -> RpcEndpoint:
+        """The endpoint for ``mt``; an unknown one gets the error reply, then KeyError."""
         endpoint = self._handlers.get(mt)
         if endpoint is None:
             bus.reply_error(cid, mt, _tachyon.RPC_CODE_UNKNOWN_MSG_TYPE, f"no handler for msg_type {mt}")
             raise KeyError(f"No handler registered for msg_type={mt} (error reply sent to caller, cid={cid})")
-        try:
-            response = endpoint._handle(memoryview(data))
-        except _BadRequest as e:
-            bus.reply_error(cid, mt, _tachyon.RPC_CODE_BAD_REQUEST, str(e))
-            raise RuntimeError(f"Undecodable request for {endpoint.__name__!r} (error reply sent, cid={cid})") from e
-        except Exception as e:
-            bus.reply_error(cid, mt, _tachyon.RPC_CODE_HANDLER_ERROR, f"{type(e).__name__}: {e}")
-            raise RuntimeError(
-                f"Handler {endpoint.__name__!r} raised an exception (error reply sent to caller, cid={cid})"
-            ) from e
-        bus.reply(cid, response, mt)
+        return endpoint
+
+    @staticmethod
+    def _fail(bus: _tachyon.RpcBus, cid: int, mt: int, endpoint: RpcEndpoint, e: Exception) -> None:
+        """Sends the error reply for a failed handler, then raises RuntimeError."""
+        code = int(getattr(e, "rpc_code", _tachyon.RPC_CODE_HANDLER_ERROR))
+        message = str(e) if isinstance(e, _BadRequest) else f"{type(e).__name__}: {e}"
+        bus.reply_error(cid, mt, code, message)
+        raise RuntimeError(
+            f"Handler {endpoint.__name__!r} failed (error reply sent to caller, cid={cid})"
+        ) from e
+
+    async def serve_async(
+        self, bus: _tachyon.RpcBus, on_error: Optional[Callable[[Exception], Any]] = None
+    ) -> None:
+        """Serves requests on the event loop until the caller is gone. Handlers may be
+        coroutines (``async def``); the wait for each request runs on the bus's one
+        receiver thread, so the loop stays free. A failing handler gets the error reply,
+        then ``on_error`` (if given) sees the exception and serving goes on.
+        """
+        while True:
+            try:
+                req = await aio.serve_requests(bus)
+            except PeerDeadError:
+                return
+            try:
+                endpoint = self._endpoint(bus, req.correlation_id, req.type_id)
+                try:
+                    response = await endpoint._handle_async(memoryview(req.data))
+                except Exception as e:
+                    self._fail(bus, req.correlation_id, req.type_id, endpoint, e)
+                bus.reply(req.correlation_id, response, req.type_id)
+            except (KeyError, RuntimeError) as e:
+                if on_error is not None:
+                    on_error(e)
 
     def serve_forever(self, bus: _tachyon.RpcBus) -> None:
         """Serves until the caller is gone (``PeerDeadError``) or Ctrl-C."""
@@ -222,3 +303,63 @@ class RpcDispatcher:
                 continue
             except (KeyboardInterrupt, PeerDeadError):
                 return
+
+
+class RpcServer:
+    """Many callers on one socket path, each with its own pair of rings and its own
+    native thread, served by a dispatcher's handlers (the Rust core's multi-client
+    server). A new caller is noticed at once; one over ``max_clients`` is refused.
+
+    Handlers run with the GIL taken by the client's thread; a handler exception becomes
+    the error reply (code from its ``rpc_code`` attribute, else ``HANDLER_ERROR``).
+    The handlers registered when the server starts are the ones served.
+
+    >>> # with RpcServer("/tmp/svc.sock", dispatcher, max_clients=8) as server:
+    >>> #     server.serve_forever()      # until Ctrl-C
+    """
+
+    def __init__(
+        self,
+        socket_path: str,
+        dispatcher: RpcDispatcher,
+        *,
+        cap_fwd: int = 1 << 16,
+        cap_rev: int = 1 << 16,
+        max_clients: int = 64,
+        reply_timeout: Optional[float] = 10.0,
+    ) -> None:
+        handlers = {mt: (ep.__name__, ep._serve_bytes) for mt, ep in dispatcher._handlers.items()}
+        self._server = _tachyon.RpcServer.start(
+            socket_path, handlers, cap_fwd, cap_rev, max_clients, reply_timeout
+        )
+
+    @property
+    def path(self) -> str:
+        """The socket path callers connect to."""
+        return self._server.path
+
+    @property
+    def running(self) -> bool:
+        """Whether the server still accepts callers."""
+        return self._server.running
+
+    def serve_forever(self, timeout: Optional[float] = None) -> None:
+        """Blocks until Ctrl-C (or ``timeout`` seconds), then stops the server."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            while self._server.running and (deadline is None or time.monotonic() < deadline):
+                time.sleep(0.05)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        """Stops accepting, ends every client's session and waits for them. Idempotent."""
+        self._server.stop()
+
+    def __enter__(self) -> "RpcServer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -14,7 +14,7 @@ use std::time::Duration;
 use crate::arena::Arena;
 use crate::bootstrap::{self, Accepted, BusKind, Handshake, ListenSpec, PeerLink};
 use crate::error::{Error, Result};
-use crate::halves::{RxGuard, RxHalf, TxGuard, TxHalf};
+use crate::halves::{ParkedTx, RxGuard, RxHalf, RxReadiness, TxGuard, TxHalf};
 use crate::rpc::error::{RpcError, MSG_TYPE_ERROR};
 use crate::rpc::in_flight::InFlight;
 use crate::wait::Wait;
@@ -60,7 +60,7 @@ pub struct RpcBus {
     role: Role,
     tx: TxHalf,
     rx: RxHalf,
-    link: PeerLink,
+    link: Arc<PeerLink>,
     arenas: [Arc<Arena>; 2],
     in_flight: RefCell<InFlight>,
     stash: RefCell<HashMap<u64, Stashed>>,
@@ -77,7 +77,7 @@ impl RpcBus {
             role,
             tx,
             rx,
-            link,
+            link: Arc::new(link),
             arenas: [fwd, rev],
             in_flight: RefCell::new(InFlight::default()),
             stash: RefCell::new(HashMap::new()),
@@ -305,6 +305,39 @@ impl RpcBus {
         Ok(RpcReply { inner: ReplyInner::InPlace(guard), cid })
     }
 
+    /// Waits for the reply to whichever call in flight is answered first, as `wait` says
+    /// (replies kept aside earlier come first). Unlike [`RpcBus::wait_with`], an error
+    /// reply is returned as it is, with msg_type 0xFFFF, so the caller learns which call
+    /// failed: decode it with [`RpcError::decode`]. For event loops that wait for many
+    /// calls at once.
+    ///
+    /// # Errors
+    /// [`Error::Protocol`] if no call is in flight; as [`RpcBus::wait_with`] otherwise.
+    pub fn next_reply_with(&self, wait: Wait<'_>) -> Result<RpcReply<'_>> {
+        self.expect_role(Role::Caller, "wait")?;
+        let stashed = {
+            let mut stash = self.stash.borrow_mut();
+            let first = stash.keys().next().copied();
+            first.and_then(|cid| stash.remove(&cid).map(|s| (cid, s)))
+        };
+        if let Some((cid, s)) = stashed {
+            self.in_flight.borrow_mut().finish(cid);
+            return Ok(RpcReply { inner: ReplyInner::Stashed(s), cid });
+        }
+        if self.in_flight.borrow().len() == 0 {
+            return Err(Error::Protocol("no call is in flight on this bus".into()));
+        }
+        let guard = self.rx.acquire_filtered_with(
+            &self.link,
+            wait,
+            |slot| self.in_flight.borrow().is_waiting(slot.correlation_id),
+            |slot, data| self.keep_aside(slot.correlation_id, crate::msg_type(slot.type_id), data),
+        )?;
+        let cid = guard.correlation_id();
+        self.in_flight.borrow_mut().finish(cid);
+        Ok(RpcReply { inner: ReplyInner::InPlace(guard), cid })
+    }
+
     /// A reply for another call arrived first: keep a copy for its waiter, drop it if
     /// that call was abandoned, or report a reply nobody asked for.
     fn keep_aside(&self, got: u64, msg_type: u16, data: &[u8]) -> Result<()> {
@@ -469,12 +502,27 @@ impl RpcBus {
 
     // ---- both ---------------------------------------------------------------------
 
+    /// Takes back a slot parked by [`RpcTxGuard::park`].
+    ///
+    /// # Errors
+    /// [`Error::Busy`] if a send is in progress, [`Error::Protocol`] if the slot belongs
+    /// to another bus.
+    pub fn resume(&self, parked: ParkedRpcTx) -> Result<RpcTxGuard<'_>> {
+        Ok(RpcTxGuard { bus: self, tx: self.tx.resume(parked.tx)?, cid: parked.cid })
+    }
+
     /// Pure-spin mode on both arenas, as upstream's `set_polling_mode` (and unlike it,
     /// it stays set).
     pub fn set_polling_mode(&self, enabled: bool) {
         for a in &self.arenas {
             a.set_polling(enabled);
         }
+    }
+
+    /// A handle that waits for a request (callee) or reply (caller) to arrive, without
+    /// borrowing the bus: for event loops that wait on one thread and receive on another.
+    pub fn rx_readiness(&self) -> RxReadiness {
+        self.rx.readiness(self.link.clone())
     }
 
     /// Whether the peer negotiated a liveness link (it is a Tachyon peer).
@@ -527,6 +575,22 @@ impl RpcTxGuard<'_> {
             None => self.bus.commit_call(self.tx, actual_size, msg_type),
         }
     }
+}
+
+impl RpcTxGuard<'_> {
+    /// Detaches the slot from this borrow of the bus, for a language binding whose guard
+    /// object cannot hold one; [`RpcBus::resume`] takes it back. Meanwhile every other
+    /// send on this bus fails with [`Error::Busy`].
+    pub fn park(self) -> ParkedRpcTx {
+        ParkedRpcTx { tx: self.tx.park(), cid: self.cid }
+    }
+}
+
+/// A request or reply slot detached by [`RpcTxGuard::park`].
+#[derive(Debug)]
+pub struct ParkedRpcTx {
+    tx: ParkedTx,
+    cid: Option<u64>,
 }
 
 /// A request being served, read in place. Dropping it releases the slot.

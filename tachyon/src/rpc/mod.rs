@@ -15,7 +15,7 @@ mod error;
 mod in_flight;
 mod server;
 
-pub use bus::{Role, RpcBus, RpcReply, RpcRequest, RpcTxGuard};
+pub use bus::{ParkedRpcTx, Role, RpcBus, RpcReply, RpcRequest, RpcTxGuard};
 pub use dispatch::{
     handle_typed, Dispatcher, Endpoint, RegisterError, Request, ServeOptions, Transport,
 };

@@ -1,0 +1,129 @@
+//! `tachyon._tachyon.RpcServer`: the core's multi-client RPC server with Python handlers.
+//!
+//! The Rust server accepts callers on one socket path, each on its own thread with its
+//! own pair of rings. Each registered msg_type becomes a core handler that takes the GIL,
+//! calls the Python handler with the request, and maps a Python exception onto the
+//! structured error reply (its `rpc_code` attribute, else `HANDLER_ERROR`). Waiting,
+//! accepting and replying all happen with the GIL released.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict};
+use tachyon::rpc::{code, Dispatcher, RpcServer, ServerError, ServerHandle, ServerOptions};
+
+use crate::bus::{blocking, timeout};
+use crate::errors::to_py;
+
+/// Calls a Python handler on `request`; an exception becomes the error reply.
+fn call_handler(handler: &Py<PyAny>, request: &[u8]) -> Result<Vec<u8>, ServerError> {
+    Python::attach(|py| {
+        let result = handler.call1(py, (PyBytes::new(py, request),)).and_then(|r| {
+            r.extract::<Vec<u8>>(py)
+                .or_else(|_| Ok(r.bind(py).call_method0("__bytes__")?.extract()?))
+        });
+        result.map_err(|e| {
+            let value = e.value(py);
+            let code = value
+                .getattr("rpc_code")
+                .and_then(|c| c.extract::<u32>())
+                .unwrap_or(code::HANDLER_ERROR);
+            let kind =
+                value.get_type().name().map_or_else(|_| "Exception".to_owned(), |n| n.to_string());
+            ServerError::new(code, format!("{kind}: {value}"))
+        })
+    })
+}
+
+/// A multi-client RPC server running on background threads. Python handlers are called
+/// with the request `bytes` and return bytes; an exception becomes the error reply.
+#[pyclass(module = "tachyon._tachyon", name = "RpcServer", frozen)]
+pub struct PyRpcServer {
+    handle: std::sync::Mutex<Option<ServerHandle>>,
+    stop: tachyon::rpc::StopHandle,
+    path: String,
+}
+
+#[pymethods]
+impl PyRpcServer {
+    /// Binds `socket_path` and starts serving `handlers` (`{msg_type: (name, fn)}`)
+    /// on background threads, one per client, at most `max_clients` at once.
+    /// `reply_timeout` bounds how long a reply waits for room in a client's ring.
+    #[staticmethod]
+    #[pyo3(signature = (socket_path, handlers, cap_fwd=65536, cap_rev=65536, max_clients=64, reply_timeout=10.0))]
+    fn start(
+        py: Python<'_>,
+        socket_path: String,
+        handlers: &Bound<'_, PyDict>,
+        cap_fwd: usize,
+        cap_rev: usize,
+        max_clients: usize,
+        reply_timeout: Option<f64>,
+    ) -> PyResult<Self> {
+        if max_clients == 0 {
+            return Err(PyValueError::new_err("max_clients must be at least 1"));
+        }
+        let reply_timeout: Option<Duration> = timeout(reply_timeout)?;
+        let mut d = Dispatcher::new();
+        for (msg_type, entry) in handlers.iter() {
+            let msg_type: u16 = msg_type.extract()?;
+            let (name, handler): (String, Py<PyAny>) = entry.extract()?;
+            d.register_raw_fallible(msg_type, name, move |req| call_handler(&handler, req))
+                .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        }
+        let opts = ServerOptions::default()
+            .capacity(cap_fwd, cap_rev)
+            .max_clients(max_clients)
+            .reply_timeout(reply_timeout);
+        let path = socket_path.clone();
+        let server = blocking(py, move |_| Ok(RpcServer::bind(&socket_path, opts)?))?;
+        let stop = server.stop_handle();
+        let handle = server.spawn(Arc::new(d));
+        Ok(Self { handle: std::sync::Mutex::new(Some(handle)), stop, path })
+    }
+
+    /// The socket path clients connect to.
+    #[getter]
+    fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// Whether the server is still running.
+    #[getter]
+    fn running(&self) -> bool {
+        self.handle.lock().map(|h| h.is_some()).unwrap_or(false)
+    }
+
+    /// Stops accepting, ends every client's loop and waits for the threads (with the GIL
+    /// released, so handlers in progress can finish). Idempotent.
+    fn stop(&self, py: Python<'_>) -> PyResult<()> {
+        self.stop.stop();
+        let handle = self.handle.lock().ok().and_then(|mut h| h.take());
+        match handle {
+            Some(h) => py.detach(move || h.stop()).map_err(|e| to_py(py, e.into())),
+            None => Ok(()),
+        }
+    }
+
+    fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
+        self.stop(py)?;
+        Ok(false)
+    }
+}
+
+impl Drop for PyRpcServer {
+    fn drop(&mut self) {
+        self.stop.stop();
+        if let Some(h) = self.handle.get_mut().ok().and_then(Option::take) {
+            // Client threads may wait for the GIL to run a handler: join without it.
+            Python::attach(|py| py.detach(move || drop(h.stop())));
+        }
+    }
+}
