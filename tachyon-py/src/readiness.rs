@@ -27,12 +27,10 @@ impl Readiness {
     #[pyo3(signature = (timeout=None))]
     fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
         let t = self::timeout(timeout)?;
-        blocking(py, |check| {
-            match self.inner.wait(Wait::new().timeout_opt(t).interrupt(check)) {
-                Ok(()) => Ok(true),
-                Err(tachyon::Error::Timeout(_)) => Ok(false),
-                Err(e) => Err(e.into()),
-            }
+        blocking(py, |check| match self.inner.wait(Wait::new().timeout_opt(t).interrupt(check)) {
+            Ok(()) => Ok(true),
+            Err(tachyon::Error::Timeout(_)) => Ok(false),
+            Err(e) => Err(e.into()),
         })
     }
 }

@@ -31,3 +31,14 @@ def sock_path() -> str:
     return f"/tmp/tachyon-py-{uuid.uuid4().hex[:12]}.sock"
 
 
+
+@pytest.fixture(scope="session")
+def upstream_python() -> Path:
+    """Upstream's `tachyon-ipc` lives in its own venv: both packages import as `tachyon`."""
+    path = Path(os.path.abspath(os.environ.get("UPSTREAM_PYTHON", ROOT / ".venv-upstream" / "bin" / "python")))
+    if not path.exists():
+        msg = f"upstream tachyon-ipc venv not found at {path}; `make upstream` provides it"
+        if os.environ.get("TACHYON_REQUIRE_PEERS") == "1":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return path

@@ -290,7 +290,7 @@ impl Bus {
     /// A handle that waits for this bus to have a message to receive, without borrowing
     /// the bus: for event loops that wait on one thread and receive on another.
     pub fn rx_readiness(&self) -> RxReadiness {
-        self.rx.readiness(self.link.clone())
+        self.rx.readiness(&self.link)
     }
 
     /// Whether the peer is a Tachyon peer with a liveness link (so a blocked call notices

@@ -127,8 +127,8 @@ impl RxHalf {
     }
 
     /// A waiter for this ring to hold a message, sharing the arena and `link`.
-    pub fn readiness(&self, link: Arc<PeerLink>) -> RxReadiness {
-        RxReadiness { arena: self.arena.clone(), link }
+    pub fn readiness(&self, link: &Arc<PeerLink>) -> RxReadiness {
+        RxReadiness { arena: self.arena.clone(), link: Arc::downgrade(link) }
     }
 
     /// Releases the messages parked by [`RxGuard::park`] or [`RxBatch::park`].
@@ -314,10 +314,13 @@ impl<'bus> TxGuard<'bus> {
 /// [`crate::Bus::rx_readiness`]). It only watches: the message stays in the ring for the
 /// bus's own receive calls. `Send + Sync`, so it can wait on one thread while the bus is
 /// used on another.
+///
+/// It does not keep the bus's liveness link open (the peer still sees the bus close);
+/// once the bus is dropped, `wait` reports [`Error::PeerDead`].
 #[derive(Debug, Clone)]
 pub struct RxReadiness {
     arena: Arc<Arena>,
-    link: Arc<PeerLink>,
+    link: std::sync::Weak<PeerLink>,
 }
 
 impl RxReadiness {
@@ -328,8 +331,9 @@ impl RxReadiness {
     /// [`Error::Timeout`], [`Error::Interrupted`]; [`Error::PeerDead`] once the ring is
     /// empty and the peer is gone.
     pub fn wait(&self, wait: Wait<'_>) -> Result<()> {
+        let link = self.link.upgrade().ok_or(Error::PeerDead("the bus was closed"))?;
         let watch = Watch { index: self.arena.head(), futex: Some(self.arena.consumer_sleeping()) };
-        block_until(watch, &self.link, wait, || {
+        block_until(watch, &link, wait, || {
             // Acquire: pairs with the producer's release store of head.
             let head = self.arena.head().load(std::sync::atomic::Ordering::Acquire);
             let tail = self.arena.tail().load(std::sync::atomic::Ordering::Acquire);

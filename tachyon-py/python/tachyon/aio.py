@@ -31,11 +31,9 @@ _SLICE = 0.05
 """How long the pump waits in native code before checking whether anyone still waits."""
 
 
-def _resolve(fut: "asyncio.Future[Any]", value: Any, on_cancelled: Callable[[Any], None]) -> None:
-    """On the loop thread: completes ``fut``, or hands ``value`` back if it was cancelled."""
-    if fut.done():
-        on_cancelled(value)
-    else:
+def _resolve(fut: "asyncio.Future[Any]", value: Any) -> None:
+    """On the loop thread: completes ``fut`` unless it was cancelled."""
+    if not fut.done():
         fut.set_result(value)
 
 
@@ -67,9 +65,16 @@ class _MessagePump(Generic[T]):
                 threading.Thread(target=self._run, name="tachyon-aio-recv", daemon=True).start()
         return await fut
 
-    def _keep(self, item: T) -> None:
+    def _deliver(self, item: T) -> None:
+        """On the loop thread: the oldest live waiter gets ``item``; with none left (all
+        cancelled), it is kept for the next ``get``."""
         with self._lock:
-            self._ready.appendleft(item)
+            while self._waiters:
+                _, fut = self._waiters.popleft()
+                if not fut.done():
+                    fut.set_result(item)
+                    return
+            self._ready.append(item)
 
     def _run(self) -> None:
         while True:
@@ -79,6 +84,7 @@ class _MessagePump(Generic[T]):
                 if not self._waiters:
                     self._running = False
                     return
+                loop = self._waiters[0][0]
             try:
                 if not self._ready_wait(_SLICE):
                     continue
@@ -90,16 +96,10 @@ class _MessagePump(Generic[T]):
                     waiters = list(self._waiters)
                     self._waiters.clear()
                     self._running = False
-                for loop, fut in waiters:
-                    loop.call_soon_threadsafe(_fail, fut, e)
+                for wloop, fut in waiters:
+                    wloop.call_soon_threadsafe(_fail, fut, e)
                 return
-            with self._lock:
-                waiter = self._waiters.popleft() if self._waiters else None
-                if waiter is None:
-                    self._ready.append(item)
-                    continue
-            loop, fut = waiter
-            loop.call_soon_threadsafe(_resolve, fut, item, self._keep)
+            loop.call_soon_threadsafe(self._deliver, item)
 
 
 class _ReplyPump:
@@ -157,7 +157,7 @@ class _ReplyPump:
                 waiter = self._pending.pop(reply.correlation_id, None)
             if waiter is not None:
                 loop, fut = waiter
-                loop.call_soon_threadsafe(_resolve, fut, reply, lambda _: None)
+                loop.call_soon_threadsafe(_resolve, fut, reply)
 
 
 _pumps: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()

@@ -522,7 +522,7 @@ impl RpcBus {
     /// A handle that waits for a request (callee) or reply (caller) to arrive, without
     /// borrowing the bus: for event loops that wait on one thread and receive on another.
     pub fn rx_readiness(&self) -> RxReadiness {
-        self.rx.readiness(self.link.clone())
+        self.rx.readiness(&self.link)
     }
 
     /// Whether the peer negotiated a liveness link (it is a Tachyon peer).
