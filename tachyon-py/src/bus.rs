@@ -204,6 +204,14 @@ impl PyBus {
     ) -> PyResult<()> {
         let t = self::timeout(timeout)?;
         let data: &[u8] = &data;
+        // Fast path, GIL held: room in the ring now, no waiting, no GIL release.
+        let sent = self.bus.try_now(|bus| match bus.send(data, type_id) {
+            Err(tachyon::Error::Full { .. }) => None,
+            other => Some(other),
+        });
+        if let Some(sent) = sent {
+            return sent.map_err(|e| to_py(py, e.into()));
+        }
         blocking(py, |check| {
             self.bus.with(|bus| {
                 if t == Some(Duration::ZERO) {

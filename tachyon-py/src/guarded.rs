@@ -33,6 +33,14 @@ impl<T: Send> Guarded<T> {
         f(guard.as_ref().ok_or(BindError::Closed)?)
     }
 
+    /// Runs `f` on the open bus at once if the lock is free (with the GIL held: it never
+    /// waits). `None` if the lock is taken or `f` declines; the caller then takes its
+    /// blocking path.
+    pub fn try_now<R>(&self, f: impl FnOnce(&T) -> Option<R>) -> Option<R> {
+        let guard = self.inner.try_lock().ok()?;
+        f(guard.as_ref()?)
+    }
+
     /// Runs `f` on the slot from a method called with the GIL held: takes the lock if it
     /// is free, else releases the GIL while waiting for it.
     fn with_slot<R: Send>(&self, py: Python<'_>, f: impl FnOnce(&mut Option<T>) -> R + Send) -> R {

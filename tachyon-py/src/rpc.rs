@@ -100,6 +100,25 @@ impl PyRpcBus {
         Ok(Self { bus: Guarded::new(bus) })
     }
 
+    /// Upstream's name for `RpcBus.listen`.
+    #[staticmethod]
+    #[pyo3(signature = (socket_path, cap_fwd, cap_rev, timeout=None))]
+    fn rpc_listen(
+        py: Python<'_>,
+        socket_path: String,
+        cap_fwd: usize,
+        cap_rev: usize,
+        timeout: Option<f64>,
+    ) -> PyResult<Self> {
+        Self::listen(py, socket_path, cap_fwd, cap_rev, timeout)
+    }
+
+    /// Upstream's name for `RpcBus.connect`.
+    #[staticmethod]
+    fn rpc_connect(py: Python<'_>, socket_path: String) -> PyResult<Self> {
+        Self::connect(py, socket_path)
+    }
+
     /// Connects to a callee at `socket_path` (the caller end).
     #[staticmethod]
     fn connect(py: Python<'_>, socket_path: String) -> PyResult<Self> {

@@ -159,10 +159,13 @@ class RpcEndpoint:
         :raises TachyonRpcError: the callee answered with an error reply.
         :raises TachyonTimeoutError: ``timeout`` seconds passed.
         """
-        request = encode(payload) if self.typed else payload
-        cid = bus.call(request, self.msg_type, timeout=timeout)
-        with bus.wait(cid, timeout=timeout) as rx:
-            return self._response(rx.data, on_response)
+        if self.typed:
+            payload = encode(payload)
+        # The hot path: two native crossings, no context manager (the reply is a copy).
+        data = bus.wait(bus.call(payload, self.msg_type, timeout), timeout).data
+        if on_response is None and not self.typed:
+            return data
+        return self._response(data, on_response)
 
     async def call_async(
         self,
@@ -295,10 +298,31 @@ class RpcDispatcher:
                     on_error(e)
 
     def serve_forever(self, bus: _tachyon.RpcBus) -> None:
-        """Serves until the caller is gone (``PeerDeadError``) or Ctrl-C."""
+        """Serves until the caller is gone (``PeerDeadError``) or Ctrl-C. Requests that
+        fail get their error reply and serving goes on."""
+        # serve_once, unrolled with local names: this loop is the server's hot path.
+        serve, reply, handlers = bus.serve, bus.reply, self._handlers
         while True:
             try:
-                self.serve_once(bus)
+                rx = serve()
+            except (KeyboardInterrupt, PeerDeadError):
+                return
+            cid, mt = rx.correlation_id, rx.type_id
+            endpoint = handlers.get(mt)
+            try:
+                if endpoint is None:
+                    self._endpoint(bus, cid, mt)  # sends the error reply, raises KeyError
+                    continue
+                try:
+                    if endpoint.typed:
+                        response = endpoint._handle(memoryview(rx.data))
+                    else:
+                        response = endpoint._fn(memoryview(rx.data))
+                        if type(response) is not bytes:
+                            response = bytes(response)
+                except Exception as e:
+                    self._fail(bus, cid, mt, endpoint, e)
+                reply(cid, response, mt)
             except (KeyError, RuntimeError):
                 continue
             except (KeyboardInterrupt, PeerDeadError):
