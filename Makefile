@@ -22,12 +22,13 @@ CLANG_ENV := CC=clang-19 CXX=clang++-19 \
 	LDSHARED="clang-19 -shared --ld-path=/usr/bin/ld.lld-19" \
 	LDCXXSHARED="clang++-19 -shared --ld-path=/usr/bin/ld.lld-19"
 
-.PHONY: help test demo bench build lint py typecheck deps clang venv upstream fuzz-build fuzz clean
+.PHONY: help test demo bench bench-py build lint py py-release typecheck deps clang venv upstream fuzz-build fuzz clean
 
 help:
 	@echo "make test   - install what is needed, run every test suite (lint, cargo, pytest interop)"
 	@echo "make demo   - install what is needed, run the RPC demo and the benchmark table"
 	@echo "make bench  - the full benchmark (more samples)"
+	@echo "make bench-py - the Python benchmark against upstream's Python package"
 
 ## ---- installs ---------------------------------------------------------------------
 
@@ -66,9 +67,14 @@ py: venv
 	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(VENV)/bin/maturin develop -q --profile $(PROFILE) \
 		-m tachyon-py/Cargo.toml
 
+# The package built optimised (thin LTO), for the demo and the benchmarks.
+py-release: venv
+	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(VENV)/bin/maturin develop -q --release \
+		-m tachyon-py/Cargo.toml
+
 # The hand-written stubs and the examples, checked strictly.
 typecheck: py
-	$(VENV)/bin/mypy --strict tachyon-py/python/tachyon tachyon-py/examples
+	$(VENV)/bin/mypy --strict tachyon-py/python/tachyon tachyon-py/examples examples/python
 	$(VENV)/bin/python -m mypy.stubtest tachyon._tachyon --allowlist tachyon-py/stubtest-allowlist.txt
 
 test: deps build lint py typecheck
@@ -79,11 +85,20 @@ test: deps build lint py typecheck
 
 ## ---- demo and benchmark ---------------------------------------------------------------
 
-demo: clang
-	$(CARGO) run -q -p tachyon-examples --bin rpc_demo --profile bench -j$(JOBS)
+demo: clang deps py-release
+	$(CARGO) run -q -p tachyon-examples --bin rpc_demo --profile bench -j$(JOBS) -- \
+		--python $(VENV)/bin/python examples/python/quote_client.py
 	@echo
 	$(CLANG_ENV) $(CARGO) run -q -p tachyon-bench --profile bench --features upstream -j$(JOBS) -- \
 		--samples 100000 --rounds 5 --stream 2000000
+	@echo
+	$(VENV)/bin/python tachyon-py/bench/pybench.py --ours $(VENV)/bin/python \
+		--upstream $(UPSTREAM_VENV)/bin/python --rounds 3
+
+# Python to Python, ours against upstream's package.
+bench-py: deps py-release
+	$(VENV)/bin/python tachyon-py/bench/pybench.py --ours $(VENV)/bin/python \
+		--upstream $(UPSTREAM_VENV)/bin/python --rounds 5 --stream 1000000 --samples 50000
 
 bench: clang
 	$(CLANG_ENV) $(CARGO) run -q -p tachyon-bench --profile bench --features upstream -j$(JOBS) -- \

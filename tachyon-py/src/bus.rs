@@ -38,6 +38,7 @@ impl Message {
     }
 
     /// Exports the payload, read-only, to `memoryview(msg)`.
+    #[allow(clippy::needless_pass_by_value)] // the signature pyo3 requires
     unsafe fn __getbuffer__(
         slf: Bound<'_, Self>,
         view: *mut pyo3::ffi::Py_buffer,
@@ -71,7 +72,7 @@ impl RxBatch {
     }
 
     fn __getitem__(&self, py: Python<'_>, index: isize) -> PyResult<Py<Message>> {
-        let n = self.messages.len() as isize;
+        let n = isize::try_from(self.messages.len()).unwrap_or(isize::MAX);
         let i = if index < 0 { index + n } else { index };
         usize::try_from(i)
             .ok()

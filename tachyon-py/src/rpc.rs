@@ -10,7 +10,6 @@ use tachyon::rpc::{ParkedRpcTx, RpcBus};
 use tachyon::Wait;
 
 use crate::bus::{blocking, bytes_from, timeout};
-use crate::errors::BindError;
 use crate::guarded::Guarded;
 use crate::zero_copy::{TxGuard, TxParked};
 
@@ -71,10 +70,10 @@ impl PyRpcBus {
 }
 
 /// Parks a reserved RPC slot, with the address and length of its payload.
-fn park(mut g: tachyon::rpc::RpcTxGuard<'_>) -> Result<(ParkedRpcTx, usize, usize), BindError> {
+fn park(mut g: tachyon::rpc::RpcTxGuard<'_>) -> (ParkedRpcTx, usize, usize) {
     let bytes = g.bytes_mut();
     let (addr, len) = (bytes.as_mut_ptr() as usize, bytes.len());
-    Ok((g.park(), addr, len))
+    (g.park(), addr, len)
 }
 
 fn wait_for(t: Option<Duration>, check: &mut dyn FnMut() -> bool) -> Wait<'_> {
@@ -160,7 +159,7 @@ impl PyRpcBus {
         let t = self::timeout(timeout)?;
         let this = slf.get();
         let (parked, addr, len) = blocking(slf.py(), |check| {
-            this.bus.with(|bus| park(bus.acquire_call_with(size, wait_for(t, check))?))
+            this.bus.with(|bus| Ok(park(bus.acquire_call_with(size, wait_for(t, check))?)))
         })?;
         let parked = TxParked::Rpc(slf.clone().unbind(), parked);
         Ok(TxGuard::new(parked, addr, len, size, u32::from(msg_type), None))
@@ -180,7 +179,7 @@ impl PyRpcBus {
         let this = slf.get();
         let (parked, addr, len) = blocking(slf.py(), |check| {
             this.bus.with(|bus| {
-                park(bus.acquire_reply_with(correlation_id, size, wait_for(t, check))?)
+                Ok(park(bus.acquire_reply_with(correlation_id, size, wait_for(t, check))?))
             })
         })?;
         let parked = TxParked::Rpc(slf.clone().unbind(), parked);

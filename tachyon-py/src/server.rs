@@ -21,8 +21,7 @@ use crate::errors::to_py;
 fn call_handler(handler: &Py<PyAny>, request: &[u8]) -> Result<Vec<u8>, ServerError> {
     Python::attach(|py| {
         let result = handler.call1(py, (PyBytes::new(py, request),)).and_then(|r| {
-            r.extract::<Vec<u8>>(py)
-                .or_else(|_| Ok(r.bind(py).call_method0("__bytes__")?.extract()?))
+            r.extract::<Vec<u8>>(py).or_else(|_| r.bind(py).call_method0("__bytes__")?.extract())
         });
         result.map_err(|e| {
             let value = e.value(py);
@@ -93,7 +92,7 @@ impl PyRpcServer {
     /// Whether the server is still running.
     #[getter]
     fn running(&self) -> bool {
-        self.handle.lock().map(|h| h.is_some()).unwrap_or(false)
+        self.handle.lock().is_ok_and(|h| h.is_some())
     }
 
     /// Stops accepting, ends every client's loop and waits for the threads (with the GIL

@@ -223,6 +223,7 @@ impl TxGuard {
     }
 
     /// Exports the slot, writable, to `memoryview(tx)`.
+    #[allow(clippy::needless_pass_by_value)] // the signature pyo3 requires
     unsafe fn __getbuffer__(
         slf: Bound<'_, Self>,
         view: *mut ffi::Py_buffer,
@@ -243,7 +244,7 @@ impl TxGuard {
                 view,
                 slf.as_ptr(),
                 s.addr as *mut std::ffi::c_void,
-                s.len as ffi::Py_ssize_t,
+                ffi::Py_ssize_t::try_from(s.len).unwrap_or(ffi::Py_ssize_t::MAX),
                 0,
                 flags,
             )
@@ -370,6 +371,7 @@ impl RxGuard {
     }
 
     /// Exports the payload, read-only, to `memoryview(rx)`.
+    #[allow(clippy::needless_pass_by_value)] // the signature pyo3 requires
     unsafe fn __getbuffer__(
         slf: Bound<'_, Self>,
         view: *mut ffi::Py_buffer,
@@ -390,7 +392,7 @@ impl RxGuard {
                 view,
                 slf.as_ptr(),
                 s.addr as *mut std::ffi::c_void,
-                s.len as ffi::Py_ssize_t,
+                ffi::Py_ssize_t::try_from(s.len).unwrap_or(ffi::Py_ssize_t::MAX),
                 1,
                 flags,
             )
@@ -441,7 +443,7 @@ pub(crate) unsafe fn export_readonly(
             view,
             owner.as_ptr(),
             ptr.cast_mut().cast(),
-            len as ffi::Py_ssize_t,
+            ffi::Py_ssize_t::try_from(len).unwrap_or(ffi::Py_ssize_t::MAX),
             1,
             flags,
         )

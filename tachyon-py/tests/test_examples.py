@@ -24,3 +24,22 @@ def test_typed_client_example(peer_bin, sock_path):
     finally:
         srv.kill()
         srv.wait()
+
+
+def test_demo_python_caller_against_the_rust_quote_service(peer_bin, sock_path):
+    """`make demo`'s Python caller: typed and raw calls to the Rust `#[tachyon_rpc]`
+    quote service of `examples/`, run as `rpc_demo server`."""
+    srv = subprocess.Popen([str(peer_bin.parent / "rpc_demo"), "server", sock_path])
+    try:
+        out = subprocess.run(
+            [sys.executable, str(ROOT / "examples" / "python" / "quote_client.py"), sock_path],
+            capture_output=True, text=True, timeout=120,
+        )
+        assert out.returncode == 0, out.stderr
+        lines = out.stdout.splitlines()
+        assert lines[0] == "python caller: quote.call(TCHY x100)  -> TCHY bid 311.99 ask 312.01"
+        assert "TachyonRpcError(code 2): symbol must be non-empty and qty positive" in lines[1]
+        assert any(line.strip().startswith("asyncio call_async") for line in lines)
+    finally:
+        srv.kill()
+        srv.wait()

@@ -191,6 +191,7 @@ impl Bus {
     /// # Errors
     /// [`Error::Busy`] if an RX guard is open, [`Error::Protocol`] if they belong to
     /// another bus.
+    #[allow(clippy::needless_pass_by_value)] // consumes the token so it cannot be reused
     pub fn commit_parked(&self, parked: ParkedRx) -> Result<()> {
         self.rx.commit_parked(parked)
     }

@@ -136,6 +136,7 @@ impl RxHalf {
     /// # Errors
     /// [`Error::Busy`] if a guard is open; [`Error::Protocol`] if `parked` belongs to
     /// another ring.
+    #[allow(clippy::needless_pass_by_value)] // consumes the token so it cannot be reused
     pub fn commit_parked(&self, parked: ParkedRx) -> Result<()> {
         let mut rx = self.state.try_borrow_mut().map_err(|_| Error::Busy("RX"))?;
         if !rx.parked || !Arc::ptr_eq(rx.consumer.arena(), &parked.arena) {

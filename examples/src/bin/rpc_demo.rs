@@ -2,8 +2,10 @@
 //! a client in another, and what the client measured.
 //!
 //! ```text
-//! rpc_demo            # starts the server as a child process, runs the client, prints
-//! rpc_demo server P   # the server alone, on socket path P
+//! rpc_demo                        # starts the server as a child process, runs the
+//!                                 # client, prints what it measured
+//! rpc_demo --python PY SCRIPT     # then runs a Python caller (SCRIPT PATH) too
+//! rpc_demo server P               # the server alone, on socket path P
 //! ```
 #![allow(clippy::print_stdout, clippy::cast_precision_loss, clippy::cast_sign_loss)]
 
@@ -103,7 +105,16 @@ fn main() -> tachyon::Result<()> {
         .spawn()
         .expect("spawn server");
     println!("rpc_demo: server process {} serving `quote` (msg_type 1) and `echo` (msg_type 2) at {path}", server.id());
-    let result = client(&path);
+    let mut result = client(&path);
+    if let (Some("--python"), Some(python), Some(script)) =
+        (args.first().map(String::as_str), args.get(1), args.get(2))
+    {
+        println!();
+        let status = Command::new(python).args([script.as_str(), &path]).status();
+        if !status.as_ref().is_ok_and(std::process::ExitStatus::success) {
+            result = Err(tachyon::Error::Protocol(format!("the Python caller failed: {status:?}")));
+        }
+    }
     let _ = server.kill();
     let _ = server.wait();
     result

@@ -37,6 +37,11 @@ def _resolve(fut: "asyncio.Future[Any]", value: Any) -> None:
         fut.set_result(value)
 
 
+def _resolve_all(done: "list[Tuple[asyncio.Future[Any], Any]]") -> None:
+    for fut, value in done:
+        _resolve(fut, value)
+
+
 def _fail(fut: "asyncio.Future[Any]", error: BaseException) -> None:
     if not fut.done():
         fut.set_exception(error)
@@ -110,12 +115,18 @@ class _ReplyPump:
         self._ready_wait = bus.readiness().wait
         self._lock = threading.Lock()
         self._pending: Dict[int, Tuple[asyncio.AbstractEventLoop, "asyncio.Future[_tachyon.RpcMessage]"]] = {}
+        # Replies taken before their caller registered (between `call` and `expect`).
+        self._early: Dict[int, _tachyon.RpcMessage] = {}
         self._running = False
 
     def expect(self, cid: int) -> "asyncio.Future[_tachyon.RpcMessage]":
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[_tachyon.RpcMessage] = loop.create_future()
         with self._lock:
+            early = self._early.pop(cid, None)
+            if early is not None:
+                fut.set_result(early)
+                return fut
             self._pending[cid] = (loop, fut)
             if not self._running:
                 self._running = True
@@ -126,6 +137,7 @@ class _ReplyPump:
         """The caller gave up on ``cid`` (timeout, cancellation): drop its reply."""
         with self._lock:
             known = self._pending.pop(cid, None) is not None
+            self._early.pop(cid, None)
         bus = self._bus()
         if known and bus is not None and not bus.closed:
             bus.abandon(cid)
@@ -140,7 +152,13 @@ class _ReplyPump:
             try:
                 if not self._ready_wait(_SLICE):
                     continue
-                reply = bus.next_reply(timeout=0)
+                # Take every reply already there, then wake the loop once for all of them.
+                replies = [bus.next_reply(timeout=0)]
+                while bus.in_flight:
+                    try:
+                        replies.append(bus.next_reply(timeout=0))
+                    except TachyonTimeoutError:
+                        break
             except TachyonTimeoutError:
                 continue
             except BaseException as e:
@@ -153,11 +171,16 @@ class _ReplyPump:
                 return
             finally:
                 del bus
+            by_loop: Dict[asyncio.AbstractEventLoop, list[Tuple["asyncio.Future[Any]", Any]]] = {}
             with self._lock:
-                waiter = self._pending.pop(reply.correlation_id, None)
-            if waiter is not None:
-                loop, fut = waiter
-                loop.call_soon_threadsafe(_resolve, fut, reply)
+                for reply in replies:
+                    waiter = self._pending.pop(reply.correlation_id, None)
+                    if waiter is not None:
+                        by_loop.setdefault(waiter[0], []).append((waiter[1], reply))
+                    else:  # its caller has sent but not registered yet
+                        self._early[reply.correlation_id] = reply
+            for loop, done in by_loop.items():
+                loop.call_soon_threadsafe(_resolve_all, done)
 
 
 _pumps: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()

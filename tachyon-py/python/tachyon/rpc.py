@@ -46,9 +46,15 @@ class _BadRequest(Exception):
 def encode(value: Any) -> bytes:
     """MessagePack-encodes a Python value as the Rust typed handlers expect it: maps with
     string keys for structs (dataclasses become maps), arrays for tuples and lists."""
+    return bytes(msgpack.packb(value, use_bin_type=True, default=_to_map))
+
+
+def _to_map(value: Any) -> Any:
+    """msgpack's hook for types it does not know: dataclasses become maps (nested ones
+    too, as msgpack calls this again for each), without ``asdict``'s deep copy."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        value = dataclasses.asdict(value)
-    return bytes(msgpack.packb(value, use_bin_type=True))
+        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    raise TypeError(f"cannot MessagePack-encode {type(value).__name__}")
 
 
 def decode(data: Union[bytes, memoryview], into: Optional[type] = None) -> Any:
