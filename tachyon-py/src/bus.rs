@@ -48,7 +48,7 @@ impl Message {
         let (ptr, len) = (data.as_ptr(), data.len());
         // SAFETY: `ptr..ptr + len` is the immutable storage of the `bytes` object this
         // message holds; the view holds a reference to the message, so it stays alive.
-        unsafe { crate::zero_copy::export_readonly(&slf.into_any(), view, ptr, len, flags) }
+        unsafe { crate::zero_copy::export(slf.as_any(), view, ptr.cast_mut(), len, true, flags) }
     }
 
     fn __repr__(&self) -> String {

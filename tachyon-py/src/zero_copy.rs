@@ -237,21 +237,7 @@ impl TxGuard {
         // SAFETY: `addr..addr + len` is the reserved slot, writable by us alone: the
         // reservation is parked in `s.parked`, which keeps the ring's mapping alive and
         // the slot unpublished, and it is not given back while `exports > 0` (see `take`).
-        // `view` is the caller's buffer struct, which PyBuffer_FillInfo fills (taking a
-        // reference to `slf`, released by the matching PyBuffer_Release).
-        let rc = unsafe {
-            ffi::PyBuffer_FillInfo(
-                view,
-                slf.as_ptr(),
-                s.addr as *mut std::ffi::c_void,
-                ffi::Py_ssize_t::try_from(s.len).unwrap_or(ffi::Py_ssize_t::MAX),
-                0,
-                flags,
-            )
-        };
-        if rc != 0 {
-            return Err(PyErr::fetch(slf.py()));
-        }
+        unsafe { export(slf.as_any(), view, s.addr as *mut u8, s.len, false, flags)? };
         s.exports += 1;
         Ok(())
     }
@@ -384,22 +370,8 @@ impl RxGuard {
         }
         // SAFETY: `addr..addr + len` is the payload of a parked message: the token keeps
         // the mapping alive and the producer from reusing the slot, and it is not
-        // released while `exports > 0` (see `commit`). The view is read-only
-        // (PyBuffer_FillInfo refuses a writable request), and FillInfo takes a reference
-        // to `slf` that the matching PyBuffer_Release drops.
-        let rc = unsafe {
-            ffi::PyBuffer_FillInfo(
-                view,
-                slf.as_ptr(),
-                s.addr as *mut std::ffi::c_void,
-                ffi::Py_ssize_t::try_from(s.len).unwrap_or(ffi::Py_ssize_t::MAX),
-                1,
-                flags,
-            )
-        };
-        if rc != 0 {
-            return Err(PyErr::fetch(slf.py()));
-        }
+        // released while `exports > 0` (see `commit`). The view is read-only.
+        unsafe { export(slf.as_any(), view, s.addr as *mut u8, s.len, true, flags)? };
         s.exports += 1;
         Ok(())
     }
@@ -425,26 +397,29 @@ impl Drop for RxGuard {
     }
 }
 
-/// Fills `view` with a read-only export of `ptr..ptr + len`, owned by `owner`.
+/// Fills `view` with an export of `ptr..ptr + len` owned by `owner` (read-only if
+/// `readonly`; a writable request of a read-only export fails with `BufferError`).
 ///
 /// # Safety
 /// `view` must be the buffer struct passed to `__getbuffer__`, and the memory must stay
-/// valid and unchanged for as long as `owner` lives.
-pub(crate) unsafe fn export_readonly(
+/// valid (and, if `readonly`, unchanged) for as long as `owner` lives or exports it.
+pub(crate) unsafe fn export(
     owner: &Bound<'_, PyAny>,
     view: *mut ffi::Py_buffer,
-    ptr: *const u8,
+    ptr: *mut u8,
     len: usize,
+    readonly: bool,
     flags: c_int,
 ) -> PyResult<()> {
-    // SAFETY: the caller's contract; FillInfo takes a reference to `owner` for the view.
+    // SAFETY: the caller's contract; FillInfo takes a reference to `owner` for the view,
+    // which the matching PyBuffer_Release drops.
     let rc = unsafe {
         ffi::PyBuffer_FillInfo(
             view,
             owner.as_ptr(),
-            ptr.cast_mut().cast(),
+            ptr.cast(),
             ffi::Py_ssize_t::try_from(len).unwrap_or(ffi::Py_ssize_t::MAX),
-            1,
+            c_int::from(readonly),
             flags,
         )
     };

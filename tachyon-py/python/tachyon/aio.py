@@ -187,17 +187,19 @@ _pumps: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
 _pumps_lock = threading.Lock()
 
 
-def _message_pump(bus: _tachyon.Bus) -> _MessagePump[_tachyon.Message]:
+def _message_pump(bus: Any, take: str) -> _MessagePump[Any]:
+    """The pump of ``bus``, which takes each message with ``bus.<take>(timeout=0)``
+    (``recv`` on a Bus, ``serve`` on the callee end of an RpcBus)."""
     with _pumps_lock:
         pump = _pumps.get(bus)
         if pump is None:
             ref = weakref.ref(bus)
 
-            def fetch() -> _tachyon.Message:
+            def fetch() -> Any:
                 b = ref()
                 if b is None:
                     raise PeerDeadError("the bus was garbage-collected")
-                return b.recv(timeout=0)
+                return getattr(b, take)(timeout=0)
 
             pump = _pumps[bus] = _MessagePump(bus.readiness(), fetch)
         return pump
@@ -222,15 +224,16 @@ async def _within(aw: "asyncio.Future[T]", timeout: Optional[float], what: str) 
 
 async def recv_async(bus: _tachyon.Bus, timeout: Optional[float] = None) -> _tachyon.Message:
     """Awaits the next message of ``bus`` (``await bus.recv_async()`` calls this)."""
-    return await _within(asyncio.ensure_future(_message_pump(bus).get()), timeout, "recv_async")
+    return await _within(asyncio.ensure_future(_message_pump(bus, "recv").get()), timeout, "recv_async")
 
 
 async def anext_message(bus: _tachyon.Bus) -> _tachyon.Message:
     """``async for msg in bus``: the next message; ends when the peer is gone."""
     try:
-        return await _message_pump(bus).get()
+        msg: _tachyon.Message = await _message_pump(bus, "recv").get()
     except PeerDeadError:
         raise StopAsyncIteration from None
+    return msg
 
 
 async def call_reply(
@@ -261,17 +264,7 @@ async def call_async(
 
 async def serve_requests(bus: _tachyon.RpcBus, timeout: Optional[float] = None) -> _tachyon.RpcMessage:
     """Awaits the next request on the callee end of ``bus``."""
-    with _pumps_lock:
-        pump = _pumps.get(bus)
-        if pump is None:
-            ref = weakref.ref(bus)
-
-            def fetch() -> _tachyon.RpcMessage:
-                b = ref()
-                if b is None:
-                    raise PeerDeadError("the bus was garbage-collected")
-                return b.serve(timeout=0)
-
-            pump = _pumps[bus] = _MessagePump(bus.readiness(), fetch)
-    request: _tachyon.RpcMessage = await _within(asyncio.ensure_future(pump.get()), timeout, "serve")
+    request: _tachyon.RpcMessage = await _within(
+        asyncio.ensure_future(_message_pump(bus, "serve").get()), timeout, "serve"
+    )
     return request
