@@ -61,7 +61,8 @@ pub fn to_py(py: Python<'_>, e: BindError) -> PyErr {
         | E::InvalidPath { .. }
         | E::InvalidSize { .. }
         | E::MessageTooLarge { .. }
-        | E::InvalidNumaNode(_) => PyValueError::new_err(message),
+        | E::InvalidNumaNode(_)
+        | E::InvalidName { .. } => PyValueError::new_err(message),
         E::Io { .. } => PyOSError::new_err(message),
         _ => raise(py, "TachyonError", message),
     }

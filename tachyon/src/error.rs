@@ -93,6 +93,15 @@ pub enum Error {
         reason: &'static str,
     },
 
+    /// A method name, client id or channel name cannot be used (see [`crate::rpc::tiga`]).
+    #[error("invalid name {name:?}: {reason}")]
+    InvalidName {
+        /// The name given.
+        name: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+
     /// A guard of this kind is still alive on the bus; drop or commit it first.
     #[error("a {0} guard is already open on this bus; commit or drop it before acquiring another")]
     Busy(&'static str),

@@ -49,6 +49,7 @@ pub enum RegisterError {
 }
 
 type HandlerFn = dyn Fn(&[u8], &mut Vec<u8>) -> Result<(), ServerError> + Send + Sync;
+type FallbackFn = dyn Fn(u16, &[u8], &mut Vec<u8>) -> Result<(), ServerError> + Send + Sync;
 
 /// Fibonacci hashing of the u16 msg_type: the lookup runs once per request, so it
 /// skips SipHash (no untrusted key can degrade a table this small).
@@ -71,9 +72,9 @@ impl std::hash::Hasher for MsgTypeHasher {
 
 type Handlers = HashMap<u16, Handler, std::hash::BuildHasherDefault<MsgTypeHasher>>;
 
-struct Handler {
+struct Handler<F: ?Sized = HandlerFn> {
     name: Cow<'static, str>,
-    f: Box<HandlerFn>,
+    f: Box<F>,
 }
 
 /// Maps msg_type to handler. Share it (`Arc<Dispatcher>`) between server threads.
@@ -88,13 +89,15 @@ struct Handler {
 #[derive(Default)]
 pub struct Dispatcher {
     handlers: Handlers,
+    fallback: Option<Handler<FallbackFn>>,
 }
 
 impl std::fmt::Debug for Dispatcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut m: Vec<_> = self.handlers.iter().map(|(k, h)| (*k, h.name.as_ref())).collect();
+        let fallback = self.fallback.as_ref().map(|h| h.name.as_ref());
         m.sort_unstable();
-        f.debug_struct("Dispatcher").field("handlers", &m).finish()
+        f.debug_struct("Dispatcher").field("handlers", &m).field("fallback", &fallback).finish()
     }
 }
 
@@ -232,9 +235,43 @@ impl Dispatcher {
         self.insert(msg_type, name.into(), Box::new(move |req, out| handle_typed(req, out, &f)))
     }
 
-    /// The name of the handler for `msg_type`.
+    /// Registers the handler for every msg_type without a handler of its own. It gets
+    /// the msg_type with the request; language bindings route on it (a Node or Python
+    /// callback that sees every request). A second call replaces the first.
+    ///
+    /// ```
+    /// use tachyon::rpc::{Dispatcher, ServerError, MSG_TYPE_ERROR};
+    /// let mut d = Dispatcher::new();
+    /// d.set_fallback("any", |msg_type, req: &[u8]| {
+    ///     Ok::<_, ServerError>([&msg_type.to_be_bytes()[..], req].concat())
+    /// });
+    /// let mut out = Vec::new();
+    /// assert_eq!(d.dispatch(7, b"x", &mut out), 7);
+    /// assert_eq!(out, b"\0\x07x");
+    /// // 0xFFFF is the error sentinel, never a request: no handler gets it.
+    /// assert_eq!(d.dispatch(MSG_TYPE_ERROR, b"", &mut out), MSG_TYPE_ERROR);
+    /// ```
+    pub fn set_fallback<F, E>(&mut self, name: impl Into<Cow<'static, str>>, f: F) -> &mut Self
+    where
+        F: Fn(u16, &[u8]) -> Result<Vec<u8>, E> + Send + Sync + 'static,
+        E: Into<ServerError>,
+    {
+        self.fallback = Some(Handler {
+            name: name.into(),
+            f: Box::new(move |msg_type, req, out| {
+                *out = f(msg_type, req).map_err(Into::into)?;
+                Ok(())
+            }),
+        });
+        self
+    }
+
+    /// The name of the handler for `msg_type` (the fallback's if it has none of its own).
     pub fn handler_name(&self, msg_type: u16) -> Option<&str> {
-        self.handlers.get(&msg_type).map(|h| h.name.as_ref())
+        self.handlers
+            .get(&msg_type)
+            .map(|h| h.name.as_ref())
+            .or_else(|| self.fallback.as_ref().map(|h| h.name.as_ref()))
     }
 
     /// The registered msg_types, sorted.
@@ -249,7 +286,11 @@ impl Dispatcher {
     /// encoded [`RpcError`] for an unknown msg_type, a failing or panicking handler.
     pub fn dispatch(&self, msg_type: u16, request: &[u8], response: &mut Vec<u8>) -> u16 {
         response.clear();
-        let Some(h) = self.handlers.get(&msg_type) else {
+        let (name, outcome) = if let Some(h) = self.handlers.get(&msg_type) {
+            (&h.name, catch_unwind(AssertUnwindSafe(|| (h.f)(request, response))))
+        } else if let Some(h) = self.fallback.as_ref().filter(|_| msg_type != MSG_TYPE_ERROR) {
+            (&h.name, catch_unwind(AssertUnwindSafe(|| (h.f)(msg_type, request, response))))
+        } else {
             let e = RpcError::new(
                 msg_type,
                 code::UNKNOWN_MSG_TYPE,
@@ -258,7 +299,6 @@ impl Dispatcher {
             e.encode_into(response);
             return MSG_TYPE_ERROR;
         };
-        let outcome = catch_unwind(AssertUnwindSafe(|| (h.f)(request, response)));
         let err = match outcome {
             Ok(Ok(())) => return msg_type,
             Ok(Err(e)) => RpcError::new(msg_type, e.code, e.message),
@@ -271,7 +311,7 @@ impl Dispatcher {
                 RpcError::new(
                     msg_type,
                     code::HANDLER_PANIC,
-                    format!("handler `{}` panicked: {what}", h.name),
+                    format!("handler `{name}` panicked: {what}"),
                 )
             }
         };

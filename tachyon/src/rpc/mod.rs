@@ -14,6 +14,7 @@ mod dispatch;
 mod error;
 mod in_flight;
 mod server;
+pub mod tiga;
 
 pub use bus::{ParkedRpcTx, Role, RpcBus, RpcReply, RpcRequest, RpcTxGuard};
 pub use dispatch::{

@@ -1,0 +1,50 @@
+'use strict';
+// tachyon-node: shared-memory IPC and RPC for Node.js over the Tachyon Rust core.
+const native = require('./lib/native');
+const errors = require('./lib/errors');
+const { Bus, TxGuard, RxGuard, RxBatch } = require('./lib/bus');
+const { RpcBus } = require('./lib/rpc');
+const { createRpcServer, RpcServer } = require('./lib/server');
+const tiga = require('./lib/tiga');
+
+/** Binds a bus's ring to a NUMA node (as upstream's free function). */
+function setNumaNode(bus, node) {
+  bus.setNumaNode(node);
+}
+
+/** Spin only (true) or spin then sleep (false) while the bus waits. */
+function setPollingMode(bus, spinOnly) {
+  bus.setPollingMode(spinOnly);
+}
+
+module.exports = {
+  Bus,
+  TxGuard,
+  RxGuard,
+  RxBatch,
+  RpcBus,
+  RpcServer,
+  createRpcServer,
+  TigaServer: tiga.TigaServer,
+  createTigaServer: tiga.createTigaServer,
+  startTigaServer: tiga.startTigaServer,
+  tigaInvoke: tiga.tigaInvoke,
+  tigaCloseAll: tiga.tigaCloseAll,
+  methodId: tiga.methodId,
+  makeTypeId: native.makeTypeId,
+  routeId: native.routeId,
+  msgType: native.msgType,
+  setNumaNode,
+  setPollingMode,
+  TachyonError: errors.TachyonError,
+  TachyonRpcError: errors.TachyonRpcError,
+  RpcCode: errors.RpcCode,
+  MSG_TYPE_ERROR: errors.MSG_TYPE_ERROR,
+  isTachyonError: errors.isTachyonError,
+  isAbiMismatch: errors.isAbiMismatch,
+  isFull: errors.isFull,
+  isPeerDead: errors.isPeerDead,
+  isTimeout: errors.isTimeout,
+  isClosed: errors.isClosed,
+  isRpcError: errors.isRpcError,
+};

@@ -1,0 +1,11 @@
+// ESM entry: the same exports as the CommonJS entry.
+import cjs from './index.js';
+
+export const {
+  Bus, TxGuard, RxGuard, RxBatch, RpcBus, RpcServer, createRpcServer,
+  TigaServer, createTigaServer, startTigaServer, tigaInvoke, tigaCloseAll, methodId,
+  makeTypeId, routeId, msgType, setNumaNode, setPollingMode,
+  TachyonError, TachyonRpcError, RpcCode, MSG_TYPE_ERROR,
+  isTachyonError, isAbiMismatch, isFull, isPeerDead, isTimeout, isClosed, isRpcError,
+} = cjs;
+export default cjs;

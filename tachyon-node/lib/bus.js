@@ -1,0 +1,280 @@
+'use strict';
+// Bus: the SPSC shared-memory bus, with zero-copy guards and async receives.
+const native = require('./native');
+const { fromInfo, timeoutError, isPeerDead, isClosed } = require('./errors');
+
+/** Turns Buffer | Uint8Array | ArrayBuffer | string into bytes napi accepts. */
+function bytesOf(data, what = 'data') {
+  if (Buffer.isBuffer(data) || data instanceof Uint8Array) return data;
+  if (data instanceof ArrayBuffer) return new Uint8Array(data);
+  if (typeof data === 'string') return Buffer.from(data);
+  throw new TypeError(`${what} must be a Buffer, Uint8Array, ArrayBuffer or string, got ${typeof data}`);
+}
+
+function timeoutOf(opts) {
+  return opts == null ? undefined : opts.timeoutMs;
+}
+
+/** A reserved TX slot. Write through bytes(), then commit; leaving `using` rolls back. */
+class TxGuard {
+  #slot;
+  #ab = null;
+  #buf = null;
+
+  constructor(slot) {
+    this.#slot = slot;
+  }
+
+  /** Bytes reserved. */
+  get maxSize() {
+    return this.#slot.maxSize;
+  }
+
+  /** Whether the slot is still held. */
+  get open() {
+    return this.#slot.open;
+  }
+
+  /** The slot as a Buffer over shared memory. Detached (length 0) after commit or rollback. */
+  bytes() {
+    if (this.#buf === null) {
+      this.#ab = this.#slot.buffer();
+      this.#buf = Buffer.from(this.#ab);
+    }
+    return this.#buf;
+  }
+
+  /** Publishes `actualSize` bytes as one message and wakes the consumer. */
+  commit(actualSize, typeId = 0) {
+    this.#slot.commit(this.#ab ?? undefined, actualSize, typeId, true);
+  }
+
+  /** Publishes without waking the consumer; `bus.flush()` does it later. */
+  commitUnflushed(actualSize, typeId = 0) {
+    this.#slot.commit(this.#ab ?? undefined, actualSize, typeId, false);
+  }
+
+  /** Gives the slot back unpublished. */
+  rollback() {
+    this.#slot.rollback(this.#ab ?? undefined);
+  }
+
+  [Symbol.dispose]() {
+    if (this.#slot.open) this.rollback();
+  }
+}
+
+/** Received messages held in place; commit (or leave `using`) to release them. */
+class RxBatch {
+  #slot;
+  #abs = null;
+  #bufs = null;
+
+  constructor(slot) {
+    this.#slot = slot;
+  }
+
+  #buffers() {
+    if (this.#bufs === null) {
+      this.#abs = this.#slot.length ? this.#slot.buffers() : [];
+      this.#bufs = this.#abs.map((ab) => Buffer.from(ab));
+    }
+    return this.#bufs;
+  }
+
+  /** How many messages. */
+  get length() {
+    return this.#slot.length;
+  }
+
+  /** Whether the messages are still held. */
+  get open() {
+    return this.#slot.open;
+  }
+
+  /** Message `i` (negative counts from the end): data is a Buffer over shared memory. */
+  at(i) {
+    const n = this.#slot.length;
+    const k = i < 0 ? i + n : i;
+    if (!Number.isInteger(k) || k < 0 || k >= n) return undefined;
+    const data = this.#buffers()[k];
+    return { data, typeId: this.#slot.typeId(k), actualSize: this.#slot.size(k) };
+  }
+
+  *[Symbol.iterator]() {
+    for (let i = 0; i < this.#slot.length; i++) yield this.at(i);
+  }
+
+  /** Releases the slots; every Buffer handed out is detached (length 0) afterwards. */
+  commit() {
+    this.#slot.commit(this.#abs ?? undefined);
+  }
+
+  [Symbol.dispose]() {
+    this.commit();
+  }
+}
+
+/** One received message held in place. */
+class RxGuard extends RxBatch {
+  /** The payload as a Buffer over shared memory (detached after commit). */
+  data() {
+    return this.at(0).data;
+  }
+
+  /** The message's type id. */
+  get typeId() {
+    return this.at(0).typeId;
+  }
+
+  /** The payload size. */
+  get actualSize() {
+    return this.at(0).actualSize;
+  }
+}
+
+/**
+ * A single-producer, single-consumer shared-memory bus. One process listens, the other
+ * connects; one side sends, the other receives.
+ */
+class Bus {
+  #n;
+  /** Messages fetched by an async receive but not handed out yet (kept, never lost). */
+  #backlog = [];
+
+  /** @internal */
+  constructor(nativeBus) {
+    if (!(nativeBus instanceof native.NativeBus)) {
+      throw new TypeError('use Bus.listen, Bus.listenAsync or Bus.connect');
+    }
+    this.#n = nativeBus;
+  }
+
+  /** Creates a ring of `capacity` bytes and waits (blocking) for one peer. */
+  static listen(socketPath, capacity, opts) {
+    return new Bus(native.NativeBus.listen(socketPath, capacity, timeoutOf(opts)));
+  }
+
+  /** Creates a ring and waits for one peer off the main thread. */
+  static async listenAsync(socketPath, capacity, opts) {
+    const r = await native.NativeBus.listenAsync(socketPath, capacity, timeoutOf(opts));
+    if (r instanceof native.NativeBus) return new Bus(r);
+    throw fromInfo(r);
+  }
+
+  /** Connects to the listener at `socketPath`. */
+  static connect(socketPath) {
+    return new Bus(native.NativeBus.connect(socketPath));
+  }
+
+  /** Closes the bus (idempotent). Pending async receives fail with ERR_TACHYON_CLOSED. */
+  close() {
+    this.#n.close();
+  }
+
+  /** Whether close() was called. */
+  get closed() {
+    return this.#n.closed;
+  }
+
+  /** Ring capacity in bytes. */
+  get capacity() {
+    return this.#n.capacity;
+  }
+
+  /** Sends one message (a copy into the ring). Waits for room up to opts.timeoutMs. */
+  send(data, typeId = 0, opts) {
+    this.#n.send(bytesOf(data), typeId, timeoutOf(opts));
+  }
+
+  /** Publishes messages committed unflushed. */
+  flush() {
+    this.#n.flush();
+  }
+
+  /** Waits for the next message and returns a heap copy (safe to keep). */
+  recv(spinThreshold, opts) {
+    const t = timeoutOf(opts);
+    for (;;) {
+      try {
+        const m = this.#n.recv(spinThreshold, t);
+        if (m === null) throw timeoutError(t);
+        return m;
+      } catch (e) {
+        if (e.code !== 'ERR_TACHYON_INTERRUPTED') throw e; // EINTR: retry
+      }
+    }
+  }
+
+  /** Reserves `maxSize` bytes for zero-copy writing. */
+  acquireTx(maxSize, opts) {
+    return new TxGuard(this.#n.acquireTx(maxSize, timeoutOf(opts)));
+  }
+
+  /** Waits for one message and holds it in place; null on a timeout. */
+  acquireRx(spinThreshold, opts) {
+    const slot = this.#n.acquireRx(spinThreshold, timeoutOf(opts));
+    return slot === null ? null : new RxGuard(slot);
+  }
+
+  /** Waits for at least one message, then holds up to `maxMsgs` in place. */
+  drainBatch(maxMsgs, spinThreshold, opts) {
+    return new RxBatch(this.#n.drainBatch(maxMsgs, spinThreshold, timeoutOf(opts)));
+  }
+
+  /** Receives up to `maxMsgs` (at least one) without blocking the event loop. */
+  async recvManyAsync(maxMsgs, opts) {
+    if (this.#backlog.length > 0) return this.#backlog.splice(0, maxMsgs);
+    const r = await this.#n.recvAsync(maxMsgs, timeoutOf(opts));
+    if (Array.isArray(r)) return r;
+    throw fromInfo(r);
+  }
+
+  /** Receives the next message (a heap copy) without blocking the event loop. */
+  async recvAsync(opts) {
+    return (await this.recvManyAsync(1, opts))[0];
+  }
+
+  /**
+   * Messages as they arrive, without blocking the event loop; ends when the peer is
+   * gone or the bus is closed. Messages are fetched in batches of up to `batch`.
+   */
+  async *messages(opts = {}) {
+    const batch = opts.batch ?? 256;
+    for (;;) {
+      if (this.#backlog.length === 0) {
+        let got;
+        try {
+          got = await this.recvManyAsync(batch, opts);
+        } catch (e) {
+          if (isPeerDead(e) || isClosed(e)) return;
+          throw e;
+        }
+        // A message leaves the backlog only when it is handed out, so breaking out of
+        // the loop keeps the rest for the next receive.
+        this.#backlog.push(...got);
+      }
+      yield this.#backlog.shift();
+    }
+  }
+
+  [Symbol.asyncIterator]() {
+    return this.messages();
+  }
+
+  /** Spin only (true) or spin then sleep (false) while waiting. */
+  setPollingMode(spinOnly) {
+    this.#n.setPollingMode(Boolean(spinOnly));
+  }
+
+  /** Binds the ring's memory to a NUMA node. */
+  setNumaNode(node) {
+    this.#n.setNumaNode(node);
+  }
+
+  [Symbol.dispose]() {
+    this.close();
+  }
+}
+
+module.exports = { Bus, TxGuard, RxGuard, RxBatch, bytesOf, timeoutOf };

@@ -1,0 +1,92 @@
+'use strict';
+// Errors: every error this package throws has a `code` starting with ERR_TACHYON_.
+const native = require('./native');
+
+/** The base class of errors built by the JS layer (async outcomes, RPC errors). */
+class TachyonError extends Error {
+  constructor(message, code = 'ERR_TACHYON') {
+    super(message);
+    this.name = 'TachyonError';
+    this.code = code;
+  }
+}
+
+/** Error codes of the structured 0xFFFF reply (tachyon::rpc::code). */
+const RpcCode = Object.freeze({
+  UPSTREAM: 0,
+  UNKNOWN_MSG_TYPE: 1,
+  HANDLER_ERROR: 2,
+  HANDLER_PANIC: 3,
+  BAD_REQUEST: 4,
+  BAD_RESPONSE: 5,
+  MALFORMED: 6,
+});
+
+/** The remote handler failed: the caller got the 0xFFFF error reply. */
+class TachyonRpcError extends TachyonError {
+  constructor(msgType, rpcCode, message) {
+    super(`rpc error on msg_type ${msgType} (code ${rpcCode}): ${message}`, 'ERR_TACHYON_RPC');
+    this.name = 'TachyonRpcError';
+    /** The msg_type that failed. */
+    this.msgType = msgType;
+    /** The error code sent by the server (RpcCode). */
+    this.rpcCode = rpcCode;
+    /** The server's message. */
+    this.rpcMessage = message;
+  }
+}
+
+const MSG_TYPE_ERROR = 0xffff;
+
+/** Builds the error an async outcome carried. */
+function fromInfo(info) {
+  return new TachyonError(info.message, info.code);
+}
+
+/** Throws TachyonRpcError for a raw 0xFFFF reply; returns other replies unchanged. */
+function checkReply(reply) {
+  if (reply.msgType === MSG_TYPE_ERROR) {
+    const e = native.decodeRpcError(reply.data);
+    throw new TachyonRpcError(e.msgType, e.code, e.message);
+  }
+  return reply;
+}
+
+const hasCode = (e, code) => e != null && typeof e === 'object' && e.code === code;
+
+/** Whether `e` came from tachyon (its code starts with ERR_TACHYON). */
+const isTachyonError = (e) =>
+  e != null && typeof e === 'object' && typeof e.code === 'string' && e.code.startsWith('ERR_TACHYON');
+/** The peer speaks another ABI or bus kind. */
+const isAbiMismatch = (e) => hasCode(e, 'ERR_TACHYON_ABI_MISMATCH');
+/** The ring had no room (a send with timeoutMs 0, or a reply). */
+const isFull = (e) => hasCode(e, 'ERR_TACHYON_FULL');
+/** The peer exited or closed its end. */
+const isPeerDead = (e) => hasCode(e, 'ERR_TACHYON_PEER_DEAD');
+/** A timeout the caller set ran out. */
+const isTimeout = (e) => hasCode(e, 'ERR_TACHYON_TIMEOUT');
+/** The bus was closed on this side. */
+const isClosed = (e) => hasCode(e, 'ERR_TACHYON_CLOSED');
+/** The remote handler failed (a TachyonRpcError). */
+const isRpcError = (e) => e instanceof TachyonRpcError;
+
+function timeoutError(ms) {
+  return new TachyonError(`timed out after ${ms} ms; the peer may be slow or gone`, 'ERR_TACHYON_TIMEOUT');
+}
+
+module.exports = {
+  TachyonError,
+  TachyonRpcError,
+  RpcCode,
+  MSG_TYPE_ERROR,
+  fromInfo,
+  checkReply,
+  timeoutError,
+  isTachyonError,
+  isAbiMismatch,
+  isFull,
+  isPeerDead,
+  isTimeout,
+  isClosed,
+  isRpcError,
+};

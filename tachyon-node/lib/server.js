@@ -1,0 +1,134 @@
+'use strict';
+// Multi-client servers: every client gets a native thread (the Rust core's RpcServer);
+// each request is handed to JS, answered by a handler that may return a Promise.
+const native = require('./native');
+const { RpcCode } = require('./errors');
+const { bytesOf } = require('./bus');
+
+function toBytes(v) {
+  if (v === undefined || v === null) return Buffer.alloc(0);
+  return bytesOf(v, 'a handler result');
+}
+
+function isThenable(v) {
+  return v !== null && typeof v === 'object' && typeof v.then === 'function';
+}
+
+/**
+ * Starts a native server at `socketPath` and routes each request with `route(req)`,
+ * which returns the answer (or a Promise of it) or throws. Shared by createRpcServer
+ * and the Tiga server.
+ * @internal
+ */
+function startNative(config, route, onError) {
+  let server = null;
+  const fail = (req, e) => {
+    const code = Number.isInteger(e?.rpcCode) ? e.rpcCode : RpcCode.HANDLER_ERROR;
+    const message = e instanceof Error ? e.message : String(e);
+    server.respondError(req.requestId, code, message);
+    if (onError) {
+      try {
+        onError(e, req);
+      } catch {
+        // a failing error hook must not take the server down
+      }
+    }
+  };
+  const answer = (req, v) => {
+    try {
+      server.respond(req.requestId, toBytes(v));
+    } catch (e) {
+      fail(req, e);
+    }
+  };
+  server = native.NativeServer.start(config, (req) => {
+    let out;
+    try {
+      out = route(req);
+    } catch (e) {
+      fail(req, e);
+      return;
+    }
+    if (isThenable(out)) {
+      out.then((v) => answer(req, v), (e) => fail(req, e));
+    } else {
+      answer(req, out);
+    }
+  });
+  return server;
+}
+
+/** A running multi-client RPC server. */
+class RpcServer {
+  #n;
+
+  /** @internal */
+  constructor(n) {
+    this.#n = n;
+  }
+
+  /** Where clients connect. */
+  get socketPath() {
+    return this.#n.path;
+  }
+
+  /** Whether it still serves. */
+  get running() {
+    return this.#n.running;
+  }
+
+  /** Stops accepting, ends every session (their callers see the peer gone). */
+  async close() {
+    if (this.#n.running) await this.#n.close();
+  }
+
+  async [Symbol.asyncDispose]() {
+    await this.close();
+  }
+}
+
+function serverConfig(opts, socketPath, tiga) {
+  return {
+    socketPath,
+    tiga,
+    capFwd: opts.capFwd,
+    capRev: opts.capRev,
+    maxClients: opts.maxClients,
+    handlerTimeoutMs: opts.handlerTimeoutMs,
+    replyTimeoutMs: opts.replyTimeoutMs,
+  };
+}
+
+/**
+ * A server routing on msg_type, like Python's RpcDispatcher:
+ * `createRpcServer({ socketPath, handlers: { 1: (data, ctx) => data } })`.
+ * Handlers get `(data: Buffer, ctx: { msgType, requestId })` and return a Buffer,
+ * Uint8Array, string, or a Promise of one. A thrown error (or rejected Promise)
+ * becomes the 0xFFFF error reply; its `rpcCode` property sets the code.
+ */
+function createRpcServer(opts) {
+  if (opts === null || typeof opts !== 'object') throw new TypeError('options object required');
+  const { socketPath, handlers = {}, onError } = opts;
+  if (typeof socketPath !== 'string') throw new TypeError('socketPath must be a string');
+  const table = new Map();
+  for (const [k, fn] of Object.entries(handlers)) {
+    const t = Number(k);
+    if (!Number.isInteger(t) || t < 0 || t > 0xfffe) {
+      throw new RangeError(`handler key ${k} is not a msg_type in 0..=65534 (0xFFFF is the error sentinel)`);
+    }
+    if (typeof fn !== 'function') throw new TypeError(`handler for msg_type ${k} is not a function`);
+    table.set(t, fn);
+  }
+  const route = (req) => {
+    const fn = table.get(req.msgType);
+    if (fn === undefined) {
+      const e = new Error(`no handler for msg_type ${req.msgType}`);
+      e.rpcCode = RpcCode.UNKNOWN_MSG_TYPE;
+      throw e;
+    }
+    return fn(req.data, { msgType: req.msgType, requestId: req.requestId });
+  };
+  return new RpcServer(startNative(serverConfig(opts, socketPath, false), route, onError));
+}
+
+module.exports = { createRpcServer, RpcServer, startNative, serverConfig };

@@ -1,0 +1,247 @@
+//! `NativeBus`: the SPSC bus for the JS layer's `Bus`. Blocking calls block the JS
+//! thread (as upstream's do) and take an optional timeout in milliseconds; the `*Async`
+//! calls wait on the pump thread instead.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use napi::bindgen_prelude::{AsyncTask, Either, Object};
+use napi::{Env, Task};
+use napi_derive::napi;
+use tachyon::Wait;
+
+use crate::cell::Cell;
+use crate::errors::{NapiExt, BindError, JsError, arg, timeout};
+use crate::pump::{BusPump, Deferred, ErrInfo, Message};
+use crate::slots::{NativeRxSlot, NativeTxSlot};
+
+/// The native half of `Bus`.
+#[napi]
+pub struct NativeBus {
+    cell: Arc<Cell<tachyon::Bus>>,
+    pump: Mutex<Option<BusPump>>,
+}
+
+fn wait_for(spin: Option<u32>, t: Option<Duration>) -> Wait<'static> {
+    let w = Wait::new().timeout_opt(t);
+    match spin {
+        Some(s) => w.spin(s),
+        None => w,
+    }
+}
+
+impl NativeBus {
+    fn new(bus: tachyon::Bus) -> Self {
+        Self { cell: Arc::new(Cell::new(bus)), pump: Mutex::new(None) }
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&tachyon::Bus) -> Result<R, BindError>) -> Result<R, JsError> {
+        Ok(self.cell.with(f)?)
+    }
+
+    fn pump<R>(&self, f: impl FnOnce(&BusPump) -> R) -> Result<R, JsError> {
+        let mut p = self.pump.lock().unwrap_or_else(PoisonError::into_inner);
+        if p.is_none() {
+            *p = Some(BusPump::for_bus(&self.cell)?);
+        }
+        Ok(f(p.as_ref().expect("just set")))
+    }
+}
+
+/// `Bus.listenAsync` off the JS thread.
+pub struct ListenTask {
+    path: String,
+    capacity: usize,
+    timeout: Option<Duration>,
+}
+
+impl Task for ListenTask {
+    type Output = Result<tachyon::Bus, ErrInfo>;
+    type JsValue = Either<NativeBus, ErrInfo>;
+
+    fn compute(&mut self) -> napi::Result<Self::Output> {
+        let wait = Wait::new().timeout_opt(self.timeout);
+        Ok(tachyon::Bus::listen_with(&self.path, self.capacity, wait)
+            .map_err(|e| BindError::Core(e).into()))
+    }
+
+    fn resolve(&mut self, _env: Env, out: Self::Output) -> napi::Result<Self::JsValue> {
+        Ok(match out {
+            Ok(bus) => Either::A(NativeBus::new(bus)),
+            Err(e) => Either::B(e),
+        })
+    }
+}
+
+#[napi]
+impl NativeBus {
+    /// Creates a ring of `capacity` bytes at `socketPath` and waits for one peer.
+    #[napi(factory)]
+    pub fn listen(socket_path: String, capacity: u32, timeout_ms: Option<f64>) -> Result<Self, JsError> {
+        let t = timeout(timeout_ms)?;
+        let bus = tachyon::Bus::listen_with(&socket_path, capacity as usize, Wait::new().timeout_opt(t))
+            .map_err(crate::errors::core)?;
+        Ok(Self::new(bus))
+    }
+
+    /// `listen` on a libuv worker thread.
+    #[napi(ts_return_type = "Promise<NativeBus | ErrInfo>")]
+    pub fn listen_async(
+        socket_path: String,
+        capacity: u32,
+        timeout_ms: Option<f64>,
+    ) -> Result<AsyncTask<ListenTask>, JsError> {
+        let timeout = timeout(timeout_ms)?;
+        Ok(AsyncTask::new(ListenTask { path: socket_path, capacity: capacity as usize, timeout }))
+    }
+
+    /// Connects to the listener at `socketPath`.
+    #[napi(factory)]
+    pub fn connect(socket_path: String) -> Result<Self, JsError> {
+        Ok(Self::new(tachyon::Bus::connect(&socket_path).map_err(crate::errors::core)?))
+    }
+
+    /// Closes the bus (idempotent). Pending async receives get `ERR_TACHYON_CLOSED`.
+    #[napi]
+    pub fn close(&self) {
+        if let Some(p) = self.pump.lock().unwrap_or_else(PoisonError::into_inner).take() {
+            p.stop();
+        }
+        drop(self.cell.close());
+    }
+
+    /// Whether `close` was called.
+    #[napi(getter)]
+    pub fn closed(&self) -> bool {
+        self.cell.is_closed()
+    }
+
+    /// Ring capacity in bytes.
+    #[napi(getter)]
+    pub fn capacity(&self) -> Result<u32, JsError> {
+        self.with(|b| Ok(b.capacity() as u32))
+    }
+
+    /// Sends one message, waiting for room up to `timeoutMs` (0: never wait).
+    #[napi]
+    pub fn send(&self, data: &[u8], type_id: u32, timeout_ms: Option<f64>) -> Result<(), JsError> {
+        let t = timeout(timeout_ms)?;
+        self.with(|b| {
+            if t == Some(Duration::ZERO) {
+                return Ok(b.send(data, type_id)?);
+            }
+            match b.send(data, type_id) {
+                Err(tachyon::Error::Full { .. }) => {}
+                other => return Ok(other?),
+            }
+            let mut tx = b.acquire_tx_with(data.len(), Wait::new().timeout_opt(t))?;
+            tx.bytes_mut().copy_from_slice(data);
+            Ok(tx.commit(data.len(), type_id)?)
+        })
+    }
+
+    /// Publishes what was committed unflushed and wakes the consumer.
+    #[napi]
+    pub fn flush(&self) -> Result<(), JsError> {
+        self.with(|b| {
+            b.flush();
+            Ok(())
+        })
+    }
+
+    /// Waits for the next message and returns a heap copy; `null` on a timeout.
+    #[napi]
+    pub fn recv(&self, spin_threshold: Option<u32>, timeout_ms: Option<f64>) -> Result<Option<Message>, JsError> {
+        let t = timeout(timeout_ms)?;
+        self.with(|b| match b.acquire_rx_with(wait_for(spin_threshold, t)) {
+            Ok(m) => Ok(Some(Message { data: m.data().to_vec().into(), type_id: m.type_id() })),
+            Err(tachyon::Error::Timeout(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        })
+    }
+
+    /// Receives up to `maxMsgs` messages as heap copies without waiting.
+    #[napi]
+    pub fn try_recv_many(&self, max_msgs: u32) -> Result<Vec<Message>, JsError> {
+        self.with(|b| {
+            let mut out = Vec::new();
+            while out.len() < max_msgs as usize {
+                match b.try_recv()? {
+                    Some(m) => out.push(Message { data: m.data().to_vec().into(), type_id: m.type_id() }),
+                    None => break,
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Reserves `maxSize` bytes for zero-copy writing, waiting for room up to `timeoutMs`.
+    #[napi]
+    pub fn acquire_tx(&self, max_size: u32, timeout_ms: Option<f64>) -> Result<NativeTxSlot, JsError> {
+        let t = timeout(timeout_ms)?;
+        Ok(NativeTxSlot::acquire(&self.cell, max_size as usize, Wait::new().timeout_opt(t))?)
+    }
+
+    /// Waits for one message and holds it in place; `null` on a timeout.
+    #[napi]
+    pub fn acquire_rx(
+        &self,
+        spin_threshold: Option<u32>,
+        timeout_ms: Option<f64>,
+    ) -> Result<Option<NativeRxSlot>, JsError> {
+        let t = timeout(timeout_ms)?;
+        Ok(NativeRxSlot::acquire(&self.cell, wait_for(spin_threshold, t))?)
+    }
+
+    /// Waits for at least one message, then holds up to `maxMsgs` in place.
+    #[napi]
+    pub fn drain_batch(
+        &self,
+        max_msgs: u32,
+        spin_threshold: Option<u32>,
+        timeout_ms: Option<f64>,
+    ) -> Result<NativeRxSlot, JsError> {
+        if max_msgs == 0 {
+            return Err(arg("maxMsgs must be at least 1"));
+        }
+        let t = timeout(timeout_ms)?;
+        Ok(NativeRxSlot::drain(&self.cell, max_msgs as usize, wait_for(spin_threshold, t))?)
+    }
+
+    /// Receives up to `maxMsgs` messages (at least one) off the JS thread.
+    #[napi(ts_return_type = "Promise<Message[] | ErrInfo>")]
+    pub fn recv_async<'e>(&self, env: &'e Env, max_msgs: u32, timeout_ms: Option<f64>) -> Result<Object<'e>, JsError> {
+        if max_msgs == 0 {
+            return Err(arg("maxMsgs must be at least 1"));
+        }
+        let t = timeout(timeout_ms)?;
+        let (d, promise): (Deferred<Vec<Message>>, Object<'e>) = env.create_deferred().js()?;
+        if self.cell.is_closed() {
+            crate::pump::settle(d, Err(BindError::Closed.into()));
+        } else {
+            self.pump(|p| p.receive(max_msgs as usize, t, d))?;
+        }
+        Ok(promise)
+    }
+
+    /// Spin-then-sleep (false) or spin only (true) when waiting.
+    #[napi]
+    pub fn set_polling_mode(&self, spin_only: bool) -> Result<(), JsError> {
+        self.with(|b| {
+            b.set_polling_mode(spin_only);
+            Ok(())
+        })
+    }
+
+    /// Binds the ring's memory to NUMA node `node`.
+    #[napi]
+    pub fn set_numa_node(&self, node: i32) -> Result<(), JsError> {
+        self.with(|b| Ok(b.set_numa_node(node)?))
+    }
+
+    /// Fails with `ERR_TACHYON_PEER_DEAD` if the peer is gone.
+    #[napi]
+    pub fn check_peer(&self) -> Result<(), JsError> {
+        self.with(|b| Ok(b.check_peer()?))
+    }
+}

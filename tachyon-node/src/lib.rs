@@ -1,0 +1,102 @@
+//! The native addon of the `tachyon-node` npm package (napi-rs).
+//!
+//! It is thin over the Rust core: `NativeBus`, `NativeRpcBus` and `NativeServer` wrap
+//! [`tachyon::Bus`], [`tachyon::rpc::RpcBus`] and [`tachyon::rpc::RpcServer`]. The JS
+//! layer in `tachyon-node/lib` adds what JS users expect and the addon should not own:
+//! `Symbol.dispose`, typed errors and their guards, async iterators, the Tiga API.
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod bus;
+mod cell;
+mod errors;
+mod pump;
+mod rpc;
+mod server;
+mod slots;
+
+use napi::bindgen_prelude::Buffer;
+use napi_derive::napi;
+
+use crate::errors::{JsError, arg};
+
+/// `route << 16 | msg_type`.
+#[napi]
+pub fn make_type_id(route: u32, msg_type: u32) -> Result<u32, JsError> {
+    let r = u16::try_from(route).map_err(|_| arg(format!("route must be in 0..=65535, got {route}")))?;
+    Ok(tachyon::make_type_id(r, server::check_msg_type(msg_type)?))
+}
+
+/// The route of a type id (its high 16 bits).
+#[napi]
+pub fn route_id(type_id: u32) -> u32 {
+    u32::from(tachyon::route_id(type_id))
+}
+
+/// The msg_type of a type id (its low 16 bits).
+#[napi]
+pub fn msg_type(type_id: u32) -> u32 {
+    u32::from(tachyon::msg_type(type_id))
+}
+
+/// A decoded 0xFFFF error reply.
+#[napi(object)]
+pub struct RpcErrorInfo {
+    /// The msg_type that failed.
+    pub msg_type: u32,
+    /// The error code (`tachyon::rpc::code`; 0 for upstream's bare sentinel).
+    pub code: u32,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// Decodes the payload of a 0xFFFF error reply (never fails: a payload it cannot read
+/// becomes a `MALFORMED` error).
+#[napi]
+pub fn decode_rpc_error(data: &[u8]) -> RpcErrorInfo {
+    let e = tachyon::rpc::RpcError::decode(data);
+    RpcErrorInfo { msg_type: u32::from(e.msg_type), code: e.code, message: e.message }
+}
+
+/// The msg_type a Tiga method name routes on (see `tachyon::rpc::tiga`).
+#[napi]
+pub fn method_id(name: String) -> Result<u32, JsError> {
+    Ok(u32::from(tachyon::rpc::tiga::method_id(&name).map_err(errors::core)?))
+}
+
+/// A Tiga call ready to send.
+#[napi(object)]
+pub struct TigaCall {
+    /// Route it on this msg_type.
+    pub msg_type: u32,
+    /// Send this payload.
+    pub payload: Buffer,
+}
+
+/// Builds the msg_type and payload that call `method` with `data` from `clientId`.
+#[napi]
+pub fn tiga_encode(method: String, client_id: String, data: &[u8]) -> Result<TigaCall, JsError> {
+    let (t, p) = tachyon::rpc::tiga::encode_call(&method, &client_id, data).map_err(errors::core)?;
+    Ok(TigaCall { msg_type: u32::from(t), payload: p.into() })
+}
+
+/// A Tiga client's channel and id.
+#[napi(object)]
+pub struct TigaNames {
+    /// The server's channel.
+    pub channel: String,
+    /// The client's id.
+    pub client_id: String,
+}
+
+/// Reads `<channel>.req.<clientId>` / `<channel>.resp.<clientId>`.
+#[napi]
+pub fn tiga_parse_names(request_name: String, response_name: String) -> Result<TigaNames, JsError> {
+    let n = tachyon::rpc::tiga::parse_names(&request_name, &response_name).map_err(errors::core)?;
+    Ok(TigaNames { channel: n.channel, client_id: n.client_id })
+}
+
+/// `<ipcDirectory>/<channel>.sock`.
+#[napi]
+pub fn tiga_socket_path(ipc_directory: String, channel: String) -> String {
+    tachyon::rpc::tiga::socket_path(&ipc_directory, &channel)
+}

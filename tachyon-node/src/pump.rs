@@ -1,0 +1,393 @@
+//! The async side: one pump thread per bus that waits for messages (or replies) off the
+//! JS thread and settles Promises.
+//!
+//! The thread runs only while something awaits. It waits through `RxReadiness` (no bus
+//! lock, so the JS thread is never stalled), then takes the lock for a non-blocking
+//! drain, copies what arrived and resolves the waiting Promises in order. Each pending
+//! Promise keeps the event loop alive; deadlines are checked at least every 50 ms.
+//!
+//! Promises resolve to an outcome, never reject: either the value or an [`ErrInfo`]
+//! the JS layer turns into its typed error (so async errors carry the same
+//! `ERR_TACHYON_*` codes as sync ones).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use napi::bindgen_prelude::{Buffer, Either};
+use napi::{Env, JsDeferred};
+use napi_derive::napi;
+use tachyon::{RxReadiness, Wait};
+
+use crate::cell::Cell;
+use crate::errors::{describe, BindError};
+
+/// How often a waiting pump looks at deadlines and at `close()`.
+const SLICE: Duration = Duration::from_millis(50);
+
+/// An error, as async outcomes carry it.
+#[napi(object)]
+pub struct ErrInfo {
+    /// `ERR_TACHYON_*`.
+    pub code: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl From<BindError> for ErrInfo {
+    fn from(e: BindError) -> Self {
+        let (code, message) = describe(&e);
+        Self { code: code.to_owned(), message }
+    }
+}
+
+/// A received message (a heap copy, safe to keep).
+#[napi(object)]
+pub struct Message {
+    /// The payload.
+    pub data: Buffer,
+    /// `route << 16 | msg_type`.
+    pub type_id: u32,
+}
+
+/// An RPC reply (or request). An error reply keeps msg_type 0xFFFF and its encoded
+/// payload; the JS layer decodes it into `TachyonRpcError`.
+#[napi(object)]
+pub struct Reply {
+    /// The payload.
+    pub data: Buffer,
+    /// The reply's msg_type (0xFFFF for an error reply).
+    pub msg_type: u32,
+    /// The call it answers.
+    pub correlation_id: f64,
+}
+
+type Resolver<T> = Box<dyn FnOnce(Env) -> napi::Result<Either<T, ErrInfo>> + Send>;
+/// A Promise settled from the pump thread.
+pub type Deferred<T> = JsDeferred<Either<T, ErrInfo>, Resolver<T>>;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Settles `d` with `outcome`.
+pub fn settle<T: napi::bindgen_prelude::ToNapiValue + Send + 'static>(
+    d: Deferred<T>,
+    outcome: Result<T, ErrInfo>,
+) {
+    d.resolve(Box::new(move |_| {
+        Ok(match outcome {
+            Ok(v) => Either::A(v),
+            Err(e) => Either::B(e),
+        })
+    }));
+}
+
+fn timeout_err(after: Duration) -> ErrInfo {
+    BindError::Core(tachyon::Error::Timeout(after)).into()
+}
+
+fn closed() -> ErrInfo {
+    BindError::Closed.into()
+}
+
+/// What a pump does between waits: the bus-specific half.
+pub trait Source: Send + 'static {
+    /// The bus type in the cell.
+    type Bus: Send + 'static;
+    /// Whether anything is waiting (the pump sleeps otherwise).
+    fn idle(&self) -> bool;
+    /// The earliest deadline of a waiter.
+    fn next_deadline(&self) -> Option<Instant>;
+    /// Takes what the bus holds now and settles waiters (bus lock held).
+    fn deliver(&mut self, bus: &Self::Bus);
+    /// Settles waiters whose deadline passed (bus lock held, so calls can be abandoned).
+    fn expire(&mut self, bus: Option<&Self::Bus>, now: Instant);
+    /// Settles every waiter with `err`.
+    fn fail_all(&mut self, err: &dyn Fn() -> ErrInfo);
+}
+
+struct Shared<S> {
+    state: Mutex<(S, bool)>,
+    wake: Condvar,
+}
+
+/// A pump: the waiters' state plus the thread serving them.
+pub struct Pump<S: Source> {
+    shared: Arc<Shared<S>>,
+}
+
+impl<S: Source> Pump<S> {
+    fn start(cell: Arc<Cell<S::Bus>>, ready: RxReadiness, source: S) -> Self {
+        let shared = Arc::new(Shared { state: Mutex::new((source, false)), wake: Condvar::new() });
+        let s = shared.clone();
+        std::thread::Builder::new()
+            .name("tachyon-node-pump".into())
+            .spawn(move || run(&s, &cell, &ready))
+            .expect("cannot spawn the tachyon pump thread");
+        Self { shared }
+    }
+
+    /// Changes the waiters' state and wakes the thread.
+    fn update<R>(&self, f: impl FnOnce(&mut S, bool) -> R) -> R {
+        let mut st = lock(&self.shared.state);
+        let (source, stopped) = &mut *st;
+        let r = f(source, *stopped);
+        self.shared.wake.notify_one();
+        r
+    }
+
+    /// Stops the thread; every waiter gets `ERR_TACHYON_CLOSED`.
+    pub fn stop(&self) {
+        self.update(|s, _| s.fail_all(&closed));
+        lock(&self.shared.state).1 = true;
+        self.shared.wake.notify_one();
+    }
+}
+
+fn run<S: Source>(shared: &Shared<S>, cell: &Cell<S::Bus>, ready: &RxReadiness) {
+    loop {
+        let deadline = {
+            let mut st = lock(&shared.state);
+            while !st.1 && st.0.idle() {
+                st = shared.wake.wait(st).unwrap_or_else(PoisonError::into_inner);
+            }
+            if st.1 {
+                return;
+            }
+            st.0.next_deadline()
+        };
+        let now = Instant::now();
+        let slice = deadline.map_or(SLICE, |d| d.saturating_duration_since(now).min(SLICE));
+        let outcome = ready.wait(Wait::new().timeout(slice));
+        // Lock order everywhere: bus, then waiters.
+        let _ = cell.with(|bus| {
+            let mut st = lock(&shared.state);
+            match &outcome {
+                Ok(()) => st.0.deliver(bus),
+                Err(tachyon::Error::Timeout(_)) => {}
+                Err(tachyon::Error::PeerDead(m)) => {
+                    let m = *m;
+                    st.0.deliver(bus); // what is left in the ring comes first
+                    st.0.fail_all(&|| BindError::Core(tachyon::Error::PeerDead(m)).into());
+                }
+                Err(_) => {}
+            }
+            st.0.expire(Some(bus), Instant::now());
+            Ok(())
+        });
+        if cell.is_closed() {
+            let mut st = lock(&shared.state);
+            st.0.fail_all(&closed);
+        }
+    }
+}
+
+// ---- SPSC bus: FIFO receivers --------------------------------------------------------
+
+struct Receiver {
+    max: usize,
+    deadline: Option<(Instant, Duration)>,
+    deferred: Deferred<Vec<Message>>,
+}
+
+/// Waiting receives of one SPSC bus, in order.
+#[derive(Default)]
+pub struct Receives {
+    waiters: VecDeque<Receiver>,
+}
+
+impl Source for Receives {
+    type Bus = tachyon::Bus;
+
+    fn idle(&self) -> bool {
+        self.waiters.is_empty()
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.waiters.iter().filter_map(|w| w.deadline.map(|d| d.0)).min()
+    }
+
+    fn deliver(&mut self, bus: &tachyon::Bus) {
+        while let Some(w) = self.waiters.front() {
+            let mut got: Vec<(u32, Vec<u8>)> = Vec::new();
+            let mut failed = None;
+            while got.len() < w.max {
+                match bus.try_recv() {
+                    Ok(Some(m)) => got.push((m.type_id(), m.data().to_vec())),
+                    Ok(None) => break,
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+            if got.is_empty() && failed.is_none() {
+                return;
+            }
+            let w = self.waiters.pop_front().expect("front exists");
+            if got.is_empty() {
+                let e = failed.expect("checked");
+                settle(w.deferred, Err(BindError::Core(e).into()));
+                continue;
+            }
+            let msgs = got
+                .into_iter()
+                .map(|(type_id, data)| Message { data: data.into(), type_id })
+                .collect();
+            settle(w.deferred, Ok(msgs));
+        }
+    }
+
+    fn expire(&mut self, _bus: Option<&tachyon::Bus>, now: Instant) {
+        let (late, keep): (VecDeque<_>, VecDeque<_>) =
+            self.waiters.drain(..).partition(|w| w.deadline.is_some_and(|d| d.0 <= now));
+        self.waiters = keep;
+        for w in late {
+            let after = w.deadline.map_or(Duration::ZERO, |d| d.1);
+            settle(w.deferred, Err(timeout_err(after)));
+        }
+    }
+
+    fn fail_all(&mut self, err: &dyn Fn() -> ErrInfo) {
+        for w in self.waiters.drain(..) {
+            settle(w.deferred, Err(err()));
+        }
+    }
+}
+
+/// The pump of an SPSC bus.
+pub type BusPump = Pump<Receives>;
+
+impl BusPump {
+    /// Starts the pump of `cell`.
+    pub fn for_bus(cell: &Arc<Cell<tachyon::Bus>>) -> Result<Self, BindError> {
+        let ready = cell.with(|b| Ok(b.rx_readiness()))?;
+        Ok(Pump::start(cell.clone(), ready, Receives::default()))
+    }
+
+    /// Queues a receive of up to `max` messages.
+    pub fn receive(&self, max: usize, timeout: Option<Duration>, d: Deferred<Vec<Message>>) {
+        let deadline = timeout.map(|t| (Instant::now() + t, t));
+        self.update(|s, stopped| {
+            if stopped {
+                settle(d, Err(closed()));
+            } else {
+                s.waiters.push_back(Receiver { max, deadline, deferred: d });
+            }
+        });
+    }
+}
+
+// ---- RPC bus: replies by correlation id -----------------------------------------------
+
+struct Caller {
+    deadline: Option<(Instant, Duration)>,
+    deferred: Deferred<Reply>,
+}
+
+/// Calls awaiting their reply on one RPC bus, and replies that came first.
+#[derive(Default)]
+pub struct Replies {
+    waiters: HashMap<u64, Caller>,
+    early: HashMap<u64, (u16, Vec<u8>)>,
+}
+
+fn reply(cid: u64, msg_type: u16, data: Vec<u8>) -> Reply {
+    Reply { data: data.into(), msg_type: u32::from(msg_type), correlation_id: cid as f64 }
+}
+
+impl Source for Replies {
+    type Bus = tachyon::rpc::RpcBus;
+
+    fn idle(&self) -> bool {
+        self.waiters.is_empty()
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.waiters.values().filter_map(|w| w.deadline.map(|d| d.0)).min()
+    }
+
+    fn deliver(&mut self, bus: &tachyon::rpc::RpcBus) {
+        loop {
+            if bus.in_flight() == 0 {
+                return;
+            }
+            match bus.next_reply_with(Wait::new().spin(0).timeout(Duration::ZERO)) {
+                Ok(r) => {
+                    let (cid, t, data) = (r.correlation_id(), r.msg_type(), r.data().to_vec());
+                    drop(r);
+                    match self.waiters.remove(&cid) {
+                        Some(w) => settle(w.deferred, Ok(reply(cid, t, data))),
+                        None => {
+                            self.early.insert(cid, (t, data));
+                        }
+                    }
+                }
+                Err(tachyon::Error::Timeout(_)) => return,
+                Err(e) => {
+                    let info = || ErrInfo::from(BindError::Core(clone_err(&e)));
+                    self.fail_all(&info);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn expire(&mut self, bus: Option<&tachyon::rpc::RpcBus>, now: Instant) {
+        let late: Vec<u64> = self
+            .waiters
+            .iter()
+            .filter(|(_, w)| w.deadline.is_some_and(|d| d.0 <= now))
+            .map(|(cid, _)| *cid)
+            .collect();
+        for cid in late {
+            if let Some(w) = self.waiters.remove(&cid) {
+                if let Some(bus) = bus {
+                    bus.abandon(cid); // a late reply is dropped, never misdelivered
+                }
+                settle(w.deferred, Err(timeout_err(w.deadline.map_or(Duration::ZERO, |d| d.1))));
+            }
+        }
+    }
+
+    fn fail_all(&mut self, err: &dyn Fn() -> ErrInfo) {
+        for (_, w) in self.waiters.drain() {
+            settle(w.deferred, Err(err()));
+        }
+    }
+}
+
+/// A core error, rebuilt for each waiter it fails (the core's error is not `Clone`).
+fn clone_err(e: &tachyon::Error) -> tachyon::Error {
+    match e {
+        tachyon::Error::PeerDead(m) => tachyon::Error::PeerDead(m),
+        tachyon::Error::Corrupted(m) => tachyon::Error::Corrupted(m),
+        other => tachyon::Error::Protocol(other.to_string()),
+    }
+}
+
+/// The pump of an RPC caller.
+pub type RpcPump = Pump<Replies>;
+
+impl RpcPump {
+    /// Starts the pump of `cell`.
+    pub fn for_rpc(cell: &Arc<Cell<tachyon::rpc::RpcBus>>) -> Result<Self, BindError> {
+        let ready = cell.with(|b| Ok(b.rx_readiness()))?;
+        Ok(Pump::start(cell.clone(), ready, Replies::default()))
+    }
+
+    /// Registers the wait for call `cid` (settled at once if its reply came first).
+    pub fn await_reply(&self, cid: u64, timeout: Option<Duration>, d: Deferred<Reply>) {
+        let deadline = timeout.map(|t| (Instant::now() + t, t));
+        self.update(|s, stopped| {
+            if let Some((t, data)) = s.early.remove(&cid) {
+                settle(d, Ok(reply(cid, t, data)));
+            } else if stopped {
+                settle(d, Err(closed()));
+            } else {
+                s.waiters.insert(cid, Caller { deadline, deferred: d });
+            }
+        });
+    }
+}

@@ -1,0 +1,260 @@
+//! `NativeRpcBus`: request/reply over two rings for the JS layer's `RpcBus`. Replies are
+//! returned raw: an error reply keeps msg_type 0xFFFF and its payload, which the JS
+//! layer decodes (`decodeRpcError`) into a thrown `TachyonRpcError`.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use napi::bindgen_prelude::{AsyncTask, Either, Object};
+use napi::{Env, Task};
+use napi_derive::napi;
+use tachyon::rpc::{RpcBus, RpcError, MSG_TYPE_ERROR};
+use tachyon::Wait;
+
+use crate::cell::Cell;
+use crate::errors::{NapiExt, BindError, JsError, arg, msg_type, timeout};
+use crate::pump::{Deferred, ErrInfo, Reply, RpcPump};
+
+/// The native half of `RpcBus`.
+#[napi]
+pub struct NativeRpcBus {
+    cell: Arc<Cell<RpcBus>>,
+    pump: Mutex<Option<RpcPump>>,
+}
+
+/// A request as the callee sees it (a heap copy).
+#[napi(object)]
+pub struct Request {
+    /// The payload.
+    pub data: napi::bindgen_prelude::Buffer,
+    /// The request's msg_type.
+    pub msg_type: u32,
+    /// Reply with this id.
+    pub correlation_id: f64,
+}
+
+fn cid(v: f64) -> Result<u64, JsError> {
+    if v.fract() == 0.0 && v >= 1.0 && v <= 9_007_199_254_740_991.0 {
+        Ok(v as u64)
+    } else {
+        Err(arg(format!("correlationId must be a positive integer, got {v}")))
+    }
+}
+
+fn raw(cid: u64, r: Result<tachyon::rpc::RpcReply<'_>, tachyon::Error>) -> Result<Reply, BindError> {
+    match r {
+        Ok(r) => Ok(Reply {
+            data: r.data().to_vec().into(),
+            msg_type: u32::from(r.msg_type()),
+            correlation_id: cid as f64,
+        }),
+        Err(tachyon::Error::Rpc(e)) => Ok(Reply {
+            data: e.encode().into(),
+            msg_type: u32::from(MSG_TYPE_ERROR),
+            correlation_id: cid as f64,
+        }),
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl NativeRpcBus {
+    fn new(bus: RpcBus) -> Self {
+        Self { cell: Arc::new(Cell::new(bus)), pump: Mutex::new(None) }
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&RpcBus) -> Result<R, BindError>) -> Result<R, JsError> {
+        Ok(self.cell.with(f)?)
+    }
+}
+
+/// `RpcBus.listenAsync` off the JS thread.
+pub struct RpcListenTask {
+    path: String,
+    caps: (usize, usize),
+    timeout: Option<Duration>,
+}
+
+impl Task for RpcListenTask {
+    type Output = Result<RpcBus, ErrInfo>;
+    type JsValue = Either<NativeRpcBus, ErrInfo>;
+
+    fn compute(&mut self) -> napi::Result<Self::Output> {
+        let wait = Wait::new().timeout_opt(self.timeout);
+        Ok(RpcBus::listen_with(&self.path, self.caps.0, self.caps.1, wait)
+            .map_err(|e| BindError::Core(e).into()))
+    }
+
+    fn resolve(&mut self, _env: Env, out: Self::Output) -> napi::Result<Self::JsValue> {
+        Ok(match out {
+            Ok(bus) => Either::A(NativeRpcBus::new(bus)),
+            Err(e) => Either::B(e),
+        })
+    }
+}
+
+#[napi]
+impl NativeRpcBus {
+    /// The callee end: creates both rings at `socketPath` and waits for the caller.
+    #[napi(factory)]
+    pub fn listen(socket_path: String, cap_fwd: u32, cap_rev: u32, timeout_ms: Option<f64>) -> Result<Self, JsError> {
+        let t = timeout(timeout_ms)?;
+        let bus = RpcBus::listen_with(&socket_path, cap_fwd as usize, cap_rev as usize, Wait::new().timeout_opt(t))
+            .map_err(crate::errors::core)?;
+        Ok(Self::new(bus))
+    }
+
+    /// `listen` on a libuv worker thread.
+    #[napi(ts_return_type = "Promise<NativeRpcBus | ErrInfo>")]
+    pub fn listen_async(
+        socket_path: String,
+        cap_fwd: u32,
+        cap_rev: u32,
+        timeout_ms: Option<f64>,
+    ) -> Result<AsyncTask<RpcListenTask>, JsError> {
+        let timeout = timeout(timeout_ms)?;
+        Ok(AsyncTask::new(RpcListenTask {
+            path: socket_path,
+            caps: (cap_fwd as usize, cap_rev as usize),
+            timeout,
+        }))
+    }
+
+    /// The caller end: connects to a callee (or a multi-client server) at `socketPath`.
+    #[napi(factory)]
+    pub fn connect(socket_path: String) -> Result<Self, JsError> {
+        Ok(Self::new(RpcBus::connect(&socket_path).map_err(crate::errors::core)?))
+    }
+
+    /// Closes the bus (idempotent); pending async calls get `ERR_TACHYON_CLOSED`.
+    #[napi]
+    pub fn close(&self) {
+        if let Some(p) = self.pump.lock().unwrap_or_else(PoisonError::into_inner).take() {
+            p.stop();
+        }
+        drop(self.cell.close());
+    }
+
+    /// Whether `close` was called.
+    #[napi(getter)]
+    pub fn closed(&self) -> bool {
+        self.cell.is_closed()
+    }
+
+    /// Sends a request; returns its correlation id. Waits for room up to `timeoutMs`.
+    #[napi]
+    pub fn call(&self, payload: &[u8], msg_type_: u32, timeout_ms: Option<f64>) -> Result<f64, JsError> {
+        let (t, mt) = (timeout(timeout_ms)?, msg_type(msg_type_)?);
+        self.with(|b| {
+            let cid = match t {
+                Some(t) => b.call_timeout(payload, mt, t)?,
+                None => b.call(payload, mt)?,
+            };
+            Ok(cid as f64)
+        })
+    }
+
+    /// Waits for the reply to `correlationId` (raw: 0xFFFF for an error reply).
+    #[napi]
+    pub fn wait(&self, correlation_id: f64, timeout_ms: Option<f64>) -> Result<Reply, JsError> {
+        let (c, t) = (cid(correlation_id)?, timeout(timeout_ms)?);
+        self.with(|b| raw(c, b.wait_with(c, Wait::new().timeout_opt(t))))
+    }
+
+    /// Sends a request and settles with its reply off the JS thread.
+    #[napi(ts_return_type = "Promise<Reply | ErrInfo>")]
+    pub fn call_async<'e>(
+        &self,
+        env: &'e Env,
+        payload: &[u8],
+        msg_type_: u32,
+        timeout_ms: Option<f64>,
+    ) -> Result<Object<'e>, JsError> {
+        let (t, mt) = (timeout(timeout_ms)?, msg_type(msg_type_)?);
+        let (d, promise): (Deferred<Reply>, Object<'e>) = env.create_deferred().js()?;
+        let sent = self.with(|b| {
+            Ok(match t {
+                Some(t) => b.call_timeout(payload, mt, t)?,
+                None => b.call(payload, mt)?,
+            })
+        });
+        match sent {
+            Ok(c) => {
+                let mut p = self.pump.lock().unwrap_or_else(PoisonError::into_inner);
+                if p.is_none() {
+                    *p = Some(RpcPump::for_rpc(&self.cell)?);
+                }
+                p.as_ref().expect("just set").await_reply(c, t, d);
+            }
+            Err(e) => {
+                let info = ErrInfo { code: e.status.0.to_owned(), message: e.reason.clone() };
+                crate::pump::settle(d, Err(info));
+            }
+        }
+        Ok(promise)
+    }
+
+    /// Gives up on a call; its reply, if it comes, is dropped.
+    #[napi]
+    pub fn abandon(&self, correlation_id: f64) -> Result<(), JsError> {
+        let c = cid(correlation_id)?;
+        self.with(|b| {
+            b.abandon(c);
+            Ok(())
+        })
+    }
+
+    /// Calls sent and not yet answered.
+    #[napi(getter)]
+    pub fn in_flight(&self) -> Result<u32, JsError> {
+        self.with(|b| Ok(b.in_flight() as u32))
+    }
+
+    /// Waits for the next request (a copy); `null` on a timeout.
+    #[napi]
+    pub fn serve(&self, timeout_ms: Option<f64>) -> Result<Option<Request>, JsError> {
+        let t = timeout(timeout_ms)?;
+        self.with(|b| match b.serve_with(Wait::new().timeout_opt(t)) {
+            Ok(r) => Ok(Some(Request {
+                data: r.data().to_vec().into(),
+                msg_type: u32::from(r.msg_type()),
+                correlation_id: r.correlation_id() as f64,
+            })),
+            Err(tachyon::Error::Timeout(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        })
+    }
+
+    /// Sends the reply to `correlationId`, waiting for room up to `timeoutMs`.
+    #[napi]
+    pub fn reply(&self, correlation_id: f64, data: &[u8], msg_type_: u32, timeout_ms: Option<f64>) -> Result<(), JsError> {
+        let (c, mt, t) = (cid(correlation_id)?, msg_type(msg_type_)?, timeout(timeout_ms)?);
+        if mt == MSG_TYPE_ERROR {
+            return Err(arg("msgType 0xFFFF is the error sentinel; use replyError"));
+        }
+        self.with(|b| Ok(b.reply_with(c, data, mt, Wait::new().timeout_opt(t))?))
+    }
+
+    /// Sends the structured 0xFFFF error reply to `correlationId`.
+    #[napi]
+    pub fn reply_error(
+        &self,
+        correlation_id: f64,
+        failed_msg_type: u32,
+        code: u32,
+        message: String,
+        timeout_ms: Option<f64>,
+    ) -> Result<(), JsError> {
+        let (c, mt, t) = (cid(correlation_id)?, msg_type(failed_msg_type)?, timeout(timeout_ms)?);
+        let e = RpcError::new(mt, code, message);
+        self.with(|b| Ok(b.reply_error(c, &e, Wait::new().timeout_opt(t))?))
+    }
+
+    /// Spin-then-sleep (false) or spin only (true) when waiting.
+    #[napi]
+    pub fn set_polling_mode(&self, spin_only: bool) -> Result<(), JsError> {
+        self.with(|b| {
+            b.set_polling_mode(spin_only);
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,236 @@
+//! `NativeServer`: the core's multi-client [`tachyon::rpc::RpcServer`] with every
+//! request handed to one JS callback.
+//!
+//! Each client has its own native thread (the core server's). A request goes to the JS
+//! thread through a threadsafe function; the JS layer runs the handler (which may
+//! return a Promise) and answers with `respond` or `respondError`. The client's thread
+//! waits for that answer up to the reply timeout, so a handler that never answers
+//! costs its caller an error reply, not a hang. In Tiga mode the named-call envelope
+//! is read natively ([`tachyon::rpc::tiga`]); a malformed one is refused without
+//! reaching JS.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use napi::bindgen_prelude::{AsyncTask, Buffer, Function};
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi::{Env, Status, Task};
+use napi_derive::napi;
+use tachyon::rpc::{code, tiga, Dispatcher, RpcServer, ServerError, ServerHandle, ServerOptions};
+
+use crate::errors::{NapiExt, JsError, msg_type, timeout};
+
+/// A request handed to the JS callback.
+#[napi(object)]
+pub struct IncomingRequest {
+    /// Pass it back to `respond` / `respondError`.
+    pub request_id: f64,
+    /// The request's msg_type.
+    pub msg_type: u32,
+    /// The method name (Tiga mode: from the envelope, or the decimal msg_type).
+    pub method: Option<String>,
+    /// The caller's client id (Tiga mode; empty for a numbered call).
+    pub client_id: Option<String>,
+    /// The request data (without the envelope).
+    pub data: Buffer,
+}
+
+type Callback = ThreadsafeFunction<IncomingRequest, (), IncomingRequest, Status, false>;
+type Answer = Result<Vec<u8>, ServerError>;
+
+/// Requests waiting for JS, by request id.
+struct Bridge {
+    callback: Mutex<Option<Callback>>,
+    pending: Mutex<HashMap<u64, SyncSender<Answer>>>,
+    next_id: AtomicU64,
+    answer_within: Duration,
+    tiga: bool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Bridge {
+    /// Runs on a client's thread: hands the request to JS and waits for the answer.
+    fn handle(&self, msg_type: u16, payload: &[u8]) -> Answer {
+        let (method, client_id, data) = if self.tiga {
+            let call = tiga::decode_call(msg_type, payload)?;
+            (Some(call.method.into_owned()), Some(call.client_id.to_owned()), call.data)
+        } else {
+            (None, None, payload)
+        };
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = sync_channel(1);
+        lock(&self.pending).insert(id, tx);
+        let request = IncomingRequest {
+            request_id: id as f64,
+            msg_type: u32::from(msg_type),
+            method,
+            client_id,
+            data: data.to_vec().into(),
+        };
+        let status = match lock(&self.callback).as_ref() {
+            Some(cb) => cb.call(request, ThreadsafeFunctionCallMode::NonBlocking),
+            None => Status::Closing,
+        };
+        if status != Status::Ok {
+            lock(&self.pending).remove(&id);
+            return Err(ServerError::new(code::HANDLER_ERROR, "the server is closing"));
+        }
+        match rx.recv_timeout(self.answer_within) {
+            Ok(answer) => answer,
+            Err(RecvTimeoutError::Timeout) => {
+                lock(&self.pending).remove(&id);
+                Err(ServerError::new(
+                    code::HANDLER_ERROR,
+                    format!("the handler did not answer within {:?}", self.answer_within),
+                ))
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                Err(ServerError::new(code::HANDLER_ERROR, "the server closed before answering"))
+            }
+        }
+    }
+
+    fn answer(&self, request_id: f64, answer: Answer) -> bool {
+        let sender = lock(&self.pending).remove(&(request_id as u64));
+        sender.is_some_and(|s| s.send(answer).is_ok())
+    }
+
+    /// Fails every request still waiting for JS and stops taking new ones.
+    fn shut(&self) {
+        drop(lock(&self.callback).take());
+        lock(&self.pending).clear(); // dropping the senders wakes their threads
+    }
+}
+
+/// The native half of `createRpcServer` and the Tiga server.
+#[napi]
+pub struct NativeServer {
+    bridge: Arc<Bridge>,
+    handle: Arc<Mutex<Option<ServerHandle>>>,
+    path: String,
+}
+
+/// Options of [`NativeServer::start`].
+#[napi(object)]
+pub struct ServerConfig {
+    /// Where clients connect.
+    pub socket_path: String,
+    /// Read the Tiga named-call envelope.
+    pub tiga: bool,
+    /// Request ring bytes per client.
+    pub cap_fwd: Option<u32>,
+    /// Reply ring bytes per client.
+    pub cap_rev: Option<u32>,
+    /// Clients served at once (more are refused).
+    pub max_clients: Option<u32>,
+    /// How long a handler may take before its caller gets an error reply (ms).
+    pub handler_timeout_ms: Option<f64>,
+    /// How long a reply may wait for room in a full reply ring (ms).
+    pub reply_timeout_ms: Option<f64>,
+}
+
+/// `close()` off the JS thread: the client threads may be waiting on JS meanwhile.
+pub struct StopTask {
+    handle: Arc<Mutex<Option<ServerHandle>>>,
+}
+
+impl Task for StopTask {
+    type Output = ();
+    type JsValue = ();
+
+    fn compute(&mut self) -> napi::Result<()> {
+        if let Some(h) = lock(&self.handle).take() {
+            h.stop().map_err(|e| napi::Error::new(Status::GenericFailure, e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    fn resolve(&mut self, _env: Env, (): ()) -> napi::Result<()> {
+        Ok(())
+    }
+}
+
+#[napi]
+impl NativeServer {
+    /// Binds `config.socketPath` and serves every client on its own thread, handing
+    /// each request to `onRequest`.
+    #[napi(factory)]
+    pub fn start(
+        config: ServerConfig,
+        on_request: Function<'_, IncomingRequest, ()>,
+    ) -> Result<Self, JsError> {
+        let answer_within = timeout(config.handler_timeout_ms)?.unwrap_or(Duration::from_secs(30));
+        let callback: Callback = on_request
+            .build_threadsafe_function()
+            .callee_handled::<false>()
+            .build()
+            .js()?;
+        let bridge = Arc::new(Bridge {
+            callback: Mutex::new(Some(callback)),
+            pending: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            answer_within,
+            tiga: config.tiga,
+        });
+        let mut opts = ServerOptions::default()
+            .reply_timeout(timeout(config.reply_timeout_ms)?.or(Some(Duration::from_secs(5))));
+        if config.cap_fwd.is_some() || config.cap_rev.is_some() {
+            opts = opts.capacity(
+                config.cap_fwd.unwrap_or(1 << 20) as usize,
+                config.cap_rev.unwrap_or(1 << 20) as usize,
+            );
+        }
+        if let Some(n) = config.max_clients {
+            opts = opts.max_clients(n as usize);
+        }
+        let server = RpcServer::bind(&config.socket_path, opts).map_err(crate::errors::core)?;
+        let mut dispatcher = Dispatcher::new();
+        let b = bridge.clone();
+        dispatcher.set_fallback("node", move |mt, req: &[u8]| b.handle(mt, req));
+        let handle = server.spawn(Arc::new(dispatcher));
+        Ok(Self { bridge, handle: Arc::new(Mutex::new(Some(handle))), path: config.socket_path })
+    }
+
+    /// Answers request `requestId` with `data`. False if it is no longer waited for
+    /// (timed out, or the server closed).
+    #[napi]
+    pub fn respond(&self, request_id: f64, data: &[u8]) -> bool {
+        self.bridge.answer(request_id, Ok(data.to_vec()))
+    }
+
+    /// Answers request `requestId` with the 0xFFFF error reply.
+    #[napi]
+    pub fn respond_error(&self, request_id: f64, code: u32, message: String) -> bool {
+        self.bridge.answer(request_id, Err(ServerError::new(code, message)))
+    }
+
+    /// Where the server listens.
+    #[napi(getter)]
+    pub fn path(&self) -> String {
+        self.path.clone()
+    }
+
+    /// Whether it still serves.
+    #[napi(getter)]
+    pub fn running(&self) -> bool {
+        lock(&self.handle).is_some()
+    }
+
+    /// Stops accepting, ends every session and joins the threads (off the JS thread).
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn close(&self) -> AsyncTask<StopTask> {
+        self.bridge.shut();
+        AsyncTask::new(StopTask { handle: self.handle.clone() })
+    }
+}
+
+/// Checks a msg_type for JS callers of the tiga helpers.
+pub(crate) fn check_msg_type(v: u32) -> Result<u16, JsError> {
+    msg_type(v)
+}
