@@ -22,13 +22,14 @@ CLANG_ENV := CC=clang-19 CXX=clang++-19 \
 	LDSHARED="clang-19 -shared --ld-path=/usr/bin/ld.lld-19" \
 	LDCXXSHARED="clang++-19 -shared --ld-path=/usr/bin/ld.lld-19"
 
-.PHONY: help test demo bench bench-py build lint py py-release typecheck deps clang venv upstream fuzz-build fuzz clean
+.PHONY: help test demo bench bench-py bench-node build lint py py-release typecheck deps clang venv upstream node node-release node-deps node-typecheck fuzz-build fuzz clean
 
 help:
 	@echo "make test   - install what is needed, run every test suite (lint, cargo, pytest interop)"
 	@echo "make demo   - install what is needed, run the RPC demo and the benchmark table"
 	@echo "make bench  - the full benchmark (more samples)"
 	@echo "make bench-py - the Python benchmark against upstream's Python package"
+	@echo "make bench-node - the Node benchmark against Node's own net over a UNIX socket"
 
 ## ---- installs ---------------------------------------------------------------------
 
@@ -52,6 +53,13 @@ $(UPSTREAM_VENV)/.stamp:
 venv: $(VENV)/.stamp
 upstream: $(UPSTREAM_VENV)/.stamp
 deps: venv upstream
+
+# The Node package's dev tools (typescript, @types/node), pinned by package-lock.json.
+NODE_DIR := tachyon-node
+$(NODE_DIR)/node_modules/.stamp: $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
+	cd $(NODE_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+node-deps: $(NODE_DIR)/node_modules/.stamp
 
 ## ---- build and test -----------------------------------------------------------------
 
@@ -77,17 +85,33 @@ typecheck: py
 	$(VENV)/bin/mypy --strict tachyon-py/python/tachyon tachyon-py/examples examples/python
 	$(VENV)/bin/python -m mypy.stubtest tachyon._tachyon --allowlist tachyon-py/stubtest-allowlist.txt
 
-test: deps build lint py typecheck
+# The Node package's native addon (tachyon-node/), built and copied next to its JS layer.
+node: node-deps
+	$(CARGO) build -p tachyon-node --profile $(PROFILE) -j$(JOBS)
+	cp $(TARGET_DIR)/libtachyon_node.so $(NODE_DIR)/tachyon.node
+
+node-release: node-deps
+	$(CARGO) build -p tachyon-node --release -j$(JOBS)
+	cp target/release/libtachyon_node.so $(NODE_DIR)/tachyon.node
+
+# The TypeScript declarations, checked against the typed usage examples.
+node-typecheck: node-deps
+	cd $(NODE_DIR) && node_modules/.bin/tsc -p test/types --noEmit
+
+PEER_ENV := TACHYON_REQUIRE_PEERS=1 TACHYON_PEER=$(CURDIR)/$(TARGET_DIR)/tachyon-peer \
+	TACHYON_PYTHON=$(CURDIR)/$(VENV)/bin/python UPSTREAM_PYTHON=$(CURDIR)/$(UPSTREAM_VENV)/bin/python
+
+test: deps build lint py typecheck node node-typecheck
 	$(CARGO) test --workspace --profile $(PROFILE) -j$(JOBS)
-	TACHYON_REQUIRE_PEERS=1 TACHYON_PEER=$(CURDIR)/$(TARGET_DIR)/tachyon-peer \
-		UPSTREAM_PYTHON=$(CURDIR)/$(UPSTREAM_VENV)/bin/python \
-		$(VENV)/bin/pytest tests tachyon-py/tests -q -p no:cacheprovider
+	$(PEER_ENV) $(VENV)/bin/pytest tests tachyon-py/tests -q -p no:cacheprovider
+	cd $(NODE_DIR) && $(PEER_ENV) node --test --test-concurrency=1 test/*.test.js
 
 ## ---- demo and benchmark ---------------------------------------------------------------
 
-demo: clang deps py-release
+demo: clang deps py-release node-release
 	$(CARGO) run -q -p tachyon-examples --bin rpc_demo --profile bench -j$(JOBS) -- \
-		--python $(VENV)/bin/python examples/python/quote_client.py
+		--python $(VENV)/bin/python examples/python/quote_client.py \
+		--node node examples/node/quote_client.js
 	@echo
 	$(CLANG_ENV) $(CARGO) run -q -p tachyon-bench --profile bench --features upstream -j$(JOBS) -- \
 		--samples 100000 --rounds 5 --stream 2000000
@@ -99,6 +123,11 @@ demo: clang deps py-release
 bench-py: deps py-release
 	$(VENV)/bin/python tachyon-py/bench/pybench.py --ours $(VENV)/bin/python \
 		--upstream $(UPSTREAM_VENV)/bin/python --rounds 5 --stream 1000000 --samples 50000
+
+# Node to Node and Node to Rust, against Node's own net over a UNIX socket.
+bench-node: node-release
+	$(CARGO) build -q -p tachyon-tests --bin tachyon-peer --release -j$(JOBS)
+	TACHYON_PEER=$(CURDIR)/target/release/tachyon-peer node $(NODE_DIR)/bench/bench.js
 
 bench: clang
 	$(CLANG_ENV) $(CARGO) run -q -p tachyon-bench --profile bench --features upstream -j$(JOBS) -- \
@@ -115,4 +144,4 @@ fuzz: fuzz-build
 
 clean:
 	$(CARGO) clean
-	rm -rf $(VENV) $(UPSTREAM_VENV)
+	rm -rf $(VENV) $(UPSTREAM_VENV) $(NODE_DIR)/node_modules $(NODE_DIR)/tachyon.node

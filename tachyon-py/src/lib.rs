@@ -29,6 +29,28 @@ fn msg_type(type_id: u32) -> u16 {
     tachyon::msg_type(type_id)
 }
 
+/// The msg_type a Tiga method name routes on (see `tachyon::rpc::tiga`): a decimal
+/// name "0".."32767" is that msg_type; any other name hashes into 0x8000..=0xFFFE.
+#[pyfunction]
+fn method_id(py: Python<'_>, name: &str) -> PyResult<u16> {
+    tachyon::rpc::tiga::method_id(name).map_err(|e| errors::to_py(py, e.into()))
+}
+
+/// The `(msg_type, payload)` that call Tiga method `method` with `data` as `client_id`
+/// (for example on a Node `startTigaServer`).
+#[pyfunction]
+#[pyo3(signature = (method, data, client_id="python"))]
+fn tiga_call(
+    py: Python<'_>,
+    method: &str,
+    data: &[u8],
+    client_id: &str,
+) -> PyResult<(u16, Py<pyo3::types::PyBytes>)> {
+    let (t, p) = tachyon::rpc::tiga::encode_call(method, client_id, data)
+        .map_err(|e| errors::to_py(py, e.into()))?;
+    Ok((t, pyo3::types::PyBytes::new(py, &p).unbind()))
+}
+
 #[pymodule]
 fn _tachyon(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<bus::PyBus>()?;
@@ -50,5 +72,7 @@ fn _tachyon(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(make_type_id, m)?)?;
     m.add_function(wrap_pyfunction!(route_id, m)?)?;
     m.add_function(wrap_pyfunction!(msg_type, m)?)?;
+    m.add_function(wrap_pyfunction!(method_id, m)?)?;
+    m.add_function(wrap_pyfunction!(tiga_call, m)?)?;
     Ok(())
 }

@@ -30,6 +30,8 @@ from ._tachyon import (
     TxGuard,
     make_type_id,
     msg_type,
+    method_id,
+    tiga_call,
     route_id,
 )
 from .rpc import MSG_TYPE_ERROR, RpcDispatcher, RpcEndpoint, RpcServer, _decode_error, tachyon_rpc
@@ -65,6 +67,8 @@ __all__ = [
     "_decode_error",
     "make_type_id",
     "msg_type",
+    "method_id",
+    "tiga_call",
     "route_id",
     "rpc_connect",
     "rpc_listen",

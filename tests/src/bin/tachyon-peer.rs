@@ -28,6 +28,9 @@ struct Args {
     timeout: Duration,
     batch: u64,
     max_clients: usize,
+    method: String,
+    client: String,
+    data: String,
 }
 
 fn parse() -> Result<Args, String> {
@@ -43,6 +46,9 @@ fn parse() -> Result<Args, String> {
         timeout: Duration::from_secs(10),
         batch: 1,
         max_clients: 64,
+        method: "echo".into(),
+        client: "rust".into(),
+        data: String::new(),
     };
     while let Some(flag) = it.next() {
         let mut val = || it.next().ok_or(format!("{flag} needs a value"));
@@ -57,6 +63,9 @@ fn parse() -> Result<Args, String> {
             "--timeout-ms" => a.timeout = Duration::from_millis(num(val()?)?),
             "--batch" => a.batch = num(val()?)?.max(1),
             "--max-clients" => a.max_clients = num(val()?)? as usize,
+            "--method" => a.method = val()?,
+            "--client" => a.client = val()?,
+            "--data" => a.data = val()?,
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -224,6 +233,23 @@ fn rpc_add(a: &Args) -> tachyon::Result<u64> {
     Ok(a.count)
 }
 
+/// Calls the Tiga method named `--method` with the data `--data` as client `--client`
+/// (a Rust client of a Node `startTigaServer`), and prints the answer.
+fn tiga_call(a: &Args) -> tachyon::Result<u64> {
+    use tachyon::rpc::tiga;
+    let bus = connect_rpc(a)?;
+    for i in 0..a.count {
+        let data = format!("{}#{i}", a.data);
+        let (msg_type, payload) = tiga::encode_call(&a.method, &a.client, data.as_bytes())?;
+        match bus.invoke(msg_type, &payload, Some(a.timeout)) {
+            Ok(reply) => println!("reply {}", String::from_utf8_lossy(&reply)),
+            Err(Error::Rpc(e)) => println!("rpc-error code={} message={}", e.code, e.message),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(a.count)
+}
+
 fn main() {
     let a = match parse() {
         Ok(a) => a,
@@ -239,6 +265,7 @@ fn main() {
         "rpc-reverse" => rpc_reverse(&a).map_err(|e| format!("{}: {e}", kind(&e))),
         "rpc-call" => rpc_call(&a).map_err(|e| format!("{}: {e}", kind(&e))),
         "rpc-add" => rpc_add(&a).map_err(|e| format!("{}: {e}", kind(&e))),
+        "tiga-call" => tiga_call(&a).map_err(|e| format!("{}: {e}", kind(&e))),
         "connect-only" => {
             connect(&a.path, a.timeout).map(|_| 0).map_err(|e| format!("{}: {e}", kind(&e)))
         }

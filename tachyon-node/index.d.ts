@@ -1,0 +1,256 @@
+// Types of tachyon-node. The runtime is index.js (CommonJS) / index.mjs (ESM).
+
+/// <reference types="node" />
+
+/** Bytes accepted wherever a payload goes in. */
+export type Bytes = Buffer | Uint8Array | ArrayBuffer | string;
+
+declare const txSlotBrand: unique symbol;
+declare const rxSlotBrand: unique symbol;
+/** A Buffer over a reserved TX slot in shared memory: writable until commit or rollback. */
+export type TxSlot = Buffer & { readonly [txSlotBrand]: true };
+/** A Buffer over a received message in shared memory: valid until commit. */
+export type RxSlot = Buffer & { readonly [rxSlotBrand]: true };
+
+/** Options of calls that can wait. */
+export interface WaitOptions {
+  /** Give up after this many milliseconds (ERR_TACHYON_TIMEOUT). Default: wait while the peer lives. */
+  timeoutMs?: number;
+}
+
+/** A received message: a heap copy, safe to keep. */
+export interface Message {
+  data: Buffer;
+  typeId: number;
+}
+
+/** A message of an RxBatch, read in place. */
+export interface BatchItem {
+  data: RxSlot;
+  typeId: number;
+  actualSize: number;
+}
+
+/** A reserved TX slot. Leaving a `using` block without commit rolls back. */
+export declare class TxGuard implements Disposable {
+  private constructor();
+  readonly maxSize: number;
+  readonly open: boolean;
+  /** The slot as a Buffer over shared memory; detached (length 0) after commit or rollback. */
+  bytes(): TxSlot;
+  /** Publishes `actualSize` bytes and wakes the consumer. */
+  commit(actualSize: number, typeId?: number): void;
+  /** Publishes without waking the consumer (bus.flush() does). */
+  commitUnflushed(actualSize: number, typeId?: number): void;
+  rollback(): void;
+  [Symbol.dispose](): void;
+}
+
+/** Received messages held in place. Leaving a `using` block commits. */
+export declare class RxBatch implements Disposable, Iterable<BatchItem> {
+  protected constructor();
+  readonly length: number;
+  readonly open: boolean;
+  at(i: number): BatchItem | undefined;
+  [Symbol.iterator](): Iterator<BatchItem>;
+  /** Releases the slots; every Buffer handed out is detached afterwards. */
+  commit(): void;
+  [Symbol.dispose](): void;
+}
+
+/** One received message held in place. */
+export declare class RxGuard extends RxBatch {
+  data(): RxSlot;
+  readonly typeId: number;
+  readonly actualSize: number;
+}
+
+/** The single-producer, single-consumer shared-memory bus. */
+export declare class Bus implements Disposable, AsyncIterable<Message> {
+  private constructor();
+  static listen(socketPath: string, capacity: number, opts?: WaitOptions): Bus;
+  static listenAsync(socketPath: string, capacity: number, opts?: WaitOptions): Promise<Bus>;
+  static connect(socketPath: string): Bus;
+  close(): void;
+  readonly closed: boolean;
+  readonly capacity: number;
+  send(data: Bytes, typeId?: number, opts?: WaitOptions): void;
+  flush(): void;
+  recv(spinThreshold?: number, opts?: WaitOptions): Message;
+  acquireTx(maxSize: number, opts?: WaitOptions): TxGuard;
+  acquireRx(spinThreshold?: number, opts?: WaitOptions): RxGuard | null;
+  drainBatch(maxMsgs: number, spinThreshold?: number, opts?: WaitOptions): RxBatch;
+  recvAsync(opts?: WaitOptions): Promise<Message>;
+  recvManyAsync(maxMsgs: number, opts?: WaitOptions): Promise<Message[]>;
+  messages(opts?: WaitOptions & { batch?: number }): AsyncGenerator<Message, void, undefined>;
+  [Symbol.asyncIterator](): AsyncGenerator<Message, void, undefined>;
+  setPollingMode(spinOnly: boolean | number): void;
+  setNumaNode(node: number): void;
+  [Symbol.dispose](): void;
+}
+
+/** An RPC reply (or request) as returned by wait/serve. */
+export interface Reply {
+  data: Buffer;
+  msgType: number;
+  correlationId: number;
+}
+export type Request = Reply;
+
+/** One RPC connection: the caller connects and calls, the callee listens and serves. */
+export declare class RpcBus implements Disposable {
+  private constructor();
+  static listen(socketPath: string, capFwd?: number, capRev?: number, opts?: WaitOptions): RpcBus;
+  static listenAsync(socketPath: string, capFwd?: number, capRev?: number, opts?: WaitOptions): Promise<RpcBus>;
+  static connect(socketPath: string): RpcBus;
+  call(payload: Bytes, msgType: number, opts?: WaitOptions): number;
+  wait(correlationId: number, opts?: WaitOptions): Reply;
+  invoke(payload: Bytes, msgType: number, opts?: WaitOptions): Buffer;
+  callAsync(payload: Bytes, msgType: number, opts?: WaitOptions): Promise<Buffer>;
+  callAsyncReply(payload: Bytes, msgType: number, opts?: WaitOptions): Promise<Reply>;
+  abandon(correlationId: number): void;
+  readonly inFlight: number;
+  serve(opts?: WaitOptions): Request | null;
+  reply(correlationId: number, data: Bytes, msgType: number, opts?: WaitOptions): void;
+  replyError(correlationId: number, failedMsgType: number, code: number, message: string, opts?: WaitOptions): void;
+  serveForever(
+    handler: (data: Buffer, request: Request) => Bytes | null | undefined,
+    opts?: WaitOptions & { count?: number },
+  ): number;
+  close(): void;
+  readonly closed: boolean;
+  setPollingMode(spinOnly: boolean | number): void;
+  [Symbol.dispose](): void;
+}
+
+/** Options shared by the multi-client servers. */
+export interface ServerOptions {
+  /** Request ring bytes per client (default 1 MiB). */
+  capFwd?: number;
+  /** Reply ring bytes per client (default 1 MiB). */
+  capRev?: number;
+  /** Clients served at once; more are refused (ERR_TACHYON_REFUSED). */
+  maxClients?: number;
+  /** A handler that takes longer gets its caller an error reply (default 30 000 ms). */
+  handlerTimeoutMs?: number;
+  /** How long a reply may wait for room in a full reply ring (default 5 000 ms). */
+  replyTimeoutMs?: number;
+}
+
+export type HandlerResult = Bytes | null | undefined | Promise<Bytes | null | undefined>;
+
+/** A running multi-client server. */
+export declare class RpcServer implements AsyncDisposable {
+  private constructor();
+  readonly socketPath: string;
+  readonly running: boolean;
+  close(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+export interface RpcServerOptions extends ServerOptions {
+  socketPath: string;
+  handlers: Record<number, (data: Buffer, ctx: { msgType: number; requestId: number }) => HandlerResult>;
+  onError?: (error: unknown, request: { msgType: number; requestId: number }) => void;
+}
+
+export declare function createRpcServer(opts: RpcServerOptions): RpcServer;
+
+/** What onInvoke learns about a call. */
+export interface TigaContext {
+  channelName: string;
+  clientId: string;
+  requestName: string;
+  responseName: string;
+  ipcDirectory: string;
+  requestId: number;
+}
+
+export interface TigaServerOptions extends ServerOptions {
+  channelName: string;
+  /** Where the channel's socket lives (default os.tmpdir()). */
+  ipcDirectory?: string;
+  onInvoke: (method: string, data: Buffer, context: TigaContext) => HandlerResult;
+  onError?: (error: unknown, request: { method?: string; requestId: number }) => void;
+}
+
+export declare class TigaServer implements AsyncDisposable {
+  private constructor();
+  readonly socketPath: string;
+  readonly running: boolean;
+  start(): this;
+  close(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+export declare function createTigaServer(opts: TigaServerOptions): TigaServer;
+export declare function startTigaServer(opts: TigaServerOptions): TigaServer;
+export declare function tigaInvoke(
+  requestName: string,
+  responseName: string,
+  method: string | number,
+  data?: Bytes | null,
+  options?: { ipcDirectory?: string; timeoutMs?: number },
+): Promise<Buffer>;
+export declare function tigaCloseAll(): void;
+/** The msg_type a Tiga method name routes on. */
+export declare function methodId(name: string): number;
+
+export declare function makeTypeId(route: number, msgType: number): number;
+export declare function routeId(typeId: number): number;
+export declare function msgType(typeId: number): number;
+export declare function setNumaNode(bus: Bus, node: number): void;
+export declare function setPollingMode(bus: Bus | RpcBus, spinOnly: boolean | number): void;
+
+export type TachyonErrorCode =
+  | 'ERR_TACHYON'
+  | 'ERR_TACHYON_FULL'
+  | 'ERR_TACHYON_PEER_DEAD'
+  | 'ERR_TACHYON_ABI_MISMATCH'
+  | 'ERR_TACHYON_TIMEOUT'
+  | 'ERR_TACHYON_INTERRUPTED'
+  | 'ERR_TACHYON_REFUSED'
+  | 'ERR_TACHYON_PROTOCOL'
+  | 'ERR_TACHYON_RPC'
+  | 'ERR_TACHYON_BUSY'
+  | 'ERR_TACHYON_TOO_LARGE'
+  | 'ERR_TACHYON_INVALID_ARG'
+  | 'ERR_TACHYON_IO'
+  | 'ERR_TACHYON_CLOSED'
+  | 'ERR_TACHYON_GUARD';
+
+/** An error with an ERR_TACHYON_* code. */
+export declare class TachyonError extends Error {
+  constructor(message: string, code?: TachyonErrorCode);
+  code: TachyonErrorCode;
+}
+
+/** The remote handler failed (the 0xFFFF error reply). */
+export declare class TachyonRpcError extends TachyonError {
+  constructor(msgType: number, rpcCode: number, message: string);
+  readonly msgType: number;
+  readonly rpcCode: number;
+  readonly rpcMessage: string;
+}
+
+export declare const RpcCode: Readonly<{
+  UPSTREAM: 0;
+  UNKNOWN_MSG_TYPE: 1;
+  HANDLER_ERROR: 2;
+  HANDLER_PANIC: 3;
+  BAD_REQUEST: 4;
+  BAD_RESPONSE: 5;
+  MALFORMED: 6;
+}>;
+export declare const MSG_TYPE_ERROR: 0xffff;
+
+export interface CodedError extends Error {
+  code: TachyonErrorCode;
+}
+export declare function isTachyonError(e: unknown): e is CodedError;
+export declare function isAbiMismatch(e: unknown): e is CodedError;
+export declare function isFull(e: unknown): e is CodedError;
+export declare function isPeerDead(e: unknown): e is CodedError;
+export declare function isTimeout(e: unknown): e is CodedError;
+export declare function isClosed(e: unknown): e is CodedError;
+export declare function isRpcError(e: unknown): e is TachyonRpcError;

@@ -1,0 +1,42 @@
+'use strict';
+// The TypeScript declarations: `tsc --noEmit` over test/types/usage.ts, then the same
+// file compiled (down-levelling `using`) and run against real buses.
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { execFileSync } = require('node:child_process');
+const t = require('..');
+const h = require('./helpers');
+
+const PKG = path.resolve(__dirname, '..');
+const TSC = path.join(PKG, 'node_modules', '.bin', 'tsc');
+const skip = fs.existsSync(TSC) ? false : 'typescript not installed: run `make node-deps`';
+
+test('tsc --noEmit accepts the typed usage (and rejects a forged RxSlot)', { skip }, () => {
+  execFileSync(TSC, ['-p', path.join(__dirname, 'types'), '--noEmit'], { stdio: 'pipe' });
+});
+
+test('the typed usage runs: `using` commits, rolls back and disposes', { skip }, async () => {
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'tachyon-ts-'));
+  execFileSync(TSC, ['-p', path.join(__dirname, 'types'), '--noEmit', 'false', '--outDir', out, '--rootDir', PKG], { stdio: 'pipe' });
+  // The compiled file requires '../../index': point that at this package.
+  const compiled = path.join(out, 'test', 'types', 'usage.js');
+  const src = fs.readFileSync(compiled, 'utf8').replace(/require\("\.\.\/\.\.\/index"\)/g, `require(${JSON.stringify(PKG)})`);
+  fs.writeFileSync(compiled, src);
+  const usage = require(compiled);
+  const p = h.sockPath('ts');
+  const listening = t.Bus.listenAsync(p, 256, { timeoutMs: 5000 });
+  const producer = await h.connectRetry(() => t.Bus.connect(p));
+  const consumer = await listening;
+  usage.producer(producer); // typed, rolled back, then fills the ring until FULL
+  assert.equal(usage.consumer(consumer), 'typed');
+  const next = consumer.recv(undefined, { timeoutMs: 1000 });
+  assert.equal(next.data.length, 8, 'the rolled-back slot was never sent');
+  producer.close();
+  consumer.close();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tachyon-ts-srv-'));
+  assert.equal((await usage.servers(dir)).toString(), 'echo@ts:hi');
+  t.tigaCloseAll();
+});

@@ -1,0 +1,66 @@
+// Compiled by `tsc --noEmit` in the tests (test/types.test.js) and, down-levelled, run
+// for real: `using` must roll back, commit and close through Symbol.dispose.
+import {
+  Bus, RpcBus, TxSlot, RxSlot, isFull, isPeerDead, isTachyonError, isRpcError,
+  startTigaServer, tigaInvoke, createRpcServer, makeTypeId, TachyonRpcError,
+} from '../../index';
+
+export function producer(bus: Bus): void {
+  {
+    using tx = bus.acquireTx(64);
+    const slot: TxSlot = tx.bytes();
+    slot.write('typed');
+    tx.commit(5, makeTypeId(1, 2));
+  }
+  {
+    using tx = bus.acquireTx(64);
+    tx.bytes().write('never sent'); // leaving the block rolls back
+  }
+  try {
+    bus.send(Buffer.alloc(8), 0, { timeoutMs: 0 });
+  } catch (e) {
+    if (!isFull(e)) throw e;
+  }
+}
+
+export function consumer(bus: Bus): string {
+  using rx = bus.acquireRx(undefined, { timeoutMs: 5000 });
+  if (rx === null) throw new Error('timed out');
+  const data: RxSlot = rx.data();
+  // @ts-expect-error a plain Buffer is not an RxSlot: slots only come from guards
+  const forged: RxSlot = Buffer.alloc(1);
+  void forged;
+  return data.toString('utf8', 0, rx.actualSize);
+}
+
+export async function asyncSide(bus: Bus, rpc: RpcBus): Promise<number> {
+  let n = 0;
+  for await (const m of bus) {
+    n += m.data.length;
+    if (n > 10) break;
+  }
+  try {
+    const reply: Buffer = await rpc.callAsync('ping', 1, { timeoutMs: 1000 });
+    n += reply.length;
+  } catch (e) {
+    if (isRpcError(e)) return e.rpcCode;
+    if (isPeerDead(e) || isTachyonError(e)) return -1;
+    throw e;
+  }
+  return n;
+}
+
+export async function servers(dir: string): Promise<Buffer> {
+  await using tiga = startTigaServer({
+    channelName: 'types',
+    ipcDirectory: dir,
+    onInvoke: async (method, data, ctx) => Buffer.concat([Buffer.from(`${method}@${ctx.clientId}:`), data]),
+  });
+  await using rpc = createRpcServer({
+    socketPath: `${dir}/types-rpc.sock`,
+    handlers: { 1: (data) => data, 2: () => { throw new TachyonRpcError(2, 9, 'no'); } },
+  });
+  void rpc;
+  void tiga;
+  return tigaInvoke('types.req.ts', 'types.resp.ts', 'echo', 'hi', { ipcDirectory: dir, timeoutMs: 1000 });
+}
