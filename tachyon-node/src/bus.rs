@@ -11,7 +11,7 @@ use napi_derive::napi;
 use tachyon::Wait;
 
 use crate::cell::Cell;
-use crate::errors::{NapiExt, BindError, JsError, arg, timeout};
+use crate::errors::{arg, timeout, BindError, JsError, NapiExt};
 use crate::pump::{BusPump, Deferred, ErrInfo, Message};
 use crate::slots::{NativeRxSlot, NativeTxSlot};
 
@@ -77,10 +77,15 @@ impl Task for ListenTask {
 impl NativeBus {
     /// Creates a ring of `capacity` bytes at `socketPath` and waits for one peer.
     #[napi(factory)]
-    pub fn listen(socket_path: String, capacity: u32, timeout_ms: Option<f64>) -> Result<Self, JsError> {
+    pub fn listen(
+        socket_path: String,
+        capacity: u32,
+        timeout_ms: Option<f64>,
+    ) -> Result<Self, JsError> {
         let t = timeout(timeout_ms)?;
-        let bus = tachyon::Bus::listen_with(&socket_path, capacity as usize, Wait::new().timeout_opt(t))
-            .map_err(crate::errors::core)?;
+        let bus =
+            tachyon::Bus::listen_with(&socket_path, capacity as usize, Wait::new().timeout_opt(t))
+                .map_err(crate::errors::core)?;
         Ok(Self::new(bus))
     }
 
@@ -151,7 +156,11 @@ impl NativeBus {
 
     /// Waits for the next message and returns a heap copy; `null` on a timeout.
     #[napi]
-    pub fn recv(&self, spin_threshold: Option<u32>, timeout_ms: Option<f64>) -> Result<Option<Message>, JsError> {
+    pub fn recv(
+        &self,
+        spin_threshold: Option<u32>,
+        timeout_ms: Option<f64>,
+    ) -> Result<Option<Message>, JsError> {
         let t = timeout(timeout_ms)?;
         self.with(|b| match b.acquire_rx_with(wait_for(spin_threshold, t)) {
             Ok(m) => Ok(Some(Message { data: m.data().to_vec().into(), type_id: m.type_id() })),
@@ -167,7 +176,9 @@ impl NativeBus {
             let mut out = Vec::new();
             while out.len() < max_msgs as usize {
                 match b.try_recv()? {
-                    Some(m) => out.push(Message { data: m.data().to_vec().into(), type_id: m.type_id() }),
+                    Some(m) => {
+                        out.push(Message { data: m.data().to_vec().into(), type_id: m.type_id() })
+                    }
                     None => break,
                 }
             }
@@ -177,7 +188,11 @@ impl NativeBus {
 
     /// Reserves `maxSize` bytes for zero-copy writing, waiting for room up to `timeoutMs`.
     #[napi]
-    pub fn acquire_tx(&self, max_size: u32, timeout_ms: Option<f64>) -> Result<NativeTxSlot, JsError> {
+    pub fn acquire_tx(
+        &self,
+        max_size: u32,
+        timeout_ms: Option<f64>,
+    ) -> Result<NativeTxSlot, JsError> {
         let t = timeout(timeout_ms)?;
         Ok(NativeTxSlot::acquire(&self.cell, max_size as usize, Wait::new().timeout_opt(t))?)
     }
@@ -210,7 +225,12 @@ impl NativeBus {
 
     /// Receives up to `maxMsgs` messages (at least one) off the JS thread.
     #[napi(ts_return_type = "Promise<Message[] | ErrInfo>")]
-    pub fn recv_async<'e>(&self, env: &'e Env, max_msgs: u32, timeout_ms: Option<f64>) -> Result<Object<'e>, JsError> {
+    pub fn recv_async<'e>(
+        &self,
+        env: &'e Env,
+        max_msgs: u32,
+        timeout_ms: Option<f64>,
+    ) -> Result<Object<'e>, JsError> {
         if max_msgs == 0 {
             return Err(arg("maxMsgs must be at least 1"));
         }

@@ -16,10 +16,12 @@ impl AsRef<str> for Code {
 impl From<Status> for Code {
     fn from(s: Status) -> Self {
         match s {
-            Status::InvalidArg | Status::ObjectExpected | Status::StringExpected
-            | Status::NumberExpected | Status::BooleanExpected | Status::ArrayExpected => {
-                Self(INVALID_ARG)
-            }
+            Status::InvalidArg
+            | Status::ObjectExpected
+            | Status::StringExpected
+            | Status::NumberExpected
+            | Status::BooleanExpected
+            | Status::ArrayExpected => Self(INVALID_ARG),
             _ => Self("ERR_TACHYON_NAPI"),
         }
     }

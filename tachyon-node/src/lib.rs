@@ -5,6 +5,16 @@
 //! layer in `tachyon-node/lib` adds what JS users expect and the addon should not own:
 //! `Symbol.dispose`, typed errors and their guards, async iterators, the Tiga API.
 #![deny(unsafe_op_in_unsafe_fn)]
+// napi-rs hands arguments over by value; ids cross to JS as numbers (exact below 2^53,
+// and checked on the way back in). Every fallible function throws a JS error with an
+// ERR_TACHYON_* code, documented once in errors.rs and the package's index.d.ts.
+#![allow(
+    clippy::missing_errors_doc,
+    clippy::needless_pass_by_value,
+    clippy::cast_precision_loss,
+    clippy::cast_sign_loss,
+    clippy::cast_possible_truncation
+)]
 
 mod bus;
 mod cell;
@@ -17,12 +27,13 @@ mod slots;
 use napi::bindgen_prelude::Buffer;
 use napi_derive::napi;
 
-use crate::errors::{JsError, arg};
+use crate::errors::{arg, JsError};
 
 /// `route << 16 | msg_type`.
 #[napi]
 pub fn make_type_id(route: u32, msg_type: u32) -> Result<u32, JsError> {
-    let r = u16::try_from(route).map_err(|_| arg(format!("route must be in 0..=65535, got {route}")))?;
+    let r = u16::try_from(route)
+        .map_err(|_| arg(format!("route must be in 0..=65535, got {route}")))?;
     Ok(tachyon::make_type_id(r, server::check_msg_type(msg_type)?))
 }
 
@@ -75,7 +86,8 @@ pub struct TigaCall {
 /// Builds the msg_type and payload that call `method` with `data` from `clientId`.
 #[napi]
 pub fn tiga_encode(method: String, client_id: String, data: &[u8]) -> Result<TigaCall, JsError> {
-    let (t, p) = tachyon::rpc::tiga::encode_call(&method, &client_id, data).map_err(errors::core)?;
+    let (t, p) =
+        tachyon::rpc::tiga::encode_call(&method, &client_id, data).map_err(errors::core)?;
     Ok(TigaCall { msg_type: u32::from(t), payload: p.into() })
 }
 

@@ -165,7 +165,6 @@ fn run<S: Source>(shared: &Shared<S>, cell: &Cell<S::Bus>, ready: &RxReadiness) 
             let mut st = lock(&shared.state);
             match &outcome {
                 Ok(()) => st.0.deliver(bus),
-                Err(tachyon::Error::Timeout(_)) => {}
                 Err(tachyon::Error::PeerDead(m)) => {
                     let m = *m;
                     st.0.deliver(bus); // what is left in the ring comes first

@@ -12,7 +12,7 @@ use tachyon::rpc::{RpcBus, RpcError, MSG_TYPE_ERROR};
 use tachyon::Wait;
 
 use crate::cell::Cell;
-use crate::errors::{NapiExt, BindError, JsError, arg, msg_type, timeout};
+use crate::errors::{arg, msg_type, timeout, BindError, JsError, NapiExt};
 use crate::pump::{Deferred, ErrInfo, Reply, RpcPump};
 
 /// The native half of `RpcBus`.
@@ -34,14 +34,17 @@ pub struct Request {
 }
 
 fn cid(v: f64) -> Result<u64, JsError> {
-    if v.fract() == 0.0 && v >= 1.0 && v <= 9_007_199_254_740_991.0 {
+    if v.fract() == 0.0 && (1.0..=9_007_199_254_740_991.0).contains(&v) {
         Ok(v as u64)
     } else {
         Err(arg(format!("correlationId must be a positive integer, got {v}")))
     }
 }
 
-fn raw(cid: u64, r: Result<tachyon::rpc::RpcReply<'_>, tachyon::Error>) -> Result<Reply, BindError> {
+fn raw(
+    cid: u64,
+    r: Result<tachyon::rpc::RpcReply<'_>, tachyon::Error>,
+) -> Result<Reply, BindError> {
     match r {
         Ok(r) => Ok(Reply {
             data: r.data().to_vec().into(),
@@ -96,10 +99,20 @@ impl Task for RpcListenTask {
 impl NativeRpcBus {
     /// The callee end: creates both rings at `socketPath` and waits for the caller.
     #[napi(factory)]
-    pub fn listen(socket_path: String, cap_fwd: u32, cap_rev: u32, timeout_ms: Option<f64>) -> Result<Self, JsError> {
+    pub fn listen(
+        socket_path: String,
+        cap_fwd: u32,
+        cap_rev: u32,
+        timeout_ms: Option<f64>,
+    ) -> Result<Self, JsError> {
         let t = timeout(timeout_ms)?;
-        let bus = RpcBus::listen_with(&socket_path, cap_fwd as usize, cap_rev as usize, Wait::new().timeout_opt(t))
-            .map_err(crate::errors::core)?;
+        let bus = RpcBus::listen_with(
+            &socket_path,
+            cap_fwd as usize,
+            cap_rev as usize,
+            Wait::new().timeout_opt(t),
+        )
+        .map_err(crate::errors::core)?;
         Ok(Self::new(bus))
     }
 
@@ -142,7 +155,12 @@ impl NativeRpcBus {
 
     /// Sends a request; returns its correlation id. Waits for room up to `timeoutMs`.
     #[napi]
-    pub fn call(&self, payload: &[u8], msg_type_: u32, timeout_ms: Option<f64>) -> Result<f64, JsError> {
+    pub fn call(
+        &self,
+        payload: &[u8],
+        msg_type_: u32,
+        timeout_ms: Option<f64>,
+    ) -> Result<f64, JsError> {
         let (t, mt) = (timeout(timeout_ms)?, msg_type(msg_type_)?);
         self.with(|b| {
             let cid = match t {
@@ -226,7 +244,13 @@ impl NativeRpcBus {
 
     /// Sends the reply to `correlationId`, waiting for room up to `timeoutMs`.
     #[napi]
-    pub fn reply(&self, correlation_id: f64, data: &[u8], msg_type_: u32, timeout_ms: Option<f64>) -> Result<(), JsError> {
+    pub fn reply(
+        &self,
+        correlation_id: f64,
+        data: &[u8],
+        msg_type_: u32,
+        timeout_ms: Option<f64>,
+    ) -> Result<(), JsError> {
         let (c, mt, t) = (cid(correlation_id)?, msg_type(msg_type_)?, timeout(timeout_ms)?);
         if mt == MSG_TYPE_ERROR {
             return Err(arg("msgType 0xFFFF is the error sentinel; use replyError"));

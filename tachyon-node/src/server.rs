@@ -21,7 +21,7 @@ use napi::{Env, Status, Task};
 use napi_derive::napi;
 use tachyon::rpc::{code, tiga, Dispatcher, RpcServer, ServerError, ServerHandle, ServerOptions};
 
-use crate::errors::{NapiExt, JsError, msg_type, timeout};
+use crate::errors::{msg_type, timeout, JsError, NapiExt};
 
 /// A request handed to the JS callback.
 #[napi(object)]
@@ -166,11 +166,8 @@ impl NativeServer {
         on_request: Function<'_, IncomingRequest, ()>,
     ) -> Result<Self, JsError> {
         let answer_within = timeout(config.handler_timeout_ms)?.unwrap_or(Duration::from_secs(30));
-        let callback: Callback = on_request
-            .build_threadsafe_function()
-            .callee_handled::<false>()
-            .build()
-            .js()?;
+        let callback: Callback =
+            on_request.build_threadsafe_function().callee_handled::<false>().build().js()?;
         let bridge = Arc::new(Bridge {
             callback: Mutex::new(Some(callback)),
             pending: Mutex::new(HashMap::new()),

@@ -21,7 +21,7 @@ use napi::Env;
 use napi_derive::napi;
 
 use crate::cell::Cell;
-use crate::errors::{NapiExt, BindError, JsError};
+use crate::errors::{BindError, JsError, NapiExt};
 
 fn guard_err(m: impl Into<String>) -> crate::errors::JsError {
     BindError::Guard(m.into()).into()
@@ -41,14 +41,14 @@ struct Span {
 /// # Safety
 /// `span` must be a live payload of a parked slot held (through `keep`) until the
 /// buffer is detached, and no other `ArrayBuffer` may cover it.
-unsafe fn external<'e, K: Send + 'static>(
-    env: &'e Env,
+unsafe fn external<K: Send + 'static>(
+    env: &Env,
     span: Span,
     keep: Arc<K>,
-) -> Result<ArrayBuffer<'e>, JsError> {
+) -> Result<ArrayBuffer<'_>, JsError> {
     if span.len == 0 {
         // Nothing of the ring is exposed: an ordinary empty buffer.
-        return Ok(ArrayBuffer::from_data(env, Vec::new()).js()?);
+        return ArrayBuffer::from_data(env, Vec::new()).js();
     }
     // SAFETY: the caller guarantees `addr..addr + len` is a parked, mapped payload that
     // no other buffer covers; `keep` (moved into the finalizer) holds the parked slot
@@ -66,7 +66,10 @@ fn detach(spans: &[Span], buffers: Vec<ArrayBuffer<'_>>) -> Result<(), JsError> 
     let exposed: Vec<&Span> = spans.iter().filter(|s| s.len > 0).collect();
     let given: Vec<ArrayBuffer<'_>> = buffers.into_iter().filter(|b| !b.is_empty()).collect();
     let matches = exposed.len() == given.len()
-        && exposed.iter().zip(&given).all(|(s, b)| b.as_ptr() as usize == s.addr && b.len() == s.len);
+        && exposed
+            .iter()
+            .zip(&given)
+            .all(|(s, b)| b.as_ptr() as usize == s.addr && b.len() == s.len);
     if !matches {
         return Err(guard_err("these are not the buffers this slot handed out"));
     }
@@ -171,11 +174,10 @@ impl NativeTxSlot {
         flush: bool,
     ) -> Result<(), JsError> {
         if actual_size as usize > self.state.span.len {
-            return Err(tachyon::Error::InvalidSize {
+            return Err(crate::errors::core(tachyon::Error::InvalidSize {
                 size: actual_size as usize,
                 max: self.state.span.len,
-            })
-            .map_err(crate::errors::core);
+            }));
         }
         let parked = self.finish(buffer)?;
         Ok(self.state.bus.with(|b| {
@@ -348,7 +350,8 @@ impl NativeRxSlot {
             return Ok(()); // committed already, or an empty batch: idempotent
         }
         if self.state.exported.load(Ordering::Acquire) {
-            let b = buffers.ok_or_else(|| guard_err("pass the slot's buffers back to detach them"))?;
+            let b =
+                buffers.ok_or_else(|| guard_err("pass the slot's buffers back to detach them"))?;
             detach(&self.state.spans, b)?;
         }
         let p = parked.take().ok_or_else(|| guard_err("already committed"))?;

@@ -130,7 +130,11 @@ fn bad(msg: String) -> ServerError {
 /// is not UTF-8, or names a method that does not hash to `msg_type`.
 pub fn decode_call(msg_type: u16, payload: &[u8]) -> Result<TigaCall<'_>, ServerError> {
     if msg_type < NAMED_BASE {
-        return Ok(TigaCall { method: Cow::Owned(msg_type.to_string()), client_id: "", data: payload });
+        return Ok(TigaCall {
+            method: Cow::Owned(msg_type.to_string()),
+            client_id: "",
+            data: payload,
+        });
     }
     let field = |at: usize, what: &str| -> Result<(&str, usize), ServerError> {
         let len = usize::from(
@@ -168,9 +172,9 @@ pub struct ChannelNames {
 /// [`Error::InvalidName`] if either name has another shape, they disagree, or the
 /// channel contains `/` (it names a socket file).
 pub fn parse_names(request_name: &str, response_name: &str) -> Result<ChannelNames> {
-    let (channel, client_id) = request_name
-        .rsplit_once(".req.")
-        .ok_or_else(|| invalid(request_name, "a request name is shaped <channel>.req.<clientId>"))?;
+    let (channel, client_id) = request_name.rsplit_once(".req.").ok_or_else(|| {
+        invalid(request_name, "a request name is shaped <channel>.req.<clientId>")
+    })?;
     if channel.is_empty() || client_id.is_empty() {
         return Err(invalid(request_name, "channel and client id must not be empty"));
     }
