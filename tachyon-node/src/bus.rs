@@ -12,7 +12,7 @@ use tachyon::Wait;
 
 use crate::cell::Cell;
 use crate::errors::{arg, timeout, BindError, JsError, NapiExt};
-use crate::pump::{BusPump, Deferred, ErrInfo, Message};
+use crate::pump::{BusPump, Deferred, ErrInfo, Message, Packed};
 use crate::slots::{NativeRxSlot, NativeTxSlot};
 
 /// The native half of `Bus`.
@@ -169,21 +169,11 @@ impl NativeBus {
         })
     }
 
-    /// Receives up to `maxMsgs` messages as heap copies without waiting.
+    /// Receives up to `maxMsgs` messages as heap copies without waiting; `null` if
+    /// the ring is empty.
     #[napi]
-    pub fn try_recv_many(&self, max_msgs: u32) -> Result<Vec<Message>, JsError> {
-        self.with(|b| {
-            let mut out = Vec::new();
-            while out.len() < max_msgs as usize {
-                match b.try_recv()? {
-                    Some(m) => {
-                        out.push(Message { data: m.data().to_vec().into(), type_id: m.type_id() })
-                    }
-                    None => break,
-                }
-            }
-            Ok(out)
-        })
+    pub fn try_recv_packed(&self, max_msgs: u32) -> Result<Option<Packed>, JsError> {
+        self.with(|b| Ok(Packed::take(b, max_msgs as usize)?))
     }
 
     /// Reserves `maxSize` bytes for zero-copy writing, waiting for room up to `timeoutMs`.
@@ -224,7 +214,7 @@ impl NativeBus {
     }
 
     /// Receives up to `maxMsgs` messages (at least one) off the JS thread.
-    #[napi(ts_return_type = "Promise<Message[] | ErrInfo>")]
+    #[napi(ts_return_type = "Promise<Packed | ErrInfo>")]
     pub fn recv_async<'e>(
         &self,
         env: &'e Env,
@@ -235,7 +225,7 @@ impl NativeBus {
             return Err(arg("maxMsgs must be at least 1"));
         }
         let t = timeout(timeout_ms)?;
-        let (d, promise): (Deferred<Vec<Message>>, Object<'e>) = env.create_deferred().js()?;
+        let (d, promise): (Deferred<Packed>, Object<'e>) = env.create_deferred().js()?;
         if self.cell.is_closed() {
             crate::pump::settle(d, Err(BindError::Closed.into()));
         } else {

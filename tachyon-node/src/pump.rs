@@ -14,7 +14,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use napi::bindgen_prelude::{Buffer, Either};
+use napi::bindgen_prelude::{Buffer, Either, Uint32Array};
 use napi::{Env, JsDeferred};
 use napi_derive::napi;
 use tachyon::{RxReadiness, Wait};
@@ -48,6 +48,44 @@ pub struct Message {
     pub data: Buffer,
     /// `route << 16 | msg_type`.
     pub type_id: u32,
+}
+
+/// Messages received together, packed: one Buffer with every payload back to back,
+/// and each message's size and type id. The JS layer slices it into messages (one
+/// crossing and one allocation per batch, not per message).
+#[napi(object)]
+pub struct Packed {
+    /// The payloads, back to back.
+    pub data: Buffer,
+    /// Payload sizes, in order.
+    pub sizes: Uint32Array,
+    /// Type ids, in order.
+    pub type_ids: Uint32Array,
+}
+
+impl Packed {
+    /// Takes up to `max` messages from `bus` without waiting. `Ok(None)` if none was
+    /// there; an error only if it came before any message.
+    pub fn take(bus: &tachyon::Bus, max: usize) -> Result<Option<Self>, tachyon::Error> {
+        let (mut data, mut sizes, mut type_ids) = (Vec::new(), Vec::new(), Vec::new());
+        while sizes.len() < max {
+            match bus.try_recv() {
+                Ok(Some(m)) => {
+                    data.extend_from_slice(m.data());
+                    sizes.push(m.len() as u32);
+                    type_ids.push(m.type_id());
+                }
+                Ok(None) => break,
+                Err(e) if sizes.is_empty() => return Err(e),
+                Err(_) => break, // reported by the next receive
+            }
+        }
+        Ok((!sizes.is_empty()).then(|| Self {
+            data: data.into(),
+            sizes: Uint32Array::new(sizes),
+            type_ids: Uint32Array::new(type_ids),
+        }))
+    }
 }
 
 /// An RPC reply (or request). An error reply keeps msg_type 0xFFFF and its encoded
@@ -187,7 +225,7 @@ fn run<S: Source>(shared: &Shared<S>, cell: &Cell<S::Bus>, ready: &RxReadiness) 
 struct Receiver {
     max: usize,
     deadline: Option<(Instant, Duration)>,
-    deferred: Deferred<Vec<Message>>,
+    deferred: Deferred<Packed>,
 }
 
 /// Waiting receives of one SPSC bus, in order.
@@ -209,32 +247,13 @@ impl Source for Receives {
 
     fn deliver(&mut self, bus: &tachyon::Bus) {
         while let Some(w) = self.waiters.front() {
-            let mut got: Vec<(u32, Vec<u8>)> = Vec::new();
-            let mut failed = None;
-            while got.len() < w.max {
-                match bus.try_recv() {
-                    Ok(Some(m)) => got.push((m.type_id(), m.data().to_vec())),
-                    Ok(None) => break,
-                    Err(e) => {
-                        failed = Some(e);
-                        break;
-                    }
-                }
-            }
-            if got.is_empty() && failed.is_none() {
-                return;
-            }
+            let got = match Packed::take(bus, w.max) {
+                Ok(None) => return,
+                Ok(Some(p)) => Ok(p),
+                Err(e) => Err(BindError::Core(e).into()),
+            };
             let w = self.waiters.pop_front().expect("front exists");
-            if got.is_empty() {
-                let e = failed.expect("checked");
-                settle(w.deferred, Err(BindError::Core(e).into()));
-                continue;
-            }
-            let msgs = got
-                .into_iter()
-                .map(|(type_id, data)| Message { data: data.into(), type_id })
-                .collect();
-            settle(w.deferred, Ok(msgs));
+            settle(w.deferred, got);
         }
     }
 
@@ -266,7 +285,7 @@ impl BusPump {
     }
 
     /// Queues a receive of up to `max` messages.
-    pub fn receive(&self, max: usize, timeout: Option<Duration>, d: Deferred<Vec<Message>>) {
+    pub fn receive(&self, max: usize, timeout: Option<Duration>, d: Deferred<Packed>) {
         let deadline = timeout.map(|t| (Instant::now() + t, t));
         self.update(|s, stopped| {
             if stopped {

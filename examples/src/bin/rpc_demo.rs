@@ -5,6 +5,7 @@
 //! rpc_demo                        # starts the server as a child process, runs the
 //!                                 # client, prints what it measured
 //! rpc_demo --python PY SCRIPT     # then runs a Python caller (SCRIPT PATH) too
+//! rpc_demo --node NODE SCRIPT     # and/or a Node caller (both flags may be given)
 //! rpc_demo server P               # the server alone, on socket path P
 //! ```
 #![allow(clippy::print_stdout, clippy::cast_precision_loss, clippy::cast_sign_loss)]
@@ -106,13 +107,14 @@ fn main() -> tachyon::Result<()> {
         .expect("spawn server");
     println!("rpc_demo: server process {} serving `quote` (msg_type 1) and `echo` (msg_type 2) at {path}", server.id());
     let mut result = client(&path);
-    if let (Some("--python"), Some(python), Some(script)) =
-        (args.first().map(String::as_str), args.get(1), args.get(2))
-    {
+    // Callers in other languages: `--python PY SCRIPT` and `--node NODE SCRIPT`.
+    for flag in args.chunks(3) {
+        let [lang, program, script] = flag else { break };
+        let lang = lang.trim_start_matches("--");
         println!();
-        let status = Command::new(python).args([script.as_str(), &path]).status();
+        let status = Command::new(program).args([script.as_str(), &path]).status();
         if !status.as_ref().is_ok_and(std::process::ExitStatus::success) {
-            result = Err(tachyon::Error::Protocol(format!("the Python caller failed: {status:?}")));
+            result = Err(tachyon::Error::Protocol(format!("the {lang} caller failed: {status:?}")));
         }
     }
     let _ = server.kill();

@@ -1,0 +1,75 @@
+'use strict';
+// The Node caller of the RPC demo: calls the Rust `#[tachyon_rpc]` echo handler
+// (msg_type 2, examples/src/lib.rs) by msg_type, sync and async, and through the Tiga
+// API (a numbered method is its msg_type), then prints what it measured.
+//
+//   node quote_client.js /tmp/socket-of-rpc_demo-server
+const path = require('node:path');
+const t = require('../../tachyon-node');
+
+const ECHO = 2;
+
+function percentile(sorted, p) {
+  return sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))];
+}
+
+async function connect(socketPath) {
+  const deadline = Date.now() + 10000;
+  for (;;) {
+    try {
+      return t.RpcBus.connect(socketPath);
+    } catch (e) {
+      if (e.code !== 'ERR_TACHYON_IO' || Date.now() > deadline) throw e;
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  }
+}
+
+async function main() {
+  const socketPath = process.argv[2];
+  const rpc = await connect(socketPath);
+  const payload = Buffer.alloc(32, 7);
+  const samples = [];
+  for (let i = 0; i < 20000; i++) {
+    const t0 = process.hrtime.bigint();
+    const reply = rpc.invoke(payload, ECHO, { timeoutMs: 5000 });
+    samples.push(Number(process.hrtime.bigint() - t0));
+    if (reply.length !== 32) throw new Error('echo came back different');
+  }
+  samples.sort((a, b) => a - b);
+  console.log(`node caller: echo.invoke (sync), 32 bytes: p50 ${percentile(samples, 50)} ns, p99 ${percentile(samples, 99)} ns`);
+
+  const asyncSamples = [];
+  for (let i = 0; i < 5000; i++) {
+    const t0 = process.hrtime.bigint();
+    await rpc.callAsync(payload, ECHO, { timeoutMs: 5000 });
+    asyncSamples.push(Number(process.hrtime.bigint() - t0));
+  }
+  asyncSamples.sort((a, b) => a - b);
+  console.log(`node caller: echo.callAsync (await each), 32 bytes: p50 ${percentile(asyncSamples, 50)} ns, p99 ${percentile(asyncSamples, 99)} ns`);
+
+  const inFlight = 16;
+  const total = 20000;
+  let sent = 0;
+  const t0 = process.hrtime.bigint();
+  await Promise.all(Array.from({ length: inFlight }, async () => {
+    while (sent < total) {
+      sent++;
+      await rpc.callAsync(payload, ECHO, { timeoutMs: 5000 });
+    }
+  }));
+  const secs = Number(process.hrtime.bigint() - t0) / 1e9;
+  console.log(`node caller: callAsync with ${inFlight} in flight: ${Math.round(total / secs)} calls/s`);
+
+  const dir = path.dirname(socketPath);
+  const channel = path.basename(socketPath, '.sock');
+  const viaTiga = await t.tigaInvoke(`${channel}.req.demo`, `${channel}.resp.demo`, String(ECHO), 'tiga says hi', { ipcDirectory: dir, timeoutMs: 5000 });
+  console.log(`node caller: tigaInvoke('${ECHO}') answered ${JSON.stringify(viaTiga.toString())}`);
+  t.tigaCloseAll();
+  rpc.close();
+}
+
+main().catch((e) => {
+  console.error('node caller failed:', e);
+  process.exit(1);
+});
