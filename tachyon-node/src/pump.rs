@@ -75,9 +75,9 @@ impl Packed {
                     sizes.push(m.len() as u32);
                     type_ids.push(m.type_id());
                 }
-                Ok(None) => break,
                 Err(e) if sizes.is_empty() => return Err(e),
-                Err(_) => break, // reported by the next receive
+                // Empty now, or an error after some messages (the next receive reports it).
+                Ok(None) | Err(_) => break,
             }
         }
         Ok((!sizes.is_empty()).then(|| Self {
