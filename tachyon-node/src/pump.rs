@@ -137,8 +137,9 @@ pub trait Source: Send + 'static {
     fn idle(&self) -> bool;
     /// The earliest deadline of a waiter.
     fn next_deadline(&self) -> Option<Instant>;
-    /// Takes what the bus holds now and settles waiters (bus lock held).
-    fn deliver(&mut self, bus: &Self::Bus);
+    /// Takes what the bus holds now and settles waiters (bus lock held). Returns
+    /// whether it settled anything.
+    fn deliver(&mut self, bus: &Self::Bus) -> bool;
     /// Settles waiters whose deadline passed (bus lock held, so calls can be abandoned).
     fn expire(&mut self, bus: Option<&Self::Bus>, now: Instant);
     /// Settles every waiter with `err`.
@@ -199,13 +200,14 @@ fn run<S: Source>(shared: &Shared<S>, cell: &Cell<S::Bus>, ready: &RxReadiness) 
         let slice = deadline.map_or(SLICE, |d| d.saturating_duration_since(now).min(SLICE));
         let outcome = ready.wait(Wait::new().timeout(slice));
         // Lock order everywhere: bus, then waiters.
+        let mut stalled = false;
         let _ = cell.with(|bus| {
             let mut st = lock(&shared.state);
             match &outcome {
-                Ok(()) => st.0.deliver(bus),
+                Ok(()) => stalled = !st.0.deliver(bus),
                 Err(tachyon::Error::PeerDead(m)) => {
                     let m = *m;
-                    st.0.deliver(bus); // what is left in the ring comes first
+                    let _ = st.0.deliver(bus); // what is left in the ring comes first
                     st.0.fail_all(&|| BindError::Core(tachyon::Error::PeerDead(m)).into());
                 }
                 Err(_) => {}
@@ -216,6 +218,10 @@ fn run<S: Source>(shared: &Shared<S>, cell: &Cell<S::Bus>, ready: &RxReadiness) 
         if cell.is_closed() {
             let mut st = lock(&shared.state);
             st.0.fail_all(&closed);
+        } else if stalled {
+            // A message is there but nobody could take it (a zero-copy guard holds the
+            // ring, or a stray reply): do not spin on it.
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
 }
@@ -245,16 +251,19 @@ impl Source for Receives {
         self.waiters.iter().filter_map(|w| w.deadline.map(|d| d.0)).min()
     }
 
-    fn deliver(&mut self, bus: &tachyon::Bus) {
+    fn deliver(&mut self, bus: &tachyon::Bus) -> bool {
+        let mut progress = false;
         while let Some(w) = self.waiters.front() {
             let got = match Packed::take(bus, w.max) {
-                Ok(None) => return,
+                Ok(None) => return progress,
                 Ok(Some(p)) => Ok(p),
                 Err(e) => Err(BindError::Core(e).into()),
             };
             let w = self.waiters.pop_front().expect("front exists");
             settle(w.deferred, got);
+            progress = true;
         }
+        progress
     }
 
     fn expire(&mut self, _bus: Option<&tachyon::Bus>, now: Instant) {
@@ -326,15 +335,17 @@ impl Source for Replies {
         self.waiters.values().filter_map(|w| w.deadline.map(|d| d.0)).min()
     }
 
-    fn deliver(&mut self, bus: &tachyon::rpc::RpcBus) {
+    fn deliver(&mut self, bus: &tachyon::rpc::RpcBus) -> bool {
+        let mut progress = false;
         loop {
             if bus.in_flight() == 0 {
-                return;
+                return progress;
             }
             match bus.next_reply_with(Wait::new().spin(0).timeout(Duration::ZERO)) {
                 Ok(r) => {
                     let (cid, t, data) = (r.correlation_id(), r.msg_type(), r.data().to_vec());
                     drop(r);
+                    progress = true;
                     match self.waiters.remove(&cid) {
                         Some(w) => settle(w.deferred, Ok(reply(cid, t, data))),
                         None => {
@@ -342,11 +353,13 @@ impl Source for Replies {
                         }
                     }
                 }
-                Err(tachyon::Error::Timeout(_)) => return,
+                Err(tachyon::Error::Timeout(_)) => return progress,
+                // A reply nobody asked for: the core consumed and reported it.
+                Err(tachyon::Error::Protocol(_)) => progress = true,
                 Err(e) => {
                     let info = || ErrInfo::from(BindError::Core(clone_err(&e)));
                     self.fail_all(&info);
-                    return;
+                    return true;
                 }
             }
         }

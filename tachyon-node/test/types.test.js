@@ -40,3 +40,15 @@ test('the typed usage runs: `using` commits, rolls back and disposes', { skip },
   assert.equal((await usage.servers(dir)).toString(), 'echo@ts:hi');
   t.tigaCloseAll();
 });
+
+test('index.d.ts declares exactly the runtime exports (the declarations cannot drift)', () => {
+  const dts = fs.readFileSync(path.join(PKG, 'index.d.ts'), 'utf8');
+  const declared = new Set(
+    [...dts.matchAll(/^export declare (?:class|function|const) (\w+)/gm)].map((m) => m[1]),
+  );
+  const runtime = new Set(Object.keys(t));
+  assert.deepEqual([...runtime].filter((k) => !declared.has(k)).sort(), [], 'exported but not declared');
+  assert.deepEqual([...declared].filter((k) => !runtime.has(k)).sort(), [], 'declared but not exported');
+  const esm = fs.readFileSync(path.join(PKG, 'index.mjs'), 'utf8');
+  for (const k of runtime) assert.match(esm, new RegExp(`\\b${k}\\b`), `index.mjs misses ${k}`);
+});
