@@ -73,6 +73,14 @@ impl Task for ListenTask {
     }
 }
 
+/// A bus the JS side dropped without `close()` is closed when it is collected, so the
+/// pump thread ends and the peer sees it gone.
+impl Drop for NativeBus {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
 #[napi]
 impl NativeBus {
     /// Creates a ring of `capacity` bytes at `socketPath` and waits for one peer.

@@ -95,6 +95,14 @@ impl Task for RpcListenTask {
     }
 }
 
+/// A bus the JS side dropped without `close()` is closed when it is collected, so the
+/// pump thread ends and the peer sees it gone.
+impl Drop for NativeRpcBus {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
 #[napi]
 impl NativeRpcBus {
     /// The callee end: creates both rings at `socketPath` and waits for the caller.
