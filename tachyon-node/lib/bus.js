@@ -80,18 +80,28 @@ class TxGuard {
 class RxBatch {
   #slot;
   #abs = null;
-  #bufs = null;
+  #layout = null;
+  #items = null;
 
   constructor(slot) {
     this.#slot = slot;
   }
 
-  #buffers() {
-    if (this.#bufs === null) {
-      this.#abs = this.#slot.length ? this.#slot.buffers() : [];
-      this.#bufs = this.#abs.map((ab) => Buffer.from(ab));
+  /** The messages, built once: Buffers over the ring memory the slot handed out. */
+  #all() {
+    if (this.#items === null) {
+      const n = this.#slot.length;
+      this.#layout = n ? this.#slot.layout() : new Uint32Array(0);
+      this.#abs = n ? this.#slot.buffers() : [];
+      const items = new Array(n);
+      const l = this.#layout;
+      for (let i = 0; i < n; i++) {
+        const k = 4 * i;
+        items[i] = { data: Buffer.from(this.#abs[l[k]], l[k + 1], l[k + 2]), typeId: l[k + 3], actualSize: l[k + 2] };
+      }
+      this.#items = items;
     }
-    return this.#bufs;
+    return this.#items;
   }
 
   /** How many messages. */
@@ -109,12 +119,11 @@ class RxBatch {
     const n = this.#slot.length;
     const k = i < 0 ? i + n : i;
     if (!Number.isInteger(k) || k < 0 || k >= n) return undefined;
-    const data = this.#buffers()[k];
-    return { data, typeId: this.#slot.typeId(k), actualSize: this.#slot.size(k) };
+    return this.#all()[k];
   }
 
   *[Symbol.iterator]() {
-    for (let i = 0; i < this.#slot.length; i++) yield this.at(i);
+    yield* this.#all();
   }
 
   /** Releases the slots; every Buffer handed out is detached (length 0) afterwards. */

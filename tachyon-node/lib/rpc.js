@@ -1,7 +1,7 @@
 'use strict';
 // RpcBus: request/reply between two processes over a pair of rings.
 const native = require('./native');
-const { fromInfo, checkReply, timeoutError, TachyonError } = require('./errors');
+const { fromInfo, checkReply, timeoutError, TachyonError, TachyonRpcError } = require('./errors');
 const { bytesOf, timeoutOf } = require('./bus');
 
 /**
@@ -51,20 +51,14 @@ class RpcBus {
   }
 
   /**
-   * call + wait; the timeout bounds the whole call, and a call that times out is
-   * abandoned (its late reply is dropped).
+   * call + wait in one native crossing; returns the reply's data. The timeout bounds
+   * the whole call, and a call that times out is abandoned (its late reply is dropped).
+   * Throws TachyonRpcError for an error reply.
    */
   invoke(payload, msgType, opts) {
-    const t = timeoutOf(opts);
-    const start = Date.now();
-    const cid = this.call(payload, msgType, opts);
-    const left = t === undefined ? undefined : Math.max(0, t - (Date.now() - start));
-    try {
-      return this.wait(cid, { timeoutMs: left }).data;
-    } catch (e) {
-      if (e.code === 'ERR_TACHYON_TIMEOUT') this.#n.abandon(cid);
-      throw e;
-    }
+    const r = this.#n.invoke(bytesOf(payload, 'payload'), msgType, timeoutOf(opts));
+    if (Buffer.isBuffer(r)) return r;
+    throw new TachyonRpcError(r.msgType, r.code, r.message);
   }
 
   /**

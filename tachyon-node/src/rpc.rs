@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use napi::bindgen_prelude::{AsyncTask, Either, Object};
+use napi::bindgen_prelude::{AsyncTask, BufferSlice, Either, Object};
 use napi::{Env, Task};
 use napi_derive::napi;
 use tachyon::rpc::{RpcBus, RpcError, MSG_TYPE_ERROR};
@@ -184,6 +184,42 @@ impl NativeRpcBus {
     pub fn wait(&self, correlation_id: f64, timeout_ms: Option<f64>) -> Result<Reply, JsError> {
         let (c, t) = (cid(correlation_id)?, timeout(timeout_ms)?);
         self.with(|b| raw(c, b.wait_with(c, Wait::new().timeout_opt(t))))
+    }
+
+    /// `call` + `wait` in one crossing: the reply's data (copied into a JS Buffer), or
+    /// the decoded error reply. The timeout bounds the whole call; a call that times
+    /// out is abandoned (its late reply is dropped).
+    #[napi]
+    pub fn invoke<'e>(
+        &self,
+        env: &'e Env,
+        payload: &[u8],
+        msg_type_: u32,
+        timeout_ms: Option<f64>,
+    ) -> Result<Either<BufferSlice<'e>, crate::RpcErrorInfo>, JsError> {
+        let (t, mt) = (timeout(timeout_ms)?, msg_type(msg_type_)?);
+        let deadline = t.map(|t| std::time::Instant::now() + t);
+        self.with(|b| {
+            let c = match t {
+                Some(t) => b.call_timeout(payload, mt, t)?,
+                None => b.call(payload, mt)?,
+            };
+            let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+            match b.wait_with(c, Wait::new().timeout_opt(left)) {
+                Ok(r) => Ok(Either::A(BufferSlice::copy_from(env, r.data())?)),
+                Err(tachyon::Error::Rpc(e)) => Ok(Either::B(crate::RpcErrorInfo {
+                    msg_type: u32::from(e.msg_type),
+                    code: e.code,
+                    message: e.message,
+                })),
+                Err(e) => {
+                    if matches!(e, tachyon::Error::Timeout(_)) {
+                        b.abandon(c);
+                    }
+                    Err(e.into())
+                }
+            }
+        })
     }
 
     /// Sends a request and settles with its reply off the JS thread.

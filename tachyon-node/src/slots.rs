@@ -16,7 +16,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use napi::bindgen_prelude::ArrayBuffer;
+use napi::bindgen_prelude::{ArrayBuffer, Uint32Array};
 use napi::Env;
 use napi_derive::napi;
 
@@ -77,6 +77,29 @@ fn detach(spans: &[Span], buffers: Vec<ArrayBuffer<'_>>) -> Result<(), JsError> 
         b.detach().js()?;
     }
     Ok(())
+}
+
+/// Groups received payloads into runs of ring memory: a run goes from one payload to
+/// the end of a later one, as long as addresses only grow (a wrap-around starts a new
+/// run). One `ArrayBuffer` per run instead of one per message: V8 takes microseconds to
+/// create each external buffer. Returns the runs and, per message, its run and offset.
+fn runs(spans: &[Span]) -> (Vec<Span>, Vec<(u32, u32)>) {
+    let mut runs: Vec<Span> = Vec::new();
+    let mut place = Vec::with_capacity(spans.len());
+    for s in spans {
+        let last = runs.len().wrapping_sub(1) as u32;
+        match runs.last_mut() {
+            Some(r) if s.addr >= r.addr + r.len && s.addr - r.addr < u32::MAX as usize => {
+                place.push((last, (s.addr - r.addr) as u32));
+                r.len = s.addr + s.len - r.addr;
+            }
+            _ => {
+                place.push((runs.len() as u32, 0));
+                runs.push(Span { addr: s.addr, len: s.len, type_id: 0 });
+            }
+        }
+    }
+    (runs, place)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -215,6 +238,10 @@ struct RxState {
     bus: Arc<Cell<tachyon::Bus>>,
     parked: Mutex<Option<tachyon::ParkedRx>>,
     spans: Vec<Span>,
+    /// Contiguous ring memory covering the payloads; one buffer each.
+    runs: Vec<Span>,
+    /// Per message: its run and its offset in it.
+    place: Vec<(u32, u32)>,
     exported: AtomicBool,
 }
 
@@ -279,6 +306,8 @@ impl NativeRxSlot {
                     bus: cell.clone(),
                     parked: Mutex::new(None),
                     spans: Vec::new(),
+                    runs: Vec::new(),
+                    place: Vec::new(),
                     exported: AtomicBool::new(false),
                 }),
             },
@@ -286,10 +315,13 @@ impl NativeRxSlot {
     }
 
     fn new(cell: &Arc<Cell<tachyon::Bus>>, parked: tachyon::ParkedRx, spans: Vec<Span>) -> Self {
+        let (runs, place) = runs(&spans);
         let state = RxState {
             bus: cell.clone(),
             parked: Mutex::new(Some(parked)),
             spans,
+            runs,
+            place,
             exported: AtomicBool::new(false),
         };
         Self { state: Arc::new(state) }
@@ -324,7 +356,20 @@ impl NativeRxSlot {
         Ok(self.span(i)?.len as u32)
     }
 
-    /// The payloads as `ArrayBuffer`s over shared memory (once per slot).
+    /// Per message, four numbers: its buffer (index into `buffers()`), its offset in
+    /// it, its size and its type id.
+    #[napi]
+    pub fn layout(&self) -> Uint32Array {
+        let mut out = Vec::with_capacity(self.state.spans.len() * 4);
+        for (s, (run, off)) in self.state.spans.iter().zip(&self.state.place) {
+            out.extend_from_slice(&[*run, *off, s.len as u32, s.type_id]);
+        }
+        Uint32Array::new(out)
+    }
+
+    /// The ring memory holding the payloads, as `ArrayBuffer`s over shared memory (one
+    /// per contiguous run; once per slot). Between payloads a run also spans their
+    /// message headers, which were already read and checked.
     #[napi]
     pub fn buffers<'e>(&self, env: &'e Env) -> Result<Vec<ArrayBuffer<'e>>, JsError> {
         if lock(&self.state.parked).is_none() {
@@ -334,10 +379,12 @@ impl NativeRxSlot {
             return Err(guard_err("the buffers were already handed out"));
         }
         self.state
-            .spans
+            .runs
             .iter()
-            // SAFETY: the messages are parked in `state` (checked above), each span is
-            // one payload, and these are its only buffers (`exported` was false).
+            // SAFETY: the messages are parked in `state` (checked above); each run lies
+            // inside the mapped ring between the start of one parked payload and the end
+            // of a later one, runs do not overlap, and these are their only buffers
+            // (`exported` was false).
             .map(|&s| unsafe { external(env, s, self.state.clone()) })
             .collect()
     }
@@ -352,7 +399,7 @@ impl NativeRxSlot {
         if self.state.exported.load(Ordering::Acquire) {
             let b =
                 buffers.ok_or_else(|| guard_err("pass the slot's buffers back to detach them"))?;
-            detach(&self.state.spans, b)?;
+            detach(&self.state.runs, b)?;
         }
         let p = parked.take().ok_or_else(|| guard_err("already committed"))?;
         drop(parked);
