@@ -106,8 +106,9 @@ export declare class RpcBus implements Disposable {
   call(payload: Bytes, msgType: number, opts?: WaitOptions): number;
   wait(correlationId: number, opts?: WaitOptions): Reply;
   invoke(payload: Bytes, msgType: number, opts?: WaitOptions): Buffer;
-  callAsync(payload: Bytes, msgType: number, opts?: WaitOptions): Promise<Buffer>;
-  callAsyncReply(payload: Bytes, msgType: number, opts?: WaitOptions): Promise<Reply>;
+  /** opts.spin: rounds to spin for the reply first when no other call is in flight (default 1000, 0: never). */
+  callAsync(payload: Bytes, msgType: number, opts?: WaitOptions & { spin?: number }): Promise<Buffer>;
+  callAsyncReply(payload: Bytes, msgType: number, opts?: WaitOptions & { spin?: number }): Promise<Reply>;
   abandon(correlationId: number): void;
   readonly inFlight: number;
   serve(opts?: WaitOptions): Request | null;

@@ -70,9 +70,15 @@ class RpcBus {
     return (await this.callAsyncReply(payload, msgType, opts)).data;
   }
 
-  /** As callAsync, resolving with the whole reply `{ data, msgType, correlationId }`. */
+  /**
+   * As callAsync, resolving with the whole reply `{ data, msgType, correlationId }`.
+   * opts.spin (default 1000 rounds, a few microseconds; 0 turns it off): when no other
+   * call is in flight, the reply is first awaited by spinning, so a fast callee answers
+   * without the pump thread's hops. Pipelined calls never spin.
+   */
   async callAsyncReply(payload, msgType, opts) {
-    const r = await this.#n.callAsync(bytesOf(payload, 'payload'), msgType, timeoutOf(opts));
+    const spin = opts?.spin ?? 1000;
+    const r = await this.#n.callAsync(bytesOf(payload, 'payload'), msgType, timeoutOf(opts), spin);
     if (r.data === undefined) throw fromInfo(r);
     return checkReply(r);
   }
