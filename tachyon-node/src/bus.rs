@@ -2,24 +2,22 @@
 //! thread (as upstream's do) and take an optional timeout in milliseconds; the `*Async`
 //! calls wait on the pump thread instead.
 
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use napi::bindgen_prelude::{AsyncTask, Either, Object};
-use napi::{Env, Task};
+use napi::bindgen_prelude::{AsyncTask, Object};
+use napi::Env;
 use napi_derive::napi;
 use tachyon::Wait;
 
-use crate::cell::Cell;
+use crate::endpoint::{Endpoint, ListenTask};
 use crate::errors::{arg, timeout, BindError, JsError, NapiExt};
-use crate::pump::{BusPump, Deferred, ErrInfo, Message, Packed};
+use crate::pump::{Deferred, Message, Packed, Receives};
 use crate::slots::{NativeRxSlot, NativeTxSlot};
 
 /// The native half of `Bus`.
 #[napi]
 pub struct NativeBus {
-    cell: Arc<Cell<tachyon::Bus>>,
-    pump: Mutex<Option<BusPump>>,
+    ep: Endpoint<Receives>,
 }
 
 fn wait_for(spin: Option<u32>, t: Option<Duration>) -> Wait<'static> {
@@ -32,44 +30,11 @@ fn wait_for(spin: Option<u32>, t: Option<Duration>) -> Wait<'static> {
 
 impl NativeBus {
     fn new(bus: tachyon::Bus) -> Self {
-        Self { cell: Arc::new(Cell::new(bus)), pump: Mutex::new(None) }
+        Self { ep: Endpoint::new(bus) }
     }
 
     fn with<R>(&self, f: impl FnOnce(&tachyon::Bus) -> Result<R, BindError>) -> Result<R, JsError> {
-        Ok(self.cell.with(f)?)
-    }
-
-    fn pump<R>(&self, f: impl FnOnce(&BusPump) -> R) -> Result<R, JsError> {
-        let mut p = self.pump.lock().unwrap_or_else(PoisonError::into_inner);
-        if p.is_none() {
-            *p = Some(BusPump::for_bus(&self.cell)?);
-        }
-        Ok(f(p.as_ref().expect("just set")))
-    }
-}
-
-/// `Bus.listenAsync` off the JS thread.
-pub struct ListenTask {
-    path: String,
-    capacity: usize,
-    timeout: Option<Duration>,
-}
-
-impl Task for ListenTask {
-    type Output = Result<tachyon::Bus, ErrInfo>;
-    type JsValue = Either<NativeBus, ErrInfo>;
-
-    fn compute(&mut self) -> napi::Result<Self::Output> {
-        let wait = Wait::new().timeout_opt(self.timeout);
-        Ok(tachyon::Bus::listen_with(&self.path, self.capacity, wait)
-            .map_err(|e| BindError::Core(e).into()))
-    }
-
-    fn resolve(&mut self, _env: Env, out: Self::Output) -> napi::Result<Self::JsValue> {
-        Ok(match out {
-            Ok(bus) => Either::A(NativeBus::new(bus)),
-            Err(e) => Either::B(e),
-        })
+        self.ep.with(f)
     }
 }
 
@@ -77,7 +42,7 @@ impl Task for ListenTask {
 /// pump thread ends and the peer sees it gone.
 impl Drop for NativeBus {
     fn drop(&mut self) {
-        self.close();
+        self.ep.close();
     }
 }
 
@@ -103,9 +68,12 @@ impl NativeBus {
         socket_path: String,
         capacity: u32,
         timeout_ms: Option<f64>,
-    ) -> Result<AsyncTask<ListenTask>, JsError> {
-        let timeout = timeout(timeout_ms)?;
-        Ok(AsyncTask::new(ListenTask { path: socket_path, capacity: capacity as usize, timeout }))
+    ) -> Result<AsyncTask<ListenTask<tachyon::Bus, NativeBus>>, JsError> {
+        let t = timeout(timeout_ms)?;
+        let open = move || {
+            tachyon::Bus::listen_with(&socket_path, capacity as usize, Wait::new().timeout_opt(t))
+        };
+        Ok(AsyncTask::new(ListenTask::new(open, NativeBus::new)))
     }
 
     /// Connects to the listener at `socketPath`.
@@ -117,16 +85,13 @@ impl NativeBus {
     /// Closes the bus (idempotent). Pending async receives get `ERR_TACHYON_CLOSED`.
     #[napi]
     pub fn close(&self) {
-        if let Some(p) = self.pump.lock().unwrap_or_else(PoisonError::into_inner).take() {
-            p.stop();
-        }
-        drop(self.cell.close());
+        self.ep.close();
     }
 
     /// Whether `close` was called.
     #[napi(getter)]
     pub fn closed(&self) -> bool {
-        self.cell.is_closed()
+        self.ep.cell.is_closed()
     }
 
     /// Ring capacity in bytes.
@@ -192,7 +157,7 @@ impl NativeBus {
         timeout_ms: Option<f64>,
     ) -> Result<NativeTxSlot, JsError> {
         let t = timeout(timeout_ms)?;
-        Ok(NativeTxSlot::acquire(&self.cell, max_size as usize, Wait::new().timeout_opt(t))?)
+        Ok(NativeTxSlot::acquire(&self.ep.cell, max_size as usize, Wait::new().timeout_opt(t))?)
     }
 
     /// Waits for one message and holds it in place; `null` on a timeout.
@@ -203,7 +168,7 @@ impl NativeBus {
         timeout_ms: Option<f64>,
     ) -> Result<Option<NativeRxSlot>, JsError> {
         let t = timeout(timeout_ms)?;
-        Ok(NativeRxSlot::acquire(&self.cell, wait_for(spin_threshold, t))?)
+        Ok(NativeRxSlot::acquire(&self.ep.cell, wait_for(spin_threshold, t))?)
     }
 
     /// Waits for at least one message, then holds up to `maxMsgs` in place.
@@ -218,7 +183,7 @@ impl NativeBus {
             return Err(arg("maxMsgs must be at least 1"));
         }
         let t = timeout(timeout_ms)?;
-        Ok(NativeRxSlot::drain(&self.cell, max_msgs as usize, wait_for(spin_threshold, t))?)
+        Ok(NativeRxSlot::drain(&self.ep.cell, max_msgs as usize, wait_for(spin_threshold, t))?)
     }
 
     /// Receives up to `maxMsgs` messages (at least one) off the JS thread.
@@ -234,10 +199,10 @@ impl NativeBus {
         }
         let t = timeout(timeout_ms)?;
         let (d, promise): (Deferred<Packed>, Object<'e>) = env.create_deferred().js()?;
-        if self.cell.is_closed() {
+        if self.ep.cell.is_closed() {
             crate::pump::settle(d, Err(BindError::Closed.into()));
         } else {
-            self.pump(|p| p.receive(max_msgs as usize, t, d))?;
+            self.ep.pump(|p| p.receive(max_msgs as usize, t, d))?;
         }
         Ok(promise)
     }

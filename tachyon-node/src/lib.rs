@@ -18,6 +18,7 @@
 
 mod bus;
 mod cell;
+mod endpoint;
 mod errors;
 mod pump;
 mod rpc;

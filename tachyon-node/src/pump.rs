@@ -133,6 +133,8 @@ fn closed() -> ErrInfo {
 pub trait Source: Send + 'static {
     /// The bus type in the cell.
     type Bus: Send + 'static;
+    /// What the pump waits on.
+    fn readiness(bus: &Self::Bus) -> RxReadiness;
     /// Whether anything is waiting (the pump sleeps otherwise).
     fn idle(&self) -> bool;
     /// The earliest deadline of a waiter.
@@ -157,7 +159,8 @@ pub struct Pump<S: Source> {
 }
 
 impl<S: Source> Pump<S> {
-    fn start(cell: Arc<Cell<S::Bus>>, ready: RxReadiness, source: S) -> Self {
+    /// Starts the thread serving `source`'s waiters on `cell`.
+    pub fn start(cell: Arc<Cell<S::Bus>>, ready: RxReadiness, source: S) -> Self {
         let shared = Arc::new(Shared { state: Mutex::new((source, false)), wake: Condvar::new() });
         let s = shared.clone();
         std::thread::Builder::new()
@@ -243,6 +246,10 @@ pub struct Receives {
 impl Source for Receives {
     type Bus = tachyon::Bus;
 
+    fn readiness(bus: &tachyon::Bus) -> RxReadiness {
+        bus.rx_readiness()
+    }
+
     fn idle(&self) -> bool {
         self.waiters.is_empty()
     }
@@ -287,12 +294,6 @@ impl Source for Receives {
 pub type BusPump = Pump<Receives>;
 
 impl BusPump {
-    /// Starts the pump of `cell`.
-    pub fn for_bus(cell: &Arc<Cell<tachyon::Bus>>) -> Result<Self, BindError> {
-        let ready = cell.with(|b| Ok(b.rx_readiness()))?;
-        Ok(Pump::start(cell.clone(), ready, Receives::default()))
-    }
-
     /// Queues a receive of up to `max` messages.
     pub fn receive(&self, max: usize, timeout: Option<Duration>, d: Deferred<Packed>) {
         let deadline = timeout.map(|t| (Instant::now() + t, t));
@@ -326,6 +327,10 @@ fn reply(cid: u64, msg_type: u16, data: Vec<u8>) -> Reply {
 
 impl Source for Replies {
     type Bus = tachyon::rpc::RpcBus;
+
+    fn readiness(bus: &tachyon::rpc::RpcBus) -> RxReadiness {
+        bus.rx_readiness()
+    }
 
     fn idle(&self) -> bool {
         self.waiters.is_empty()
@@ -402,12 +407,6 @@ fn clone_err(e: &tachyon::Error) -> tachyon::Error {
 pub type RpcPump = Pump<Replies>;
 
 impl RpcPump {
-    /// Starts the pump of `cell`.
-    pub fn for_rpc(cell: &Arc<Cell<tachyon::rpc::RpcBus>>) -> Result<Self, BindError> {
-        let ready = cell.with(|b| Ok(b.rx_readiness()))?;
-        Ok(Pump::start(cell.clone(), ready, Replies::default()))
-    }
-
     /// Registers the wait for call `cid` (settled at once if its reply came first).
     pub fn await_reply(&self, cid: u64, timeout: Option<Duration>, d: Deferred<Reply>) {
         let deadline = timeout.map(|t| (Instant::now() + t, t));

@@ -2,24 +2,22 @@
 //! returned raw: an error reply keeps msg_type 0xFFFF and its payload, which the JS
 //! layer decodes (`decodeRpcError`) into a thrown `TachyonRpcError`.
 
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use napi::bindgen_prelude::{AsyncTask, BufferSlice, Either, Object};
-use napi::{Env, Task};
+use napi::Env;
 use napi_derive::napi;
 use tachyon::rpc::{RpcBus, RpcError, MSG_TYPE_ERROR};
 use tachyon::Wait;
 
-use crate::cell::Cell;
+use crate::endpoint::{Endpoint, ListenTask};
 use crate::errors::{arg, msg_type, timeout, BindError, JsError, NapiExt};
-use crate::pump::{Deferred, ErrInfo, Reply, RpcPump};
+use crate::pump::{Deferred, ErrInfo, Replies, Reply};
 
 /// The native half of `RpcBus`.
 #[napi]
 pub struct NativeRpcBus {
-    cell: Arc<Cell<RpcBus>>,
-    pump: Mutex<Option<RpcPump>>,
+    ep: Endpoint<Replies>,
 }
 
 /// A request as the callee sees it (a heap copy).
@@ -62,36 +60,11 @@ fn raw(
 
 impl NativeRpcBus {
     fn new(bus: RpcBus) -> Self {
-        Self { cell: Arc::new(Cell::new(bus)), pump: Mutex::new(None) }
+        Self { ep: Endpoint::new(bus) }
     }
 
     fn with<R>(&self, f: impl FnOnce(&RpcBus) -> Result<R, BindError>) -> Result<R, JsError> {
-        Ok(self.cell.with(f)?)
-    }
-}
-
-/// `RpcBus.listenAsync` off the JS thread.
-pub struct RpcListenTask {
-    path: String,
-    caps: (usize, usize),
-    timeout: Option<Duration>,
-}
-
-impl Task for RpcListenTask {
-    type Output = Result<RpcBus, ErrInfo>;
-    type JsValue = Either<NativeRpcBus, ErrInfo>;
-
-    fn compute(&mut self) -> napi::Result<Self::Output> {
-        let wait = Wait::new().timeout_opt(self.timeout);
-        Ok(RpcBus::listen_with(&self.path, self.caps.0, self.caps.1, wait)
-            .map_err(|e| BindError::Core(e).into()))
-    }
-
-    fn resolve(&mut self, _env: Env, out: Self::Output) -> napi::Result<Self::JsValue> {
-        Ok(match out {
-            Ok(bus) => Either::A(NativeRpcBus::new(bus)),
-            Err(e) => Either::B(e),
-        })
+        self.ep.with(f)
     }
 }
 
@@ -99,7 +72,7 @@ impl Task for RpcListenTask {
 /// pump thread ends and the peer sees it gone.
 impl Drop for NativeRpcBus {
     fn drop(&mut self) {
-        self.close();
+        self.ep.close();
     }
 }
 
@@ -131,13 +104,13 @@ impl NativeRpcBus {
         cap_fwd: u32,
         cap_rev: u32,
         timeout_ms: Option<f64>,
-    ) -> Result<AsyncTask<RpcListenTask>, JsError> {
-        let timeout = timeout(timeout_ms)?;
-        Ok(AsyncTask::new(RpcListenTask {
-            path: socket_path,
-            caps: (cap_fwd as usize, cap_rev as usize),
-            timeout,
-        }))
+    ) -> Result<AsyncTask<ListenTask<RpcBus, NativeRpcBus>>, JsError> {
+        let t = timeout(timeout_ms)?;
+        let open = move || {
+            let wait = Wait::new().timeout_opt(t);
+            RpcBus::listen_with(&socket_path, cap_fwd as usize, cap_rev as usize, wait)
+        };
+        Ok(AsyncTask::new(ListenTask::new(open, NativeRpcBus::new)))
     }
 
     /// The caller end: connects to a callee (or a multi-client server) at `socketPath`.
@@ -149,16 +122,13 @@ impl NativeRpcBus {
     /// Closes the bus (idempotent); pending async calls get `ERR_TACHYON_CLOSED`.
     #[napi]
     pub fn close(&self) {
-        if let Some(p) = self.pump.lock().unwrap_or_else(PoisonError::into_inner).take() {
-            p.stop();
-        }
-        drop(self.cell.close());
+        self.ep.close();
     }
 
     /// Whether `close` was called.
     #[napi(getter)]
     pub fn closed(&self) -> bool {
-        self.cell.is_closed()
+        self.ep.cell.is_closed()
     }
 
     /// Sends a request; returns its correlation id. Waits for room up to `timeoutMs`.
@@ -238,7 +208,7 @@ impl NativeRpcBus {
     ) -> Result<Either<Reply, Object<'e>>, JsError> {
         let (t, mt) = (timeout(timeout_ms)?, msg_type(msg_type_)?);
         let spin = spin.unwrap_or(0);
-        let sent = self.cell.with(|b| {
+        let sent = self.ep.cell.with(|b| {
             let alone = b.in_flight() == 0;
             let c = match t {
                 Some(t) => b.call_timeout(payload, mt, t)?,
@@ -263,11 +233,7 @@ impl NativeRpcBus {
             let (code, message) = crate::errors::describe(&e);
             crate::pump::settle(d, Err(ErrInfo { code: code.to_owned(), message }));
         } else {
-            let mut p = self.pump.lock().unwrap_or_else(PoisonError::into_inner);
-            if p.is_none() {
-                *p = Some(RpcPump::for_rpc(&self.cell)?);
-            }
-            p.as_ref().expect("just set").await_reply(cid, t, d);
+            self.ep.pump(|p| p.await_reply(cid, t, d))?;
         }
         Ok(Either::B(promise))
     }
