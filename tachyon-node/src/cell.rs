@@ -5,6 +5,7 @@
 //! the caller chose (`recv`, `wait`, ...) on the JS thread. The pump thread waits for
 //! messages through `RxReadiness`, without the lock, so it never stalls the JS thread.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::errors::BindError;
@@ -17,6 +18,8 @@ pub struct Cell<T> {
     /// Work queued by garbage-collection finalizers, which may run while this thread
     /// already holds `inner` (a GC inside a native call) and so must never wait for it.
     deferred: Mutex<Vec<Deferred<T>>>,
+    /// Whether `deferred` may hold work: the hot path checks this flag, not the lock.
+    has_deferred: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -26,15 +29,22 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl<T> Cell<T> {
     /// Wraps an open bus.
     pub fn new(bus: T) -> Self {
-        Self { inner: Mutex::new(Some(bus)), deferred: Mutex::new(Vec::new()) }
+        Self {
+            inner: Mutex::new(Some(bus)),
+            deferred: Mutex::new(Vec::new()),
+            has_deferred: AtomicBool::new(false),
+        }
     }
 
     fn open(&self) -> MutexGuard<'_, Option<T>> {
         let guard = lock(&self.inner);
-        let pending = std::mem::take(&mut *lock(&self.deferred));
-        if let Some(bus) = guard.as_ref() {
-            for f in pending {
-                f(bus);
+        // Acquire: pairs with the release store in `soon`, after its push.
+        if self.has_deferred.swap(false, Ordering::Acquire) {
+            let pending = std::mem::take(&mut *lock(&self.deferred));
+            if let Some(bus) = guard.as_ref() {
+                for f in pending {
+                    f(bus);
+                }
             }
         }
         guard
@@ -49,13 +59,14 @@ impl<T> Cell<T> {
     /// Runs `f` on the bus now if its lock is free, else the next time anyone takes it
     /// (never, if the bus closes first). For finalizers.
     pub fn soon(&self, f: impl FnOnce(&T) + Send + 'static) {
-        match self.inner.try_lock() {
-            Ok(guard) => {
-                if let Some(bus) = guard.as_ref() {
-                    f(bus);
-                }
+        if let Ok(guard) = self.inner.try_lock() {
+            if let Some(bus) = guard.as_ref() {
+                f(bus);
             }
-            Err(_) => lock(&self.deferred).push(Box::new(f)),
+        } else {
+            lock(&self.deferred).push(Box::new(f));
+            // Release: the push is visible to whoever sees the flag.
+            self.has_deferred.store(true, Ordering::Release);
         }
     }
 
