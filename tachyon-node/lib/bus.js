@@ -80,7 +80,6 @@ class TxGuard {
 class RxBatch {
   #slot;
   #abs = null;
-  #layout = null;
   #items = null;
 
   constructor(slot) {
@@ -91,10 +90,9 @@ class RxBatch {
   #all() {
     if (this.#items === null) {
       const n = this.#slot.length;
-      this.#layout = n ? this.#slot.layout() : new Uint32Array(0);
+      const l = n ? this.#slot.layout() : new Uint32Array(0);
       this.#abs = n ? this.#slot.buffers() : [];
       const items = new Array(n);
-      const l = this.#layout;
       for (let i = 0; i < n; i++) {
         const k = 4 * i;
         items[i] = { data: Buffer.from(this.#abs[l[k]], l[k + 1], l[k + 2]), typeId: l[k + 3], actualSize: l[k + 2] };

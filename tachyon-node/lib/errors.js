@@ -1,6 +1,5 @@
 'use strict';
 // Errors: every error this package throws has a `code` starting with ERR_TACHYON_.
-const native = require('./native');
 
 /** The base class of errors built by the JS layer (async outcomes, RPC errors). */
 class TachyonError extends Error {
@@ -43,12 +42,10 @@ function fromInfo(info) {
   return new TachyonError(info.message, info.code);
 }
 
-/** Throws TachyonRpcError for a raw 0xFFFF reply; returns other replies unchanged. */
+/** Throws TachyonRpcError for an error reply (decoded natively); returns others. */
 function checkReply(reply) {
-  if (reply.msgType === MSG_TYPE_ERROR) {
-    const e = native.decodeRpcError(reply.data);
-    throw new TachyonRpcError(e.msgType, e.code, e.message);
-  }
+  const e = reply.error;
+  if (e != null) throw new TachyonRpcError(e.msgType, e.code, e.message);
   return reply;
 }
 

@@ -4,15 +4,24 @@
 
 use std::time::Duration;
 
-use napi::bindgen_prelude::{AsyncTask, Object};
+use napi::bindgen_prelude::{AsyncTask, BufferSlice, Object};
 use napi::Env;
 use napi_derive::napi;
 use tachyon::Wait;
 
 use crate::endpoint::{Endpoint, ListenTask};
 use crate::errors::{arg, timeout, BindError, JsError, NapiExt};
-use crate::pump::{Deferred, Message, Packed, Receives};
+use crate::pump::{Deferred, Packed, Receives};
 use crate::slots::{NativeRxSlot, NativeTxSlot};
+
+/// A message `recv` copied into a JS-owned Buffer.
+#[napi(object)]
+pub struct Message<'e> {
+    /// The payload.
+    pub data: BufferSlice<'e>,
+    /// `route << 16 | msg_type`.
+    pub type_id: u32,
+}
 
 /// The native half of `Bus`.
 #[napi]
@@ -127,16 +136,21 @@ impl NativeBus {
         })
     }
 
-    /// Waits for the next message and returns a heap copy; `null` on a timeout.
+    /// Waits for the next message and returns a copy in a JS-owned Buffer (one copy,
+    /// no external buffer to finalize); `null` on a timeout.
     #[napi]
-    pub fn recv(
+    pub fn recv<'e>(
         &self,
+        env: &'e Env,
         spin_threshold: Option<u32>,
         timeout_ms: Option<f64>,
-    ) -> Result<Option<Message>, JsError> {
+    ) -> Result<Option<Message<'e>>, JsError> {
         let t = timeout(timeout_ms)?;
         self.with(|b| match b.acquire_rx_with(wait_for(spin_threshold, t)) {
-            Ok(m) => Ok(Some(Message { data: m.data().to_vec().into(), type_id: m.type_id() })),
+            Ok(m) => {
+                let data = BufferSlice::copy_from(env, m.data())?;
+                Ok(Some(Message { data, type_id: m.type_id() }))
+            }
             Err(tachyon::Error::Timeout(_)) => Ok(None),
             Err(e) => Err(e.into()),
         })

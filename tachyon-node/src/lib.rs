@@ -35,7 +35,7 @@ use crate::errors::{arg, JsError};
 pub fn make_type_id(route: u32, msg_type: u32) -> Result<u32, JsError> {
     let r = u16::try_from(route)
         .map_err(|_| arg(format!("route must be in 0..=65535, got {route}")))?;
-    Ok(tachyon::make_type_id(r, server::check_msg_type(msg_type)?))
+    Ok(tachyon::make_type_id(r, errors::msg_type(msg_type)?))
 }
 
 /// The route of a type id (its high 16 bits).
@@ -48,25 +48,6 @@ pub fn route_id(type_id: u32) -> u32 {
 #[napi]
 pub fn msg_type(type_id: u32) -> u32 {
     u32::from(tachyon::msg_type(type_id))
-}
-
-/// A decoded 0xFFFF error reply.
-#[napi(object)]
-pub struct RpcErrorInfo {
-    /// The msg_type that failed.
-    pub msg_type: u32,
-    /// The error code (`tachyon::rpc::code`; 0 for upstream's bare sentinel).
-    pub code: u32,
-    /// What went wrong.
-    pub message: String,
-}
-
-/// Decodes the payload of a 0xFFFF error reply (never fails: a payload it cannot read
-/// becomes a `MALFORMED` error).
-#[napi]
-pub fn decode_rpc_error(data: &[u8]) -> RpcErrorInfo {
-    let e = tachyon::rpc::RpcError::decode(data);
-    RpcErrorInfo { msg_type: u32::from(e.msg_type), code: e.code, message: e.message }
 }
 
 /// The msg_type a Tiga method name routes on (see `tachyon::rpc::tiga`).

@@ -41,15 +41,6 @@ impl From<BindError> for ErrInfo {
     }
 }
 
-/// A received message (a heap copy, safe to keep).
-#[napi(object)]
-pub struct Message {
-    /// The payload.
-    pub data: Buffer,
-    /// `route << 16 | msg_type`.
-    pub type_id: u32,
-}
-
 /// Messages received together, packed: one Buffer with every payload back to back,
 /// and each message's size and type id. The JS layer slices it into messages (one
 /// crossing and one allocation per batch, not per message).
@@ -88,16 +79,60 @@ impl Packed {
     }
 }
 
-/// An RPC reply (or request). An error reply keeps msg_type 0xFFFF and its encoded
-/// payload; the JS layer decodes it into `TachyonRpcError`.
+/// A decoded 0xFFFF error reply.
+#[napi(object)]
+pub struct RpcErrorInfo {
+    /// The msg_type that failed.
+    pub msg_type: u32,
+    /// The error code (`tachyon::rpc::code`; 0 for upstream's bare sentinel).
+    pub code: u32,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl From<tachyon::rpc::RpcError> for RpcErrorInfo {
+    fn from(e: tachyon::rpc::RpcError) -> Self {
+        Self { msg_type: u32::from(e.msg_type), code: e.code, message: e.message }
+    }
+}
+
+/// An RPC reply. An error reply (msg_type 0xFFFF) comes decoded, once, in `error`;
+/// the JS layer throws it as `TachyonRpcError`.
 #[napi(object)]
 pub struct Reply {
-    /// The payload.
+    /// The payload (empty for an error reply).
     pub data: Buffer,
     /// The reply's msg_type (0xFFFF for an error reply).
     pub msg_type: u32,
     /// The call it answers.
     pub correlation_id: f64,
+    /// The decoded error of a 0xFFFF reply.
+    pub error: Option<RpcErrorInfo>,
+}
+
+impl Reply {
+    /// The reply to call `cid`, decoding an error reply.
+    pub fn new(cid: u64, msg_type: u16, data: &[u8]) -> Self {
+        if msg_type == tachyon::rpc::MSG_TYPE_ERROR {
+            return Self::failed(cid, tachyon::rpc::RpcError::decode(data));
+        }
+        Self {
+            data: data.to_vec().into(),
+            msg_type: u32::from(msg_type),
+            correlation_id: cid as f64,
+            error: None,
+        }
+    }
+
+    /// The error reply to call `cid`.
+    pub fn failed(cid: u64, e: tachyon::rpc::RpcError) -> Self {
+        Self {
+            data: Vec::new().into(),
+            msg_type: u32::from(tachyon::rpc::MSG_TYPE_ERROR),
+            correlation_id: cid as f64,
+            error: Some(e.into()),
+        }
+    }
 }
 
 type Resolver<T> = Box<dyn FnOnce(Env) -> napi::Result<Either<T, ErrInfo>> + Send>;
@@ -318,11 +353,7 @@ struct Caller {
 #[derive(Default)]
 pub struct Replies {
     waiters: HashMap<u64, Caller>,
-    early: HashMap<u64, (u16, Vec<u8>)>,
-}
-
-fn reply(cid: u64, msg_type: u16, data: Vec<u8>) -> Reply {
-    Reply { data: data.into(), msg_type: u32::from(msg_type), correlation_id: cid as f64 }
+    early: HashMap<u64, Reply>,
 }
 
 impl Source for Replies {
@@ -348,13 +379,14 @@ impl Source for Replies {
             }
             match bus.next_reply_with(Wait::new().spin(0).timeout(Duration::ZERO)) {
                 Ok(r) => {
-                    let (cid, t, data) = (r.correlation_id(), r.msg_type(), r.data().to_vec());
+                    let cid = r.correlation_id();
+                    let reply = Reply::new(cid, r.msg_type(), r.data());
                     drop(r);
                     progress = true;
                     match self.waiters.remove(&cid) {
-                        Some(w) => settle(w.deferred, Ok(reply(cid, t, data))),
+                        Some(w) => settle(w.deferred, Ok(reply)),
                         None => {
-                            self.early.insert(cid, (t, data));
+                            self.early.insert(cid, reply);
                         }
                     }
                 }
@@ -411,8 +443,8 @@ impl RpcPump {
     pub fn await_reply(&self, cid: u64, timeout: Option<Duration>, d: Deferred<Reply>) {
         let deadline = timeout.map(|t| (Instant::now() + t, t));
         self.update(|s, stopped| {
-            if let Some((t, data)) = s.early.remove(&cid) {
-                settle(d, Ok(reply(cid, t, data)));
+            if let Some(reply) = s.early.remove(&cid) {
+                settle(d, Ok(reply));
             } else if stopped {
                 settle(d, Err(closed()));
             } else {

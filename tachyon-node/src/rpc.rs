@@ -1,6 +1,6 @@
 //! `NativeRpcBus`: request/reply over two rings for the JS layer's `RpcBus`. Replies are
 //! returned raw: an error reply keeps msg_type 0xFFFF and its payload, which the JS
-//! layer decodes (`decodeRpcError`) into a thrown `TachyonRpcError`.
+//! layer throws as `TachyonRpcError`.
 
 use std::time::Duration;
 
@@ -12,7 +12,7 @@ use tachyon::Wait;
 
 use crate::endpoint::{Endpoint, ListenTask};
 use crate::errors::{arg, msg_type, timeout, BindError, JsError, NapiExt};
-use crate::pump::{Deferred, ErrInfo, Replies, Reply};
+use crate::pump::{Deferred, ErrInfo, Replies, Reply, RpcErrorInfo};
 
 /// The native half of `RpcBus`.
 #[napi]
@@ -39,21 +39,15 @@ fn cid(v: f64) -> Result<u64, JsError> {
     }
 }
 
-fn raw(
+/// The outcome of waiting for call `cid`: its reply, the error reply decoded (once,
+/// by the core), or the failure to get one.
+fn reply_of(
     cid: u64,
     r: Result<tachyon::rpc::RpcReply<'_>, tachyon::Error>,
 ) -> Result<Reply, BindError> {
     match r {
-        Ok(r) => Ok(Reply {
-            data: r.data().to_vec().into(),
-            msg_type: u32::from(r.msg_type()),
-            correlation_id: cid as f64,
-        }),
-        Err(tachyon::Error::Rpc(e)) => Ok(Reply {
-            data: e.encode().into(),
-            msg_type: u32::from(MSG_TYPE_ERROR),
-            correlation_id: cid as f64,
-        }),
+        Ok(r) => Ok(Reply::new(cid, r.msg_type(), r.data())),
+        Err(tachyon::Error::Rpc(e)) => Ok(Reply::failed(cid, e)),
         Err(e) => Err(e.into()),
     }
 }
@@ -153,7 +147,7 @@ impl NativeRpcBus {
     #[napi]
     pub fn wait(&self, correlation_id: f64, timeout_ms: Option<f64>) -> Result<Reply, JsError> {
         let (c, t) = (cid(correlation_id)?, timeout(timeout_ms)?);
-        self.with(|b| raw(c, b.wait_with(c, Wait::new().timeout_opt(t))))
+        self.with(|b| reply_of(c, b.wait_with(c, Wait::new().timeout_opt(t))))
     }
 
     /// `call` + `wait` in one crossing: the reply's data (copied into a JS Buffer), or
@@ -166,7 +160,7 @@ impl NativeRpcBus {
         payload: &[u8],
         msg_type_: u32,
         timeout_ms: Option<f64>,
-    ) -> Result<Either<BufferSlice<'e>, crate::RpcErrorInfo>, JsError> {
+    ) -> Result<Either<BufferSlice<'e>, RpcErrorInfo>, JsError> {
         let (t, mt) = (timeout(timeout_ms)?, msg_type(msg_type_)?);
         let deadline = t.map(|t| std::time::Instant::now() + t);
         self.with(|b| {
@@ -177,11 +171,7 @@ impl NativeRpcBus {
             let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
             match b.wait_with(c, Wait::new().timeout_opt(left)) {
                 Ok(r) => Ok(Either::A(BufferSlice::copy_from(env, r.data())?)),
-                Err(tachyon::Error::Rpc(e)) => Ok(Either::B(crate::RpcErrorInfo {
-                    msg_type: u32::from(e.msg_type),
-                    code: e.code,
-                    message: e.message,
-                })),
+                Err(tachyon::Error::Rpc(e)) => Ok(Either::B(e.into())),
                 Err(e) => {
                     if matches!(e, tachyon::Error::Timeout(_)) {
                         b.abandon(c);
@@ -215,7 +205,7 @@ impl NativeRpcBus {
                 None => b.call(payload, mt)?,
             };
             if alone && spin > 0 {
-                match raw(c, b.wait_with(c, Wait::new().spin(spin).timeout(Duration::ZERO))) {
+                match reply_of(c, b.wait_with(c, Wait::new().spin(spin).timeout(Duration::ZERO))) {
                     Ok(r) => return Ok((c, Some(r))),
                     Err(BindError::Core(tachyon::Error::Timeout(_))) => {}
                     Err(e) => return Err(e),

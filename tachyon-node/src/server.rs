@@ -21,7 +21,7 @@ use napi::{Env, Status, Task};
 use napi_derive::napi;
 use tachyon::rpc::{code, tiga, Dispatcher, RpcServer, ServerError, ServerHandle, ServerOptions};
 
-use crate::errors::{msg_type, timeout, JsError, NapiExt};
+use crate::errors::{timeout, JsError, NapiExt};
 
 /// A request handed to the JS callback.
 #[napi(object)]
@@ -225,9 +225,4 @@ impl NativeServer {
         self.bridge.shut();
         AsyncTask::new(StopTask { handle: self.handle.clone() })
     }
-}
-
-/// Checks a msg_type for JS callers of the tiga helpers.
-pub(crate) fn check_msg_type(v: u32) -> Result<u16, JsError> {
-    msg_type(v)
 }
