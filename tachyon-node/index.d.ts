@@ -70,7 +70,7 @@ export declare class Bus implements Disposable, AsyncIterable<Message> {
   private constructor();
   static listen(socketPath: string, capacity: number, opts?: WaitOptions): Bus;
   static listenAsync(socketPath: string, capacity: number, opts?: WaitOptions): Promise<Bus>;
-  static connect(socketPath: string): Bus;
+  static connect(socketPath: string, opts?: { timeoutMs?: number }): Bus;
   close(): void;
   readonly closed: boolean;
   readonly capacity: number;
@@ -102,7 +102,7 @@ export declare class RpcBus implements Disposable {
   private constructor();
   static listen(socketPath: string, capFwd?: number, capRev?: number, opts?: WaitOptions): RpcBus;
   static listenAsync(socketPath: string, capFwd?: number, capRev?: number, opts?: WaitOptions): Promise<RpcBus>;
-  static connect(socketPath: string): RpcBus;
+  static connect(socketPath: string, opts?: { timeoutMs?: number }): RpcBus;
   call(payload: Bytes, msgType: number, opts?: WaitOptions): number;
   wait(correlationId: number, opts?: WaitOptions): Reply;
   invoke(payload: Bytes, msgType: number, opts?: WaitOptions): Buffer;
@@ -207,6 +207,11 @@ export type TachyonErrorCode =
   | 'ERR_TACHYON'
   | 'ERR_TACHYON_FULL'
   | 'ERR_TACHYON_PEER_DEAD'
+  | 'ERR_TACHYON_PEER_CLOSED'
+  | 'ERR_TACHYON_CONNECT'
+  | 'ERR_TACHYON_PERMISSION'
+  | 'ERR_TACHYON_ADDR_IN_USE'
+  | 'ERR_TACHYON_CAPACITY_LIMIT'
   | 'ERR_TACHYON_ABI_MISMATCH'
   | 'ERR_TACHYON_TIMEOUT'
   | 'ERR_TACHYON_INTERRUPTED'
@@ -251,7 +256,16 @@ export interface CodedError extends Error {
 export declare function isTachyonError(e: unknown): e is CodedError;
 export declare function isAbiMismatch(e: unknown): e is CodedError;
 export declare function isFull(e: unknown): e is CodedError;
+/** The peer died (exited or crashed without closing its bus). */
 export declare function isPeerDead(e: unknown): e is CodedError;
+/** The peer closed its bus on purpose; everything it sent was delivered. */
+export declare function isPeerClosed(e: unknown): e is CodedError;
+/** The peer is gone, cleanly or not. */
+export declare function isPeerGone(e: unknown): e is CodedError;
+/** Nobody listens at the path, or a server turned this connector away. */
+export declare function isConnectError(e: unknown): e is CodedError;
+/** The other side runs as an untrusted user, or refused this one. */
+export declare function isPermissionDenied(e: unknown): e is CodedError;
 export declare function isTimeout(e: unknown): e is CodedError;
 export declare function isClosed(e: unknown): e is CodedError;
 export declare function isRpcError(e: unknown): e is TachyonRpcError;

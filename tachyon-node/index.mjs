@@ -6,6 +6,7 @@ export const {
   TigaServer, createTigaServer, startTigaServer, tigaInvoke, tigaCloseAll, methodId,
   makeTypeId, routeId, msgType, setNumaNode, setPollingMode,
   TachyonError, TachyonRpcError, RpcCode, MSG_TYPE_ERROR,
-  isTachyonError, isAbiMismatch, isFull, isPeerDead, isTimeout, isClosed, isRpcError,
+  isTachyonError, isAbiMismatch, isFull, isPeerDead, isPeerClosed, isPeerGone, isConnectError,
+  isPermissionDenied, isTimeout, isClosed, isRpcError,
 } = cjs;
 export default cjs;

@@ -19,7 +19,7 @@ async function connect(socketPath) {
     try {
       return t.RpcBus.connect(socketPath);
     } catch (e) {
-      if (e.code !== 'ERR_TACHYON_IO' || Date.now() > deadline) throw e;
+      if (e.code !== 'ERR_TACHYON_CONNECT' || Date.now() > deadline) throw e;
       await new Promise((r) => setTimeout(r, 5));
     }
   }

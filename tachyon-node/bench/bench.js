@@ -65,7 +65,7 @@ async function rpcRtt(startServer, msgType) {
       rpc = t.RpcBus.connect(p);
       break;
     } catch (e) {
-      if (e.code !== 'ERR_TACHYON_IO') throw e;
+      if (e.code !== 'ERR_TACHYON_CONNECT') throw e;
       await new Promise((r) => setTimeout(r, 2));
     }
   }

@@ -13,7 +13,7 @@ async function connect() {
     try {
       return t.Bus.connect(path);
     } catch (e) {
-      if (e.code !== 'ERR_TACHYON_IO') throw e;
+      if (e.code !== 'ERR_TACHYON_CONNECT') throw e;
       await new Promise((r) => setTimeout(r, 2));
     }
   }

@@ -1,7 +1,7 @@
 'use strict';
 // Bus: the SPSC shared-memory bus, with zero-copy guards and async receives.
 const native = require('./native');
-const { fromInfo, timeoutError, isPeerDead, isClosed } = require('./errors');
+const { fromInfo, timeoutError, isPeerClosed, isClosed } = require('./errors');
 
 /** Turns Buffer | Uint8Array | ArrayBuffer | string into bytes napi accepts. */
 function bytesOf(data, what = 'data') {
@@ -183,9 +183,9 @@ class Bus {
     throw fromInfo(r);
   }
 
-  /** Connects to the listener at `socketPath`. */
-  static connect(socketPath) {
-    return new Bus(native.NativeBus.connect(socketPath));
+  /** Connects to the listener at `socketPath`, waiting at most opts.timeoutMs (10 s). */
+  static connect(socketPath, opts) {
+    return new Bus(native.NativeBus.connect(socketPath, timeoutOf(opts)));
   }
 
   /** Closes the bus (idempotent). Pending async receives fail with ERR_TACHYON_CLOSED. */
@@ -269,8 +269,9 @@ class Bus {
   }
 
   /**
-   * Messages as they arrive, without blocking the event loop; ends when the peer is
-   * gone or the bus is closed. Messages are fetched in batches of up to `batch`.
+   * Messages as they arrive, without blocking the event loop. Ends when the peer closed
+   * its bus (after everything it sent) or this bus is closed; throws ERR_TACHYON_PEER_DEAD
+   * if the peer died. Messages are fetched in batches of up to `batch`.
    */
   async *messages(opts = {}) {
     const batch = opts.batch ?? 256;
@@ -280,7 +281,7 @@ class Bus {
         try {
           got = await this.recvManyAsync(batch, opts);
         } catch (e) {
-          if (isPeerDead(e) || isClosed(e)) return;
+          if (isPeerClosed(e) || isClosed(e)) return;
           throw e;
         }
         // A message leaves the backlog only when it is handed out, so breaking out of

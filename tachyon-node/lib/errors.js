@@ -58,8 +58,16 @@ const isTachyonError = (e) =>
 const isAbiMismatch = (e) => hasCode(e, 'ERR_TACHYON_ABI_MISMATCH');
 /** The ring had no room (a send with timeoutMs 0, or a reply). */
 const isFull = (e) => hasCode(e, 'ERR_TACHYON_FULL');
-/** The peer exited or closed its end. */
+/** The peer died (its process exited or crashed without closing its bus). */
 const isPeerDead = (e) => hasCode(e, 'ERR_TACHYON_PEER_DEAD');
+/** The peer closed its bus on purpose; everything it sent was delivered. */
+const isPeerClosed = (e) => hasCode(e, 'ERR_TACHYON_PEER_CLOSED');
+/** The peer is gone, cleanly or not. */
+const isPeerGone = (e) => isPeerDead(e) || isPeerClosed(e);
+/** Nobody listens at the socket path (or a server turned this connector away). */
+const isConnectError = (e) => hasCode(e, 'ERR_TACHYON_CONNECT') || hasCode(e, 'ERR_TACHYON_REFUSED');
+/** The other side runs as a user this side does not trust, or refused this user. */
+const isPermissionDenied = (e) => hasCode(e, 'ERR_TACHYON_PERMISSION');
 /** A timeout the caller set ran out. */
 const isTimeout = (e) => hasCode(e, 'ERR_TACHYON_TIMEOUT');
 /** The bus was closed on this side. */
@@ -83,6 +91,10 @@ module.exports = {
   isAbiMismatch,
   isFull,
   isPeerDead,
+  isPeerClosed,
+  isPeerGone,
+  isConnectError,
+  isPermissionDenied,
   isTimeout,
   isClosed,
   isRpcError,

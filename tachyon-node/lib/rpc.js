@@ -32,8 +32,8 @@ class RpcBus {
   }
 
   /** The caller end. */
-  static connect(socketPath) {
-    return new RpcBus(native.NativeRpcBus.connect(socketPath));
+  static connect(socketPath, opts) {
+    return new RpcBus(native.NativeRpcBus.connect(socketPath, timeoutOf(opts)));
   }
 
   /** Sends a request; returns its correlation id. */
@@ -121,7 +121,7 @@ class RpcBus {
       try {
         req = this.serve(opts);
       } catch (e) {
-        if (e.code === 'ERR_TACHYON_PEER_DEAD') return served;
+        if (e.code === 'ERR_TACHYON_PEER_DEAD' || e.code === 'ERR_TACHYON_PEER_CLOSED') return served;
         throw e;
       }
       if (req === null) throw timeoutError(opts.timeoutMs);

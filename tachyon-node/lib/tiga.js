@@ -10,7 +10,7 @@ const native = require('./native');
 const { RpcBus } = require('./rpc');
 const { RpcServer, startNative, serverConfig } = require('./server');
 const { bytesOf } = require('./bus');
-const { isPeerDead, isClosed } = require('./errors');
+const { isPeerGone, isClosed } = require('./errors');
 
 /** A Tiga server: `onInvoke(method, data, context)` answers every client. */
 class TigaServer {
@@ -107,7 +107,7 @@ async function tigaInvoke(requestName, responseName, method, data, options = {})
   try {
     return await bus.callAsync(call.payload, call.msgType, { timeoutMs: options.timeoutMs });
   } catch (e) {
-    if (isPeerDead(e) || isClosed(e)) {
+    if (isPeerGone(e) || isClosed(e)) {
       connections.delete(key);
       bus.close();
     }

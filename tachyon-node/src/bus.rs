@@ -85,10 +85,13 @@ impl NativeBus {
         Ok(AsyncTask::new(ListenTask::new(open, NativeBus::new)))
     }
 
-    /// Connects to the listener at `socketPath`.
+    /// Connects to the listener at `socketPath`, waiting at most `timeoutMs` (default
+    /// 10 s) for it to answer.
     #[napi(factory)]
-    pub fn connect(socket_path: String) -> Result<Self, JsError> {
-        Ok(Self::new(tachyon::Bus::connect(&socket_path).map_err(crate::errors::core)?))
+    pub fn connect(socket_path: String, timeout_ms: Option<f64>) -> Result<Self, JsError> {
+        let opts = connect_options(timeout_ms)?;
+        let bus = tachyon::Bus::connect_with(&socket_path, &opts, Wait::new());
+        Ok(Self::new(bus.map_err(crate::errors::core)?))
     }
 
     /// Closes the bus (idempotent). Pending async receives get `ERR_TACHYON_CLOSED`.
@@ -241,4 +244,13 @@ impl NativeBus {
     pub fn check_peer(&self) -> Result<(), JsError> {
         self.with(|b| Ok(b.check_peer()?))
     }
+}
+
+/// Connect options with an optional timeout in milliseconds.
+pub(crate) fn connect_options(timeout_ms: Option<f64>) -> Result<tachyon::ConnectOptions, JsError> {
+    let opts = tachyon::ConnectOptions::default();
+    Ok(match timeout(timeout_ms)? {
+        Some(t) => opts.timeout(t),
+        None => opts,
+    })
 }

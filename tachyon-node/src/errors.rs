@@ -63,6 +63,12 @@ pub fn describe(e: &BindError) -> (&'static str, String) {
             let code = match e {
                 E::Full { .. } => "ERR_TACHYON_FULL",
                 E::PeerDead(_) | E::Corrupted(_) => "ERR_TACHYON_PEER_DEAD",
+                E::PeerClosed => "ERR_TACHYON_PEER_CLOSED",
+                E::Closed => "ERR_TACHYON_CLOSED",
+                E::Connect { .. } => "ERR_TACHYON_CONNECT",
+                E::PermissionDenied(_) => "ERR_TACHYON_PERMISSION",
+                E::AddrInUse { .. } => "ERR_TACHYON_ADDR_IN_USE",
+                E::CapacityLimit { .. } => "ERR_TACHYON_CAPACITY_LIMIT",
                 E::AbiMismatch(_) => "ERR_TACHYON_ABI_MISMATCH",
                 E::Timeout(_) => "ERR_TACHYON_TIMEOUT",
                 E::Interrupted => "ERR_TACHYON_INTERRUPTED",
@@ -75,6 +81,7 @@ pub fn describe(e: &BindError) -> (&'static str, String) {
                 | E::InvalidPath { .. }
                 | E::InvalidSize { .. }
                 | E::InvalidNumaNode(_)
+                | E::InvalidArgument(_)
                 | E::InvalidName { .. } => INVALID_ARG,
                 E::Io { .. } => "ERR_TACHYON_IO",
                 _ => "ERR_TACHYON",

@@ -109,8 +109,10 @@ impl NativeRpcBus {
 
     /// The caller end: connects to a callee (or a multi-client server) at `socketPath`.
     #[napi(factory)]
-    pub fn connect(socket_path: String) -> Result<Self, JsError> {
-        Ok(Self::new(RpcBus::connect(&socket_path).map_err(crate::errors::core)?))
+    pub fn connect(socket_path: String, timeout_ms: Option<f64>) -> Result<Self, JsError> {
+        let opts = crate::bus::connect_options(timeout_ms)?;
+        let bus = RpcBus::connect_with(&socket_path, &opts, tachyon::Wait::new());
+        Ok(Self::new(bus.map_err(crate::errors::core)?))
     }
 
     /// Closes the bus (idempotent); pending async calls get `ERR_TACHYON_CLOSED`.

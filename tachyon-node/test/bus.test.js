@@ -121,7 +121,7 @@ test('errors: full ring, timeouts, bad arguments, nobody listening, killed peer'
   await assert.rejects(waiting, (e) => t.isPeerDead(e));
   assert.throws(() => bus.recv(undefined, { timeoutMs: 5000 }), (e) => t.isPeerDead(e));
   bus.close();
-  assert.throws(() => t.Bus.connect(h.sockPath('nobody')), (e) => e.code === 'ERR_TACHYON_IO');
+  assert.throws(() => t.Bus.connect(h.sockPath('nobody')), (e) => e.code === 'ERR_TACHYON_CONNECT');
   assert.throws(() => t.Bus.listen(h.sockPath('cap'), 1000), (e) => e.code === 'ERR_TACHYON_INVALID_ARG');
   assert.throws(() => t.makeTypeId(70000, 1), (e) => e.code === 'ERR_TACHYON_INVALID_ARG');
 

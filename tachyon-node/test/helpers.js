@@ -77,7 +77,7 @@ async function connectRetry(fn, timeoutMs = 10000) {
     try {
       return fn();
     } catch (e) {
-      if (e.code !== 'ERR_TACHYON_IO' || Date.now() > deadline) throw e;
+      if (e.code !== 'ERR_TACHYON_CONNECT' || Date.now() > deadline) throw e;
       await new Promise((r) => setTimeout(r, 5));
     }
   }

@@ -93,7 +93,7 @@ test('tigaInvoke from Node: named methods on a Node server, in the same process'
   // Bad names are refused before anything is sent.
   await assert.rejects(t.tigaInvoke('local.req.a', 'other.resp.a', 'x', '', opts), (e) => e.code === 'ERR_TACHYON_INVALID_ARG');
   await assert.rejects(t.tigaInvoke('nochannel', 'x', 'x', '', opts), (e) => e.code === 'ERR_TACHYON_INVALID_ARG');
-  await assert.rejects(t.tigaInvoke('gone.req.a', 'gone.resp.a', 'x', '', opts), (e) => e.code === 'ERR_TACHYON_IO');
+  await assert.rejects(t.tigaInvoke('gone.req.a', 'gone.resp.a', 'x', '', opts), (e) => e.code === 'ERR_TACHYON_CONNECT');
   t.tigaCloseAll();
   await server.close();
   assert.throws(() => t.createTigaServer({ channelName: '', onInvoke: () => null }), TypeError);

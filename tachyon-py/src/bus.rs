@@ -112,6 +112,13 @@ pub(crate) fn bytes_from(data: &[u8]) -> Py<PyBytes> {
     Python::attach(|py| PyBytes::new(py, data).unbind())
 }
 
+/// Whether `e` is a `PeerClosedError` (a clean end of the peer's stream).
+pub(crate) fn is_peer_closed(py: Python<'_>, e: &PyErr) -> bool {
+    py.import("tachyon._errors")
+        .and_then(|m| m.getattr("PeerClosedError"))
+        .is_ok_and(|cls| e.get_type(py).is_subclass(&cls).unwrap_or(false))
+}
+
 /// Converts an optional timeout in seconds.
 pub(crate) fn timeout(seconds: Option<f64>) -> PyResult<Option<Duration>> {
     match seconds {
@@ -182,14 +189,23 @@ impl PyBus {
                 Wait::new().timeout_opt(t).interrupt(check),
             )?)
         })?;
-        Ok(Self { bus: Guarded::new(bus) })
+        let closer = bus.closer();
+        Ok(Self { bus: Guarded::new(bus, closer) })
     }
 
-    /// Connects to a listener at `socket_path` (fails at once if nobody listens).
+    /// Connects to a listener at `socket_path`. Fails at once with
+    /// `TachyonConnectionError` if nobody listens; waits at most `timeout` seconds
+    /// (default 10) for the listener to answer, and Ctrl-C interrupts it.
     #[staticmethod]
-    fn connect(py: Python<'_>, socket_path: String) -> PyResult<Self> {
-        let bus = blocking(py, move |_| Ok(tachyon::Bus::connect(&socket_path)?))?;
-        Ok(Self { bus: Guarded::new(bus) })
+    #[pyo3(signature = (socket_path, timeout=None))]
+    fn connect(py: Python<'_>, socket_path: String, timeout: Option<f64>) -> PyResult<Self> {
+        let t = self::timeout(timeout)?;
+        let bus = blocking(py, move |check| {
+            let opts = tachyon::ConnectOptions::default();
+            Ok(tachyon::Bus::connect_with(&socket_path, &opts, Wait::new().timeout_opt(t).interrupt(check))?)
+        })?;
+        let closer = bus.closer();
+        Ok(Self { bus: Guarded::new(bus, closer) })
     }
 
     /// Sends `data` as one message. Waits for room as long as the peer lives (or up to
@@ -345,10 +361,19 @@ impl PyBus {
         slf
     }
 
-    /// Blocks until the next message arrives; raises `PeerDeadError` once the peer is
-    /// gone and everything it sent has been delivered.
-    fn __next__(&self, py: Python<'_>) -> PyResult<Message> {
-        self.recv(py, None)
+    /// Blocks until the next message arrives. Ends (`StopIteration`) once the peer has
+    /// closed its bus and everything it sent was delivered; raises `PeerDeadError` if it
+    /// died instead.
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<Message>> {
+        match self.recv(py, None) {
+            Ok(m) => Ok(Some(m)),
+            Err(e) if e.is_instance_of::<pyo3::exceptions::PyException>(py)
+                && is_peer_closed(py, &e) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Publishes messages committed without flushing.

@@ -52,7 +52,12 @@ pub fn to_py(py: Python<'_>, e: BindError) -> PyErr {
     };
     let message = e.to_string();
     match e {
+        E::Closed => raise(py, "TachyonError", "the bus is closed".to_owned()),
         E::PeerDead(_) | E::Corrupted(_) => raise(py, "PeerDeadError", message),
+        E::PeerClosed => raise(py, "PeerClosedError", message),
+        E::Connect { .. } | E::Refused(_) => raise(py, "TachyonConnectionError", message),
+        E::PermissionDenied(_) => raise(py, "TachyonPermissionError", message),
+        E::AddrInUse { .. } => raise(py, "AddressInUseError", message),
         E::AbiMismatch(_) => raise(py, "AbiMismatchError", message),
         E::Full { .. } => raise(py, "BufferFullError", message),
         E::Timeout(_) => raise(py, "TachyonTimeoutError", message),
@@ -62,6 +67,7 @@ pub fn to_py(py: Python<'_>, e: BindError) -> PyErr {
         | E::InvalidSize { .. }
         | E::MessageTooLarge { .. }
         | E::InvalidNumaNode(_)
+        | E::InvalidArgument(_)
         | E::InvalidName { .. } => PyValueError::new_err(message),
         E::Io { .. } => PyOSError::new_err(message),
         _ => raise(py, "TachyonError", message),

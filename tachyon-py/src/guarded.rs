@@ -14,12 +14,14 @@ use crate::errors::{to_py, BindError};
 /// A bus behind a lock; `None` once closed.
 pub struct Guarded<T> {
     inner: Mutex<Option<T>>,
+    /// Ends the bus's blocked calls without the lock (a waiter holds it).
+    closer: tachyon::Closer,
 }
 
 impl<T: Send> Guarded<T> {
-    /// Wraps an open bus.
-    pub fn new(bus: T) -> Self {
-        Self { inner: Mutex::new(Some(bus)) }
+    /// Wraps an open bus with the closer that ends its blocked calls.
+    pub fn new(bus: T, closer: tachyon::Closer) -> Self {
+        Self { inner: Mutex::new(Some(bus)), closer }
     }
 
     fn lock(&self) -> MutexGuard<'_, Option<T>> {
@@ -60,8 +62,11 @@ impl<T: Send> Guarded<T> {
             .map_err(|e| to_py(py, e))
     }
 
-    /// Closes (drops) the bus. Idempotent.
+    /// Closes (drops) the bus. Idempotent. A call blocked on the bus in another thread
+    /// (it holds the lock) is woken first and fails with "the bus is closed", so this
+    /// never waits for it longer than it takes to notice.
     pub fn close(&self, py: Python<'_>) {
+        self.closer.close();
         let bus = self.with_slot(py, Option::take);
         drop(bus);
     }

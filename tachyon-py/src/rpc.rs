@@ -96,7 +96,8 @@ impl PyRpcBus {
         let bus = blocking(py, move |check| {
             Ok(RpcBus::listen_with(&socket_path, cap_fwd, cap_rev, wait_for(t, check))?)
         })?;
-        Ok(Self { bus: Guarded::new(bus) })
+        let closer = bus.closer();
+        Ok(Self { bus: Guarded::new(bus, closer) })
     }
 
     /// Upstream's name for `RpcBus.listen`.
@@ -114,15 +115,24 @@ impl PyRpcBus {
 
     /// Upstream's name for `RpcBus.connect`.
     #[staticmethod]
-    fn rpc_connect(py: Python<'_>, socket_path: String) -> PyResult<Self> {
-        Self::connect(py, socket_path)
+    #[pyo3(signature = (socket_path, timeout=None))]
+    fn rpc_connect(py: Python<'_>, socket_path: String, timeout: Option<f64>) -> PyResult<Self> {
+        Self::connect(py, socket_path, timeout)
     }
 
-    /// Connects to a callee at `socket_path` (the caller end).
+    /// Connects to a callee at `socket_path` (the caller end). Fails at once with
+    /// `TachyonConnectionError` if nobody listens; waits at most `timeout` seconds
+    /// (default 10) for the callee to answer, and Ctrl-C interrupts it.
     #[staticmethod]
-    fn connect(py: Python<'_>, socket_path: String) -> PyResult<Self> {
-        let bus = blocking(py, move |_| Ok(RpcBus::connect(&socket_path)?))?;
-        Ok(Self { bus: Guarded::new(bus) })
+    #[pyo3(signature = (socket_path, timeout=None))]
+    fn connect(py: Python<'_>, socket_path: String, timeout: Option<f64>) -> PyResult<Self> {
+        let t = crate::bus::timeout(timeout)?;
+        let bus = blocking(py, move |check| {
+            let opts = tachyon::ConnectOptions::default();
+            Ok(RpcBus::connect_with(&socket_path, &opts, Wait::new().timeout_opt(t).interrupt(check))?)
+        })?;
+        let closer = bus.closer();
+        Ok(Self { bus: Guarded::new(bus, closer) })
     }
 
     /// Sends a request and returns its correlation id. Waits for room as long as the

@@ -61,7 +61,7 @@ impl Arena {
                 "shm_size {shm_size} is below the 768-byte header"
             )));
         }
-        let shm = SharedMemory::attach(fd, shm_size)?;
+        let shm = SharedMemory::attach_with(fd, shm_size, crate::options::POPULATE_LIMIT)?;
         let mut arena = Self { base: shm.as_ptr(), shm, capacity: 0 };
         let magic = arena.u32_at(arena_off::MAGIC).load(Ordering::Acquire);
         let version = arena.u32_at(arena_off::VERSION).load(Ordering::Acquire);
@@ -175,6 +175,16 @@ impl Arena {
     pub fn state(&self) -> u32 {
         // Acquire: a peer that sets FatalError after writing something wants us to see it.
         self.u32_at(arena_off::STATE).load(Ordering::Acquire)
+    }
+
+    /// Marks a clean exit: `Ready` becomes `Disconnected` (a `FatalError` stays).
+    pub fn mark_disconnected(&self) {
+        let _ = self.u32_at(arena_off::STATE).compare_exchange(
+            state::READY,
+            state::DISCONNECTED,
+            Ordering::Release,
+            Ordering::Relaxed,
+        );
     }
 
     /// Moves the arena to the `FatalError` state.

@@ -7,39 +7,50 @@
 //!    upstream connector reads only 32 bytes and closes, so it never sees it.
 //! 2. Our connector answers with 8 bytes (`"TCHX"`, status: accepted or rejected). An
 //!    upstream connector just closes, which the listener sees as EOF.
-//! 3. If both sides spoke, they keep the socket open as a [`PeerLink`]. It carries no
-//!    data. When either process exits, or drops its bus, the kernel closes its end and
-//!    the other side sees a hang-up. This is how a blocked call learns that its peer is
-//!    dead. We use this instead of heartbeats or a pidfd: it costs nothing while both live,
-//!    cannot be fooled by pid reuse, and also covers a peer that merely closed its bus.
+//! 3. If both sides spoke, they keep the socket open as the liveness link (see
+//!    [`crate::liveness`]). With an upstream peer we watch a pidfd of its process.
 //!
-//! With an upstream peer there is no socket link. We fall back to a pidfd of the peer
-//! process (its pid from `SO_PEERCRED`), which notices when the process exits but not
-//! when it merely drops its bus. Blocking calls rely on the caller's timeout for the rest.
+//! Who may connect, checked on both sides before any fd travels:
+//! - the socket file is created with mode 0600 (whatever the umask), before `listen`,
+//!   so nobody can connect while it is wider;
+//! - the listener reads the connector's uid with `SO_PEERCRED` and refuses any uid but
+//!   its own (and those it allows), with a refusal frame our connector reports as
+//!   [`Error::PermissionDenied`];
+//! - the connector checks that the socket file and the listening process belong to its
+//!   own uid (or one it allows), so a socket squatted by another user is never used.
+//!
+//! Binding removes only a stale socket (one nobody accepts on); a live socket or any
+//! other file in the way is an error, and a listener unlinks its path on drop only if
+//! the file there is still the socket it created.
+//!
+//! Every wait is bounded: the connector by its connect timeout (and an interrupt check
+//! every 100 ms), the listener by its handshake timeout.
 
 use std::io::{IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags};
+use rustix::fs::{FileType, Mode};
 use rustix::io::Errno;
 use rustix::net::{
     AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
-    SendAncillaryMessage, SendFlags, SocketAddrUnix, SocketType,
+    SendAncillaryMessage, SendFlags, SocketAddrUnix, SocketFlags, SocketType,
 };
 
 use crate::error::{Error, Result};
 use crate::layout::{self, FLAG_RPC, HANDSHAKE_SIZE};
+use crate::liveness::PeerWatch;
+use crate::options::{ConnectOptions, ListenOptions};
 
-/// How long a listener waits for the connector's extension answer. An upstream connector
-/// answers at once (by closing), ours at once (by writing), so this only bounds a peer
-/// that connects and then hangs.
-const EXT_ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a connector waits for the listener's hello after the handshake.
-const EXT_HELLO_TIMEOUT: Duration = Duration::from_secs(5);
-/// Listener poll interval, so signals and deadlines are noticed (upstream uses 100 ms).
-const ACCEPT_POLL: Duration = Duration::from_millis(100);
+/// Once a handshake is known to be bad, how long a connector still waits for the
+/// listener's hello (to tell an upstream listener from ours, and answer ours). Ours
+/// sends it right behind the handshake, so this is only reached by odd peers.
+const EXT_HELLO_AFTER_FAILURE: Duration = Duration::from_millis(250);
+/// Poll interval of every wait here, so signals, interrupt checks and deadlines are
+/// noticed (upstream uses 100 ms).
+const POLL_STEP: Duration = Duration::from_millis(100);
 /// `sun_path` is 108 bytes including the NUL.
 const MAX_PATH_LEN: usize = 107;
 
@@ -162,83 +173,6 @@ impl Handshake {
     }
 }
 
-/// How we notice that the peer is gone: the socket kept open between two Tachyon peers,
-/// or else a pidfd of the peer process.
-#[derive(Debug, Default)]
-pub struct PeerLink {
-    sock: Option<OwnedFd>,
-    pidfd: Option<OwnedFd>,
-}
-
-impl PeerLink {
-    /// A link that knows nothing.
-    pub fn none() -> Self {
-        Self::default()
-    }
-
-    /// A link over a socket both Tachyon peers keep open.
-    fn socket(sock: OwnedFd) -> Self {
-        Self { sock: Some(sock), pidfd: None }
-    }
-
-    /// A link watching the process at the other end of `sock` (an upstream peer).
-    fn process_of(sock: &OwnedFd) -> Self {
-        let pidfd = rustix::net::sockopt::socket_peercred(sock)
-            .ok()
-            .filter(|cred| cred.pid != rustix::process::getpid())
-            .and_then(|cred| {
-                rustix::process::pidfd_open(cred.pid, rustix::process::PidfdFlags::empty()).ok()
-            });
-        Self { sock: None, pidfd }
-    }
-
-    /// Whether the peer negotiated a liveness socket (it is a Tachyon peer), so even a
-    /// peer that drops its bus but lives on is noticed.
-    pub fn is_linked(&self) -> bool {
-        self.sock.is_some()
-    }
-
-    /// Whether anything watches the peer (a socket link or a pidfd).
-    pub fn is_watched(&self) -> bool {
-        self.sock.is_some() || self.pidfd.is_some()
-    }
-
-    /// Checks, without blocking, whether the peer is still there.
-    ///
-    /// # Errors
-    /// [`Error::PeerDead`] when the peer closed its end (it exited, crashed, or dropped
-    /// its bus).
-    pub fn check(&self) -> Result<()> {
-        if let Some(pidfd) = &self.pidfd {
-            let mut fds = [PollFd::new(pidfd, PollFlags::IN)];
-            let zero = rustix::time::Timespec { tv_sec: 0, tv_nsec: 0 };
-            if matches!(rustix::event::poll(&mut fds, Some(&zero)), Ok(n) if n > 0) {
-                return Err(Error::PeerDead("the peer process exited"));
-            }
-        }
-        let Some(sock) = &self.sock else { return Ok(()) };
-        let mut fds = [PollFd::new(sock, PollFlags::IN)];
-        match rustix::event::poll(&mut fds, Some(&rustix::time::Timespec { tv_sec: 0, tv_nsec: 0 }))
-        {
-            Ok(0) | Err(Errno::INTR) => Ok(()),
-            Ok(_) => {
-                let ev = fds[0].revents();
-                if ev.intersects(PollFlags::HUP | PollFlags::ERR | PollFlags::RDHUP) {
-                    return Err(Error::PeerDead("the peer process exited or closed its bus"));
-                }
-                // Readable: the peer never writes after the handshake, so this is EOF (or
-                // a peer breaking the protocol, which we treat the same).
-                let mut b = [0u8; 1];
-                match rustix::net::recv(sock, &mut b, RecvFlags::PEEK | RecvFlags::DONTWAIT) {
-                    Ok((0, _)) => Err(Error::PeerDead("the peer process exited or closed its bus")),
-                    _ => Ok(()),
-                }
-            }
-            Err(e) => Err(Error::io("poll peer link", e)),
-        }
-    }
-}
-
 /// Checks a socket path and builds its address.
 ///
 /// # Errors
@@ -257,86 +191,290 @@ pub fn socket_addr(path: &str) -> Result<SocketAddrUnix> {
     SocketAddrUnix::new(path).map_err(|_| invalid("not a valid UNIX socket path"))
 }
 
-/// Options of a listen: deadline and a periodic interrupt check.
+/// A deadline and a periodic interrupt check, for the waits of a listen or a connect.
 pub struct ListenSpec<'a> {
-    /// Give up after this long without a connector.
+    /// Give up after this long (from the first wait).
     pub timeout: Option<Duration>,
-    /// Called every 100 ms while waiting; an error ends the listen.
+    /// Called every 100 ms while waiting; an error ends the wait.
     pub interrupt: Option<&'a mut dyn FnMut() -> Result<()>>,
 }
 
-/// A bound, listening UNIX socket. The socket file is removed when this is dropped.
+impl ListenSpec<'_> {
+    /// No deadline, no interrupt check.
+    pub fn forever() -> Self {
+        Self { timeout: None, interrupt: None }
+    }
+}
+
+/// A running deadline: [`ListenSpec`] with its clock started.
+struct Deadline<'s, 'a> {
+    at: Option<Instant>,
+    timeout: Option<Duration>,
+    spec: &'s mut ListenSpec<'a>,
+}
+
+impl<'s, 'a> Deadline<'s, 'a> {
+    fn start(spec: &'s mut ListenSpec<'a>) -> Self {
+        let timeout = spec.timeout;
+        Self { at: timeout.and_then(|t| Instant::now().checked_add(t)), timeout, spec }
+    }
+
+    /// How long the next poll may sleep: at most [`POLL_STEP`] and what is left.
+    fn step(&self) -> Result<Duration> {
+        match self.at {
+            None => Ok(POLL_STEP),
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    Err(Error::Timeout(self.timeout.unwrap_or_default()))
+                } else {
+                    Ok(left.min(POLL_STEP))
+                }
+            }
+        }
+    }
+
+    fn check(&mut self) -> Result<()> {
+        match self.spec.interrupt.as_mut() {
+            Some(f) => f(),
+            None => Ok(()),
+        }
+    }
+
+    /// Polls `fd` for `events` until ready, the deadline, or an interrupt.
+    fn poll(&mut self, fd: BorrowedFd<'_>, events: PollFlags) -> Result<PollFlags> {
+        loop {
+            let step = self.step()?;
+            let mut fds = [PollFd::new(&fd, events)];
+            let ts = rustix::time::Timespec::try_from(step)
+                .unwrap_or(rustix::time::Timespec { tv_sec: 0, tv_nsec: 100_000_000 });
+            match rustix::event::poll(&mut fds, Some(&ts)) {
+                Ok(0) | Err(Errno::INTR) => {}
+                Ok(_) => return Ok(fds[0].revents()),
+                Err(e) => return Err(Error::io("poll socket", e)),
+            }
+            self.check()?;
+        }
+    }
+}
+
+/// Who is at the other end of a UNIX socket (`SO_PEERCRED`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerCred {
+    /// The peer's process id (at connect or listen time).
+    pub pid: i32,
+    /// The peer's effective user id.
+    pub uid: u32,
+}
+
+fn peer_cred(sock: &OwnedFd) -> Option<PeerCred> {
+    rustix::net::sockopt::socket_peercred(sock)
+        .ok()
+        .map(|c| PeerCred { pid: c.pid.as_raw_nonzero().get(), uid: c.uid.as_raw() })
+}
+
+/// A pidfd of the process at the other end of `sock` (an upstream peer).
+fn process_of(sock: &OwnedFd) -> PeerWatch {
+    let pidfd = rustix::net::sockopt::socket_peercred(sock)
+        .ok()
+        .filter(|cred| cred.pid != rustix::process::getpid())
+        .and_then(|cred| {
+            rustix::process::pidfd_open(cred.pid, rustix::process::PidfdFlags::empty()).ok()
+        });
+    pidfd.map_or(PeerWatch::Nothing, PeerWatch::Process)
+}
+
+fn stream_socket(flags: SocketFlags) -> Result<OwnedFd> {
+    rustix::net::socket_with(AddressFamily::UNIX, SocketType::STREAM, flags, None)
+        .map_err(|e| Error::io("create UNIX socket", e))
+}
+
+/// Whether a process accepts connections on the socket at `addr` (probed with a
+/// non-blocking connect that is closed at once; our listeners skip such a probe).
+fn is_live(addr: &SocketAddrUnix) -> Result<bool> {
+    let probe = stream_socket(SocketFlags::CLOEXEC | SocketFlags::NONBLOCK)?;
+    match rustix::net::connect(&probe, addr) {
+        Ok(()) | Err(Errno::AGAIN | Errno::INPROGRESS) => Ok(true),
+        Err(Errno::CONNREFUSED | Errno::NOENT) => Ok(false),
+        Err(Errno::ACCESS | Errno::PERM) => Ok(true),
+        Err(e) => Err(Error::io("probe existing socket", e)),
+    }
+}
+
+/// The identity of the socket file a listener created, to unlink only that one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileId {
+    dev: u64,
+    ino: u64,
+}
+
+fn file_id(path: &str) -> Option<FileId> {
+    let st = rustix::fs::lstat(path).ok()?;
+    #[allow(clippy::useless_conversion, clippy::unnecessary_cast)] // widths vary by target
+    Some(FileId { dev: st.st_dev as u64, ino: st.st_ino as u64 })
+}
+
+/// Clears the way for a bind at `path`: nothing there is fine, a stale socket is
+/// removed, anything else is refused.
+fn clear_path(path: &str, addr: &SocketAddrUnix) -> Result<()> {
+    let st = match rustix::fs::lstat(path) {
+        Ok(st) => st,
+        Err(Errno::NOENT) => return Ok(()),
+        Err(e) => return Err(Error::io("inspect the socket path", e)),
+    };
+    if FileType::from_raw_mode(st.st_mode) != FileType::Socket {
+        return Err(Error::InvalidPath {
+            path: path.to_owned(),
+            reason: "a file that is not a socket is in the way; refusing to delete it",
+        });
+    }
+    if is_live(addr)? {
+        return Err(Error::AddrInUse { path: path.to_owned() });
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("remove stale socket file", e)),
+    }
+}
+
+/// A bound, listening UNIX socket. Its socket file is removed when this is dropped, if
+/// it is still the one this listener created.
 #[derive(Debug)]
 pub struct Listener {
     fd: OwnedFd,
     path: String,
+    file: Option<FileId>,
+    opts: ListenOptions,
 }
 
 impl Listener {
-    /// Binds `path` (replacing a stale socket file) and listens with `backlog`.
+    /// Binds `path` (removing a stale socket file, refusing anything else in the way),
+    /// sets the socket's mode, and listens with `backlog`.
     ///
     /// # Errors
-    /// [`Error::InvalidPath`] or [`Error::Io`].
-    pub fn bind(path: &str, backlog: i32) -> Result<Self> {
+    /// [`Error::InvalidPath`] (bad path, or a non-socket file in the way),
+    /// [`Error::AddrInUse`] (a live listener has the path), [`Error::Io`].
+    pub fn bind(path: &str, backlog: i32, opts: &ListenOptions) -> Result<Self> {
         let addr = socket_addr(path)?;
-        match std::fs::remove_file(path) {
+        clear_path(path, &addr)?;
+        let fd = stream_socket(SocketFlags::CLOEXEC)?;
+        match rustix::net::bind(&fd, &addr) {
             Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io("remove stale socket file", e)),
+            Err(Errno::ADDRINUSE) => return Err(Error::AddrInUse { path: path.to_owned() }),
+            Err(e) => return Err(Error::io("bind socket path", e)),
         }
-        let fd = rustix::net::socket_with(
-            AddressFamily::UNIX,
-            SocketType::STREAM,
-            rustix::net::SocketFlags::CLOEXEC,
-            None,
-        )
-        .map_err(|e| Error::io("create listening socket", e))?;
-        rustix::net::bind(&fd, &addr).map_err(|e| Error::io("bind socket path", e))?;
-        let listener = Self { fd, path: path.to_owned() };
+        let mut listener =
+            Self { fd, path: path.to_owned(), file: file_id(path), opts: opts.clone() };
+        // Before `listen`: until then every connect is refused, so nobody gets in while
+        // the mode is still the umask's.
+        rustix::fs::chmod(path, Mode::from_raw_mode(opts.socket_mode))
+            .map_err(|e| Error::io("set the socket file's mode", e))?;
+        listener.file = file_id(path);
         rustix::net::listen(&listener.fd, backlog).map_err(|e| Error::io("listen on socket", e))?;
         Ok(listener)
     }
 
-    /// Waits for the next connector (polling every 100 ms for the deadline and the
-    /// interrupt check; a new connector is noticed at once).
+    /// Waits for the next connector whose uid is allowed (polling every 100 ms for the
+    /// deadline and the interrupt check; a new connector is noticed at once). A
+    /// connector of another uid is turned away (it gets [`Error::PermissionDenied`]) and
+    /// reported to `refused`; the wait goes on.
     ///
     /// # Errors
     /// [`Error::Timeout`], the interrupt check's error, or [`Error::Io`].
-    pub fn accept(&self, spec: ListenSpec<'_>) -> Result<Accepted> {
-        accept_with(&self.fd, spec).map(Accepted)
+    pub fn accept(
+        &self,
+        spec: &mut ListenSpec<'_>,
+        refused: &mut dyn FnMut(Error),
+    ) -> Result<Accepted> {
+        let mut deadline = Deadline::start(spec);
+        loop {
+            deadline.poll(self.fd.as_fd(), PollFlags::IN)?;
+            let conn = match rustix::net::accept_with(&self.fd, SocketFlags::CLOEXEC) {
+                Ok(c) => c,
+                Err(Errno::INTR | Errno::AGAIN | Errno::CONNABORTED) => continue,
+                Err(e) => return Err(Error::io("accept connector", e)),
+            };
+            let cred = peer_cred(&conn);
+            let accepted = Accepted { fd: conn, cred };
+            match cred {
+                Some(c) if self.opts.allows(c.uid) => return Ok(accepted),
+                _ => {
+                    let uid = cred.map_or_else(|| "unknown".to_owned(), |c| c.uid.to_string());
+                    accepted.refuse(Refusal::NotAllowed);
+                    refused(Error::PermissionDenied(format!(
+                        "refused a connector on {} running as uid {uid}; allow it with \
+                         ListenOptions::allow_uid",
+                        self.path
+                    )));
+                }
+            }
+        }
     }
 
     /// The socket path.
     pub fn path(&self) -> &str {
         &self.path
     }
+
+    /// The options this listener was bound with.
+    pub fn options(&self) -> &ListenOptions {
+        &self.opts
+    }
 }
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        // Unlink only our own socket: another server may have replaced a path we lost.
+        if self.file.is_some() && file_id(&self.path) == self.file {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 
 /// An accepted connection that has not yet been offered a bus.
 #[derive(Debug)]
-pub struct Accepted(OwnedFd);
+pub struct Accepted {
+    fd: OwnedFd,
+    cred: Option<PeerCred>,
+}
+
+/// What became of an offer.
+#[derive(Debug)]
+pub enum Offered {
+    /// The connector took the bus; watch it like this.
+    Taken(PeerWatch),
+    /// The connector had left before the handshake (a probe, or a connector that gave
+    /// up): nothing was handed over.
+    Left,
+}
 
 impl Accepted {
-    /// Sends the handshake and `fds`, then negotiates the liveness link.
+    /// The connector's credentials, if the kernel gave them.
+    pub fn cred(&self) -> Option<PeerCred> {
+        self.cred
+    }
+
+    /// Sends the handshake and `fds`, then negotiates the liveness link, waiting at most
+    /// `timeout` for the connector's answer.
     ///
     /// # Errors
     /// [`Error::AbiMismatch`] if our connector rejects the handshake, [`Error::Io`] if
     /// the send fails.
-    pub fn offer(self, hs: &Handshake, fds: &[BorrowedFd<'_>]) -> Result<PeerLink> {
-        send_handshake(&self.0, hs, fds)?;
-        negotiate_as_listener(self.0)
+    pub fn offer(self, hs: &Handshake, fds: &[BorrowedFd<'_>], timeout: Duration) -> Result<Offered> {
+        match send_handshake(&self.fd, hs, fds) {
+            Ok(()) => {}
+            Err(Errno::PIPE | Errno::CONNRESET) => return Ok(Offered::Left),
+            Err(e) => return Err(Error::io("send handshake", e)),
+        }
+        negotiate_as_listener(self.fd, timeout).map(Offered::Taken)
     }
 
     /// Turns the connector away with a reason our connector reports as
-    /// [`Error::Refused`]. An upstream connector sees a short handshake and fails too.
+    /// [`Error::Refused`] or [`Error::PermissionDenied`]. An upstream connector sees a
+    /// short handshake and fails too.
     pub fn refuse(self, reason: Refusal) {
-        let _ = rustix::net::send(&self.0, &ext_frame(reason as u32), SendFlags::NOSIGNAL);
+        let _ = rustix::net::send(&self.fd, &ext_frame(reason as u32), SendFlags::NOSIGNAL);
     }
 }
 
@@ -348,68 +486,67 @@ pub enum Refusal {
     TooManyClients = 0x100,
     /// The server is shutting down.
     ShuttingDown = 0x101,
+    /// The connector's uid is not allowed.
+    NotAllowed = 0x102,
+    /// The connector's process already holds its share of the client slots.
+    TooManyFromProcess = 0x103,
 }
 
-/// Listens on `path` for one connector and hands it `fds` with `hs`. One-shot, like
-/// upstream: the socket file exists only while waiting.
+/// Listens on `path` for one allowed connector and hands it `fds` with `hs`. One-shot,
+/// like upstream: the socket file exists only while waiting. Connectors of other users
+/// and connectors that leave before the handshake are skipped (the first are reported
+/// to `refused`).
 ///
 /// # Errors
-/// [`Error::InvalidPath`], [`Error::Timeout`], [`Error::AbiMismatch`] (our connector
-/// rejected the handshake), or [`Error::Io`].
+/// [`Error::InvalidPath`], [`Error::AddrInUse`], [`Error::Timeout`],
+/// [`Error::AbiMismatch`] (our connector rejected the handshake), or [`Error::Io`].
 pub fn listen(
     path: &str,
     hs: &Handshake,
     fds: &[BorrowedFd<'_>],
+    opts: &ListenOptions,
     spec: ListenSpec<'_>,
-) -> Result<PeerLink> {
-    let listener = Listener::bind(path, 1)?;
-    let conn = listener.accept(spec)?;
-    drop(listener);
-    conn.offer(hs, fds)
-}
-
-fn accept_with(listener: &OwnedFd, mut spec: ListenSpec<'_>) -> Result<OwnedFd> {
+    refused: &mut dyn FnMut(Error),
+) -> Result<PeerWatch> {
+    let listener = Listener::bind(path, 1, opts)?;
+    let mut spec = spec;
     let deadline = spec.timeout.and_then(|t| Instant::now().checked_add(t));
     loop {
-        let mut wait = ACCEPT_POLL;
-        if let Some(d) = deadline {
-            let left = d.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(Error::Timeout(spec.timeout.unwrap_or_default()));
-            }
-            wait = wait.min(left);
-        }
-        let mut fds = [PollFd::new(listener, PollFlags::IN)];
-        let ts = rustix::time::Timespec::try_from(wait).expect("100 ms fits a timespec");
-        match rustix::event::poll(&mut fds, Some(&ts)) {
-            Ok(0) | Err(Errno::INTR) => {}
-            Ok(_) => match rustix::net::accept_with(listener, rustix::net::SocketFlags::CLOEXEC) {
-                Ok(c) => return Ok(c),
-                Err(Errno::INTR | Errno::AGAIN | Errno::CONNABORTED) => {}
-                Err(e) => return Err(Error::io("accept connector", e)),
-            },
-            Err(e) => return Err(Error::io("poll listening socket", e)),
-        }
-        if let Some(check) = spec.interrupt.as_mut() {
-            check()?;
+        // One deadline for the whole listen, however many connectors are skipped.
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let mut step = ListenSpec { timeout: left, interrupt: spec.interrupt.take() };
+        let conn = listener.accept(&mut step, refused);
+        spec.interrupt = step.interrupt.take();
+        let conn = match conn {
+            Err(Error::Timeout(_)) => return Err(Error::Timeout(spec.timeout.unwrap_or_default())),
+            other => other?,
+        };
+        match conn.offer(hs, fds, opts.handshake_timeout)? {
+            Offered::Taken(watch) => return Ok(watch),
+            Offered::Left => {}
         }
     }
 }
 
-fn send_handshake(conn: &OwnedFd, hs: &Handshake, fds: &[BorrowedFd<'_>]) -> Result<()> {
+fn send_handshake(
+    conn: &OwnedFd,
+    hs: &Handshake,
+    fds: &[BorrowedFd<'_>],
+) -> std::result::Result<(), Errno> {
     let bytes = hs.encode();
     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
     let mut control = SendAncillaryBuffer::new(&mut space);
     if !control.push(SendAncillaryMessage::ScmRights(fds)) {
-        return Err(Error::io("attach fds", std::io::Error::other("control buffer too small")));
+        return Err(Errno::NOBUFS);
     }
     loop {
+        // A fresh connection's send buffer is empty: 32 bytes never block.
         match rustix::net::sendmsg(conn, &[IoSlice::new(&bytes)], &mut control, SendFlags::NOSIGNAL)
         {
             Ok(n) if n == bytes.len() => return Ok(()),
-            Ok(_) => return Err(Error::io("send handshake", std::io::Error::other("short write"))),
+            Ok(_) => return Err(Errno::PIPE),
             Err(Errno::INTR) => {}
-            Err(e) => return Err(Error::io("send handshake", e)),
+            Err(e) => return Err(e),
         }
     }
 }
@@ -421,38 +558,34 @@ fn ext_frame(word: u32) -> [u8; 8] {
     f
 }
 
-fn negotiate_as_listener(conn: OwnedFd) -> Result<PeerLink> {
+fn negotiate_as_listener(conn: OwnedFd, timeout: Duration) -> Result<PeerWatch> {
     // The peer may be upstream and gone already: a failed send just means "no link".
-    let fallback = PeerLink::process_of(&conn);
+    let fallback = process_of(&conn);
     if rustix::net::send(&conn, &ext_frame(EXT_VERSION), SendFlags::NOSIGNAL).is_err() {
         return Ok(fallback);
     }
-    match read_frame(&conn, EXT_ANSWER_TIMEOUT)? {
-        Some(EXT_ACCEPTED) => Ok(PeerLink::socket(conn)),
+    let mut spec = ListenSpec { timeout: Some(timeout), interrupt: None };
+    match read_frame(&conn, &mut Deadline::start(&mut spec))? {
+        Some(EXT_ACCEPTED) => Ok(PeerWatch::Socket(conn)),
         Some(EXT_REJECTED) => Err(Error::AbiMismatch(
-            "the connector rejected the handshake (other bus kind)".to_owned(),
+            "the connector rejected the handshake (other bus kind, or too large)".to_owned(),
         )),
+        // EOF: an upstream connector, which reads 32 bytes and closes. A connector that
+        // stays silent past the handshake timeout is treated the same; it cannot hold
+        // the listener longer.
         _ => Ok(fallback),
     }
 }
 
 /// Reads one 8-byte extension frame. `None` on EOF, timeout or a frame that is not ours.
-fn read_frame(sock: &OwnedFd, timeout: Duration) -> Result<Option<u32>> {
-    let deadline = Instant::now() + timeout;
+fn read_frame(sock: &OwnedFd, deadline: &mut Deadline<'_, '_>) -> Result<Option<u32>> {
     let mut buf = [0u8; 8];
     let mut got = 0;
     while got < buf.len() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Ok(None);
-        }
-        let mut fds = [PollFd::new(sock, PollFlags::IN)];
-        let ts = rustix::time::Timespec::try_from(left)
-            .unwrap_or(rustix::time::Timespec { tv_sec: 5, tv_nsec: 0 });
-        match rustix::event::poll(&mut fds, Some(&ts)) {
-            Ok(0) | Err(Errno::INTR) => continue,
+        match deadline.poll(sock.as_fd(), PollFlags::IN) {
             Ok(_) => {}
-            Err(e) => return Err(Error::io("poll bootstrap socket", e)),
+            Err(Error::Timeout(_)) => return Ok(None),
+            Err(e) => return Err(e),
         }
         match rustix::net::recv(sock, &mut buf[got..], RecvFlags::DONTWAIT) {
             Ok((0, _)) => return Ok(None),
@@ -467,68 +600,106 @@ fn read_frame(sock: &OwnedFd, timeout: Duration) -> Result<Option<u32>> {
     Ok(Some(u32::from_ne_bytes(buf[4..].try_into().expect("4 bytes"))))
 }
 
-/// What a connector receives: the validated handshake, its fds in order, and the link.
+/// What a connector receives: the validated handshake, its fds in order, and how to
+/// watch the listener.
 #[derive(Debug)]
 pub struct Connection {
     /// The validated handshake.
     pub handshake: Handshake,
     /// The fds, `[fwd]` or `[fwd, rev]`.
     pub fds: Vec<OwnedFd>,
-    /// Liveness link, if the listener is a Tachyon peer.
-    pub link: PeerLink,
+    /// How to notice that the listener is gone.
+    pub watch: PeerWatch,
 }
 
-/// Connects to a listener at `path`, expecting a bus of kind `want`. Fails at once if
-/// nobody listens (retrying is the caller's job, as upstream).
+fn connect_error(path: &str, source: impl Into<std::io::Error>) -> Error {
+    Error::Connect { path: path.to_owned(), source: source.into() }
+}
+
+/// Checks that the socket file at `path` belongs to a trusted uid.
+fn check_socket_owner(path: &str, opts: &ConnectOptions) -> Result<()> {
+    let st = rustix::fs::stat(path).map_err(|e| connect_error(path, e))?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::Socket {
+        return Err(connect_error(path, std::io::Error::other("the path is not a socket")));
+    }
+    if !opts.allows(st.st_uid) {
+        return Err(Error::PermissionDenied(format!(
+            "the socket {path} belongs to uid {}, not to this user ({}); refusing to use it \
+             (trust that uid with ConnectOptions::allow_uid)",
+            st.st_uid,
+            rustix::process::geteuid().as_raw()
+        )));
+    }
+    Ok(())
+}
+
+/// Connects to a listener at `path`, expecting a bus of kind `want`, within
+/// `opts.timeout` (or `spec.timeout` if set). Fails at once if nobody listens (retrying
+/// is the caller's job, as upstream).
 ///
 /// # Errors
-/// [`Error::AbiMismatch`] (and the received fds are closed) if the handshake is not v0x04
-/// of kind `want`; [`Error::Io`] if the connection fails.
-pub fn connect(path: &str, want: BusKind) -> Result<Connection> {
+/// [`Error::Connect`] if nobody listens there; [`Error::PermissionDenied`] if the socket
+/// or the listener belongs to an untrusted uid, or the listener refused ours;
+/// [`Error::Refused`] (server full or stopping); [`Error::AbiMismatch`] (and the
+/// received fds are closed) if the handshake is not v0x04 of kind `want`;
+/// [`Error::CapacityLimit`]; [`Error::Timeout`]; the interrupt check's error.
+pub fn connect(
+    path: &str,
+    want: BusKind,
+    opts: &ConnectOptions,
+    spec: ListenSpec<'_>,
+) -> Result<Connection> {
     let addr = socket_addr(path)?;
-    let sock = rustix::net::socket_with(
-        AddressFamily::UNIX,
-        SocketType::STREAM,
-        rustix::net::SocketFlags::CLOEXEC,
-        None,
-    )
-    .map_err(|e| Error::io("create socket", e))?;
+    let mut spec = spec;
+    spec.timeout = Some(spec.timeout.unwrap_or(opts.timeout));
+    let mut deadline = Deadline::start(&mut spec);
+    check_socket_owner(path, opts)?;
+    let sock = stream_socket(SocketFlags::CLOEXEC | SocketFlags::NONBLOCK)?;
     loop {
         match rustix::net::connect(&sock, &addr) {
             Ok(()) => break,
             Err(Errno::INTR) => {}
-            Err(e) => return Err(Error::io("connect to listener (is it listening?)", e)),
+            // The listener's backlog is full: it exists but is busy. Wait for room.
+            Err(Errno::AGAIN) => {
+                deadline.step()?;
+                std::thread::sleep(Duration::from_millis(1));
+                deadline.check()?;
+            }
+            Err(e) => return Err(connect_error(path, e)),
         }
     }
-    let (bytes, fds) = recv_handshake(&sock)?;
-    let checked = Handshake::decode(&bytes).and_then(|hs| {
-        if hs.kind != want {
-            return Err(Error::AbiMismatch(format!(
-                "listener offers a {:?} bus, expected {want:?}",
-                hs.kind
-            )));
+    match peer_cred(&sock) {
+        Some(c) if opts.allows(c.uid) => {}
+        cred => {
+            return Err(Error::PermissionDenied(format!(
+                "the process listening on {path} runs as uid {}, not as this user; refusing \
+                 it (trust that uid with ConnectOptions::allow_uid)",
+                cred.map_or_else(|| "unknown".to_owned(), |c| c.uid.to_string())
+            )))
         }
-        if fds.len() != hs.fd_count() {
-            return Err(Error::AbiMismatch(format!(
-                "received {} fds, expected {}",
-                fds.len(),
-                hs.fd_count()
-            )));
-        }
-        Ok(hs)
-    });
-    let hello = read_frame(&sock, EXT_HELLO_TIMEOUT)?;
+    }
+    let (bytes, fds) = recv_handshake(&sock, &mut deadline)?;
+    let checked = Handshake::decode(&bytes).and_then(|hs| validate(&hs, want, &fds, opts).map(|()| hs));
+    // Our listener sends its hello right behind the handshake; once the handshake is
+    // known bad, do not wait long for it.
+    let hello = if checked.is_ok() {
+        read_frame(&sock, &mut deadline)?
+    } else {
+        let mut hello_spec =
+            ListenSpec { timeout: Some(EXT_HELLO_AFTER_FAILURE), interrupt: None };
+        read_frame(&sock, &mut Deadline::start(&mut hello_spec)).unwrap_or(None)
+    };
     let ours = hello.is_some_and(|v| v >= EXT_VERSION);
     match checked {
         Ok(handshake) => {
-            let link = if ours
+            let watch = if ours
                 && rustix::net::send(&sock, &ext_frame(EXT_ACCEPTED), SendFlags::NOSIGNAL).is_ok()
             {
-                PeerLink::socket(sock)
+                PeerWatch::Socket(sock)
             } else {
-                PeerLink::process_of(&sock)
+                process_of(&sock)
             };
-            Ok(Connection { handshake, fds, link })
+            Ok(Connection { handshake, fds, watch })
         }
         Err(e) => {
             if ours {
@@ -539,15 +710,65 @@ pub fn connect(path: &str, want: BusKind) -> Result<Connection> {
     }
 }
 
-fn recv_handshake(sock: &OwnedFd) -> Result<([u8; HANDSHAKE_SIZE], Vec<OwnedFd>)> {
+/// Checks a decoded handshake against what the connector wants and accepts.
+fn validate(hs: &Handshake, want: BusKind, fds: &[OwnedFd], opts: &ConnectOptions) -> Result<()> {
+    if hs.kind != want {
+        return Err(Error::AbiMismatch(format!(
+            "listener offers a {:?} bus, expected {want:?}",
+            hs.kind
+        )));
+    }
+    if fds.len() != hs.fd_count() {
+        return Err(Error::AbiMismatch(format!(
+            "received {} fds, expected {}",
+            fds.len(),
+            hs.fd_count()
+        )));
+    }
+    let caps = match hs.kind {
+        BusKind::Spsc => vec![(hs.capacity_fwd, hs.shm_size_fwd)],
+        BusKind::Rpc => {
+            vec![(hs.capacity_fwd, hs.shm_size_fwd), (hs.capacity_rev, hs.shm_size_rev)]
+        }
+    };
+    for (cap, shm) in caps {
+        let (cap, shm) = (cap as usize, shm as usize);
+        if cap > opts.max_capacity || shm > layout::shm_size(opts.max_capacity) {
+            return Err(Error::CapacityLimit { offered: cap.max(shm), limit: opts.max_capacity });
+        }
+    }
+    if let [a, b] = fds {
+        let same = |x: &OwnedFd, y: &OwnedFd| match (rustix::fs::fstat(x), rustix::fs::fstat(y)) {
+            (Ok(x), Ok(y)) => x.st_dev == y.st_dev && x.st_ino == y.st_ino,
+            _ => true,
+        };
+        if same(a, b) {
+            return Err(Error::AbiMismatch(
+                "the listener sent the same shared memory for both RPC rings".to_owned(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn recv_handshake(
+    sock: &OwnedFd,
+    deadline: &mut Deadline<'_, '_>,
+) -> Result<([u8; HANDSHAKE_SIZE], Vec<OwnedFd>)> {
     let mut bytes = [0u8; HANDSHAKE_SIZE];
     let mut fds = Vec::new();
     let mut got = 0;
     while got < HANDSHAKE_SIZE {
+        deadline.poll(sock.as_fd(), PollFlags::IN)?;
         let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(4))];
         let mut control = RecvAncillaryBuffer::new(&mut space);
         let mut iov = [IoSliceMut::new(&mut bytes[got..])];
-        match rustix::net::recvmsg(sock, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC) {
+        match rustix::net::recvmsg(
+            sock,
+            &mut iov,
+            &mut control,
+            RecvFlags::CMSG_CLOEXEC | RecvFlags::DONTWAIT,
+        ) {
             Ok(msg) => {
                 for m in control.drain() {
                     if let RecvAncillaryMessage::ScmRights(rights) = m {
@@ -559,7 +780,8 @@ fn recv_handshake(sock: &OwnedFd) -> Result<([u8; HANDSHAKE_SIZE], Vec<OwnedFd>)
                 }
                 got += msg.bytes;
             }
-            Err(Errno::INTR) => {}
+            Err(Errno::INTR | Errno::AGAIN) => {}
+            Err(Errno::CONNRESET) => return Err(refusal_or_short(&bytes[..got])),
             Err(e) => return Err(Error::io("receive handshake", e)),
         }
     }
@@ -577,6 +799,16 @@ fn refusal_or_short(got: &[u8]) -> Error {
         }
         if code == Refusal::ShuttingDown as u32 {
             return Error::Refused("the server is shutting down");
+        }
+        if code == Refusal::TooManyFromProcess as u32 {
+            return Error::Refused(
+                "this process already holds its share of the server's client slots",
+            );
+        }
+        if code == Refusal::NotAllowed as u32 {
+            return Error::PermissionDenied(
+                "the listener refused this user (its uid is not allowed there)".to_owned(),
+            );
         }
     }
     Error::AbiMismatch(format!(

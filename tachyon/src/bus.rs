@@ -8,10 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::arena::Arena;
-use crate::bootstrap::{self, BusKind, Handshake, ListenSpec, PeerLink};
+use crate::bootstrap::{self, BusKind, Handshake, ListenSpec};
 use crate::error::{Error, Result};
 use crate::halves::{ParkedRx, ParkedTx, RxBatch, RxGuard, RxHalf, RxReadiness, TxGuard, TxHalf};
 use crate::layout::{self, state};
+use crate::liveness::{Closer, PeerLink, PeerWatch};
+use crate::options::{ConnectOptions, ListenOptions};
 use crate::wait::Wait;
 
 /// The state word of a bus's arena.
@@ -69,13 +71,13 @@ pub struct Bus {
 }
 
 impl Bus {
-    fn from_arena(arena: Arena, link: PeerLink) -> Self {
+    fn from_arena(arena: Arena, watch: PeerWatch) -> Self {
         let arena = Arc::new(arena);
         Self {
             tx: TxHalf::new(arena.clone()),
             rx: RxHalf::new(arena.clone()),
+            link: Arc::new(PeerLink::new(watch, &arena, &[&arena])),
             arena,
-            link: Arc::new(link),
         }
     }
 
@@ -101,24 +103,73 @@ impl Bus {
     ///
     /// # Errors
     /// As [`Bus::listen_timeout`], plus [`Error::Interrupted`].
-    pub fn listen_with(socket_path: &str, capacity: usize, mut wait: Wait<'_>) -> Result<Self> {
+    pub fn listen_with(socket_path: &str, capacity: usize, wait: Wait<'_>) -> Result<Self> {
+        Self::listen_opts(socket_path, capacity, &ListenOptions::default(), wait)
+    }
+
+    /// Like [`Bus::listen_with`], with the access rules of `opts` (socket mode, which
+    /// users may connect, handshake timeout). A connector of a user that is not allowed
+    /// is turned away and logged; the listen goes on.
+    ///
+    /// # Errors
+    /// As [`Bus::listen_with`], plus [`Error::AddrInUse`] when a live listener holds the
+    /// path.
+    pub fn listen_opts(
+        socket_path: &str,
+        capacity: usize,
+        opts: &ListenOptions,
+        mut wait: Wait<'_>,
+    ) -> Result<Self> {
         let arena = Arena::create(capacity)?;
         let timeout = wait.timeout_value();
         let mut check = || wait.check_interrupt();
         let spec = ListenSpec { timeout, interrupt: Some(&mut check) };
-        let link =
-            bootstrap::listen(socket_path, &Handshake::spsc(capacity), &[arena.shm().fd()], spec)?;
-        Ok(Self::from_arena(arena, link))
+        let watch = bootstrap::listen(
+            socket_path,
+            &Handshake::spsc(capacity),
+            &[arena.shm().fd()],
+            opts,
+            spec,
+            &mut |e| tracing::warn!(target: "tachyon", "{e}"),
+        )?;
+        Ok(Self::from_arena(arena, watch))
     }
 
-    /// Connects to a listener at `socket_path` and attaches its ring. Fails at once if
-    /// nobody is listening.
+    /// Connects to a listener at `socket_path` and attaches its ring, within the default
+    /// 10 s. Fails at once if nobody is listening.
     ///
     /// # Errors
-    /// [`Error::AbiMismatch`] if the listener is not an SPSC v0x04 bus (its fds are
-    /// closed), [`Error::InvalidPath`], [`Error::Io`].
+    /// [`Error::Connect`] if nobody listens there; [`Error::PermissionDenied`] if the
+    /// socket or the listener belongs to another user; [`Error::AbiMismatch`] if the
+    /// listener is not an SPSC v0x04 bus (its fds are closed); [`Error::Timeout`] if the
+    /// listener never answers; [`Error::CapacityLimit`]; [`Error::InvalidPath`].
     pub fn connect(socket_path: &str) -> Result<Self> {
-        let conn = bootstrap::connect(socket_path, BusKind::Spsc)?;
+        Self::connect_with(socket_path, &ConnectOptions::default(), Wait::new())
+    }
+
+    /// Like [`Bus::connect`], giving up after `timeout`.
+    ///
+    /// # Errors
+    /// As [`Bus::connect`].
+    pub fn connect_timeout(socket_path: &str, timeout: Duration) -> Result<Self> {
+        Self::connect_with(socket_path, &ConnectOptions::default().timeout(timeout), Wait::new())
+    }
+
+    /// Like [`Bus::connect`], with `opts` (timeout, trusted users, largest ring) and the
+    /// interrupt check of `wait` (run every 100 ms; a timeout in `wait` overrides the
+    /// one in `opts`).
+    ///
+    /// # Errors
+    /// As [`Bus::connect`], plus [`Error::Interrupted`].
+    pub fn connect_with(
+        socket_path: &str,
+        opts: &ConnectOptions,
+        mut wait: Wait<'_>,
+    ) -> Result<Self> {
+        let timeout = wait.timeout_value();
+        let mut check = || wait.check_interrupt();
+        let spec = ListenSpec { timeout, interrupt: Some(&mut check) };
+        let conn = bootstrap::connect(socket_path, BusKind::Spsc, opts, spec)?;
         let hs = conn.handshake;
         let Some(fd) = conn.fds.into_iter().next() else {
             return Err(Error::AbiMismatch("the listener sent no shared-memory fd".to_owned()));
@@ -131,7 +182,13 @@ impl Bus {
                 arena.capacity()
             )));
         }
-        Ok(Self::from_arena(arena, conn.link))
+        Ok(Self::from_arena(arena, conn.watch))
+    }
+
+    /// A handle that ends this bus's blocked calls from another thread (they fail with
+    /// [`Error::Closed`]). For bindings whose `close()` can race a waiter.
+    pub fn closer(&self) -> Closer {
+        self.link.closer()
     }
 
     /// Copies `data` into the ring as one message and publishes it. Does not wait: a full
@@ -304,7 +361,8 @@ impl Bus {
     ///
     /// # Errors
     /// [`Error::PeerDead`] if the peer's process or bus is gone, or the arena is in
-    /// `FatalError`.
+    /// `FatalError`; [`Error::PeerClosed`] if it closed its bus; [`Error::Closed`] after
+    /// [`Closer::close`].
     pub fn check_peer(&self) -> Result<()> {
         if self.arena.state() == state::FATAL_ERROR {
             return Err(Error::PeerDead("the shared ring is in the FatalError state"));

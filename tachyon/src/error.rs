@@ -46,6 +46,52 @@ pub enum Error {
     #[error("peer is dead: {0}; reconnect to a new peer")]
     PeerDead(&'static str),
 
+    /// The peer left cleanly: it dropped or closed its bus. Everything it sent before
+    /// was delivered first.
+    #[error("the peer closed the bus; everything it sent was delivered")]
+    PeerClosed,
+
+    /// This side's bus was closed (from another thread) while the call waited.
+    #[error("the bus was closed while this call waited")]
+    Closed,
+
+    /// Nobody accepts connections at this path (no socket, or a stale one).
+    #[error("cannot connect to {path}: {source}; is a listener running there?")]
+    Connect {
+        /// The socket path.
+        path: String,
+        /// What `stat` or `connect` said.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The other side runs as a user this side does not trust, or refused ours.
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
+
+    /// Another process is listening on this socket path.
+    #[error("another process is listening on {path}; stop it or choose another path")]
+    AddrInUse {
+        /// The socket path.
+        path: String,
+    },
+
+    /// The listener offered a ring larger than this connector accepts.
+    #[error(
+        "the listener offers a ring of {offered} bytes, above this connector's limit of \
+         {limit}; raise it with ConnectOptions::max_capacity if you trust the listener"
+    )]
+    CapacityLimit {
+        /// What the listener offered.
+        offered: usize,
+        /// The connector's limit.
+        limit: usize,
+    },
+
+    /// An argument is out of its valid range.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+
     /// The peer wrote a header or index that breaks the ABI. The arena is now in the
     /// `FatalError` state and the bus is unusable.
     #[error(
@@ -130,6 +176,12 @@ impl Error {
     /// Whether retrying the same call later can succeed (`Full`, `Timeout`, `Interrupted`).
     pub fn is_transient(&self) -> bool {
         matches!(self, Self::Full { .. } | Self::Timeout(_) | Self::Interrupted)
+    }
+
+    /// Whether the peer is gone, cleanly ([`Error::PeerClosed`]) or not
+    /// ([`Error::PeerDead`]).
+    pub fn is_peer_gone(&self) -> bool {
+        matches!(self, Self::PeerDead(_) | Self::PeerClosed)
     }
 }
 

@@ -9,10 +9,10 @@ use std::cell::{RefCell, RefMut};
 use std::sync::Arc;
 
 use crate::arena::Arena;
-use crate::bootstrap::PeerLink;
 use crate::error::{Error, Result};
+use crate::liveness::{Alarm, PeerLink};
 use crate::ring::{Consumer, Producer, Reservation, Slot};
-use crate::wait::{block_until, Wait, Watch};
+use crate::wait::{block_on, block_until, idle_check, Wait, Watch};
 
 /// The producing half over one arena.
 #[derive(Debug)]
@@ -66,7 +66,7 @@ impl TxHalf {
     ) -> Result<TxGuard<'_>> {
         let mut producer = self.producer()?;
         // Room appears when the consumer moves its tail.
-        let watch = Watch { index: self.arena.tail(), futex: None };
+        let watch = Watch { index: self.arena.tail(), futex: None, alarm: None };
         let reservation = block_until(watch, link, wait, || match producer.acquire(max_size) {
             Ok(r) => Ok(Some(r)),
             Err(Error::Full { .. }) => Ok(None),
@@ -115,7 +115,7 @@ impl RxHalf {
     /// New messages move the producer's head; sleep on the consumer futex.
     #[inline]
     fn watch(&self) -> Watch<'_> {
-        Watch { index: self.arena.head(), futex: Some(self.arena.consumer_sleeping()) }
+        Watch { index: self.arena.head(), futex: Some(self.arena.consumer_sleeping()), alarm: None }
     }
 
     #[inline]
@@ -128,7 +128,11 @@ impl RxHalf {
 
     /// A waiter for this ring to hold a message, sharing the arena and `link`.
     pub fn readiness(&self, link: &Arc<PeerLink>) -> RxReadiness {
-        RxReadiness { arena: self.arena.clone(), link: Arc::downgrade(link) }
+        RxReadiness {
+            arena: self.arena.clone(),
+            link: Arc::downgrade(link),
+            alarm: link.alarm_handle(),
+        }
     }
 
     /// Releases the messages parked by [`RxGuard::park`] or [`RxBatch::park`].
@@ -316,12 +320,13 @@ impl<'bus> TxGuard<'bus> {
 /// bus's own receive calls. `Send + Sync`, so it can wait on one thread while the bus is
 /// used on another.
 ///
-/// It does not keep the bus's liveness link open (the peer still sees the bus close);
-/// once the bus is dropped, `wait` reports [`Error::PeerDead`].
+/// It does not keep the bus alive: once the bus is dropped (or closed through its
+/// [`crate::Closer`]), a blocked `wait` wakes at once and reports [`Error::Closed`].
 #[derive(Debug, Clone)]
 pub struct RxReadiness {
     arena: Arc<Arena>,
     link: std::sync::Weak<PeerLink>,
+    alarm: Arc<Alarm>,
 }
 
 impl RxReadiness {
@@ -329,16 +334,26 @@ impl RxReadiness {
     /// sleeping as `wait` says.
     ///
     /// # Errors
-    /// [`Error::Timeout`], [`Error::Interrupted`]; [`Error::PeerDead`] once the ring is
+    /// [`Error::Timeout`], [`Error::Interrupted`]; [`Error::Closed`] once the bus is
+    /// closed or dropped; [`Error::PeerClosed`] or [`Error::PeerDead`] once the ring is
     /// empty and the peer is gone.
-    pub fn wait(&self, wait: Wait<'_>) -> Result<()> {
-        let link = self.link.upgrade().ok_or(Error::PeerDead("the bus was closed"))?;
-        let watch = Watch { index: self.arena.head(), futex: Some(self.arena.consumer_sleeping()) };
-        block_until(watch, &link, wait, || {
+    pub fn wait(&self, mut wait: Wait<'_>) -> Result<()> {
+        let spec = wait.spec();
+        let watch = Watch {
+            index: self.arena.head(),
+            futex: Some(self.arena.consumer_sleeping()),
+            alarm: Some(&self.alarm),
+        };
+        let poll = || {
             // Acquire: pairs with the producer's release store of head.
             let head = self.arena.head().load(std::sync::atomic::Ordering::Acquire);
             let tail = self.arena.tail().load(std::sync::atomic::Ordering::Acquire);
             Ok((head != tail).then_some(()))
+        };
+        block_on(watch, &spec, poll, || {
+            wait.check_interrupt()?;
+            let link = self.link.upgrade().ok_or(Error::Closed)?;
+            idle_check(&link)
         })
     }
 }

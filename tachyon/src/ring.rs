@@ -32,13 +32,17 @@ fn phys(counter: u64, capacity: usize) -> usize {
     (counter & (capacity as u64 - 1)) as usize
 }
 
-/// Fails with `PeerDead` if the arena is in the `FatalError` state.
+/// Fails with `PeerDead` if the arena is in the `FatalError` state, and with
+/// `PeerClosed` once the peer left cleanly (`Disconnected`). A consumer checks this only
+/// when its ring is empty, so everything sent before a clean exit is delivered first.
 #[inline]
 fn check_alive(arena: &Arena) -> Result<()> {
-    if arena.state() == state::FATAL_ERROR {
-        return Err(Error::PeerDead("the shared ring is in the FatalError state"));
+    match arena.state() {
+        state::READY => Ok(()),
+        state::FATAL_ERROR => Err(Error::PeerDead("the shared ring is in the FatalError state")),
+        state::DISCONNECTED => Err(Error::PeerClosed),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// Moves the arena to `FatalError` and returns the error to report.

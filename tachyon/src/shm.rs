@@ -36,7 +36,7 @@ impl SharedMemory {
             .map_err(|e| Error::io("fchmod memfd", e))?;
         rustix::fs::fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)
             .map_err(|e| Error::io("seal memfd", e))?;
-        Self::map(fd, len)
+        Self::map(fd, len, true)
     }
 
     /// Maps a region received from a peer. The fd must be at least `len` bytes long and
@@ -47,6 +47,15 @@ impl SharedMemory {
     /// [`Error::AbiMismatch`] when the file is too small or not sealed, [`Error::Io`] when
     /// `fstat`, `fcntl` or `mmap` fails.
     pub fn attach(fd: OwnedFd, len: usize) -> Result<Self> {
+        Self::attach_with(fd, len, usize::MAX)
+    }
+
+    /// Like [`SharedMemory::attach`], populating the mapping only if it is at most
+    /// `populate_limit` bytes: a larger one (a peer's sparse memfd) faults in as used.
+    ///
+    /// # Errors
+    /// As [`SharedMemory::attach`].
+    pub fn attach_with(fd: OwnedFd, len: usize, populate_limit: usize) -> Result<Self> {
         let stat = rustix::fs::fstat(&fd).map_err(|e| Error::io("fstat shared memory fd", e))?;
         let file_len = usize::try_from(stat.st_size).unwrap_or(0);
         if file_len < len {
@@ -61,17 +70,22 @@ impl SharedMemory {
                 "shared memory fd is not sealed against shrinking".to_owned(),
             ));
         }
-        Self::map(fd, len)
+        Self::map(fd, len, len <= populate_limit)
     }
 
-    fn map(fd: OwnedFd, len: usize) -> Result<Self> {
+    fn map(fd: OwnedFd, len: usize, populate: bool) -> Result<Self> {
         let file = File::from(fd);
+        let mut opts = MmapOptions::new();
+        opts.len(len);
+        if populate {
+            opts.populate();
+        }
         // SAFETY: the file is a memfd sealed against shrinking (checked by `attach`, set by
         // `create`), so the mapping can never point past the file's end. Other processes
         // may write the bytes concurrently; every access to the mapping goes through
         // `crate::arena`, which uses atomics for shared words and treats all of it as
         // untrusted.
-        let mut map = unsafe { MmapOptions::new().len(len).populate().map_mut(&file) }
+        let mut map = unsafe { opts.map_mut(&file) }
             .map_err(|e| Error::io("mmap shared memory", e))?;
         let base = NonNull::new(map.as_mut_ptr()).ok_or_else(|| {
             Error::io("mmap shared memory", std::io::Error::other("null mapping"))
@@ -92,6 +106,12 @@ impl SharedMemory {
     /// Whether the mapping is empty (never true for a mapped arena).
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
+    }
+
+    /// The memfd's inode number (to find it in another process's `/proc/PID/maps`).
+    pub fn inode(&self) -> Option<u64> {
+        #[allow(clippy::useless_conversion, clippy::unnecessary_cast)] // widths vary by target
+        rustix::fs::fstat(&self.file).ok().map(|st| st.st_ino as u64)
     }
 
     /// The memfd, for passing to a peer with `SCM_RIGHTS`.

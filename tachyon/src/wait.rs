@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use rustix::thread::futex;
 
-use crate::bootstrap::PeerLink;
 use crate::error::{Error, Result};
+use crate::liveness::{wake_sleepers, Alarm, PeerLink};
 use crate::layout::{sleep, DEFAULT_SPIN_THRESHOLD};
 
 /// Upper bound on one futex sleep: a sleeper re-checks everything at least this often.
@@ -63,8 +63,14 @@ impl WaitSpec {
     }
 }
 
-/// Producer side: wakes a consumer sleeping on `word`, as WIRE.md prescribes. Called after
-/// every store of `head`.
+/// Producer side: wakes a consumer sleeping on `word`. Called after every store of
+/// `head`.
+///
+/// WIRE.md's waker only calls `FUTEX_WAKE`, which loses a wake that lands between the
+/// sleeper's last check of the ring and its `FUTEX_WAIT(expected = SLEEPING)`: the
+/// sleeper then sleeps a whole watchdog period. We move the word back to `AWAKE` first
+/// (see [`crate::liveness`]), so such a `FUTEX_WAIT` returns at once. An upstream
+/// consumer, which stores 0 after every wake-up anyway, sees nothing but a spurious wake.
 #[inline]
 pub(crate) fn wake_consumer(word: &AtomicU32) {
     if word.load(Ordering::Relaxed) == sleep::POLLING {
@@ -73,31 +79,37 @@ pub(crate) fn wake_consumer(word: &AtomicU32) {
     // SeqCst fence: pairs with the consumer's fence between "store 1" and "re-check the
     // ring". Either the consumer's re-check sees our head store, or we see its 1 here.
     fence(Ordering::SeqCst);
-    if word.load(Ordering::Relaxed) == sleep::SLEEPING {
-        // Shared (not private) futex: the sleeper is in another process. An error here
-        // only means nobody was woken; the sleeper's watchdog covers it.
-        let _ = futex::wake(word, futex::Flags::empty(), i32::MAX as u32);
-    }
+    wake_sleepers(word);
 }
 
 /// What a waiter watches: the shared index whose change may end the wait (`head` for a
-/// consumer, `tail` for a producer waiting for room), and the futex to sleep on, if any.
+/// consumer, `tail` for a producer waiting for room), the futex to sleep on, if any, and
+/// the bus's alarm (peer gone, or closed from another thread).
 #[derive(Clone, Copy)]
 pub(crate) struct Watch<'a> {
     /// The index the peer moves when there is something new.
     pub index: &'a AtomicU64,
     /// The consumer's futex word, or `None` to spin and nap (producer).
     pub futex: Option<&'a AtomicU32>,
+    /// Raised when the wait must end early; checked before every sleep and nap.
+    pub alarm: Option<&'a Alarm>,
+}
+
+impl Watch<'_> {
+    #[inline]
+    fn alarmed(&self) -> bool {
+        self.alarm.is_some_and(Alarm::is_raised)
+    }
 }
 
 /// Runs `poll` until it yields a value, waiting in between.
 ///
 /// * `watch`: what to spin on and sleep on.
 /// * `poll`: tries the operation; `Ok(None)` means "not yet".
-/// * `idle`: called after every sleep and every [`IDLE_CHECK_EVERY`] while spinning; an
-///   error from it ends the wait (interrupted), `Ok(true)` says the peer is gone. Then
-///   `poll` gets one last try, so what the peer sent before it died is still delivered,
-///   and the wait ends with [`Error::PeerDead`].
+/// * `idle`: called after every sleep, every [`IDLE_CHECK_EVERY`] while spinning, and at
+///   once when the alarm is raised; an error from it ends the wait (interrupted, closed),
+///   `Ok(Some(e))` says the peer is gone. Then `poll` gets one last try, so what the peer
+///   sent before it left is still delivered, and the wait ends with `e`.
 ///
 /// The loop calls `poll` from exactly one place, so the compiler inlines it: the path
 /// from "the index moved" to "here is your message" is straight-line code. While
@@ -108,7 +120,7 @@ pub(crate) fn block_on<T>(
     watch: Watch<'_>,
     spec: &WaitSpec,
     mut poll: impl FnMut() -> Result<Option<T>>,
-    mut idle: impl FnMut() -> Result<bool>,
+    mut idle: impl FnMut() -> Result<Option<Error>>,
 ) -> Result<T> {
     // Load the index before the first attempt: a move during the attempt is not missed.
     let mut last = watch.index.load(Ordering::Relaxed);
@@ -132,21 +144,20 @@ pub(crate) fn block_on<T>(
         if let Some(v) = polled? {
             return Ok(v);
         }
-        match state {
-            Phase::First => {
-                spec.start();
-                state = Phase::Spinning;
-            }
-            Phase::PeerGone => {
-                return Err(Error::PeerDead("the peer process exited or closed its bus"))
-            }
+        match std::mem::replace(&mut state, Phase::Spinning) {
+            Phase::First => spec.start(),
+            Phase::PeerGone(e) => return Err(e),
             Phase::Announced(word) => {
-                // Still empty after announcing: sleep until woken or the watchdog fires.
-                let ts = rustix::time::Timespec::try_from(spec.sleep_for(Instant::now()))
-                    .unwrap_or(rustix::time::Timespec { tv_sec: 0, tv_nsec: 200_000_000 });
-                // Any outcome is fine: woken, timed out, EAGAIN (word changed), EINTR.
-                // The loop re-checks the ring, the deadline and the idle checks.
-                let _ = futex::wait(word, futex::Flags::empty(), sleep::SLEEPING, Some(&ts));
+                // Still empty after announcing: sleep until woken or the watchdog fires,
+                // unless the alarm went up (checked after the announcement: see
+                // `crate::liveness` for why no raise is lost).
+                if !watch.alarmed() {
+                    let ts = rustix::time::Timespec::try_from(spec.sleep_for(Instant::now()))
+                        .unwrap_or(rustix::time::Timespec { tv_sec: 0, tv_nsec: 200_000_000 });
+                    // Any outcome is fine: woken, timed out, EAGAIN (word changed), EINTR.
+                    // The loop re-checks the ring, the deadline and the idle checks.
+                    let _ = futex::wait(word, futex::Flags::empty(), sleep::SLEEPING, Some(&ts));
+                }
                 let _ = word.compare_exchange(
                     sleep::SLEEPING,
                     sleep::AWAKE,
@@ -154,7 +165,10 @@ pub(crate) fn block_on<T>(
                     Ordering::Relaxed,
                 );
                 next_idle = Some(Instant::now() + IDLE_CHECK_EVERY);
-                state = if idle()? { Phase::PeerGone } else { Phase::Spinning };
+                state = match idle()? {
+                    Some(gone) => Phase::PeerGone(gone),
+                    None => Phase::Spinning,
+                };
                 continue;
             }
             Phase::Spinning => {}
@@ -180,10 +194,10 @@ pub(crate) fn block_on<T>(
         let sleeper = watch.futex.filter(|w| w.load(Ordering::Relaxed) != sleep::POLLING);
         let Some(word) = sleeper else {
             // Polling mode or producer: no futex. Back off gently between polls.
-            if next_idle.is_none_or(|t| now >= t) {
+            if watch.alarmed() || next_idle.is_none_or(|t| now >= t) {
                 next_idle = Some(now + IDLE_CHECK_EVERY);
-                if idle()? {
-                    state = Phase::PeerGone;
+                if let Some(gone) = idle()? {
+                    state = Phase::PeerGone(gone);
                     continue;
                 }
             }
@@ -205,7 +219,6 @@ pub(crate) fn block_on<T>(
 }
 
 /// Where [`block_on`] is between two polls.
-#[derive(Clone, Copy)]
 enum Phase<'a> {
     /// Before the first poll.
     First,
@@ -213,8 +226,8 @@ enum Phase<'a> {
     Spinning,
     /// Announced sleep on this futex word; one more poll, then sleep.
     Announced(&'a AtomicU32),
-    /// The idle check found the peer gone; one last poll, then `PeerDead`.
-    PeerGone,
+    /// The idle check found the peer gone; one last poll, then this error.
+    PeerGone(Error),
 }
 
 /// One backoff step for a waiter that cannot sleep on a futex.
@@ -304,9 +317,9 @@ impl<'a> Wait<'a> {
     }
 }
 
-/// Blocks until `attempt` yields, treating a hang-up of `link` as a dead peer only once
-/// `attempt` has come back empty after it: messages sent before the peer died are still
-/// delivered. Shared by every blocking call of [`Bus`] and the RPC layer.
+/// Blocks until `attempt` yields, treating a hang-up of `link` as a gone peer only once
+/// `attempt` has come back empty after it: messages sent before the peer left are still
+/// delivered. Shared by every blocking call of [`crate::Bus`] and the RPC layer.
 #[inline]
 pub(crate) fn block_until<T>(
     watch: Watch<'_>,
@@ -315,11 +328,21 @@ pub(crate) fn block_until<T>(
     attempt: impl FnMut() -> Result<Option<T>>,
 ) -> Result<T> {
     let spec = wait.spec();
+    let watch = Watch { alarm: Some(link.alarm()), ..watch };
     block_on(watch, &spec, attempt, || {
-        let gone = link.check().is_err();
         wait.check_interrupt()?;
-        Ok(gone)
+        idle_check(link)
     })
+}
+
+/// The idle check of a wait on a bus with `link`: `Err` ends the wait now (closed),
+/// `Ok(Some(e))` says the peer is gone (one last poll, then `e`).
+pub(crate) fn idle_check(link: &PeerLink) -> Result<Option<Error>> {
+    match link.check() {
+        Ok(()) => Ok(None),
+        Err(e @ (Error::PeerDead(_) | Error::PeerClosed)) => Ok(Some(e)),
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(test)]
@@ -335,7 +358,7 @@ mod tests {
         let t = Instant::now();
         let i = AtomicU64::new(0);
         let r: Result<()> =
-            block_on(Watch { index: &i, futex: Some(&w) }, &spec, || Ok(None), || Ok(false));
+            block_on(Watch { index: &i, futex: Some(&w), alarm: None }, &spec, || Ok(None), || Ok(None));
         assert!(matches!(r, Err(Error::Timeout(d)) if d == Duration::from_millis(50)));
         assert!(t.elapsed() >= Duration::from_millis(50));
         assert_eq!(w.load(Ordering::Relaxed), sleep::AWAKE);
@@ -347,7 +370,7 @@ mod tests {
         let spec = WaitSpec::timeout(0, Duration::from_millis(30));
         let i = AtomicU64::new(0);
         let r: Result<()> =
-            block_on(Watch { index: &i, futex: Some(&w) }, &spec, || Ok(None), || Ok(false));
+            block_on(Watch { index: &i, futex: Some(&w), alarm: None }, &spec, || Ok(None), || Ok(None));
         assert!(matches!(r, Err(Error::Timeout(_))));
         assert_eq!(w.load(Ordering::Relaxed), sleep::POLLING);
     }
@@ -358,7 +381,7 @@ mod tests {
         let spec = WaitSpec::forever(0);
         let i = AtomicU64::new(0);
         let r: Result<()> = block_on(
-            Watch { index: &i, futex: Some(&w) },
+            Watch { index: &i, futex: Some(&w), alarm: None },
             &spec,
             || Ok(None),
             || Err(Error::Interrupted),
@@ -382,10 +405,10 @@ mod tests {
         let spec = WaitSpec::forever(0);
         let i = AtomicU64::new(0);
         block_on(
-            Watch { index: &i, futex: Some(&w) },
+            Watch { index: &i, futex: Some(&w), alarm: None },
             &spec,
             || Ok((flag.load(Ordering::SeqCst) == 1).then_some(())),
-            || Ok(false),
+            || Ok(None),
         )
         .unwrap();
         t.join().unwrap();

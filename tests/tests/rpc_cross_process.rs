@@ -27,7 +27,7 @@ fn connect(path: &str) -> RpcBus {
     loop {
         match RpcBus::connect(path) {
             Ok(b) => return b,
-            Err(Error::Io { .. }) if Instant::now() < deadline => {
+            Err(Error::Connect { .. }) if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(5));
             }
             Err(e) => panic!("connect: {e}"),
@@ -135,7 +135,7 @@ fn callee_killed_while_a_call_waits_gives_peer_dead_within_a_second() {
 #[test]
 fn eight_clients_on_one_server_at_once() {
     let path = socket_path("rpc-eight");
-    let _srv = server(&path, &["--max-clients", "8"]);
+    let _srv = server(&path, &["--max-clients", "8", "--per-process", "8"]);
     let server_pid = std::thread::scope(|s| {
         let handles: Vec<_> = (0..8i64)
             .map(|k| {
@@ -162,7 +162,7 @@ fn eight_clients_on_one_server_at_once() {
 #[test]
 fn a_client_over_the_limit_is_refused_with_a_clear_error() {
     let path = socket_path("rpc-limit");
-    let _srv = server(&path, &["--max-clients", "2"]);
+    let _srv = server(&path, &["--max-clients", "2", "--per-process", "2"]);
     let a = connect(&path);
     let b = connect(&path);
     assert!(echo::call(&a, b"a").is_ok() && echo::call(&b, b"b").is_ok());

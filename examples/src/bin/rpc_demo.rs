@@ -44,7 +44,7 @@ fn client(path: &str) -> tachyon::Result<()> {
     let c = loop {
         match RpcBus::connect(path) {
             Ok(c) => break c,
-            Err(tachyon::Error::Io { .. }) if Instant::now() < deadline => {
+            Err(tachyon::Error::Connect { .. }) if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(5));
             }
             Err(e) => return Err(e),

@@ -13,9 +13,13 @@ from __future__ import annotations
 
 from ._errors import (
     AbiMismatchError,
+    AddressInUseError,
     BufferFullError,
+    PeerClosedError,
     PeerDeadError,
+    TachyonConnectionError,
     TachyonError,
+    TachyonPermissionError,
     TachyonRpcError,
     TachyonTimeoutError,
 )
@@ -47,9 +51,11 @@ rpc_connect = RpcBus.connect
 __all__ = [
     "MSG_TYPE_ERROR",
     "AbiMismatchError",
+    "AddressInUseError",
     "Bus",
     "BufferFullError",
     "Message",
+    "PeerClosedError",
     "PeerDeadError",
     "Readiness",
     "RpcBus",
@@ -60,7 +66,9 @@ __all__ = [
     "RpcTxGuard",
     "RxBatch",
     "RxGuard",
+    "TachyonConnectionError",
     "TachyonError",
+    "TachyonPermissionError",
     "TachyonRpcError",
     "TachyonTimeoutError",
     "TxGuard",

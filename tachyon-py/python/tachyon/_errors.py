@@ -5,6 +5,10 @@ from __future__ import annotations
 __all__ = [
     "TachyonError",
     "PeerDeadError",
+    "PeerClosedError",
+    "TachyonConnectionError",
+    "TachyonPermissionError",
+    "AddressInUseError",
     "AbiMismatchError",
     "BufferFullError",
     "TachyonTimeoutError",
@@ -21,6 +25,27 @@ class PeerDeadError(TachyonError):
 
     Messages the peer sent before it died are delivered first.
     """
+
+
+class PeerClosedError(PeerDeadError):
+    """The peer closed its bus on purpose; everything it sent was delivered.
+
+    A subclass of :class:`PeerDeadError`, so code that handles a departed peer handles
+    both; catch this one first to tell a clean exit from a crash. ``for msg in bus``
+    simply ends on it.
+    """
+
+
+class TachyonConnectionError(TachyonError, ConnectionError):
+    """Nobody listens at the socket path, or the server turned this connector away."""
+
+
+class TachyonPermissionError(TachyonError, PermissionError):
+    """The other side runs as a user this side does not trust, or refused this user."""
+
+
+class AddressInUseError(TachyonError, OSError):
+    """Another process is listening on the socket path."""
 
 
 class AbiMismatchError(TachyonError):

@@ -22,7 +22,7 @@ import weakref
 from typing import Any, Callable, Deque, Dict, Generic, Optional, Tuple, TypeVar, Union
 
 from . import _tachyon
-from ._errors import PeerDeadError, TachyonRpcError, TachyonTimeoutError
+from ._errors import PeerClosedError, PeerDeadError, TachyonRpcError, TachyonTimeoutError
 
 __all__ = ["anext_message", "call_async", "recv_async"]
 
@@ -228,10 +228,11 @@ async def recv_async(bus: _tachyon.Bus, timeout: Optional[float] = None) -> _tac
 
 
 async def anext_message(bus: _tachyon.Bus) -> _tachyon.Message:
-    """``async for msg in bus``: the next message; ends when the peer is gone."""
+    """``async for msg in bus``: the next message. Ends once the peer has closed its bus
+    and everything it sent was delivered; raises :class:`PeerDeadError` if it died."""
     try:
         msg: _tachyon.Message = await _message_pump(bus, "recv").get()
-    except PeerDeadError:
+    except PeerClosedError:
         raise StopAsyncIteration from None
     return msg
 

@@ -12,8 +12,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::arena::Arena;
-use crate::bootstrap::{self, Accepted, BusKind, Handshake, ListenSpec, PeerLink};
+use crate::bootstrap::{self, Accepted, BusKind, Handshake, ListenSpec, Offered};
 use crate::error::{Error, Result};
+use crate::liveness::{Closer, PeerLink, PeerWatch};
+use crate::options::{ConnectOptions, ListenOptions};
 use crate::halves::{ParkedTx, RxGuard, RxHalf, RxReadiness, TxGuard, TxHalf};
 use crate::rpc::error::{RpcError, MSG_TYPE_ERROR};
 use crate::rpc::in_flight::InFlight;
@@ -64,23 +66,27 @@ pub struct RpcBus {
     arenas: [Arc<Arena>; 2],
     in_flight: RefCell<InFlight>,
     stash: RefCell<HashMap<u64, Stashed>>,
+    /// Replies for correlation ids never issued (or already answered), dropped.
+    strays: std::cell::Cell<u64>,
 }
 
 impl RpcBus {
-    fn new(role: Role, fwd: Arena, rev: Arena, link: PeerLink) -> Self {
+    fn new(role: Role, fwd: Arena, rev: Arena, watch: PeerWatch) -> Self {
         let (fwd, rev) = (Arc::new(fwd), Arc::new(rev));
-        let (tx, rx) = match role {
-            Role::Callee => (TxHalf::new(rev.clone()), RxHalf::new(fwd.clone())),
-            Role::Caller => (TxHalf::new(fwd.clone()), RxHalf::new(rev.clone())),
+        let (tx, rx, rx_arena) = match role {
+            Role::Callee => (TxHalf::new(rev.clone()), RxHalf::new(fwd.clone()), &fwd),
+            Role::Caller => (TxHalf::new(fwd.clone()), RxHalf::new(rev.clone()), &rev),
         };
+        let link = Arc::new(PeerLink::new(watch, rx_arena, &[&fwd, &rev]));
         Self {
             role,
             tx,
             rx,
-            link: Arc::new(link),
+            link,
             arenas: [fwd, rev],
             in_flight: RefCell::new(InFlight::default()),
             stash: RefCell::new(HashMap::new()),
+            strays: std::cell::Cell::new(0),
         }
     }
 
@@ -115,37 +121,92 @@ impl RpcBus {
         socket_path: &str,
         cap_fwd: usize,
         cap_rev: usize,
+        wait: Wait<'_>,
+    ) -> Result<Self> {
+        Self::listen_opts(socket_path, cap_fwd, cap_rev, &ListenOptions::default(), wait)
+    }
+
+    /// Like [`RpcBus::listen_with`], with the access rules of `opts` (socket mode, which
+    /// users may connect, handshake timeout).
+    ///
+    /// # Errors
+    /// As [`RpcBus::listen_with`], plus [`Error::AddrInUse`].
+    pub fn listen_opts(
+        socket_path: &str,
+        cap_fwd: usize,
+        cap_rev: usize,
+        opts: &ListenOptions,
         mut wait: Wait<'_>,
     ) -> Result<Self> {
         let (fwd, rev) = (Arena::create(cap_fwd)?, Arena::create(cap_rev)?);
         let timeout = wait.timeout_value();
         let mut check = || wait.check_interrupt();
         let spec = ListenSpec { timeout, interrupt: Some(&mut check) };
-        let link = bootstrap::listen(
+        let watch = bootstrap::listen(
             socket_path,
             &Handshake::rpc(cap_fwd, cap_rev),
             &[fwd.shm().fd(), rev.shm().fd()],
+            opts,
             spec,
+            &mut |e| tracing::warn!(target: "tachyon", "{e}"),
         )?;
-        Ok(Self::new(Role::Callee, fwd, rev, link))
+        Ok(Self::new(Role::Callee, fwd, rev, watch))
     }
 
     /// Offers a fresh pair of arenas to an accepted connection (multi-client server).
-    pub(crate) fn offer(conn: Accepted, cap_fwd: usize, cap_rev: usize) -> Result<Self> {
+    /// `None` if the connector left before the handshake.
+    pub(crate) fn offer(
+        conn: Accepted,
+        cap_fwd: usize,
+        cap_rev: usize,
+        handshake_timeout: Duration,
+    ) -> Result<Option<Self>> {
         let (fwd, rev) = (Arena::create(cap_fwd)?, Arena::create(cap_rev)?);
-        let link =
-            conn.offer(&Handshake::rpc(cap_fwd, cap_rev), &[fwd.shm().fd(), rev.shm().fd()])?;
-        Ok(Self::new(Role::Callee, fwd, rev, link))
+        let offered = conn.offer(
+            &Handshake::rpc(cap_fwd, cap_rev),
+            &[fwd.shm().fd(), rev.shm().fd()],
+            handshake_timeout,
+        )?;
+        Ok(match offered {
+            Offered::Taken(watch) => Some(Self::new(Role::Callee, fwd, rev, watch)),
+            Offered::Left => None,
+        })
     }
 
-    /// Connects as the caller to a callee listening at `socket_path`. Fails at once if
-    /// nobody listens.
+    /// Connects as the caller to a callee listening at `socket_path`, within the default
+    /// 10 s. Fails at once if nobody listens.
     ///
     /// # Errors
-    /// [`Error::AbiMismatch`] if the listener is not an RPC v0x04 bus,
-    /// [`Error::Refused`] if a server is at its client limit, [`Error::Io`].
+    /// [`Error::Connect`] if nobody listens there, [`Error::PermissionDenied`] for a
+    /// listener of another user, [`Error::AbiMismatch`] if the listener is not an RPC
+    /// v0x04 bus, [`Error::Refused`] if a server is at its client limit,
+    /// [`Error::Timeout`], [`Error::CapacityLimit`].
     pub fn connect(socket_path: &str) -> Result<Self> {
-        let conn = bootstrap::connect(socket_path, BusKind::Rpc)?;
+        Self::connect_with(socket_path, &ConnectOptions::default(), Wait::new())
+    }
+
+    /// Like [`RpcBus::connect`], giving up after `timeout`.
+    ///
+    /// # Errors
+    /// As [`RpcBus::connect`].
+    pub fn connect_timeout(socket_path: &str, timeout: Duration) -> Result<Self> {
+        Self::connect_with(socket_path, &ConnectOptions::default().timeout(timeout), Wait::new())
+    }
+
+    /// Like [`RpcBus::connect`], with `opts` and the interrupt check of `wait` (a timeout
+    /// in `wait` overrides the one in `opts`).
+    ///
+    /// # Errors
+    /// As [`RpcBus::connect`], plus [`Error::Interrupted`].
+    pub fn connect_with(
+        socket_path: &str,
+        opts: &ConnectOptions,
+        mut wait: Wait<'_>,
+    ) -> Result<Self> {
+        let timeout = wait.timeout_value();
+        let mut check = || wait.check_interrupt();
+        let spec = ListenSpec { timeout, interrupt: Some(&mut check) };
+        let conn = bootstrap::connect(socket_path, BusKind::Rpc, opts, spec)?;
         let hs = conn.handshake;
         let mut fds = conn.fds.into_iter();
         let (Some(fwd), Some(rev)) = (fds.next(), fds.next()) else {
@@ -159,7 +220,19 @@ impl RpcBus {
                 "handshake capacities differ from the arenas'".to_owned(),
             ));
         }
-        Ok(Self::new(Role::Caller, fwd, rev, conn.link))
+        Ok(Self::new(Role::Caller, fwd, rev, conn.watch))
+    }
+
+    /// A handle that ends this bus's blocked calls from another thread (they fail with
+    /// [`Error::Closed`]).
+    pub fn closer(&self) -> Closer {
+        self.link.closer()
+    }
+
+    /// Replies that arrived for correlation ids this caller never issued or already
+    /// finished. Each was logged and dropped; the waits went on.
+    pub fn stray_replies(&self) -> u64 {
+        self.strays.get()
     }
 
     /// Whether this end is the caller or the callee.
@@ -339,7 +412,8 @@ impl RpcBus {
     }
 
     /// A reply for another call arrived first: keep a copy for its waiter, drop it if
-    /// that call was abandoned, or report a reply nobody asked for.
+    /// that call was abandoned, or log and drop a reply nobody asked for (a stray never
+    /// ends an unrelated wait: the real reply may still come).
     fn keep_aside(&self, got: u64, msg_type: u16, data: &[u8]) -> Result<()> {
         let mut in_flight = self.in_flight.borrow_mut();
         if in_flight.is_abandoned(got) {
@@ -348,9 +422,14 @@ impl RpcBus {
         }
         let mut stash = self.stash.borrow_mut();
         if !in_flight.is_waiting(got) || stash.contains_key(&got) {
-            return Err(Error::Protocol(format!(
-                "reply for correlation id {got}, which is not in flight (dropped)"
-            )));
+            self.strays.set(self.strays.get() + 1);
+            tracing::warn!(
+                target: "tachyon",
+                correlation_id = got,
+                msg_type,
+                "dropped a reply for a call that is not in flight (the peer broke the protocol)"
+            );
+            return Ok(());
         }
         stash.insert(got, Stashed { msg_type, data: data.to_vec() });
         Ok(())
@@ -523,6 +602,11 @@ impl RpcBus {
     /// borrowing the bus: for event loops that wait on one thread and receive on another.
     pub fn rx_readiness(&self) -> RxReadiness {
         self.rx.readiness(&self.link)
+    }
+
+    /// The inode of the request arena's memfd (to look for it in the peer's `/proc`).
+    pub(crate) fn request_arena_inode(&self) -> Option<u64> {
+        self.arenas[0].shm().inode()
     }
 
     /// Whether the peer negotiated a liveness link (it is a Tachyon peer).

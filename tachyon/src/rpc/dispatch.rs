@@ -351,14 +351,32 @@ impl Dispatcher {
         stop: &AtomicBool,
         opts: &ServeOptions,
     ) -> Result<()> {
+        self.serve_until(transport, &mut || stop.load(Ordering::Relaxed), opts)
+    }
+
+    /// Like [`Dispatcher::serve`], ending when `done` (checked at least every 200 ms
+    /// while idle) returns `true`.
+    ///
+    /// # Errors
+    /// As [`Dispatcher::serve`].
+    pub fn serve_until<T: Transport>(
+        &self,
+        transport: &T,
+        done: &mut dyn FnMut() -> bool,
+        opts: &ServeOptions,
+    ) -> Result<()> {
         let mut scratch = Vec::new();
+        let mut ended = false;
         loop {
-            let mut stopped = || stop.load(Ordering::Relaxed);
-            match self.serve_one(transport, Wait::new().interrupt(&mut stopped), opts, &mut scratch)
+            let mut check = || {
+                ended = done();
+                ended
+            };
+            match self.serve_one(transport, Wait::new().interrupt(&mut check), opts, &mut scratch)
             {
                 Ok(()) => {}
-                Err(Error::PeerDead(_)) => return Ok(()),
-                Err(Error::Interrupted) if stop.load(Ordering::Relaxed) => return Ok(()),
+                Err(Error::PeerDead(_) | Error::PeerClosed) => return Ok(()),
+                Err(Error::Interrupted) if ended => return Ok(()),
                 Err(e @ Error::Protocol(_)) => opts.report(&e),
                 Err(e) => return Err(e),
             }
@@ -374,7 +392,7 @@ pub struct ServeOptions {
     /// lives). Default 10 s.
     pub reply_timeout: Option<Duration>,
     /// Receives errors that are skipped (protocol violations) or that end a client.
-    /// Default: print to stderr.
+    /// Default: a `tracing` warning under the `tachyon` target.
     pub on_error: std::sync::Arc<dyn Fn(&Error) + Send + Sync>,
 }
 
@@ -382,7 +400,7 @@ impl Default for ServeOptions {
     fn default() -> Self {
         Self {
             reply_timeout: Some(Duration::from_secs(10)),
-            on_error: std::sync::Arc::new(|e| eprintln!("tachyon rpc: {e}")),
+            on_error: std::sync::Arc::new(|e| tracing::warn!(target: "tachyon", "rpc server: {e}")),
         }
     }
 }

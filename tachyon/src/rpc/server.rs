@@ -6,14 +6,22 @@
 //! callers is bounded: one over the limit is turned away with a refusal our connector
 //! reports as [`Error::Refused`]. A thread per client keeps a slow handler from
 //! blocking other clients. The client limit bounds the thread count.
+//!
+//! Slots cannot be hoarded: a connector must finish the handshake within the handshake
+//! timeout; a client's slot is freed the moment its link closes (the liveness watcher
+//! wakes its thread); and no process may hold more than its share of the slots
+//! (`max_clients_per_process`), because an upstream-style client that reads the
+//! handshake and closes the socket cannot be proven gone while its process lives.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::bootstrap::{ListenSpec, Listener, Refusal};
 use crate::error::{Error, Result};
+use crate::options::ListenOptions;
 use crate::rpc::bus::RpcBus;
 use crate::rpc::dispatch::{Dispatcher, ServeOptions};
 
@@ -24,15 +32,26 @@ pub struct ServerOptions {
     pub cap_fwd: usize,
     /// Reply ring capacity per client (default 64 KiB).
     pub cap_rev: usize,
-    /// Most clients served at once (default 64); more are refused.
+    /// Most clients served at once (default 64, at least 1); more are refused.
     pub max_clients: usize,
+    /// Most clients one process may hold (default: half of `max_clients`, at least 1).
+    pub max_clients_per_process: Option<usize>,
+    /// Who may connect, the socket's mode, and the handshake timeout.
+    pub listen: ListenOptions,
     /// How each client is served.
     pub serve: ServeOptions,
 }
 
 impl Default for ServerOptions {
     fn default() -> Self {
-        Self { cap_fwd: 1 << 16, cap_rev: 1 << 16, max_clients: 64, serve: ServeOptions::default() }
+        Self {
+            cap_fwd: 1 << 16,
+            cap_rev: 1 << 16,
+            max_clients: 64,
+            max_clients_per_process: None,
+            listen: ListenOptions::default(),
+            serve: ServeOptions::default(),
+        }
     }
 }
 
@@ -45,11 +64,55 @@ impl ServerOptions {
         self
     }
 
-    /// Client limit.
+    /// Client limit (at least 1; [`RpcServer::bind`] refuses 0).
     #[must_use]
     pub fn max_clients(mut self, n: usize) -> Self {
         self.max_clients = n;
         self
+    }
+
+    /// Per-process client limit (at least 1, at most `max_clients`).
+    #[must_use]
+    pub fn max_clients_per_process(mut self, n: usize) -> Self {
+        self.max_clients_per_process = Some(n);
+        self
+    }
+
+    /// Access rules: socket mode, allowed users, handshake timeout.
+    #[must_use]
+    pub fn listen(mut self, listen: ListenOptions) -> Self {
+        self.listen = listen;
+        self
+    }
+
+    /// The per-process limit in force: as set, or by default a quarter of the slots
+    /// (at least one) kept for other processes.
+    pub fn per_process_limit(&self) -> usize {
+        self.max_clients_per_process.unwrap_or_else(|| {
+            let reserved = (self.max_clients / 4).max(1);
+            self.max_clients.saturating_sub(reserved).max(1)
+        })
+    }
+
+    /// Checks the options.
+    ///
+    /// # Errors
+    /// [`Error::InvalidCapacity`] or [`Error::InvalidArgument`].
+    pub fn validate(&self) -> Result<()> {
+        for cap in [self.cap_fwd, self.cap_rev] {
+            if !crate::layout::is_valid_capacity(cap) {
+                return Err(Error::InvalidCapacity(cap));
+            }
+        }
+        if self.max_clients == 0 {
+            return Err(Error::InvalidArgument(
+                "max_clients must be at least 1 (a server for nobody refuses everyone)".into(),
+            ));
+        }
+        if self.max_clients_per_process == Some(0) {
+            return Err(Error::InvalidArgument("max_clients_per_process must be at least 1".into()));
+        }
+        Ok(())
     }
 
     /// How long a reply may wait for room (`None`: as long as the client lives).
@@ -59,7 +122,8 @@ impl ServerOptions {
         self
     }
 
-    /// Where errors that end a client or are skipped go (default: stderr).
+    /// Where errors that end a client or are skipped go (default: a `tracing` warning
+    /// under the `tachyon` target).
     #[must_use]
     pub fn on_error(mut self, f: impl Fn(&Error) + Send + Sync + 'static) -> Self {
         self.serve.on_error = Arc::new(f);
@@ -97,35 +161,62 @@ pub struct RpcServer {
     opts: ServerOptions,
     stop: Arc<AtomicBool>,
     active: Arc<AtomicUsize>,
+    per_pid: Arc<Mutex<HashMap<i32, usize>>>,
 }
 
-/// Decrements the active-client count when a client's thread ends, however it ends.
-struct ClientSlot(Arc<AtomicUsize>);
+/// Gives back a client's slot (overall and per process) when its thread ends, however
+/// it ends.
+struct ClientSlot {
+    active: Arc<AtomicUsize>,
+    per_pid: Arc<Mutex<HashMap<i32, usize>>>,
+    pid: i32,
+}
 
 impl Drop for ClientSlot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        let mut m = self.per_pid.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = m.get_mut(&self.pid) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.pid);
+            }
+        }
+        self.active.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
 impl RpcServer {
-    /// Binds `socket_path` (replacing a stale socket file) and starts listening.
+    /// Binds `socket_path` (replacing a stale socket, refusing a live one or any other
+    /// file) and starts listening.
     ///
     /// # Errors
-    /// [`Error::InvalidCapacity`], [`Error::InvalidPath`], [`Error::Io`].
+    /// [`Error::InvalidCapacity`], [`Error::InvalidArgument`] (`max_clients == 0`),
+    /// [`Error::InvalidPath`], [`Error::AddrInUse`], [`Error::Io`].
     pub fn bind(socket_path: &str, opts: ServerOptions) -> Result<Self> {
-        for cap in [opts.cap_fwd, opts.cap_rev] {
-            if !crate::layout::is_valid_capacity(cap) {
-                return Err(Error::InvalidCapacity(cap));
-            }
-        }
+        opts.validate()?;
         let backlog = i32::try_from(opts.max_clients.clamp(1, 128)).unwrap_or(128);
         Ok(Self {
-            listener: Listener::bind(socket_path, backlog)?,
+            listener: Listener::bind(socket_path, backlog, &opts.listen)?,
             opts,
             stop: Arc::new(AtomicBool::new(false)),
             active: Arc::new(AtomicUsize::new(0)),
+            per_pid: Arc::new(Mutex::new(HashMap::new())),
         })
+    }
+
+    /// Takes a slot for a client of process `pid`, or says why not.
+    fn take_slot(&self, pid: i32) -> std::result::Result<ClientSlot, Refusal> {
+        let mut m = self.per_pid.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.active.load(Ordering::SeqCst) >= self.opts.max_clients {
+            return Err(Refusal::TooManyClients);
+        }
+        let held = m.entry(pid).or_insert(0);
+        if *held >= self.opts.per_process_limit() {
+            return Err(Refusal::TooManyFromProcess);
+        }
+        *held += 1;
+        self.active.fetch_add(1, Ordering::SeqCst);
+        Ok(ClientSlot { active: self.active.clone(), per_pid: self.per_pid.clone(), pid })
     }
 
     /// A handle that stops [`RpcServer::serve`] from another thread.
@@ -168,9 +259,8 @@ impl RpcServer {
         loop {
             let mut stopping =
                 || if self.stop.load(Ordering::SeqCst) { Err(Error::Interrupted) } else { Ok(()) };
-            let conn = match self
-                .listener
-                .accept(ListenSpec { timeout: None, interrupt: Some(&mut stopping) })
+            let mut spec = ListenSpec { timeout: None, interrupt: Some(&mut stopping) };
+            let conn = match self.listener.accept(&mut spec, &mut |e| self.opts.serve.report(&e))
             {
                 Ok(c) => c,
                 Err(Error::Interrupted) => return Ok(()),
@@ -181,18 +271,24 @@ impl RpcServer {
                 conn.refuse(Refusal::ShuttingDown);
                 return Ok(());
             }
-            if self.active.load(Ordering::SeqCst) >= self.opts.max_clients {
-                conn.refuse(Refusal::TooManyClients);
-                continue;
-            }
-            self.active.fetch_add(1, Ordering::SeqCst);
-            let slot = ClientSlot(self.active.clone());
+            let pid = conn.cred().map_or(0, |c| c.pid);
+            let slot = match self.take_slot(pid) {
+                Ok(slot) => slot,
+                Err(why) => {
+                    conn.refuse(why);
+                    continue;
+                }
+            };
             let (d, stop, opts) = (dispatcher.clone(), self.stop.clone(), self.opts.clone());
             let spawned =
                 std::thread::Builder::new().name("tachyon-rpc-client".into()).spawn(move || {
                     let _slot = slot;
-                    let served = RpcBus::offer(conn, opts.cap_fwd, opts.cap_rev)
-                        .and_then(|bus| d.serve(&bus, &stop, &opts.serve));
+                    let timeout = opts.listen.handshake_timeout;
+                    let served = RpcBus::offer(conn, opts.cap_fwd, opts.cap_rev, timeout)
+                        .and_then(|bus| match bus {
+                            Some(bus) => serve_client(&d, &bus, pid, &stop, &opts.serve),
+                            None => Ok(()), // left before the handshake: a probe
+                        });
                     if let Err(e) = served {
                         opts.serve.report(&e);
                     }
@@ -210,6 +306,32 @@ impl RpcServer {
         let thread = std::thread::spawn(move || self.serve(dispatcher));
         ServerHandle { stop, thread: Some(thread) }
     }
+}
+
+/// Serves one client until it leaves, the server stops, or (for an upstream-style client
+/// without a liveness link) its process provably lets go of the bus.
+fn serve_client(
+    d: &Dispatcher,
+    bus: &RpcBus,
+    pid: i32,
+    stop: &AtomicBool,
+    opts: &ServeOptions,
+) -> Result<()> {
+    let unlinked_inode = if bus.has_peer_link() { None } else { bus.request_arena_inode() };
+    let mut last_look = std::time::Instant::now();
+    let mut done = || {
+        if stop.load(Ordering::SeqCst) {
+            return true;
+        }
+        match unlinked_inode {
+            Some(ino) if pid > 0 && last_look.elapsed() >= crate::WATCHDOG => {
+                last_look = std::time::Instant::now();
+                crate::liveness::process_holds(pid, ino) == Some(false)
+            }
+            _ => false,
+        }
+    };
+    d.serve_until(bus, &mut done, opts)
 }
 
 /// A server running on a background thread; dropping it stops the server and waits.

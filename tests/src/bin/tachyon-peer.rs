@@ -4,7 +4,7 @@
 //! tachyon-peer produce  --path P (--listen CAP | --connect) [--count N] [--seed S] [--max-size B] [--batch K]
 //! tachyon-peer consume  --path P (--listen CAP | --connect) [--count N] [--seed S] [--max-size B] [--timeout-ms T]
 //! tachyon-peer connect-only --path P
-//! tachyon-peer rpc-serve    --path P [--max-clients N] [--cap B]   # tests' service, many clients
+//! tachyon-peer rpc-serve    --path P [--max-clients N] [--per-process N]   # tests' service
 //! tachyon-peer rpc-reverse  --path P [--count N]   # one client: N requests, answered in reverse
 //! tachyon-peer rpc-call     --path P [--count N]   # echo calls, then an unknown msg_type
 //! tachyon-peer rpc-add      --path P [--count N]   # typed calls of `add` (msg_type 2)
@@ -28,6 +28,7 @@ struct Args {
     timeout: Duration,
     batch: u64,
     max_clients: usize,
+    per_process: Option<usize>,
     method: String,
     client: String,
     data: String,
@@ -46,6 +47,7 @@ fn parse() -> Result<Args, String> {
         timeout: Duration::from_secs(10),
         batch: 1,
         max_clients: 64,
+        per_process: None,
         method: "echo".into(),
         client: "rust".into(),
         data: String::new(),
@@ -63,6 +65,7 @@ fn parse() -> Result<Args, String> {
             "--timeout-ms" => a.timeout = Duration::from_millis(num(val()?)?),
             "--batch" => a.batch = num(val()?)?.max(1),
             "--max-clients" => a.max_clients = num(val()?)? as usize,
+            "--per-process" => a.per_process = Some(num(val()?)? as usize),
             "--method" => a.method = val()?,
             "--client" => a.client = val()?,
             "--data" => a.data = val()?,
@@ -90,6 +93,13 @@ fn kind(e: &Error) -> &'static str {
         Error::Busy(_) => "Busy",
         Error::InvalidNumaNode(_) => "InvalidNumaNode",
         Error::Io { .. } => "Io",
+        Error::Connect { .. } => "Connect",
+        Error::PeerClosed => "PeerClosed",
+        Error::Closed => "Closed",
+        Error::PermissionDenied(_) => "PermissionDenied",
+        Error::AddrInUse { .. } => "AddrInUse",
+        Error::CapacityLimit { .. } => "CapacityLimit",
+        Error::InvalidArgument(_) => "InvalidArgument",
         Error::Refused(_) => "Refused",
         Error::Protocol(_) => "Protocol",
         Error::Rpc(_) => "Rpc",
@@ -103,7 +113,7 @@ fn connect(path: &str, timeout: Duration) -> tachyon::Result<Bus> {
     let deadline = Instant::now() + timeout;
     loop {
         match Bus::connect(path) {
-            Err(Error::Io { .. }) if Instant::now() < deadline => {
+            Err(Error::Connect { .. }) if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(5));
             }
             other => return other,
@@ -160,7 +170,10 @@ fn consume(a: &Args) -> Result<u64, String> {
 
 fn rpc_serve(a: &Args) -> tachyon::Result<u64> {
     use tachyon::rpc::{RpcServer, ServerOptions};
-    let opts = ServerOptions::default().max_clients(a.max_clients).on_error(|_| {});
+    let mut opts = ServerOptions::default().max_clients(a.max_clients).on_error(|_| {});
+    if let Some(n) = a.per_process {
+        opts = opts.max_clients_per_process(n);
+    }
     let server = RpcServer::bind(&a.path, opts)?;
     println!("ready");
     let _ = std::io::Write::flush(&mut std::io::stdout());
@@ -191,7 +204,7 @@ fn connect_rpc(a: &Args) -> tachyon::Result<tachyon::rpc::RpcBus> {
     let deadline = Instant::now() + a.timeout;
     loop {
         match tachyon::rpc::RpcBus::connect(&a.path) {
-            Err(Error::Io { .. }) if Instant::now() < deadline => {
+            Err(Error::Connect { .. }) if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(5));
             }
             other => return other,
