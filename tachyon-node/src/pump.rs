@@ -243,12 +243,13 @@ fn run<S: Source>(shared: &Shared<S>, cell: &Cell<S::Bus>, ready: &RxReadiness) 
             let mut st = lock(&shared.state);
             match &outcome {
                 Ok(()) => stalled = !st.0.deliver(bus),
-                Err(tachyon::Error::PeerDead(m)) => {
-                    let m = *m;
-                    let _ = st.0.deliver(bus); // what is left in the ring comes first
-                    st.0.fail_all(&|| BindError::Core(tachyon::Error::PeerDead(m)).into());
+                Err(tachyon::Error::Timeout(_) | tachyon::Error::Closed) => {}
+                Err(e) => {
+                    // The peer is gone (dead or closed) or the ring broke: what is left
+                    // in the ring comes first, then every waiter learns why.
+                    let _ = st.0.deliver(bus);
+                    st.0.fail_all(&|| BindError::Core(clone_err(e)).into());
                 }
-                Err(_) => {}
             }
             st.0.expire(Some(bus), Instant::now());
             Ok(())
@@ -430,6 +431,8 @@ impl Source for Replies {
 fn clone_err(e: &tachyon::Error) -> tachyon::Error {
     match e {
         tachyon::Error::PeerDead(m) => tachyon::Error::PeerDead(m),
+        tachyon::Error::PeerClosed => tachyon::Error::PeerClosed,
+        tachyon::Error::Closed => tachyon::Error::Closed,
         tachyon::Error::Corrupted(m) => tachyon::Error::Corrupted(m),
         other => tachyon::Error::Protocol(other.to_string()),
     }

@@ -141,7 +141,7 @@ test('errors: full ring, timeouts, bad arguments, nobody listening, killed peer'
   assert.throws(() => producer.send(Buffer.alloc(5000)), (e) => e.code === 'ERR_TACHYON_TOO_LARGE');
   for (let i = 0; i < sent; i++) assert.equal(c.recv(undefined, { timeoutMs: 1000 }).typeId, i);
   producer.close();
-  assert.throws(() => c.recv(undefined, { timeoutMs: 2000 }), (e) => t.isPeerDead(e));
+  assert.throws(() => c.recv(undefined, { timeoutMs: 2000 }), (e) => t.isPeerClosed(e));
   c.close();
 });
 
@@ -165,7 +165,7 @@ test('async: listenAsync, recvAsync and the async iterator keep the event loop f
   assert.match((await proc.done).stdout, /ok 5000 messages/);
   const pending = bus.recvAsync();
   bus.close();
-  await assert.rejects(pending, (e) => t.isClosed(e) || t.isPeerDead(e));
+  await assert.rejects(pending, (e) => t.isClosed(e) || t.isPeerGone(e));
 });
 
 test('ESM import gives the same API', async () => {

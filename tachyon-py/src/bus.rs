@@ -112,11 +112,13 @@ pub(crate) fn bytes_from(data: &[u8]) -> Py<PyBytes> {
     Python::attach(|py| PyBytes::new(py, data).unbind())
 }
 
-/// Whether `e` is a `PeerClosedError` (a clean end of the peer's stream).
+/// Whether `e` ends a stream cleanly: `PeerClosedError` (the peer closed its bus after
+/// sending) or `BusClosedError` (this side was closed).
 pub(crate) fn is_peer_closed(py: Python<'_>, e: &PyErr) -> bool {
-    py.import("tachyon._errors")
-        .and_then(|m| m.getattr("PeerClosedError"))
-        .is_ok_and(|cls| e.get_type(py).is_subclass(&cls).unwrap_or(false))
+    let Ok(m) = py.import("tachyon._errors") else { return false };
+    ["PeerClosedError", "BusClosedError"].iter().any(|name| {
+        m.getattr(*name).is_ok_and(|cls| e.get_type(py).is_subclass(&cls).unwrap_or(false))
+    })
 }
 
 /// Converts an optional timeout in seconds.
@@ -202,7 +204,11 @@ impl PyBus {
         let t = self::timeout(timeout)?;
         let bus = blocking(py, move |check| {
             let opts = tachyon::ConnectOptions::default();
-            Ok(tachyon::Bus::connect_with(&socket_path, &opts, Wait::new().timeout_opt(t).interrupt(check))?)
+            Ok(tachyon::Bus::connect_with(
+                &socket_path,
+                &opts,
+                Wait::new().timeout_opt(t).interrupt(check),
+            )?)
         })?;
         let closer = bus.closer();
         Ok(Self { bus: Guarded::new(bus, closer) })
@@ -367,11 +373,7 @@ impl PyBus {
     fn __next__(&self, py: Python<'_>) -> PyResult<Option<Message>> {
         match self.recv(py, None) {
             Ok(m) => Ok(Some(m)),
-            Err(e) if e.is_instance_of::<pyo3::exceptions::PyException>(py)
-                && is_peer_closed(py, &e) =>
-            {
-                Ok(None)
-            }
+            Err(e) if is_peer_closed(py, &e) => Ok(None),
             Err(e) => Err(e),
         }
     }

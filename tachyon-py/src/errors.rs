@@ -47,12 +47,12 @@ fn rpc_error(py: Python<'_>, e: &tachyon::rpc::RpcError) -> PyErr {
 pub fn to_py(py: Python<'_>, e: BindError) -> PyErr {
     use tachyon::Error as E;
     let e = match e {
-        BindError::Closed => return raise(py, "TachyonError", "the bus is closed".to_owned()),
+        BindError::Closed => return raise(py, "BusClosedError", "the bus is closed".to_owned()),
         BindError::Core(e) => e,
     };
     let message = e.to_string();
     match e {
-        E::Closed => raise(py, "TachyonError", "the bus is closed".to_owned()),
+        E::Closed => raise(py, "BusClosedError", "the bus is closed".to_owned()),
         E::PeerDead(_) | E::Corrupted(_) => raise(py, "PeerDeadError", message),
         E::PeerClosed => raise(py, "PeerClosedError", message),
         E::Connect { .. } | E::Refused(_) => raise(py, "TachyonConnectionError", message),

@@ -129,7 +129,11 @@ impl PyRpcBus {
         let t = crate::bus::timeout(timeout)?;
         let bus = blocking(py, move |check| {
             let opts = tachyon::ConnectOptions::default();
-            Ok(RpcBus::connect_with(&socket_path, &opts, Wait::new().timeout_opt(t).interrupt(check))?)
+            Ok(RpcBus::connect_with(
+                &socket_path,
+                &opts,
+                Wait::new().timeout_opt(t).interrupt(check),
+            )?)
         })?;
         let closer = bus.closer();
         Ok(Self { bus: Guarded::new(bus, closer) })

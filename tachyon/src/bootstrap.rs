@@ -294,9 +294,10 @@ fn stream_socket(flags: SocketFlags) -> Result<OwnedFd> {
 fn is_live(addr: &SocketAddrUnix) -> Result<bool> {
     let probe = stream_socket(SocketFlags::CLOEXEC | SocketFlags::NONBLOCK)?;
     match rustix::net::connect(&probe, addr) {
-        Ok(()) | Err(Errno::AGAIN | Errno::INPROGRESS) => Ok(true),
+        // Accepted, queued on a full backlog, or someone else's socket we may not touch:
+        // in every case a live listener owns the path.
+        Ok(()) | Err(Errno::AGAIN | Errno::INPROGRESS | Errno::ACCESS | Errno::PERM) => Ok(true),
         Err(Errno::CONNREFUSED | Errno::NOENT) => Ok(false),
-        Err(Errno::ACCESS | Errno::PERM) => Ok(true),
         Err(e) => Err(Error::io("probe existing socket", e)),
     }
 }
@@ -447,6 +448,9 @@ pub enum Offered {
     /// The connector had left before the handshake (a probe, or a connector that gave
     /// up): nothing was handed over.
     Left,
+    /// The connector neither answered nor closed within the handshake timeout; it was
+    /// dropped (it may hold the fds, but nobody serves them).
+    Stalled,
 }
 
 impl Accepted {
@@ -461,13 +465,18 @@ impl Accepted {
     /// # Errors
     /// [`Error::AbiMismatch`] if our connector rejects the handshake, [`Error::Io`] if
     /// the send fails.
-    pub fn offer(self, hs: &Handshake, fds: &[BorrowedFd<'_>], timeout: Duration) -> Result<Offered> {
+    pub fn offer(
+        self,
+        hs: &Handshake,
+        fds: &[BorrowedFd<'_>],
+        timeout: Duration,
+    ) -> Result<Offered> {
         match send_handshake(&self.fd, hs, fds) {
             Ok(()) => {}
             Err(Errno::PIPE | Errno::CONNRESET) => return Ok(Offered::Left),
             Err(e) => return Err(Error::io("send handshake", e)),
         }
-        negotiate_as_listener(self.fd, timeout).map(Offered::Taken)
+        negotiate_as_listener(self.fd, timeout)
     }
 
     /// Turns the connector away with a reason our connector reports as
@@ -524,6 +533,7 @@ pub fn listen(
         match conn.offer(hs, fds, opts.handshake_timeout)? {
             Offered::Taken(watch) => return Ok(watch),
             Offered::Left => {}
+            Offered::Stalled => refused(Error::Timeout(opts.handshake_timeout)),
         }
     }
 }
@@ -558,46 +568,59 @@ fn ext_frame(word: u32) -> [u8; 8] {
     f
 }
 
-fn negotiate_as_listener(conn: OwnedFd, timeout: Duration) -> Result<PeerWatch> {
+fn negotiate_as_listener(conn: OwnedFd, timeout: Duration) -> Result<Offered> {
     // The peer may be upstream and gone already: a failed send just means "no link".
     let fallback = process_of(&conn);
     if rustix::net::send(&conn, &ext_frame(EXT_VERSION), SendFlags::NOSIGNAL).is_err() {
-        return Ok(fallback);
+        return Ok(Offered::Taken(fallback));
     }
     let mut spec = ListenSpec { timeout: Some(timeout), interrupt: None };
     match read_frame(&conn, &mut Deadline::start(&mut spec))? {
-        Some(EXT_ACCEPTED) => Ok(PeerWatch::Socket(conn)),
-        Some(EXT_REJECTED) => Err(Error::AbiMismatch(
+        Frame::Word(EXT_ACCEPTED) => Ok(Offered::Taken(PeerWatch::Socket(conn))),
+        Frame::Word(EXT_REJECTED) => Err(Error::AbiMismatch(
             "the connector rejected the handshake (other bus kind, or too large)".to_owned(),
         )),
-        // EOF: an upstream connector, which reads 32 bytes and closes. A connector that
-        // stays silent past the handshake timeout is treated the same; it cannot hold
-        // the listener longer.
-        _ => Ok(fallback),
+        // EOF: an upstream connector, which reads 32 bytes and closes.
+        Frame::Eof | Frame::Word(_) | Frame::Foreign => Ok(Offered::Taken(fallback)),
+        // Neither ours (which answers at once) nor upstream's (which closes at once):
+        // a connector that stalls must not hold the listener.
+        Frame::TimedOut => Ok(Offered::Stalled),
     }
 }
 
-/// Reads one 8-byte extension frame. `None` on EOF, timeout or a frame that is not ours.
-fn read_frame(sock: &OwnedFd, deadline: &mut Deadline<'_, '_>) -> Result<Option<u32>> {
+/// What [`read_frame`] found.
+enum Frame {
+    /// One of our extension frames, with its word.
+    Word(u32),
+    /// The peer closed (or reset) the socket.
+    Eof,
+    /// Eight bytes that are not ours.
+    Foreign,
+    /// Nothing came in time.
+    TimedOut,
+}
+
+/// Reads one 8-byte extension frame.
+fn read_frame(sock: &OwnedFd, deadline: &mut Deadline<'_, '_>) -> Result<Frame> {
     let mut buf = [0u8; 8];
     let mut got = 0;
     while got < buf.len() {
         match deadline.poll(sock.as_fd(), PollFlags::IN) {
             Ok(_) => {}
-            Err(Error::Timeout(_)) => return Ok(None),
+            Err(Error::Timeout(_)) => return Ok(Frame::TimedOut),
             Err(e) => return Err(e),
         }
         match rustix::net::recv(sock, &mut buf[got..], RecvFlags::DONTWAIT) {
-            Ok((0, _)) => return Ok(None),
+            Ok((0, _)) => return Ok(Frame::Eof),
             Ok((n, _)) => got += n,
             Err(Errno::INTR | Errno::AGAIN) => {}
-            Err(_) => return Ok(None),
+            Err(_) => return Ok(Frame::Eof),
         }
     }
     if buf[..4] != EXT_MAGIC {
-        return Ok(None);
+        return Ok(Frame::Foreign);
     }
-    Ok(Some(u32::from_ne_bytes(buf[4..].try_into().expect("4 bytes"))))
+    Ok(Frame::Word(u32::from_ne_bytes(buf[4..].try_into().expect("4 bytes"))))
 }
 
 /// What a connector receives: the validated handshake, its fds in order, and how to
@@ -679,17 +702,17 @@ pub fn connect(
         }
     }
     let (bytes, fds) = recv_handshake(&sock, &mut deadline)?;
-    let checked = Handshake::decode(&bytes).and_then(|hs| validate(&hs, want, &fds, opts).map(|()| hs));
+    let checked =
+        Handshake::decode(&bytes).and_then(|hs| validate(&hs, want, &fds, opts).map(|()| hs));
     // Our listener sends its hello right behind the handshake; once the handshake is
     // known bad, do not wait long for it.
     let hello = if checked.is_ok() {
         read_frame(&sock, &mut deadline)?
     } else {
-        let mut hello_spec =
-            ListenSpec { timeout: Some(EXT_HELLO_AFTER_FAILURE), interrupt: None };
-        read_frame(&sock, &mut Deadline::start(&mut hello_spec)).unwrap_or(None)
+        let mut hello_spec = ListenSpec { timeout: Some(EXT_HELLO_AFTER_FAILURE), interrupt: None };
+        read_frame(&sock, &mut Deadline::start(&mut hello_spec)).unwrap_or(Frame::Eof)
     };
-    let ours = hello.is_some_and(|v| v >= EXT_VERSION);
+    let ours = matches!(hello, Frame::Word(v) if v >= EXT_VERSION);
     match checked {
         Ok(handshake) => {
             let watch = if ours

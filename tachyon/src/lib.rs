@@ -43,12 +43,12 @@ mod wait;
 
 pub use bus::{Bus, BusState};
 pub use error::{Error, Result};
+pub use halves::{ParkedRx, ParkedTx, RxBatch, RxBatchIter, RxGuard, RxMsg, RxReadiness, TxGuard};
 pub use liveness::{Closer, PeerLink, PeerWatch};
 pub use options::{
     ConnectOptions, ListenOptions, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT,
     DEFAULT_MAX_CAPACITY,
 };
-pub use halves::{ParkedRx, ParkedTx, RxBatch, RxBatchIter, RxGuard, RxMsg, RxReadiness, TxGuard};
 pub use type_id::{make_type_id, msg_type, route_id};
 pub use wait::Wait;
 pub use wait::WATCHDOG;

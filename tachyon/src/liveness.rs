@@ -157,12 +157,7 @@ impl PeerLink {
     pub(crate) fn new(watch: PeerWatch, rx: &Arc<Arena>, arenas: &[&Arc<Arena>]) -> Self {
         let alarm = Arc::new(Alarm::new(Some(rx.clone())));
         let registration = watch.fd().and_then(|fd| Watcher::register(fd, &alarm));
-        Self {
-            watch,
-            alarm,
-            arenas: arenas.iter().map(|a| Arc::clone(a)).collect(),
-            registration,
-        }
+        Self { watch, alarm, arenas: arenas.iter().map(|a| Arc::clone(a)).collect(), registration }
     }
 
     /// Whether the peer negotiated a liveness socket (it is a Tachyon peer), so even a
@@ -304,7 +299,10 @@ impl Watcher {
             pid,
         });
         let run = w.clone();
-        std::thread::Builder::new().name("tachyon-liveness".into()).spawn(move || run.run()).ok()?;
+        std::thread::Builder::new()
+            .name("tachyon-liveness".into())
+            .spawn(move || run.run())
+            .ok()?;
         *slot = Some(w.clone());
         Some(w)
     }
@@ -333,7 +331,8 @@ impl Watcher {
     }
 
     fn run(&self) {
-        let empty = epoll::Event { flags: epoll::EventFlags::empty(), data: epoll::EventData::new_u64(0) };
+        let empty =
+            epoll::Event { flags: epoll::EventFlags::empty(), data: epoll::EventData::new_u64(0) };
         let mut events = [empty; 32];
         loop {
             let n = match epoll::wait(&self.epoll, &mut events[..], None) {
@@ -342,8 +341,11 @@ impl Watcher {
                 Err(_) => return, // the epoll fd broke: sleepers fall back to their watchdog
             };
             for ev in &events[..n] {
-                let alarm =
-                    self.alarms.lock().unwrap_or_else(PoisonError::into_inner).remove(&ev.data.u64());
+                let alarm = self
+                    .alarms
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(&ev.data.u64());
                 if let Some(alarm) = alarm {
                     alarm.raise(&alarm.gone);
                 }

@@ -38,7 +38,6 @@ fn phys(counter: u64, capacity: usize) -> usize {
 #[inline]
 fn check_alive(arena: &Arena) -> Result<()> {
     match arena.state() {
-        state::READY => Ok(()),
         state::FATAL_ERROR => Err(Error::PeerDead("the shared ring is in the FatalError state")),
         state::DISCONNECTED => Err(Error::PeerClosed),
         _ => Ok(()),
@@ -257,8 +256,17 @@ impl Consumer {
             if at == self.cached_head {
                 self.refresh_head()?;
                 if at == self.cached_head {
-                    // Empty: the moment to notice a peer's FatalError.
-                    check_alive(&self.arena)?;
+                    // Empty: the moment to notice a peer's FatalError or clean exit.
+                    if let Err(e) = check_alive(&self.arena) {
+                        // A producer publishes its last head before it marks the arena
+                        // `Disconnected`, but our head load above may predate both: look
+                        // again before saying it left, so nothing it sent is lost.
+                        self.refresh_head()?;
+                        if at == self.cached_head || !matches!(e, Error::PeerClosed) {
+                            return Err(e);
+                        }
+                        continue;
+                    }
                     return Ok(None);
                 }
             }

@@ -85,8 +85,8 @@ impl SharedMemory {
         // may write the bytes concurrently; every access to the mapping goes through
         // `crate::arena`, which uses atomics for shared words and treats all of it as
         // untrusted.
-        let mut map = unsafe { opts.map_mut(&file) }
-            .map_err(|e| Error::io("mmap shared memory", e))?;
+        let mut map =
+            unsafe { opts.map_mut(&file) }.map_err(|e| Error::io("mmap shared memory", e))?;
         let base = NonNull::new(map.as_mut_ptr()).ok_or_else(|| {
             Error::io("mmap shared memory", std::io::Error::other("null mapping"))
         })?;

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use rustix::thread::futex;
 
 use crate::error::{Error, Result};
-use crate::liveness::{wake_sleepers, Alarm, PeerLink};
 use crate::layout::{sleep, DEFAULT_SPIN_THRESHOLD};
+use crate::liveness::{wake_sleepers, Alarm, PeerLink};
 
 /// Upper bound on one futex sleep: a sleeper re-checks everything at least this often.
 pub const WATCHDOG: Duration = Duration::from_millis(200);
@@ -357,8 +357,12 @@ mod tests {
         let spec = WaitSpec::timeout(10, Duration::from_millis(50));
         let t = Instant::now();
         let i = AtomicU64::new(0);
-        let r: Result<()> =
-            block_on(Watch { index: &i, futex: Some(&w), alarm: None }, &spec, || Ok(None), || Ok(None));
+        let r: Result<()> = block_on(
+            Watch { index: &i, futex: Some(&w), alarm: None },
+            &spec,
+            || Ok(None),
+            || Ok(None),
+        );
         assert!(matches!(r, Err(Error::Timeout(d)) if d == Duration::from_millis(50)));
         assert!(t.elapsed() >= Duration::from_millis(50));
         assert_eq!(w.load(Ordering::Relaxed), sleep::AWAKE);
@@ -369,8 +373,12 @@ mod tests {
         let w = AtomicU32::new(sleep::POLLING);
         let spec = WaitSpec::timeout(0, Duration::from_millis(30));
         let i = AtomicU64::new(0);
-        let r: Result<()> =
-            block_on(Watch { index: &i, futex: Some(&w), alarm: None }, &spec, || Ok(None), || Ok(None));
+        let r: Result<()> = block_on(
+            Watch { index: &i, futex: Some(&w), alarm: None },
+            &spec,
+            || Ok(None),
+            || Ok(None),
+        );
         assert!(matches!(r, Err(Error::Timeout(_))));
         assert_eq!(w.load(Ordering::Relaxed), sleep::POLLING);
     }

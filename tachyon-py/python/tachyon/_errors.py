@@ -6,6 +6,7 @@ __all__ = [
     "TachyonError",
     "PeerDeadError",
     "PeerClosedError",
+    "BusClosedError",
     "TachyonConnectionError",
     "TachyonPermissionError",
     "AddressInUseError",
@@ -34,6 +35,11 @@ class PeerClosedError(PeerDeadError):
     both; catch this one first to tell a clean exit from a crash. ``for msg in bus``
     simply ends on it.
     """
+
+
+class BusClosedError(TachyonError):
+    """This side's bus was closed: by ``close()`` (possibly from another thread, which
+    wakes every call blocked on it) or by leaving its ``with`` block."""
 
 
 class TachyonConnectionError(TachyonError, ConnectionError):

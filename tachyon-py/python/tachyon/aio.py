@@ -22,7 +22,7 @@ import weakref
 from typing import Any, Callable, Deque, Dict, Generic, Optional, Tuple, TypeVar, Union
 
 from . import _tachyon
-from ._errors import PeerClosedError, PeerDeadError, TachyonRpcError, TachyonTimeoutError
+from ._errors import BusClosedError, PeerClosedError, PeerDeadError, TachyonRpcError, TachyonTimeoutError
 
 __all__ = ["anext_message", "call_async", "recv_async"]
 
@@ -98,13 +98,23 @@ class _MessagePump(Generic[T]):
                 continue
             except BaseException as e:  # handed to the awaiting coroutines, which raise it
                 with self._lock:
-                    waiters = list(self._waiters)
-                    self._waiters.clear()
                     self._running = False
-                for wloop, fut in waiters:
-                    wloop.call_soon_threadsafe(_fail, fut, e)
+                    loops = {id(wloop): wloop for wloop, _ in self._waiters}
+                # Queued behind the deliveries already on their way, so every message
+                # taken before the error reaches its waiter first.
+                for wloop in loops.values():
+                    wloop.call_soon_threadsafe(self._fail_waiters, wloop, e)
                 return
             loop.call_soon_threadsafe(self._deliver, item)
+
+    def _fail_waiters(self, loop: asyncio.AbstractEventLoop, error: BaseException) -> None:
+        """On ``loop``'s thread: fails its waiters still waiting after every delivery
+        that was queued before the error."""
+        with self._lock:
+            mine = [fut for wloop, fut in self._waiters if wloop is loop]
+            self._waiters = collections.deque((w, f) for w, f in self._waiters if w is not loop)
+        for fut in mine:
+            _fail(fut, error)
 
 
 class _ReplyPump:
@@ -232,7 +242,7 @@ async def anext_message(bus: _tachyon.Bus) -> _tachyon.Message:
     and everything it sent was delivered; raises :class:`PeerDeadError` if it died."""
     try:
         msg: _tachyon.Message = await _message_pump(bus, "recv").get()
-    except PeerClosedError:
+    except (PeerClosedError, BusClosedError):
         raise StopAsyncIteration from None
     return msg
 

@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional, TypeVar, Union
 import msgpack  # type: ignore[import-untyped]  # msgpack ships no type information
 
 from . import _tachyon, aio
-from ._errors import PeerDeadError
+from ._errors import BusClosedError, PeerDeadError
 
 __all__ = [
     "MSG_TYPE_ERROR",
@@ -290,7 +290,7 @@ class RpcDispatcher:
         while True:
             try:
                 req = await aio.serve_requests(bus)
-            except PeerDeadError:
+            except (PeerDeadError, BusClosedError):
                 return
             try:
                 endpoint = self._endpoint(bus, req.correlation_id, req.type_id)
@@ -304,14 +304,14 @@ class RpcDispatcher:
                     on_error(e)
 
     def serve_forever(self, bus: _tachyon.RpcBus) -> None:
-        """Serves until the caller is gone (``PeerDeadError``) or Ctrl-C. Requests that
+        """Serves until the caller is gone (``PeerDeadError``), the bus is closed, or Ctrl-C. Requests that
         fail get their error reply and serving goes on."""
         # serve_once, unrolled with local names: this loop is the server's hot path.
         serve, reply, handlers = bus.serve, bus.reply, self._handlers
         while True:
             try:
                 rx = serve()
-            except (KeyboardInterrupt, PeerDeadError):
+            except (KeyboardInterrupt, PeerDeadError, BusClosedError):
                 return
             cid, mt = rx.correlation_id, rx.type_id
             endpoint = handlers.get(mt)
@@ -331,7 +331,7 @@ class RpcDispatcher:
                 reply(cid, response, mt)
             except (KeyError, RuntimeError):
                 continue
-            except (KeyboardInterrupt, PeerDeadError):
+            except (KeyboardInterrupt, PeerDeadError, BusClosedError):
                 return
 
 

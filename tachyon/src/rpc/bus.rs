@@ -14,9 +14,9 @@ use std::time::Duration;
 use crate::arena::Arena;
 use crate::bootstrap::{self, Accepted, BusKind, Handshake, ListenSpec, Offered};
 use crate::error::{Error, Result};
+use crate::halves::{ParkedTx, RxGuard, RxHalf, RxReadiness, TxGuard, TxHalf};
 use crate::liveness::{Closer, PeerLink, PeerWatch};
 use crate::options::{ConnectOptions, ListenOptions};
-use crate::halves::{ParkedTx, RxGuard, RxHalf, RxReadiness, TxGuard, TxHalf};
 use crate::rpc::error::{RpcError, MSG_TYPE_ERROR};
 use crate::rpc::in_flight::InFlight;
 use crate::wait::Wait;
@@ -167,10 +167,11 @@ impl RpcBus {
             &[fwd.shm().fd(), rev.shm().fd()],
             handshake_timeout,
         )?;
-        Ok(match offered {
-            Offered::Taken(watch) => Some(Self::new(Role::Callee, fwd, rev, watch)),
-            Offered::Left => None,
-        })
+        match offered {
+            Offered::Taken(watch) => Ok(Some(Self::new(Role::Callee, fwd, rev, watch))),
+            Offered::Left => Ok(None),
+            Offered::Stalled => Err(Error::Timeout(handshake_timeout)),
+        }
     }
 
     /// Connects as the caller to a callee listening at `socket_path`, within the default
@@ -414,6 +415,7 @@ impl RpcBus {
     /// A reply for another call arrived first: keep a copy for its waiter, drop it if
     /// that call was abandoned, or log and drop a reply nobody asked for (a stray never
     /// ends an unrelated wait: the real reply may still come).
+    #[allow(clippy::unnecessary_wraps)] // the shape `acquire_filtered_with` takes
     fn keep_aside(&self, got: u64, msg_type: u16, data: &[u8]) -> Result<()> {
         let mut in_flight = self.in_flight.borrow_mut();
         if in_flight.is_abandoned(got) {

@@ -372,8 +372,7 @@ impl Dispatcher {
                 ended = done();
                 ended
             };
-            match self.serve_one(transport, Wait::new().interrupt(&mut check), opts, &mut scratch)
-            {
+            match self.serve_one(transport, Wait::new().interrupt(&mut check), opts, &mut scratch) {
                 Ok(()) => {}
                 Err(Error::PeerDead(_) | Error::PeerClosed) => return Ok(()),
                 Err(Error::Interrupted) if ended => return Ok(()),

@@ -110,7 +110,9 @@ impl ServerOptions {
             ));
         }
         if self.max_clients_per_process == Some(0) {
-            return Err(Error::InvalidArgument("max_clients_per_process must be at least 1".into()));
+            return Err(Error::InvalidArgument(
+                "max_clients_per_process must be at least 1".into(),
+            ));
         }
         Ok(())
     }
@@ -260,8 +262,7 @@ impl RpcServer {
             let mut stopping =
                 || if self.stop.load(Ordering::SeqCst) { Err(Error::Interrupted) } else { Ok(()) };
             let mut spec = ListenSpec { timeout: None, interrupt: Some(&mut stopping) };
-            let conn = match self.listener.accept(&mut spec, &mut |e| self.opts.serve.report(&e))
-            {
+            let conn = match self.listener.accept(&mut spec, &mut |e| self.opts.serve.report(&e)) {
                 Ok(c) => c,
                 Err(Error::Interrupted) => return Ok(()),
                 Err(e) => return Err(e),
@@ -284,10 +285,12 @@ impl RpcServer {
                 std::thread::Builder::new().name("tachyon-rpc-client".into()).spawn(move || {
                     let _slot = slot;
                     let timeout = opts.listen.handshake_timeout;
-                    let served = RpcBus::offer(conn, opts.cap_fwd, opts.cap_rev, timeout)
-                        .and_then(|bus| match bus {
-                            Some(bus) => serve_client(&d, &bus, pid, &stop, &opts.serve),
-                            None => Ok(()), // left before the handshake: a probe
+                    let served =
+                        RpcBus::offer(conn, opts.cap_fwd, opts.cap_rev, timeout).and_then(|bus| {
+                            match bus {
+                                Some(bus) => serve_client(&d, &bus, pid, &stop, &opts.serve),
+                                None => Ok(()), // left before the handshake: a probe
+                            }
                         });
                     if let Err(e) = served {
                         opts.serve.report(&e);

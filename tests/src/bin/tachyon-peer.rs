@@ -5,6 +5,9 @@
 //! tachyon-peer consume  --path P (--listen CAP | --connect) [--count N] [--seed S] [--max-size B] [--timeout-ms T]
 //! tachyon-peer connect-only --path P
 //! tachyon-peer rpc-serve    --path P [--max-clients N] [--per-process N]   # tests' service
+//!                           [--socket-mode OCTAL] [--allow-uid UID]...
+//!                           (prints `ready`, then `server-error: ...` per reported error)
+//! tachyon-peer rpc-call ... [--trust-uid UID]...   # trust a listener of another user
 //! tachyon-peer rpc-reverse  --path P [--count N]   # one client: N requests, answered in reverse
 //! tachyon-peer rpc-call     --path P [--count N]   # echo calls, then an unknown msg_type
 //! tachyon-peer rpc-add      --path P [--count N]   # typed calls of `add` (msg_type 2)
@@ -29,6 +32,9 @@ struct Args {
     batch: u64,
     max_clients: usize,
     per_process: Option<usize>,
+    socket_mode: Option<u32>,
+    allow_uid: Vec<u32>,
+    trust_uid: Vec<u32>,
     method: String,
     client: String,
     data: String,
@@ -48,6 +54,9 @@ fn parse() -> Result<Args, String> {
         batch: 1,
         max_clients: 64,
         per_process: None,
+        socket_mode: None,
+        allow_uid: Vec::new(),
+        trust_uid: Vec::new(),
         method: "echo".into(),
         client: "rust".into(),
         data: String::new(),
@@ -66,6 +75,11 @@ fn parse() -> Result<Args, String> {
             "--batch" => a.batch = num(val()?)?.max(1),
             "--max-clients" => a.max_clients = num(val()?)? as usize,
             "--per-process" => a.per_process = Some(num(val()?)? as usize),
+            "--socket-mode" => {
+                a.socket_mode = Some(u32::from_str_radix(&val()?, 8).map_err(|e| e.to_string())?);
+            }
+            "--allow-uid" => a.allow_uid.push(num(val()?)? as u32),
+            "--trust-uid" => a.trust_uid.push(num(val()?)? as u32),
             "--method" => a.method = val()?,
             "--client" => a.client = val()?,
             "--data" => a.data = val()?,
@@ -170,10 +184,23 @@ fn consume(a: &Args) -> Result<u64, String> {
 
 fn rpc_serve(a: &Args) -> tachyon::Result<u64> {
     use tachyon::rpc::{RpcServer, ServerOptions};
-    let mut opts = ServerOptions::default().max_clients(a.max_clients).on_error(|_| {});
+    // Errors the server reports (refused users, stalled handshakes) go to stdout, one
+    // line each, for the tests to read.
+    let mut opts = ServerOptions::default().max_clients(a.max_clients).on_error(|e| {
+        println!("server-error: {e}");
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+    });
     if let Some(n) = a.per_process {
         opts = opts.max_clients_per_process(n);
     }
+    let mut listen = tachyon::ListenOptions::new();
+    if let Some(mode) = a.socket_mode {
+        listen = listen.socket_mode(mode);
+    }
+    for uid in &a.allow_uid {
+        listen = listen.allow_uid(*uid);
+    }
+    opts = opts.listen(listen);
     let server = RpcServer::bind(&a.path, opts)?;
     println!("ready");
     let _ = std::io::Write::flush(&mut std::io::stdout());
@@ -202,8 +229,12 @@ fn rpc_reverse(a: &Args) -> tachyon::Result<u64> {
 /// Connects an RPC caller, retrying while nobody listens yet.
 fn connect_rpc(a: &Args) -> tachyon::Result<tachyon::rpc::RpcBus> {
     let deadline = Instant::now() + a.timeout;
+    let mut opts = tachyon::ConnectOptions::new();
+    for uid in &a.trust_uid {
+        opts = opts.allow_uid(*uid);
+    }
     loop {
-        match tachyon::rpc::RpcBus::connect(&a.path) {
+        match tachyon::rpc::RpcBus::connect_with(&a.path, &opts, Wait::new()) {
             Err(Error::Connect { .. }) if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(5));
             }
