@@ -22,7 +22,7 @@ CLANG_ENV := CC=clang-19 CXX=clang++-19 \
 	LDSHARED="clang-19 -shared --ld-path=/usr/bin/ld.lld-19" \
 	LDCXXSHARED="clang++-19 -shared --ld-path=/usr/bin/ld.lld-19"
 
-.PHONY: help test demo bench bench-py bench-node build lint py py-release typecheck deps clang venv upstream node node-release node-deps node-typecheck fuzz-build fuzz clean
+.PHONY: help test demo bench bench-py bench-node build lint py py-release typecheck deps clang venv upstream node node-release node-deps node-typecheck fuzz-build fuzz sanitize clean
 
 help:
 	@echo "make test   - install what is needed, run every test suite (lint, cargo, pytest interop)"
@@ -133,14 +133,36 @@ bench: clang
 	$(CLANG_ENV) $(CARGO) run -q -p tachyon-bench --profile bench --features upstream -j$(JOBS) -- \
 		--samples 500000 --rounds 10 --stream 5000000
 
-## ---- fuzzing ---------------------------------------------------------------------------
+## ---- fuzzing and sanitizers ---------------------------------------------------------
+
+# Every parser of untrusted bytes has a cargo-fuzz target (tachyon/fuzz/fuzz_targets/).
+# `make test` replays their committed corpora uninstrumented (tachyon/tests/fuzz_corpus.rs);
+# `make fuzz` runs each target for FUZZ_SECONDS and grows its corpus.
+FUZZ_TARGETS := consumer bootstrap arena_attach producer rpc_error tiga_call typed_dispatch rpc_correlation
 
 fuzz-build:
 	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
-	cd tachyon && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz build consumer
+	cd tachyon && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz build -j$(JOBS)
 
 fuzz: fuzz-build
-	cd tachyon && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run consumer -- -max_total_time=$(FUZZ_SECONDS)
+	cd tachyon && for t in $(FUZZ_TARGETS); do \
+		RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 || exit 1; \
+	done
+
+# The core's tests under ThreadSanitizer and AddressSanitizer. Both rebuild the standard
+# library instrumented (-Zbuild-std, hence rust-src); RUSTC_BOOTSTRAP lets the stable
+# toolchain take the flags.
+SANITIZE_TESTS := --lib --test wakeups --test fuzz_corpus
+SAN_TARGET := x86_64-unknown-linux-gnu
+
+sanitize:
+	rustup component list --installed | grep -q rust-src || rustup component add rust-src
+	RUSTC_BOOTSTRAP=1 RUSTFLAGS="-Zsanitizer=thread" TSAN_OPTIONS="halt_on_error=1" \
+		$(CARGO) test -Zbuild-std --target $(SAN_TARGET) --target-dir target/tsan -j$(JOBS) \
+		-p tachyon $(SANITIZE_TESTS)
+	RUSTC_BOOTSTRAP=1 RUSTFLAGS="-Zsanitizer=address" ASAN_OPTIONS="detect_leaks=1" \
+		$(CARGO) test -Zbuild-std --target $(SAN_TARGET) --target-dir target/asan -j$(JOBS) \
+		-p tachyon $(SANITIZE_TESTS)
 
 clean:
 	$(CARGO) clean

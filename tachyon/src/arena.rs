@@ -187,6 +187,11 @@ impl Arena {
         );
     }
 
+    /// Stores any state word, as a hostile peer could (fuzzing and tests).
+    pub(crate) fn set_state_for_tests(&self, v: u32) {
+        self.u32_at(arena_off::STATE).store(v, Ordering::Release);
+    }
+
     /// Moves the arena to the `FatalError` state.
     pub fn set_fatal(&self) {
         self.u32_at(arena_off::STATE).store(state::FATAL_ERROR, Ordering::Release);

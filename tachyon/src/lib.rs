@@ -31,6 +31,7 @@ mod arena;
 pub mod bootstrap;
 mod bus;
 mod error;
+mod fuzzing;
 mod halves;
 pub mod layout;
 mod liveness;
@@ -67,6 +68,7 @@ pub mod __private {
 
 #[doc(hidden)]
 pub mod __fuzz {
-    //! Entry points for `cargo fuzz`; not a stable API.
+    //! Entry points for `cargo fuzz` and the corpus replay; not a stable API.
+    pub use crate::fuzzing::*;
     pub use crate::ring::fuzz_consumer;
 }

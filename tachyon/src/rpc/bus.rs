@@ -72,7 +72,15 @@ pub struct RpcBus {
 
 impl RpcBus {
     fn new(role: Role, fwd: Arena, rev: Arena, watch: PeerWatch) -> Self {
-        let (fwd, rev) = (Arc::new(fwd), Arc::new(rev));
+        Self::on_arenas(role, Arc::new(fwd), Arc::new(rev), watch)
+    }
+
+    /// A caller over `fwd` and a reply ring shared with a hostile callee (fuzzing).
+    pub(crate) fn for_fuzzing(fwd: Arena, rev: &Arc<Arena>) -> Self {
+        Self::on_arenas(Role::Caller, Arc::new(fwd), rev.clone(), PeerWatch::Nothing)
+    }
+
+    fn on_arenas(role: Role, fwd: Arc<Arena>, rev: Arc<Arena>, watch: PeerWatch) -> Self {
         let (tx, rx, rx_arena) = match role {
             Role::Callee => (TxHalf::new(rev.clone()), RxHalf::new(fwd.clone()), &fwd),
             Role::Caller => (TxHalf::new(fwd.clone()), RxHalf::new(rev.clone()), &rev),
