@@ -142,7 +142,7 @@ FUZZ_TARGETS := consumer bootstrap arena_attach producer rpc_error tiga_call typ
 
 fuzz-build:
 	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
-	cd tachyon && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz build -j$(JOBS)
+	cd tachyon && RUSTC_BOOTSTRAP=1 CARGO_BUILD_JOBS=$(JOBS) $(CARGO) fuzz build
 
 fuzz: fuzz-build
 	cd tachyon && for t in $(FUZZ_TARGETS); do \

@@ -2,6 +2,7 @@
 //! optional `timeout` in seconds, and checks for Ctrl-C at least every 200 ms.
 
 use std::borrow::Cow;
+use std::sync::{Mutex, Weak};
 use std::time::Duration;
 
 use pyo3::exceptions::PyValueError;
@@ -11,7 +12,8 @@ use tachyon::Wait;
 
 use crate::errors::{to_py, BindError};
 use crate::guarded::Guarded;
-use crate::zero_copy::{RxGuard, TxGuard, TxParked};
+use crate::rx::{detach_previous, remember, Held, Item, Owner, RxBatchGuard, RxGuard};
+use crate::zero_copy::{TxGuard, TxParked};
 
 /// A message received from a bus: its type id, size and a copy of its bytes (safe to
 /// keep).
@@ -53,55 +55,6 @@ impl Message {
 
     fn __repr__(&self) -> String {
         format!("Message(type_id={}, size={})", self.type_id, self.size)
-    }
-}
-
-/// Messages drained in one crossing into native code, copied out of the ring (so they
-/// are safe to keep; the ring slots are released before `drain_batch` returns). Supports
-/// `len`, indexing and iteration; items are `Message`s, which also export their payload
-/// through `memoryview(item)`. A context manager, like upstream's batch guard.
-#[pyclass(module = "tachyon._tachyon", frozen, sequence)]
-pub struct RxBatch {
-    messages: Vec<Py<Message>>,
-}
-
-#[pymethods]
-impl RxBatch {
-    fn __len__(&self) -> usize {
-        self.messages.len()
-    }
-
-    fn __getitem__(&self, py: Python<'_>, index: isize) -> PyResult<Py<Message>> {
-        let n = isize::try_from(self.messages.len()).unwrap_or(isize::MAX);
-        let i = if index < 0 { index + n } else { index };
-        usize::try_from(i)
-            .ok()
-            .and_then(|i| self.messages.get(i))
-            .map(|m| m.clone_ref(py))
-            .ok_or_else(|| pyo3::exceptions::PyIndexError::new_err("batch index out of range"))
-    }
-
-    fn __iter__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let list = pyo3::types::PyList::new(py, self.messages.iter().map(|m| m.clone_ref(py)))?;
-        Ok(list.as_any().try_iter()?.into_any().unbind())
-    }
-
-    /// Kept for upstream compatibility: the slots were released when the batch was taken.
-    #[allow(clippy::unused_self)]
-    fn commit(&self) {}
-
-    fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
-        slf
-    }
-
-    #[pyo3(signature = (*_exc))]
-    #[allow(clippy::unused_self)] // the context-manager protocol needs a method
-    fn __exit__(&self, _exc: &Bound<'_, pyo3::types::PyTuple>) -> bool {
-        false
-    }
-
-    fn __repr__(&self) -> String {
-        format!("RxBatch(len={})", self.messages.len())
     }
 }
 
@@ -168,9 +121,16 @@ pub(crate) fn blocking<T: Send>(
 #[pyclass(module = "tachyon._tachyon", name = "Bus", frozen, weakref)]
 pub struct PyBus {
     pub(crate) bus: Guarded<tachyon::Bus>,
+    /// The latest zero-copy receive, detached by the next receive if still held.
+    held: Mutex<Weak<Mutex<Held>>>,
 }
 
-impl PyBus {}
+impl PyBus {
+    fn wrap(bus: tachyon::Bus) -> Self {
+        let closer = bus.closer();
+        Self { bus: Guarded::new(bus, closer), held: Mutex::new(Weak::new()) }
+    }
+}
 
 #[pymethods]
 impl PyBus {
@@ -191,8 +151,7 @@ impl PyBus {
                 Wait::new().timeout_opt(t).interrupt(check),
             )?)
         })?;
-        let closer = bus.closer();
-        Ok(Self { bus: Guarded::new(bus, closer) })
+        Ok(Self::wrap(bus))
     }
 
     /// Connects to a listener at `socket_path`. Fails at once with
@@ -210,8 +169,7 @@ impl PyBus {
                 Wait::new().timeout_opt(t).interrupt(check),
             )?)
         })?;
-        let closer = bus.closer();
-        Ok(Self { bus: Guarded::new(bus, closer) })
+        Ok(Self::wrap(bus))
     }
 
     /// Sends `data` as one message. Waits for room as long as the peer lives (or up to
@@ -254,6 +212,7 @@ impl PyBus {
         let t = self::timeout(timeout)?;
         let (type_id, size, data) = blocking(py, |check| {
             self.bus.with(|bus| {
+                detach_previous(&self.held, |p| bus.commit_parked(p))?;
                 let m = bus.acquire_rx_with(Wait::new().timeout_opt(t).interrupt(check))?;
                 Ok((m.type_id(), m.len(), bytes_from(m.data())))
             })
@@ -292,47 +251,61 @@ impl PyBus {
     fn recv_zero_copy(slf: &Bound<'_, Self>, timeout: Option<f64>) -> PyResult<RxGuard> {
         let t = self::timeout(timeout)?;
         let this = slf.get();
-        let (parked, addr, len, type_id) = blocking(slf.py(), |check| {
+        let (parked, item) = blocking(slf.py(), |check| {
             this.bus.with(|bus| {
+                detach_previous(&this.held, |p| bus.commit_parked(p))?;
                 let m = bus.acquire_rx_with(Wait::new().timeout_opt(t).interrupt(check))?;
-                let (addr, len, type_id) = (m.data().as_ptr() as usize, m.len(), m.type_id());
-                Ok((m.park(), addr, len, type_id))
+                let item = Item {
+                    addr: m.data().as_ptr() as usize,
+                    len: m.len(),
+                    type_id: m.type_id(),
+                    correlation_id: 0,
+                    copy: None,
+                };
+                Ok((m.park(), item))
             })
         })?;
-        Ok(RxGuard::new(slf.clone().unbind(), parked, addr, len, type_id))
+        let (type_id, len) = (item.type_id, item.len);
+        let held = Held::new(Owner::Bus(slf.clone().unbind()), Some(parked), vec![item]);
+        remember(&this.held, &held);
+        Ok(RxGuard::new(held, type_id, len))
     }
 
     /// Waits for at least one message (spinning `spin_threshold` times before sleeping,
     /// up to `timeout` seconds), then takes up to `max_msgs` in one crossing into native
-    /// code. Returns an `RxBatch` of copies; the ring slots are released at once.
+    /// code. Returns an `RxBatchGuard` of `RxMsgView`s read in place (buffer protocol and
+    /// DLPack); leaving the `with` block releases them.
     #[pyo3(signature = (max_msgs=1024, spin_threshold=10000, timeout=None))]
     fn drain_batch(
-        &self,
-        py: Python<'_>,
+        slf: &Bound<'_, Self>,
         max_msgs: usize,
         spin_threshold: u32,
         timeout: Option<f64>,
-    ) -> PyResult<RxBatch> {
+    ) -> PyResult<RxBatchGuard> {
         let t = self::timeout(timeout)?;
-        let messages = blocking(py, |check| {
-            self.bus.with(|bus| {
+        let this = slf.get();
+        let (parked, items) = blocking(slf.py(), |check| {
+            this.bus.with(|bus| {
+                detach_previous(&this.held, |p| bus.commit_parked(p))?;
                 let wait = Wait::new().spin(spin_threshold).timeout_opt(t).interrupt(check);
                 let batch = bus.drain_batch_with(max_msgs, wait)?;
-                Ok(Python::attach(|py| {
-                    batch
-                        .iter()
-                        .map(|m| Message {
-                            type_id: m.type_id(),
-                            size: m.len(),
-                            data: PyBytes::new(py, m.data()).unbind(),
-                        })
-                        .collect::<Vec<_>>()
-                }))
+                let items: Vec<Item> = batch
+                    .iter()
+                    .map(|m| Item {
+                        addr: m.data().as_ptr() as usize,
+                        len: m.len(),
+                        type_id: m.type_id(),
+                        correlation_id: 0,
+                        copy: None,
+                    })
+                    .collect();
+                Ok((batch.park(), items))
             })
         })?;
-        let messages =
-            messages.into_iter().map(|m| Py::new(py, m)).collect::<PyResult<Vec<_>>>()?;
-        Ok(RxBatch { messages })
+        let len = items.len();
+        let held = Held::new(Owner::Bus(slf.clone().unbind()), Some(parked), items);
+        remember(&this.held, &held);
+        Ok(RxBatchGuard::new(held, len))
     }
 
     /// Awaitable receive for asyncio: the wait runs on this bus's one receiver thread

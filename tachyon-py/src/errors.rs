@@ -11,6 +11,8 @@ use pyo3::types::PyType;
 pub enum BindError {
     /// The bus was closed with `close()` or by leaving its `with` block.
     Closed,
+    /// A zero-copy message could not be released: views of it are alive.
+    Buffer(String),
     /// An error of the Rust core.
     Core(tachyon::Error),
 }
@@ -48,6 +50,7 @@ pub fn to_py(py: Python<'_>, e: BindError) -> PyErr {
     use tachyon::Error as E;
     let e = match e {
         BindError::Closed => return raise(py, "BusClosedError", "the bus is closed".to_owned()),
+        BindError::Buffer(m) => return pyo3::exceptions::PyBufferError::new_err(m),
         BindError::Core(e) => e,
     };
     let message = e.to_string();

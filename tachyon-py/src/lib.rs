@@ -2,10 +2,12 @@
 //! package `tachyon` re-exports it.
 
 mod bus;
+mod dlpack;
 mod errors;
 mod guarded;
 mod readiness;
 mod rpc;
+mod rx;
 mod server;
 mod zero_copy;
 
@@ -55,13 +57,14 @@ fn tiga_call(
 fn _tachyon(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<bus::PyBus>()?;
     m.add_class::<bus::Message>()?;
-    m.add_class::<bus::RxBatch>()?;
+    m.add_class::<rx::RxBatchGuard>()?;
+    m.add_class::<rx::RxMsgView>()?;
     m.add_class::<rpc::PyRpcBus>()?;
     m.add_class::<server::PyRpcServer>()?;
     m.add_class::<readiness::Readiness>()?;
     m.add_class::<zero_copy::TxGuard>()?;
-    m.add_class::<zero_copy::RxGuard>()?;
-    m.add_class::<rpc::RpcMessage>()?;
+    m.add_class::<rx::RxGuard>()?;
+    m.add_class::<rx::RpcRxGuard>()?;
     m.add_function(wrap_pyfunction!(rpc::encode_error, m)?)?;
     m.add_function(wrap_pyfunction!(rpc::decode_error, m)?)?;
     m.add("RPC_CODE_UPSTREAM", tachyon::rpc::code::UPSTREAM)?;

@@ -1,71 +1,64 @@
-//! `tachyon.RpcBus`: the caller and callee ends of an RPC bus for Python. Replies and
-//! requests are copied out of shared memory, so the objects are safe to keep.
+//! `tachyon.RpcBus`: the caller and callee ends of an RPC bus for Python. Requests and
+//! replies come as `RpcRxGuard`s, read in place while held (see [`crate::rx`]); their
+//! `data` is a copy, safe to keep.
 
 use std::borrow::Cow;
+use std::sync::{Mutex, Weak};
 use std::time::Duration;
 
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
-use tachyon::rpc::{ParkedRpcTx, RpcBus};
+use tachyon::rpc::{ParkedReply, ParkedRpcTx, RpcBus};
 use tachyon::Wait;
 
-use crate::bus::{blocking, bytes_from, timeout};
+use crate::bus::{blocking, timeout};
 use crate::guarded::Guarded;
+use crate::rx::{detach_previous, remember, Held, Item, Owner, RpcRxGuard};
 use crate::zero_copy::{TxGuard, TxParked};
-
-/// A request being served (callee side), or a reply (caller side): a copy of the message
-/// with its correlation id. Usable as a context manager, as upstream's guards are.
-#[pyclass(module = "tachyon._tachyon", frozen, get_all)]
-pub struct RpcMessage {
-    /// The id a reply must carry (and that a reply answers).
-    correlation_id: u64,
-    /// The msg_type.
-    type_id: u32,
-    /// Payload size.
-    actual_size: usize,
-    /// The payload (a copy).
-    data: Py<PyBytes>,
-}
-
-#[pymethods]
-impl RpcMessage {
-    fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
-        slf
-    }
-
-    #[pyo3(signature = (*_exc))]
-    #[allow(clippy::unused_self)] // the context-manager protocol needs a method
-    fn __exit__(&self, _exc: &Bound<'_, pyo3::types::PyTuple>) -> bool {
-        false
-    }
-
-    fn __bytes__(&self, py: Python<'_>) -> Py<PyBytes> {
-        self.data.clone_ref(py)
-    }
-
-    fn __repr__(&self) -> String {
-        format!(
-            "RpcMessage(correlation_id={}, type_id={}, actual_size={})",
-            self.correlation_id, self.type_id, self.actual_size
-        )
-    }
-}
 
 /// One end of an RPC bus: the listener serves (callee), the connector calls (caller).
 #[pyclass(module = "tachyon._tachyon", name = "RpcBus", frozen, weakref)]
 pub struct PyRpcBus {
     pub(crate) bus: Guarded<RpcBus>,
+    /// The latest zero-copy receive, detached by the next receive if still held.
+    held: Mutex<Weak<Mutex<Held>>>,
+}
+
+/// A received request or reply before it becomes a Python guard.
+struct Received {
+    parked: Option<tachyon::ParkedRx>,
+    item: Item,
+}
+
+impl Received {
+    /// A message read in place: parked (zero copy) or copied out now.
+    fn of(cid: u64, msg_type: u16, data: &[u8], zero_copy: bool) -> (Self, bool) {
+        let item = Item {
+            addr: data.as_ptr() as usize,
+            len: data.len(),
+            type_id: u32::from(msg_type),
+            correlation_id: cid,
+            copy: (!zero_copy).then(|| crate::bus::bytes_from(data)),
+        };
+        (Self { parked: None, item }, zero_copy)
+    }
 }
 
 impl PyRpcBus {
-    /// Reads a request or reply into an `RpcMessage` (one copy, straight into `bytes`).
-    fn message(correlation_id: u64, type_id: u16, data: &[u8]) -> RpcMessage {
-        RpcMessage {
-            correlation_id,
-            type_id: u32::from(type_id),
-            actual_size: data.len(),
-            data: bytes_from(data),
+    fn wrap(bus: RpcBus) -> Self {
+        let closer = bus.closer();
+        Self { bus: Guarded::new(bus, closer), held: Mutex::new(Weak::new()) }
+    }
+
+    /// Makes the Python guard of a received message (and remembers a parked one).
+    fn guard(slf: &Bound<'_, Self>, r: Received) -> RpcRxGuard {
+        let (cid, type_id, len) = (r.item.correlation_id, r.item.type_id, r.item.len);
+        let zero_copy = r.parked.is_some();
+        let held = Held::new(Owner::Rpc(slf.clone().unbind()), r.parked, vec![r.item]);
+        if zero_copy {
+            remember(&slf.get().held, &held);
         }
+        RpcRxGuard::new(held, cid, type_id, len)
     }
 }
 
@@ -78,6 +71,22 @@ fn park(mut g: tachyon::rpc::RpcTxGuard<'_>) -> (ParkedRpcTx, usize, usize) {
 
 fn wait_for(t: Option<Duration>, check: &mut dyn FnMut() -> bool) -> Wait<'_> {
     Wait::new().timeout_opt(t).interrupt(check)
+}
+
+impl PyRpcBus {
+    /// A reply as a [`Received`]: parked in place, or a copy (`zero_copy` false, or a
+    /// reply that had been kept aside).
+    fn received(r: tachyon::rpc::RpcReply<'_>, zero_copy: bool) -> Received {
+        let (cid, mt) = (r.correlation_id(), r.msg_type());
+        let (mut out, park) = Received::of(cid, mt, r.data(), zero_copy);
+        if park {
+            match r.park() {
+                ParkedReply::Slot(p) => out.parked = Some(p),
+                ParkedReply::Copy(v) => out.item.copy = Some(crate::bus::bytes_from(&v)),
+            }
+        }
+        out
+    }
 }
 
 #[pymethods]
@@ -96,8 +105,7 @@ impl PyRpcBus {
         let bus = blocking(py, move |check| {
             Ok(RpcBus::listen_with(&socket_path, cap_fwd, cap_rev, wait_for(t, check))?)
         })?;
-        let closer = bus.closer();
-        Ok(Self { bus: Guarded::new(bus, closer) })
+        Ok(Self::wrap(bus))
     }
 
     /// Upstream's name for `RpcBus.listen`.
@@ -135,27 +143,32 @@ impl PyRpcBus {
                 Wait::new().timeout_opt(t).interrupt(check),
             )?)
         })?;
-        let closer = bus.closer();
-        Ok(Self { bus: Guarded::new(bus, closer) })
+        Ok(Self::wrap(bus))
     }
 
     /// Sends a request and returns its correlation id. Waits for room as long as the
-    /// callee lives, or up to `timeout` seconds.
-    #[pyo3(signature = (payload, msg_type, timeout=None))]
+    /// callee lives, or up to `timeout` seconds. `max_payload_size` reserves a larger
+    /// slot than the payload (upstream's argument); `spin_threshold` is accepted for
+    /// upstream's signature.
+    #[pyo3(signature = (payload, msg_type, max_payload_size=None, spin_threshold=10000, *, timeout=None))]
     #[allow(clippy::needless_pass_by_value)] // pyo3 extracts arguments by value
     fn call(
         &self,
         py: Python<'_>,
         payload: Cow<'_, [u8]>,
         msg_type: u16,
+        max_payload_size: Option<usize>,
+        spin_threshold: u32,
         timeout: Option<f64>,
     ) -> PyResult<u64> {
         let t = self::timeout(timeout)?;
         let payload: &[u8] = &payload;
+        let reserve = max_payload_size.unwrap_or(payload.len()).max(payload.len());
         blocking(py, |check| {
             self.bus.with(|bus| {
-                let mut tx = bus.acquire_call_with(payload.len(), wait_for(t, check))?;
-                tx.bytes_mut().copy_from_slice(payload);
+                let wait = wait_for(t, check).spin(spin_threshold);
+                let mut tx = bus.acquire_call_with(reserve, wait)?;
+                tx.bytes_mut()[..payload.len()].copy_from_slice(payload);
                 Ok(tx.commit(payload.len(), msg_type)?)
             })
         })
@@ -200,22 +213,29 @@ impl PyRpcBus {
         Ok(TxGuard::new(parked, addr, len, size, u32::from(msg_type), Some(correlation_id)))
     }
 
-    /// Waits for the reply to call `correlation_id`. An error reply (msg_type 0xFFFF)
-    /// raises `TachyonRpcError`; replies to other calls are kept for their waiters.
-    #[pyo3(signature = (correlation_id, timeout=None))]
+    /// Waits for the reply to call `correlation_id` and returns it as an `RpcRxGuard`
+    /// (read in place until released; `zero_copy=False` copies it out at once). An error
+    /// reply (msg_type 0xFFFF) raises `TachyonRpcError`; replies to other calls are kept
+    /// for their waiters.
+    #[pyo3(signature = (correlation_id, spin_threshold=10000, *, timeout=None, zero_copy=true))]
     fn wait(
-        &self,
-        py: Python<'_>,
+        slf: &Bound<'_, Self>,
         correlation_id: u64,
+        spin_threshold: u32,
         timeout: Option<f64>,
-    ) -> PyResult<RpcMessage> {
+        zero_copy: bool,
+    ) -> PyResult<RpcRxGuard> {
         let t = self::timeout(timeout)?;
-        blocking(py, |check| {
-            self.bus.with(|bus| {
-                let r = bus.wait_with(correlation_id, wait_for(t, check))?;
-                Ok(Self::message(correlation_id, r.msg_type(), r.data()))
+        let this = slf.get();
+        let r = blocking(slf.py(), |check| {
+            this.bus.with(|bus| {
+                detach_previous(&this.held, |p| bus.commit_parked(p))?;
+                let wait = wait_for(t, check).spin(spin_threshold);
+                let r = bus.wait_with(correlation_id, wait)?;
+                Ok(Self::received(r, zero_copy))
             })
-        })
+        })?;
+        Ok(Self::guard(slf, r))
     }
 
     /// Awaitable call for asyncio: sends the request, then awaits its reply, which this
@@ -244,15 +264,22 @@ impl PyRpcBus {
     /// Waits for the reply to whichever call in flight is answered first (for event
     /// loops). An error reply is returned as it is, with `type_id` 0xFFFF: decode it with
     /// `_decode_error`. Raises `TachyonError` if no call is in flight.
-    #[pyo3(signature = (timeout=None))]
-    fn next_reply(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<RpcMessage> {
+    #[pyo3(signature = (timeout=None, *, zero_copy=true))]
+    fn next_reply(
+        slf: &Bound<'_, Self>,
+        timeout: Option<f64>,
+        zero_copy: bool,
+    ) -> PyResult<RpcRxGuard> {
         let t = self::timeout(timeout)?;
-        blocking(py, |check| {
-            self.bus.with(|bus| {
+        let this = slf.get();
+        let r = blocking(slf.py(), |check| {
+            this.bus.with(|bus| {
+                detach_previous(&this.held, |p| bus.commit_parked(p))?;
                 let r = bus.next_reply_with(wait_for(t, check))?;
-                Ok(Self::message(r.correlation_id(), r.msg_type(), r.data()))
+                Ok(Self::received(r, zero_copy))
             })
-        })
+        })?;
+        Ok(Self::guard(slf, r))
     }
 
     /// Gives up on call `correlation_id`: its reply, if it comes, is dropped.
@@ -275,24 +302,45 @@ impl PyRpcBus {
     ) -> PyResult<Py<PyBytes>> {
         let t = self::timeout(timeout)?;
         let payload: &[u8] = &payload;
-        let data = blocking(py, |_| self.bus.with(|bus| Ok(bus.invoke(msg_type, payload, t)?)))?;
+        let data = blocking(py, |_| {
+            self.bus.with(|bus| {
+                detach_previous(&self.held, |p| bus.commit_parked(p))?;
+                Ok(bus.invoke(msg_type, payload, t)?)
+            })
+        })?;
         Ok(PyBytes::new(py, &data).unbind())
     }
 
-    /// Waits for the next request (callee end) and returns a copy of it.
-    #[pyo3(signature = (timeout=None))]
-    fn serve(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<RpcMessage> {
+    /// Waits for the next request (callee end) and returns it as an `RpcRxGuard`: read
+    /// it in place with `memoryview(rx)` inside `with callee.serve() as rx:` (or copy it
+    /// out at once with `zero_copy=False`).
+    #[pyo3(signature = (spin_threshold=10000, *, timeout=None, zero_copy=true))]
+    fn serve(
+        slf: &Bound<'_, Self>,
+        spin_threshold: u32,
+        timeout: Option<f64>,
+        zero_copy: bool,
+    ) -> PyResult<RpcRxGuard> {
         let t = self::timeout(timeout)?;
-        blocking(py, |check| {
-            self.bus.with(|bus| {
-                let r = bus.serve_with(wait_for(t, check))?;
-                Ok(Self::message(r.correlation_id(), r.msg_type(), r.data()))
+        let this = slf.get();
+        let r = blocking(slf.py(), |check| {
+            this.bus.with(|bus| {
+                detach_previous(&this.held, |p| bus.commit_parked(p))?;
+                let req = bus.serve_with(wait_for(t, check).spin(spin_threshold))?;
+                let (mut r, park) =
+                    Received::of(req.correlation_id(), req.msg_type(), req.data(), zero_copy);
+                if park {
+                    r.parked = Some(req.park());
+                }
+                Ok(r)
             })
-        })
+        })?;
+        Ok(Self::guard(slf, r))
     }
 
     /// Sends the reply to request `correlation_id`, waiting for room up to `timeout`.
-    #[pyo3(signature = (correlation_id, payload, msg_type, timeout=None))]
+    /// `max_payload_size` reserves a larger slot (upstream's argument).
+    #[pyo3(signature = (correlation_id, payload, msg_type, max_payload_size=None, *, timeout=None))]
     #[allow(clippy::needless_pass_by_value)] // pyo3 extracts arguments by value
     fn reply(
         &self,
@@ -300,13 +348,18 @@ impl PyRpcBus {
         correlation_id: u64,
         payload: Cow<'_, [u8]>,
         msg_type: u16,
+        max_payload_size: Option<usize>,
         timeout: Option<f64>,
     ) -> PyResult<()> {
         let t = self::timeout(timeout)?;
         let payload: &[u8] = &payload;
+        let reserve = max_payload_size.unwrap_or(payload.len()).max(payload.len());
         blocking(py, |check| {
             self.bus.with(|bus| {
-                Ok(bus.reply_with(correlation_id, payload, msg_type, wait_for(t, check))?)
+                let mut tx = bus.acquire_reply_with(correlation_id, reserve, wait_for(t, check))?;
+                tx.bytes_mut()[..payload.len()].copy_from_slice(payload);
+                tx.commit(payload.len(), msg_type)?;
+                Ok(())
             })
         })
     }

@@ -17,14 +17,25 @@ use tachyon::rpc::{code, Dispatcher, RpcServer, ServerError, ServerHandle, Serve
 use crate::bus::{blocking, timeout};
 use crate::errors::to_py;
 
-/// Calls a Python handler on `request`; an exception becomes the error reply.
-fn call_handler(handler: &Py<PyAny>, request: &[u8]) -> Result<Vec<u8>, ServerError> {
+/// Calls a Python handler on `request`; an exception becomes the error reply, after
+/// `on_error(msg_type, exception)` has seen it (the package logs it by default).
+fn call_handler(
+    handler: &Py<PyAny>,
+    on_error: Option<&Py<PyAny>>,
+    msg_type: u16,
+    request: &[u8],
+) -> Result<Vec<u8>, ServerError> {
     Python::attach(|py| {
         let result = handler.call1(py, (PyBytes::new(py, request),)).and_then(|r| {
             r.extract::<Vec<u8>>(py).or_else(|_| r.bind(py).call_method0("__bytes__")?.extract())
         });
         result.map_err(|e| {
             let value = e.value(py);
+            if let Some(hook) = on_error {
+                if let Err(hook_failed) = hook.call1(py, (msg_type, value.clone())) {
+                    hook_failed.write_unraisable(py, Some(hook.bind(py)));
+                }
+            }
             let code = value
                 .getattr("rpc_code")
                 .and_then(|c| c.extract::<u32>())
@@ -50,8 +61,12 @@ impl PyRpcServer {
     /// Binds `socket_path` and starts serving `handlers` (`{msg_type: (name, fn)}`)
     /// on background threads, one per client, at most `max_clients` at once.
     /// `reply_timeout` bounds how long a reply waits for room in a client's ring.
+    /// `on_error(msg_type, exception)` sees every handler exception (after its error
+    /// reply went out); server-side problems (a refused connector, a stalled handshake)
+    /// go to `on_server_error(message)`.
     #[staticmethod]
-    #[pyo3(signature = (socket_path, handlers, cap_fwd=65536, cap_rev=65536, max_clients=64, reply_timeout=10.0))]
+    #[pyo3(signature = (socket_path, handlers, cap_fwd=65536, cap_rev=65536, max_clients=64, reply_timeout=10.0, on_error=None, on_server_error=None))]
+    #[allow(clippy::too_many_arguments, clippy::needless_pass_by_value)] // pyo3 arguments
     fn start(
         py: Python<'_>,
         socket_path: String,
@@ -60,6 +75,8 @@ impl PyRpcServer {
         cap_rev: usize,
         max_clients: usize,
         reply_timeout: Option<f64>,
+        on_error: Option<Py<PyAny>>,
+        on_server_error: Option<Py<PyAny>>,
     ) -> PyResult<Self> {
         if max_clients == 0 {
             return Err(PyValueError::new_err("max_clients must be at least 1"));
@@ -69,13 +86,26 @@ impl PyRpcServer {
         for (msg_type, entry) in handlers.iter() {
             let msg_type: u16 = msg_type.extract()?;
             let (name, handler): (String, Py<PyAny>) = entry.extract()?;
-            d.register_raw_fallible(msg_type, name, move |req| call_handler(&handler, req))
-                .map_err(|e| PyValueError::new_err(e.to_string()))?;
+            let hook = on_error.as_ref().map(|h| h.clone_ref(py));
+            d.register_raw_fallible(msg_type, name, move |req| {
+                call_handler(&handler, hook.as_ref(), msg_type, req)
+            })
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
         }
-        let opts = ServerOptions::default()
+        let mut opts = ServerOptions::default()
             .capacity(cap_fwd, cap_rev)
             .max_clients(max_clients)
             .reply_timeout(reply_timeout);
+        if let Some(hook) = on_server_error {
+            opts = opts.on_error(move |e| {
+                let message = e.to_string();
+                Python::attach(|py| {
+                    if let Err(failed) = hook.call1(py, (message,)) {
+                        failed.write_unraisable(py, Some(hook.bind(py)));
+                    }
+                });
+            });
+        }
         let path = socket_path.clone();
         let server = blocking(py, move |_| Ok(RpcServer::bind(&socket_path, opts)?))?;
         let stop = server.stop_handle();

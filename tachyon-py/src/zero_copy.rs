@@ -1,6 +1,6 @@
-//! Zero-copy guards for Python: `TxGuard` (a writable slot in shared memory) and
-//! `RxGuard` (a received message read in place), both exported through the buffer
-//! protocol, so `memoryview(guard)` reads or writes the ring itself.
+//! The zero-copy send guard for Python: `TxGuard`, a writable slot in shared memory
+//! exported through the buffer protocol, so `memoryview(tx)` writes the ring itself.
+//! (Receive guards live in [`crate::rx`].)
 //!
 //! The core's guards borrow the bus, which a Python object cannot hold, so they are
 //! *parked* ([`tachyon::ParkedTx`], [`tachyon::ParkedRx`]): the slot stays reserved (TX) or
@@ -21,7 +21,7 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 use tachyon::rpc::ParkedRpcTx;
-use tachyon::{ParkedRx, ParkedTx};
+use tachyon::ParkedTx;
 
 use crate::bus::PyBus;
 use crate::rpc::PyRpcBus;
@@ -45,6 +45,8 @@ struct TxState {
     actual_size: usize,
     type_id: u32,
     correlation_id: Option<u64>,
+    /// A request slot of an RPC bus (its id is assigned at commit).
+    call: bool,
 }
 
 /// A reserved slot in shared memory. Write it through `memoryview(tx)`, set
@@ -77,8 +79,10 @@ impl TxGuard {
         type_id: u32,
         correlation_id: Option<u64>,
     ) -> Self {
+        let call = correlation_id.is_none() && matches!(parked, TxParked::Rpc(..));
         Self {
             state: Mutex::new(TxState {
+                call,
                 parked: Some(parked),
                 addr,
                 len,
@@ -186,6 +190,28 @@ impl TxGuard {
         lock(&self.state).correlation_id
     }
 
+    /// Upstream's name on RPC slots: the msg_type the commit will carry.
+    #[getter]
+    fn msg_type(&self) -> u32 {
+        lock(&self.state).type_id & 0xFFFF
+    }
+
+    #[setter]
+    fn set_msg_type(&self, msg_type: u16) {
+        lock(&self.state).type_id = u32::from(msg_type);
+    }
+
+    /// Upstream's name: the correlation id a committed call got (0 before the commit,
+    /// and for replies).
+    #[getter]
+    fn out_cid(&self) -> u64 {
+        let s = lock(&self.state);
+        if s.parked.is_some() || !s.call {
+            return 0;
+        }
+        s.correlation_id.unwrap_or(0)
+    }
+
     /// Commits now (leaving the `with` block does the same). Returns the correlation id
     /// on an RPC bus, else `None`.
     fn commit(&self, py: Python<'_>) -> PyResult<Option<u64>> {
@@ -264,135 +290,6 @@ impl Drop for TxGuard {
         let parked = self.state.get_mut().unwrap_or_else(PoisonError::into_inner).parked.take();
         if let Some(p) = parked {
             Python::attach(|py| rollback(py, p));
-        }
-    }
-}
-
-/// What an RX guard knows: the parked message (until released) and where it lives.
-struct RxState {
-    parked: Option<(Py<PyBus>, ParkedRx)>,
-    /// Address and length of the payload; valid while `parked` is `Some`.
-    addr: usize,
-    len: usize,
-    exports: usize,
-}
-
-/// A received message read in place: `memoryview(rx)` is the payload in shared memory
-/// (read-only). Leaving the `with` block releases the slot to the producer.
-#[pyclass(module = "tachyon._tachyon", name = "RxGuard", frozen)]
-pub struct RxGuard {
-    state: Mutex<RxState>,
-    /// `route << 16 | msg_type`.
-    #[pyo3(get)]
-    type_id: u32,
-    /// Payload size in bytes.
-    #[pyo3(get)]
-    actual_size: usize,
-}
-
-impl RxGuard {
-    /// A guard over a parked message whose payload is at `addr..addr + len`.
-    pub(crate) fn new(
-        bus: Py<PyBus>,
-        parked: ParkedRx,
-        addr: usize,
-        len: usize,
-        type_id: u32,
-    ) -> Self {
-        Self {
-            state: Mutex::new(RxState { parked: Some((bus, parked)), addr, len, exports: 0 }),
-            type_id,
-            actual_size: len,
-        }
-    }
-}
-
-/// Releases parked messages. A closed bus has no ring left to release them in.
-fn release(py: Python<'_>, bus: &Py<PyBus>, parked: ParkedRx) -> PyResult<()> {
-    if bus.get().bus.is_closed(py) {
-        return Ok(());
-    }
-    bus.get().bus.with_gil(py, move |b| Ok(b.commit_parked(parked)?))
-}
-
-#[pymethods]
-impl RxGuard {
-    /// Releases the slot now (leaving the `with` block does the same).
-    fn commit(&self, py: Python<'_>) -> PyResult<()> {
-        let taken = {
-            let mut s = lock(&self.state);
-            if s.exports > 0 {
-                return Err(still_exported(s.exports));
-            }
-            s.parked.take()
-        };
-        match taken {
-            Some((bus, p)) => release(py, &bus, p),
-            None => Ok(()),
-        }
-    }
-
-    /// The payload as `bytes` (a copy, safe to keep).
-    fn __bytes__(&self, py: Python<'_>) -> PyResult<Py<pyo3::types::PyBytes>> {
-        let s = lock(&self.state);
-        if s.parked.is_none() {
-            return Err(PyBufferError::new_err("the message was already released"));
-        }
-        // SAFETY: as in `__getbuffer__`: the message is parked, so its payload is mapped
-        // and not overwritten while `s` (and so `parked`) is held.
-        let data = unsafe { std::slice::from_raw_parts(s.addr as *const u8, s.len) };
-        Ok(pyo3::types::PyBytes::new(py, data).unbind())
-    }
-
-    fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
-        slf
-    }
-
-    /// Releases the slot. Raises `BufferError` (and holds the slot) if a memoryview of
-    /// it is still alive.
-    #[pyo3(signature = (*_exc))]
-    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) -> PyResult<bool> {
-        self.commit(py)?;
-        Ok(false)
-    }
-
-    /// Exports the payload, read-only, to `memoryview(rx)`.
-    #[allow(clippy::needless_pass_by_value)] // the signature pyo3 requires
-    unsafe fn __getbuffer__(
-        slf: Bound<'_, Self>,
-        view: *mut ffi::Py_buffer,
-        flags: c_int,
-    ) -> PyResult<()> {
-        let this = slf.get();
-        let mut s = lock(&this.state);
-        if s.parked.is_none() {
-            return Err(PyBufferError::new_err("the message was already released"));
-        }
-        // SAFETY: `addr..addr + len` is the payload of a parked message: the token keeps
-        // the mapping alive and the producer from reusing the slot, and it is not
-        // released while `exports > 0` (see `commit`). The view is read-only.
-        unsafe { export(slf.as_any(), view, s.addr as *mut u8, s.len, true, flags)? };
-        s.exports += 1;
-        Ok(())
-    }
-
-    unsafe fn __releasebuffer__(&self, _view: *mut ffi::Py_buffer) {
-        let mut s = lock(&self.state);
-        s.exports = s.exports.saturating_sub(1);
-    }
-
-    fn __repr__(&self) -> String {
-        format!("RxGuard(type_id={}, actual_size={})", self.type_id, self.actual_size)
-    }
-}
-
-impl Drop for RxGuard {
-    fn drop(&mut self) {
-        let parked = self.state.get_mut().unwrap_or_else(PoisonError::into_inner).parked.take();
-        if let Some((bus, p)) = parked {
-            Python::attach(|py| {
-                let _ = release(py, &bus, p);
-            });
         }
     }
 }

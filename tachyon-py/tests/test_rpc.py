@@ -202,3 +202,66 @@ def test_typed_python_to_python_with_dataclasses(sock_path):
             caller.wait(cid, timeout=5)
         assert e.value.code == 4
         del ep
+
+
+def test_handler_failures_are_logged_by_default_and_go_to_a_hook(sock_path, caplog):
+    import logging
+    import threading
+
+    d = tachyon.RpcDispatcher()
+
+    @d.handler(1)
+    def broken(payload: memoryview) -> bytes:
+        raise ValueError("broken on purpose")
+
+    def serve(hook):
+        callee = tachyon.RpcBus.listen(sock_path, 1 << 16, 1 << 16, timeout=20)
+        with callee:
+            d.serve_forever(callee, on_error=hook)
+
+    # Default: the tachyon logger gets the handler's exception.
+    t = threading.Thread(target=serve, args=(None,))
+    t.start()
+    with caplog.at_level(logging.ERROR, logger="tachyon"):
+        with connect_rpc_retry(sock_path) as caller:
+            with pytest.raises(tachyon.TachyonRpcError):
+                broken.call(caller, b"x", timeout=10)
+        t.join(10)
+    assert any(r.name == "tachyon" and r.exc_info and isinstance(r.exc_info[1], ValueError) for r in caplog.records)
+
+    # A hook instead of the log.
+    seen: list = []
+    t = threading.Thread(target=serve, args=(seen.append,))
+    t.start()
+    with connect_rpc_retry(sock_path) as caller:
+        with pytest.raises(tachyon.TachyonRpcError):
+            broken.call(caller, b"x", timeout=10)
+    t.join(10)
+    assert len(seen) == 1 and isinstance(seen[0].__cause__, ValueError)
+
+
+def test_rpc_server_handler_failures_reach_the_hook(sock_path):
+    d = tachyon.RpcDispatcher()
+
+    @d.handler(1)
+    def broken(payload: memoryview) -> bytes:
+        raise KeyError("nope")
+
+    seen: list = []
+    with tachyon.RpcServer(sock_path, d, max_clients=2, on_error=lambda mt, e: seen.append((mt, e))):
+        with connect_rpc_retry(sock_path) as caller:
+            with pytest.raises(tachyon.TachyonRpcError):
+                broken.call(caller, b"x", timeout=10)
+    assert len(seen) == 1 and seen[0][0] == 1 and isinstance(seen[0][1], KeyError)
+
+
+def test_typed_decode_ignores_keys_the_dataclass_lacks():
+    import dataclasses
+
+    @dataclasses.dataclass
+    class Quote:
+        bid: float
+        ask: float
+
+    data = tachyon.rpc.encode({"bid": 1.0, "ask": 2.0, "venue": "added later"})
+    assert tachyon.rpc.decode(data, into=Quote) == Quote(1.0, 2.0)

@@ -70,13 +70,29 @@ def test_a_memoryview_kept_past_the_rx_guard_raises_buffer_error(sock_path):
         # The slot is still held, so the view never shows reused memory, and the bus
         # refuses to read past it meanwhile.
         assert bytes(kept) == b"first"
-        with pytest.raises(tachyon.TachyonError, match="already open"):
+        with pytest.raises(BufferError, match="still alive"):
             bus.recv(timeout=0)
         kept.release()
         rx.commit()
         assert bus.recv(timeout=5).data == b"second"
         with pytest.raises(BufferError, match="released"):
             memoryview(rx)
+
+
+def test_an_unreleased_guard_is_copied_out_by_the_next_receive(sock_path):
+    bus, client = pair(sock_path)
+    with bus, client:
+        for i in range(3):
+            client.send(b"msg%d" % i, i)
+        first = bus.recv_zero_copy(timeout=5)  # never released explicitly
+        with memoryview(first) as m:
+            assert bytes(m) == b"msg0"
+        batch = bus.drain_batch(timeout=5)  # detaches `first`: copied out, slot released
+        assert [bytes(item) for item in batch] == [b"msg1", b"msg2"]
+        assert first.data == b"msg0" and bytes(memoryview(first)) == b"msg0"
+        client.send(b"msg3", 3)
+        assert bus.recv(timeout=5).data == b"msg3"  # detaches the batch the same way
+        assert [item.data for item in batch] == [b"msg1", b"msg2"]
 
 
 def test_a_memoryview_kept_past_the_tx_guard_raises_buffer_error(sock_path):

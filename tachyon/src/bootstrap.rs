@@ -748,6 +748,9 @@ fn handshake_over(
 /// listener's negotiation: `data` is what the other end writes (its first byte says how
 /// many memfds travel with it and which bus kind is wanted). Never panics; errors are
 /// the expected outcome. For `cargo fuzz` and the corpus replay.
+///
+/// # Panics
+/// When a connection it accepts breaks an invariant (that is the bug it looks for).
 #[doc(hidden)]
 pub fn fuzz_bootstrap(data: &[u8]) {
     use crate::shm::SharedMemory;

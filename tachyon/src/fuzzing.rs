@@ -2,6 +2,8 @@
 //! `make test` runs: one function per parser of untrusted bytes. Each takes arbitrary
 //! bytes, plays a hostile peer with them, and must never panic, hang or touch memory
 //! outside a mapping. Errors are the expected outcome. Not a stable API.
+// A fuzz target panics exactly when an invariant breaks: that is how it reports a bug.
+#![allow(clippy::missing_panics_doc)]
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -16,8 +18,11 @@ use crate::Wait;
 pub use crate::bootstrap::fuzz_bootstrap as bootstrap;
 pub use crate::ring::fuzz_consumer as consumer;
 
+/// A fuzz target: arbitrary bytes in, a panic only on a broken invariant.
+pub type Target = fn(&[u8]);
+
 /// Every target, by name, for the corpus replay.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("consumer", consumer),
     ("bootstrap", bootstrap),
     ("arena_attach", arena_attach),

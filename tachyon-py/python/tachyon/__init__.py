@@ -24,14 +24,16 @@ from ._errors import (
     TachyonRpcError,
     TachyonTimeoutError,
 )
+from ._lowlevel import TachyonBus, TachyonRpcBus
 from ._tachyon import (
     Bus,
     Message,
     Readiness,
     RpcBus,
-    RpcMessage,
-    RxBatch,
+    RpcRxGuard,
+    RxBatchGuard,
     RxGuard,
+    RxMsgView,
     TxGuard,
     make_type_id,
     msg_type,
@@ -41,8 +43,17 @@ from ._tachyon import (
 )
 from .rpc import MSG_TYPE_ERROR, RpcDispatcher, RpcEndpoint, RpcServer, _decode_error, tachyon_rpc
 
+__version__ = "0.1.0"
+"""This package's version (upstream's package exports one too)."""
+
 RpcTxGuard = TxGuard
 """Upstream's name for the zero-copy call/reply slot (the same class as :class:`TxGuard`)."""
+
+RpcMessage = RpcRxGuard
+"""This package's earlier name for :class:`RpcRxGuard`."""
+
+RxBatch = RxBatchGuard
+"""This package's earlier name for :class:`RxBatchGuard`."""
 
 rpc_listen = RpcBus.listen
 """Upstream's name for :meth:`RpcBus.listen`."""
@@ -50,6 +61,7 @@ rpc_connect = RpcBus.connect
 """Upstream's name for :meth:`RpcBus.connect`."""
 
 __all__ = [
+    "__version__",
     "MSG_TYPE_ERROR",
     "AbiMismatchError",
     "AddressInUseError",
@@ -64,10 +76,15 @@ __all__ = [
     "RpcDispatcher",
     "RpcEndpoint",
     "RpcMessage",
+    "RpcRxGuard",
     "RpcServer",
     "RpcTxGuard",
     "RxBatch",
+    "RxBatchGuard",
     "RxGuard",
+    "RxMsgView",
+    "TachyonBus",
+    "TachyonRpcBus",
     "TachyonConnectionError",
     "TachyonError",
     "TachyonPermissionError",

@@ -124,14 +124,14 @@ class _ReplyPump:
         self._bus = weakref.ref(bus)
         self._ready_wait = bus.readiness().wait
         self._lock = threading.Lock()
-        self._pending: Dict[int, Tuple[asyncio.AbstractEventLoop, "asyncio.Future[_tachyon.RpcMessage]"]] = {}
+        self._pending: Dict[int, Tuple[asyncio.AbstractEventLoop, "asyncio.Future[_tachyon.RpcRxGuard]"]] = {}
         # Replies taken before their caller registered (between `call` and `expect`).
-        self._early: Dict[int, _tachyon.RpcMessage] = {}
+        self._early: Dict[int, _tachyon.RpcRxGuard] = {}
         self._running = False
 
-    def expect(self, cid: int) -> "asyncio.Future[_tachyon.RpcMessage]":
+    def expect(self, cid: int) -> "asyncio.Future[_tachyon.RpcRxGuard]":
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future[_tachyon.RpcMessage] = loop.create_future()
+        fut: asyncio.Future[_tachyon.RpcRxGuard] = loop.create_future()
         with self._lock:
             early = self._early.pop(cid, None)
             if early is not None:
@@ -163,10 +163,10 @@ class _ReplyPump:
                 if not self._ready_wait(_SLICE):
                     continue
                 # Take every reply already there, then wake the loop once for all of them.
-                replies = [bus.next_reply(timeout=0)]
+                replies = [bus.next_reply(timeout=0, zero_copy=False)]
                 while bus.in_flight:
                     try:
-                        replies.append(bus.next_reply(timeout=0))
+                        replies.append(bus.next_reply(timeout=0, zero_copy=False))
                     except TachyonTimeoutError:
                         break
             except TachyonTimeoutError:
@@ -209,6 +209,8 @@ def _message_pump(bus: Any, take: str) -> _MessagePump[Any]:
                 b = ref()
                 if b is None:
                     raise PeerDeadError("the bus was garbage-collected")
+                if take == "serve":
+                    return b.serve(timeout=0, zero_copy=False)
                 return getattr(b, take)(timeout=0)
 
             pump = _pumps[bus] = _MessagePump(bus.readiness(), fetch)
@@ -249,7 +251,7 @@ async def anext_message(bus: _tachyon.Bus) -> _tachyon.Message:
 
 async def call_reply(
     bus: _tachyon.RpcBus, payload: Union[bytes, bytearray, memoryview], msg_type: int, timeout: Optional[float] = None
-) -> _tachyon.RpcMessage:
+) -> _tachyon.RpcRxGuard:
     """Sends a request and awaits its reply message. An error reply raises
     :class:`TachyonRpcError`; a timeout abandons the call."""
     cid = bus.call(payload, msg_type, timeout=timeout)
@@ -273,9 +275,9 @@ async def call_async(
     return (await call_reply(bus, payload, msg_type, timeout)).data
 
 
-async def serve_requests(bus: _tachyon.RpcBus, timeout: Optional[float] = None) -> _tachyon.RpcMessage:
+async def serve_requests(bus: _tachyon.RpcBus, timeout: Optional[float] = None) -> _tachyon.RpcRxGuard:
     """Awaits the next request on the callee end of ``bus``."""
-    request: _tachyon.RpcMessage = await _within(
+    request: _tachyon.RpcRxGuard = await _within(
         asyncio.ensure_future(_message_pump(bus, "serve").get()), timeout, "serve"
     )
     return request

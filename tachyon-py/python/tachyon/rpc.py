@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import logging
 import struct
 import time
 from typing import Any, Callable, Optional, TypeVar, Union
@@ -32,6 +33,28 @@ __all__ = [
 
 MSG_TYPE_ERROR: int = 0xFFFF
 """The reserved msg_type of error replies."""
+
+logger = logging.getLogger("tachyon")
+"""Where serving loops report handler failures (after the caller got its error reply)
+and server-side problems, unless an ``on_error`` hook is given."""
+
+ErrorHook = Callable[[Exception], Any]
+
+
+def _report(error: Exception, on_error: Optional[ErrorHook]) -> None:
+    """Hands a serving failure to ``on_error``, or logs it on the ``tachyon`` logger."""
+    if on_error is not None:
+        on_error(error)
+    else:
+        logger.error("%s", error, exc_info=error.__cause__ or error)
+
+
+def _log_handler_failure(msg_type: int, error: BaseException) -> None:
+    logger.error("handler for msg_type %d raised (the caller got the error reply)", msg_type, exc_info=error)
+
+
+def _log_server_problem(message: str) -> None:
+    logger.warning("rpc server: %s", message)
 
 T = TypeVar("T")
 Handler = Callable[[memoryview], Union[bytes, bytearray, memoryview]]
@@ -58,10 +81,12 @@ def _to_map(value: Any) -> Any:
 
 
 def decode(data: Union[bytes, memoryview], into: Optional[type] = None) -> Any:
-    """Decodes MessagePack; a map becomes an instance of dataclass ``into`` if given."""
+    """Decodes MessagePack; a map becomes an instance of dataclass ``into`` if given.
+    Keys the dataclass does not have are ignored, so a peer may add fields."""
     value = msgpack.unpackb(bytes(data), raw=False)
     if into is not None and dataclasses.is_dataclass(into) and isinstance(value, dict):
-        return into(**value)
+        names = {f.name for f in dataclasses.fields(into) if f.init}
+        return into(**{k: v for k, v in value.items() if k in names})
     return value
 
 
@@ -168,7 +193,7 @@ class RpcEndpoint:
         if self.typed:
             payload = encode(payload)
         # The hot path: two native crossings, no context manager (the reply is a copy).
-        data = bus.wait(bus.call(payload, self.msg_type, timeout), timeout).data
+        data = bus.wait(bus.call(payload, self.msg_type, timeout=timeout), timeout=timeout, zero_copy=False).data
         if on_response is None and not self.typed:
             return data
         return self._response(data, on_response)
@@ -252,8 +277,8 @@ class RpcDispatcher:
         :raises KeyError: no handler for the msg_type (after the error reply).
         :raises RuntimeError: the handler raised (after the error reply).
         """
-        with bus.serve(timeout=timeout) as rx:
-            cid, mt, data = rx.correlation_id, rx.type_id, rx.data
+        rx = bus.serve(timeout=timeout, zero_copy=False)
+        cid, mt, data = rx.correlation_id, rx.type_id, rx.data
         endpoint = self._endpoint(bus, cid, mt)
         try:
             response = endpoint._handle(memoryview(data))
@@ -279,13 +304,12 @@ class RpcDispatcher:
             f"Handler {endpoint.__name__!r} failed (error reply sent to caller, cid={cid})"
         ) from e
 
-    async def serve_async(
-        self, bus: _tachyon.RpcBus, on_error: Optional[Callable[[Exception], Any]] = None
-    ) -> None:
+    async def serve_async(self, bus: _tachyon.RpcBus, on_error: Optional[ErrorHook] = None) -> None:
         """Serves requests on the event loop until the caller is gone. Handlers may be
         coroutines (``async def``); the wait for each request runs on the bus's one
         receiver thread, so the loop stays free. A failing handler gets the error reply,
-        then ``on_error`` (if given) sees the exception and serving goes on.
+        then ``on_error`` sees the exception (by default it is logged on the ``tachyon``
+        logger) and serving goes on.
         """
         while True:
             try:
@@ -300,17 +324,18 @@ class RpcDispatcher:
                     self._fail(bus, req.correlation_id, req.type_id, endpoint, e)
                 bus.reply(req.correlation_id, response, req.type_id)
             except (KeyError, RuntimeError) as e:
-                if on_error is not None:
-                    on_error(e)
+                _report(e, on_error)
 
-    def serve_forever(self, bus: _tachyon.RpcBus) -> None:
-        """Serves until the caller is gone (``PeerDeadError``), the bus is closed, or Ctrl-C. Requests that
-        fail get their error reply and serving goes on."""
+    def serve_forever(self, bus: _tachyon.RpcBus, on_error: Optional[ErrorHook] = None) -> None:
+        """Serves until the caller is gone (``PeerDeadError``), the bus is closed, or
+        Ctrl-C. A request that fails gets its error reply, then ``on_error`` sees the
+        exception (by default it is logged on the ``tachyon`` logger), and serving goes
+        on."""
         # serve_once, unrolled with local names: this loop is the server's hot path.
         serve, reply, handlers = bus.serve, bus.reply, self._handlers
         while True:
             try:
-                rx = serve()
+                rx = serve(zero_copy=False)
             except (KeyboardInterrupt, PeerDeadError, BusClosedError):
                 return
             cid, mt = rx.correlation_id, rx.type_id
@@ -329,8 +354,8 @@ class RpcDispatcher:
                 except Exception as e:
                     self._fail(bus, cid, mt, endpoint, e)
                 reply(cid, response, mt)
-            except (KeyError, RuntimeError):
-                continue
+            except (KeyError, RuntimeError) as e:
+                _report(e, on_error)
             except (KeyboardInterrupt, PeerDeadError, BusClosedError):
                 return
 
@@ -357,10 +382,21 @@ class RpcServer:
         cap_rev: int = 1 << 16,
         max_clients: int = 64,
         reply_timeout: Optional[float] = 10.0,
+        on_error: Optional[Callable[[int, BaseException], Any]] = None,
     ) -> None:
+        """``on_error(msg_type, exception)`` sees every handler exception after its error
+        reply went out; by default they are logged on the ``tachyon`` logger, as are
+        server-side problems (a refused connector, a stalled handshake)."""
         handlers = {mt: (ep.__name__, ep._serve_bytes) for mt, ep in dispatcher._handlers.items()}
         self._server = _tachyon.RpcServer.start(
-            socket_path, handlers, cap_fwd, cap_rev, max_clients, reply_timeout
+            socket_path,
+            handlers,
+            cap_fwd,
+            cap_rev,
+            max_clients,
+            reply_timeout,
+            on_error=on_error or _log_handler_failure,
+            on_server_error=_log_server_problem,
         )
 
     @property

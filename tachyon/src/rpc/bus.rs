@@ -14,7 +14,7 @@ use std::time::Duration;
 use crate::arena::Arena;
 use crate::bootstrap::{self, Accepted, BusKind, Handshake, ListenSpec, Offered};
 use crate::error::{Error, Result};
-use crate::halves::{ParkedTx, RxGuard, RxHalf, RxReadiness, TxGuard, TxHalf};
+use crate::halves::{ParkedRx, ParkedTx, RxGuard, RxHalf, RxReadiness, TxGuard, TxHalf};
 use crate::liveness::{Closer, PeerLink, PeerWatch};
 use crate::options::{ConnectOptions, ListenOptions};
 use crate::rpc::error::{RpcError, MSG_TYPE_ERROR};
@@ -591,6 +591,16 @@ impl RpcBus {
 
     // ---- both ---------------------------------------------------------------------
 
+    /// Releases a request or reply parked by [`RpcRequest::park`] or [`RpcReply::park`].
+    ///
+    /// # Errors
+    /// [`Error::Busy`] if a receive is in progress, [`Error::Protocol`] if the message
+    /// belongs to another bus.
+    #[allow(clippy::needless_pass_by_value)] // consumes the token so it cannot be reused
+    pub fn commit_parked(&self, parked: ParkedRx) -> Result<()> {
+        self.rx.commit_parked(parked)
+    }
+
     /// Takes back a slot parked by [`RpcTxGuard::park`].
     ///
     /// # Errors
@@ -713,6 +723,13 @@ impl RpcRequest<'_> {
     pub fn data(&self) -> &[u8] {
         self.guard.data()
     }
+
+    /// Detaches the request from this borrow of the bus, unreleased, for a language
+    /// binding whose guard object cannot hold one; [`RpcBus::commit_parked`] releases it.
+    /// Meanwhile every other receive on this bus fails with [`Error::Busy`].
+    pub fn park(self) -> ParkedRx {
+        self.guard.park()
+    }
 }
 
 #[derive(Debug)]
@@ -750,4 +767,23 @@ impl RpcReply<'_> {
     pub fn correlation_id(&self) -> u64 {
         self.cid
     }
+
+    /// Detaches the reply from this borrow of the bus: a reply read in place stays
+    /// unreleased in the ring ([`ParkedReply::Slot`], released by
+    /// [`RpcBus::commit_parked`]); one that was kept aside is handed over as it is.
+    pub fn park(self) -> ParkedReply {
+        match self.inner {
+            ReplyInner::InPlace(g) => ParkedReply::Slot(g.park()),
+            ReplyInner::Stashed(s) => ParkedReply::Copy(s.data),
+        }
+    }
+}
+
+/// A reply detached by [`RpcReply::park`].
+#[derive(Debug)]
+pub enum ParkedReply {
+    /// Still in the ring, unreleased.
+    Slot(ParkedRx),
+    /// Arrived while another call was waited for, so already copied out.
+    Copy(Vec<u8>),
 }

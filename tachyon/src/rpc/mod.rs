@@ -16,7 +16,7 @@ mod in_flight;
 mod server;
 pub mod tiga;
 
-pub use bus::{ParkedRpcTx, Role, RpcBus, RpcReply, RpcRequest, RpcTxGuard};
+pub use bus::{ParkedReply, ParkedRpcTx, Role, RpcBus, RpcReply, RpcRequest, RpcTxGuard};
 pub use dispatch::{
     handle_typed, Dispatcher, Endpoint, RegisterError, Request, ServeOptions, Transport,
 };
