@@ -56,8 +56,9 @@ deps: venv upstream
 
 # The Node package's dev tools (typescript, @types/node), pinned by package-lock.json.
 NODE_DIR := tachyon-node
+# --ignore-scripts: `prepare` would build the release addon; the test flow builds its own.
 $(NODE_DIR)/node_modules/.stamp: $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
-	cd $(NODE_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	cd $(NODE_DIR) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 	touch $@
 node-deps: $(NODE_DIR)/node_modules/.stamp
 
@@ -85,14 +86,15 @@ typecheck: py
 	$(VENV)/bin/mypy --strict tachyon-py/python/tachyon tachyon-py/examples examples/python
 	$(VENV)/bin/python -m mypy.stubtest tachyon._tachyon --allowlist tachyon-py/stubtest-allowlist.txt
 
-# The Node package's native addon (tachyon-node/), built and copied next to its JS layer.
+# The Node package's native addon (tachyon-node/), built by napi-rs's CLI next to its JS
+# layer (tachyon.<platform>.node); it also regenerates the committed loader (native.js)
+# and native typings (native.d.ts), which a test checks for drift.
+NAPI_BUILD := cd $(NODE_DIR) && CARGO_BUILD_JOBS=$(JOBS) node_modules/.bin/napi build --platform --js native.js --dts native.d.ts
 node: node-deps
-	$(CARGO) build -p tachyon-node --profile $(PROFILE) -j$(JOBS)
-	cp $(TARGET_DIR)/libtachyon_node.so $(NODE_DIR)/tachyon.node
+	$(NAPI_BUILD) --profile $(PROFILE)
 
 node-release: node-deps
-	$(CARGO) build -p tachyon-node --release -j$(JOBS)
-	cp target/release/libtachyon_node.so $(NODE_DIR)/tachyon.node
+	$(NAPI_BUILD) --release
 
 # The TypeScript declarations, checked against the typed usage examples.
 node-typecheck: node-deps
@@ -166,4 +168,4 @@ sanitize:
 
 clean:
 	$(CARGO) clean
-	rm -rf $(VENV) $(UPSTREAM_VENV) $(NODE_DIR)/node_modules $(NODE_DIR)/tachyon.node
+	rm -rf $(VENV) $(UPSTREAM_VENV) $(NODE_DIR)/node_modules $(NODE_DIR)/*.node

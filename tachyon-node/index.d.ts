@@ -16,6 +16,17 @@ export type RxSlot = Buffer & { readonly [rxSlotBrand]: true };
 export interface WaitOptions {
   /** Give up after this many milliseconds (ERR_TACHYON_TIMEOUT). Default: wait while the peer lives. */
   timeoutMs?: number;
+  /**
+   * Aborts the call: an async call rejects at once with the signal's reason; a sync
+   * call throws it if the signal is already aborted when it starts.
+   */
+  signal?: AbortSignal;
+}
+
+/** Options of sends: without timeoutMs a full ring throws ERR_TACHYON_FULL at once. */
+export interface SendOptions extends WaitOptions {
+  /** Wait this many milliseconds for room instead of failing at once. */
+  timeoutMs?: number;
 }
 
 /** A received message: a heap copy, safe to keep. */
@@ -24,12 +35,15 @@ export interface Message {
   typeId: number;
 }
 
-/** A message of an RxBatch, read in place. */
+/** A message of an RxBatch, read in place (upstream's RxMessage). */
 export interface BatchItem {
   data: RxSlot;
   typeId: number;
   actualSize: number;
+  /** The payload size (upstream's name; the same as actualSize). */
+  size: number;
 }
+export type RxMessage = BatchItem;
 
 /** A reserved TX slot. Leaving a `using` block without commit rolls back. */
 export declare class TxGuard implements Disposable {
@@ -70,14 +84,16 @@ export declare class Bus implements Disposable, AsyncIterable<Message> {
   private constructor();
   static listen(socketPath: string, capacity: number, opts?: WaitOptions): Bus;
   static listenAsync(socketPath: string, capacity: number, opts?: WaitOptions): Promise<Bus>;
-  static connect(socketPath: string, opts?: { timeoutMs?: number }): Bus;
+  static connect(socketPath: string, opts?: WaitOptions): Bus;
   close(): void;
   readonly closed: boolean;
   readonly capacity: number;
-  send(data: Bytes, typeId?: number, opts?: WaitOptions): void;
+  /** Throws ERR_TACHYON_FULL at once when the ring is full, unless opts.timeoutMs. */
+  send(data: Bytes, typeId?: number, opts?: SendOptions): void;
   flush(): void;
   recv(spinThreshold?: number, opts?: WaitOptions): Message;
-  acquireTx(maxSize: number, opts?: WaitOptions): TxGuard;
+  /** Throws ERR_TACHYON_FULL at once when the ring is full, unless opts.timeoutMs. */
+  acquireTx(maxSize: number, opts?: SendOptions): TxGuard;
   acquireRx(spinThreshold?: number, opts?: WaitOptions): RxGuard | null;
   drainBatch(maxMsgs: number, spinThreshold?: number, opts?: WaitOptions): RxBatch;
   recvAsync(opts?: WaitOptions): Promise<Message>;
@@ -102,7 +118,7 @@ export declare class RpcBus implements Disposable {
   private constructor();
   static listen(socketPath: string, capFwd?: number, capRev?: number, opts?: WaitOptions): RpcBus;
   static listenAsync(socketPath: string, capFwd?: number, capRev?: number, opts?: WaitOptions): Promise<RpcBus>;
-  static connect(socketPath: string, opts?: { timeoutMs?: number }): RpcBus;
+  static connect(socketPath: string, opts?: WaitOptions): RpcBus;
   call(payload: Bytes, msgType: number, opts?: WaitOptions): number;
   wait(correlationId: number, opts?: WaitOptions): Reply;
   invoke(payload: Bytes, msgType: number, opts?: WaitOptions): Buffer;
@@ -152,27 +168,41 @@ export declare class RpcServer implements AsyncDisposable {
 export interface RpcServerOptions extends ServerOptions {
   socketPath: string;
   handlers: Record<number, (data: Buffer, ctx: { msgType: number; requestId: number }) => HandlerResult>;
+  /** Sees every error a handler threw (after its error reply); default console.error. */
   onError?: (error: unknown, request: { msgType: number; requestId: number }) => void;
 }
 
 export declare function createRpcServer(opts: RpcServerOptions): RpcServer;
 
-/** What onInvoke learns about a call. */
-export interface TigaContext {
+/** What onInvoke and onError learn about a call (@tiga-ipc/mmap's TigaServerContext). */
+export interface TigaServerContext {
   channelName: string;
   clientId: string;
   requestName: string;
   responseName: string;
   ipcDirectory: string;
-  requestId: number;
+  /** The request's id, as a string. */
+  requestId: string;
+  /** The request's sequence number on this server. */
+  entryId: number;
+  /** Calls carry no media type here: always null. */
+  mediaType?: string | null;
 }
+/** This package's earlier name for TigaServerContext. */
+export type TigaContext = TigaServerContext;
 
 export interface TigaServerOptions extends ServerOptions {
   channelName: string;
   /** Where the channel's socket lives (default os.tmpdir()). */
   ipcDirectory?: string;
-  onInvoke: (method: string, data: Buffer, context: TigaContext) => HandlerResult;
-  onError?: (error: unknown, request: { method?: string; requestId: number }) => void;
+  /** Accepted for @tiga-ipc/mmap compatibility: new clients are noticed at once here. */
+  discoveryIntervalMs?: number;
+  /** Accepted for @tiga-ipc/mmap compatibility. */
+  waitTimeoutMs?: number;
+  /** Answers a call: a string, Buffer, Uint8Array (or JSON-able value), or a Promise of one. */
+  onInvoke: (method: string, data: string, context: TigaServerContext) => unknown | Promise<unknown>;
+  /** Sees every error onInvoke threw (the client got it as its error); default console.error. */
+  onError?: (error: unknown, context: TigaServerContext) => void;
 }
 
 export declare class TigaServer implements AsyncDisposable {
@@ -186,13 +216,28 @@ export declare class TigaServer implements AsyncDisposable {
 
 export declare function createTigaServer(opts: TigaServerOptions): TigaServer;
 export declare function startTigaServer(opts: TigaServerOptions): TigaServer;
+/** Options of tigaInvoke / tigaInvokeAsync. */
+export interface TigaInvokeOptions {
+  ipcDirectory?: string;
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+/** Calls `method` synchronously (blocking this thread) and returns the response string. */
 export declare function tigaInvoke(
   requestName: string,
   responseName: string,
   method: string | number,
   data?: Bytes | null,
-  options?: { ipcDirectory?: string; timeoutMs?: number },
-): Promise<Buffer>;
+  options?: TigaInvokeOptions,
+): string;
+/** As tigaInvoke, without blocking: resolves with the response string. */
+export declare function tigaInvokeAsync(
+  requestName: string,
+  responseName: string,
+  method: string | number,
+  data?: Bytes | null,
+  options?: TigaInvokeOptions,
+): Promise<string>;
 export declare function tigaCloseAll(): void;
 /** The msg_type a Tiga method name routes on. */
 export declare function methodId(name: string): number;
@@ -226,9 +271,14 @@ export type TachyonErrorCode =
   | 'ERR_TACHYON_GUARD';
 
 /** An error with an ERR_TACHYON_* code. */
+/**
+ * Every error this package throws, sync or async, is `instanceof TachyonError` (the
+ * native addon's errors included) and carries an ERR_TACHYON_* code.
+ */
 export declare class TachyonError extends Error {
   constructor(message: string, code?: TachyonErrorCode);
   code: TachyonErrorCode;
+  static [Symbol.hasInstance](value: unknown): boolean;
 }
 
 /** The remote handler failed (the 0xFFFF error reply). */

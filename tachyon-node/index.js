@@ -29,6 +29,7 @@ module.exports = {
   createTigaServer: tiga.createTigaServer,
   startTigaServer: tiga.startTigaServer,
   tigaInvoke: tiga.tigaInvoke,
+  tigaInvokeAsync: tiga.tigaInvokeAsync,
   tigaCloseAll: tiga.tigaCloseAll,
   methodId: tiga.methodId,
   makeTypeId: native.makeTypeId,

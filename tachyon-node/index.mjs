@@ -3,7 +3,7 @@ import cjs from './index.js';
 
 export const {
   Bus, TxGuard, RxGuard, RxBatch, RpcBus, RpcServer, createRpcServer,
-  TigaServer, createTigaServer, startTigaServer, tigaInvoke, tigaCloseAll, methodId,
+  TigaServer, createTigaServer, startTigaServer, tigaInvoke, tigaInvokeAsync, tigaCloseAll, methodId,
   makeTypeId, routeId, msgType, setNumaNode, setPollingMode,
   TachyonError, TachyonRpcError, RpcCode, MSG_TYPE_ERROR,
   isTachyonError, isAbiMismatch, isFull, isPeerDead, isPeerClosed, isPeerGone, isConnectError,

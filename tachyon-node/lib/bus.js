@@ -1,7 +1,7 @@
 'use strict';
 // Bus: the SPSC shared-memory bus, with zero-copy guards and async receives.
 const native = require('./native');
-const { fromInfo, timeoutError, isPeerClosed, isClosed } = require('./errors');
+const { fromInfo, timeoutError, isPeerClosed, isClosed, checkSignal, withSignal } = require('./errors');
 
 /** Turns Buffer | Uint8Array | ArrayBuffer | string into bytes napi accepts. */
 function bytesOf(data, what = 'data') {
@@ -13,6 +13,34 @@ function bytesOf(data, what = 'data') {
 
 function timeoutOf(opts) {
   return opts == null ? undefined : opts.timeoutMs;
+}
+
+/** The signal of `opts`, checked: throws at once if it is already aborted. */
+function signalOf(opts) {
+  const signal = opts == null ? undefined : opts.signal;
+  checkSignal(signal);
+  return signal;
+}
+
+/**
+ * Runs a native `listenAsync(..., cancel)` under `opts.signal`: an abort cancels the
+ * native wait, rejects at once, and closes a bus that still opened meanwhile.
+ */
+async function listenUnder(opts, start) {
+  const signal = signalOf(opts);
+  const cancel = signal ? new native.NativeCancel() : undefined;
+  const pending = start(cancel);
+  if (!signal) return pending;
+  try {
+    return await withSignal(pending, signal, () => cancel.cancel());
+  } catch (e) {
+    if (signal.aborted) {
+      pending.then((r) => {
+        if (typeof r?.close === 'function') r.close();
+      });
+    }
+    throw e;
+  }
 }
 
 /** Slices a packed batch (one Buffer, sizes, type ids) into messages sharing it. */
@@ -95,7 +123,8 @@ class RxBatch {
       const items = new Array(n);
       for (let i = 0; i < n; i++) {
         const k = 4 * i;
-        items[i] = { data: Buffer.from(this.#abs[l[k]], l[k + 1], l[k + 2]), typeId: l[k + 3], actualSize: l[k + 2] };
+        const size = l[k + 2];
+        items[i] = { data: Buffer.from(this.#abs[l[k]], l[k + 1], size), typeId: l[k + 3], actualSize: size, size };
       }
       this.#items = items;
     }
@@ -176,15 +205,17 @@ class Bus {
     return new Bus(native.NativeBus.listen(socketPath, capacity, timeoutOf(opts)));
   }
 
-  /** Creates a ring and waits for one peer off the main thread. */
+  /** Creates a ring and waits for one peer off the main thread (opts.signal aborts). */
   static async listenAsync(socketPath, capacity, opts) {
-    const r = await native.NativeBus.listenAsync(socketPath, capacity, timeoutOf(opts));
+    const r = await listenUnder(opts, (cancel) =>
+      native.NativeBus.listenAsync(socketPath, capacity, timeoutOf(opts), cancel));
     if (r instanceof native.NativeBus) return new Bus(r);
     throw fromInfo(r);
   }
 
   /** Connects to the listener at `socketPath`, waiting at most opts.timeoutMs (10 s). */
   static connect(socketPath, opts) {
+    signalOf(opts);
     return new Bus(native.NativeBus.connect(socketPath, timeoutOf(opts)));
   }
 
@@ -203,9 +234,13 @@ class Bus {
     return this.#n.capacity;
   }
 
-  /** Sends one message (a copy into the ring). Waits for room up to opts.timeoutMs. */
+  /**
+   * Sends one message (a copy into the ring). A full ring throws ERR_TACHYON_FULL at
+   * once, as upstream's does; opts.timeoutMs waits that long for room instead.
+   */
   send(data, typeId = 0, opts) {
-    this.#n.send(bytesOf(data), typeId, timeoutOf(opts));
+    signalOf(opts);
+    this.#n.send(bytesOf(data), typeId, timeoutOf(opts) ?? 0);
   }
 
   /** Publishes messages committed unflushed. */
@@ -215,6 +250,7 @@ class Bus {
 
   /** Waits for the next message and returns a heap copy (safe to keep). */
   recv(spinThreshold, opts) {
+    signalOf(opts);
     const t = timeoutOf(opts);
     for (;;) {
       try {
@@ -227,24 +263,35 @@ class Bus {
     }
   }
 
-  /** Reserves `maxSize` bytes for zero-copy writing. */
+  /**
+   * Reserves `maxSize` bytes for zero-copy writing. A full ring throws ERR_TACHYON_FULL
+   * at once; opts.timeoutMs waits that long for room instead.
+   */
   acquireTx(maxSize, opts) {
-    return new TxGuard(this.#n.acquireTx(maxSize, timeoutOf(opts)));
+    signalOf(opts);
+    return new TxGuard(this.#n.acquireTx(maxSize, timeoutOf(opts) ?? 0));
   }
 
   /** Waits for one message and holds it in place; null on a timeout. */
   acquireRx(spinThreshold, opts) {
+    signalOf(opts);
     const slot = this.#n.acquireRx(spinThreshold, timeoutOf(opts));
     return slot === null ? null : new RxGuard(slot);
   }
 
   /** Waits for at least one message, then holds up to `maxMsgs` in place. */
   drainBatch(maxMsgs, spinThreshold, opts) {
+    signalOf(opts);
     return new RxBatch(this.#n.drainBatch(maxMsgs, spinThreshold, timeoutOf(opts)));
   }
 
-  /** Receives up to `maxMsgs` (at least one) without blocking the event loop. */
+  /**
+   * Receives up to `maxMsgs` (at least one) without blocking the event loop. An abort
+   * (opts.signal) rejects at once; messages that arrive for the aborted receive are
+   * kept for the next one, never lost.
+   */
   async recvManyAsync(maxMsgs, opts) {
+    const signal = signalOf(opts);
     if (this.#backlog.length > 0) return this.#backlog.splice(0, maxMsgs);
     // Fast path: messages already in the ring are copied out here, without a trip
     // through the pump thread. After 16 in a row, timers and I/O get a turn first.
@@ -258,7 +305,18 @@ class Bus {
       return unpack(ready);
     }
     this.#eager = 0;
-    const r = await this.#n.recvAsync(maxMsgs, timeoutOf(opts));
+    const pending = this.#n.recvAsync(maxMsgs, timeoutOf(opts));
+    let r;
+    try {
+      r = await withSignal(pending, signal);
+    } catch (e) {
+      if (signal?.aborted) {
+        pending.then((late) => {
+          if (late.sizes !== undefined) this.#backlog.push(...unpack(late));
+        });
+      }
+      throw e;
+    }
     if (r.sizes !== undefined) return unpack(r);
     throw fromInfo(r);
   }
@@ -271,7 +329,8 @@ class Bus {
   /**
    * Messages as they arrive, without blocking the event loop. Ends when the peer closed
    * its bus (after everything it sent) or this bus is closed; throws ERR_TACHYON_PEER_DEAD
-   * if the peer died. Messages are fetched in batches of up to `batch`.
+   * if the peer died, and the signal's reason if opts.signal aborts. Messages are
+   * fetched in batches of up to `batch`.
    */
   async *messages(opts = {}) {
     const batch = opts.batch ?? 256;
@@ -311,4 +370,4 @@ class Bus {
   }
 }
 
-module.exports = { Bus, TxGuard, RxGuard, RxBatch, bytesOf, timeoutOf };
+module.exports = { Bus, TxGuard, RxGuard, RxBatch, bytesOf, timeoutOf, signalOf, listenUnder };

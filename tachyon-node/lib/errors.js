@@ -1,12 +1,22 @@
 'use strict';
 // Errors: every error this package throws has a `code` starting with ERR_TACHYON_.
 
-/** The base class of errors built by the JS layer (async outcomes, RPC errors). */
+/**
+ * The class of every error this package throws, sync or async: `e instanceof
+ * TachyonError` holds for the native addon's errors too (they carry an ERR_TACHYON_*
+ * code), so one check covers both.
+ */
 class TachyonError extends Error {
   constructor(message, code = 'ERR_TACHYON') {
     super(message);
     this.name = 'TachyonError';
     this.code = code;
+  }
+
+  static [Symbol.hasInstance](value) {
+    // Native errors are plain Errors with a code; subclasses keep the usual test.
+    if (this === TachyonError) return isTachyonError(value);
+    return Function.prototype[Symbol.hasInstance].call(this, value);
   }
 }
 
@@ -75,6 +85,49 @@ const isClosed = (e) => hasCode(e, 'ERR_TACHYON_CLOSED');
 /** The remote handler failed (a TachyonRpcError). */
 const isRpcError = (e) => e instanceof TachyonRpcError;
 
+/** Why an aborted operation failed: the signal's reason, or an AbortError. */
+function abortReason(signal) {
+  return signal.reason ?? new DOMException('This operation was aborted', 'AbortError');
+}
+
+/** Throws if `signal` (an AbortSignal, or nullish) is already aborted. */
+function checkSignal(signal) {
+  if (signal == null) return;
+  if (typeof signal.aborted !== 'boolean' || typeof signal.addEventListener !== 'function') {
+    throw new TypeError('opts.signal must be an AbortSignal');
+  }
+  if (signal.aborted) throw abortReason(signal);
+}
+
+/**
+ * `promise`, or a rejection with the signal's reason as soon as `signal` aborts (then
+ * `onAbort()` undoes what the operation holds). Without a signal, `promise` itself.
+ */
+function withSignal(promise, signal, onAbort) {
+  if (signal == null) return promise;
+  checkSignal(signal);
+  return new Promise((resolve, reject) => {
+    const abort = () => {
+      try {
+        onAbort?.();
+      } finally {
+        reject(abortReason(signal));
+      }
+    };
+    signal.addEventListener('abort', abort, { once: true });
+    promise.then(
+      (v) => {
+        signal.removeEventListener('abort', abort);
+        resolve(v);
+      },
+      (e) => {
+        signal.removeEventListener('abort', abort);
+        reject(e);
+      },
+    );
+  });
+}
+
 function timeoutError(ms) {
   return new TachyonError(`timed out after ${ms} ms; the peer may be slow or gone`, 'ERR_TACHYON_TIMEOUT');
 }
@@ -87,6 +140,9 @@ module.exports = {
   fromInfo,
   checkReply,
   timeoutError,
+  abortReason,
+  checkSignal,
+  withSignal,
   isTachyonError,
   isAbiMismatch,
   isFull,

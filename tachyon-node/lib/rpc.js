@@ -1,8 +1,8 @@
 'use strict';
 // RpcBus: request/reply between two processes over a pair of rings.
 const native = require('./native');
-const { fromInfo, checkReply, timeoutError, TachyonError, TachyonRpcError } = require('./errors');
-const { bytesOf, timeoutOf } = require('./bus');
+const { fromInfo, checkReply, timeoutError, withSignal, TachyonError, TachyonRpcError } = require('./errors');
+const { bytesOf, timeoutOf, signalOf, listenUnder } = require('./bus');
 
 /**
  * One RPC connection. The caller end connects (to a listener or a multi-client
@@ -24,20 +24,23 @@ class RpcBus {
     return new RpcBus(native.NativeRpcBus.listen(socketPath, capFwd, capRev, timeoutOf(opts)));
   }
 
-  /** The callee end, waiting for the caller off the main thread. */
+  /** The callee end, waiting for the caller off the main thread (opts.signal aborts). */
   static async listenAsync(socketPath, capFwd = 1 << 20, capRev = 1 << 20, opts) {
-    const r = await native.NativeRpcBus.listenAsync(socketPath, capFwd, capRev, timeoutOf(opts));
+    const r = await listenUnder(opts, (cancel) =>
+      native.NativeRpcBus.listenAsync(socketPath, capFwd, capRev, timeoutOf(opts), cancel));
     if (r instanceof native.NativeRpcBus) return new RpcBus(r);
     throw fromInfo(r);
   }
 
   /** The caller end. */
   static connect(socketPath, opts) {
+    signalOf(opts);
     return new RpcBus(native.NativeRpcBus.connect(socketPath, timeoutOf(opts)));
   }
 
   /** Sends a request; returns its correlation id. */
   call(payload, msgType, opts) {
+    signalOf(opts);
     return this.#n.call(bytesOf(payload, 'payload'), msgType, timeoutOf(opts));
   }
 
@@ -47,6 +50,7 @@ class RpcBus {
    * (wait again, or abandon it).
    */
   wait(correlationId, opts) {
+    signalOf(opts);
     return checkReply(this.#n.wait(correlationId, timeoutOf(opts)));
   }
 
@@ -56,6 +60,7 @@ class RpcBus {
    * Throws TachyonRpcError for an error reply.
    */
   invoke(payload, msgType, opts) {
+    signalOf(opts);
     const r = this.#n.invoke(bytesOf(payload, 'payload'), msgType, timeoutOf(opts));
     if (Buffer.isBuffer(r)) return r;
     throw new TachyonRpcError(r.msgType, r.code, r.message);
@@ -77,6 +82,14 @@ class RpcBus {
    * without the pump thread's hops. Pipelined calls never spin.
    */
   async callAsyncReply(payload, msgType, opts) {
+    const signal = signalOf(opts);
+    if (signal) {
+      // Abortable: the call and the wait apart, so an abort can give up the call.
+      const cid = this.#n.call(bytesOf(payload, 'payload'), msgType, timeoutOf(opts));
+      const r = await withSignal(this.#n.awaitReply(cid, timeoutOf(opts)), signal, () => this.#n.forget(cid));
+      if (r.data === undefined) throw fromInfo(r);
+      return checkReply(r);
+    }
     const spin = opts?.spin ?? 1000;
     const r = await this.#n.callAsync(bytesOf(payload, 'payload'), msgType, timeoutOf(opts), spin);
     if (r.data === undefined) throw fromInfo(r);
@@ -95,6 +108,7 @@ class RpcBus {
 
   /** Waits for the next request `{ data, msgType, correlationId }`; null on a timeout. */
   serve(opts) {
+    signalOf(opts);
     return this.#n.serve(timeoutOf(opts));
   }
 

@@ -10,6 +10,11 @@ function toBytes(v) {
   return bytesOf(v, 'a handler result');
 }
 
+/** Where handler failures go without an onError hook (after the error reply). */
+function logHandlerError(e, ctx) {
+  console.error(`tachyon: a handler failed (the caller got the error reply):`, e, ctx);
+}
+
 function isThenable(v) {
   return v !== null && typeof v === 'object' && typeof v.then === 'function';
 }
@@ -20,7 +25,7 @@ function isThenable(v) {
  * and the Tiga server.
  * @internal
  */
-function startNative(config, route, onError) {
+function startNative(config, route, onError = logHandlerError) {
   let server = null;
   const fail = (req, e) => {
     const code = Number.isInteger(e?.rpcCode) ? e.rpcCode : RpcCode.HANDLER_ERROR;
@@ -108,7 +113,7 @@ function serverConfig(opts, socketPath, tiga) {
  */
 function createRpcServer(opts) {
   if (opts === null || typeof opts !== 'object') throw new TypeError('options object required');
-  const { socketPath, handlers = {}, onError } = opts;
+  const { socketPath, handlers = {}, onError = logHandlerError } = opts;
   if (typeof socketPath !== 'string') throw new TypeError('socketPath must be a string');
   const table = new Map();
   for (const [k, fn] of Object.entries(handlers)) {

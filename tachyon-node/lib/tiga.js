@@ -1,5 +1,6 @@
 'use strict';
-// The Tiga-shaped API: `startTigaServer({ channelName, onInvoke })` and `tigaInvoke`,
+// The Tiga-shaped API of @tiga-ipc/mmap: `startTigaServer({ channelName, onInvoke })`,
+// a synchronous `tigaInvoke` returning the response string, and `tigaInvokeAsync`,
 // over the multi-client RPC server. How a method name maps onto a msg_type is defined
 // in the Rust core (tachyon::rpc::tiga) and documented in the README:
 //  - "0".."32767" is that msg_type, data as it is (call any #[tachyon_rpc] handler);
@@ -9,8 +10,27 @@ const os = require('node:os');
 const native = require('./native');
 const { RpcBus } = require('./rpc');
 const { RpcServer, startNative, serverConfig } = require('./server');
-const { bytesOf } = require('./bus');
-const { isPeerGone, isClosed } = require('./errors');
+const { bytesOf, signalOf } = require('./bus');
+const { isPeerGone, isClosed, withSignal } = require('./errors');
+
+/** Tiga servers of this process, by socket path (a sync tigaInvoke reaches them inline). */
+const local = new Map();
+
+/** The bytes an onInvoke result travels as. */
+function answerBytes(v) {
+  if (v === undefined || v === null) return Buffer.alloc(0);
+  if (typeof v === 'string' || Buffer.isBuffer(v) || v instanceof Uint8Array || v instanceof ArrayBuffer) {
+    return bytesOf(v, 'an onInvoke result');
+  }
+  return Buffer.from(JSON.stringify(v));
+}
+
+function optionalMs(opts, name) {
+  const v = opts[name];
+  if (v !== undefined && !(typeof v === 'number' && Number.isFinite(v) && v >= 0)) {
+    throw new TypeError(`${name} must be a non-negative number of milliseconds`);
+  }
+}
 
 /** A Tiga server: `onInvoke(method, data, context)` answers every client. */
 class TigaServer {
@@ -24,6 +44,13 @@ class TigaServer {
       throw new TypeError('channelName must be a non-empty string');
     }
     if (typeof opts.onInvoke !== 'function') throw new TypeError('onInvoke must be a function');
+    if (opts.onError !== undefined && typeof opts.onError !== 'function') {
+      throw new TypeError('onError must be a function');
+    }
+    // Accepted for @tiga-ipc/mmap's options: new clients are noticed at once here (the
+    // server listens on a socket), so there is no discovery interval to wait out.
+    optionalMs(opts, 'discoveryIntervalMs');
+    optionalMs(opts, 'waitTimeoutMs');
     this.#opts = { ...opts, ipcDirectory: opts.ipcDirectory ?? os.tmpdir() };
   }
 
@@ -37,29 +64,51 @@ class TigaServer {
     return this.#server !== null && this.#server.running;
   }
 
+  /** The context onInvoke and onError get for a request. */
+  #context(req) {
+    const { channelName, ipcDirectory } = this.#opts;
+    const clientId = req.clientId ?? '';
+    return {
+      channelName,
+      clientId,
+      requestName: `${channelName}.req.${clientId}`,
+      responseName: `${channelName}.resp.${clientId}`,
+      ipcDirectory,
+      requestId: String(req.requestId),
+      entryId: req.requestId,
+      mediaType: null,
+    };
+  }
+
+  /** Answers one request: onInvoke's result (or a Promise of it). @internal */
+  route(req) {
+    const data = Buffer.isBuffer(req.data) ? req.data.toString('utf8') : String(req.data ?? '');
+    return this.#opts.onInvoke(req.method, data, this.#context(req));
+  }
+
   /** Starts serving (clients are noticed at once). Returns this. */
   start() {
     if (this.#server !== null) throw new Error('the Tiga server is already started');
-    const { channelName, ipcDirectory, onInvoke, onError } = this.#opts;
+    const { onError } = this.#opts;
+    const report = (e, req) => {
+      if (onError) onError(e, this.#context(req));
+      else console.error(`tachyon: Tiga onInvoke failed (the client got the error):`, e);
+    };
     const route = (req) => {
-      const clientId = req.clientId ?? '';
-      const context = {
-        channelName,
-        clientId,
-        requestName: `${channelName}.req.${clientId}`,
-        responseName: `${channelName}.resp.${clientId}`,
-        ipcDirectory,
-        requestId: req.requestId,
-      };
-      return onInvoke(req.method, req.data, context);
+      const out = this.route(req);
+      return out !== null && typeof out === 'object' && typeof out.then === 'function'
+        ? out.then(answerBytes)
+        : answerBytes(out);
     };
     const config = serverConfig(this.#opts, this.socketPath, true);
-    this.#server = new RpcServer(startNative(config, route, onError));
+    this.#server = new RpcServer(startNative(config, route, report));
+    local.set(this.socketPath, this);
     return this;
   }
 
   /** Stops serving; connected clients see the peer gone. */
   async close() {
+    if (local.get(this.socketPath) === this) local.delete(this.socketPath);
     if (this.#server !== null) await this.#server.close();
   }
 
@@ -91,26 +140,68 @@ function connection(socketPath, clientId) {
   return { key, bus };
 }
 
-/**
- * Calls `method` on the server of the channel named by `requestName`
- * (`<channel>.req.<clientId>`, with `responseName` `<channel>.resp.<clientId>`) and
- * resolves with the answer's bytes. Rejects with TachyonRpcError if the handler threw,
- * ERR_TACHYON_TIMEOUT after options.timeoutMs. The connection is kept for the next call
- * (tigaCloseAll closes them).
- */
-async function tigaInvoke(requestName, responseName, method, data, options = {}) {
+function forget(key, bus, e) {
+  if (isPeerGone(e) || isClosed(e)) {
+    connections.delete(key);
+    bus.close();
+  }
+}
+
+/** Where a call goes: the socket of the channel, its client id and the encoded call. */
+function target(requestName, responseName, method, data, options) {
   const names = native.tigaParseNames(requestName, responseName);
   const dir = options.ipcDirectory ?? os.tmpdir();
   const socketPath = native.tigaSocketPath(dir, names.channel);
-  const call = native.tigaEncode(String(method), names.clientId, bytesOf(data ?? Buffer.alloc(0)));
+  const bytes = bytesOf(data ?? Buffer.alloc(0));
+  return { names, socketPath, bytes, call: native.tigaEncode(String(method), names.clientId, bytes) };
+}
+
+/**
+ * Calls `method` on the server of the channel named by `requestName`
+ * (`<channel>.req.<clientId>`, with `responseName` `<channel>.resp.<clientId>`) and
+ * returns the response as a string, synchronously, as @tiga-ipc/mmap does. It blocks
+ * this thread (options.timeoutMs bounds it); a server started in this same process is
+ * called inline, since its onInvoke runs on this thread. Throws TachyonRpcError if the
+ * handler threw, ERR_TACHYON_TIMEOUT after options.timeoutMs.
+ */
+function tigaInvoke(requestName, responseName, method, data, options = {}) {
+  signalOf(options);
+  const { names, socketPath, bytes, call } = target(requestName, responseName, method, data, options);
+  const here = local.get(socketPath);
+  if (here !== undefined && here.running) {
+    const out = here.route({ method: String(method), clientId: names.clientId, data: Buffer.from(bytes), requestId: 0 });
+    if (out !== null && typeof out === 'object' && typeof out.then === 'function') {
+      throw new TypeError(
+        'onInvoke returned a Promise, which a synchronous tigaInvoke in the same process cannot wait for; use tigaInvokeAsync',
+      );
+    }
+    return answerBytes(out).toString('utf8');
+  }
   const { key, bus } = connection(socketPath, names.clientId);
   try {
-    return await bus.callAsync(call.payload, call.msgType, { timeoutMs: options.timeoutMs });
+    return bus.invoke(call.payload, call.msgType, { timeoutMs: options.timeoutMs }).toString('utf8');
   } catch (e) {
-    if (isPeerGone(e) || isClosed(e)) {
-      connections.delete(key);
-      bus.close();
-    }
+    forget(key, bus, e);
+    throw e;
+  }
+}
+
+/**
+ * As tigaInvoke, without blocking: resolves with the response string. options.signal
+ * aborts the call (its late reply is dropped).
+ */
+async function tigaInvokeAsync(requestName, responseName, method, data, options = {}) {
+  const signal = signalOf(options);
+  const { names, socketPath, call } = target(requestName, responseName, method, data, options);
+  const { key, bus } = connection(socketPath, names.clientId);
+  try {
+    const reply = await withSignal(
+      bus.callAsync(call.payload, call.msgType, { timeoutMs: options.timeoutMs, signal }),
+      signal,
+    );
+    return reply.toString('utf8');
+  } catch (e) {
+    forget(key, bus, e);
     throw e;
   }
 }
@@ -126,6 +217,7 @@ module.exports = {
   createTigaServer,
   startTigaServer,
   tigaInvoke,
+  tigaInvokeAsync,
   tigaCloseAll,
   methodId: native.methodId,
 };

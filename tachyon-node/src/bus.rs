@@ -77,10 +77,14 @@ impl NativeBus {
         socket_path: String,
         capacity: u32,
         timeout_ms: Option<f64>,
+        cancel: Option<&crate::endpoint::NativeCancel>,
     ) -> Result<AsyncTask<ListenTask<tachyon::Bus, NativeBus>>, JsError> {
         let t = timeout(timeout_ms)?;
+        let flag = crate::endpoint::NativeCancel::flag(cancel);
         let open = move || {
-            tachyon::Bus::listen_with(&socket_path, capacity as usize, Wait::new().timeout_opt(t))
+            let mut cancelled = || flag.load(std::sync::atomic::Ordering::SeqCst);
+            let wait = Wait::new().timeout_opt(t).interrupt(&mut cancelled);
+            tachyon::Bus::listen_with(&socket_path, capacity as usize, wait)
         };
         Ok(AsyncTask::new(ListenTask::new(open, NativeBus::new)))
     }

@@ -47,6 +47,37 @@ impl<S: Source + Default> Endpoint<S> {
     }
 }
 
+/// Cancels a blocking wait running off the JS thread (an `AbortSignal` in the JS layer
+/// calls `cancel()`); the wait notices within 100 ms and fails with
+/// `ERR_TACHYON_INTERRUPTED`.
+#[napi_derive::napi]
+#[derive(Default)]
+pub struct NativeCancel {
+    flag: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[napi_derive::napi]
+impl NativeCancel {
+    /// A token not cancelled yet.
+    #[napi(constructor)]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Cancels the wait it was given to.
+    #[napi]
+    pub fn cancel(&self) {
+        self.flag.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl NativeCancel {
+    /// The flag to check from the waiting thread.
+    pub fn flag(token: Option<&NativeCancel>) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+        token.map_or_else(Default::default, |t| t.flag.clone())
+    }
+}
+
 /// Opens a bus off the JS thread (`listenAsync`): `open` runs on a libuv worker, `wrap`
 /// makes the JS object on the JS thread.
 pub struct ListenTask<B, N> {

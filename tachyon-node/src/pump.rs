@@ -442,6 +442,16 @@ fn clone_err(e: &tachyon::Error) -> tachyon::Error {
 pub type RpcPump = Pump<Replies>;
 
 impl RpcPump {
+    /// Drops the wait for call `cid` (settling it as interrupted) and any early reply.
+    pub fn forget(&self, cid: u64) {
+        self.update(|s, _| {
+            if let Some(w) = s.waiters.remove(&cid) {
+                settle(w.deferred, Err(BindError::Core(tachyon::Error::Interrupted).into()));
+            }
+            s.early.remove(&cid);
+        });
+    }
+
     /// Registers the wait for call `cid` (settled at once if its reply came first).
     pub fn await_reply(&self, cid: u64, timeout: Option<Duration>, d: Deferred<Reply>) {
         let deadline = timeout.map(|t| (Instant::now() + t, t));

@@ -98,10 +98,13 @@ impl NativeRpcBus {
         cap_fwd: u32,
         cap_rev: u32,
         timeout_ms: Option<f64>,
+        cancel: Option<&crate::endpoint::NativeCancel>,
     ) -> Result<AsyncTask<ListenTask<RpcBus, NativeRpcBus>>, JsError> {
         let t = timeout(timeout_ms)?;
+        let flag = crate::endpoint::NativeCancel::flag(cancel);
         let open = move || {
-            let wait = Wait::new().timeout_opt(t);
+            let mut cancelled = || flag.load(std::sync::atomic::Ordering::SeqCst);
+            let wait = Wait::new().timeout_opt(t).interrupt(&mut cancelled);
             RpcBus::listen_with(&socket_path, cap_fwd as usize, cap_rev as usize, wait)
         };
         Ok(AsyncTask::new(ListenTask::new(open, NativeRpcBus::new)))
@@ -228,6 +231,37 @@ impl NativeRpcBus {
             self.ep.pump(|p| p.await_reply(cid, t, d))?;
         }
         Ok(Either::B(promise))
+    }
+
+    /// Settles with the reply to call `correlationId` off the JS thread (for a call made
+    /// with `call`; `forget` cancels the wait).
+    #[napi(ts_return_type = "Promise<Reply | ErrInfo>")]
+    pub fn await_reply<'e>(
+        &self,
+        env: &'e Env,
+        correlation_id: f64,
+        timeout_ms: Option<f64>,
+    ) -> Result<Object<'e>, JsError> {
+        let (c, t) = (cid(correlation_id)?, timeout(timeout_ms)?);
+        let (d, promise): (Deferred<Reply>, Object<'e>) = env.create_deferred().js()?;
+        if self.ep.cell.is_closed() {
+            crate::pump::settle(d, Err(BindError::Closed.into()));
+        } else {
+            self.ep.pump(|p| p.await_reply(c, t, d))?;
+        }
+        Ok(promise)
+    }
+
+    /// Gives up on call `correlationId`: a pending `awaitReply` settles with
+    /// `ERR_TACHYON_INTERRUPTED`, and the reply, if it comes, is dropped.
+    #[napi]
+    pub fn forget(&self, correlation_id: f64) -> Result<(), JsError> {
+        let c = cid(correlation_id)?;
+        let _ = self.ep.pump(|p| p.forget(c));
+        self.with(|b| {
+            b.abandon(c);
+            Ok(())
+        })
     }
 
     /// Gives up on a call; its reply, if it comes, is dropped.

@@ -137,7 +137,12 @@ impl NativeTxSlot {
         wait: tachyon::Wait<'_>,
     ) -> Result<Self, BindError> {
         let (parked, span) = cell.with(|b| {
-            let mut g = b.acquire_tx_with(max_size, wait)?;
+            // No waiting allowed: say the ring is full (as upstream does), not "timeout".
+            let mut g = if wait.is_immediate() {
+                b.acquire_tx(max_size)?
+            } else {
+                b.acquire_tx_with(max_size, wait)?
+            };
             let bytes = g.bytes_mut();
             let span = Span { addr: bytes.as_mut_ptr() as usize, len: bytes.len(), type_id: 0 };
             Ok((g.park(), span))

@@ -116,7 +116,12 @@ function verify(seed, i, max, data, typeId) {
   if (checksum(data) !== typeId) throw new Error(`message ${i}: checksum mismatch`);
 }
 
+/** Whether the package sits in a git checkout (drift checks need one). */
+function inGit() {
+  return fs.existsSync(path.join(ROOT, '.git'));
+}
+
 module.exports = {
-  ROOT, peer, python, upstreamPython, sockPath, run, runNode, waitForLine, connectRetry,
+  ROOT, peer, python, upstreamPython, sockPath, run, runNode, waitForLine, connectRetry, inGit,
   payloadSize, fillPayload, checksum, verify,
 };

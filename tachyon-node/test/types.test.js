@@ -37,7 +37,7 @@ test('the typed usage runs: `using` commits, rolls back and disposes', { skip },
   producer.close();
   consumer.close();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tachyon-ts-srv-'));
-  assert.equal((await usage.servers(dir)).toString(), 'echo@ts:hi');
+  assert.equal(await usage.servers(dir), 'echo@ts:hi#true');
   t.tigaCloseAll();
 });
 

@@ -299,6 +299,11 @@ impl<'a> Wait<'a> {
         self.timeout
     }
 
+    /// Whether this wait may not wait at all (a zero timeout).
+    pub fn is_immediate(&self) -> bool {
+        self.timeout == Some(Duration::ZERO)
+    }
+
     pub(crate) fn spec(&self) -> WaitSpec {
         let spin = self.spin.unwrap_or(DEFAULT_SPIN_THRESHOLD);
         match self.timeout {

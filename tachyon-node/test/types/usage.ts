@@ -2,7 +2,7 @@
 // for real: `using` must roll back, commit and close through Symbol.dispose.
 import {
   Bus, RpcBus, TxSlot, RxSlot, isFull, isPeerDead, isTachyonError, isRpcError,
-  startTigaServer, tigaInvoke, createRpcServer, makeTypeId, TachyonRpcError,
+  startTigaServer, tigaInvokeAsync, createRpcServer, makeTypeId, TachyonRpcError,
 } from '../../index';
 
 export function producer(bus: Bus): void {
@@ -50,11 +50,12 @@ export async function asyncSide(bus: Bus, rpc: RpcBus): Promise<number> {
   return n;
 }
 
-export async function servers(dir: string): Promise<Buffer> {
+export async function servers(dir: string): Promise<string> {
   await using tiga = startTigaServer({
     channelName: 'types',
     ipcDirectory: dir,
-    onInvoke: async (method, data, ctx) => Buffer.concat([Buffer.from(`${method}@${ctx.clientId}:`), data]),
+    onInvoke: async (method, data: string, ctx) => `${method}@${ctx.clientId}:${data}#${ctx.entryId > 0}`,
+    onError: (e: unknown, ctx) => console.error(ctx.requestId, e),
   });
   await using rpc = createRpcServer({
     socketPath: `${dir}/types-rpc.sock`,
@@ -62,5 +63,5 @@ export async function servers(dir: string): Promise<Buffer> {
   });
   void rpc;
   void tiga;
-  return tigaInvoke('types.req.ts', 'types.resp.ts', 'echo', 'hi', { ipcDirectory: dir, timeoutMs: 1000 });
+  return tigaInvokeAsync('types.req.ts', 'types.resp.ts', 'echo', 'hi', { ipcDirectory: dir, timeoutMs: 1000 });
 }
