@@ -70,6 +70,8 @@ build:
 
 lint:
 	$(CARGO) clippy --workspace --all-targets -j$(JOBS) -- -D warnings
+	$(CARGO) clippy -p tachyon --no-default-features -j$(JOBS) -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc -p tachyon --no-deps -j$(JOBS)
 
 # The Python package `tachyon` (tachyon-py/), built and installed into .venv.
 py: venv

@@ -413,14 +413,10 @@ impl Listener {
         }
     }
 
+    #[cfg_attr(not(feature = "rpc"), allow(dead_code))] // used by the RPC layer
     /// The socket path.
     pub fn path(&self) -> &str {
         &self.path
-    }
-
-    /// The options this listener was bound with.
-    pub fn options(&self) -> &ListenOptions {
-        &self.opts
     }
 }
 
@@ -435,6 +431,7 @@ impl Drop for Listener {
 
 /// An accepted connection that has not yet been offered a bus.
 #[derive(Debug)]
+#[cfg_attr(not(feature = "rpc"), allow(dead_code))] // used by the RPC layer
 pub struct Accepted {
     fd: OwnedFd,
     cred: Option<PeerCred>,
@@ -454,6 +451,7 @@ pub enum Offered {
 }
 
 impl Accepted {
+    #[cfg_attr(not(feature = "rpc"), allow(dead_code))] // used by the RPC layer
     /// The connector's credentials, if the kernel gave them.
     pub fn cred(&self) -> Option<PeerCred> {
         self.cred

@@ -119,6 +119,7 @@ pub enum Error {
 
     /// The remote handler failed: an unknown `msg_type`, a handler error or panic, or a
     /// request it could not decode. Carries the structured 0xFFFF error reply.
+    #[cfg(feature = "rpc")]
     #[error(transparent)]
     Rpc(#[from] crate::rpc::RpcError),
 

@@ -7,12 +7,15 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+#[cfg(feature = "rpc")]
 use std::time::Duration;
 
 use crate::arena::Arena;
 use crate::layout::{self, sleep, state};
 use crate::ring::Producer;
+#[cfg(feature = "rpc")]
 use crate::rpc::{Dispatcher, RpcBus, RpcError, ServerError, MSG_TYPE_ERROR};
+#[cfg(feature = "rpc")]
 use crate::Wait;
 
 pub use crate::bootstrap::fuzz_bootstrap as bootstrap;
@@ -27,9 +30,13 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("bootstrap", bootstrap),
     ("arena_attach", arena_attach),
     ("producer", producer),
+    #[cfg(feature = "rpc")]
     ("rpc_error", rpc_error),
+    #[cfg(feature = "rpc")]
     ("tiga_call", tiga_call),
+    #[cfg(feature = "rpc")]
     ("typed_dispatch", typed_dispatch),
+    #[cfg(feature = "rpc")]
     ("rpc_correlation", rpc_correlation),
 ];
 
@@ -146,6 +153,7 @@ pub fn producer(data: &[u8]) {
 }
 
 /// `RpcError::decode` of arbitrary bytes, and its round trip.
+#[cfg(feature = "rpc")]
 pub fn rpc_error(data: &[u8]) {
     let e = RpcError::decode(data);
     std::hint::black_box(e.to_string());
@@ -154,6 +162,7 @@ pub fn rpc_error(data: &[u8]) {
 }
 
 /// `tiga::decode_call` of arbitrary bytes under every kind of msg_type.
+#[cfg(feature = "rpc")]
 pub fn tiga_call(data: &[u8]) {
     let mut w = Words(data);
     let msg_type = (w.u32() & 0xFFFF) as u16;
@@ -170,6 +179,7 @@ pub fn tiga_call(data: &[u8]) {
 
 /// Typed handlers of many shapes fed arbitrary MessagePack: every request gets either a
 /// normal reply or a well-formed error reply, and the dispatcher keeps serving.
+#[cfg(feature = "rpc")]
 pub fn typed_dispatch(data: &[u8]) {
     use std::collections::HashMap;
     #[derive(serde::Deserialize, serde::Serialize)]
@@ -213,6 +223,7 @@ pub fn typed_dispatch(data: &[u8]) {
 /// caller's calls, waits and abandons with replies the callee writes (any correlation
 /// id: stray, duplicate, out of order, 0, for abandoned calls, error replies). A wait
 /// may only ever return the reply for the id it waited for.
+#[cfg(feature = "rpc")]
 pub fn rpc_correlation(data: &[u8]) {
     let fwd = Arena::create(1 << 14).expect("memfd works in tests");
     let rev = Arc::new(Arena::create(1 << 12).expect("memfd works in tests"));

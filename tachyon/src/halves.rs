@@ -163,6 +163,7 @@ impl RxHalf {
         Ok(RxGuard { rx, slot })
     }
 
+    #[cfg_attr(not(feature = "rpc"), allow(dead_code))] // used by the RPC layer
     /// Waits for the first message that `is_wanted` accepts. Messages before it go to
     /// `other` with their payload and are consumed (the caller copies what it needs); an
     /// error from `other` ends the wait. The RX state stays borrowed for the whole wait.
@@ -277,7 +278,7 @@ impl<'bus> TxGuard<'bus> {
     }
 
     /// Commits without publishing (the ring still publishes every 32 commits). Call
-    /// [`Bus::flush`] after the last message of a burst.
+    /// [`crate::Bus::flush`] after the last message of a burst.
     ///
     /// # Errors
     /// As [`TxGuard::commit`].
@@ -385,6 +386,7 @@ pub struct RxGuard<'bus> {
 }
 
 impl RxGuard<'_> {
+    #[cfg_attr(not(feature = "rpc"), allow(dead_code))] // used by the RPC layer
     /// The RPC correlation id of the message (meaningless on SPSC buses).
     #[inline]
     pub(crate) fn correlation_id(&self) -> u64 {

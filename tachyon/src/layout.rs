@@ -45,7 +45,8 @@ pub mod state {
     pub const DISCONNECTED: u32 = 3;
     /// A side saw a corrupt header or index; the bus is unusable.
     pub const FATAL_ERROR: u32 = 4;
-    /// Reserved by upstream.
+    /// Reserved by upstream (documents the wire value; never stored by this crate).
+    #[allow(dead_code)]
     pub const UNKNOWN: u32 = 5;
 }
 

@@ -28,17 +28,18 @@
 #![warn(clippy::undocumented_unsafe_blocks, clippy::print_stdout)]
 
 mod arena;
-pub mod bootstrap;
+mod bootstrap;
 mod bus;
 mod error;
 mod fuzzing;
 mod halves;
-pub mod layout;
+mod layout;
 mod liveness;
 mod options;
 mod ring;
+#[cfg(feature = "rpc")]
 pub mod rpc;
-pub mod shm;
+mod shm;
 mod type_id;
 mod wait;
 
@@ -59,7 +60,11 @@ pub use wait::WATCHDOG;
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
+#[cfg(feature = "macros")]
+pub use tachyon_macros::{dispatcher, tachyon_rpc};
+
 /// Items used by code that `tachyon-macros` generates; not a stable API.
+#[cfg(feature = "rpc")]
 #[doc(hidden)]
 pub mod __private {
     pub use crate::rpc::handle_typed;
@@ -71,4 +76,13 @@ pub mod __fuzz {
     //! Entry points for `cargo fuzz` and the corpus replay; not a stable API.
     pub use crate::fuzzing::*;
     pub use crate::ring::fuzz_consumer;
+}
+
+#[doc(hidden)]
+pub mod __testing {
+    //! The low-level pieces tests use to play a hostile or odd peer: the handshake, the
+    //! one-shot bootstrap, raw shared memory and the byte layout. Not a stable API.
+    pub use crate::bootstrap::{listen, BusKind, Handshake, ListenSpec};
+    pub use crate::layout::{max_payload, shm_size, slot_size, ARENA_HEADER_SIZE, MSG_HEADER_SIZE};
+    pub use crate::shm::SharedMemory;
 }

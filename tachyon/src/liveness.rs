@@ -244,6 +244,7 @@ impl Drop for PeerLink {
     }
 }
 
+#[cfg_attr(not(feature = "rpc"), allow(dead_code))] // used by the RPC layer
 /// Whether process `pid` still maps or holds open the memfd with inode `ino`, read from
 /// `/proc` (same user only). `Some(false)` proves it let go of the bus (or is gone);
 /// `None` means it cannot be told (no `/proc`, no permission).

@@ -95,7 +95,11 @@ impl Producer {
         // Every slot starts on a 64-byte boundary; a peer that formatted the arena with
         // another head would make us write headers out of line. Refuse it up front: the
         // FatalError state makes the first acquire report it.
-        if head % MSG_HEADER_SIZE as u64 != 0 {
+        // Likewise a tail that is not within one ring behind the head (found by the
+        // `arena_attach` fuzz target: it made the free-space sum overflow).
+        if head % MSG_HEADER_SIZE as u64 != 0
+            || distance(cached_tail, head) > arena.capacity() as u64
+        {
             arena.set_fatal();
         }
         Self { arena, head, cached_tail, unpublished: 0, parked: false }
@@ -116,10 +120,12 @@ impl Producer {
         let to_end = (cap - p) as u64;
         let skip = if to_end < slot { to_end } else { 0 };
         let needed = skip + slot;
-        if distance(self.cached_tail, self.head) + needed > cap as u64 {
+        // Saturating: `cached_tail` is validated, but a sum of peer-derived values must
+        // never be able to wrap.
+        if distance(self.cached_tail, self.head).saturating_add(needed) > cap as u64 {
             self.refresh_tail()?;
             let used = distance(self.cached_tail, self.head);
-            if used + needed > cap as u64 {
+            if used.saturating_add(needed) > cap as u64 {
                 // Commits the consumer cannot see yet would keep the ring full for ever.
                 self.flush();
                 return Err(Error::Full {

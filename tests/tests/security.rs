@@ -451,18 +451,18 @@ fn rss_bytes() -> usize {
 /// Plays a listener that offers `fds` with handshake `hs`, on a thread.
 fn hostile_listener(
     path: &str,
-    hs: tachyon::bootstrap::Handshake,
+    hs: tachyon::__testing::Handshake,
     fds: Vec<std::os::fd::OwnedFd>,
 ) -> std::thread::JoinHandle<()> {
     use std::os::fd::AsFd;
     let path = path.to_owned();
     std::thread::spawn(move || {
         let borrowed: Vec<_> = fds.iter().map(AsFd::as_fd).collect();
-        let spec = tachyon::bootstrap::ListenSpec {
+        let spec = tachyon::__testing::ListenSpec {
             timeout: Some(Duration::from_secs(20)),
             interrupt: None,
         };
-        let _ = tachyon::bootstrap::listen(
+        let _ = tachyon::__testing::listen(
             &path,
             &hs,
             &borrowed,
@@ -485,7 +485,7 @@ fn connect_spsc_with(path: &str, opts: &ConnectOptions) -> tachyon::Result<Bus> 
 #[test]
 fn a_hostile_listener_cannot_make_a_connector_populate_gigabytes() {
     const CAP: usize = 1 << 31;
-    let hs = tachyon::bootstrap::Handshake::spsc(CAP);
+    let hs = tachyon::__testing::Handshake::spsc(CAP);
     // Above the default 1 GiB limit: refused before anything is mapped.
     let path = socket_path("huge");
     let l = hostile_listener(&path, hs, vec![hostile_memfd(CAP)]);
@@ -511,7 +511,7 @@ fn an_rpc_handshake_with_one_memfd_twice_is_refused() {
     let path = socket_path("twice");
     let fd = hostile_memfd(4096);
     let dup = rustix::io::dup(fd.as_fd()).unwrap();
-    let l = hostile_listener(&path, tachyon::bootstrap::Handshake::rpc(4096, 4096), vec![fd, dup]);
+    let l = hostile_listener(&path, tachyon::__testing::Handshake::rpc(4096, 4096), vec![fd, dup]);
     let err = loop {
         match RpcBus::connect(&path) {
             Err(Error::Connect { .. }) => std::thread::sleep(Duration::from_millis(2)),

@@ -201,12 +201,12 @@ fn bad_arguments_get_typed_errors() {
 
 #[test]
 fn rpc_listener_and_spsc_connector_reject_each_other_cleanly() {
-    use tachyon::bootstrap::{self, Handshake, ListenSpec};
+    use tachyon::__testing::{self as bootstrap, Handshake, ListenSpec};
     let path = socket_path("abi");
     let child = KillOnDrop(spawn_peer(&["connect-only", "--path", &path]));
     // An RPC handshake (flags = 1) with two arenas, as an RPC listener sends it.
-    let fwd = tachyon::shm::SharedMemory::create("t", 768 + 4096).unwrap();
-    let rev = tachyon::shm::SharedMemory::create("t", 768 + 4096).unwrap();
+    let fwd = tachyon::__testing::SharedMemory::create("t", 768 + 4096).unwrap();
+    let rev = tachyon::__testing::SharedMemory::create("t", 768 + 4096).unwrap();
     let spec = ListenSpec { timeout: Some(Duration::from_secs(20)), interrupt: None };
     let err = bootstrap::listen(
         &path,
