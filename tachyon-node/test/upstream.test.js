@@ -136,3 +136,17 @@ test('seed 000 NUMA binding and type id encoding', { skip }, async () => {
   assert.equal(ra.code, 0, ra.stderr);
   assert.equal(ra.stdout.trim(), '42 0 42 42');
 });
+
+// @tiga-ipc/mmap's usage example (seed 002), with '@tiga-ipc/mmap' resolving to this
+// package and a Linux ipcDirectory.
+test('seed 002 usage: startTigaServer and a synchronous tigaInvoke in one process', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tachyon-seed002-'));
+  fs.mkdirSync(path.join(dir, 'node_modules', '@tiga-ipc'), { recursive: true });
+  fs.symlinkSync(PKG, path.join(dir, 'node_modules', '@tiga-ipc', 'mmap'));
+  fs.copyFileSync(path.join(__dirname, 'upstream', '002', 'usage.js'), path.join(dir, 'usage.js'));
+  const ipc = path.join(dir, 'ipc');
+  fs.mkdirSync(ipc);
+  const r = await h.run(process.execPath, [path.join(dir, 'usage.js')], { cwd: dir, env: { ...process.env, TIGA_DIR: ipc } }).done;
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  assert.equal(r.stdout.trim(), 'reply:hello from node');
+});

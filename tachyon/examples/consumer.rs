@@ -16,7 +16,7 @@ fn main() -> tachyon::Result<()> {
     loop {
         match bus.recv_timeout(Duration::from_secs(5)) {
             Ok(msg) => {
-                println!("got {:?} (type {})", String::from_utf8_lossy(msg.data()), msg.type_id())
+                println!("got {:?} (type {})", String::from_utf8_lossy(msg.data()), msg.type_id());
             }
             // The producer closed its bus after sending: everything it sent arrived.
             Err(Error::PeerClosed) => return Ok(()),

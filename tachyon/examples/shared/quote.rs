@@ -31,7 +31,7 @@ pub fn quote(req: QuoteReq) -> Result<Quote, ServerError> {
     if req.qty == 0 {
         return Err(ServerError::new(400, "qty must be at least 1"));
     }
-    let mid = 100.0 + req.symbol.len() as f64;
+    let mid = 100.0 + f64::from(u32::try_from(req.symbol.len()).unwrap_or(u32::MAX));
     Ok(Quote { bid: mid - 0.01, ask: mid + 0.01 })
 }
 
