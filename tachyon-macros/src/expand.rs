@@ -101,8 +101,8 @@ fn typed_client(ident: &syn::Ident, req: &syn::Type, resp: &syn::Type) -> TokenS
         ///
         /// # Errors
         /// `tachyon::Error::Rpc` if the handler failed; transport and codec errors.
-        pub fn call(client: &::tachyon::rpc::RpcBus, request: &#req) -> ::tachyon::Result<#resp> {
-            client.invoke_typed(MSG_TYPE, request, ::core::option::Option::None)
+        pub fn call(client: &impl ::tachyon::rpc::Caller, request: &#req) -> ::tachyon::Result<#resp> {
+            ::tachyon::rpc::Caller::invoke_typed(client, MSG_TYPE, request, ::core::option::Option::None)
         }
 
         #[doc = #doc_t]
@@ -110,11 +110,11 @@ fn typed_client(ident: &syn::Ident, req: &syn::Type, resp: &syn::Type) -> TokenS
         /// # Errors
         /// As [`call`], plus `tachyon::Error::Timeout`.
         pub fn call_timeout(
-            client: &::tachyon::rpc::RpcBus,
+            client: &impl ::tachyon::rpc::Caller,
             request: &#req,
             timeout: ::std::time::Duration,
         ) -> ::tachyon::Result<#resp> {
-            client.invoke_typed(MSG_TYPE, request, ::core::option::Option::Some(timeout))
+            ::tachyon::rpc::Caller::invoke_typed(client, MSG_TYPE, request, ::core::option::Option::Some(timeout))
         }
     }
 }
@@ -129,8 +129,8 @@ fn raw_client(ident: &syn::Ident) -> TokenStream {
         ///
         /// # Errors
         /// `tachyon::Error::Rpc` if the handler failed; transport errors.
-        pub fn call(client: &::tachyon::rpc::RpcBus, request: &[u8]) -> ::tachyon::Result<::std::vec::Vec<u8>> {
-            client.invoke(MSG_TYPE, request, ::core::option::Option::None)
+        pub fn call(client: &impl ::tachyon::rpc::Caller, request: &[u8]) -> ::tachyon::Result<::std::vec::Vec<u8>> {
+            ::tachyon::rpc::Caller::invoke(client, MSG_TYPE, request, ::core::option::Option::None)
         }
 
         #[doc = #doc_t]
@@ -138,11 +138,11 @@ fn raw_client(ident: &syn::Ident) -> TokenStream {
         /// # Errors
         /// As [`call`], plus `tachyon::Error::Timeout`.
         pub fn call_timeout(
-            client: &::tachyon::rpc::RpcBus,
+            client: &impl ::tachyon::rpc::Caller,
             request: &[u8],
             timeout: ::std::time::Duration,
         ) -> ::tachyon::Result<::std::vec::Vec<u8>> {
-            client.invoke(MSG_TYPE, request, ::core::option::Option::Some(timeout))
+            ::tachyon::rpc::Caller::invoke(client, MSG_TYPE, request, ::core::option::Option::Some(timeout))
         }
     }
 }

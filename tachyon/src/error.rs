@@ -88,6 +88,19 @@ pub enum Error {
         limit: usize,
     },
 
+    /// An address is not `tcp://host:port`, `unix://path` or a path.
+    #[error("invalid address {address:?}: {reason}")]
+    InvalidAddress {
+        /// The address given.
+        address: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+
+    /// This machine cannot do what was asked (io_uring forbidden, an old kernel).
+    #[error("not supported here: {0}")]
+    Unsupported(String),
+
     /// An argument is out of its valid range.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

@@ -27,6 +27,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks, clippy::print_stdout)]
 
+mod address;
 mod arena;
 mod bootstrap;
 mod bus;
@@ -35,6 +36,8 @@ mod fuzzing;
 mod halves;
 mod layout;
 mod liveness;
+#[cfg(feature = "tcp")]
+pub mod net;
 mod options;
 mod ring;
 #[cfg(feature = "rpc")]
@@ -43,6 +46,7 @@ mod shm;
 mod type_id;
 mod wait;
 
+pub use address::Address;
 pub use bus::{Bus, BusState};
 pub use error::{Error, Result};
 pub use halves::{ParkedRx, ParkedTx, RxBatch, RxBatchIter, RxGuard, RxMsg, RxReadiness, TxGuard};

@@ -8,6 +8,7 @@
 //! [`RpcError`], never into a normal response.
 
 mod bus;
+mod caller;
 mod client;
 pub mod codec;
 mod dispatch;
@@ -17,6 +18,7 @@ mod server;
 pub mod tiga;
 
 pub use bus::{ParkedReply, ParkedRpcTx, Role, RpcBus, RpcReply, RpcRequest, RpcTxGuard};
+pub use caller::Caller;
 pub use dispatch::{
     handle_typed, Dispatcher, Endpoint, RegisterError, Request, ServeOptions, Transport,
 };

@@ -1,0 +1,786 @@
+//! [`TcpClient`]: the RPC caller over TCP. Blocking, and it does its own socket I/O on
+//! the calling threads: a caller that handed each request to an I/O thread would pay a
+//! thread hop each way (about 55 us across vCPUs here). Many threads may call at once:
+//! the first waiter reads the socket for everyone and parks replies for their owners, as
+//! [`crate::rpc::RpcBus`] does with its ring.
+//!
+//! Calls are pipelined (any number up to the window the hello negotiated, replies in any
+//! order), carry their remaining deadline to the server, and send a cancel frame when
+//! their caller gives up. A dead server fails every call in flight with `PeerDead`
+//! within the dead-peer bound: at once on a reset or EOF, and through ping/pong when the
+//! network goes silent while calls are outstanding.
+
+use std::collections::{HashMap, HashSet};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use rustix::event::{PollFd, PollFlags};
+use rustix::io::Errno;
+
+use crate::address::Address;
+use crate::error::{Error, Result};
+use crate::net::frame::{self, Decoder, Goaway, GoawayCode, Header, Hello, Kind, Step, HEADER_LEN};
+use crate::rpc::{RpcError, MSG_TYPE_ERROR};
+
+/// Settings of a [`TcpClient`].
+#[derive(Debug, Clone)]
+pub struct TcpClientOptions {
+    /// Connections to open (default 1); calls are spread over them.
+    pub connections: usize,
+    /// Bound on connecting and the hello exchange (default 10 s).
+    pub connect_timeout: Duration,
+    /// Calls in flight per connection this client asks for (default 1024; the server
+    /// may grant fewer).
+    pub max_in_flight: u32,
+    /// Largest reply payload accepted (default 16 MiB).
+    pub max_frame: u32,
+    /// A server silent this long while calls wait is dead (default 10 s); pings go out
+    /// after a quarter of it.
+    pub dead_peer_timeout: Duration,
+}
+
+impl Default for TcpClientOptions {
+    fn default() -> Self {
+        Self {
+            connections: 1,
+            connect_timeout: Duration::from_secs(10),
+            max_in_flight: 1024,
+            max_frame: 16 << 20,
+            dead_peer_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl TcpClientOptions {
+    /// Connections to open.
+    #[must_use]
+    pub fn connections(mut self, n: usize) -> Self {
+        self.connections = n;
+        self
+    }
+
+    /// Connect and hello bound.
+    #[must_use]
+    pub fn connect_timeout(mut self, t: Duration) -> Self {
+        self.connect_timeout = t;
+        self
+    }
+
+    /// Window per connection.
+    #[must_use]
+    pub fn max_in_flight(mut self, n: u32) -> Self {
+        self.max_in_flight = n;
+        self
+    }
+
+    /// Dead-peer bound.
+    #[must_use]
+    pub fn dead_peer_timeout(mut self, t: Duration) -> Self {
+        self.dead_peer_timeout = t;
+        self
+    }
+}
+
+/// A reply: its msg_type and payload (an error reply is returned as `Err(Rpc)` by
+/// [`TcpClient::wait`], never as a reply).
+type ReplyOutcome = Result<(u16, Vec<u8>)>;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The reading side of a connection, shared by its waiters.
+#[derive(Debug, Default)]
+struct Inbox {
+    /// Bytes of a frame not complete yet.
+    buf: Vec<u8>,
+    /// Replies read for calls whose waiter has not taken them.
+    parked: HashMap<u64, ReplyOutcome>,
+    /// Calls sent and not answered (their waiters may not be waiting yet).
+    pending: HashSet<u64>,
+    /// Calls given up on: a late reply is dropped.
+    abandoned: HashSet<u64>,
+    /// Someone is reading the socket now.
+    reading: bool,
+    /// The connection failed: every call on it fails with this.
+    dead: Option<DeadReason>,
+    /// When a byte last arrived (for the ping/pong watchdog).
+    last_rx: Option<Instant>,
+    /// A ping sent and not answered yet (its send time).
+    ping_sent: Option<Instant>,
+}
+
+#[derive(Debug, Clone)]
+enum DeadReason {
+    /// Reset, EOF without a goaway, silence past the bound, a bad frame.
+    Dead(&'static str),
+    /// A graceful goaway: calls up to its `last_cid` were answered.
+    Goaway(u64, String),
+}
+
+impl DeadReason {
+    fn error(&self, cid: u64) -> Error {
+        match self {
+            Self::Dead(why) => Error::PeerDead(why),
+            Self::Goaway(last, _) if cid <= *last => Error::PeerClosed,
+            Self::Goaway(_, msg) => {
+                Error::Refused(if msg.is_empty() { "the server said goaway" } else { leak(msg) })
+            }
+        }
+    }
+}
+
+/// Goaway messages are few and short: keep them for `Error::Refused`'s `&'static str`.
+fn leak(s: &str) -> &'static str {
+    Box::leak(s.to_owned().into_boxed_str())
+}
+
+/// One TCP connection of a client.
+#[derive(Debug)]
+struct Conn {
+    sock: OwnedFd,
+    index: u64,
+    writer: Mutex<()>,
+    inbox: Mutex<Inbox>,
+    changed: Condvar,
+    next_seq: AtomicU64,
+    in_flight: AtomicUsize,
+    max_in_flight: usize,
+    decoder: Decoder,
+    dead_peer: Duration,
+}
+
+/// A blocking RPC client over TCP.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use tachyon::net::TcpClient;
+/// # fn main() -> tachyon::Result<()> {
+/// let client = TcpClient::connect("tcp://127.0.0.1:7000")?;
+/// let reply = client.invoke(1, b"ping", Some(Duration::from_secs(1)))?;
+/// // Pipelined: send many, then wait for each (replies may come in any order).
+/// let cids: Vec<u64> = (0..16).map(|_| client.call(b"x", 1)).collect::<Result<_, _>>()?;
+/// for cid in cids {
+///     client.wait_timeout(cid, Duration::from_secs(1))?;
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct TcpClient {
+    conns: Vec<Conn>,
+    next_conn: AtomicUsize,
+    address: String,
+}
+
+fn io(context: &'static str) -> impl Fn(Errno) -> Error {
+    move |e| Error::io(context, e)
+}
+
+/// Waits for `fd` to be ready for `events` until `deadline` (none: for ever).
+fn wait_fd(fd: &OwnedFd, events: PollFlags, deadline: Option<Instant>) -> Result<bool> {
+    loop {
+        let timeout = match deadline {
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Ok(false);
+                }
+                Some(
+                    rustix::time::Timespec::try_from(left)
+                        .unwrap_or(rustix::time::Timespec { tv_sec: 1, tv_nsec: 0 }),
+                )
+            }
+            None => None,
+        };
+        let mut fds = [PollFd::new(fd, events)];
+        match rustix::event::poll(&mut fds, timeout.as_ref()) {
+            Ok(0) => {}
+            Ok(_) => return Ok(true),
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(Error::io("poll a TCP socket", e)),
+        }
+    }
+}
+
+/// Writes all of `buf` before `deadline`.
+fn write_all(
+    fd: &OwnedFd,
+    mut buf: &[u8],
+    deadline: Option<Instant>,
+    timeout: Duration,
+) -> Result<()> {
+    while !buf.is_empty() {
+        match rustix::net::send(
+            fd,
+            buf,
+            rustix::net::SendFlags::NOSIGNAL | rustix::net::SendFlags::DONTWAIT,
+        ) {
+            Ok(n) => buf = &buf[n..],
+            Err(Errno::AGAIN) => {
+                if !wait_fd(fd, PollFlags::OUT, deadline)? {
+                    return Err(Error::Timeout(timeout));
+                }
+            }
+            Err(Errno::INTR) => {}
+            Err(Errno::PIPE | Errno::CONNRESET) => {
+                return Err(Error::PeerDead("the server closed the connection"))
+            }
+            Err(e) => return Err(Error::io("send to the server", e)),
+        }
+    }
+    Ok(())
+}
+
+/// Opens one connection and exchanges hellos.
+fn open(addr: std::net::SocketAddr, index: u64, opts: &TcpClientOptions) -> Result<Conn> {
+    use rustix::net::{AddressFamily, SocketFlags, SocketType};
+    let deadline = Instant::now() + opts.connect_timeout;
+    let family = if addr.is_ipv4() { AddressFamily::INET } else { AddressFamily::INET6 };
+    let sock = rustix::net::socket_with(
+        family,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+        None,
+    )
+    .map_err(io("create a TCP socket"))?;
+    let connect_err = |e: Errno| Error::Connect { path: addr.to_string(), source: e.into() };
+    match rustix::net::connect(&sock, &addr) {
+        Ok(()) => {}
+        Err(Errno::INPROGRESS | Errno::INTR) => {
+            if !wait_fd(&sock, PollFlags::OUT, Some(deadline))? {
+                return Err(Error::Timeout(opts.connect_timeout));
+            }
+            if let Some(e) =
+                rustix::net::sockopt::socket_error(&sock).map_err(io("read SO_ERROR"))?.err()
+            {
+                return Err(connect_err(e));
+            }
+        }
+        Err(e) => return Err(connect_err(e)),
+    }
+    crate::net::server::tune(&sock, opts.dead_peer_timeout);
+    let hello = Hello {
+        version: frame::VERSION,
+        max_frame: opts.max_frame,
+        max_in_flight: opts.max_in_flight,
+    };
+    write_all(&sock, &hello.frame(), Some(deadline), opts.connect_timeout)?;
+    // Read the server's hello (or a goaway: a full server, a refusal).
+    let mut buf = Vec::with_capacity(64);
+    let decoder = Decoder::new(4096);
+    let granted = loop {
+        if let Ok(Step::Frame { header, payload, .. }) = decoder.next(&buf) {
+            match header.kind {
+                Kind::Hello => {
+                    break Hello::decode(payload).map_err(|e| Error::Protocol(e.to_string()))?
+                }
+                Kind::Goaway => {
+                    let g = Goaway::decode(payload);
+                    return Err(match g.code {
+                        GoawayCode::TooManyConnections => Error::Refused("the server already serves its maximum number of connections; retry later"),
+                        GoawayCode::Shutdown => Error::Refused("the server is shutting down"),
+                        _ => Error::Protocol(format!("the server refused the connection: {}", g.message)),
+                    });
+                }
+                k => {
+                    return Err(Error::Protocol(format!(
+                        "the server answered the hello with a {k:?} frame"
+                    )))
+                }
+            }
+        }
+        if decoder.next(&buf).is_err() {
+            return Err(Error::Protocol("the server's first frame is not a valid hello".into()));
+        }
+        if !wait_fd(&sock, PollFlags::IN, Some(deadline))? {
+            return Err(Error::Timeout(opts.connect_timeout));
+        }
+        let mut chunk = [0u8; 256];
+        match rustix::io::read(&sock, &mut chunk) {
+            Ok(0) => {
+                return Err(Error::PeerDead("the server closed the connection during the hello"))
+            }
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(Errno::AGAIN | Errno::INTR) => {}
+            Err(e) => return Err(Error::io("read the server's hello", e)),
+        }
+    };
+    if granted.version < 1 {
+        return Err(Error::AbiMismatch(format!(
+            "the server speaks TCP frame version {}",
+            granted.version
+        )));
+    }
+    let consumed = HEADER_LEN + frame::HELLO_LEN;
+    let inbox = Inbox { buf: buf[consumed..].to_vec(), ..Inbox::default() };
+    Ok(Conn {
+        sock,
+        index,
+        writer: Mutex::new(()),
+        inbox: Mutex::new(inbox),
+        changed: Condvar::new(),
+        next_seq: AtomicU64::new(1),
+        in_flight: AtomicUsize::new(0),
+        max_in_flight: granted.max_in_flight.max(1) as usize,
+        decoder: Decoder::new(granted.max_frame.min(opts.max_frame)),
+        dead_peer: opts.dead_peer_timeout,
+    })
+}
+
+impl TcpClient {
+    /// Connects to `address` (`tcp://host:port`) with the default options.
+    ///
+    /// # Errors
+    /// As [`TcpClient::connect_with`].
+    pub fn connect(address: &str) -> Result<Self> {
+        Self::connect_with(address, &TcpClientOptions::default())
+    }
+
+    /// Connects `opts.connections` connections and exchanges hellos.
+    ///
+    /// # Errors
+    /// [`Error::InvalidAddress`], [`Error::Connect`] (refused, unreachable),
+    /// [`Error::Timeout`], [`Error::Refused`] (the server is full or stopping),
+    /// [`Error::Protocol`] (not a Tachyon server).
+    pub fn connect_with(address: &str, opts: &TcpClientOptions) -> Result<Self> {
+        let parsed = Address::parse(address)?;
+        if !matches!(parsed, Address::Tcp { .. }) {
+            return Err(Error::InvalidAddress {
+                address: address.to_owned(),
+                reason: "a TCP client needs tcp://host:port",
+            });
+        }
+        if opts.connections == 0 || opts.connections > 256 {
+            return Err(Error::InvalidArgument("connections must be in 1..=256".into()));
+        }
+        let addrs = parsed.resolve()?;
+        let mut last = None;
+        for addr in addrs {
+            let conns: Result<Vec<Conn>> =
+                (0..opts.connections).map(|i| open(addr, i as u64, opts)).collect();
+            match conns {
+                Ok(conns) => {
+                    return Ok(Self {
+                        conns,
+                        next_conn: AtomicUsize::new(0),
+                        address: address.to_owned(),
+                    })
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::io("connect", std::io::Error::other("no address"))))
+    }
+
+    /// The address it connected to.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// Calls sent and not answered, over every connection.
+    pub fn in_flight(&self) -> usize {
+        self.conns.iter().map(|c| c.in_flight.load(Ordering::Relaxed)).sum()
+    }
+
+    fn conn_of(&self, cid: u64) -> Result<&Conn> {
+        self.conns
+            .get((cid & 0xFF) as usize)
+            .ok_or_else(|| Error::Protocol(format!("correlation id {cid} is not from this client")))
+    }
+
+    /// Sends a request without waiting for room in the window: a full window fails with
+    /// [`Error::Full`]. Returns the correlation id to [`wait`](Self::wait) for.
+    ///
+    /// # Errors
+    /// [`Error::Full`], [`Error::PeerDead`], [`Error::MessageTooLarge`].
+    pub fn call(&self, payload: &[u8], msg_type: u16) -> Result<u64> {
+        self.send(payload, msg_type, Some(Duration::ZERO), None)
+    }
+
+    /// Like [`call`](Self::call), waiting up to `timeout` for room in the window.
+    ///
+    /// # Errors
+    /// As [`call`](Self::call), with [`Error::Timeout`] for `Full`.
+    pub fn call_timeout(&self, payload: &[u8], msg_type: u16, timeout: Duration) -> Result<u64> {
+        self.send(payload, msg_type, Some(timeout), Some(timeout))
+    }
+
+    fn send(
+        &self,
+        payload: &[u8],
+        msg_type: u16,
+        wait: Option<Duration>,
+        budget: Option<Duration>,
+    ) -> Result<u64> {
+        if msg_type == MSG_TYPE_ERROR {
+            return Err(Error::InvalidArgument("msg_type 0xFFFF is the error sentinel".into()));
+        }
+        let n = self.conns.len();
+        let start = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        // The first connection with room, starting round-robin; wait on the first one.
+        let conn = (0..n)
+            .map(|k| &self.conns[(start + k) % n])
+            .find(|c| c.in_flight.load(Ordering::Relaxed) < c.max_in_flight)
+            .unwrap_or(&self.conns[start % n]);
+        conn.send(payload, msg_type, wait, budget)
+    }
+
+    /// Waits (without a deadline, but never past the dead-peer bound) for the reply to
+    /// `cid`.
+    ///
+    /// # Errors
+    /// As [`wait_timeout`](Self::wait_timeout).
+    pub fn wait(&self, cid: u64) -> Result<Vec<u8>> {
+        self.conn_of(cid)?.wait(cid, None).map(|(_, d)| d)
+    }
+
+    /// Waits up to `timeout` for the reply to `cid`. On a timeout the call stays in
+    /// flight (wait again, or [`abandon`](Self::abandon) it).
+    ///
+    /// # Errors
+    /// [`Error::Rpc`] for an error reply, [`Error::Timeout`], [`Error::PeerDead`],
+    /// [`Error::PeerClosed`] (a server that shut down), [`Error::Protocol`].
+    pub fn wait_timeout(&self, cid: u64, timeout: Duration) -> Result<Vec<u8>> {
+        self.conn_of(cid)?.wait(cid, Some((Instant::now() + timeout, timeout))).map(|(_, d)| d)
+    }
+
+    /// Gives up on `cid`: a cancel frame tells the server, and a late reply is dropped.
+    pub fn abandon(&self, cid: u64) {
+        if let Ok(c) = self.conn_of(cid) {
+            c.abandon(cid);
+        }
+    }
+
+    /// Calls `msg_type` and waits for the reply, all within `timeout` (`None`: as long as
+    /// the server lives). A call that times out is abandoned.
+    ///
+    /// # Errors
+    /// As [`wait_timeout`](Self::wait_timeout) and [`call`](Self::call).
+    pub fn invoke(
+        &self,
+        msg_type: u16,
+        payload: &[u8],
+        timeout: Option<Duration>,
+    ) -> Result<Vec<u8>> {
+        let start = Instant::now();
+        let cid =
+            self.send(payload, msg_type, timeout.or(Some(Duration::from_secs(3600))), timeout)?;
+        let conn = self.conn_of(cid)?;
+        let left = timeout.map(|t| (start + t, t));
+        let r = conn.wait(cid, left);
+        if r.is_err() {
+            conn.abandon(cid);
+        }
+        r.map(|(_, d)| d)
+    }
+}
+
+impl Conn {
+    fn send(
+        &self,
+        payload: &[u8],
+        msg_type: u16,
+        wait: Option<Duration>,
+        budget: Option<Duration>,
+    ) -> Result<u64> {
+        // The negotiated maximum applies both ways.
+        let max = self.decoder.max_len();
+        if payload.len() > max as usize {
+            return Err(Error::MessageTooLarge { size: payload.len(), max: max as usize });
+        }
+        let deadline = wait.map(|t| Instant::now() + t);
+        // A slot in the window.
+        {
+            let mut inbox = lock(&self.inbox);
+            loop {
+                if let Some(d) = &inbox.dead {
+                    return Err(d.error(u64::MAX));
+                }
+                if self.in_flight.load(Ordering::Relaxed) < self.max_in_flight {
+                    self.in_flight.fetch_add(1, Ordering::Relaxed);
+                    break;
+                }
+                match deadline {
+                    Some(d) if Instant::now() >= d => {
+                        return Err(if wait == Some(Duration::ZERO) {
+                            Error::Full { needed: 1, free: 0 }
+                        } else {
+                            Error::Timeout(wait.unwrap_or_default())
+                        });
+                    }
+                    Some(d) => {
+                        let left = d.saturating_duration_since(Instant::now());
+                        inbox = self
+                            .changed
+                            .wait_timeout(inbox, left)
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .0;
+                    }
+                    None => {
+                        inbox = self.changed.wait(inbox).unwrap_or_else(PoisonError::into_inner)
+                    }
+                }
+            }
+        }
+        let cid = (self.next_seq.fetch_add(1, Ordering::Relaxed) << 8) | self.index;
+        lock(&self.inbox).pending.insert(cid);
+        let budget_us =
+            budget.map_or(0, |b| u32::try_from(b.as_micros()).unwrap_or(u32::MAX).max(1));
+        let mut frame_bytes = Vec::with_capacity(HEADER_LEN + payload.len());
+        frame::push_message(
+            &mut frame_bytes,
+            Kind::Request,
+            u32::from(msg_type),
+            cid,
+            budget_us,
+            payload,
+        );
+        let sent = {
+            let _w = lock(&self.writer);
+            write_all(&self.sock, &frame_bytes, None, Duration::ZERO)
+        };
+        if let Err(e) = sent {
+            self.finish(cid);
+            self.fail(DeadReason::Dead("the connection to the server broke"));
+            return Err(e);
+        }
+        Ok(cid)
+    }
+
+    fn finish(&self, cid: u64) {
+        let mut inbox = lock(&self.inbox);
+        if inbox.pending.remove(&cid) {
+            self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        }
+        drop(inbox);
+        self.changed.notify_all();
+    }
+
+    fn abandon(&self, cid: u64) {
+        let mut inbox = lock(&self.inbox);
+        let was_pending = inbox.pending.remove(&cid);
+        if inbox.parked.remove(&cid).is_none() && was_pending {
+            inbox.abandoned.insert(cid);
+        }
+        if was_pending {
+            self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        }
+        let dead = inbox.dead.is_some();
+        drop(inbox);
+        self.changed.notify_all();
+        if was_pending && !dead {
+            let mut f = Vec::with_capacity(HEADER_LEN);
+            frame::push_control(&mut f, Kind::Cancel, cid);
+            let _w = lock(&self.writer);
+            let _ = write_all(
+                &self.sock,
+                &f,
+                Some(Instant::now() + Duration::from_millis(100)),
+                Duration::ZERO,
+            );
+        }
+    }
+
+    fn fail(&self, why: DeadReason) {
+        let mut inbox = lock(&self.inbox);
+        if inbox.dead.is_none() {
+            inbox.dead = Some(why);
+        }
+        drop(inbox);
+        self.changed.notify_all();
+    }
+
+    /// Waits for `cid`'s reply, reading the socket if nobody else is.
+    fn wait(&self, cid: u64, deadline: Option<(Instant, Duration)>) -> ReplyOutcome {
+        let mut inbox = lock(&self.inbox);
+        loop {
+            if let Some(r) = inbox.parked.remove(&cid) {
+                drop(inbox);
+                self.finish(cid);
+                return r;
+            }
+            if !inbox.pending.contains(&cid) {
+                return Err(Error::Protocol(format!(
+                    "correlation id {cid} is not in flight on this client"
+                )));
+            }
+            if let Some(d) = &inbox.dead {
+                let e = d.error(cid);
+                drop(inbox);
+                self.finish(cid);
+                return Err(e);
+            }
+            if let Some((at, t)) = deadline {
+                if Instant::now() >= at {
+                    return Err(Error::Timeout(t));
+                }
+            }
+            if inbox.reading {
+                let until = deadline.map(|(at, _)| at.saturating_duration_since(Instant::now()));
+                inbox = match until {
+                    Some(left) => {
+                        self.changed
+                            .wait_timeout(inbox, left)
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .0
+                    }
+                    None => self.changed.wait(inbox).unwrap_or_else(PoisonError::into_inner),
+                };
+                continue;
+            }
+            // Become the reader: read once (bounded), park what arrives, hand over.
+            inbox.reading = true;
+            drop(inbox);
+            let outcome = self.read_once(deadline.map(|(at, _)| at));
+            inbox = lock(&self.inbox);
+            inbox.reading = false;
+            if let Err(why) = outcome {
+                if inbox.dead.is_none() {
+                    inbox.dead = Some(why);
+                }
+            }
+            self.changed.notify_all();
+        }
+    }
+
+    /// One read: waits for bytes (until `deadline`, or a ping interval), then parses and
+    /// parks every complete frame. `Err` when the connection is finished.
+    fn read_once(&self, deadline: Option<Instant>) -> std::result::Result<(), DeadReason> {
+        let ping_every = (self.dead_peer / 4).max(Duration::from_millis(50));
+        let now = Instant::now();
+        let step = deadline.map_or(now + ping_every, |d| d.min(now + ping_every));
+        let ready = wait_fd(&self.sock, PollFlags::IN, Some(step))
+            .map_err(|_| DeadReason::Dead("polling the connection failed"))?;
+        if !ready {
+            return self.watchdog();
+        }
+        let mut chunk = vec![0u8; 64 << 10];
+        let n = match rustix::io::read(&self.sock, &mut chunk) {
+            Ok(0) => return Err(self.eof_reason()),
+            Ok(n) => n,
+            Err(Errno::AGAIN | Errno::INTR) => return Ok(()),
+            Err(_) => return Err(DeadReason::Dead("the connection to the server was reset")),
+        };
+        let mut inbox = lock(&self.inbox);
+        inbox.last_rx = Some(Instant::now());
+        inbox.ping_sent = None;
+        inbox.buf.extend_from_slice(&chunk[..n]);
+        let buf = std::mem::take(&mut inbox.buf);
+        let mut at = 0;
+        let mut result = Ok(());
+        loop {
+            match self.decoder.next(&buf[at..]) {
+                Ok(Step::Frame { header, payload, used }) => {
+                    at += used;
+                    if let Err(why) = self.on_frame(&mut inbox, &header, payload) {
+                        result = Err(why);
+                        break;
+                    }
+                }
+                Ok(Step::Partial) => break,
+                Err(e) => {
+                    result =
+                        Err(DeadReason::Dead(leak(&format!("the server sent a bad frame: {e}"))));
+                    break;
+                }
+            }
+        }
+        inbox.buf = buf[at..].to_vec();
+        result
+    }
+
+    fn on_frame(
+        &self,
+        inbox: &mut Inbox,
+        h: &Header,
+        payload: &[u8],
+    ) -> std::result::Result<(), DeadReason> {
+        match h.kind {
+            Kind::Reply => {
+                let cid = h.correlation_id;
+                if inbox.abandoned.remove(&cid) {
+                    return Ok(()); // its caller gave up
+                }
+                if !inbox.pending.contains(&cid) || inbox.parked.contains_key(&cid) {
+                    tracing::warn!(target: "tachyon", correlation_id = cid, "dropped a TCP reply for a call that is not in flight");
+                    return Ok(());
+                }
+                let mt = h.msg_type();
+                let outcome = if mt == MSG_TYPE_ERROR {
+                    Err(Error::Rpc(RpcError::decode(payload)))
+                } else {
+                    Ok((mt, payload.to_vec()))
+                };
+                inbox.parked.insert(cid, outcome);
+                Ok(())
+            }
+            Kind::Ping => {
+                let mut f = Vec::with_capacity(HEADER_LEN);
+                frame::push_control(&mut f, Kind::Pong, h.correlation_id);
+                let _w = lock(&self.writer);
+                let _ = write_all(
+                    &self.sock,
+                    &f,
+                    Some(Instant::now() + Duration::from_millis(100)),
+                    Duration::ZERO,
+                );
+                Ok(())
+            }
+            Kind::Pong => Ok(()),
+            Kind::Goaway => {
+                let g = Goaway::decode(payload);
+                Err(match g.code {
+                    GoawayCode::Shutdown => DeadReason::Goaway(g.last_cid, g.message),
+                    _ => DeadReason::Dead(leak(&format!(
+                        "the server closed the connection: {}",
+                        g.message
+                    ))),
+                })
+            }
+            k => Err(DeadReason::Dead(leak(&format!("the server sent an unexpected {k:?} frame")))),
+        }
+    }
+
+    /// Nothing arrived for a while: ping the server if calls are outstanding, and call it
+    /// dead if it stays silent past the bound.
+    fn watchdog(&self) -> std::result::Result<(), DeadReason> {
+        let mut inbox = lock(&self.inbox);
+        if inbox.pending.is_empty() {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let last = *inbox.last_rx.get_or_insert(now);
+        if now.duration_since(last) >= self.dead_peer {
+            return Err(DeadReason::Dead(
+                "the server stopped answering (no pong within the dead-peer bound)",
+            ));
+        }
+        if inbox.ping_sent.is_none() {
+            inbox.ping_sent = Some(now);
+            drop(inbox);
+            let mut f = Vec::with_capacity(HEADER_LEN);
+            frame::push_control(&mut f, Kind::Ping, 1);
+            let _w = lock(&self.writer);
+            let _ =
+                write_all(&self.sock, &f, Some(now + Duration::from_millis(100)), Duration::ZERO);
+        }
+        Ok(())
+    }
+
+    fn eof_reason(&self) -> DeadReason {
+        match &lock(&self.inbox).dead {
+            Some(d @ DeadReason::Goaway(..)) => d.clone(),
+            _ => DeadReason::Dead("the server closed the connection"),
+        }
+    }
+}
+
+impl Drop for TcpClient {
+    fn drop(&mut self) {
+        for c in &self.conns {
+            let _ = rustix::net::shutdown(c.sock.as_fd(), rustix::net::Shutdown::Both);
+        }
+    }
+}

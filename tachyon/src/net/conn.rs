@@ -1,0 +1,449 @@
+//! One server connection as a state machine, with no I/O: bytes in, frames parsed and
+//! dispatched, reply bytes out. Both reactors (io_uring and epoll) drive the same code,
+//! so they behave the same, and tests drive it with plain byte slices.
+//!
+//! Everything that arrives is hostile until checked: a bad header, an unknown kind, a
+//! frame over the negotiated maximum, a request before the hello, more calls in flight
+//! than negotiated, a hello that never comes or a frame that stalls mid-way each end
+//! this connection (a goaway with the reason, then close) and nothing else.
+
+use std::time::{Duration, Instant};
+
+use crate::net::frame::{self, Decoder, FrameError, Goaway, GoawayCode, Header, Hello, Kind, Step};
+use crate::rpc::{Dispatcher, MSG_TYPE_ERROR};
+
+/// The limits a server connection enforces.
+#[derive(Debug, Clone)]
+pub(crate) struct Limits {
+    /// Largest payload accepted (before the hello, only a hello fits).
+    pub max_frame: u32,
+    /// Most calls a client may have unanswered on this connection.
+    pub max_in_flight: u32,
+    /// How long a client may take to send its hello.
+    pub hello_timeout: Duration,
+    /// How long a frame may stay half-received.
+    pub read_timeout: Duration,
+    /// Stop reading from a client whose replies pile up past this many bytes...
+    pub high_water: usize,
+    /// ...until they drain below this many.
+    pub low_water: usize,
+}
+
+/// Where a connection is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for the client's hello (since when).
+    Hello(Instant),
+    /// Serving calls.
+    Open,
+    /// A goaway is queued; send what is left, then close.
+    Closing,
+}
+
+/// Why the reactor must close a connection now (after sending what is queued).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Closing {
+    /// The goaway's code.
+    pub code: GoawayCode,
+    /// What went wrong, for the log and the counters.
+    pub reason: String,
+}
+
+/// What a connection hands the reactor's dispatcher for each request.
+pub(crate) trait Handler {
+    /// Answers a request: the reply payload goes into `response`, the reply's msg_type
+    /// is returned (0xFFFF for an error).
+    fn request(&mut self, header: &Header, payload: &[u8], response: &mut Vec<u8>) -> u16;
+}
+
+/// The inline handler: the dispatcher runs on the reactor thread.
+pub(crate) struct Inline<'a>(pub &'a Dispatcher);
+
+impl Handler for Inline<'_> {
+    fn request(&mut self, h: &Header, payload: &[u8], response: &mut Vec<u8>) -> u16 {
+        self.0.dispatch(h.msg_type(), payload, response)
+    }
+}
+
+/// Counters of one connection, summed by the server.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Counts {
+    pub requests: u64,
+    pub replies: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub paused: u64,
+}
+
+/// One client connection of a server.
+#[derive(Debug)]
+pub(crate) struct Conn {
+    phase: Phase,
+    /// Bytes of a frame not complete yet.
+    input: Vec<u8>,
+    /// Frames to send.
+    output: Vec<u8>,
+    decoder: Decoder,
+    limits: Limits,
+    /// Highest correlation id seen (the goaway's `last_cid`).
+    last_cid: u64,
+    /// Replies queued and not yet handed to the socket: the calls this client has in
+    /// flight from the server's side.
+    unsent_replies: u32,
+    /// When the first byte of the frame still buffered arrived.
+    partial_since: Option<Instant>,
+    /// Whether reading is paused by backpressure.
+    paused: bool,
+    closing: Option<Closing>,
+    scratch: Vec<u8>,
+    /// Counters.
+    pub counts: Counts,
+}
+
+impl Conn {
+    /// A connection accepted at `now`.
+    pub fn new(limits: Limits, now: Instant) -> Self {
+        Self {
+            phase: Phase::Hello(now),
+            input: Vec::new(),
+            output: Vec::new(),
+            // Before the hello, only a hello fits.
+            decoder: Decoder::new(frame::HELLO_LEN as u32),
+            limits,
+            last_cid: 0,
+            unsent_replies: 0,
+            partial_since: None,
+            paused: false,
+            closing: None,
+            scratch: Vec::new(),
+            counts: Counts::default(),
+        }
+    }
+
+    /// Bytes to send.
+    pub fn output(&self) -> &[u8] {
+        &self.output
+    }
+
+    /// `n` bytes of the output went out.
+    pub fn sent(&mut self, n: usize) {
+        self.output.drain(..n);
+        self.counts.bytes_out += n as u64;
+        if self.output.is_empty() {
+            self.unsent_replies = 0;
+        }
+    }
+
+    /// Takes the whole output (a reactor that sends from its own buffer).
+    pub fn take_output(&mut self) -> Vec<u8> {
+        let out = std::mem::take(&mut self.output);
+        self.counts.bytes_out += out.len() as u64;
+        self.unsent_replies = 0;
+        out
+    }
+
+    /// Whether the reactor should close the connection once the output is sent.
+    pub fn closing(&self) -> Option<&Closing> {
+        self.closing.as_ref()
+    }
+
+    /// Whether the reactor should be reading (false while replies pile up, or closing).
+    pub fn wants_read(&mut self) -> bool {
+        if self.closing.is_some() {
+            return false;
+        }
+        if self.paused {
+            if self.output.len() <= self.limits.low_water {
+                self.paused = false;
+            }
+        } else if self.output.len() >= self.limits.high_water {
+            self.paused = true;
+            self.counts.paused += 1;
+        }
+        !self.paused
+    }
+
+    /// Queues a goaway and stops reading.
+    pub fn close(&mut self, code: GoawayCode, reason: impl Into<String>) {
+        if self.closing.is_some() {
+            return;
+        }
+        let reason = reason.into();
+        self.output.extend_from_slice(
+            &Goaway { last_cid: self.last_cid, code, message: reason.clone() }.frame(),
+        );
+        self.phase = Phase::Closing;
+        self.closing = Some(Closing { code, reason });
+    }
+
+    /// Handles bytes from the socket. Frames complete in `bytes` are parsed in place.
+    pub fn on_bytes(&mut self, bytes: &[u8], now: Instant, handler: &mut dyn Handler) {
+        if self.closing.is_some() {
+            return;
+        }
+        self.counts.bytes_in += bytes.len() as u64;
+        if self.input.is_empty() {
+            let used = self.process(bytes, handler);
+            if self.closing.is_none() && used < bytes.len() {
+                self.input.extend_from_slice(&bytes[used..]);
+            }
+        } else {
+            self.input.extend_from_slice(bytes);
+            let input = std::mem::take(&mut self.input);
+            let used = self.process(&input, handler);
+            self.input = input;
+            self.input.drain(..used);
+        }
+        self.partial_since =
+            if self.input.is_empty() { None } else { Some(self.partial_since.unwrap_or(now)) };
+    }
+
+    /// Processes every complete frame at the front of `buf`; returns the bytes used.
+    fn process(&mut self, buf: &[u8], handler: &mut dyn Handler) -> usize {
+        let mut at = 0;
+        while self.closing.is_none() {
+            match self.decoder.next(&buf[at..]) {
+                Ok(Step::Frame { header, payload, used }) => {
+                    at += used;
+                    self.on_frame(&header, payload, handler);
+                }
+                Ok(Step::Partial) => break,
+                Err(e) => {
+                    let code = match e {
+                        FrameError::TooLarge { .. } => GoawayCode::FrameTooLarge,
+                        _ => GoawayCode::Protocol,
+                    };
+                    self.close(code, e.to_string());
+                }
+            }
+        }
+        at
+    }
+
+    fn on_frame(&mut self, h: &Header, payload: &[u8], handler: &mut dyn Handler) {
+        match (self.phase, h.kind) {
+            (Phase::Hello(_), Kind::Hello) => self.on_hello(payload),
+            (Phase::Hello(_), k) => {
+                self.close(GoawayCode::Protocol, format!("{k:?} frame before the hello"));
+            }
+            (Phase::Open, Kind::Request) => self.on_request(h, payload, handler),
+            (Phase::Open, Kind::Ping) => {
+                frame::push_control(&mut self.output, Kind::Pong, h.correlation_id)
+            }
+            (Phase::Open, Kind::Cancel | Kind::Pong) => {} // inline calls are already answered
+            (Phase::Open, Kind::Goaway) => {
+                self.close(GoawayCode::Shutdown, "the client said goaway");
+            }
+            (Phase::Open, k) => {
+                self.close(GoawayCode::Protocol, format!("unexpected {k:?} frame from a client"));
+            }
+            (Phase::Closing, _) => {}
+        }
+    }
+
+    fn on_hello(&mut self, payload: &[u8]) {
+        let hello = match Hello::decode(payload) {
+            Ok(h) => h,
+            Err(e) => return self.close(GoawayCode::Protocol, e.to_string()),
+        };
+        if hello.version < 1 {
+            return self.close(
+                GoawayCode::Version,
+                format!("no common version (client speaks {})", hello.version),
+            );
+        }
+        let max_frame = self.limits.max_frame.min(hello.max_frame.max(1));
+        let max_in_flight = self.limits.max_in_flight.min(hello.max_in_flight.max(1));
+        self.limits.max_frame = max_frame;
+        self.limits.max_in_flight = max_in_flight;
+        self.decoder.set_max_len(max_frame);
+        let version = hello.version.min(frame::VERSION);
+        self.output.extend_from_slice(&Hello { version, max_frame, max_in_flight }.frame());
+        self.phase = Phase::Open;
+    }
+
+    fn on_request(&mut self, h: &Header, payload: &[u8], handler: &mut dyn Handler) {
+        self.counts.requests += 1;
+        self.last_cid = self.last_cid.max(h.correlation_id);
+        // Answered inline, in order; a call stays in flight until its reply reaches the
+        // socket. A client that keeps sending without reading breaks the window.
+        if self.unsent_replies >= self.limits.max_in_flight {
+            return self.close(
+                GoawayCode::TooManyInFlight,
+                format!("more than {} calls in flight", self.limits.max_in_flight),
+            );
+        }
+        let mut response = std::mem::take(&mut self.scratch);
+        let msg_type = handler.request(h, payload, &mut response);
+        let type_id = (h.type_id & 0xFFFF_0000) | u32::from(msg_type);
+        self.push_frame(type_id, h.correlation_id, &response);
+        response.clear();
+        self.scratch = response;
+    }
+
+    fn push_frame(&mut self, type_id: u32, cid: u64, payload: &[u8]) {
+        self.counts.replies += 1;
+        self.unsent_replies += 1;
+        if payload.len() > self.limits.max_frame as usize {
+            // A reply the client would refuse: tell it why instead.
+            let e = crate::rpc::RpcError::new(
+                crate::msg_type(type_id),
+                crate::rpc::code::BAD_RESPONSE,
+                format!(
+                    "the {}-byte reply exceeds the connection's {}-byte frame limit",
+                    payload.len(),
+                    self.limits.max_frame
+                ),
+            );
+            let body = e.encode();
+            frame::push_message(
+                &mut self.output,
+                Kind::Reply,
+                u32::from(MSG_TYPE_ERROR),
+                cid,
+                0,
+                &body,
+            );
+            return;
+        }
+        frame::push_message(&mut self.output, Kind::Reply, type_id, cid, 0, payload);
+    }
+
+    /// Ends the connection if its hello or a half-received frame is overdue.
+    pub fn check_timeouts(&mut self, now: Instant) {
+        if let Phase::Hello(since) = self.phase {
+            if now.duration_since(since) >= self.limits.hello_timeout {
+                return self.close(GoawayCode::HelloTimeout, "no hello in time");
+            }
+        }
+        if self.partial_since.is_some_and(|t| now.duration_since(t) >= self.limits.read_timeout) {
+            self.close(GoawayCode::ReadTimeout, "a frame stalled mid-way");
+        }
+    }
+
+    /// A graceful shutdown: answer what arrived, then say goaway.
+    pub fn shutdown(&mut self) {
+        self.close(GoawayCode::Shutdown, "the server is shutting down");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits {
+            max_frame: 1 << 20,
+            max_in_flight: 4,
+            hello_timeout: Duration::from_secs(1),
+            read_timeout: Duration::from_secs(1),
+            high_water: 1 << 16,
+            low_water: 1 << 12,
+        }
+    }
+
+    fn dispatcher() -> Dispatcher {
+        let mut d = Dispatcher::new();
+        d.register_raw(1, "echo", <[u8]>::to_vec).unwrap();
+        d
+    }
+
+    fn frames(bytes: &[u8]) -> Vec<(Header, Vec<u8>)> {
+        let d = Decoder::new(1 << 20);
+        let mut out = Vec::new();
+        let mut at = 0;
+        while let Ok(Step::Frame { header, payload, used }) = d.next(&bytes[at..]) {
+            out.push((header, payload.to_vec()));
+            at += used;
+        }
+        out
+    }
+
+    fn hello() -> Vec<u8> {
+        Hello { version: 1, max_frame: 1 << 16, max_in_flight: 16 }.frame()
+    }
+
+    #[test]
+    fn hello_then_requests_split_anywhere_are_answered_in_order() {
+        let d = dispatcher();
+        let mut stream = hello();
+        for cid in 1..=3u64 {
+            frame::push_message(&mut stream, Kind::Request, 1, cid, 0, &cid.to_le_bytes());
+        }
+        for chunk in [1usize, 7, 24, 1000] {
+            let mut c = Conn::new(limits(), Instant::now());
+            for part in stream.chunks(chunk) {
+                c.on_bytes(part, Instant::now(), &mut Inline(&d));
+            }
+            let out = frames(c.output());
+            assert_eq!(out[0].0.kind, Kind::Hello);
+            let h = Hello::decode(&out[0].1).unwrap();
+            assert_eq!((h.max_frame, h.max_in_flight), (1 << 16, 4), "the smaller limits win");
+            let replies: Vec<u64> = out[1..].iter().map(|(h, _)| h.correlation_id).collect();
+            assert_eq!(replies, [1, 2, 3], "chunks of {chunk}");
+            assert!(c.closing().is_none());
+        }
+    }
+
+    #[test]
+    fn bad_input_closes_with_a_reason() {
+        let d = dispatcher();
+        let mut c = Conn::new(limits(), Instant::now());
+        let mut req = Vec::new();
+        frame::push_message(&mut req, Kind::Request, 1, 1, 0, b"x");
+        c.on_bytes(&req, Instant::now(), &mut Inline(&d));
+        assert_eq!(c.closing().unwrap().code, GoawayCode::Protocol, "a request before the hello");
+
+        let mut c = Conn::new(limits(), Instant::now());
+        let mut big = hello();
+        big.extend_from_slice(
+            &Header { len: 1 << 17, ..Header { correlation_id: 1, ..Header::new(Kind::Request) } }
+                .encode(),
+        );
+        c.on_bytes(&big, Instant::now(), &mut Inline(&d));
+        assert_eq!(c.closing().unwrap().code, GoawayCode::FrameTooLarge);
+        let out = frames(c.output());
+        assert_eq!(out.last().unwrap().0.kind, Kind::Goaway);
+
+        let mut c = Conn::new(limits(), Instant::now());
+        let mut junk = hello();
+        junk.extend_from_slice(&[0xEE; 24]);
+        c.on_bytes(&junk, Instant::now(), &mut Inline(&d));
+        assert_eq!(c.closing().unwrap().code, GoawayCode::Protocol);
+    }
+
+    #[test]
+    fn a_missing_hello_and_a_stalled_frame_time_out() {
+        let t0 = Instant::now();
+        let mut c = Conn::new(limits(), t0);
+        c.check_timeouts(t0 + Duration::from_millis(500));
+        assert!(c.closing().is_none());
+        c.check_timeouts(t0 + Duration::from_secs(2));
+        assert_eq!(c.closing().unwrap().code, GoawayCode::HelloTimeout);
+
+        let d = dispatcher();
+        let mut c = Conn::new(limits(), t0);
+        let mut bytes = hello();
+        bytes.extend_from_slice(&[1, 0, 0]); // a header cut short
+        c.on_bytes(&bytes, t0, &mut Inline(&d));
+        c.check_timeouts(t0 + Duration::from_secs(2));
+        assert_eq!(c.closing().unwrap().code, GoawayCode::ReadTimeout);
+    }
+
+    #[test]
+    fn replies_piling_up_pause_reading_until_they_drain() {
+        let d = dispatcher();
+        let mut c =
+            Conn::new(Limits { high_water: 256, low_water: 64, ..limits() }, Instant::now());
+        let mut bytes = hello();
+        for cid in 1..=4 {
+            frame::push_message(&mut bytes, Kind::Request, 1, cid, 0, &[7; 100]);
+        }
+        c.on_bytes(&bytes, Instant::now(), &mut Inline(&d));
+        assert!(!c.wants_read());
+        let n = c.output().len() - 32;
+        c.sent(n);
+        assert!(c.wants_read());
+        assert_eq!(c.counts.paused, 1);
+    }
+}

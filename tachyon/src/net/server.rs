@@ -1,0 +1,480 @@
+//! [`TcpServer`]: the RPC server over TCP. Reactor threads (one by default), each with
+//! its own `SO_REUSEPORT` listener, serve every connection through the same
+//! [`Dispatcher`] as the shared-memory server, inline on the reactor: no thread per
+//! client. io_uring drives the I/O where the kernel allows it (multishot accept,
+//! multishot receive into a provided buffer ring, replies coalesced per loop turn);
+//! epoll does where it does not, with the same behaviour.
+
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::address::Address;
+use crate::error::{Error, Result};
+use crate::net::conn::Limits;
+use crate::net::probe::{self, Backend};
+use crate::rpc::Dispatcher;
+
+/// Settings of a [`TcpServer`].
+#[derive(Clone)]
+pub struct TcpServerOptions {
+    /// Reactor threads (default 1), each with its own listener (`SO_REUSEPORT`).
+    pub reactors: usize,
+    /// Most connections at once (default 1024); more get a goaway and are closed.
+    pub max_connections: usize,
+    /// Largest frame payload accepted (default 16 MiB; the hello negotiates it down).
+    pub max_frame: u32,
+    /// Most calls a client may have in flight on one connection (default 1024).
+    pub max_in_flight: u32,
+    /// How long a new connection may take to send its hello (default 5 s).
+    pub hello_timeout: Duration,
+    /// How long a frame may stay half-received (default 30 s): slowloris defence.
+    pub read_timeout: Duration,
+    /// Stop reading from a client whose unsent replies pass this many bytes (4 MiB)...
+    pub high_water: usize,
+    /// ...and read again below this many (1 MiB).
+    pub low_water: usize,
+    /// Which I/O backend (default: io_uring where available, else epoll).
+    pub backend: Backend,
+    /// Allow binding an address other than loopback (default false: a server reachable
+    /// from other machines must be asked for).
+    pub allow_remote: bool,
+    /// `TCP_USER_TIMEOUT` and keepalive bound on a dead peer (default 10 s).
+    pub dead_peer_timeout: Duration,
+    /// Where connection-level problems go (default: a `tracing` warning).
+    pub on_error: Arc<dyn Fn(&Error) + Send + Sync>,
+}
+
+impl Default for TcpServerOptions {
+    fn default() -> Self {
+        Self {
+            reactors: 1,
+            max_connections: 1024,
+            max_frame: 16 << 20,
+            max_in_flight: 1024,
+            hello_timeout: Duration::from_secs(5),
+            read_timeout: Duration::from_secs(30),
+            high_water: 4 << 20,
+            low_water: 1 << 20,
+            backend: Backend::Auto,
+            allow_remote: false,
+            dead_peer_timeout: Duration::from_secs(10),
+            on_error: Arc::new(|e| tracing::warn!(target: "tachyon", "tcp server: {e}")),
+        }
+    }
+}
+
+impl std::fmt::Debug for TcpServerOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpServerOptions")
+            .field("reactors", &self.reactors)
+            .field("max_connections", &self.max_connections)
+            .field("max_frame", &self.max_frame)
+            .field("max_in_flight", &self.max_in_flight)
+            .field("backend", &self.backend)
+            .field("allow_remote", &self.allow_remote)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TcpServerOptions {
+    /// Reactor threads.
+    #[must_use]
+    pub fn reactors(mut self, n: usize) -> Self {
+        self.reactors = n;
+        self
+    }
+
+    /// Connection limit.
+    #[must_use]
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n;
+        self
+    }
+
+    /// Largest frame payload.
+    #[must_use]
+    pub fn max_frame(mut self, bytes: u32) -> Self {
+        self.max_frame = bytes;
+        self
+    }
+
+    /// Calls in flight per connection.
+    #[must_use]
+    pub fn max_in_flight(mut self, n: u32) -> Self {
+        self.max_in_flight = n;
+        self
+    }
+
+    /// Hello and read timeouts.
+    #[must_use]
+    pub fn timeouts(mut self, hello: Duration, read: Duration) -> Self {
+        self.hello_timeout = hello;
+        self.read_timeout = read;
+        self
+    }
+
+    /// The backend to use.
+    #[must_use]
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.backend = backend;
+        self
+    }
+
+    /// Allows binding a non-loopback address (reachable from other machines).
+    #[must_use]
+    pub fn allow_remote(mut self, allow: bool) -> Self {
+        self.allow_remote = allow;
+        self
+    }
+
+    /// Backpressure marks.
+    #[must_use]
+    pub fn water_marks(mut self, high: usize, low: usize) -> Self {
+        self.high_water = high;
+        self.low_water = low.min(high);
+        self
+    }
+
+    /// Where connection-level problems go.
+    #[must_use]
+    pub fn on_error(mut self, f: impl Fn(&Error) + Send + Sync + 'static) -> Self {
+        self.on_error = Arc::new(f);
+        self
+    }
+
+    pub(crate) fn limits(&self) -> Limits {
+        Limits {
+            max_frame: self.max_frame,
+            max_in_flight: self.max_in_flight,
+            hello_timeout: self.hello_timeout,
+            read_timeout: self.read_timeout,
+            high_water: self.high_water,
+            low_water: self.low_water,
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        let bad = |m: &str| Err(Error::InvalidArgument(m.to_owned()));
+        if self.reactors == 0 || self.reactors > 64 {
+            return bad("reactors must be in 1..=64");
+        }
+        if self.max_connections == 0 {
+            return bad("max_connections must be at least 1");
+        }
+        if self.max_frame == 0 || self.max_frame > crate::net::frame::MAX_FRAME_LIMIT {
+            return bad("max_frame must be in 1..=1 GiB");
+        }
+        if self.max_in_flight == 0 {
+            return bad("max_in_flight must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// Counters of a server, summed over its reactors; cheap to read at any time.
+#[derive(Debug, Default)]
+pub struct TcpStats {
+    /// Connections accepted.
+    pub accepted: AtomicU64,
+    /// Connections turned away at the limit.
+    pub refused: AtomicU64,
+    /// Connections open now.
+    pub active: AtomicU64,
+    /// Requests handled.
+    pub requests: AtomicU64,
+    /// Connections closed for breaking the protocol (bad frames, limits, timeouts).
+    pub protocol_errors: AtomicU64,
+    /// Times a connection's reading was paused by backpressure.
+    pub paused: AtomicU64,
+}
+
+/// A snapshot of [`TcpStats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TcpStatsSnapshot {
+    /// Connections accepted.
+    pub accepted: u64,
+    /// Connections turned away at the limit.
+    pub refused: u64,
+    /// Connections open now.
+    pub active: u64,
+    /// Requests handled.
+    pub requests: u64,
+    /// Connections closed for breaking the protocol.
+    pub protocol_errors: u64,
+    /// Backpressure pauses.
+    pub paused: u64,
+}
+
+impl TcpStats {
+    /// The counters now.
+    pub fn snapshot(&self) -> TcpStatsSnapshot {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        TcpStatsSnapshot {
+            accepted: l(&self.accepted),
+            refused: l(&self.refused),
+            active: l(&self.active),
+            requests: l(&self.requests),
+            protocol_errors: l(&self.protocol_errors),
+            paused: l(&self.paused),
+        }
+    }
+}
+
+/// What every reactor of a server shares.
+pub(crate) struct Shared {
+    pub opts: TcpServerOptions,
+    pub dispatcher: Arc<Dispatcher>,
+    pub stats: Arc<TcpStats>,
+    /// Set to stop: reactors send goaway to everyone, drain, and exit.
+    pub stopping: AtomicBool,
+}
+
+impl Shared {
+    pub fn report(&self, e: &Error) {
+        (self.opts.on_error)(e);
+    }
+}
+
+/// A bound TCP RPC server.
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use tachyon::net::{TcpServer, TcpServerOptions};
+/// use tachyon::rpc::Dispatcher;
+/// # fn main() -> tachyon::Result<()> {
+/// let mut d = Dispatcher::new();
+/// d.register_raw(1, "echo", |r: &[u8]| r.to_vec()).unwrap();
+/// let server = TcpServer::bind("tcp://127.0.0.1:7000", TcpServerOptions::default())?;
+/// let handle = server.spawn(Arc::new(d))?;
+/// // ... later: answer what arrived, say goaway, close
+/// handle.shutdown()?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct TcpServer {
+    listeners: Vec<OwnedFd>,
+    local: SocketAddr,
+    backend: Backend,
+    opts: TcpServerOptions,
+}
+
+/// Makes one listening socket (non-blocking, `SO_REUSEPORT`).
+fn listener(addr: SocketAddr) -> Result<OwnedFd> {
+    use rustix::net::{AddressFamily, SocketFlags, SocketType};
+    let family = if addr.is_ipv4() { AddressFamily::INET } else { AddressFamily::INET6 };
+    let fd = rustix::net::socket_with(
+        family,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+        None,
+    )
+    .map_err(|e| Error::io("create TCP socket", e))?;
+    rustix::net::sockopt::set_socket_reuseaddr(&fd, true)
+        .map_err(|e| Error::io("set SO_REUSEADDR", e))?;
+    rustix::net::sockopt::set_socket_reuseport(&fd, true)
+        .map_err(|e| Error::io("set SO_REUSEPORT", e))?;
+    match rustix::net::bind(&fd, &addr) {
+        Ok(()) => {}
+        Err(rustix::io::Errno::ADDRINUSE) => {
+            return Err(Error::AddrInUse { path: addr.to_string() });
+        }
+        Err(e) => return Err(Error::io("bind TCP address", e)),
+    }
+    rustix::net::listen(&fd, 1024).map_err(|e| Error::io("listen on TCP", e))?;
+    Ok(fd)
+}
+
+impl TcpServer {
+    /// Binds `address` (`tcp://host:port`, or `host:port`; port 0 picks a free one).
+    /// A non-loopback address needs [`TcpServerOptions::allow_remote`].
+    ///
+    /// # Errors
+    /// [`Error::InvalidAddress`], [`Error::InvalidArgument`] (bad options),
+    /// [`Error::PermissionDenied`] (a remote address without `allow_remote`),
+    /// [`Error::AddrInUse`], [`Error::Unsupported`] (io_uring forced but unavailable),
+    /// [`Error::Io`].
+    pub fn bind(address: &str, opts: TcpServerOptions) -> Result<Self> {
+        opts.validate()?;
+        let addr = match Address::parse(address) {
+            Ok(a @ Address::Tcp { .. }) => a,
+            Ok(Address::Unix(_)) if address.contains(':') && !address.starts_with("unix:") => {
+                Address::parse(&format!("tcp://{address}"))?
+            }
+            Ok(Address::Unix(_)) => {
+                return Err(Error::InvalidAddress {
+                    address: address.to_owned(),
+                    reason: "a TCP server needs tcp://host:port",
+                })
+            }
+            Err(e) => return Err(e),
+        };
+        let first = addr.resolve()?[0];
+        if !first.ip().is_loopback() && !opts.allow_remote {
+            return Err(Error::PermissionDenied(format!(
+                "{first} is reachable from other machines; pass TcpServerOptions::allow_remote(true) \
+                 to serve it (and use TLS when it lands)"
+            )));
+        }
+        let backend = probe::choose(opts.backend)?;
+        let fd = listener(first)?;
+        let local = local_addr(&fd)?;
+        let mut listeners = vec![fd];
+        for _ in 1..opts.reactors {
+            listeners.push(listener(local)?);
+        }
+        if !local.ip().is_loopback() {
+            tracing::warn!(target: "tachyon", "tcp server on {local} accepts connections from other machines, without TLS");
+        }
+        Ok(Self { listeners, local, backend, opts })
+    }
+
+    /// The bound address (with the port the kernel picked for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// The backend its reactors run.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Starts the reactor threads, serving `dispatcher` until the handle stops them.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if a reactor cannot be set up (an io_uring the kernel refuses).
+    pub fn spawn(self, dispatcher: Arc<Dispatcher>) -> Result<TcpServerHandle> {
+        let stats = Arc::new(TcpStats::default());
+        let shared = Arc::new(Shared {
+            opts: self.opts.clone(),
+            dispatcher,
+            stats: stats.clone(),
+            stopping: AtomicBool::new(false),
+        });
+        let mut wakers = Vec::new();
+        let mut threads = Vec::new();
+        for (i, fd) in self.listeners.into_iter().enumerate() {
+            let waker = crate::net::waker::Waker::new()?;
+            wakers.push(waker.clone());
+            let shared = shared.clone();
+            let backend = self.backend;
+            let t = std::thread::Builder::new()
+                .name(format!("tachyon-tcp-{i}"))
+                .spawn(move || match backend {
+                    Backend::IoUring => crate::net::uring::run(&fd, &shared, &waker),
+                    _ => crate::net::epoll::run(&fd, &shared, &waker),
+                })
+                .map_err(|e| Error::io("spawn a reactor thread", e))?;
+            threads.push(t);
+        }
+        Ok(TcpServerHandle {
+            shared,
+            wakers,
+            threads,
+            local: self.local,
+            backend: self.backend,
+            stats,
+        })
+    }
+}
+
+fn local_addr(fd: &OwnedFd) -> Result<SocketAddr> {
+    let a =
+        rustix::net::getsockname(fd.as_fd()).map_err(|e| Error::io("read the bound address", e))?;
+    SocketAddr::try_from(a).map_err(|_| {
+        Error::io("read the bound address", std::io::Error::other("not an IP address"))
+    })
+}
+
+/// A running server. [`TcpServerHandle::shutdown`] stops it gracefully; dropping the
+/// handle does the same.
+pub struct TcpServerHandle {
+    shared: Arc<Shared>,
+    wakers: Vec<crate::net::waker::Waker>,
+    threads: Vec<JoinHandle<Result<()>>>,
+    local: SocketAddr,
+    backend: Backend,
+    stats: Arc<TcpStats>,
+}
+
+impl std::fmt::Debug for TcpServerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpServerHandle")
+            .field("local", &self.local)
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TcpServerHandle {
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// The `tcp://` address clients connect to.
+    pub fn address(&self) -> String {
+        Address::Tcp { host: self.local.ip().to_string(), port: self.local.port() }.to_string()
+    }
+
+    /// The backend the reactors run.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The counters now.
+    pub fn stats(&self) -> TcpStatsSnapshot {
+        self.stats.snapshot()
+    }
+
+    /// Stops gracefully: stops accepting, answers the requests already received, sends
+    /// every client a goaway, closes, and waits for the reactor threads.
+    ///
+    /// # Errors
+    /// The first error a reactor ended with.
+    pub fn shutdown(mut self) -> Result<()> {
+        self.stop_and_join()
+    }
+
+    fn stop_and_join(&mut self) -> Result<()> {
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        for w in &self.wakers {
+            w.wake();
+        }
+        let mut first = Ok(());
+        for t in self.threads.drain(..) {
+            let r = t.join().unwrap_or_else(|_| {
+                Err(Error::io("reactor thread", std::io::Error::other("panicked")))
+            });
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first
+    }
+}
+
+impl Drop for TcpServerHandle {
+    fn drop(&mut self) {
+        let _ = self.stop_and_join();
+    }
+}
+
+/// Applies the per-connection socket options: no Nagle delay, and a bound on how long
+/// a dead peer goes unnoticed (`TCP_USER_TIMEOUT` for unacknowledged data, keepalive for
+/// an idle connection).
+pub(crate) fn tune(fd: &OwnedFd, dead_peer: Duration) {
+    use rustix::net::sockopt;
+    let _ = sockopt::set_tcp_nodelay(fd, true);
+    let _ =
+        sockopt::set_tcp_user_timeout(fd, u32::try_from(dead_peer.as_millis()).unwrap_or(u32::MAX));
+    let _ = sockopt::set_socket_keepalive(fd, true);
+    let idle = (dead_peer / 2).max(Duration::from_secs(1));
+    let _ = sockopt::set_tcp_keepidle(fd, idle);
+    let _ = sockopt::set_tcp_keepintvl(fd, Duration::from_secs(1));
+    let _ =
+        sockopt::set_tcp_keepcnt(fd, u32::try_from((dead_peer / 2).as_secs()).unwrap_or(5).max(1));
+}

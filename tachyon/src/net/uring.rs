@@ -1,0 +1,430 @@
+//! The io_uring reactor. One ring per reactor thread, set up `SINGLE_ISSUER |
+//! DEFER_TASKRUN` where the kernel has it. One multishot accept on the listener; one
+//! multishot receive per connection, into a provided buffer ring, so a frame is parsed
+//! straight out of the buffer the kernel filled; replies coalesced per loop turn into
+//! one send per connection (`SEND_ZC` for large ones, where supported). Each loop turn
+//! submits once and drains every completion.
+//!
+//! A completion's `user_data` names the operation and the connection:
+//! `generation << 32 | slot << 8 | op`, so a completion for a slot closed and reused
+//! since is recognised and ignored.
+//!
+//! Backpressure: a connection whose unsent replies pass the high-water mark has its
+//! multishot receive cancelled; TCP's own flow control then pushes back on the client.
+//! The receive is re-armed once the replies drain below the low-water mark.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use io_uring::{cqueue, opcode, squeue, types, IoUring};
+
+use crate::error::{Error, Result};
+use crate::net::bufring::BufRing;
+use crate::net::conn::{Conn, Inline};
+use crate::net::epoll::{report_close, report_counts, DRAIN, TICK};
+use crate::net::frame::{Goaway, GoawayCode};
+use crate::net::server::{tune, Shared};
+use crate::net::waker::Waker;
+
+const OP_ACCEPT: u64 = 1;
+const OP_RECV: u64 = 2;
+const OP_SEND: u64 = 3;
+const OP_SEND_ZC: u64 = 4;
+const OP_WAKE: u64 = 5;
+const OP_CANCEL: u64 = 6;
+/// Replies at least this large go out with `SEND_ZC` (where supported).
+const ZC_THRESHOLD: usize = 64 << 10;
+const BUF_COUNT: u16 = 512;
+const BUF_SIZE: usize = 16 << 10;
+const BGID: u16 = 1;
+
+fn ud(slot: usize, generation: u32, op: u64) -> u64 {
+    (u64::from(generation) << 32) | ((slot as u64) << 8) | op
+}
+
+fn split(ud: u64) -> (usize, u32, u64) {
+    (((ud >> 8) & 0xFF_FFFF) as usize, (ud >> 32) as u32, ud & 0xFF)
+}
+
+/// An outgoing buffer the kernel may still read from.
+struct Sending {
+    buf: Vec<u8>,
+    off: usize,
+    /// A send submitted whose completion has not come yet.
+    in_flight: bool,
+    /// A zero-copy send whose notification has not come yet (the kernel may still read
+    /// the buffer).
+    zc_notif_pending: bool,
+}
+
+struct Slot {
+    fd: OwnedFd,
+    conn: Conn,
+    generation: u32,
+    recv_armed: bool,
+    cancel_sent: bool,
+    sending: Option<Sending>,
+    /// The reactor decided to close it (after in-flight operations end).
+    closing: bool,
+    reported: (u64, u64),
+}
+
+struct Reactor<'a> {
+    // Field order matters: the ring goes first (its close unregisters the buffer ring)
+    // before the buffers are unmapped.
+    ring: IoUring,
+    bufs: BufRing,
+    shared: &'a Shared,
+    slots: Vec<Option<Slot>>,
+    free: Vec<usize>,
+    generation: u32,
+    zc: bool,
+    wake_buf: Box<[u8; 8]>,
+    accept_armed: bool,
+    stopping: bool,
+}
+
+fn build_ring() -> Result<IoUring> {
+    IoUring::builder()
+        .setup_single_issuer()
+        .setup_defer_taskrun()
+        .setup_cqsize(8192)
+        .build(1024)
+        .or_else(|_| IoUring::builder().setup_cqsize(8192).build(1024))
+        .map_err(|e| Error::io("create an io_uring", e))
+}
+
+/// Runs one io_uring reactor on `listener` until the server stops.
+pub(crate) fn run(listener: &OwnedFd, shared: &Shared, waker: &Waker) -> Result<()> {
+    let ring = build_ring()?;
+    let bufs = BufRing::new(&ring, BGID, BUF_COUNT, BUF_SIZE)?;
+    let mut r = Reactor {
+        ring,
+        bufs,
+        shared,
+        slots: Vec::new(),
+        free: Vec::new(),
+        generation: 1,
+        zc: crate::net::probe::has("SendZc"),
+        wake_buf: Box::new([0; 8]),
+        accept_armed: false,
+        stopping: false,
+    };
+    r.arm_accept(listener.as_raw_fd())?;
+    r.arm_wake(waker.fd().as_raw_fd())?;
+    let mut next_tick = Instant::now() + TICK;
+    let mut drain_until: Option<Instant> = None;
+    let mut cqes: Vec<(u64, i32, u32)> = Vec::with_capacity(1024);
+    loop {
+        let wait = next_tick.saturating_duration_since(Instant::now()).min(TICK);
+        let ts = types::Timespec::new().sec(wait.as_secs()).nsec(wait.subsec_nanos());
+        let args = types::SubmitArgs::new().timespec(&ts);
+        match r.ring.submitter().submit_with_args(1, &args) {
+            Ok(_) => {}
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME | libc::EINTR | libc::EBUSY)) => {
+            }
+            Err(e) => return Err(Error::io("io_uring_enter", e)),
+        }
+        cqes.clear();
+        cqes.extend(r.ring.completion().map(|c| (c.user_data(), c.result(), c.flags())));
+        for &(data, res, flags) in &cqes {
+            r.on_completion(data, res, flags, listener.as_raw_fd(), waker)?;
+        }
+        let now = Instant::now();
+        if shared.stopping.load(Ordering::Relaxed) && !r.stopping {
+            r.stopping = true;
+            if r.accept_armed {
+                r.push(
+                    opcode::AsyncCancel::new(ud(0, 0, OP_ACCEPT))
+                        .build()
+                        .user_data(ud(0, 0, OP_CANCEL)),
+                )?;
+            }
+            for s in r.slots.iter_mut().flatten() {
+                s.conn.shutdown();
+            }
+            drain_until = Some(now + DRAIN);
+        }
+        if now >= next_tick {
+            next_tick = now + TICK;
+            for s in r.slots.iter_mut().flatten() {
+                s.conn.check_timeouts(now);
+            }
+        }
+        r.step_all()?;
+        if let Some(until) = drain_until {
+            if r.slots.iter().all(Option::is_none) {
+                return Ok(());
+            }
+            if now >= until {
+                // Clients that did not take their last replies in time: cut them off,
+                // but only once the kernel is done with their buffers.
+                for s in r.slots.iter_mut().flatten() {
+                    s.closing = true;
+                }
+                r.step_all()?;
+                if r.slots.iter().all(Option::is_none) {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+impl Reactor<'_> {
+    /// Queues a submission, submitting first if the queue is full.
+    fn push(&mut self, e: squeue::Entry) -> Result<()> {
+        loop {
+            // SAFETY: every entry this reactor builds points at memory that outlives the
+            // operation: the listener, the waker's buffer and each connection's fd live
+            // in `self` until their operations complete, and send buffers stay in their
+            // slot's `sending` until the kernel's completion (and, for SEND_ZC, its
+            // notification) says it is done with them.
+            let pushed = unsafe { self.ring.submission().push(&e) };
+            if pushed.is_ok() {
+                return Ok(());
+            }
+            self.ring.submit().map_err(|err| Error::io("io_uring submit", err))?;
+        }
+    }
+
+    fn arm_accept(&mut self, fd: RawFd) -> Result<()> {
+        let e = opcode::AcceptMulti::new(types::Fd(fd))
+            .flags(libc::SOCK_CLOEXEC)
+            .build()
+            .user_data(ud(0, 0, OP_ACCEPT));
+        self.accept_armed = true;
+        self.push(e)
+    }
+
+    fn arm_wake(&mut self, fd: RawFd) -> Result<()> {
+        let e = opcode::Read::new(types::Fd(fd), self.wake_buf.as_mut_ptr(), 8)
+            .build()
+            .user_data(ud(0, 0, OP_WAKE));
+        self.push(e)
+    }
+
+    fn arm_recv(&mut self, i: usize) -> Result<()> {
+        let Some(s) = self.slots[i].as_mut() else { return Ok(()) };
+        s.recv_armed = true;
+        s.cancel_sent = false;
+        let e = opcode::RecvMulti::new(types::Fd(s.fd.as_raw_fd()), self.bufs.bgid())
+            .build()
+            .user_data(ud(i, s.generation, OP_RECV));
+        self.push(e)
+    }
+
+    fn on_completion(
+        &mut self,
+        data: u64,
+        res: i32,
+        flags: u32,
+        listener: RawFd,
+        waker: &Waker,
+    ) -> Result<()> {
+        let (i, generation, op) = split(data);
+        match op {
+            OP_ACCEPT => {
+                if res >= 0 {
+                    // SAFETY: a successful accept completion's result is a new fd we own.
+                    let fd = unsafe { OwnedFd::from_raw_fd(res) };
+                    self.admit(fd)?;
+                } else if res != -libc::ECANCELED {
+                    self.shared.report(&Error::io(
+                        "accept a TCP connection",
+                        std::io::Error::from_raw_os_error(-res),
+                    ));
+                }
+                if !cqueue::more(flags) {
+                    self.accept_armed = false;
+                    if !self.stopping && res != -libc::ECANCELED {
+                        self.arm_accept(listener)?;
+                    }
+                }
+            }
+            OP_WAKE => {
+                waker.drain();
+                if !self.stopping {
+                    self.arm_wake(waker.fd().as_raw_fd())?;
+                }
+            }
+            OP_RECV => self.on_recv(i, generation, res, flags)?,
+            OP_SEND | OP_SEND_ZC => self.on_send(i, generation, op, res, flags)?,
+            _ => {} // cancel results
+        }
+        Ok(())
+    }
+
+    fn admit(&mut self, fd: OwnedFd) -> Result<()> {
+        let stats = &self.shared.stats;
+        if self.stopping
+            || stats.active.load(Ordering::Relaxed) >= self.shared.opts.max_connections as u64
+        {
+            stats.refused.fetch_add(1, Ordering::Relaxed);
+            let bye = Goaway {
+                last_cid: 0,
+                code: GoawayCode::TooManyConnections,
+                message: "the server is at its connection limit".into(),
+            };
+            let _ = rustix::net::send(
+                &fd,
+                &bye.frame(),
+                rustix::net::SendFlags::NOSIGNAL | rustix::net::SendFlags::DONTWAIT,
+            );
+            return Ok(());
+        }
+        tune(&fd, self.shared.opts.dead_peer_timeout);
+        stats.accepted.fetch_add(1, Ordering::Relaxed);
+        stats.active.fetch_add(1, Ordering::Relaxed);
+        let i = self.free.pop().unwrap_or_else(|| {
+            self.slots.push(None);
+            self.slots.len() - 1
+        });
+        self.generation = self.generation.wrapping_add(1).max(1);
+        let conn = Conn::new(self.shared.opts.limits(), Instant::now());
+        self.slots[i] = Some(Slot {
+            fd,
+            conn,
+            generation: self.generation,
+            recv_armed: false,
+            cancel_sent: false,
+            sending: None,
+            closing: false,
+            reported: (0, 0),
+        });
+        self.arm_recv(i)
+    }
+
+    fn slot(&mut self, i: usize, generation: u32) -> Option<&mut Slot> {
+        self.slots.get_mut(i)?.as_mut().filter(|s| s.generation == generation)
+    }
+
+    fn on_recv(&mut self, i: usize, generation: u32, res: i32, flags: u32) -> Result<()> {
+        let shared = self.shared;
+        let Some(s) =
+            self.slots.get_mut(i).and_then(Option::as_mut).filter(|s| s.generation == generation)
+        else {
+            if let Some(bid) = cqueue::buffer_select(flags) {
+                self.bufs.recycle(bid);
+            }
+            return Ok(());
+        };
+        if res > 0 {
+            let bid = cqueue::buffer_select(flags).ok_or_else(|| {
+                Error::io("multishot receive", std::io::Error::other("no buffer id"))
+            })?;
+            let bytes = self.bufs.get(bid, res as usize);
+            if !s.closing {
+                s.conn.on_bytes(bytes, Instant::now(), &mut Inline(shared.dispatcher.as_ref()));
+                report_counts(shared, &s.conn, &mut s.reported);
+            }
+            self.bufs.recycle(bid);
+        } else if res == 0 || (res < 0 && res != -libc::ECANCELED && res != -libc::ENOBUFS) {
+            // EOF, or an error (reset, the dead-peer timeout): done with this client.
+            s.closing = true;
+        }
+        if !cqueue::more(flags) {
+            s.recv_armed = false;
+            s.cancel_sent = false;
+        }
+        Ok(())
+    }
+
+    fn on_send(&mut self, i: usize, generation: u32, op: u64, res: i32, flags: u32) -> Result<()> {
+        let Some(s) = self.slot(i, generation) else { return Ok(()) };
+        let Some(sending) = s.sending.as_mut() else { return Ok(()) };
+        if op == OP_SEND_ZC && cqueue::notif(flags) {
+            sending.zc_notif_pending = false;
+        } else {
+            sending.in_flight = false;
+            if op == OP_SEND_ZC {
+                sending.zc_notif_pending = cqueue::more(flags);
+            }
+            if res < 0 {
+                s.closing = true;
+            } else {
+                sending.off += res as usize;
+            }
+        }
+        Ok(())
+    }
+
+    /// After a batch of completions: start sends, pause or resume receives, close.
+    fn step_all(&mut self) -> Result<()> {
+        for i in 0..self.slots.len() {
+            let Some(s) = self.slots[i].as_mut() else { continue };
+            // A finished send frees its buffer (a zero-copy one once notified).
+            let done = s.sending.as_ref().is_some_and(|b| {
+                !b.in_flight && !b.zc_notif_pending && (b.off >= b.buf.len() || s.closing)
+            });
+            if done {
+                s.sending = None;
+            }
+            if s.conn.closing().is_some() && s.conn.output().is_empty() && s.sending.is_none() {
+                s.closing = true;
+            }
+            if !s.closing {
+                // Continue a partial send, or start the next one with everything queued.
+                let partial = s
+                    .sending
+                    .as_ref()
+                    .is_some_and(|b| !b.in_flight && !b.zc_notif_pending && b.off < b.buf.len());
+                if s.sending.is_none() && !s.conn.output().is_empty() {
+                    s.sending = Some(Sending {
+                        buf: s.conn.take_output(),
+                        off: 0,
+                        in_flight: false,
+                        zc_notif_pending: false,
+                    });
+                    self.submit_send(i)?;
+                } else if partial {
+                    self.submit_send(i)?;
+                }
+            }
+            let Some(s) = self.slots[i].as_mut() else { continue };
+            let wants = !s.closing && s.conn.wants_read();
+            report_counts(self.shared, &s.conn, &mut s.reported);
+            if wants && !s.recv_armed {
+                self.arm_recv(i)?;
+            } else if !wants && s.recv_armed && !s.cancel_sent {
+                s.cancel_sent = true;
+                let target = ud(i, s.generation, OP_RECV);
+                self.push(opcode::AsyncCancel::new(target).build().user_data(ud(i, 0, OP_CANCEL)))?;
+            }
+            let Some(s) = self.slots[i].as_mut() else { continue };
+            if s.closing && !s.recv_armed && s.sending.is_none() {
+                let s = self.slots[i].take().expect("present");
+                report_close(self.shared, &s.conn, std::os::fd::AsFd::as_fd(&s.fd));
+                self.shared.stats.active.fetch_sub(1, Ordering::Relaxed);
+                self.free.push(i);
+                drop(s); // closes the fd: nothing in the kernel refers to it any more
+            }
+        }
+        Ok(())
+    }
+
+    fn submit_send(&mut self, i: usize) -> Result<()> {
+        let zc_allowed = self.zc;
+        let Some(s) = self.slots[i].as_mut() else { return Ok(()) };
+        let generation = s.generation;
+        let fd = types::Fd(s.fd.as_raw_fd());
+        let Some(b) = s.sending.as_mut() else { return Ok(()) };
+        let rest = &b.buf[b.off..];
+        let len = u32::try_from(rest.len()).unwrap_or(u32::MAX);
+        let e = if zc_allowed && rest.len() >= ZC_THRESHOLD {
+            opcode::SendZc::new(fd, rest.as_ptr(), len)
+                .flags(libc::MSG_NOSIGNAL)
+                .build()
+                .user_data(ud(i, generation, OP_SEND_ZC))
+        } else {
+            opcode::Send::new(fd, rest.as_ptr(), len)
+                .flags(libc::MSG_NOSIGNAL)
+                .build()
+                .user_data(ud(i, generation, OP_SEND))
+        };
+        // In flight until its completion: `step_all` neither frees nor resends it.
+        b.in_flight = true;
+        self.push(e)
+    }
+}

@@ -1,0 +1,83 @@
+//! [`Caller`]: what a client of any transport can do, so the clients `#[tachyon_rpc]`
+//! and the schema generator emit work over shared memory ([`RpcBus`]) and TCP
+//! ([`crate::net::TcpClient`]) alike.
+
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::rpc::bus::RpcBus;
+use crate::rpc::codec;
+
+/// A client that can call a msg_type and wait for its reply.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use tachyon::rpc::Caller;
+///
+/// fn ping(client: &impl Caller) -> tachyon::Result<Vec<u8>> {
+///     client.invoke(1, b"ping", Some(Duration::from_secs(1)))
+/// }
+/// # fn main() -> tachyon::Result<()> {
+/// ping(&tachyon::rpc::RpcBus::connect("/tmp/echo.sock")?)?;            // shared memory
+/// # #[cfg(feature = "tcp")]
+/// ping(&tachyon::net::TcpClient::connect("tcp://127.0.0.1:7000")?)?;   // TCP
+/// # Ok(()) }
+/// ```
+pub trait Caller {
+    /// Calls `msg_type` with raw bytes and waits for the reply, all within `timeout`
+    /// (`None`: as long as the peer lives).
+    ///
+    /// # Errors
+    /// [`crate::Error::Rpc`] for an error reply, [`crate::Error::Timeout`],
+    /// [`crate::Error::PeerDead`], and the transport's own errors.
+    fn invoke(&self, msg_type: u16, payload: &[u8], timeout: Option<Duration>) -> Result<Vec<u8>>;
+
+    /// Calls a typed handler: `req` goes out as MessagePack, the reply is decoded.
+    ///
+    /// # Errors
+    /// As [`Caller::invoke`], plus [`crate::Error::Codec`].
+    fn invoke_typed<Req, Resp>(
+        &self,
+        msg_type: u16,
+        req: &Req,
+        timeout: Option<Duration>,
+    ) -> Result<Resp>
+    where
+        Req: Serialize + ?Sized,
+        Resp: DeserializeOwned,
+    {
+        let payload = codec::encode(req)?;
+        codec::decode(&self.invoke(msg_type, &payload, timeout)?)
+    }
+}
+
+impl Caller for RpcBus {
+    fn invoke(&self, msg_type: u16, payload: &[u8], timeout: Option<Duration>) -> Result<Vec<u8>> {
+        RpcBus::invoke(self, msg_type, payload, timeout)
+    }
+
+    fn invoke_typed<Req, Resp>(
+        &self,
+        msg_type: u16,
+        req: &Req,
+        timeout: Option<Duration>,
+    ) -> Result<Resp>
+    where
+        Req: Serialize + ?Sized,
+        Resp: DeserializeOwned,
+    {
+        // The ring's own typed call encodes straight into the request slot's neighbour
+        // and decodes the reply in place.
+        RpcBus::invoke_typed(self, msg_type, req, timeout)
+    }
+}
+
+#[cfg(feature = "tcp")]
+impl Caller for crate::net::TcpClient {
+    fn invoke(&self, msg_type: u16, payload: &[u8], timeout: Option<Duration>) -> Result<Vec<u8>> {
+        crate::net::TcpClient::invoke(self, msg_type, payload, timeout)
+    }
+}
