@@ -38,7 +38,24 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("typed_dispatch", typed_dispatch),
     #[cfg(feature = "rpc")]
     ("rpc_correlation", rpc_correlation),
+    #[cfg(feature = "tcp")]
+    ("frames", frames),
+    #[cfg(feature = "tcp")]
+    ("tcp_conn", tcp_conn),
 ];
+
+/// The TCP frame decoder: every frame it accepts re-encodes to the same bytes, and
+/// hello, goaway and error payloads decode without a panic.
+#[cfg(feature = "tcp")]
+pub fn frames(data: &[u8]) {
+    crate::net::frame::fuzz_frames(data);
+}
+
+/// A TCP server connection fed a hostile client's bytes, cut at arbitrary points.
+#[cfg(feature = "tcp")]
+pub fn tcp_conn(data: &[u8]) {
+    crate::net::conn::fuzz_conn(data);
+}
 
 /// Little-endian words taken from the front of a byte slice, zero when it runs out.
 struct Words<'a>(&'a [u8]);

@@ -83,6 +83,13 @@ pub mod __fuzz {
 }
 
 #[doc(hidden)]
+#[cfg(feature = "tcp")]
+pub mod __bench {
+    //! The provided-buffer ring, for the benchmark's raw io_uring anchor. Not a stable API.
+    pub use crate::net::bufring::BufRing;
+}
+
+#[doc(hidden)]
 pub mod __testing {
     //! The low-level pieces tests use to play a hostile or odd peer: the handshake, the
     //! one-shot bootstrap, raw shared memory and the byte layout. Not a stable API.

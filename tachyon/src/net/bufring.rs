@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 
 /// A registered buffer ring and its buffers.
 #[derive(Debug)]
-pub(crate) struct BufRing {
+pub struct BufRing {
     /// The entries, shared with the kernel (page aligned, as it requires).
     entries: MmapMut,
     /// The buffers, one anonymous mapping the kernel writes into.

@@ -110,6 +110,18 @@ struct Inbox {
     last_rx: Option<Instant>,
     /// A ping sent and not answered yet (its send time).
     ping_sent: Option<Instant>,
+    /// Threads asleep on `changed` (a notify is a syscall; skip it when nobody sleeps).
+    sleepers: usize,
+}
+
+/// What the thread reading a connection uses; only the reader touches it.
+#[derive(Debug)]
+struct Reader {
+    /// Where bytes are received (allocated once: a fresh buffer per read would cost
+    /// more than the read).
+    chunk: Vec<u8>,
+    /// The receive timeout set on the socket now.
+    timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -145,6 +157,7 @@ struct Conn {
     writer: Mutex<()>,
     inbox: Mutex<Inbox>,
     changed: Condvar,
+    reader: Mutex<Reader>,
     next_seq: AtomicU64,
     in_flight: AtomicUsize,
     max_in_flight: usize,
@@ -315,12 +328,23 @@ fn open(addr: std::net::SocketAddr, index: u64, opts: &TcpClientOptions) -> Resu
     }
     let consumed = HEADER_LEN + frame::HELLO_LEN;
     let inbox = Inbox { buf: buf[consumed..].to_vec(), ..Inbox::default() };
+    // From here the socket blocks on receive (bounded by SO_RCVTIMEO), so a waiting
+    // reader needs one syscall per reply, not a poll and a read; sends pass MSG_DONTWAIT.
+    rustix::io::ioctl_fionbio(&sock, false).map_err(io("make the socket blocking"))?;
+    let first_timeout = (opts.dead_peer_timeout / 4).max(Duration::from_millis(50));
+    rustix::net::sockopt::set_socket_timeout(
+        &sock,
+        rustix::net::sockopt::Timeout::Recv,
+        Some(first_timeout),
+    )
+    .map_err(io("set SO_RCVTIMEO"))?;
     Ok(Conn {
         sock,
         index,
         writer: Mutex::new(()),
         inbox: Mutex::new(inbox),
         changed: Condvar::new(),
+        reader: Mutex::new(Reader { chunk: vec![0; 64 << 10], timeout: first_timeout }),
         next_seq: AtomicU64::new(1),
         in_flight: AtomicUsize::new(0),
         max_in_flight: granted.max_in_flight.max(1) as usize,
@@ -491,8 +515,8 @@ impl Conn {
             return Err(Error::MessageTooLarge { size: payload.len(), max: max as usize });
         }
         let deadline = wait.map(|t| Instant::now() + t);
-        // A slot in the window.
-        {
+        // A slot in the window, and a correlation id.
+        let cid = {
             let mut inbox = lock(&self.inbox);
             loop {
                 if let Some(d) = &inbox.dead {
@@ -511,21 +535,15 @@ impl Conn {
                         });
                     }
                     Some(d) => {
-                        let left = d.saturating_duration_since(Instant::now());
-                        inbox = self
-                            .changed
-                            .wait_timeout(inbox, left)
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .0;
+                        inbox = self.sleep(inbox, Some(d.saturating_duration_since(Instant::now())));
                     }
-                    None => {
-                        inbox = self.changed.wait(inbox).unwrap_or_else(PoisonError::into_inner)
-                    }
+                    None => inbox = self.sleep(inbox, None),
                 }
             }
-        }
-        let cid = (self.next_seq.fetch_add(1, Ordering::Relaxed) << 8) | self.index;
-        lock(&self.inbox).pending.insert(cid);
+            let cid = (self.next_seq.fetch_add(1, Ordering::Relaxed) << 8) | self.index;
+            inbox.pending.insert(cid);
+            cid
+        };
         let budget_us =
             budget.map_or(0, |b| u32::try_from(b.as_micros()).unwrap_or(u32::MAX).max(1));
         let mut frame_bytes = Vec::with_capacity(HEADER_LEN + payload.len());
@@ -549,13 +567,38 @@ impl Conn {
         Ok(cid)
     }
 
+    /// Sleeps on `changed` (up to `left`), counted in `sleepers`.
+    fn sleep<'a>(
+        &self,
+        mut inbox: MutexGuard<'a, Inbox>,
+        left: Option<Duration>,
+    ) -> MutexGuard<'a, Inbox> {
+        inbox.sleepers += 1;
+        let mut inbox = match left {
+            Some(left) => {
+                self.changed.wait_timeout(inbox, left).unwrap_or_else(PoisonError::into_inner).0
+            }
+            None => self.changed.wait(inbox).unwrap_or_else(PoisonError::into_inner),
+        };
+        inbox.sleepers -= 1;
+        inbox
+    }
+
+    /// Wakes the sleepers, if any (after a change made under `inbox`).
+    fn wake(&self, inbox: MutexGuard<'_, Inbox>) {
+        let any = inbox.sleepers > 0;
+        drop(inbox);
+        if any {
+            self.changed.notify_all();
+        }
+    }
+
     fn finish(&self, cid: u64) {
         let mut inbox = lock(&self.inbox);
         if inbox.pending.remove(&cid) {
             self.in_flight.fetch_sub(1, Ordering::Relaxed);
         }
-        drop(inbox);
-        self.changed.notify_all();
+        self.wake(inbox);
     }
 
     fn abandon(&self, cid: u64) {
@@ -568,8 +611,7 @@ impl Conn {
             self.in_flight.fetch_sub(1, Ordering::Relaxed);
         }
         let dead = inbox.dead.is_some();
-        drop(inbox);
-        self.changed.notify_all();
+        self.wake(inbox);
         if was_pending && !dead {
             let mut f = Vec::with_capacity(HEADER_LEN);
             frame::push_control(&mut f, Kind::Cancel, cid);
@@ -588,8 +630,7 @@ impl Conn {
         if inbox.dead.is_none() {
             inbox.dead = Some(why);
         }
-        drop(inbox);
-        self.changed.notify_all();
+        self.wake(inbox);
     }
 
     /// Waits for `cid`'s reply, reading the socket if nobody else is.
@@ -619,15 +660,7 @@ impl Conn {
             }
             if inbox.reading {
                 let until = deadline.map(|(at, _)| at.saturating_duration_since(Instant::now()));
-                inbox = match until {
-                    Some(left) => {
-                        self.changed
-                            .wait_timeout(inbox, left)
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .0
-                    }
-                    None => self.changed.wait(inbox).unwrap_or_else(PoisonError::into_inner),
-                };
+                inbox = self.sleep(inbox, until);
                 continue;
             }
             // Become the reader: read once (bounded), park what arrives, hand over.
@@ -641,7 +674,10 @@ impl Conn {
                     inbox.dead = Some(why);
                 }
             }
-            self.changed.notify_all();
+            // Hand over: another waiter's reply may be parked now, or it may read next.
+            if inbox.sleepers > 0 {
+                self.changed.notify_all();
+            }
         }
     }
 
@@ -649,29 +685,66 @@ impl Conn {
     /// parks every complete frame. `Err` when the connection is finished.
     fn read_once(&self, deadline: Option<Instant>) -> std::result::Result<(), DeadReason> {
         let ping_every = (self.dead_peer / 4).max(Duration::from_millis(50));
-        let now = Instant::now();
-        let step = deadline.map_or(now + ping_every, |d| d.min(now + ping_every));
-        let ready = wait_fd(&self.sock, PollFlags::IN, Some(step))
-            .map_err(|_| DeadReason::Dead("polling the connection failed"))?;
-        if !ready {
-            return self.watchdog();
+        let mut reader = lock(&self.reader);
+        // The receive timeout: the ping interval, or less when the deadline is nearer.
+        // Rounded down to a power of two of milliseconds, so calls with similar budgets
+        // reuse the socket's setting instead of paying a syscall each.
+        let want = match deadline {
+            None => ping_every,
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Ok(());
+                }
+                if left >= ping_every {
+                    ping_every
+                } else {
+                    let ms = u64::try_from(left.as_millis()).unwrap_or(u64::MAX);
+                    if ms == 0 {
+                        left
+                    } else {
+                        Duration::from_millis(1 << ms.ilog2())
+                    }
+                }
+            }
+        };
+        if reader.timeout > want || reader.timeout < want / 2 {
+            rustix::net::sockopt::set_socket_timeout(
+                &self.sock,
+                rustix::net::sockopt::Timeout::Recv,
+                Some(want.max(Duration::from_micros(1))),
+            )
+            .map_err(|_| DeadReason::Dead("setting the receive timeout failed"))?;
+            reader.timeout = want;
         }
-        let mut chunk = vec![0u8; 64 << 10];
-        let n = match rustix::io::read(&self.sock, &mut chunk) {
-            Ok(0) => return Err(self.eof_reason()),
-            Ok(n) => n,
-            Err(Errno::AGAIN | Errno::INTR) => return Ok(()),
+        let Reader { chunk, .. } = &mut *reader;
+        let n = match rustix::net::recv(&self.sock, &mut chunk[..], rustix::net::RecvFlags::empty())
+        {
+            Ok((0, _)) => return Err(self.eof_reason()),
+            Ok((n, _)) => n,
+            Err(Errno::AGAIN) => return self.watchdog(),
+            Err(Errno::INTR) => return Ok(()),
             Err(_) => return Err(DeadReason::Dead("the connection to the server was reset")),
         };
         let mut inbox = lock(&self.inbox);
         inbox.last_rx = Some(Instant::now());
         inbox.ping_sent = None;
-        inbox.buf.extend_from_slice(&chunk[..n]);
-        let buf = std::mem::take(&mut inbox.buf);
+        // Frames are parsed straight from the receive buffer; only a frame cut by the
+        // end of this read is copied, to wait for the rest.
+        let carried = std::mem::take(&mut inbox.buf);
+        let joined;
+        let bytes: &[u8] = if carried.is_empty() {
+            &chunk[..n]
+        } else {
+            let mut v = carried;
+            v.extend_from_slice(&chunk[..n]);
+            joined = v;
+            &joined
+        };
         let mut at = 0;
         let mut result = Ok(());
         loop {
-            match self.decoder.next(&buf[at..]) {
+            match self.decoder.next(&bytes[at..]) {
                 Ok(Step::Frame { header, payload, used }) => {
                     at += used;
                     if let Err(why) = self.on_frame(&mut inbox, &header, payload) {
@@ -687,7 +760,7 @@ impl Conn {
                 }
             }
         }
-        inbox.buf = buf[at..].to_vec();
+        inbox.buf = bytes[at..].to_vec();
         result
     }
 

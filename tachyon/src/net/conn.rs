@@ -7,6 +7,9 @@
 //! than negotiated, a hello that never comes or a frame that stalls mid-way each end
 //! this connection (a goaway with the reason, then close) and nothing else.
 
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::net::frame::{self, Decoder, FrameError, Goaway, GoawayCode, Header, Hello, Kind, Step};
@@ -49,19 +52,28 @@ pub(crate) struct Closing {
     pub reason: String,
 }
 
-/// What a connection hands the reactor's dispatcher for each request.
+/// How a request was taken.
+pub(crate) enum Answer {
+    /// Answered already: the reply's msg_type (0xFFFF for an error); the payload is in
+    /// the response buffer.
+    Now(u16),
+    /// Handed to a worker; the reply comes through [`Conn::finished`]. Setting the flag
+    /// cancels the call if no worker has started it.
+    Later(Arc<AtomicBool>),
+}
+
+/// What a connection hands each request to.
 pub(crate) trait Handler {
-    /// Answers a request: the reply payload goes into `response`, the reply's msg_type
-    /// is returned (0xFFFF for an error).
-    fn request(&mut self, header: &Header, payload: &[u8], response: &mut Vec<u8>) -> u16;
+    /// Takes a request: answers it into `response` now, or hands it off.
+    fn request(&mut self, header: &Header, payload: &[u8], response: &mut Vec<u8>) -> Answer;
 }
 
 /// The inline handler: the dispatcher runs on the reactor thread.
 pub(crate) struct Inline<'a>(pub &'a Dispatcher);
 
 impl Handler for Inline<'_> {
-    fn request(&mut self, h: &Header, payload: &[u8], response: &mut Vec<u8>) -> u16 {
-        self.0.dispatch(h.msg_type(), payload, response)
+    fn request(&mut self, h: &Header, payload: &[u8], response: &mut Vec<u8>) -> Answer {
+        Answer::Now(self.0.dispatch(h.msg_type(), payload, response))
     }
 }
 
@@ -87,11 +99,19 @@ pub(crate) struct Conn {
     limits: Limits,
     /// Highest correlation id seen (the goaway's `last_cid`).
     last_cid: u64,
-    /// Replies queued and not yet handed to the socket: the calls this client has in
-    /// flight from the server's side.
-    unsent_replies: u32,
+    /// Replies queued and not yet handed to the socket, as (where the reply ends in the
+    /// output stream, its call): calls the client still has in flight, as the server
+    /// sees them. A cancel takes its call out (the client stopped counting it).
+    unsent: VecDeque<(u64, u64)>,
+    /// Bytes of output handed to the socket so far (positions in `unsent` count from
+    /// the start of the connection).
+    out_base: u64,
     /// When the first byte of the frame still buffered arrived.
     partial_since: Option<Instant>,
+    /// Calls handed to workers and not answered yet, with their cancel flags.
+    jobs: HashMap<u64, Arc<AtomicBool>>,
+    /// A graceful shutdown waits for `jobs` before its goaway.
+    draining: bool,
     /// Whether reading is paused by backpressure.
     paused: bool,
     closing: Option<Closing>,
@@ -111,8 +131,11 @@ impl Conn {
             decoder: Decoder::new(frame::HELLO_LEN as u32),
             limits,
             last_cid: 0,
-            unsent_replies: 0,
+            unsent: VecDeque::new(),
+            out_base: 0,
             partial_since: None,
+            jobs: HashMap::new(),
+            draining: false,
             paused: false,
             closing: None,
             scratch: Vec::new(),
@@ -129,8 +152,9 @@ impl Conn {
     pub fn sent(&mut self, n: usize) {
         self.output.drain(..n);
         self.counts.bytes_out += n as u64;
-        if self.output.is_empty() {
-            self.unsent_replies = 0;
+        self.out_base += n as u64;
+        while self.unsent.front().is_some_and(|&(end, _)| end <= self.out_base) {
+            self.unsent.pop_front();
         }
     }
 
@@ -138,7 +162,8 @@ impl Conn {
     pub fn take_output(&mut self) -> Vec<u8> {
         let out = std::mem::take(&mut self.output);
         self.counts.bytes_out += out.len() as u64;
-        self.unsent_replies = 0;
+        self.out_base += out.len() as u64;
+        self.unsent.clear();
         out
     }
 
@@ -149,7 +174,7 @@ impl Conn {
 
     /// Whether the reactor should be reading (false while replies pile up, or closing).
     pub fn wants_read(&mut self) -> bool {
-        if self.closing.is_some() {
+        if self.closing.is_some() || self.draining {
             return false;
         }
         if self.paused {
@@ -230,7 +255,19 @@ impl Conn {
             (Phase::Open, Kind::Ping) => {
                 frame::push_control(&mut self.output, Kind::Pong, h.correlation_id)
             }
-            (Phase::Open, Kind::Cancel | Kind::Pong) => {} // inline calls are already answered
+            (Phase::Open, Kind::Cancel) => {
+                // The client no longer counts the call in its window, so neither do
+                // we. A call still waiting for a worker is skipped; a reply already
+                // queued still goes out (the client drops it).
+                let cid = h.correlation_id;
+                if let Some(flag) = self.jobs.remove(&cid) {
+                    flag.store(true, Ordering::Release);
+                }
+                if let Some(at) = self.unsent.iter().position(|&(_, c)| c == cid) {
+                    self.unsent.remove(at);
+                }
+            }
+            (Phase::Open, Kind::Pong) => {}
             (Phase::Open, Kind::Goaway) => {
                 self.close(GoawayCode::Shutdown, "the client said goaway");
             }
@@ -265,25 +302,51 @@ impl Conn {
     fn on_request(&mut self, h: &Header, payload: &[u8], handler: &mut dyn Handler) {
         self.counts.requests += 1;
         self.last_cid = self.last_cid.max(h.correlation_id);
-        // Answered inline, in order; a call stays in flight until its reply reaches the
-        // socket. A client that keeps sending without reading breaks the window.
-        if self.unsent_replies >= self.limits.max_in_flight {
+        // A call stays in flight until its reply reaches the socket (inline calls are
+        // answered at once, worker calls when they finish). A client that keeps sending
+        // without reading breaks the window.
+        let in_flight = self.unsent.len() + self.jobs.len();
+        if in_flight >= self.limits.max_in_flight as usize {
             return self.close(
                 GoawayCode::TooManyInFlight,
                 format!("more than {} calls in flight", self.limits.max_in_flight),
             );
         }
+        if self.jobs.contains_key(&h.correlation_id) {
+            return self.close(
+                GoawayCode::Protocol,
+                format!("correlation id {} is already in flight", h.correlation_id),
+            );
+        }
         let mut response = std::mem::take(&mut self.scratch);
-        let msg_type = handler.request(h, payload, &mut response);
-        let type_id = (h.type_id & 0xFFFF_0000) | u32::from(msg_type);
-        self.push_frame(type_id, h.correlation_id, &response);
+        match handler.request(h, payload, &mut response) {
+            Answer::Now(msg_type) => {
+                let type_id = (h.type_id & 0xFFFF_0000) | u32::from(msg_type);
+                self.push_frame(type_id, h.correlation_id, &response);
+            }
+            Answer::Later(flag) => {
+                self.jobs.insert(h.correlation_id, flag);
+            }
+        }
         response.clear();
         self.scratch = response;
     }
 
+    /// A worker finished call `cid`: queue its reply (none if it was cancelled).
+    pub fn finished(&mut self, cid: u64, type_id: Option<u32>, response: &[u8]) {
+        if self.jobs.remove(&cid).is_none() || self.closing.is_some() {
+            return;
+        }
+        if let Some(type_id) = type_id {
+            self.push_frame(type_id, cid, response);
+        }
+        if self.draining && self.jobs.is_empty() {
+            self.close(GoawayCode::Shutdown, "the server is shutting down");
+        }
+    }
+
     fn push_frame(&mut self, type_id: u32, cid: u64, payload: &[u8]) {
         self.counts.replies += 1;
-        self.unsent_replies += 1;
         if payload.len() > self.limits.max_frame as usize {
             // A reply the client would refuse: tell it why instead.
             let e = crate::rpc::RpcError::new(
@@ -304,9 +367,10 @@ impl Conn {
                 0,
                 &body,
             );
-            return;
+        } else {
+            frame::push_message(&mut self.output, Kind::Reply, type_id, cid, 0, payload);
         }
-        frame::push_message(&mut self.output, Kind::Reply, type_id, cid, 0, payload);
+        self.unsent.push_back((self.out_base + self.output.len() as u64, cid));
     }
 
     /// Ends the connection if its hello or a half-received frame is overdue.
@@ -321,9 +385,55 @@ impl Conn {
         }
     }
 
-    /// A graceful shutdown: answer what arrived, then say goaway.
+    /// A graceful shutdown: answer what arrived (waiting for calls on workers), then
+    /// say goaway.
     pub fn shutdown(&mut self) {
-        self.close(GoawayCode::Shutdown, "the server is shutting down");
+        if self.jobs.is_empty() {
+            self.close(GoawayCode::Shutdown, "the server is shutting down");
+        } else {
+            self.draining = true;
+        }
+    }
+}
+
+/// Fuzzes a server connection: the first bytes pick the limits and how the stream is cut
+/// into reads; the rest is what a hostile client sends. The connection must answer or
+/// close with a goaway, never panic, and everything it sends must be well-formed frames.
+pub(crate) fn fuzz_conn(data: &[u8]) {
+    let [a, b, c, rest @ ..] = data else { return };
+    let limits = Limits {
+        max_frame: 1 + (u32::from(*a) << 6),
+        max_in_flight: 1 + u32::from(*b & 0x0F),
+        hello_timeout: Duration::from_secs(1),
+        read_timeout: Duration::from_secs(1),
+        high_water: 256 << (*b >> 4),
+        low_water: 64,
+    };
+    let cut = 1 + usize::from(*c);
+    let mut d = Dispatcher::new();
+    d.register_raw(1, "echo", <[u8]>::to_vec).expect("one handler");
+    let t0 = Instant::now();
+    let mut conn = Conn::new(limits, t0);
+    let mut sent = Vec::new();
+    for (i, part) in rest.chunks(cut).enumerate() {
+        let now = t0 + Duration::from_millis(i as u64 * 300);
+        conn.on_bytes(part, now, &mut Inline(&d));
+        conn.check_timeouts(now);
+        let _ = conn.wants_read();
+        // Half of what is queued goes out each turn.
+        let n = conn.output().len().div_ceil(2);
+        sent.extend_from_slice(&conn.output()[..n]);
+        conn.sent(n);
+    }
+    conn.shutdown();
+    sent.extend_from_slice(&conn.take_output());
+    let dec = Decoder::new(frame::MAX_FRAME_LIMIT);
+    let mut at = 0;
+    while at < sent.len() {
+        match dec.next(&sent[at..]) {
+            Ok(Step::Frame { used, .. }) => at += used,
+            other => panic!("the server sent a bad frame: {other:?}"),
+        }
     }
 }
 
@@ -445,5 +555,104 @@ mod tests {
         c.sent(n);
         assert!(c.wants_read());
         assert_eq!(c.counts.paused, 1);
+    }
+
+    const HEADER_LEN_FOR_TESTS: usize = frame::HEADER_LEN;
+
+    /// Hands every request off, keeping the cancel flags.
+    struct Deferred(Vec<(u64, Arc<AtomicBool>)>);
+
+    impl Handler for Deferred {
+        fn request(&mut self, h: &Header, _: &[u8], _: &mut Vec<u8>) -> Answer {
+            let flag = Arc::new(AtomicBool::new(false));
+            self.0.push((h.correlation_id, flag.clone()));
+            Answer::Later(flag)
+        }
+    }
+
+    #[test]
+    fn calls_on_workers_count_in_flight_take_cancels_and_hold_the_goaway() {
+        let mut w = Deferred(Vec::new());
+        let mut c = Conn::new(limits(), Instant::now());
+        let mut bytes = hello();
+        for cid in 1..=3 {
+            frame::push_message(&mut bytes, Kind::Request, 1, cid, 0, b"x");
+        }
+        frame::push_control(&mut bytes, Kind::Cancel, 2);
+        frame::push_control(&mut bytes, Kind::Ping, 9);
+        c.on_bytes(&bytes, Instant::now(), &mut w);
+        assert!(w.0[1].1.load(Ordering::Acquire), "the cancel reached call 2's flag");
+        assert!(!w.0[0].1.load(Ordering::Acquire));
+        let out = frames(c.output());
+        assert_eq!(out.len(), 2, "a hello and a pong, no replies yet");
+        assert_eq!(out[1].0.kind, Kind::Pong);
+
+        // A graceful shutdown waits for the three calls.
+        c.shutdown();
+        assert!(c.closing().is_none() && !c.wants_read());
+        c.finished(3, Some(1), b"three");
+        c.finished(2, None, b""); // cancelled: no reply
+        c.finished(7, Some(1), b"never asked"); // unknown: ignored
+        assert!(c.closing().is_none());
+        c.finished(1, Some(1), b"one");
+        assert_eq!(c.closing().unwrap().code, GoawayCode::Shutdown);
+        let out = frames(c.output());
+        let got: Vec<(Kind, u64)> =
+            out[2..].iter().map(|(h, _)| (h.kind, h.correlation_id)).collect();
+        assert_eq!(got, [(Kind::Reply, 3), (Kind::Reply, 1), (Kind::Goaway, 0)]);
+
+        // Calls on workers count against the in-flight window.
+        let mut c = Conn::new(limits(), Instant::now());
+        let mut bytes = hello();
+        for cid in 1..=5 {
+            frame::push_message(&mut bytes, Kind::Request, 1, cid, 0, b"x");
+        }
+        c.on_bytes(&bytes, Instant::now(), &mut Deferred(Vec::new()));
+        assert_eq!(c.closing().unwrap().code, GoawayCode::TooManyInFlight);
+
+        // A cancel frees its place in the window, whether the call waits for a worker
+        // or its reply waits for the socket.
+        let mut c = Conn::new(limits(), Instant::now());
+        let mut bytes = hello();
+        for cid in 1..=4 {
+            frame::push_message(&mut bytes, Kind::Request, 1, cid, 0, b"x");
+        }
+        frame::push_control(&mut bytes, Kind::Cancel, 1);
+        frame::push_message(&mut bytes, Kind::Request, 1, 5, 0, b"x");
+        c.on_bytes(&bytes, Instant::now(), &mut Deferred(Vec::new()));
+        assert!(c.closing().is_none());
+        let d = dispatcher();
+        let mut c = Conn::new(limits(), Instant::now());
+        let mut bytes = hello();
+        for cid in 1..=4 {
+            frame::push_message(&mut bytes, Kind::Request, 1, cid, 0, b"x");
+        }
+        c.on_bytes(&bytes, Instant::now(), &mut Inline(&d));
+        let mut more = Vec::new();
+        frame::push_control(&mut more, Kind::Cancel, 2);
+        frame::push_message(&mut more, Kind::Request, 1, 5, 0, b"x");
+        c.on_bytes(&more, Instant::now(), &mut Inline(&d));
+        assert!(c.closing().is_none(), "the cancelled reply left the window");
+        // Replies handed to the socket leave it too, even when a send is partial.
+        let hello_len = HEADER_LEN_FOR_TESTS + frame::HELLO_LEN;
+        let reply_len = HEADER_LEN_FOR_TESTS + 1;
+        c.sent(hello_len + 3 * reply_len + 3); // the hello, replies 1 to 3, part of 4
+        let mut more = Vec::new();
+        frame::push_message(&mut more, Kind::Request, 1, 6, 0, b"x");
+        frame::push_message(&mut more, Kind::Request, 1, 7, 0, b"x");
+        c.on_bytes(&more, Instant::now(), &mut Inline(&d));
+        assert!(c.closing().is_none(), "two replies went out, two calls came in");
+        let mut over = Vec::new();
+        frame::push_message(&mut over, Kind::Request, 1, 8, 0, b"x");
+        c.on_bytes(&over, Instant::now(), &mut Inline(&d));
+        assert_eq!(c.closing().unwrap().code, GoawayCode::TooManyInFlight);
+
+        // A correlation id reused while its call is still on a worker.
+        let mut c = Conn::new(limits(), Instant::now());
+        let mut bytes = hello();
+        frame::push_message(&mut bytes, Kind::Request, 1, 5, 0, b"x");
+        frame::push_message(&mut bytes, Kind::Request, 1, 5, 0, b"x");
+        c.on_bytes(&bytes, Instant::now(), &mut Deferred(Vec::new()));
+        assert_eq!(c.closing().unwrap().code, GoawayCode::Protocol);
     }
 }

@@ -4,14 +4,16 @@
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustix::event::epoll;
 use rustix::io::Errno;
 
 use crate::error::{Error, Result};
-use crate::net::conn::{Conn, Inline};
+use crate::net::conn::Conn;
 use crate::net::frame::{Goaway, GoawayCode};
+use crate::net::pool::{ConnId, Done, Finished};
 use crate::net::server::{tune, Shared};
 use crate::net::waker::Waker;
 
@@ -26,6 +28,7 @@ pub(crate) const DRAIN: Duration = Duration::from_secs(5);
 struct Slot {
     fd: OwnedFd,
     conn: Conn,
+    generation: u32,
     reading: bool,
     writing: bool,
     reported: (u64, u64),
@@ -40,7 +43,16 @@ pub(crate) fn run(listener: &OwnedFd, shared: &Shared, waker: &Waker) -> Result<
         .map_err(io)?;
     epoll::add(&ep, waker.fd(), epoll::EventData::new_u64(WAKER), epoll::EventFlags::IN)
         .map_err(io)?;
-    let mut r = Reactor { ep, shared, slots: Vec::new(), free: Vec::new(), buf: vec![0; 64 << 10] };
+    let mut r = Reactor {
+        ep,
+        shared,
+        slots: Vec::new(),
+        free: Vec::new(),
+        buf: vec![0; 64 << 10],
+        generation: 0,
+        finished: Arc::new(Finished::new(waker.clone())),
+    };
+    let mut done = Vec::new();
     let empty =
         epoll::Event { flags: epoll::EventFlags::empty(), data: epoll::EventData::new_u64(0) };
     let mut events = vec![empty; 256];
@@ -63,6 +75,7 @@ pub(crate) fn run(listener: &OwnedFd, shared: &Shared, waker: &Waker) -> Result<
                 t => r.on_conn(usize::try_from(t - FIRST_CONN).unwrap_or(usize::MAX), ev.flags),
             }
         }
+        r.take_finished(&mut done);
         let now = Instant::now();
         if shared.stopping.load(Ordering::Relaxed) && drain_until.is_none() {
             let _ = epoll::delete(&r.ep, listener);
@@ -97,9 +110,26 @@ struct Reactor<'a> {
     slots: Vec<Option<Slot>>,
     free: Vec<usize>,
     buf: Vec<u8>,
+    generation: u32,
+    /// Replies from the worker pool.
+    finished: Arc<Finished>,
 }
 
 impl Reactor<'_> {
+    /// Queues the replies workers finished on their connections.
+    fn take_finished(&mut self, done: &mut Vec<Done>) {
+        if self.shared.pool.is_none() {
+            return;
+        }
+        self.finished.take(done);
+        for d in done.drain(..) {
+            let slot = self.slots.get_mut(d.conn.slot).and_then(Option::as_mut);
+            if let Some(s) = slot.filter(|s| s.generation == d.conn.generation) {
+                s.conn.finished(d.correlation_id, d.type_id, &d.response);
+            }
+        }
+    }
+
     fn accept_all(&mut self, listener: &OwnedFd) {
         loop {
             let fd = match rustix::net::accept_with(
@@ -151,7 +181,10 @@ impl Reactor<'_> {
             return;
         }
         let conn = Conn::new(self.shared.opts.limits(), Instant::now());
-        self.slots[i] = Some(Slot { fd, conn, reading: true, writing: false, reported: (0, 0) });
+        self.generation = self.generation.wrapping_add(1);
+        let generation = self.generation;
+        self.slots[i] =
+            Some(Slot { fd, conn, generation, reading: true, writing: false, reported: (0, 0) });
     }
 
     fn on_conn(&mut self, i: usize, flags: epoll::EventFlags) {
@@ -172,8 +205,8 @@ impl Reactor<'_> {
                         break;
                     }
                     Ok(n) => {
-                        let d = self.shared.dispatcher.as_ref();
-                        slot.conn.on_bytes(&self.buf[..n], Instant::now(), &mut Inline(d));
+                        let id = ConnId { slot: i, generation: slot.generation };
+                        self.shared.on_bytes(&mut slot.conn, id, &self.finished, &self.buf[..n]);
                         if n < self.buf.len() || slot.conn.closing().is_some() {
                             break;
                         }

@@ -12,9 +12,10 @@
 
 pub(crate) mod bufring;
 mod client;
-mod conn;
+pub(crate) mod conn;
 pub(crate) mod epoll;
 pub mod frame;
+mod pool;
 mod probe;
 mod server;
 mod uring;

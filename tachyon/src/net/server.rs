@@ -1,6 +1,7 @@
 //! [`TcpServer`]: the RPC server over TCP. Reactor threads (one by default), each with
 //! its own `SO_REUSEPORT` listener, serve every connection through the same
-//! [`Dispatcher`] as the shared-memory server, inline on the reactor: no thread per
+//! [`Dispatcher`] as the shared-memory server, inline on the reactor (or, opted into
+//! with [`TcpServerOptions::workers`], on a pool for slow handlers): no thread per
 //! client. io_uring drives the I/O where the kernel allows it (multishot accept,
 //! multishot receive into a provided buffer ring, replies coalesced per loop turn);
 //! epoll does where it does not, with the same behaviour.
@@ -14,7 +15,8 @@ use std::time::Duration;
 
 use crate::address::Address;
 use crate::error::{Error, Result};
-use crate::net::conn::Limits;
+use crate::net::conn::{Conn, Inline, Limits};
+use crate::net::pool::{ConnId, Finished, Offload, Pool};
 use crate::net::probe::{self, Backend};
 use crate::rpc::Dispatcher;
 
@@ -23,6 +25,10 @@ use crate::rpc::Dispatcher;
 pub struct TcpServerOptions {
     /// Reactor threads (default 1), each with its own listener (`SO_REUSEPORT`).
     pub reactors: usize,
+    /// Worker threads for handlers (default 0: handlers run inline on the reactor, the
+    /// fastest for quick handlers). Give slow or blocking handlers a pool, so the
+    /// reactor keeps serving other calls and answering pings meanwhile.
+    pub workers: usize,
     /// Most connections at once (default 1024); more get a goaway and are closed.
     pub max_connections: usize,
     /// Largest frame payload accepted (default 16 MiB; the hello negotiates it down).
@@ -52,6 +58,7 @@ impl Default for TcpServerOptions {
     fn default() -> Self {
         Self {
             reactors: 1,
+            workers: 0,
             max_connections: 1024,
             max_frame: 16 << 20,
             max_in_flight: 1024,
@@ -71,6 +78,7 @@ impl std::fmt::Debug for TcpServerOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TcpServerOptions")
             .field("reactors", &self.reactors)
+            .field("workers", &self.workers)
             .field("max_connections", &self.max_connections)
             .field("max_frame", &self.max_frame)
             .field("max_in_flight", &self.max_in_flight)
@@ -85,6 +93,13 @@ impl TcpServerOptions {
     #[must_use]
     pub fn reactors(mut self, n: usize) -> Self {
         self.reactors = n;
+        self
+    }
+
+    /// Worker threads for handlers (0: inline on the reactors).
+    #[must_use]
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = n;
         self
     }
 
@@ -162,6 +177,9 @@ impl TcpServerOptions {
         if self.reactors == 0 || self.reactors > 64 {
             return bad("reactors must be in 1..=64");
         }
+        if self.workers > 1024 {
+            return bad("workers must be at most 1024");
+        }
         if self.max_connections == 0 {
             return bad("max_connections must be at least 1");
         }
@@ -231,11 +249,22 @@ pub(crate) struct Shared {
     pub stats: Arc<TcpStats>,
     /// Set to stop: reactors send goaway to everyone, drain, and exit.
     pub stopping: AtomicBool,
+    /// The worker pool, if the options asked for one.
+    pub pool: Option<Pool>,
 }
 
 impl Shared {
     pub fn report(&self, e: &Error) {
         (self.opts.on_error)(e);
+    }
+
+    /// Feeds bytes a connection received to it, dispatching inline or on the pool.
+    pub fn on_bytes(&self, conn: &mut Conn, id: ConnId, finished: &Arc<Finished>, bytes: &[u8]) {
+        let now = std::time::Instant::now();
+        match &self.pool {
+            None => conn.on_bytes(bytes, now, &mut Inline(self.dispatcher.as_ref())),
+            Some(pool) => conn.on_bytes(bytes, now, &mut Offload { pool, conn: id, finished }),
+        }
     }
 }
 
@@ -348,11 +377,16 @@ impl TcpServer {
     /// [`Error::Io`] if a reactor cannot be set up (an io_uring the kernel refuses).
     pub fn spawn(self, dispatcher: Arc<Dispatcher>) -> Result<TcpServerHandle> {
         let stats = Arc::new(TcpStats::default());
+        let pool = match self.opts.workers {
+            0 => None,
+            n => Some(Pool::start(n, dispatcher.clone())?),
+        };
         let shared = Arc::new(Shared {
             opts: self.opts.clone(),
             dispatcher,
             stats: stats.clone(),
             stopping: AtomicBool::new(false),
+            pool,
         });
         let mut wakers = Vec::new();
         let mut threads = Vec::new();

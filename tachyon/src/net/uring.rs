@@ -15,13 +15,15 @@
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Instant;
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
 use crate::error::{Error, Result};
 use crate::net::bufring::BufRing;
-use crate::net::conn::{Conn, Inline};
+use crate::net::conn::Conn;
+use crate::net::pool::{ConnId, Done, Finished};
 use crate::net::epoll::{report_close, report_counts, DRAIN, TICK};
 use crate::net::frame::{Goaway, GoawayCode};
 use crate::net::server::{tune, Shared};
@@ -83,6 +85,8 @@ struct Reactor<'a> {
     wake_buf: Box<[u8; 8]>,
     accept_armed: bool,
     stopping: bool,
+    /// Replies from the worker pool.
+    finished: Arc<Finished>,
 }
 
 fn build_ring() -> Result<IoUring> {
@@ -110,7 +114,9 @@ pub(crate) fn run(listener: &OwnedFd, shared: &Shared, waker: &Waker) -> Result<
         wake_buf: Box::new([0; 8]),
         accept_armed: false,
         stopping: false,
+        finished: Arc::new(Finished::new(waker.clone())),
     };
+    let mut done = Vec::new();
     r.arm_accept(listener.as_raw_fd())?;
     r.arm_wake(waker.fd().as_raw_fd())?;
     let mut next_tick = Instant::now() + TICK;
@@ -131,6 +137,7 @@ pub(crate) fn run(listener: &OwnedFd, shared: &Shared, waker: &Waker) -> Result<
         for &(data, res, flags) in &cqes {
             r.on_completion(data, res, flags, listener.as_raw_fd(), waker)?;
         }
+        r.take_finished(&mut done);
         let now = Instant::now();
         if shared.stopping.load(Ordering::Relaxed) && !r.stopping {
             r.stopping = true;
@@ -173,6 +180,19 @@ pub(crate) fn run(listener: &OwnedFd, shared: &Shared, waker: &Waker) -> Result<
 }
 
 impl Reactor<'_> {
+    /// Queues the replies workers finished on their connections.
+    fn take_finished(&mut self, done: &mut Vec<Done>) {
+        if self.shared.pool.is_none() {
+            return;
+        }
+        self.finished.take(done);
+        for d in done.drain(..) {
+            if let Some(s) = self.slot(d.conn.slot, d.conn.generation) {
+                s.conn.finished(d.correlation_id, d.type_id, &d.response);
+            }
+        }
+    }
+
     /// Queues a submission, submitting first if the queue is full.
     fn push(&mut self, e: squeue::Entry) -> Result<()> {
         loop {
@@ -316,7 +336,8 @@ impl Reactor<'_> {
             })?;
             let bytes = self.bufs.get(bid, res as usize);
             if !s.closing {
-                s.conn.on_bytes(bytes, Instant::now(), &mut Inline(shared.dispatcher.as_ref()));
+                let id = ConnId { slot: i, generation };
+                shared.on_bytes(&mut s.conn, id, &self.finished, bytes);
                 report_counts(shared, &s.conn, &mut s.reported);
             }
             self.bufs.recycle(bid);

@@ -22,6 +22,9 @@ pub mod code {
     pub const BAD_RESPONSE: u32 = 5;
     /// The error reply itself was malformed.
     pub const MALFORMED: u32 = 6;
+    /// The call's deadline passed before a handler could start it (it waited in a
+    /// server's worker queue too long).
+    pub const DEADLINE_EXCEEDED: u32 = 7;
 }
 
 /// A failed call, as the caller sees it: which msg_type failed, a code from [`code`],
@@ -47,6 +50,7 @@ pub fn code_name(c: u32) -> &'static str {
         code::BAD_REQUEST => "bad request",
         code::BAD_RESPONSE => "bad response",
         code::MALFORMED => "malformed error reply",
+        code::DEADLINE_EXCEEDED => "deadline exceeded",
         _ => "application error",
     }
 }

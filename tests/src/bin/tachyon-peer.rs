@@ -8,6 +8,10 @@
 //!                           [--socket-mode OCTAL] [--allow-uid UID]...
 //!                           (prints `ready`, then `server-error: ...` per reported error)
 //! tachyon-peer rpc-call ... [--trust-uid UID]...   # trust a listener of another user
+//! tachyon-peer tcp-serve --addr tcp://H:P [--backend auto|io_uring|epoll] [--allow-remote]
+//!                        [--max-connections N] [--workers N]   # the tests' service over TCP
+//! tachyon-peer tcp-call  --addr tcp://H:P [--count N] [--pipeline K] [--dead-peer-ms D]
+//! tachyon-peer tcp-sleep --addr tcp://H:P --count MS [--dead-peer-ms D]   # one slow call
 //! tachyon-peer rpc-reverse  --path P [--count N]   # one client: N requests, answered in reverse
 //! tachyon-peer rpc-call     --path P [--count N]   # echo calls, then an unknown msg_type
 //! tachyon-peer rpc-add      --path P [--count N]   # typed calls of `add` (msg_type 2)
@@ -38,6 +42,13 @@ struct Args {
     method: String,
     client: String,
     data: String,
+    addr: String,
+    backend: String,
+    allow_remote: bool,
+    max_connections: usize,
+    pipeline: u64,
+    dead_peer_ms: u64,
+    workers: usize,
 }
 
 fn parse() -> Result<Args, String> {
@@ -60,6 +71,13 @@ fn parse() -> Result<Args, String> {
         method: "echo".into(),
         client: "rust".into(),
         data: String::new(),
+        addr: String::new(),
+        backend: "auto".into(),
+        allow_remote: false,
+        max_connections: 1024,
+        pipeline: 1,
+        dead_peer_ms: 10_000,
+        workers: 0,
     };
     while let Some(flag) = it.next() {
         let mut val = || it.next().ok_or(format!("{flag} needs a value"));
@@ -83,11 +101,18 @@ fn parse() -> Result<Args, String> {
             "--method" => a.method = val()?,
             "--client" => a.client = val()?,
             "--data" => a.data = val()?,
+            "--addr" => a.addr = val()?,
+            "--backend" => a.backend = val()?,
+            "--allow-remote" => a.allow_remote = true,
+            "--max-connections" => a.max_connections = num(val()?)? as usize,
+            "--pipeline" => a.pipeline = num(val()?)?.max(1),
+            "--dead-peer-ms" => a.dead_peer_ms = num(val()?)?,
+            "--workers" => a.workers = num(val()?)? as usize,
             other => return Err(format!("unknown flag {other}")),
         }
     }
-    if a.path.is_empty() {
-        return Err("--path is required".into());
+    if a.path.is_empty() && a.addr.is_empty() {
+        return Err("--path (or --addr) is required".into());
     }
     Ok(a)
 }
@@ -114,6 +139,8 @@ fn kind(e: &Error) -> &'static str {
         Error::AddrInUse { .. } => "AddrInUse",
         Error::CapacityLimit { .. } => "CapacityLimit",
         Error::InvalidArgument(_) => "InvalidArgument",
+        Error::InvalidAddress { .. } => "InvalidAddress",
+        Error::Unsupported(_) => "Unsupported",
         Error::Refused(_) => "Refused",
         Error::Protocol(_) => "Protocol",
         Error::Rpc(_) => "Rpc",
@@ -294,6 +321,98 @@ fn tiga_call(a: &Args) -> tachyon::Result<u64> {
     Ok(a.count)
 }
 
+fn backend(name: &str) -> Result<tachyon::net::Backend, String> {
+    use tachyon::net::Backend;
+    match name {
+        "auto" => Ok(Backend::Auto),
+        "io_uring" => Ok(Backend::IoUring),
+        "epoll" => Ok(Backend::Epoll),
+        other => Err(format!("unknown backend {other}")),
+    }
+}
+
+/// Serves the tests' service over TCP until killed; prints `ready <address> <backend>`.
+fn tcp_serve(a: &Args) -> Result<u64, String> {
+    use tachyon::net::{TcpServer, TcpServerOptions};
+    let opts = TcpServerOptions::default()
+        .backend(backend(&a.backend)?)
+        .allow_remote(a.allow_remote)
+        .max_connections(a.max_connections)
+        .workers(a.workers)
+        .on_error(|e| {
+            println!("server-error: {e}");
+            let _ = std::io::Write::flush(&mut std::io::stdout());
+        });
+    let server = TcpServer::bind(&a.addr, opts).map_err(|e| format!("{}: {e}", kind(&e)))?;
+    let handle = server
+        .spawn(std::sync::Arc::new(tachyon_tests::service::dispatcher()))
+        .map_err(|e| format!("{}: {e}", kind(&e)))?;
+    println!("ready {} {}", handle.address(), handle.backend().name());
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    loop {
+        std::thread::park();
+    }
+}
+
+fn tcp_connect(a: &Args) -> tachyon::Result<tachyon::net::TcpClient> {
+    use tachyon::net::{TcpClient, TcpClientOptions};
+    let opts = TcpClientOptions::default()
+        .connect_timeout(a.timeout)
+        .dead_peer_timeout(Duration::from_millis(a.dead_peer_ms));
+    let deadline = Instant::now() + a.timeout;
+    loop {
+        match TcpClient::connect_with(&a.addr, &opts) {
+            Err(Error::Connect { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// One call of the `sleep_ms` handler (`--count` milliseconds) over TCP; prints
+/// `calling` once the connection is up.
+fn tcp_sleep(a: &Args) -> tachyon::Result<u64> {
+    let client = tcp_connect(a)?;
+    println!("calling");
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    tachyon_tests::service::sleep_ms::call_timeout(&client, &a.count, a.timeout)
+}
+
+/// `--count` checksummed echo calls over TCP, `--pipeline` in flight at a time, then a
+/// call to an unknown msg_type.
+fn tcp_call(a: &Args) -> tachyon::Result<u64> {
+    let client = tcp_connect(a)?;
+    let mut i = 0;
+    let mut buf = Vec::new();
+    while i < a.count {
+        let batch: Vec<(u64, u64)> = (i..(i + a.pipeline).min(a.count))
+            .map(|k| {
+                let n = payload_size(a.seed, k, a.max_size);
+                buf.resize(n, 0);
+                fill_payload(k, &mut buf);
+                client.call_timeout(&buf, 1, a.timeout).map(|cid| (k, cid))
+            })
+            .collect::<tachyon::Result<_>>()?;
+        for (k, cid) in batch {
+            let got = client.wait_timeout(cid, a.timeout)?;
+            let n = payload_size(a.seed, k, a.max_size);
+            buf.resize(n, 0);
+            fill_payload(k, &mut buf);
+            if got != buf {
+                return Err(Error::Protocol(format!("echo {k} came back different")));
+            }
+        }
+        i = (i + a.pipeline).min(a.count);
+    }
+    match client.invoke(999, b"anyone?", Some(a.timeout)) {
+        Err(Error::Rpc(e)) => println!("rpc-error msg_type={} code={}", e.msg_type, e.code),
+        Ok(_) => return Err(Error::Protocol("unknown msg_type answered normally".into())),
+        Err(e) => return Err(e),
+    }
+    Ok(a.count)
+}
+
 fn main() {
     let a = match parse() {
         Ok(a) => a,
@@ -310,6 +429,9 @@ fn main() {
         "rpc-call" => rpc_call(&a).map_err(|e| format!("{}: {e}", kind(&e))),
         "rpc-add" => rpc_add(&a).map_err(|e| format!("{}: {e}", kind(&e))),
         "tiga-call" => tiga_call(&a).map_err(|e| format!("{}: {e}", kind(&e))),
+        "tcp-serve" => tcp_serve(&a),
+        "tcp-call" => tcp_call(&a).map_err(|e| format!("{}: {e}", kind(&e))),
+        "tcp-sleep" => tcp_sleep(&a).map_err(|e| format!("{}: {e}", kind(&e))),
         "connect-only" => {
             connect(&a.path, a.timeout).map(|_| 0).map_err(|e| format!("{}: {e}", kind(&e)))
         }

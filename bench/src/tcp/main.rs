@@ -1,0 +1,220 @@
+//! `tachyon-tcp-bench`: RPC over TCP against its anchors, side by side in one run.
+//!
+//! ```text
+//! tachyon-tcp-bench [--samples N] [--rounds R] [--seconds S] [--rtt-cpu C] [--client-cpu C] [--server-cpu C]
+//! tachyon-tcp-bench server <std|tokio|uring|ours-uring|ours-epoll>   # internal
+//! ```
+//!
+//! Latency: 32-byte round trips on one connection, client and server pinned to the same
+//! CPU (`--rtt-cpu`, default 0): a wake-up across vCPUs adds 50 to 70 us on this VM and
+//! would drown what is measured. Throughput: 64 connections with 16 calls in flight each,
+//! the client on `--client-cpu` (0) and the server on `--server-cpu` (1), with the server's
+//! CPU time per call read from `/proc/<pid>/task/*/schedstat`. Rounds interleave the
+//! servers so machine noise hits them alike; the medians of the rounds are printed.
+#![allow(
+    clippy::print_stdout,
+    clippy::cast_precision_loss,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss
+)]
+
+mod load;
+mod servers;
+
+use std::io::BufRead;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// The servers compared, with how the load talks to each.
+const SERVERS: [(&str, &str, bool); 6] = [
+    ("std", "std::net blocking echo (floor)", false),
+    ("tokio", "tokio current_thread echo", false),
+    ("uring", "raw io_uring echo (multishot+bufring)", false),
+    ("node", "Node net echo", false),
+    ("ours-uring", "ours, io_uring server", true),
+    ("ours-epoll", "ours, epoll server", true),
+];
+
+struct Args {
+    samples: usize,
+    rounds: usize,
+    seconds: f64,
+    rtt_cpu: usize,
+    client_cpu: usize,
+    server_cpu: usize,
+}
+
+fn parse() -> Args {
+    let mut a =
+        Args { samples: 20_000, rounds: 3, seconds: 2.0, rtt_cpu: 0, client_cpu: 0, server_cpu: 1 };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let v = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        match flag.as_str() {
+            "--samples" => a.samples = v.parse().expect("--samples"),
+            "--rounds" => a.rounds = v.parse().expect("--rounds"),
+            "--seconds" => a.seconds = v.parse().expect("--seconds"),
+            "--rtt-cpu" => a.rtt_cpu = v.parse().expect("--rtt-cpu"),
+            "--client-cpu" => a.client_cpu = v.parse().expect("--client-cpu"),
+            "--server-cpu" => a.server_cpu = v.parse().expect("--server-cpu"),
+            other => panic!("unknown flag {other}"),
+        }
+    }
+    a
+}
+
+/// Pins the calling thread to `cpu`.
+fn pin(cpu: usize) {
+    let mut set = rustix::thread::CpuSet::new();
+    set.set(cpu);
+    rustix::thread::sched_setaffinity(None, &set).expect("sched_setaffinity");
+}
+
+/// A server process pinned to `cpu` (through `taskset`, so every thread it starts,
+/// Node's included, stays there), and its port.
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    fn start(kind: &str, cpu: usize) -> Self {
+        let mut cmd = Command::new("taskset");
+        cmd.args(["-c", &cpu.to_string()]);
+        if kind == "node" {
+            cmd.args(["node", "-e", servers::NODE_ECHO]);
+        } else {
+            cmd.arg(std::env::current_exe().expect("current exe")).args(["server", kind]);
+        }
+        let mut child = cmd.stdout(Stdio::piped()).spawn().expect("spawn a server (taskset)");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read the server's port");
+        let port = line
+            .strip_prefix("ready ")
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{kind}: unexpected first line {line:?}"));
+        Self { child, port }
+    }
+
+    /// CPU time the server's threads used so far, in nanoseconds.
+    fn cpu_ns(&self) -> u64 {
+        let dir = format!("/proc/{}/task", self.child.id());
+        std::fs::read_dir(dir)
+            .expect("the server's tasks")
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
+            .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+            .sum()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn pct(v: &mut [u64], q: f64) -> f64 {
+    v.sort_unstable();
+    let i = (((v.len() as f64) * q).ceil() as usize).clamp(1, v.len()) - 1;
+    v[i] as f64 / 1000.0
+}
+
+#[derive(Default, Clone)]
+struct Row {
+    p50: Vec<f64>,
+    p99: Vec<f64>,
+    calls_s: Vec<f64>,
+    cpu_ns: Vec<f64>,
+}
+
+fn main() {
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("server") {
+        servers::run(&argv[2]);
+        return;
+    }
+    let a = parse();
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    println!(
+        "TCP echo, {}-byte payloads; {cpus} CPUs. Latency: client and server both pinned to CPU {}. \
+         Throughput: 64 connections x 16 in flight, client on CPU {}, server on CPU {}.",
+        load::PAYLOAD, a.rtt_cpu, a.client_cpu, a.server_cpu
+    );
+    let mut rows = vec![Row::default(); SERVERS.len()];
+    let warmup = a.samples / 10;
+    let window = Duration::from_secs_f64(a.seconds);
+    for round in 0..a.rounds {
+        for (i, (kind, _, framed)) in SERVERS.iter().enumerate() {
+            // Latency, on one CPU.
+            pin(a.rtt_cpu);
+            let s = Server::start(kind, a.rtt_cpu);
+            let mut v = if *framed {
+                load::rtt_ours(s.port, a.samples, warmup)
+            } else {
+                load::rtt_echo(s.port, a.samples, warmup)
+            };
+            rows[i].p50.push(pct(&mut v, 0.50));
+            rows[i].p99.push(pct(&mut v, 0.99));
+            drop(s);
+            // Throughput, on two.
+            pin(a.client_cpu);
+            let s = Server::start(kind, a.server_cpu);
+            let mut cpu_at = 0;
+            let mut cpu_used = 0;
+            let calls = load::pipelined(
+                s.port,
+                64,
+                16,
+                *framed,
+                Duration::from_millis(300),
+                window,
+                &mut |start| {
+                    if start {
+                        cpu_at = s.cpu_ns();
+                    } else {
+                        cpu_used = s.cpu_ns() - cpu_at;
+                    }
+                },
+            );
+            rows[i].calls_s.push(calls as f64 / window.as_secs_f64());
+            rows[i].cpu_ns.push(cpu_used as f64 / calls.max(1) as f64);
+        }
+        eprintln!("round {} of {} done", round + 1, a.rounds);
+    }
+    println!(
+        "{:<40} {:>9} {:>9} {:>12} {:>14}",
+        "server (median of rounds)", "p50 us", "p99 us", "calls/s", "server ns/call"
+    );
+    let mut med = Vec::new();
+    for (i, (_, label, _)) in SERVERS.iter().enumerate() {
+        let r = &mut rows[i];
+        let m = (median(&mut r.p50), median(&mut r.p99), median(&mut r.calls_s), median(&mut r.cpu_ns));
+        println!("{label:<40} {:>9.2} {:>9.2} {:>12.0} {:>14.0}", m.0, m.1, m.2, m.3);
+        med.push(m);
+    }
+    let (floor, tokio, ours_u, ours_e) = (med[0], med[1], med[4], med[5]);
+    println!("ratios (targets: RTT p50 <= 1.15x the floor; calls/s >= tokio's at <= its CPU/call):");
+    println!(
+        "  ours io_uring RTT p50 / floor            {:.2}x   (epoll server {:.2}x)",
+        ours_u.0 / floor.0,
+        ours_e.0 / floor.0
+    );
+    println!(
+        "  ours io_uring calls/s / tokio            {:.2}x   (epoll server {:.2}x)",
+        ours_u.2 / tokio.2,
+        ours_e.2 / tokio.2
+    );
+    println!(
+        "  ours io_uring server CPU/call / tokio    {:.2}x   (epoll server {:.2}x)",
+        ours_u.3 / tokio.3,
+        ours_e.3 / tokio.3
+    );
+}
