@@ -22,7 +22,7 @@ CLANG_ENV := CC=clang-19 CXX=clang++-19 \
 	LDSHARED="clang-19 -shared --ld-path=/usr/bin/ld.lld-19" \
 	LDCXXSHARED="clang++-19 -shared --ld-path=/usr/bin/ld.lld-19"
 
-.PHONY: help test demo bench bench-py bench-node build lint py py-release typecheck deps clang venv upstream node node-release node-deps node-typecheck fuzz-build fuzz sanitize clean
+.PHONY: help test demo bench bench-py bench-node bench-tcp sysdeps build lint py py-release typecheck deps clang venv upstream node node-release node-deps node-typecheck fuzz-build fuzz sanitize clean
 
 help:
 	@echo "make test   - install what is needed, run every test suite (lint, cargo, pytest interop)"
@@ -30,6 +30,7 @@ help:
 	@echo "make bench  - the full benchmark (more samples)"
 	@echo "make bench-py - the Python benchmark against upstream's Python package"
 	@echo "make bench-node - the Node benchmark against Node's own net over a UNIX socket"
+	@echo "make bench-tcp - RPC over TCP against std::net, tokio, raw io_uring and Node's net"
 
 ## ---- installs ---------------------------------------------------------------------
 
@@ -50,9 +51,16 @@ $(UPSTREAM_VENV)/.stamp:
 	$(CLANG_ENV) $(UPSTREAM_VENV)/bin/pip install -q --disable-pip-version-check $(UPSTREAM_PKG)
 	touch $@
 
+# iproute2 for the network-namespace tests (the cross-host TCP path).
+sysdeps:
+	@if ! command -v ip >/dev/null; then \
+		echo "installing iproute2 from Debian"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 >/dev/null; \
+	fi
+
 venv: $(VENV)/.stamp
 upstream: $(UPSTREAM_VENV)/.stamp
-deps: venv upstream
+deps: sysdeps venv upstream
 
 # The Node package's dev tools (typescript, @types/node), pinned by package-lock.json.
 NODE_DIR := tachyon-node
@@ -69,6 +77,7 @@ build:
 	$(CARGO) build --manifest-path tachyon/fuzz/Cargo.toml --target-dir target -j$(JOBS)
 
 lint:
+	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -j$(JOBS) -- -D warnings
 	$(CARGO) clippy -p tachyon --no-default-features -j$(JOBS) -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc -p tachyon --no-deps -j$(JOBS)
@@ -106,7 +115,7 @@ PEER_ENV := TACHYON_REQUIRE_PEERS=1 TACHYON_PEER=$(CURDIR)/$(TARGET_DIR)/tachyon
 	TACHYON_PYTHON=$(CURDIR)/$(VENV)/bin/python UPSTREAM_PYTHON=$(CURDIR)/$(UPSTREAM_VENV)/bin/python
 
 test: deps build lint py typecheck node node-typecheck
-	$(CARGO) test --workspace --profile $(PROFILE) -j$(JOBS)
+	$(PEER_ENV) $(CARGO) test --workspace --profile $(PROFILE) -j$(JOBS)
 	$(PEER_ENV) $(VENV)/bin/pytest tests tachyon-py/tests -q -p no:cacheprovider
 	cd $(NODE_DIR) && $(PEER_ENV) node --test --test-concurrency=1 test/*.test.js
 
@@ -133,9 +142,15 @@ bench-node: node-release
 	$(CARGO) build -q -p tachyon-tests --bin tachyon-peer --release -j$(JOBS)
 	TACHYON_PEER=$(CURDIR)/target/release/tachyon-peer node $(NODE_DIR)/bench/bench.js
 
-bench: clang
+bench: clang bench-tcp
 	$(CLANG_ENV) $(CARGO) run -q -p tachyon-bench --profile bench --features upstream -j$(JOBS) -- \
 		--samples 500000 --rounds 10 --stream 5000000
+
+# RPC over TCP against std::net, tokio, raw io_uring and Node's net (CPU placement is
+# printed; see bench/src/tcp/main.rs).
+bench-tcp:
+	$(CARGO) run -q -p tachyon-bench --bin tachyon-tcp-bench --profile bench -j$(JOBS) -- \
+		--samples 50000 --rounds 5 --seconds 2
 
 ## ---- fuzzing and sanitizers ---------------------------------------------------------
 

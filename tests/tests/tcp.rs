@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tachyon::net::frame::{self, Goaway, GoawayCode, Header, Hello, Kind, HEADER_LEN};
-use tachyon::net::{Backend, TcpClient, TcpClientOptions, TcpServer, TcpServerHandle, TcpServerOptions};
+use tachyon::net::{
+    Backend, TcpClient, TcpClientOptions, TcpServer, TcpServerHandle, TcpServerOptions,
+};
 use tachyon::rpc::{code, Caller, RpcBus, RpcServer, ServerOptions};
 use tachyon::Error;
 use tachyon_tests::service::{add, boom, echo, fail, sleep_ms, whoami, AddReq, AddResp};
@@ -19,7 +21,8 @@ const BACKENDS: [Backend; 2] = [Backend::IoUring, Backend::Epoll];
 const T: Duration = Duration::from_secs(20);
 
 fn serve(backend: Backend, opts: TcpServerOptions) -> TcpServerHandle {
-    let server = TcpServer::bind("tcp://127.0.0.1:0", opts.backend(backend).on_error(|_| {})).unwrap();
+    let server =
+        TcpServer::bind("tcp://127.0.0.1:0", opts.backend(backend).on_error(|_| {})).unwrap();
     assert_eq!(server.backend(), backend);
     server.spawn(Arc::new(tachyon_tests::service::dispatcher())).unwrap()
 }
@@ -54,47 +57,51 @@ fn round_trips_typed_raw_and_every_error_on_both_backends() {
 /// A raw server speaking the frames by hand: each connection takes `n` requests, then
 /// answers them newest first.
 fn reversing_server(n: usize) -> (String, std::thread::JoinHandle<()>) {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = format!("tcp://{}", l.local_addr().unwrap());
-    let t = std::thread::spawn(move || {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = format!("tcp://{}", listener.local_addr().unwrap());
+    let server = std::thread::spawn(move || {
         let mut workers = Vec::new();
         for _ in 0..64 {
-            let (mut s, _) = l.accept().unwrap();
+            let (mut sock, _) = listener.accept().unwrap();
             workers.push(std::thread::spawn(move || {
                 let mut head = [0u8; HEADER_LEN];
-                s.read_exact(&mut head).unwrap();
-                let h = Header::decode(&head, 64).unwrap();
-                let mut p = vec![0; h.len as usize];
-                s.read_exact(&mut p).unwrap();
-                s.write_all(&Hello { version: 1, max_frame: 1 << 20, max_in_flight: 16 }.frame()).unwrap();
-                let mut held = Vec::new();
+                sock.read_exact(&mut head).unwrap();
+                let hello = Header::decode(&head, 64).unwrap();
+                let mut body = vec![0; hello.len as usize];
+                sock.read_exact(&mut body).unwrap();
+                sock.write_all(
+                    &Hello { version: 1, max_frame: 1 << 20, max_in_flight: 16 }.frame(),
+                )
+                .unwrap();
+                let mut calls = Vec::new();
                 for _ in 0..n {
-                    s.read_exact(&mut head).unwrap();
-                    let h = Header::decode(&head, 1 << 20).unwrap();
-                    let mut p = vec![0; h.len as usize];
-                    s.read_exact(&mut p).unwrap();
-                    held.push((h, p));
+                    sock.read_exact(&mut head).unwrap();
+                    let req = Header::decode(&head, 1 << 20).unwrap();
+                    let mut payload = vec![0; req.len as usize];
+                    sock.read_exact(&mut payload).unwrap();
+                    calls.push((req, payload));
                 }
                 let mut out = Vec::new();
-                for (h, p) in held.iter().rev() {
+                for (h, p) in calls.iter().rev() {
                     frame::push_message(&mut out, Kind::Reply, h.type_id, h.correlation_id, 0, p);
                 }
-                s.write_all(&out).unwrap();
-                let _ = s.read(&mut head); // until the client goes
+                sock.write_all(&out).unwrap();
+                let _ = sock.read(&mut head); // until the client goes
             }));
         }
         for w in workers {
             w.join().unwrap();
         }
     });
-    (addr, t)
+    (addr, server)
 }
 
 #[test]
 fn sixty_four_connections_of_sixteen_pipelined_calls_with_replies_out_of_order() {
     let (addr, server) = reversing_server(16);
     let c = TcpClient::connect_with(&addr, &TcpClientOptions::default().connections(64)).unwrap();
-    let cids: Vec<(u64, u32)> = (0..64 * 16u32).map(|i| (c.call(&i.to_le_bytes(), 1).unwrap(), i)).collect();
+    let cids: Vec<(u64, u32)> =
+        (0..64 * 16u32).map(|i| (c.call(&i.to_le_bytes(), 1).unwrap(), i)).collect();
     assert_eq!(c.in_flight(), 1024);
     // Wait in send order: most replies arrive before their waiter and are parked.
     for (cid, i) in cids {
@@ -107,18 +114,21 @@ fn sixty_four_connections_of_sixteen_pipelined_calls_with_replies_out_of_order()
     // And 64 x 16 against the real server, on both backends, with checksums.
     for b in BACKENDS {
         let h = serve(b, TcpServerOptions::default());
-        let c = TcpClient::connect_with(&h.address(), &TcpClientOptions::default().connections(64)).unwrap();
+        let c = TcpClient::connect_with(&h.address(), &TcpClientOptions::default().connections(64))
+            .unwrap();
         std::thread::scope(|s| {
             for t in 0..4u64 {
                 let c = &c;
                 s.spawn(move || {
                     for round in 0..4u64 {
                         let base = (t * 4 + round) * 64;
-                        let calls: Vec<(u64, u64)> = (base..base + 64).map(|k| {
-                            let mut p = vec![0; payload_size(9, k, 512)];
-                            fill_payload(k, &mut p);
-                            (k, c.call_timeout(&p, 1, T).unwrap())
-                        }).collect();
+                        let calls: Vec<(u64, u64)> = (base..base + 64)
+                            .map(|k| {
+                                let mut p = vec![0; payload_size(9, k, 512)];
+                                fill_payload(k, &mut p);
+                                (k, c.call_timeout(&p, 1, T).unwrap())
+                            })
+                            .collect();
                         for (k, cid) in calls {
                             let got = c.wait_timeout(cid, T).unwrap();
                             let mut want = vec![0; payload_size(9, k, 512)];
@@ -138,7 +148,8 @@ fn sixty_four_connections_of_sixteen_pipelined_calls_with_replies_out_of_order()
 fn a_million_checksummed_calls_without_loss_on_both_backends() {
     for b in BACKENDS {
         let h = serve(b, TcpServerOptions::default());
-        let c = TcpClient::connect_with(&h.address(), &TcpClientOptions::default().connections(2)).unwrap();
+        let c = TcpClient::connect_with(&h.address(), &TcpClientOptions::default().connections(2))
+            .unwrap();
         let start = Instant::now();
         std::thread::scope(|s| {
             for t in 0..2u64 {
@@ -148,14 +159,20 @@ fn a_million_checksummed_calls_without_loss_on_both_backends() {
                     let end = k + 500_000;
                     let mut p = Vec::new();
                     while k < end {
-                        let calls: Vec<(u64, u64, u32)> = (k..(k + 64).min(end)).map(|i| {
-                            p.resize(payload_size(3, i, 64), 0);
-                            fill_payload(i, &mut p);
-                            (i, c.call_timeout(&p, 1, T).unwrap(), checksum(&p))
-                        }).collect();
+                        let calls: Vec<(u64, u64, u32)> = (k..(k + 64).min(end))
+                            .map(|i| {
+                                p.resize(payload_size(3, i, 64), 0);
+                                fill_payload(i, &mut p);
+                                (i, c.call_timeout(&p, 1, T).unwrap(), checksum(&p))
+                            })
+                            .collect();
                         for (i, cid, sum) in calls {
                             let got = c.wait_timeout(cid, T).unwrap();
-                            assert_eq!((got.len(), checksum(&got)), (payload_size(3, i, 64), sum), "{b:?} call {i}");
+                            assert_eq!(
+                                (got.len(), checksum(&got)),
+                                (payload_size(3, i, 64), sum),
+                                "{b:?} call {i}"
+                            );
                         }
                         k = (k + 64).min(end);
                     }
@@ -172,7 +189,9 @@ fn a_million_checksummed_calls_without_loss_on_both_backends() {
 fn deadlines_cancels_and_a_reused_window() {
     for b in BACKENDS {
         let h = serve(b, TcpServerOptions::default());
-        let c = TcpClient::connect_with(&h.address(), &TcpClientOptions::default().max_in_flight(2)).unwrap();
+        let c =
+            TcpClient::connect_with(&h.address(), &TcpClientOptions::default().max_in_flight(2))
+                .unwrap();
         let start = Instant::now();
         let e = sleep_ms::call_timeout(&c, &300, Duration::from_millis(50)).unwrap_err();
         assert!(matches!(e, Error::Timeout(_)), "{b:?}: {e}");
@@ -301,11 +320,20 @@ fn bad_input_closes_only_that_connection_with_a_reason() {
         let h = serve(b, opts);
         let addr = h.local_addr();
         let good = client(&h);
-        let still_good = |what: &str| assert_eq!(echo::call_timeout(&good, what.as_bytes(), T).unwrap(), what.as_bytes(), "{b:?} after {what}");
+        let still_good = |what: &str| {
+            assert_eq!(
+                echo::call_timeout(&good, what.as_bytes(), T).unwrap(),
+                what.as_bytes(),
+                "{b:?} after {what}"
+            )
+        };
 
         // A frame over the negotiated maximum.
         let mut s = raw(addr, Some(hello));
-        s.write_all(&Header { len: 1 << 17, correlation_id: 1, ..Header::new(Kind::Request) }.encode()).unwrap();
+        s.write_all(
+            &Header { len: 1 << 17, correlation_id: 1, ..Header::new(Kind::Request) }.encode(),
+        )
+        .unwrap();
         assert_eq!(goaway_of(s), GoawayCode::FrameTooLarge, "{b:?}");
         still_good("too large");
         // A header of garbage, and an unknown kind.
@@ -367,7 +395,10 @@ fn a_graceful_shutdown_answers_calls_in_flight_then_says_goaway() {
         assert_eq!(tachyon::rpc::codec::decode::<u64>(&reply).unwrap(), 300, "{b:?}");
         stopper.join().unwrap().unwrap();
         let e = echo::call_timeout(&c, b"after", T).unwrap_err();
-        assert!(matches!(e, Error::PeerClosed | Error::Refused(_) | Error::PeerDead(_)), "{b:?}: {e}");
+        assert!(
+            matches!(e, Error::PeerClosed | Error::Refused(_) | Error::PeerDead(_)),
+            "{b:?}: {e}"
+        );
     }
 }
 
@@ -375,7 +406,9 @@ fn a_graceful_shutdown_answers_calls_in_flight_then_says_goaway() {
 fn a_remote_address_must_be_allowed_and_tcp_is_probed() {
     let e = TcpServer::bind("tcp://0.0.0.0:0", TcpServerOptions::default()).unwrap_err();
     assert!(matches!(e, Error::PermissionDenied(_)), "{e}");
-    assert!(TcpServer::bind("tcp://0.0.0.0:0", TcpServerOptions::default().allow_remote(true)).is_ok());
+    assert!(
+        TcpServer::bind("tcp://0.0.0.0:0", TcpServerOptions::default().allow_remote(true)).is_ok()
+    );
     let caps = tachyon::net::capabilities();
     // This machine (Linux 6.18, io_uring enabled) runs the io_uring backend.
     assert_eq!(caps.backend, Backend::IoUring, "{caps:?}");
@@ -384,15 +417,19 @@ fn a_remote_address_must_be_allowed_and_tcp_is_probed() {
 
 #[test]
 fn the_same_service_over_shared_memory_and_tcp_at_once() {
-    let d = Arc::new(tachyon_tests::service::dispatcher());
-    let path = socket_path("both");
-    let shm = RpcServer::bind(&path, ServerOptions::default().on_error(|_| {})).unwrap().spawn(d.clone());
-    let tcp = TcpServer::bind("tcp://127.0.0.1:0", TcpServerOptions::default()).unwrap().spawn(d).unwrap();
-    let over_shm = RpcBus::connect(&path).unwrap();
-    let over_tcp = TcpClient::connect(&tcp.address()).unwrap();
     fn twice(c: &impl Caller) -> i64 {
         add::call(c, &AddReq { a: 20, b: 1 }).unwrap().sum * 2
     }
+    let d = Arc::new(tachyon_tests::service::dispatcher());
+    let path = socket_path("both");
+    let shm =
+        RpcServer::bind(&path, ServerOptions::default().on_error(|_| {})).unwrap().spawn(d.clone());
+    let tcp = TcpServer::bind("tcp://127.0.0.1:0", TcpServerOptions::default())
+        .unwrap()
+        .spawn(d)
+        .unwrap();
+    let over_shm = RpcBus::connect(&path).unwrap();
+    let over_tcp = TcpClient::connect(&tcp.address()).unwrap();
     assert_eq!(twice(&over_shm), 42);
     assert_eq!(twice(&over_tcp), 42);
     drop(over_shm);
@@ -404,21 +441,28 @@ fn the_same_service_over_shared_memory_and_tcp_at_once() {
 fn a_worker_pool_keeps_slow_handlers_off_the_reactor() {
     for b in BACKENDS {
         let h = serve(b, TcpServerOptions::default().workers(2));
-        let c = TcpClient::connect_with(&h.address(), &TcpClientOptions::default().connections(2)).unwrap();
+        let c = TcpClient::connect_with(&h.address(), &TcpClientOptions::default().connections(2))
+            .unwrap();
         // A slow call does not hold up a fast one behind it.
         let slow = c.call(&rmp_serde_u64(1000), 5).unwrap();
         let start = Instant::now();
         assert_eq!(echo::call_timeout(&c, b"quick", T).unwrap(), b"quick");
         assert!(start.elapsed() < Duration::from_millis(800), "{b:?}: {:?}", start.elapsed());
-        assert_eq!(tachyon::rpc::codec::decode::<u64>(&c.wait_timeout(slow, T).unwrap()).unwrap(), 1000);
+        assert_eq!(
+            tachyon::rpc::codec::decode::<u64>(&c.wait_timeout(slow, T).unwrap()).unwrap(),
+            1000
+        );
         // Panics and errors are answered from workers too.
-        assert!(matches!(boom::call(&c, b"x"), Err(Error::Rpc(e)) if e.code == code::HANDLER_PANIC));
+        assert!(
+            matches!(boom::call(&c, b"x"), Err(Error::Rpc(e)) if e.code == code::HANDLER_PANIC)
+        );
         h.shutdown().unwrap();
 
         // One worker: a call queued behind a slow one, with a deadline that passes in the
         // queue, is answered DEADLINE_EXCEEDED instead of running late.
         let h = serve(b, TcpServerOptions::default().workers(1));
-        let mut s = raw(h.local_addr(), Some(Hello { version: 1, max_frame: 1 << 20, max_in_flight: 8 }));
+        let mut s =
+            raw(h.local_addr(), Some(Hello { version: 1, max_frame: 1 << 20, max_in_flight: 8 }));
         let mut req = Vec::new();
         frame::push_message(&mut req, Kind::Request, 5, 1, 0, &rmp_serde_u64(300));
         frame::push_message(&mut req, Kind::Request, 5, 2, 50_000, &rmp_serde_u64(5000));
@@ -446,13 +490,21 @@ fn a_worker_pool_keeps_slow_handlers_off_the_reactor() {
         c.abandon(second);
         let start = Instant::now();
         assert_eq!(echo::call_timeout(&c, b"next", T).unwrap(), b"next");
-        assert!(start.elapsed() < Duration::from_millis(2500), "{b:?}: the cancelled call ran ({:?})", start.elapsed());
+        assert!(
+            start.elapsed() < Duration::from_millis(2500),
+            "{b:?}: the cancelled call ran ({:?})",
+            start.elapsed()
+        );
         c.abandon(first);
         // A graceful shutdown waits for work on the pool before its goaway.
         let slow = c.call(&rmp_serde_u64(300), 5).unwrap();
         std::thread::sleep(Duration::from_millis(50));
         let stopper = std::thread::spawn(move || h.shutdown());
-        assert_eq!(tachyon::rpc::codec::decode::<u64>(&c.wait_timeout(slow, T).unwrap()).unwrap(), 300, "{b:?}");
+        assert_eq!(
+            tachyon::rpc::codec::decode::<u64>(&c.wait_timeout(slow, T).unwrap()).unwrap(),
+            300,
+            "{b:?}"
+        );
         stopper.join().unwrap().unwrap();
     }
 }
@@ -517,26 +569,47 @@ fn netns_or_skip(test: &str, tag: &str) -> Option<Netns> {
 
 #[test]
 fn across_two_network_namespaces_on_both_backends() {
-    let Some(ns) = netns_or_skip("across_two_network_namespaces_on_both_backends", "x") else { return };
+    let Some(ns) = netns_or_skip("across_two_network_namespaces_on_both_backends", "x") else {
+        return;
+    };
     for (i, b) in ["io_uring", "epoll"].iter().enumerate() {
         let addr = format!("tcp://10.77.0.1:{}", 7100 + i);
-        let (_srv, got, _) = tcp_peer(&["--addr", &addr, "--backend", b, "--allow-remote"], Some(&ns.a));
+        let (_srv, got, _) =
+            tcp_peer(&["--addr", &addr, "--backend", b, "--allow-remote"], Some(&ns.a));
         assert_eq!(got, addr);
         let out = Command::new("ip")
             .args(["netns", "exec", &ns.b])
             .arg(peer_bin())
-            .args(["tcp-call", "--addr", &addr, "--count", "20000", "--pipeline", "32", "--max-size", "2048"])
+            .args([
+                "tcp-call",
+                "--addr",
+                &addr,
+                "--count",
+                "20000",
+                "--pipeline",
+                "32",
+                "--max-size",
+                "2048",
+            ])
             .output()
             .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{b}: {}{}", stdout, String::from_utf8_lossy(&out.stderr));
-        assert!(stdout.contains("ok 20000 messages") && stdout.contains("rpc-error msg_type=999 code=1"), "{stdout}");
+        assert!(
+            stdout.contains("ok 20000 messages")
+                && stdout.contains("rpc-error msg_type=999 code=1"),
+            "{stdout}"
+        );
     }
 }
 
 #[test]
 fn a_vanished_network_fails_calls_with_peer_dead_within_the_bound() {
-    let Some(ns) = netns_or_skip("a_vanished_network_fails_calls_with_peer_dead_within_the_bound", "d") else { return };
+    let Some(ns) =
+        netns_or_skip("a_vanished_network_fails_calls_with_peer_dead_within_the_bound", "d")
+    else {
+        return;
+    };
     let addr = "tcp://10.77.0.1:7200";
     // Workers keep the server's reactor free to answer pings while the call sleeps, so
     // only the network going away can make the client give up.
@@ -544,7 +617,17 @@ fn a_vanished_network_fails_calls_with_peer_dead_within_the_bound() {
     let mut long = Command::new("ip")
         .args(["netns", "exec", &ns.b])
         .arg(peer_bin())
-        .args(["tcp-sleep", "--addr", addr, "--count", "20000", "--dead-peer-ms", "1500", "--timeout-ms", "30000"])
+        .args([
+            "tcp-sleep",
+            "--addr",
+            addr,
+            "--count",
+            "20000",
+            "--dead-peer-ms",
+            "1500",
+            "--timeout-ms",
+            "30000",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

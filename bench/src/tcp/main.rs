@@ -196,12 +196,15 @@ fn main() {
     let mut med = Vec::new();
     for (i, (_, label, _)) in SERVERS.iter().enumerate() {
         let r = &mut rows[i];
-        let m = (median(&mut r.p50), median(&mut r.p99), median(&mut r.calls_s), median(&mut r.cpu_ns));
+        let m =
+            (median(&mut r.p50), median(&mut r.p99), median(&mut r.calls_s), median(&mut r.cpu_ns));
         println!("{label:<40} {:>9.2} {:>9.2} {:>12.0} {:>14.0}", m.0, m.1, m.2, m.3);
         med.push(m);
     }
     let (floor, tokio, ours_u, ours_e) = (med[0], med[1], med[4], med[5]);
-    println!("ratios (targets: RTT p50 <= 1.15x the floor; calls/s >= tokio's at <= its CPU/call):");
+    println!(
+        "ratios (targets: RTT p50 <= 1.15x the floor; calls/s >= tokio's at <= its CPU/call):"
+    );
     println!(
         "  ours io_uring RTT p50 / floor            {:.2}x   (epoll server {:.2}x)",
         ours_u.0 / floor.0,

@@ -33,6 +33,10 @@ pub struct BufRing {
 
 impl BufRing {
     /// Registers `count` (a power of two) buffers of `size` bytes as group `bgid`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a bad count or size; [`Error::Io`] when mapping or
+    /// registering fails.
     pub fn new(ring: &IoUring, bgid: u16, count: u16, size: usize) -> Result<Self> {
         if !count.is_power_of_two() || size == 0 {
             return Err(Error::InvalidArgument("buffer ring: count must be a power of two".into()));
@@ -57,7 +61,10 @@ impl BufRing {
     }
 
     fn base(&self) -> NonNull<BufRingEntry> {
-        NonNull::new(self.entries.as_ptr().cast_mut().cast::<BufRingEntry>()).expect("mapped")
+        // The mapping is page aligned (mmap), more than any entry needs.
+        #[allow(clippy::cast_ptr_alignment)]
+        let entries = self.entries.as_ptr().cast_mut().cast::<BufRingEntry>();
+        NonNull::new(entries).expect("mapped")
     }
 
     /// Writes buffer `bid` into the next entry (not yet visible to the kernel).
@@ -89,6 +96,9 @@ impl BufRing {
 
     /// The bytes the kernel put in buffer `bid` (`len` of them). Call it only for a
     /// buffer a completion handed over and not yet recycled.
+    ///
+    /// # Panics
+    /// If `bid` is not one of the ring's buffers.
     pub fn get(&self, bid: u16, len: usize) -> &[u8] {
         assert!(bid < self.count);
         let start = usize::from(bid) * self.size;

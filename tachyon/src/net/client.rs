@@ -209,9 +209,8 @@ fn wait_fd(fd: &OwnedFd, events: PollFlags, deadline: Option<Instant>) -> Result
         };
         let mut fds = [PollFd::new(fd, events)];
         match rustix::event::poll(&mut fds, timeout.as_ref()) {
-            Ok(0) => {}
+            Ok(0) | Err(Errno::INTR) => {}
             Ok(_) => return Ok(true),
-            Err(Errno::INTR) => {}
             Err(e) => return Err(Error::io("poll a TCP socket", e)),
         }
     }
@@ -535,7 +534,8 @@ impl Conn {
                         });
                     }
                     Some(d) => {
-                        inbox = self.sleep(inbox, Some(d.saturating_duration_since(Instant::now())));
+                        inbox =
+                            self.sleep(inbox, Some(d.saturating_duration_since(Instant::now())));
                     }
                     None => inbox = self.sleep(inbox, None),
                 }

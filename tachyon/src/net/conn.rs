@@ -253,7 +253,7 @@ impl Conn {
             }
             (Phase::Open, Kind::Request) => self.on_request(h, payload, handler),
             (Phase::Open, Kind::Ping) => {
-                frame::push_control(&mut self.output, Kind::Pong, h.correlation_id)
+                frame::push_control(&mut self.output, Kind::Pong, h.correlation_id);
             }
             (Phase::Open, Kind::Cancel) => {
                 // The client no longer counts the call in its window, so neither do
@@ -267,14 +267,13 @@ impl Conn {
                     self.unsent.remove(at);
                 }
             }
-            (Phase::Open, Kind::Pong) => {}
             (Phase::Open, Kind::Goaway) => {
                 self.close(GoawayCode::Shutdown, "the client said goaway");
             }
+            (Phase::Open, Kind::Pong) | (Phase::Closing, _) => {}
             (Phase::Open, k) => {
                 self.close(GoawayCode::Protocol, format!("unexpected {k:?} frame from a client"));
             }
-            (Phase::Closing, _) => {}
         }
     }
 
@@ -400,30 +399,30 @@ impl Conn {
 /// into reads; the rest is what a hostile client sends. The connection must answer or
 /// close with a goaway, never panic, and everything it sends must be well-formed frames.
 pub(crate) fn fuzz_conn(data: &[u8]) {
-    let [a, b, c, rest @ ..] = data else { return };
+    let [frame_byte, window_byte, cut_byte, rest @ ..] = data else { return };
     let limits = Limits {
-        max_frame: 1 + (u32::from(*a) << 6),
-        max_in_flight: 1 + u32::from(*b & 0x0F),
+        max_frame: 1 + (u32::from(*frame_byte) << 6),
+        max_in_flight: 1 + u32::from(*window_byte & 0x0F),
         hello_timeout: Duration::from_secs(1),
         read_timeout: Duration::from_secs(1),
-        high_water: 256 << (*b >> 4),
+        high_water: 256 << (*window_byte >> 4),
         low_water: 64,
     };
-    let cut = 1 + usize::from(*c);
-    let mut d = Dispatcher::new();
-    d.register_raw(1, "echo", <[u8]>::to_vec).expect("one handler");
+    let cut = 1 + usize::from(*cut_byte);
+    let mut dispatcher = Dispatcher::new();
+    dispatcher.register_raw(1, "echo", <[u8]>::to_vec).expect("one handler");
     let t0 = Instant::now();
     let mut conn = Conn::new(limits, t0);
     let mut sent = Vec::new();
     for (i, part) in rest.chunks(cut).enumerate() {
         let now = t0 + Duration::from_millis(i as u64 * 300);
-        conn.on_bytes(part, now, &mut Inline(&d));
+        conn.on_bytes(part, now, &mut Inline(&dispatcher));
         conn.check_timeouts(now);
         let _ = conn.wants_read();
         // Half of what is queued goes out each turn.
-        let n = conn.output().len().div_ceil(2);
-        sent.extend_from_slice(&conn.output()[..n]);
-        conn.sent(n);
+        let half = conn.output().len().div_ceil(2);
+        sent.extend_from_slice(&conn.output()[..half]);
+        conn.sent(half);
     }
     conn.shutdown();
     sent.extend_from_slice(&conn.take_output());

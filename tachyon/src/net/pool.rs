@@ -97,7 +97,7 @@ pub(crate) struct Pool {
 
 impl Pool {
     /// Starts `workers` threads serving `dispatcher`.
-    pub fn start(workers: usize, dispatcher: Arc<Dispatcher>) -> Result<Self> {
+    pub fn start(workers: usize, dispatcher: &Arc<Dispatcher>) -> Result<Self> {
         let queue = Arc::new((Mutex::new(Queue::default()), Condvar::new()));
         let mut threads = Vec::with_capacity(workers);
         for i in 0..workers {
@@ -191,9 +191,8 @@ impl crate::net::conn::Handler for Offload<'_> {
         _response: &mut Vec<u8>,
     ) -> crate::net::conn::Answer {
         let cancelled = Arc::new(AtomicBool::new(false));
-        let deadline = (h.deadline_us > 0).then(|| {
-            Instant::now() + std::time::Duration::from_micros(u64::from(h.deadline_us))
-        });
+        let deadline = (h.deadline_us > 0)
+            .then(|| Instant::now() + std::time::Duration::from_micros(u64::from(h.deadline_us)));
         self.pool.submit(Job {
             conn: self.conn,
             correlation_id: h.correlation_id,

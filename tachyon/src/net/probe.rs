@@ -6,6 +6,8 @@
 
 use std::sync::OnceLock;
 
+use io_uring::opcode;
+
 use crate::error::{Error, Result};
 
 /// The I/O backend of the TCP server.
@@ -89,7 +91,6 @@ fn probe() -> Capabilities {
     let mut probe = io_uring::Probe::new();
     let probed = ring.submitter().register_probe(&mut probe).is_ok();
     let op = |code: u8| probed && probe.is_supported(code);
-    use io_uring::opcode;
     // Multishot accept and receive need 5.19/6.0; their opcodes exist earlier, so the
     // kernel's feature bits (IORING_FEAT_*) and a buffer-ring registration decide.
     let params = ring.params();

@@ -379,7 +379,7 @@ impl TcpServer {
         let stats = Arc::new(TcpStats::default());
         let pool = match self.opts.workers {
             0 => None,
-            n => Some(Pool::start(n, dispatcher.clone())?),
+            n => Some(Pool::start(n, &dispatcher)?),
         };
         let shared = Arc::new(Shared {
             opts: self.opts.clone(),

@@ -23,9 +23,9 @@ use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use crate::error::{Error, Result};
 use crate::net::bufring::BufRing;
 use crate::net::conn::Conn;
-use crate::net::pool::{ConnId, Done, Finished};
 use crate::net::epoll::{report_close, report_counts, DRAIN, TICK};
 use crate::net::frame::{Goaway, GoawayCode};
+use crate::net::pool::{ConnId, Done, Finished};
 use crate::net::server::{tune, Shared};
 use crate::net::waker::Waker;
 
@@ -143,7 +143,7 @@ pub(crate) fn run(listener: &OwnedFd, shared: &Shared, waker: &Waker) -> Result<
             r.stopping = true;
             if r.accept_armed {
                 r.push(
-                    opcode::AsyncCancel::new(ud(0, 0, OP_ACCEPT))
+                    &opcode::AsyncCancel::new(ud(0, 0, OP_ACCEPT))
                         .build()
                         .user_data(ud(0, 0, OP_CANCEL)),
                 )?;
@@ -194,14 +194,14 @@ impl Reactor<'_> {
     }
 
     /// Queues a submission, submitting first if the queue is full.
-    fn push(&mut self, e: squeue::Entry) -> Result<()> {
+    fn push(&mut self, e: &squeue::Entry) -> Result<()> {
         loop {
             // SAFETY: every entry this reactor builds points at memory that outlives the
             // operation: the listener, the waker's buffer and each connection's fd live
             // in `self` until their operations complete, and send buffers stay in their
             // slot's `sending` until the kernel's completion (and, for SEND_ZC, its
             // notification) says it is done with them.
-            let pushed = unsafe { self.ring.submission().push(&e) };
+            let pushed = unsafe { self.ring.submission().push(e) };
             if pushed.is_ok() {
                 return Ok(());
             }
@@ -215,14 +215,14 @@ impl Reactor<'_> {
             .build()
             .user_data(ud(0, 0, OP_ACCEPT));
         self.accept_armed = true;
-        self.push(e)
+        self.push(&e)
     }
 
     fn arm_wake(&mut self, fd: RawFd) -> Result<()> {
         let e = opcode::Read::new(types::Fd(fd), self.wake_buf.as_mut_ptr(), 8)
             .build()
             .user_data(ud(0, 0, OP_WAKE));
-        self.push(e)
+        self.push(&e)
     }
 
     fn arm_recv(&mut self, i: usize) -> Result<()> {
@@ -232,7 +232,7 @@ impl Reactor<'_> {
         let e = opcode::RecvMulti::new(types::Fd(s.fd.as_raw_fd()), self.bufs.bgid())
             .build()
             .user_data(ud(i, s.generation, OP_RECV));
-        self.push(e)
+        self.push(&e)
     }
 
     fn on_completion(
@@ -270,7 +270,7 @@ impl Reactor<'_> {
                 }
             }
             OP_RECV => self.on_recv(i, generation, res, flags)?,
-            OP_SEND | OP_SEND_ZC => self.on_send(i, generation, op, res, flags)?,
+            OP_SEND | OP_SEND_ZC => self.on_send(i, generation, op, res, flags),
             _ => {} // cancel results
         }
         Ok(())
@@ -334,7 +334,7 @@ impl Reactor<'_> {
             let bid = cqueue::buffer_select(flags).ok_or_else(|| {
                 Error::io("multishot receive", std::io::Error::other("no buffer id"))
             })?;
-            let bytes = self.bufs.get(bid, res as usize);
+            let bytes = self.bufs.get(bid, res.unsigned_abs() as usize);
             if !s.closing {
                 let id = ConnId { slot: i, generation };
                 shared.on_bytes(&mut s.conn, id, &self.finished, bytes);
@@ -352,9 +352,9 @@ impl Reactor<'_> {
         Ok(())
     }
 
-    fn on_send(&mut self, i: usize, generation: u32, op: u64, res: i32, flags: u32) -> Result<()> {
-        let Some(s) = self.slot(i, generation) else { return Ok(()) };
-        let Some(sending) = s.sending.as_mut() else { return Ok(()) };
+    fn on_send(&mut self, i: usize, generation: u32, op: u64, res: i32, flags: u32) {
+        let Some(s) = self.slot(i, generation) else { return };
+        let Some(sending) = s.sending.as_mut() else { return };
         if op == OP_SEND_ZC && cqueue::notif(flags) {
             sending.zc_notif_pending = false;
         } else {
@@ -365,10 +365,9 @@ impl Reactor<'_> {
             if res < 0 {
                 s.closing = true;
             } else {
-                sending.off += res as usize;
+                sending.off += res.unsigned_abs() as usize;
             }
         }
-        Ok(())
     }
 
     /// After a batch of completions: start sends, pause or resume receives, close.
@@ -411,7 +410,9 @@ impl Reactor<'_> {
             } else if !wants && s.recv_armed && !s.cancel_sent {
                 s.cancel_sent = true;
                 let target = ud(i, s.generation, OP_RECV);
-                self.push(opcode::AsyncCancel::new(target).build().user_data(ud(i, 0, OP_CANCEL)))?;
+                self.push(
+                    &opcode::AsyncCancel::new(target).build().user_data(ud(i, 0, OP_CANCEL)),
+                )?;
             }
             let Some(s) = self.slots[i].as_mut() else { continue };
             if s.closing && !s.recv_armed && s.sending.is_none() {
@@ -446,6 +447,6 @@ impl Reactor<'_> {
         };
         // In flight until its completion: `step_all` neither frees nor resends it.
         b.in_flight = true;
-        self.push(e)
+        self.push(&e)
     }
 }
