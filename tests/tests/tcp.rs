@@ -325,7 +325,7 @@ fn bad_input_closes_only_that_connection_with_a_reason() {
                 echo::call_timeout(&good, what.as_bytes(), T).unwrap(),
                 what.as_bytes(),
                 "{b:?} after {what}"
-            )
+            );
         };
 
         // A frame over the negotiated maximum.
