@@ -9,7 +9,7 @@
 
 use std::os::fd::OwnedFd;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
 use crate::layout::{self, arena_off, msg_off, state, ARENA_HEADER_SIZE, MSG_HEADER_SIZE};
@@ -30,6 +30,10 @@ pub(crate) struct Arena {
     shm: SharedMemory,
     base: NonNull<u8>,
     capacity: usize,
+    /// Whether the peers negotiated the fast mode for this ring (a local decision of the
+    /// handshake, never read from shared memory). Set before any producer or consumer
+    /// is made.
+    fast: AtomicBool,
 }
 
 // SAFETY: the arena is a handle on process-shared memory. Every shared word is accessed
@@ -47,7 +51,7 @@ impl Arena {
             return Err(Error::InvalidCapacity(capacity));
         }
         let shm = SharedMemory::create("tachyon_arena", layout::shm_size(capacity))?;
-        let arena = Self { base: shm.as_ptr(), shm, capacity };
+        let arena = Self { base: shm.as_ptr(), shm, capacity, fast: AtomicBool::new(false) };
         arena.format();
         Ok(arena)
     }
@@ -62,7 +66,7 @@ impl Arena {
             )));
         }
         let shm = SharedMemory::attach_with(fd, shm_size, crate::options::POPULATE_LIMIT)?;
-        let mut arena = Self { base: shm.as_ptr(), shm, capacity: 0 };
+        let mut arena = Self { base: shm.as_ptr(), shm, capacity: 0, fast: AtomicBool::new(false) };
         let magic = arena.u32_at(arena_off::MAGIC).load(Ordering::Acquire);
         let version = arena.u32_at(arena_off::VERSION).load(Ordering::Acquire);
         let align = arena.u32_at(arena_off::MSG_ALIGNMENT).load(Ordering::Acquire);
@@ -273,47 +277,70 @@ impl Arena {
         let _ = phys;
     }
 
+    /// The ring protocol this arena runs.
+    #[inline]
+    pub fn mode(&self) -> layout::RingMode {
+        layout::RingMode::for_ring(self.fast.load(Ordering::Relaxed), self.capacity)
+    }
+
+    /// Records what the handshake negotiated (before producers and consumers exist).
+    pub fn set_fast(&self, fast: bool) {
+        self.fast.store(fast, Ordering::Relaxed);
+    }
+
+    /// The fast mode's commit word of the slot at ring offset `phys` (a multiple of 64):
+    /// see [`layout::RingMode::Fast`].
+    #[inline]
+    pub fn commit_word(&self, phys: usize) -> &AtomicU64 {
+        // SAFETY: `msg_word` returns an aligned pointer inside the mapping (the commit
+        // word lies inside the 64-byte header line), valid as long as `&self`. The peer
+        // may write it at any time, hence an atomic.
+        unsafe { AtomicU64::from_ptr(self.msg_word(phys, layout::fast::COMMIT)) }
+    }
+
     /// Writes a skip marker (`size = 0xFFFFFFFF`, rest zero) at `phys`.
     #[inline]
     pub fn write_skip_marker(&self, phys: usize) {
         self.write_msg_header(phys, layout::SKIP_MARKER, 0, 0, Some(0));
     }
 
+    /// `off` is the payload's offset in the slot (64 in compat mode, 32 in fast mode).
     #[inline]
-    fn payload_ptr(&self, phys: usize, len: usize) -> *mut u8 {
+    fn payload_ptr(&self, phys: usize, off: usize, len: usize) -> *mut u8 {
         assert!(
             phys % MSG_HEADER_SIZE == 0
+                && off <= MSG_HEADER_SIZE
                 && len <= self.capacity
-                && phys + MSG_HEADER_SIZE + len <= self.capacity
+                && phys + off + len <= self.capacity
         );
-        // SAFETY: the range `768 + phys + 64 .. + len` lies inside the mapping, as checked.
-        unsafe { self.base.as_ptr().add(ARENA_HEADER_SIZE + phys + MSG_HEADER_SIZE) }
+        // SAFETY: the range `768 + phys + off .. + len` lies inside the mapping, as checked.
+        unsafe { self.base.as_ptr().add(ARENA_HEADER_SIZE + phys + off) }
     }
 
-    /// The payload bytes of the slot at `phys`.
+    /// The payload bytes (`len` of them, from offset `off`) of the slot at `phys`.
     ///
     /// The bytes live in shared memory; a hostile peer could change them while the slice
     /// is alive, but it can never make the slice point outside the mapping.
     #[inline]
-    pub fn payload(&self, phys: usize, len: usize) -> &[u8] {
+    pub fn payload(&self, phys: usize, off: usize, len: usize) -> &[u8] {
         // SAFETY: `payload_ptr` checked the range is inside the mapping, which lives as long
         // as `&self`. The consumer reads only slots the producer published and will not
         // touch again until the consumer publishes a tail past them.
-        unsafe { std::slice::from_raw_parts(self.payload_ptr(phys, len), len) }
+        unsafe { std::slice::from_raw_parts(self.payload_ptr(phys, off, len), len) }
     }
 
-    /// The writable payload bytes of the slot at `phys`.
+    /// The writable payload bytes (`len`, from offset `off`) of the slot at `phys`.
     ///
     /// # Safety
     /// The caller must hold the producer's reservation of this slot and must not create a
     /// second slice over the same bytes while this one lives.
     #[inline]
     #[allow(clippy::mut_from_ref)]
-    pub unsafe fn payload_mut(&self, phys: usize, len: usize) -> &mut [u8] {
+    pub unsafe fn payload_mut(&self, phys: usize, off: usize, len: usize) -> &mut [u8] {
         // SAFETY: the range is inside the mapping (checked by `payload_ptr`); exclusivity is
         // the caller's contract. The consumer never reads past the published head, which
         // does not cover a reserved slot until it is committed.
-        unsafe { std::slice::from_raw_parts_mut(self.payload_ptr(phys, len), len) }
+        unsafe { std::slice::from_raw_parts_mut(self.payload_ptr(phys, off, len), len) }
     }
 }
 

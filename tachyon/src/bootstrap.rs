@@ -55,9 +55,13 @@ const POLL_STEP: Duration = Duration::from_millis(100);
 const MAX_PATH_LEN: usize = 107;
 
 const EXT_MAGIC: [u8; 4] = *b"TCHX";
+/// The listener's hello: 1 = a liveness link, 2 = that and the fast ring protocol.
 const EXT_VERSION: u32 = 1;
+const EXT_VERSION_FAST: u32 = 2;
+/// The connector's answers.
 const EXT_ACCEPTED: u32 = 0;
 const EXT_REJECTED: u32 = 1;
+const EXT_ACCEPTED_FAST: u32 = 2;
 
 /// Which kind of bus a handshake describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -437,11 +441,21 @@ pub struct Accepted {
     cred: Option<PeerCred>,
 }
 
+/// The other end of a bus, as the handshake left it.
+#[derive(Debug)]
+pub struct Peer {
+    /// How to notice that it is gone.
+    pub watch: PeerWatch,
+    /// Whether both ends are ours and agreed on the fast ring protocol
+    /// ([`crate::layout::RingMode::Fast`]).
+    pub fast: bool,
+}
+
 /// What became of an offer.
 #[derive(Debug)]
 pub enum Offered {
-    /// The connector took the bus; watch it like this.
-    Taken(PeerWatch),
+    /// The connector took the bus.
+    Taken(Peer),
     /// The connector had left before the handshake (a probe, or a connector that gave
     /// up): nothing was handed over.
     Left,
@@ -457,8 +471,8 @@ impl Accepted {
         self.cred
     }
 
-    /// Sends the handshake and `fds`, then negotiates the liveness link, waiting at most
-    /// `timeout` for the connector's answer.
+    /// Sends the handshake and `fds`, then negotiates the liveness link (and the fast
+    /// ring protocol, if `fast`), waiting at most `timeout` for the connector's answer.
     ///
     /// # Errors
     /// [`Error::AbiMismatch`] if our connector rejects the handshake, [`Error::Io`] if
@@ -468,13 +482,14 @@ impl Accepted {
         hs: &Handshake,
         fds: &[BorrowedFd<'_>],
         timeout: Duration,
+        fast: bool,
     ) -> Result<Offered> {
         match send_handshake(&self.fd, hs, fds) {
             Ok(()) => {}
             Err(Errno::PIPE | Errno::CONNRESET) => return Ok(Offered::Left),
             Err(e) => return Err(Error::io("send handshake", e)),
         }
-        negotiate_as_listener(self.fd, timeout)
+        negotiate_as_listener(self.fd, timeout, fast)
     }
 
     /// Turns the connector away with a reason our connector reports as
@@ -514,7 +529,7 @@ pub fn listen(
     opts: &ListenOptions,
     spec: ListenSpec<'_>,
     refused: &mut dyn FnMut(Error),
-) -> Result<PeerWatch> {
+) -> Result<Peer> {
     let listener = Listener::bind(path, 1, opts)?;
     let mut spec = spec;
     let deadline = spec.timeout.and_then(|t| Instant::now().checked_add(t));
@@ -528,8 +543,8 @@ pub fn listen(
             Err(Error::Timeout(_)) => return Err(Error::Timeout(spec.timeout.unwrap_or_default())),
             other => other?,
         };
-        match conn.offer(hs, fds, opts.handshake_timeout)? {
-            Offered::Taken(watch) => return Ok(watch),
+        match conn.offer(hs, fds, opts.handshake_timeout, opts.fast_mode)? {
+            Offered::Taken(peer) => return Ok(peer),
             Offered::Left => {}
             Offered::Stalled => refused(Error::Timeout(opts.handshake_timeout)),
         }
@@ -566,15 +581,23 @@ fn ext_frame(word: u32) -> [u8; 8] {
     f
 }
 
-fn negotiate_as_listener(conn: OwnedFd, timeout: Duration) -> Result<Offered> {
+fn negotiate_as_listener(conn: OwnedFd, timeout: Duration, fast: bool) -> Result<Offered> {
     // The peer may be upstream and gone already: a failed send just means "no link".
-    let fallback = process_of(&conn);
-    if rustix::net::send(&conn, &ext_frame(EXT_VERSION), SendFlags::NOSIGNAL).is_err() {
+    let fallback = Peer { watch: process_of(&conn), fast: false };
+    let hello = if fast { EXT_VERSION_FAST } else { EXT_VERSION };
+    if rustix::net::send(&conn, &ext_frame(hello), SendFlags::NOSIGNAL).is_err() {
         return Ok(Offered::Taken(fallback));
     }
     let mut spec = ListenSpec { timeout: Some(timeout), interrupt: None };
     match read_frame(&conn, &mut Deadline::start(&mut spec))? {
-        Frame::Word(EXT_ACCEPTED) => Ok(Offered::Taken(PeerWatch::Socket(conn))),
+        Frame::Word(EXT_ACCEPTED) => {
+            Ok(Offered::Taken(Peer { watch: PeerWatch::Socket(conn), fast: false }))
+        }
+        // Only an offered fast mode can be accepted; anything else is a confused peer,
+        // served as an upstream one.
+        Frame::Word(EXT_ACCEPTED_FAST) if fast => {
+            Ok(Offered::Taken(Peer { watch: PeerWatch::Socket(conn), fast: true }))
+        }
         Frame::Word(EXT_REJECTED) => Err(Error::AbiMismatch(
             "the connector rejected the handshake (other bus kind, or too large)".to_owned(),
         )),
@@ -631,6 +654,8 @@ pub struct Connection {
     pub fds: Vec<OwnedFd>,
     /// How to notice that the listener is gone.
     pub watch: PeerWatch,
+    /// Whether both ends agreed on the fast ring protocol.
+    pub fast: bool,
 }
 
 fn connect_error(path: &str, source: impl Into<std::io::Error>) -> Error {
@@ -722,16 +747,14 @@ fn handshake_over(
         read_frame(&sock, &mut Deadline::start(&mut hello_spec)).unwrap_or(Frame::Eof)
     };
     let ours = matches!(hello, Frame::Word(v) if v >= EXT_VERSION);
+    let fast = opts.fast_mode && matches!(hello, Frame::Word(v) if v >= EXT_VERSION_FAST);
     match checked {
         Ok(handshake) => {
-            let watch = if ours
-                && rustix::net::send(&sock, &ext_frame(EXT_ACCEPTED), SendFlags::NOSIGNAL).is_ok()
-            {
-                PeerWatch::Socket(sock)
-            } else {
-                process_of(&sock)
-            };
-            Ok(Connection { handshake, fds, watch })
+            let answer = ext_frame(if fast { EXT_ACCEPTED_FAST } else { EXT_ACCEPTED });
+            let linked = ours && rustix::net::send(&sock, &answer, SendFlags::NOSIGNAL).is_ok();
+            let watch = if linked { PeerWatch::Socket(sock) } else { process_of(&sock) };
+            // Fast only once the listener has our answer: it then knows it too.
+            Ok(Connection { handshake, fds, watch, fast: fast && linked })
         }
         Err(e) => {
             if ours {
@@ -787,7 +810,12 @@ pub fn fuzz_bootstrap(data: &[u8]) {
     let _ = rustix::net::send(&theirs, bytes, SendFlags::NOSIGNAL);
     // Half-close: our hello still goes out, then our read sees the bytes and EOF.
     let _ = rustix::net::shutdown(&theirs, rustix::net::Shutdown::Write);
-    let _ = negotiate_as_listener(ours, Duration::from_millis(50));
+    let offer_fast = control & 0x40 != 0;
+    if let Ok(Offered::Taken(peer)) =
+        negotiate_as_listener(ours, Duration::from_millis(50), offer_fast)
+    {
+        assert!(!peer.fast || offer_fast, "the fast mode was never offered");
+    }
     drop(theirs);
     // And a refusal frame or short handshake.
     let _ = refusal_or_short(&bytes[..bytes.len().min(HANDSHAKE_SIZE - 1)]);

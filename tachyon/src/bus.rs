@@ -11,7 +11,7 @@ use crate::arena::Arena;
 use crate::bootstrap::{self, BusKind, Handshake, ListenSpec};
 use crate::error::{Error, Result};
 use crate::halves::{ParkedRx, ParkedTx, RxBatch, RxGuard, RxHalf, RxReadiness, TxGuard, TxHalf};
-use crate::layout::{self, state};
+use crate::layout::{state, RingMode};
 use crate::liveness::{Closer, PeerLink, PeerWatch};
 use crate::options::{ConnectOptions, ListenOptions};
 use crate::wait::Wait;
@@ -71,7 +71,9 @@ pub struct Bus {
 }
 
 impl Bus {
-    fn from_arena(arena: Arena, watch: PeerWatch) -> Self {
+    fn from_arena(arena: Arena, watch: PeerWatch, fast: bool) -> Self {
+        // Before the halves exist: they read the ring protocol once.
+        arena.set_fast(fast);
         let arena = Arc::new(arena);
         Self {
             tx: TxHalf::new(arena.clone()),
@@ -124,7 +126,7 @@ impl Bus {
         let timeout = wait.timeout_value();
         let mut check = || wait.check_interrupt();
         let spec = ListenSpec { timeout, interrupt: Some(&mut check) };
-        let watch = bootstrap::listen(
+        let peer = bootstrap::listen(
             socket_path,
             &Handshake::spsc(capacity),
             &[arena.shm().fd()],
@@ -132,7 +134,7 @@ impl Bus {
             spec,
             &mut |e| tracing::warn!(target: "tachyon", "{e}"),
         )?;
-        Ok(Self::from_arena(arena, watch))
+        Ok(Self::from_arena(arena, peer.watch, peer.fast))
     }
 
     /// Connects to a listener at `socket_path` and attaches its ring, within the default
@@ -182,7 +184,7 @@ impl Bus {
                 arena.capacity()
             )));
         }
-        Ok(Self::from_arena(arena, conn.watch))
+        Ok(Self::from_arena(arena, conn.watch, conn.fast))
     }
 
     /// A handle that ends this bus's blocked calls from another thread (they fail with
@@ -340,9 +342,16 @@ impl Bus {
         self.arena.capacity()
     }
 
-    /// Largest payload one message can carry (`capacity - 64`).
+    /// Largest payload one message can carry (`capacity - 64` in compat mode,
+    /// `capacity - 96` in fast mode).
     pub fn max_payload(&self) -> usize {
-        layout::max_payload(self.arena.capacity())
+        self.arena.mode().max_payload(self.arena.capacity())
+    }
+
+    /// The ring protocol this bus runs: [`RingMode::Fast`] when both peers are ours and
+    /// agreed on it at the handshake, [`RingMode::Compat`] (upstream's ABI v0x04) otherwise.
+    pub fn ring_mode(&self) -> RingMode {
+        self.arena.mode()
     }
 
     /// A handle that waits for this bus to have a message to receive, without borrowing

@@ -20,6 +20,7 @@ use crate::Wait;
 
 pub use crate::bootstrap::fuzz_bootstrap as bootstrap;
 pub use crate::ring::fuzz_consumer as consumer;
+pub use crate::ring::fuzz_consumer_fast as consumer_fast;
 
 /// A fuzz target: arbitrary bytes in, a panic only on a broken invariant.
 pub type Target = fn(&[u8]);
@@ -27,6 +28,7 @@ pub type Target = fn(&[u8]);
 /// Every target, by name, for the corpus replay.
 pub const TARGETS: &[(&str, Target)] = &[
     ("consumer", consumer),
+    ("consumer_fast", consumer_fast),
     ("bootstrap", bootstrap),
     ("arena_attach", arena_attach),
     ("producer", producer),

@@ -112,10 +112,15 @@ impl RxHalf {
         }
     }
 
-    /// New messages move the producer's head; sleep on the consumer futex.
+    /// What a wait for the message at `position` spins on (the producer's head, or in
+    /// fast mode that slot's commit word) and sleeps on (the consumer futex).
     #[inline]
-    fn watch(&self) -> Watch<'_> {
-        Watch { index: self.arena.head(), futex: Some(self.arena.consumer_sleeping()), alarm: None }
+    fn watch(&self, position: u64) -> Watch<'_> {
+        Watch {
+            index: crate::ring::watch_word(&self.arena, position),
+            futex: Some(self.arena.consumer_sleeping()),
+            alarm: None,
+        }
     }
 
     #[inline]
@@ -156,7 +161,8 @@ impl RxHalf {
     #[inline(always)]
     pub fn acquire_with(&self, link: &PeerLink, wait: Wait<'_>) -> Result<RxGuard<'_>> {
         let mut rx = self.state()?;
-        let slot = block_until(self.watch(), link, wait, || {
+        let watch = self.watch(rx.consumer.position());
+        let slot = block_until(watch, link, wait, || {
             let at = rx.consumer.position();
             rx.consumer.peek(at)
         })?;
@@ -177,7 +183,8 @@ impl RxHalf {
         mut other: impl FnMut(&Slot, &[u8]) -> Result<()>,
     ) -> Result<RxGuard<'_>> {
         let mut rx = self.state()?;
-        let slot = block_until(self.watch(), link, wait, || loop {
+        let watch = self.watch(rx.consumer.position());
+        let slot = block_until(watch, link, wait, || loop {
             let at = rx.consumer.position();
             let Some(slot) = rx.consumer.peek(at)? else { return Ok(None) };
             if is_wanted(&slot) {
@@ -209,7 +216,8 @@ impl RxHalf {
     ) -> Result<RxBatch<'_>> {
         let mut rx = self.state()?;
         let max_msgs = max_msgs.max(1);
-        let first = block_until(self.watch(), link, wait, || {
+        let watch = self.watch(rx.consumer.position());
+        let first = block_until(watch, link, wait, || {
             let at = rx.consumer.position();
             rx.consumer.peek(at)
         })?;

@@ -153,7 +153,92 @@ const _: () = {
     assert!(MSG_HEADER_SIZE == MSG_ALIGNMENT as usize);
     assert!(ARENA_HEADER_SIZE % MSG_ALIGNMENT as usize == 0);
     assert!(MAX_CAPACITY + ARENA_HEADER_SIZE <= u32::MAX as usize);
+    // The fast mode's commit word and payload start inside the 64-byte header line, after
+    // the fields both modes share.
+    assert!(fast::COMMIT >= msg_off::CORRELATION_ID + 8);
+    assert!(fast::PAYLOAD >= fast::COMMIT + 8 && fast::PAYLOAD < MSG_HEADER_SIZE);
+    assert!(fast::GUARD == MSG_HEADER_SIZE);
 };
+
+/// The ring protocol a pair of peers speaks, decided at the handshake.
+///
+/// * `Compat`: upstream ABI v0x04 exactly. The consumer learns of new messages from the
+///   shared `head`; the payload follows the 64-byte header.
+/// * `Fast`: both peers are ours (negotiated by the bootstrap's extension frame). Same
+///   arena header, head, tail and futex word, but each slot carries its own commit word
+///   (`fast::COMMIT`): the producer stores `position + 1` there last, with release
+///   ordering, and the consumer polls the slot it reads next instead of `head`. The
+///   payload starts at byte 32 of the slot, so a message of up to 32 bytes is one cache
+///   line. Before publishing a slot, the producer zeroes the commit word where the next
+///   slot will start (kept free by one reserved line at the end of the free space), so
+///   stale bytes from an earlier lap never read as published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RingMode {
+    /// Upstream's protocol (ABI v0x04, byte-exact).
+    #[default]
+    Compat,
+    /// Our per-slot commit protocol (both peers are ours).
+    Fast,
+}
+
+/// The fast mode's slot layout (see [`RingMode::Fast`]).
+pub mod fast {
+    /// Offset of the commit word (u64) in a slot: `position + 1` once published.
+    pub const COMMIT: usize = 24;
+    /// Offset of the payload in a slot.
+    pub const PAYLOAD: usize = 32;
+    /// Free space always kept behind the head, so the next slot's commit word can be
+    /// cleared before the current one is published.
+    pub const GUARD: usize = 64;
+    /// Smallest ring on which two peers of ours switch to the fast mode (below it the
+    /// guard line would cost too large a share of the ring).
+    pub const MIN_CAPACITY: usize = 1024;
+}
+
+impl RingMode {
+    /// The mode a ring of `capacity` bytes runs when the peers negotiated `fast`.
+    pub const fn for_ring(fast: bool, capacity: usize) -> Self {
+        if fast && capacity >= fast::MIN_CAPACITY {
+            Self::Fast
+        } else {
+            Self::Compat
+        }
+    }
+
+    /// Where a slot's payload starts.
+    #[inline]
+    pub const fn payload_offset(self) -> usize {
+        match self {
+            Self::Compat => MSG_HEADER_SIZE,
+            Self::Fast => fast::PAYLOAD,
+        }
+    }
+
+    /// Bytes of the ring a producer may fill (the fast mode keeps a guard line free).
+    #[inline]
+    pub const fn usable(self, capacity: usize) -> usize {
+        match self {
+            Self::Compat => capacity,
+            Self::Fast => capacity - fast::GUARD,
+        }
+    }
+
+    /// Slot size for up to `max_payload` bytes: payload offset plus payload, rounded up
+    /// to 64. `None` on overflow.
+    #[inline]
+    pub const fn slot_size(self, max_payload: usize) -> Option<usize> {
+        match max_payload.checked_add(self.payload_offset() + MSG_ALIGNMENT as usize - 1) {
+            Some(n) => Some(n & !(MSG_ALIGNMENT as usize - 1)),
+            None => None,
+        }
+    }
+
+    /// Largest payload one message can carry on a ring of `capacity` bytes.
+    #[inline]
+    pub const fn max_payload(self, capacity: usize) -> usize {
+        self.usable(capacity) - self.payload_offset()
+    }
+}
 
 /// Slot size for a payload of at most `max_payload` bytes: header plus payload, rounded up
 /// to 64. `None` when the arithmetic would overflow.
@@ -194,6 +279,19 @@ mod tests {
         assert_eq!(slot_size(64), Some(128));
         assert_eq!(slot_size(65), Some(192));
         assert_eq!(slot_size(usize::MAX), None);
+    }
+
+    #[test]
+    fn fast_slots_carry_32_bytes_in_one_line() {
+        let f = RingMode::Fast;
+        assert_eq!(f.slot_size(0), Some(64));
+        assert_eq!(f.slot_size(32), Some(64));
+        assert_eq!(f.slot_size(33), Some(128));
+        assert_eq!(f.max_payload(1024), 1024 - 64 - 32);
+        assert_eq!(RingMode::Compat.slot_size(32), slot_size(32));
+        assert_eq!(RingMode::for_ring(true, 512), RingMode::Compat);
+        assert_eq!(RingMode::for_ring(true, 1024), RingMode::Fast);
+        assert_eq!(RingMode::for_ring(false, 1 << 20), RingMode::Compat);
     }
 
     #[test]

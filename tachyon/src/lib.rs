@@ -50,6 +50,7 @@ pub use address::Address;
 pub use bus::{Bus, BusState};
 pub use error::{Error, Result};
 pub use halves::{ParkedRx, ParkedTx, RxBatch, RxBatchIter, RxGuard, RxMsg, RxReadiness, TxGuard};
+pub use layout::RingMode;
 pub use liveness::{Closer, PeerLink, PeerWatch};
 pub use options::{
     ConnectOptions, ListenOptions, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT,
@@ -79,7 +80,7 @@ pub mod __private {
 pub mod __fuzz {
     //! Entry points for `cargo fuzz` and the corpus replay; not a stable API.
     pub use crate::fuzzing::*;
-    pub use crate::ring::fuzz_consumer;
+    pub use crate::ring::{fuzz_consumer, fuzz_consumer_fast};
 }
 
 #[doc(hidden)]

@@ -29,6 +29,7 @@ pub struct ListenOptions {
     pub(crate) socket_mode: u32,
     pub(crate) allowed_uids: Vec<u32>,
     pub(crate) handshake_timeout: Duration,
+    pub(crate) fast_mode: bool,
 }
 
 impl Default for ListenOptions {
@@ -37,6 +38,7 @@ impl Default for ListenOptions {
             socket_mode: 0o600,
             allowed_uids: Vec::new(),
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            fast_mode: true,
         }
     }
 }
@@ -72,6 +74,15 @@ impl ListenOptions {
         self
     }
 
+    /// Whether to offer the fast ring protocol to a connector of ours (default true). A
+    /// peer of upstream's never sees the offer and always gets ABI v0x04; turning it off
+    /// keeps peers of ours on ABI v0x04 too (for comparison and debugging).
+    #[must_use]
+    pub fn fast_mode(mut self, enabled: bool) -> Self {
+        self.fast_mode = enabled;
+        self
+    }
+
     /// The socket file's permission bits.
     pub fn mode(&self) -> u32 {
         self.socket_mode
@@ -97,6 +108,7 @@ pub struct ConnectOptions {
     pub(crate) timeout: Duration,
     pub(crate) allowed_uids: Vec<u32>,
     pub(crate) max_capacity: usize,
+    pub(crate) fast_mode: bool,
 }
 
 impl Default for ConnectOptions {
@@ -105,6 +117,7 @@ impl Default for ConnectOptions {
             timeout: DEFAULT_CONNECT_TIMEOUT,
             allowed_uids: Vec::new(),
             max_capacity: DEFAULT_MAX_CAPACITY,
+            fast_mode: true,
         }
     }
 }
@@ -136,6 +149,14 @@ impl ConnectOptions {
     #[must_use]
     pub fn max_capacity(mut self, bytes: usize) -> Self {
         self.max_capacity = bytes;
+        self
+    }
+
+    /// Whether to accept a listener's offer of the fast ring protocol (default true);
+    /// see [`ListenOptions::fast_mode`].
+    #[must_use]
+    pub fn fast_mode(mut self, enabled: bool) -> Self {
+        self.fast_mode = enabled;
         self
     }
 

@@ -7,6 +7,12 @@
 //! is wire-compatible, and unlike upstream's every-32 publication it never strands freed
 //! bytes behind a consumer that pauses, so a producer never waits for room that is free.
 //!
+//! Two protocols run over the same arena ([`RingMode`]): upstream's (the consumer
+//! learns of new messages from `head`), and, when both peers are ours, the fast mode (the
+//! consumer polls the commit word of the slot it reads next, so a small message costs
+//! it one cache line and the shared `head` line never bounces). The producer stores
+//! `head` on flush in both, so readiness waits and the futex protocol are the same.
+//!
 //! Everything read from the arena is untrusted. A bad index or header moves the arena to
 //! `FatalError` and returns [`Error::Corrupted`]; nothing here panics on peer input or
 //! touches memory outside the mapping.
@@ -16,7 +22,7 @@ use std::sync::Arc;
 
 use crate::arena::Arena;
 use crate::error::{Error, Result};
-use crate::layout::{self, state, MSG_HEADER_SIZE, PUBLISH_BATCH, SKIP_MARKER};
+use crate::layout::{state, RingMode, MSG_HEADER_SIZE, PUBLISH_BATCH, SKIP_MARKER};
 use crate::wait;
 
 /// Bytes between a counter and a later one (wrapping, as the counters are monotonic u64).
@@ -41,6 +47,16 @@ fn check_alive(arena: &Arena) -> Result<()> {
         state::FATAL_ERROR => Err(Error::PeerDead("the shared ring is in the FatalError state")),
         state::DISCONNECTED => Err(Error::PeerClosed),
         _ => Ok(()),
+    }
+}
+
+/// The word a waiter for the message at `position` spins on: the shared `head` in
+/// compat mode, that slot's commit word in fast mode.
+#[inline]
+pub(crate) fn watch_word(arena: &Arena, position: u64) -> &std::sync::atomic::AtomicU64 {
+    match arena.mode() {
+        RingMode::Compat => arena.head(),
+        RingMode::Fast => arena.commit_word(phys(position, arena.capacity())),
     }
 }
 
@@ -76,6 +92,7 @@ impl Reservation {
 #[derive(Debug)]
 pub(crate) struct Producer {
     arena: Arc<Arena>,
+    mode: RingMode,
     /// Local head: includes commits not yet published.
     head: u64,
     /// Last tail read from the arena.
@@ -102,7 +119,7 @@ impl Producer {
         {
             arena.set_fatal();
         }
-        Self { arena, head, cached_tail, unpublished: 0, parked: false }
+        Self { mode: arena.mode(), arena, head, cached_tail, unpublished: 0, parked: false }
     }
 
     /// Reserves a slot for up to `max` payload bytes. Fails with `Full` when there is no
@@ -112,9 +129,11 @@ impl Producer {
     pub fn acquire(&mut self, max: usize) -> Result<Reservation> {
         check_alive(&self.arena)?;
         let cap = self.arena.capacity();
-        let slot = match layout::slot_size(max) {
-            Some(s) if s <= cap => s as u64,
-            _ => return Err(Error::MessageTooLarge { size: max, max: layout::max_payload(cap) }),
+        // The fast mode keeps one line free behind the head (see `commit`).
+        let usable = self.mode.usable(cap) as u64;
+        let slot = match self.mode.slot_size(max) {
+            Some(s) if s as u64 <= usable => s as u64,
+            _ => return Err(Error::MessageTooLarge { size: max, max: self.mode.max_payload(cap) }),
         };
         let p = phys(self.head, cap);
         let to_end = (cap - p) as u64;
@@ -122,15 +141,15 @@ impl Producer {
         let needed = skip + slot;
         // Saturating: `cached_tail` is validated, but a sum of peer-derived values must
         // never be able to wrap.
-        if distance(self.cached_tail, self.head).saturating_add(needed) > cap as u64 {
+        if distance(self.cached_tail, self.head).saturating_add(needed) > usable {
             self.refresh_tail()?;
             let used = distance(self.cached_tail, self.head);
-            if used.saturating_add(needed) > cap as u64 {
+            if used.saturating_add(needed) > usable {
                 // Commits the consumer cannot see yet would keep the ring full for ever.
                 self.flush();
                 return Err(Error::Full {
                     needed: needed as usize,
-                    free: (cap as u64 - used) as usize,
+                    free: usable.saturating_sub(used) as usize,
                 });
             }
         }
@@ -164,7 +183,7 @@ impl Producer {
         // only this module makes them), and `&mut self` means no other payload slice of
         // this producer is alive. The slot lies past the published head, so the consumer
         // does not read it.
-        unsafe { self.arena.payload_mut(r.phys, r.max) }
+        unsafe { self.arena.payload_mut(r.phys, self.mode.payload_offset(), r.max) }
     }
 
     /// Commits a reservation with `size` payload bytes. Publishes `head` when 32 commits
@@ -182,10 +201,35 @@ impl Producer {
         if size > r.max {
             return Err(Error::InvalidSize { size, max: r.max });
         }
-        if r.skip > 0 {
-            self.arena.write_skip_marker(phys(self.head, self.arena.capacity()));
+        let cap = self.arena.capacity();
+        match self.mode {
+            RingMode::Compat => {
+                if r.skip > 0 {
+                    self.arena.write_skip_marker(phys(self.head, cap));
+                }
+                self.arena.write_msg_header(r.phys, size as u32, type_id, r.slot as u32, cid);
+            }
+            RingMode::Fast => {
+                let start = self.head;
+                let at = start.wrapping_add(r.skip);
+                let next = at.wrapping_add(r.slot);
+                // The next slot starts at `next`: clear its commit word before this one
+                // is published, so whatever an earlier lap left there (a header of that
+                // lap, or payload bytes) never reads as published. It lies in the guard
+                // line `acquire` kept free, which the consumer has released.
+                self.arena.commit_word(phys(next, cap)).store(0, Ordering::Relaxed);
+                self.arena.write_msg_header(r.phys, size as u32, type_id, r.slot as u32, cid);
+                // Release: the header and payload are visible to a consumer that acquires
+                // this word (and so is the clear above).
+                self.arena.commit_word(r.phys).store(at.wrapping_add(1), Ordering::Release);
+                if r.skip > 0 {
+                    // The marker goes last: the consumer waits on it, not on the message.
+                    let p = phys(start, cap);
+                    self.arena.write_skip_marker(p);
+                    self.arena.commit_word(p).store(start.wrapping_add(1), Ordering::Release);
+                }
+            }
         }
-        self.arena.write_msg_header(r.phys, size as u32, type_id, r.slot as u32, cid);
         self.head = self.head.wrapping_add(r.skip + r.slot);
         self.unpublished += 1;
         if self.unpublished >= PUBLISH_BATCH {
@@ -228,6 +272,7 @@ pub(crate) struct Slot {
 #[derive(Debug)]
 pub(crate) struct Consumer {
     arena: Arc<Arena>,
+    mode: RingMode,
     /// Local tail, published at every commit.
     tail: u64,
     /// Last head read from the arena.
@@ -238,7 +283,7 @@ impl Consumer {
     /// A consumer starting at the arena's current tail.
     pub fn new(arena: Arc<Arena>) -> Self {
         let tail = arena.tail().load(Ordering::Acquire);
-        Self { arena, cached_head: tail, tail }
+        Self { mode: arena.mode(), arena, cached_head: tail, tail }
     }
 
     /// The local tail: where the next [`Self::peek`] starts.
@@ -256,6 +301,9 @@ impl Consumer {
     #[allow(clippy::inline_always)]
     #[inline(always)]
     pub fn peek(&mut self, at: u64) -> Result<Option<Slot>> {
+        if self.mode == RingMode::Fast {
+            return self.peek_fast(at);
+        }
         let cap = self.arena.capacity();
         let mut at = at;
         loop {
@@ -315,6 +363,80 @@ impl Consumer {
         }
     }
 
+    /// [`Self::peek`] in the fast mode: the slot's own commit word says whether it is
+    /// published; `head` is never read.
+    #[allow(clippy::inline_always)]
+    #[inline(always)]
+    fn peek_fast(&mut self, at: u64) -> Result<Option<Slot>> {
+        let cap = self.arena.capacity();
+        let mut at = at;
+        loop {
+            // Positions move by whole slots from a tail that came from shared memory: it
+            // must sit on a slot boundary before a header is read there.
+            if at % MSG_HEADER_SIZE as u64 != 0 {
+                return Err(corrupted(&self.arena, "consumer position is not on a 64-byte slot"));
+            }
+            let p = phys(at, cap);
+            let commit = self.arena.commit_word(p);
+            // Acquire: pairs with the producer's release store of this word, making the
+            // slot's header and payload visible.
+            if commit.load(Ordering::Acquire) != at.wrapping_add(1) {
+                // Empty: the moment to notice a peer's FatalError or clean exit. A
+                // producer commits before it marks the arena `Disconnected`: look again
+                // before saying it left, so nothing it sent is lost.
+                if let Err(e) = check_alive(&self.arena) {
+                    if matches!(e, Error::PeerClosed)
+                        && commit.load(Ordering::Acquire) == at.wrapping_add(1)
+                    {
+                        continue;
+                    }
+                    return Err(e);
+                }
+                return Ok(None);
+            }
+            let h = self.arena.read_msg_header(p);
+            if h.size == SKIP_MARKER {
+                // A producer writes a marker only where a slot does not fit before the
+                // end, so never at the ring's start.
+                if p == 0 {
+                    return Err(corrupted(&self.arena, "skip marker at the start of the ring"));
+                }
+                at = at.wrapping_add((cap - p) as u64);
+                continue;
+            }
+            let reserved = h.reserved_size as usize;
+            let usable = self.mode.usable(cap);
+            if reserved < MSG_HEADER_SIZE || reserved > usable || reserved % MSG_HEADER_SIZE != 0 {
+                return Err(corrupted(
+                    &self.arena,
+                    "message reserved_size is not a 64-byte multiple in 64..=usable capacity",
+                ));
+            }
+            if h.size as usize > reserved - self.mode.payload_offset() {
+                return Err(corrupted(&self.arena, "message size exceeds its reserved slot"));
+            }
+            if p + reserved > cap {
+                return Err(corrupted(&self.arena, "message slot runs past the end of the ring"));
+            }
+            let end = at.wrapping_add(reserved as u64);
+            // Reading ahead (batches) never runs more than a ring past the tail.
+            if distance(self.tail, end) > usable as u64 {
+                return Err(corrupted(&self.arena, "published slots run more than a ring ahead"));
+            }
+            if h.size as usize > MSG_HEADER_SIZE - self.mode.payload_offset() {
+                // The payload spills past the header line: start that miss now.
+                self.arena.prefetch(p + MSG_HEADER_SIZE);
+            }
+            return Ok(Some(Slot {
+                end,
+                phys: p as u32,
+                size: h.size,
+                type_id: h.type_id,
+                correlation_id: h.correlation_id,
+            }));
+        }
+    }
+
     /// Re-reads the producer's head and checks it is plausible.
     #[allow(clippy::inline_always)]
     #[inline(always)]
@@ -341,7 +463,7 @@ impl Consumer {
     /// The payload of a slot returned by [`Self::peek`].
     #[inline]
     pub fn payload(&self, slot: &Slot) -> &[u8] {
-        self.arena.payload(slot.phys as usize, slot.size as usize)
+        self.arena.payload(slot.phys as usize, self.mode.payload_offset(), slot.size as usize)
     }
 
     /// The arena this consumer reads.
@@ -358,7 +480,10 @@ impl Consumer {
     /// when its cached tail says the ring may be full.
     #[inline]
     pub fn advance(&mut self, end: u64) {
-        debug_assert!(distance(self.tail, end) <= distance(self.tail, self.cached_head));
+        debug_assert!(
+            self.mode == RingMode::Fast
+                || distance(self.tail, end) <= distance(self.tail, self.cached_head)
+        );
         self.tail = end;
         // Release: our reads of the released slots happen before the producer, acquiring
         // this tail, overwrites them.
@@ -414,6 +539,59 @@ pub fn fuzz_consumer(data: &[u8]) {
                 return;
             }
         }
+    }
+}
+
+/// [`fuzz_consumer`] for the fast mode: a hostile producer that forges commit words.
+/// Layout of `data`: `tail u64`, then 14-byte records of `slot u8` (header index, times
+/// 64), `lap u8` (the commit word names the slot in the tail's lap plus this many),
+/// `size u32`, `type_id u32`, `reserved_size u32`.
+#[doc(hidden)]
+pub fn fuzz_consumer_fast(data: &[u8]) {
+    const CAP: usize = 4096;
+    let Some((tail, records)) = data.split_first_chunk::<8>() else { return };
+    let tail = u64::from_le_bytes(*tail);
+    let arena = Arena::create(CAP).expect("memfd_create works in tests");
+    arena.set_fast(true);
+    let arena = Arc::new(arena);
+    arena.tail().store(tail, Ordering::Relaxed);
+    let base = tail & !(CAP as u64 - 1);
+    for rec in records.chunks_exact(14) {
+        let u = |i: usize| u32::from_le_bytes(rec[i..i + 4].try_into().expect("4 bytes"));
+        let at = (rec[0] as usize * MSG_HEADER_SIZE) % CAP;
+        arena.write_msg_header(at, u(2), u(6), u(10), Some(0));
+        let commit = base.wrapping_add(u64::from(rec[1]) * CAP as u64 + at as u64 + 1);
+        arena.commit_word(at).store(commit, Ordering::Release);
+    }
+    let mut consumer = Consumer::new(arena.clone());
+    for round in 0..256 {
+        // Alternate single reads and read-ahead batches.
+        let mut at = consumer.position();
+        let mut seen = 0;
+        loop {
+            match consumer.peek(at) {
+                Ok(Some(slot)) => {
+                    let sum: u64 = consumer.payload(&slot).iter().map(|&b| u64::from(b)).sum();
+                    std::hint::black_box(sum);
+                    at = slot.end;
+                    seen += 1;
+                    if round % 2 == 0 || seen == 64 {
+                        break;
+                    }
+                }
+                Ok(None) if seen > 0 => break,
+                Ok(None) => return,
+                Err(_) => {
+                    assert_eq!(
+                        arena.state(),
+                        state::FATAL_ERROR,
+                        "an error must leave the arena fatal"
+                    );
+                    return;
+                }
+            }
+        }
+        consumer.advance(at);
     }
 }
 

@@ -17,6 +17,7 @@ def test_their_dispatcher_serves_our_rust_caller(peers, sock_path):
     us = peers.ours("rpc-call", "--path", sock_path, "--count", "200", "--max-size", MAX)
     code, out, err = peers.result(us)
     assert code == 0, err
+    assert "ring-mode compat" in err, err  # upstream never gets the fast mode
     lines = out.splitlines()
     assert lines[0] == "rpc-error msg_type=999 code=0", out  # code 0 = upstream, no detail
     assert lines[-1] == "ok 200 messages"

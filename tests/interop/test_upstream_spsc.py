@@ -12,10 +12,17 @@ COUNT = "3000"
 MAX = "65536"  # 0..64 KiB: slots from 64 B to 64 KiB + 64, wrapping many times
 
 
-def ok(peers, proc, expected: str) -> None:
+def ok(peers, proc, expected: str) -> str:
     code, out, err = peers.result(proc)
     assert code == 0, f"exit {code}; stderr: {err}"
     assert out == f"ok {expected} messages"
+    return err
+
+
+def ours_ok(peers, proc, expected: str) -> None:
+    """Our side finished, and stayed on ABI v0x04: an upstream peer never gets the fast mode."""
+    err = ok(peers, proc, expected)
+    assert "ring-mode compat" in err, err
 
 
 @pytest.mark.parametrize("upstream_listens", [True, False], ids=["upstream-listens", "we-listen"])
@@ -30,7 +37,7 @@ def test_upstream_producer_to_our_consumer(peers, sock_path, upstream_listens, c
     else:
         us = peers.ours("consume", *common, "--listen", str(capacity), "--timeout-ms", "60000")
         up = peers.upstream("produce", *common, "--connect")
-    ok(peers, us, COUNT)
+    ours_ok(peers, us, COUNT)
     ok(peers, up, COUNT)
 
 
@@ -46,14 +53,14 @@ def test_our_producer_to_upstream_consumer(peers, sock_path, upstream_listens):
         us = peers.ours("produce", *common, "--listen", str(1 << 22), "--timeout-ms", "60000")
         up = peers.upstream("consume", *common, "--connect")
     ok(peers, up, COUNT)
-    ok(peers, us, COUNT)
+    ours_ok(peers, us, COUNT)
 
 
 def test_zero_length_and_tiny_messages_both_ways(peers, sock_path):
     common = ["--path", sock_path, "--count", "2000", "--seed", "3", "--max-size", "3"]
     up = peers.upstream("produce", *common, "--listen", "4096")
     us = peers.ours("consume", *common, "--connect")
-    ok(peers, us, "2000")
+    ours_ok(peers, us, "2000")
     ok(peers, up, "2000")
 
 

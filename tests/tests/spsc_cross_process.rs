@@ -3,10 +3,22 @@
 use std::io::Read;
 use std::time::{Duration, Instant};
 
-use tachyon::{Bus, Error, Wait};
+use tachyon::{Bus, Error, ListenOptions, RingMode, Wait};
 use tachyon_tests::{socket_path, spawn_peer, verify, KillOnDrop};
 
 const MILLION: u64 = 1_000_000;
+/// Each test runs with the fast ring protocol (two peers of ours) and without it
+/// (upstream's ABI v0x04, as with an upstream peer).
+const MODES: [bool; 2] = [true, false];
+
+/// Listens for the peer, offering the fast mode or not, and checks what was agreed.
+fn listen(path: &str, capacity: usize, fast: bool) -> Bus {
+    let opts = ListenOptions::new().fast_mode(fast);
+    let bus = Bus::listen_opts(path, capacity, &opts, Wait::new().timeout(Duration::from_secs(20)))
+        .unwrap();
+    assert_eq!(bus.ring_mode(), RingMode::for_ring(fast, capacity));
+    bus
+}
 
 fn finish(mut child: KillOnDrop) -> String {
     let status = child.0.wait().expect("wait peer");
@@ -18,150 +30,164 @@ fn finish(mut child: KillOnDrop) -> String {
 
 #[test]
 fn million_random_size_messages_from_child_to_us_none_lost_or_reordered() {
-    let path = socket_path("million-in");
-    let child = KillOnDrop(spawn_peer(&[
-        "produce",
-        "--path",
-        &path,
-        "--connect",
-        "--count",
-        &MILLION.to_string(),
-        "--seed",
-        "7",
-        "--max-size",
-        "4096",
-        "--batch",
-        "16",
-    ]));
-    let bus = Bus::listen_timeout(&path, 1 << 20, Duration::from_secs(20)).unwrap();
-    assert!(bus.has_peer_link(), "two Tachyon peers negotiate a liveness link");
-    let mut scratch = Vec::new();
-    let mut i = 0;
-    while i < MILLION {
-        let batch =
-            bus.drain_batch_with(512, Wait::new().timeout(Duration::from_secs(20))).unwrap();
-        for m in &batch {
-            verify(7, i, 4096, m.data(), m.type_id(), &mut scratch).unwrap();
-            i += 1;
+    for fast in MODES {
+        let path = socket_path(&format!("million-in-{fast}"));
+        let child = KillOnDrop(spawn_peer(&[
+            "produce",
+            "--path",
+            &path,
+            "--connect",
+            "--count",
+            &MILLION.to_string(),
+            "--seed",
+            "7",
+            "--max-size",
+            "4096",
+            "--batch",
+            "16",
+        ]));
+        let bus = listen(&path, 1 << 20, fast);
+        assert!(bus.has_peer_link(), "two Tachyon peers negotiate a liveness link");
+        let mut scratch = Vec::new();
+        let mut i = 0;
+        while i < MILLION {
+            let batch =
+                bus.drain_batch_with(512, Wait::new().timeout(Duration::from_secs(20))).unwrap();
+            for m in &batch {
+                verify(7, i, 4096, m.data(), m.type_id(), &mut scratch).unwrap();
+                i += 1;
+            }
         }
+        drop(bus);
+        assert_eq!(finish(child).trim(), "ok 1000000 messages");
+        assert!(!std::path::Path::new(&path).exists(), "listen removes the socket file");
     }
-    drop(bus);
-    assert_eq!(finish(child).trim(), "ok 1000000 messages");
-    assert!(!std::path::Path::new(&path).exists(), "listen removes the socket file");
 }
 
 #[test]
 fn million_random_size_messages_from_us_to_child() {
-    let path = socket_path("million-out");
-    let child = KillOnDrop(spawn_peer(&[
-        "consume",
-        "--path",
-        &path,
-        "--connect",
-        "--count",
-        &MILLION.to_string(),
-        "--seed",
-        "9",
-        "--max-size",
-        "4096",
-    ]));
-    let bus = Bus::listen_timeout(&path, 1 << 18, Duration::from_secs(20)).unwrap();
-    let mut buf = vec![0u8; 4096];
-    for i in 0..MILLION {
-        let n = tachyon_tests::payload_size(9, i, 4096);
-        tachyon_tests::fill_payload(i, &mut buf[..n]);
-        bus.send_timeout(&buf[..n], tachyon_tests::checksum(&buf[..n]), Duration::from_secs(20))
+    for fast in MODES {
+        let path = socket_path(&format!("million-out-{fast}"));
+        let child = KillOnDrop(spawn_peer(&[
+            "consume",
+            "--path",
+            &path,
+            "--connect",
+            "--count",
+            &MILLION.to_string(),
+            "--seed",
+            "9",
+            "--max-size",
+            "4096",
+        ]));
+        let bus = listen(&path, 1 << 18, fast);
+        let mut buf = vec![0u8; 4096];
+        for i in 0..MILLION {
+            let n = tachyon_tests::payload_size(9, i, 4096);
+            tachyon_tests::fill_payload(i, &mut buf[..n]);
+            bus.send_timeout(
+                &buf[..n],
+                tachyon_tests::checksum(&buf[..n]),
+                Duration::from_secs(20),
+            )
             .unwrap();
+        }
+        assert_eq!(finish(child).trim(), "ok 1000000 messages");
     }
-    assert_eq!(finish(child).trim(), "ok 1000000 messages");
 }
 
 #[test]
 fn producer_killed_mid_stream_gives_peer_dead_not_a_hang() {
-    let path = socket_path("kill-producer");
-    let mut child = KillOnDrop(spawn_peer(&[
-        "produce",
-        "--path",
-        &path,
-        "--connect",
-        "--count",
-        "100000000",
-        "--max-size",
-        "256",
-    ]));
-    let bus = Bus::listen_timeout(&path, 1 << 16, Duration::from_secs(20)).unwrap();
-    for _ in 0..10_000 {
-        bus.acquire_rx(1000).unwrap();
-    }
-    child.0.kill().unwrap();
-    child.0.wait().unwrap();
-    let killed_at = Instant::now();
-    // No timeout given: only dead-peer detection can end this loop.
-    let mut drained = 0u64;
-    let err = loop {
-        match bus.acquire_rx(1000) {
-            Ok(_) => drained += 1,
-            Err(e) => break e,
+    for fast in MODES {
+        let path = socket_path(&format!("kill-producer-{fast}"));
+        let mut child = KillOnDrop(spawn_peer(&[
+            "produce",
+            "--path",
+            &path,
+            "--connect",
+            "--count",
+            "100000000",
+            "--max-size",
+            "256",
+        ]));
+        let bus = listen(&path, 1 << 16, fast);
+        for _ in 0..10_000 {
+            bus.acquire_rx(1000).unwrap();
         }
-    };
-    assert!(matches!(err, Error::PeerDead(_)), "{err}");
-    assert!(
-        killed_at.elapsed() < Duration::from_secs(2),
-        "noticed after {:?}",
-        killed_at.elapsed()
-    );
-    eprintln!("drained {drained} messages left in the ring, then: {err}");
+        child.0.kill().unwrap();
+        child.0.wait().unwrap();
+        let killed_at = Instant::now();
+        // No timeout given: only dead-peer detection can end this loop.
+        let mut drained = 0u64;
+        let err = loop {
+            match bus.acquire_rx(1000) {
+                Ok(_) => drained += 1,
+                Err(e) => break e,
+            }
+        };
+        assert!(matches!(err, Error::PeerDead(_)), "{err}");
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(2),
+            "noticed after {:?}",
+            killed_at.elapsed()
+        );
+        eprintln!("drained {drained} messages left in the ring, then: {err}");
+    }
 }
 
 #[test]
 fn consumer_that_exits_gives_the_blocked_producer_peer_closed() {
-    let path = socket_path("kill-consumer");
-    let mut child = KillOnDrop(spawn_peer(&[
-        "consume",
-        "--path",
-        &path,
-        "--connect",
-        "--count",
-        "10",
-        "--max-size",
-        "0",
-    ]));
-    let bus = Bus::listen_timeout(&path, 256, Duration::from_secs(20)).unwrap();
-    for i in 0..10 {
-        bus.send_timeout(&[], tachyon_tests::checksum(&[]), Duration::from_secs(10))
-            .unwrap_or_else(|e| panic!("{i}: {e}"));
-    }
-    child.0.wait().unwrap();
-    // The child exited (cleanly) after 10; fill the 4-slot ring, then a blocked send must
-    // fail fast, saying the consumer left on purpose.
-    let start = Instant::now();
-    let err = loop {
-        if let Err(e) = bus.send_timeout(&[], 0, Duration::from_secs(30)) {
-            break e;
+    for fast in MODES {
+        let path = socket_path(&format!("kill-consumer-{fast}"));
+        let mut child = KillOnDrop(spawn_peer(&[
+            "consume",
+            "--path",
+            &path,
+            "--connect",
+            "--count",
+            "10",
+            "--max-size",
+            "0",
+        ]));
+        let bus = listen(&path, 1024, fast);
+        for i in 0..10 {
+            bus.send_timeout(&[], tachyon_tests::checksum(&[]), Duration::from_secs(10))
+                .unwrap_or_else(|e| panic!("{i}: {e}"));
         }
-    };
-    assert!(matches!(err, Error::PeerClosed), "{err}");
-    assert!(start.elapsed() < Duration::from_secs(5));
+        child.0.wait().unwrap();
+        // The child exited (cleanly) after 10; fill the 4-slot ring, then a blocked send must
+        // fail fast, saying the consumer left on purpose.
+        let start = Instant::now();
+        let err = loop {
+            if let Err(e) = bus.send_timeout(&[], 0, Duration::from_secs(30)) {
+                break e;
+            }
+        };
+        assert!(matches!(err, Error::PeerClosed), "{err}");
+        assert!(start.elapsed() < Duration::from_secs(5));
+    }
 }
 
 #[test]
 fn zero_length_messages_cross_processes() {
-    let path = socket_path("zero");
-    let child = KillOnDrop(spawn_peer(&[
-        "consume",
-        "--path",
-        &path,
-        "--connect",
-        "--count",
-        "5000",
-        "--max-size",
-        "0",
-    ]));
-    let bus = Bus::listen_timeout(&path, 4096, Duration::from_secs(20)).unwrap();
-    for _ in 0..5000 {
-        bus.send_timeout(&[], tachyon_tests::checksum(&[]), Duration::from_secs(10)).unwrap();
+    for fast in MODES {
+        let path = socket_path(&format!("zero-{fast}"));
+        let child = KillOnDrop(spawn_peer(&[
+            "consume",
+            "--path",
+            &path,
+            "--connect",
+            "--count",
+            "5000",
+            "--max-size",
+            "0",
+        ]));
+        let bus = listen(&path, 4096, fast);
+        for _ in 0..5000 {
+            bus.send_timeout(&[], tachyon_tests::checksum(&[]), Duration::from_secs(10)).unwrap();
+        }
+        assert_eq!(finish(child).trim(), "ok 5000 messages");
     }
-    assert_eq!(finish(child).trim(), "ok 5000 messages");
 }
 
 #[test]

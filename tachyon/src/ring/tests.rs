@@ -446,3 +446,241 @@ proptest! {
         fuzz_consumer(&data);
     }
 }
+
+// ---- fast mode (both peers ours): per-slot commit words ----------------------------
+
+fn fast_pair(cap: usize) -> (Producer, Consumer, Arc<Arena>) {
+    let arena = Arena::create(cap).unwrap();
+    arena.set_fast(true);
+    let arena = Arc::new(arena);
+    assert_eq!(arena.mode(), RingMode::Fast);
+    (Producer::new(arena.clone()), Consumer::new(arena.clone()), arena)
+}
+
+#[test]
+fn fast_small_messages_take_one_line_and_need_no_head() {
+    let (mut p, mut c, arena) = fast_pair(4096);
+    for i in 0..5u8 {
+        let r = p.acquire(32).unwrap();
+        p.payload_mut(&r).fill(i);
+        p.commit(r, 32, u32::from(i), None).unwrap();
+    }
+    // Not flushed: head still 0, yet the consumer sees every commit.
+    assert_eq!(arena.head().load(Ordering::Relaxed), 0);
+    for i in 0..5u8 {
+        assert_eq!(recv(&mut c).unwrap().unwrap(), (vec![i; 32], u32::from(i)));
+        assert_eq!(c.position(), 64 * (u64::from(i) + 1), "one 64-byte line per message");
+    }
+    assert!(recv(&mut c).unwrap().is_none());
+    p.flush();
+    assert_eq!(arena.head().load(Ordering::Relaxed), 5 * 64, "flush still publishes head");
+}
+
+#[test]
+fn fast_wrap_around_and_the_guard_line() {
+    let (mut p, mut c, arena) = fast_pair(1024);
+    // Usable room is 1024 - 64: fifteen 64-byte slots fit, the sixteenth does not.
+    for i in 0..15u32 {
+        send(&mut p, &i.to_le_bytes(), i).unwrap();
+    }
+    assert!(matches!(p.acquire(0), Err(Error::Full { needed: 64, free: 0 })));
+    assert!(matches!(
+        p.acquire(RingMode::Fast.max_payload(1024) + 1),
+        Err(Error::MessageTooLarge { max: 928, .. })
+    ));
+    for i in 0..15u32 {
+        assert_eq!(recv(&mut c).unwrap().unwrap(), (i.to_le_bytes().to_vec(), i));
+    }
+    // Head at 960: a 128-byte slot does not fit before the end; skip marker, then 0.
+    send(&mut p, &[7; 90], 7).unwrap();
+    assert_eq!(arena.read_msg_header(960).size, SKIP_MARKER);
+    assert_eq!(arena.read_msg_header(0).size, 90);
+    assert_eq!(recv(&mut c).unwrap().unwrap(), (vec![7; 90], 7));
+    assert_eq!(c.position(), 1024 + 128);
+}
+
+#[test]
+fn fast_stale_bytes_that_look_like_a_commit_are_never_read_as_published() {
+    // Every payload word is the commit word a header at that spot would carry one lap
+    // later. Without the producer clearing the next slot's commit word, the consumer
+    // would take such a word for a published message.
+    const CAP: usize = 1024;
+    let (mut p, mut c, _) = fast_pair(CAP);
+    let mut sizes = (1..=13usize).cycle().map(|k| (k * 37) % 300);
+    let mut sent = VecDeque::new();
+    for seq in 0..3000u32 {
+        let size = sizes.next().unwrap();
+        let r = match p.acquire(size) {
+            Ok(r) => r,
+            Err(Error::Full { .. }) => {
+                while let Some(m) = recv(&mut c).unwrap() {
+                    assert_eq!(Some(m), sent.pop_front());
+                }
+                p.acquire(size).unwrap()
+            }
+            Err(e) => panic!("{e}"),
+        };
+        // The payload's first byte sits at counter `start`; fill each 8-byte word at a
+        // counter q with q % 64 == 24 with `q - 24 + CAP + 1`.
+        let start = p.head + r.skip + crate::layout::fast::PAYLOAD as u64;
+        let payload = p.payload_mut(&r);
+        for (i, chunk) in payload.chunks_exact_mut(8).enumerate() {
+            let q = start + 8 * i as u64;
+            let word = if q % 64 == 24 { q - 24 + CAP as u64 + 1 } else { q };
+            chunk.copy_from_slice(&word.to_le_bytes());
+        }
+        let data = payload.to_vec();
+        p.commit(r, size, seq, None).unwrap();
+        sent.push_back((data[..size].to_vec(), seq));
+        if seq % 3 == 0 {
+            while let Some(m) = recv(&mut c).unwrap() {
+                assert_eq!(Some(m), sent.pop_front());
+            }
+        }
+    }
+    while let Some(m) = recv(&mut c).unwrap() {
+        assert_eq!(Some(m), sent.pop_front());
+    }
+    assert!(sent.is_empty());
+}
+
+/// One fast-mode message of 5 bytes at 0, then a consumer.
+fn fast_with_one_message() -> (Producer, Consumer, Arc<Arena>) {
+    let (mut p, c, a) = fast_pair(1024);
+    send(&mut p, b"hello", 1).unwrap();
+    (p, c, a)
+}
+
+#[test]
+fn fast_hostile_headers_behind_a_valid_commit_word_are_corruption() {
+    for (size, reserved) in
+        [(5, 100), (0, 0), (5, 1 << 20), (33, 64), (u32::MAX - 1, 128), (5, 1024)]
+    {
+        let (_p, mut c, a) = fast_with_one_message();
+        a.write_msg_header(0, size, 1, reserved, None);
+        expect_corrupted(&mut c, &a);
+    }
+    // A skip marker at the ring's start.
+    let (_p, mut c, a) = fast_with_one_message();
+    a.write_msg_header(0, SKIP_MARKER, 0, 0, None);
+    expect_corrupted(&mut c, &a);
+    // A slot claimed to run past the ring's end.
+    let (_p, mut c, a) = fast_pair(1024);
+    a.write_msg_header(896, 5, 1, 192, None);
+    a.commit_word(896).store(897, Ordering::Release);
+    c.advance(896);
+    expect_corrupted(&mut c, &a);
+    // A misaligned starting tail.
+    let arena = Arena::create(1024).unwrap();
+    arena.set_fast(true);
+    let arena = Arc::new(arena);
+    arena.tail().store(8, Ordering::Relaxed);
+    let mut c = Consumer::new(arena.clone());
+    expect_corrupted(&mut c, &arena);
+}
+
+#[test]
+fn fast_published_slots_running_a_ring_ahead_are_corruption() {
+    let (_p, mut c, a) = fast_pair(1024);
+    // Forge fifteen published 64-byte slots, then one more: a batch reader must stop.
+    for k in 0..16u64 {
+        a.write_msg_header(k as usize * 64, 0, 1, 64, None);
+        a.commit_word(k as usize * 64).store(k * 64 + 1, Ordering::Release);
+    }
+    let mut at = c.position();
+    let mut n = 0;
+    loop {
+        match c.peek(at) {
+            Ok(Some(s)) => {
+                at = s.end;
+                n += 1;
+            }
+            Err(Error::Corrupted(_)) => break,
+            other => panic!("expected Corrupted after a ring, got {other:?}"),
+        }
+    }
+    assert_eq!(n, 15);
+    assert_eq!(a.state(), state::FATAL_ERROR);
+}
+
+#[test]
+fn fast_producer_that_closes_cleanly_delivers_everything_first() {
+    let (mut p, mut c, a) = fast_pair(4096);
+    send(&mut p, b"last words", 3).unwrap();
+    a.mark_disconnected();
+    assert_eq!(recv(&mut c).unwrap().unwrap(), (b"last words".to_vec(), 3));
+    assert!(matches!(recv(&mut c), Err(Error::PeerClosed)));
+}
+
+#[test]
+fn fast_fuzz_entry_point_survives_edge_inputs() {
+    fuzz_consumer_fast(&[]);
+    fuzz_consumer_fast(&[0xFF; 16]);
+    let mut v = vec![0u8; 8];
+    v.extend([0, 0, 5, 0, 0, 0, 1, 0, 0, 0, 64, 0, 0, 0]);
+    v.extend([1, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0, 0, 0, 0, 0]);
+    fuzz_consumer_fast(&v);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// The fast mode against a model: a commit is visible at once (no flush needed).
+    #[test]
+    fn fast_ring_matches_a_model_queue(ops in prop::collection::vec(op(), 1..300), cap_log in 10u32..13) {
+        let (mut p, mut c, _) = fast_pair(1 << cap_log);
+        let mut published: VecDeque<(Vec<u8>, u32)> = VecDeque::new();
+        let mut seq: u32 = 0;
+        for op in ops {
+            match op {
+                Op::Send { max, len, flush } => {
+                    let len = len.min(max);
+                    match p.acquire(max) {
+                        Ok(r) => {
+                            seq += 1;
+                            let data: Vec<u8> = (0..len).map(|i| (seq as usize + i) as u8).collect();
+                            p.payload_mut(&r)[..len].copy_from_slice(&data);
+                            p.commit(r, len, seq, None).unwrap();
+                            published.push_back((data, seq));
+                            if flush { p.flush(); }
+                        }
+                        Err(Error::Full { .. } | Error::MessageTooLarge { .. }) => {}
+                        Err(e) => prop_assert!(false, "unexpected {e}"),
+                    }
+                }
+                Op::Rollback { max } => {
+                    if let Ok(r) = p.acquire(max) {
+                        p.payload_mut(&r).fill(0xEE);
+                    }
+                }
+                Op::Recv => {
+                    let got = recv(&mut c).unwrap();
+                    prop_assert_eq!(got, published.pop_front());
+                }
+                Op::Drain { n } => {
+                    let mut at = c.position();
+                    let mut got = Vec::new();
+                    while got.len() < n {
+                        match c.peek(at).unwrap() {
+                            Some(s) => { got.push((c.payload(&s).to_vec(), s.type_id)); at = s.end; }
+                            None => break,
+                        }
+                    }
+                    let want: Vec<_> = published.drain(..got.len().min(published.len())).collect();
+                    prop_assert_eq!(&got, &want);
+                    if !got.is_empty() { c.advance(at); }
+                }
+                Op::Flush => p.flush(),
+            }
+        }
+        while let Some(m) = recv(&mut c).unwrap() {
+            prop_assert_eq!(Some(m), published.pop_front());
+        }
+        prop_assert!(published.is_empty(), "lost {} messages", published.len());
+    }
+
+    #[test]
+    fn fast_hostile_bytes_never_panic(data in prop::collection::vec(any::<u8>(), 8..400)) {
+        fuzz_consumer_fast(&data);
+    }
+}

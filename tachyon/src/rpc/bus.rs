@@ -71,7 +71,10 @@ pub struct RpcBus {
 }
 
 impl RpcBus {
-    fn new(role: Role, fwd: Arena, rev: Arena, watch: PeerWatch) -> Self {
+    fn new(role: Role, fwd: Arena, rev: Arena, watch: PeerWatch, fast: bool) -> Self {
+        // Before the halves exist: they read the ring protocol once.
+        fwd.set_fast(fast);
+        rev.set_fast(fast);
         Self::on_arenas(role, Arc::new(fwd), Arc::new(rev), watch)
     }
 
@@ -150,7 +153,7 @@ impl RpcBus {
         let timeout = wait.timeout_value();
         let mut check = || wait.check_interrupt();
         let spec = ListenSpec { timeout, interrupt: Some(&mut check) };
-        let watch = bootstrap::listen(
+        let peer = bootstrap::listen(
             socket_path,
             &Handshake::rpc(cap_fwd, cap_rev),
             &[fwd.shm().fd(), rev.shm().fd()],
@@ -158,7 +161,7 @@ impl RpcBus {
             spec,
             &mut |e| tracing::warn!(target: "tachyon", "{e}"),
         )?;
-        Ok(Self::new(Role::Callee, fwd, rev, watch))
+        Ok(Self::new(Role::Callee, fwd, rev, peer.watch, peer.fast))
     }
 
     /// Offers a fresh pair of arenas to an accepted connection (multi-client server).
@@ -168,15 +171,17 @@ impl RpcBus {
         cap_fwd: usize,
         cap_rev: usize,
         handshake_timeout: Duration,
+        fast: bool,
     ) -> Result<Option<Self>> {
         let (fwd, rev) = (Arena::create(cap_fwd)?, Arena::create(cap_rev)?);
         let offered = conn.offer(
             &Handshake::rpc(cap_fwd, cap_rev),
             &[fwd.shm().fd(), rev.shm().fd()],
             handshake_timeout,
+            fast,
         )?;
         match offered {
-            Offered::Taken(watch) => Ok(Some(Self::new(Role::Callee, fwd, rev, watch))),
+            Offered::Taken(p) => Ok(Some(Self::new(Role::Callee, fwd, rev, p.watch, p.fast))),
             Offered::Left => Ok(None),
             Offered::Stalled => Err(Error::Timeout(handshake_timeout)),
         }
@@ -229,7 +234,7 @@ impl RpcBus {
                 "handshake capacities differ from the arenas'".to_owned(),
             ));
         }
-        Ok(Self::new(Role::Caller, fwd, rev, conn.watch))
+        Ok(Self::new(Role::Caller, fwd, rev, conn.watch, conn.fast))
     }
 
     /// A handle that ends this bus's blocked calls from another thread (they fail with
@@ -632,6 +637,17 @@ impl RpcBus {
     /// Whether the peer negotiated a liveness link (it is a Tachyon peer).
     pub fn has_peer_link(&self) -> bool {
         self.link.is_linked()
+    }
+
+    /// The ring protocol both rings run: [`crate::RingMode::Fast`] when both peers are
+    /// ours and agreed on it, [`crate::RingMode::Compat`] (upstream's ABI v0x04) otherwise.
+    pub fn ring_mode(&self) -> crate::RingMode {
+        // Each ring decides for itself (a small ring stays compatible); report fast only
+        // when both are.
+        match (self.arenas[0].mode(), self.arenas[1].mode()) {
+            (crate::RingMode::Fast, crate::RingMode::Fast) => crate::RingMode::Fast,
+            _ => crate::RingMode::Compat,
+        }
     }
 
     /// Checks now whether the peer is known to be gone.

@@ -285,13 +285,19 @@ impl RpcServer {
                 std::thread::Builder::new().name("tachyon-rpc-client".into()).spawn(move || {
                     let _slot = slot;
                     let timeout = opts.listen.handshake_timeout;
-                    let served =
-                        RpcBus::offer(conn, opts.cap_fwd, opts.cap_rev, timeout).and_then(|bus| {
-                            match bus {
-                                Some(bus) => serve_client(&d, &bus, pid, &stop, &opts.serve),
-                                None => Ok(()), // left before the handshake: a probe
-                            }
-                        });
+                    let served = RpcBus::offer(
+                        conn,
+                        opts.cap_fwd,
+                        opts.cap_rev,
+                        timeout,
+                        opts.listen.fast_mode,
+                    )
+                    .and_then(|bus| {
+                        match bus {
+                            Some(bus) => serve_client(&d, &bus, pid, &stop, &opts.serve),
+                            None => Ok(()), // left before the handshake: a probe
+                        }
+                    });
                     if let Err(e) = served {
                         opts.serve.report(&e);
                     }

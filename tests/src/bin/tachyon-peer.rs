@@ -16,6 +16,8 @@
 //! tachyon-peer rpc-call     --path P [--count N]   # echo calls, then an unknown msg_type
 //! tachyon-peer rpc-add      --path P [--count N]   # typed calls of `add` (msg_type 2)
 //! ```
+//! Common flags: `--compat` keeps the bus on upstream's ABI v0x04 (no fast mode). Every
+//! role that opens a bus prints `ring-mode fast|compat` on stderr.
 //! Streams use the deterministic payloads of `tachyon_tests` (CRC-32 in `type_id`).
 //! Success prints `ok <n> messages`; failure prints `error: <Kind>: <message>` on stderr
 //! and exits 1.
@@ -49,6 +51,7 @@ struct Args {
     pipeline: u64,
     dead_peer_ms: u64,
     workers: usize,
+    compat: bool,
 }
 
 fn parse() -> Result<Args, String> {
@@ -78,6 +81,7 @@ fn parse() -> Result<Args, String> {
         pipeline: 1,
         dead_peer_ms: 10_000,
         workers: 0,
+        compat: false,
     };
     while let Some(flag) = it.next() {
         let mut val = || it.next().ok_or(format!("{flag} needs a value"));
@@ -108,6 +112,7 @@ fn parse() -> Result<Args, String> {
             "--pipeline" => a.pipeline = num(val()?)?.max(1),
             "--dead-peer-ms" => a.dead_peer_ms = num(val()?)?,
             "--workers" => a.workers = num(val()?)? as usize,
+            "--compat" => a.compat = true,
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -150,10 +155,11 @@ fn kind(e: &Error) -> &'static str {
 }
 
 /// Connects, retrying while nobody listens yet (retrying is the caller's job).
-fn connect(path: &str, timeout: Duration) -> tachyon::Result<Bus> {
+fn connect(path: &str, timeout: Duration, fast: bool) -> tachyon::Result<Bus> {
     let deadline = Instant::now() + timeout;
+    let opts = tachyon::ConnectOptions::new().fast_mode(fast);
     loop {
-        match Bus::connect(path) {
+        match Bus::connect_with(path, &opts, Wait::new()) {
             Err(Error::Connect { .. }) if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(5));
             }
@@ -162,11 +168,23 @@ fn connect(path: &str, timeout: Duration) -> tachyon::Result<Bus> {
     }
 }
 
-fn open(a: &Args) -> tachyon::Result<Bus> {
-    match a.listen {
-        Some(cap) => Bus::listen_timeout(&a.path, cap, a.timeout),
-        None => connect(&a.path, a.timeout),
+fn mode_name(m: tachyon::RingMode) -> &'static str {
+    match m {
+        tachyon::RingMode::Fast => "fast",
+        tachyon::RingMode::Compat => "compat",
     }
+}
+
+fn open(a: &Args) -> tachyon::Result<Bus> {
+    let bus = match a.listen {
+        Some(cap) => {
+            let opts = tachyon::ListenOptions::new().fast_mode(!a.compat);
+            Bus::listen_opts(&a.path, cap, &opts, Wait::new().timeout(a.timeout))
+        }
+        None => connect(&a.path, a.timeout, !a.compat),
+    }?;
+    eprintln!("ring-mode {}", mode_name(bus.ring_mode()));
+    Ok(bus)
 }
 
 fn produce(a: &Args) -> tachyon::Result<u64> {
@@ -220,7 +238,7 @@ fn rpc_serve(a: &Args) -> tachyon::Result<u64> {
     if let Some(n) = a.per_process {
         opts = opts.max_clients_per_process(n);
     }
-    let mut listen = tachyon::ListenOptions::new();
+    let mut listen = tachyon::ListenOptions::new().fast_mode(!a.compat);
     if let Some(mode) = a.socket_mode {
         listen = listen.socket_mode(mode);
     }
@@ -256,7 +274,7 @@ fn rpc_reverse(a: &Args) -> tachyon::Result<u64> {
 /// Connects an RPC caller, retrying while nobody listens yet.
 fn connect_rpc(a: &Args) -> tachyon::Result<tachyon::rpc::RpcBus> {
     let deadline = Instant::now() + a.timeout;
-    let mut opts = tachyon::ConnectOptions::new();
+    let mut opts = tachyon::ConnectOptions::new().fast_mode(!a.compat);
     for uid in &a.trust_uid {
         opts = opts.allow_uid(*uid);
     }
@@ -264,6 +282,10 @@ fn connect_rpc(a: &Args) -> tachyon::Result<tachyon::rpc::RpcBus> {
         match tachyon::rpc::RpcBus::connect_with(&a.path, &opts, Wait::new()) {
             Err(Error::Connect { .. }) if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(5));
+            }
+            Ok(bus) => {
+                eprintln!("ring-mode {}", mode_name(bus.ring_mode()));
+                return Ok(bus);
             }
             other => return other,
         }
@@ -432,9 +454,9 @@ fn main() {
         "tcp-serve" => tcp_serve(&a),
         "tcp-call" => tcp_call(&a).map_err(|e| format!("{}: {e}", kind(&e))),
         "tcp-sleep" => tcp_sleep(&a).map_err(|e| format!("{}: {e}", kind(&e))),
-        "connect-only" => {
-            connect(&a.path, a.timeout).map(|_| 0).map_err(|e| format!("{}: {e}", kind(&e)))
-        }
+        "connect-only" => connect(&a.path, a.timeout, !a.compat)
+            .map(|_| 0)
+            .map_err(|e| format!("{}: {e}", kind(&e))),
         other => Err(format!("Usage: unknown role {other}")),
     };
     match result {
