@@ -79,8 +79,9 @@ fn rpc_buses_and_the_rpc_server_run_both_rings_fast() {
     // The multi-client server: a caller of ours gets the fast mode, one that declines
     // gets ABI v0x04, side by side.
     let path = socket_path("srv-fast");
-    let server = RpcServer::bind(&path, ServerOptions::default()).unwrap();
-    let handle = server.spawn(std::sync::Arc::new(tachyon_tests::service::dispatcher()));
+    let handle = RpcServer::bind(&path, ServerOptions::default())
+        .unwrap()
+        .spawn(std::sync::Arc::new(tachyon_tests::service::dispatcher()));
     let fast = peer(&["rpc-call", "--path", &path, "--count", "500"]);
     let compat = peer(&["rpc-call", "--path", &path, "--count", "500", "--compat"]);
     let (ok, out, err) = finish(fast);
@@ -90,9 +91,12 @@ fn rpc_buses_and_the_rpc_server_run_both_rings_fast() {
     drop(handle);
 }
 
+/// A forged slot: offset, size, reserved size.
+type Forged = (usize, u32, u32);
+
 /// A sealed memfd with a valid arena header for a `cap`-byte ring, and `slots` forged
 /// fast-mode slots: `(offset, size, reserved_size)`, each with a valid commit word.
-fn forged_arena(cap: usize, slots: &[(usize, u32, u32)]) -> std::os::fd::OwnedFd {
+fn forged_arena(cap: usize, slots: &[Forged]) -> std::os::fd::OwnedFd {
     use rustix::fs::{MemfdFlags, SealFlags};
     let fd = rustix::fs::memfd_create("forged", MemfdFlags::ALLOW_SEALING).unwrap();
     rustix::fs::ftruncate(&fd, 768 + cap as u64).unwrap();
@@ -118,7 +122,7 @@ fn forged_arena(cap: usize, slots: &[(usize, u32, u32)]) -> std::os::fd::OwnedFd
 fn a_peer_that_agrees_to_the_fast_mode_then_writes_garbage_gets_corrupted() {
     use std::os::fd::AsFd;
     const CAP: usize = 1 << 16;
-    let cases: [(&str, Vec<(usize, u32, u32)>); 4] = [
+    let cases: [(&str, Vec<Forged>); 4] = [
         ("reserved-not-64", vec![(0, 5, 100)]),
         ("size-beyond-slot", vec![(0, 200, 128)]),
         ("beyond-the-ring", vec![(0, 5, 1 << 17)]),
