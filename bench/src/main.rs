@@ -14,6 +14,8 @@
 )]
 
 mod floor;
+#[cfg(feature = "iceoryx2")]
+mod iceoryx;
 mod rpc;
 mod stats;
 mod transport;
@@ -87,6 +89,14 @@ fn run_child(args: &[String]) {
     if what == "floor" {
         floor::child(&args[1], args[2].parse().expect("count"));
         return;
+    }
+    #[cfg(feature = "iceoryx2")]
+    match what {
+        "ice-echo" => return iceoryx::echo_child(&args[1], &args[2], args[3].parse().expect("n")),
+        "ice-stream" => {
+            return iceoryx::stream_child(&args[1], &args[2], args[3].parse().expect("n"))
+        }
+        _ => {}
     }
     let name = args[1].as_str();
     let rest: Vec<&str> = args[2..].iter().map(String::as_str).collect();
@@ -191,12 +201,54 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// Pins the calling thread (and the threads and children it starts later) to `cpu`.
+fn pin(cpu: usize) {
+    let mut set = rustix::thread::CpuSet::new();
+    set.set(cpu);
+    rustix::thread::sched_setaffinity(None, &set).expect("sched_setaffinity");
+}
+
+/// CPU the benchmark process runs on, and the one its children run on.
+const PARENT_CPU: usize = 0;
+const CHILD_CPU: usize = 1;
+
+/// What one system measured over the rounds.
+#[derive(Default)]
+struct Row {
+    spsc: Vec<u64>,
+    stream: Vec<f64>,
+    rpc: Vec<u64>,
+    rpc_rate: Vec<f64>,
+}
+
+impl Row {
+    fn spsc_p50(&self) -> Option<f64> {
+        (!self.spsc.is_empty()).then(|| Summary::of(self.spsc.clone()).p50 as f64)
+    }
+    fn rpc_p50(&self) -> Option<f64> {
+        (!self.rpc.is_empty()).then(|| Summary::of(self.rpc.clone()).p50 as f64)
+    }
+    fn stream(&self) -> Option<f64> {
+        (!self.stream.is_empty()).then(|| median(self.stream.clone()))
+    }
+    fn rpc_rate(&self) -> Option<f64> {
+        (!self.rpc_rate.is_empty()).then(|| median(self.rpc_rate.clone()))
+    }
+}
+
+fn ratio(label: &str, a: Option<f64>, b: Option<f64>, target: &str) {
+    if let (Some(a), Some(b)) = (a, b) {
+        println!("  {label:<44} {:>6.2}  ({target})", a / b);
+    }
+}
+
 // One linear report: measure in interleaved rounds, then print; splitting it would only
-// scatter the `upstream` feature gates.
+// scatter the feature gates.
 #[allow(clippy::too_many_lines)]
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("child") {
+        pin(CHILD_CPU);
         run_child(&args[1..]);
         return;
     }
@@ -217,6 +269,7 @@ fn main() {
             other => panic!("unknown argument {other}"),
         }
     }
+    pin(PARENT_CPU);
     if let Some(what) = only {
         // One measurement alone, e.g. under a profiler.
         let (rtt, rate) = match what.as_str() {
@@ -224,17 +277,19 @@ fn main() {
                 inproc(samples);
                 return;
             }
-            "spsc-ours" => (rtt::<transport::Ours>(samples), 0.0),
+            "spsc-ours" => (rtt::<transport::Ours<true>>(samples), 0.0),
+            "spsc-ours-compat" => (rtt::<transport::Ours<false>>(samples), 0.0),
             #[cfg(feature = "upstream")]
             "spsc-upstream" => (rtt::<transport::Upstream>(samples), 0.0),
-            "rpc-ours" => rpc::measure::<rpc::Ours>(samples, samples),
+            "rpc-ours" => rpc::measure::<rpc::Ours<true>>(samples, samples),
+            "rpc-ours-compat" => rpc::measure::<rpc::Ours<false>>(samples, samples),
             #[cfg(feature = "upstream")]
             "rpc-ours-to-upstream" => {
-                rpc::measure_against::<rpc::Ours>("upstream", samples, samples)
+                rpc::measure_against::<rpc::Ours<false>>("upstream", samples, samples)
             }
             #[cfg(feature = "upstream")]
             "rpc-upstream-to-ours" => {
-                rpc::measure_against::<rpc::Upstream>("ours", samples, samples)
+                rpc::measure_against::<rpc::Upstream>("ours-compat", samples, samples)
             }
             "rpc-dispatcher" => rpc::measure::<rpc::OursDispatcher>(samples, samples),
             #[cfg(feature = "upstream")]
@@ -248,105 +303,120 @@ fn main() {
     let per_round = samples.div_ceil(rounds);
     println!(
         "tachyon-bench: {} round trips each ({rounds} interleaved rounds, {WARMUP} warm-up per round), \
-         {PAYLOAD}-byte payloads; streaming {stream} messages x {rounds} rounds",
+         {PAYLOAD}-byte payloads; streaming {stream} messages x {rounds} rounds; \
+         this process on CPU {PARENT_CPU}, its peers on CPU {CHILD_CPU}",
         per_round * rounds
     );
-    let (mut floor, mut ours, mut ours_tp) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut floor, mut fast, mut compat, mut disp) =
+        (Vec::new(), Row::default(), Row::default(), Row::default());
     #[cfg(feature = "upstream")]
-    let (mut up, mut up_tp) = (Vec::new(), Vec::new());
-    let (mut rpc_ours, mut rpc_ours_rate, mut rpc_disp, mut rpc_disp_rate) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    #[cfg(feature = "upstream")]
-    let (mut rpc_up, mut rpc_up_rate) = (Vec::new(), Vec::new());
+    let mut up = Row::default();
+    #[cfg(feature = "iceoryx2")]
+    let mut ice = Row::default();
     let pipelined = per_round * 2;
     for _ in 0..rounds {
-        let (r, rate) = rpc::measure::<rpc::Ours>(per_round, pipelined);
-        rpc_ours.extend(r);
-        rpc_ours_rate.push(rate);
-        let (r, rate) = rpc::measure::<rpc::OursDispatcher>(per_round, pipelined);
-        rpc_disp.extend(r);
-        rpc_disp_rate.push(rate);
-        #[cfg(feature = "upstream")]
-        {
-            let (r, rate) = rpc::measure::<rpc::Upstream>(per_round, pipelined);
-            rpc_up.extend(r);
-            rpc_up_rate.push(rate);
-        }
         floor.extend(floor::rtt(per_round + WARMUP, WARMUP));
-        ours.extend(rtt::<transport::Ours>(per_round));
+        fast.spsc.extend(rtt::<transport::Ours<true>>(per_round));
+        compat.spsc.extend(rtt::<transport::Ours<false>>(per_round));
         #[cfg(feature = "upstream")]
-        up.extend(rtt::<transport::Upstream>(per_round));
-        ours_tp.push(throughput::<transport::Ours>(stream));
+        up.spsc.extend(rtt::<transport::Upstream>(per_round));
+        #[cfg(feature = "iceoryx2")]
+        ice.spsc.extend(iceoryx::rtt(per_round));
+        fast.stream.push(throughput::<transport::Ours<true>>(stream));
+        compat.stream.push(throughput::<transport::Ours<false>>(stream));
         #[cfg(feature = "upstream")]
-        up_tp.push(throughput::<transport::Upstream>(stream));
+        up.stream.push(throughput::<transport::Upstream>(stream));
+        #[cfg(feature = "iceoryx2")]
+        ice.stream.push(iceoryx::throughput(stream));
+        for (row, (r, rate)) in [
+            (&mut fast, rpc::measure::<rpc::Ours<true>>(per_round, pipelined)),
+            (&mut compat, rpc::measure::<rpc::Ours<false>>(per_round, pipelined)),
+            (&mut disp, rpc::measure::<rpc::OursDispatcher>(per_round, pipelined)),
+            #[cfg(feature = "upstream")]
+            (&mut up, rpc::measure::<rpc::Upstream>(per_round, pipelined)),
+        ] {
+            row.rpc.extend(r);
+            row.rpc_rate.push(rate);
+        }
     }
-    println!("(ns)                                 min      p50      p90      p99    p99.9");
+    println!(
+        "SPSC round trip (ns)                         min      p50      p90      p99    p99.9"
+    );
     let floor = Summary::of(floor);
     floor.print("raw cache-line ping-pong (floor)");
-    let ours = Summary::of(ours);
-    ours.print("tachyon (ours) SPSC round trip");
+    Summary::of(fast.spsc.clone()).print("ours, fast mode");
+    Summary::of(compat.spsc.clone()).print("ours, compat mode (ABI v0x04)");
     #[cfg(feature = "upstream")]
-    let upstream = {
-        let s = Summary::of(up);
-        s.print("upstream tachyon-ipc 0.5.1 round trip");
-        Some((s, median(up_tp)))
-    };
+    Summary::of(up.spsc.clone()).print("upstream tachyon-ipc 0.5.1");
     #[cfg(not(feature = "upstream"))]
-    let upstream: Option<(Summary, f64)> = {
-        println!("upstream tachyon-ipc 0.5.1             (not built: needs --features upstream and clang-19; `make bench`)");
-        None
-    };
-    let ours_tp = median(ours_tp);
+    println!("upstream tachyon-ipc 0.5.1               (not built: --features upstream, clang-19; `make bench`)");
+    #[cfg(feature = "iceoryx2")]
+    Summary::of(ice.spsc.clone()).print("iceoryx2 publish-subscribe");
+    #[cfg(not(feature = "iceoryx2"))]
+    println!(
+        "iceoryx2 publish-subscribe               (not built: --features iceoryx2; `make bench`)"
+    );
     println!();
-    println!("streaming 32-byte messages, median of {rounds}: ours {:.2} M msg/s", ours_tp / 1e6);
-    if let Some((_, up_tp)) = &upstream {
-        println!(
-            "streaming 32-byte messages, median of {rounds}: upstream {:.2} M msg/s",
-            up_tp / 1e6
-        );
+    println!("streaming 32-byte messages, median of {rounds} (M msg/s)");
+    #[cfg_attr(not(any(feature = "upstream", feature = "iceoryx2")), allow(unused_mut))]
+    let mut rows: Vec<(&str, &Row)> =
+        vec![("ours, fast mode", &fast), ("ours, compat mode", &compat)];
+    #[cfg(feature = "upstream")]
+    rows.push(("upstream tachyon-ipc 0.5.1", &up));
+    #[cfg(feature = "iceoryx2")]
+    rows.push(("iceoryx2 publish-subscribe", &ice));
+    for (name, row) in &rows {
+        if let Some(v) = row.stream() {
+            println!("{name:<44} {:>8.2}", v / 1e6);
+        }
     }
     println!();
-    println!("RPC echo, {PAYLOAD}-byte payload (ns)       min      p50      p90      p99    p99.9");
-    let rpc_ours = Summary::of(rpc_ours);
-    rpc_ours.print("tachyon (ours) RpcBus");
-    Summary::of(rpc_disp).print("tachyon (ours) RpcBus + Dispatcher");
-    #[cfg(feature = "upstream")]
-    let rpc_up = {
-        let s = Summary::of(rpc_up);
-        s.print("upstream tachyon-ipc 0.5.1 RpcBus");
-        Some((s, median(rpc_up_rate)))
-    };
-    #[cfg(not(feature = "upstream"))]
-    let rpc_up: Option<(Summary, f64)> = None;
-    let rpc_ours_rate = median(rpc_ours_rate);
     println!(
-        "pipelined calls ({} in flight), median of {rounds}: ours {:.2} M calls/s, ours + Dispatcher {:.2} M calls/s",
-        rpc::PIPELINE,
-        rpc_ours_rate / 1e6,
-        median(rpc_disp_rate) / 1e6
+        "RPC echo round trip (ns)                     min      p50      p90      p99    p99.9"
     );
-    if let Some((_, r)) = &rpc_up {
-        println!(
-            "pipelined calls ({} in flight), median of {rounds}: upstream {:.2} M calls/s",
-            rpc::PIPELINE,
-            r / 1e6
-        );
+    Summary::of(fast.rpc.clone()).print("ours, fast mode");
+    Summary::of(compat.rpc.clone()).print("ours, compat mode");
+    Summary::of(disp.rpc.clone()).print("ours, fast mode + Dispatcher");
+    #[cfg(feature = "upstream")]
+    Summary::of(up.rpc.clone()).print("upstream tachyon-ipc 0.5.1");
+    println!();
+    println!("pipelined RPC ({} in flight), median of {rounds} (M calls/s)", rpc::PIPELINE);
+    #[cfg_attr(not(feature = "upstream"), allow(unused_mut))]
+    let mut rows: Vec<(&str, &Row)> = vec![
+        ("ours, fast mode", &fast),
+        ("ours, compat mode", &compat),
+        ("ours, fast mode + Dispatcher", &disp),
+    ];
+    #[cfg(feature = "upstream")]
+    rows.push(("upstream tachyon-ipc 0.5.1", &up));
+    for (name, row) in &rows {
+        if let Some(v) = row.rpc_rate() {
+            println!("{name:<44} {:>8.2}", v / 1e6);
+        }
     }
     println!();
     println!("ratios (same run):");
-    println!("  ours p50 / floor p50          = {:.2}", ours.p50 as f64 / floor.p50.max(1) as f64);
-    if let Some((up, up_tp)) = &upstream {
-        println!(
-            "  ours p50 / upstream p50       = {:.2}  (target <= 1.00)",
-            ours.p50 as f64 / up.p50.max(1) as f64
+    let floor_p50 = Some(floor.p50 as f64);
+    ratio("SPSC p50, fast / floor", fast.spsc_p50(), floor_p50, "target <= 1.15");
+    ratio("SPSC p50, compat / floor", compat.spsc_p50(), floor_p50, "for reference");
+    #[cfg(feature = "upstream")]
+    {
+        ratio("SPSC p50, fast / upstream", fast.spsc_p50(), up.spsc_p50(), "lower is better");
+        ratio("streaming, fast / upstream", fast.stream(), up.stream(), "target >= 1.5");
+        ratio("RPC echo p50, fast / upstream", fast.rpc_p50(), up.rpc_p50(), "target <= 0.8");
+        ratio(
+            "RPC echo p50, fast+Dispatcher / upstream",
+            disp.rpc_p50(),
+            up.rpc_p50(),
+            "lower is better",
         );
-        println!("  ours rate / upstream rate     = {:.2}  (target >= 1.00)", ours_tp / up_tp);
+        ratio("pipelined RPC, fast / upstream", fast.rpc_rate(), up.rpc_rate(), "higher is better");
     }
-    if let Some((up, r)) = &rpc_up {
-        println!(
-            "  RPC ours p50 / upstream p50   = {:.2}  (target <= 1.00)",
-            rpc_ours.p50 as f64 / up.p50.max(1) as f64
-        );
-        println!("  RPC pipelined ours / upstream = {:.2}", rpc_ours_rate / r);
+    ratio("streaming, fast / compat", fast.stream(), compat.stream(), "higher is better");
+    ratio("RPC echo p50, fast / compat", fast.rpc_p50(), compat.rpc_p50(), "lower is better");
+    #[cfg(feature = "iceoryx2")]
+    {
+        ratio("SPSC p50, fast / iceoryx2", fast.spsc_p50(), ice.spsc_p50(), "lower is better");
+        ratio("streaming, fast / iceoryx2", fast.stream(), ice.stream(), "higher is better");
     }
 }

@@ -71,7 +71,8 @@ pub fn measure_against<T: RpcTransport>(
 /// Runs the callee role for transport `name`.
 pub fn dispatch_child(name: &str, path: &str, n: usize) {
     match name {
-        Ours::NAME => Ours::listen(path).serve_echo(n),
+        Ours::<true>::NAME => Ours::<true>::listen(path).serve_echo(n),
+        Ours::<false>::NAME => Ours::<false>::listen(path).serve_echo(n),
         OursDispatcher::NAME => OursDispatcher::listen(path).serve_echo(n),
         #[cfg(feature = "upstream")]
         Upstream::NAME => Upstream::listen(path).serve_echo(n),
@@ -79,15 +80,16 @@ pub fn dispatch_child(name: &str, path: &str, n: usize) {
     }
 }
 
-/// Our RpcBus, callee as a plain serve/reply loop.
-pub struct Ours(tachyon::rpc::RpcBus);
+/// Our RpcBus, callee as a plain serve/reply loop; `FAST` as for the SPSC bus.
+pub struct Ours<const FAST: bool>(tachyon::rpc::RpcBus);
 
-impl RpcTransport for Ours {
-    const NAME: &'static str = "ours";
+impl<const FAST: bool> RpcTransport for Ours<FAST> {
+    const NAME: &'static str = if FAST { "ours" } else { "ours-compat" };
     fn listen(path: &str) -> Self {
+        let opts = tachyon::ListenOptions::new().fast_mode(FAST);
+        let wait = tachyon::Wait::new().timeout(Duration::from_secs(30));
         Self(
-            tachyon::rpc::RpcBus::listen_timeout(path, 1 << 16, 1 << 16, Duration::from_secs(30))
-                .expect("listen"),
+            tachyon::rpc::RpcBus::listen_opts(path, 1 << 16, 1 << 16, &opts, wait).expect("listen"),
         )
     }
     fn connect(path: &str) -> Self {
@@ -118,8 +120,9 @@ impl RpcTransport for Ours {
     }
 }
 
-/// Our RpcBus, callee running the `Dispatcher` (what `#[tachyon_rpc]` servers use).
-pub struct OursDispatcher(Ours);
+/// Our RpcBus (fast mode), callee running the `Dispatcher` (what `#[tachyon_rpc]`
+/// servers use).
+pub struct OursDispatcher(Ours<true>);
 
 impl RpcTransport for OursDispatcher {
     const NAME: &'static str = "ours-dispatcher";

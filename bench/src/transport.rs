@@ -65,20 +65,27 @@ pub fn dispatch_child(what: &str, name: &str, args: &[&str]) {
         }
     }
     match name {
-        Ours::NAME => run::<Ours>(what, args),
+        Ours::<true>::NAME => run::<Ours<true>>(what, args),
+        Ours::<false>::NAME => run::<Ours<false>>(what, args),
         #[cfg(feature = "upstream")]
         Upstream::NAME => run::<Upstream>(what, args),
         other => panic!("unknown transport {other}"),
     }
 }
 
-/// Our bus.
-pub struct Ours(tachyon::Bus);
+/// Our bus: with `FAST`, the fast ring protocol two peers of ours negotiate; without,
+/// upstream's ABI v0x04 (what an upstream peer gets).
+pub struct Ours<const FAST: bool>(tachyon::Bus);
 
-impl Transport for Ours {
-    const NAME: &'static str = "ours";
+impl<const FAST: bool> Transport for Ours<FAST> {
+    const NAME: &'static str = if FAST { "ours" } else { "ours-compat" };
     fn listen(path: &str, cap: usize) -> Self {
-        Self(tachyon::Bus::listen_timeout(path, cap, Duration::from_secs(30)).expect("listen"))
+        let opts = tachyon::ListenOptions::new().fast_mode(FAST);
+        let wait = tachyon::Wait::new().timeout(Duration::from_secs(30));
+        let bus = tachyon::Bus::listen_opts(path, cap, &opts, wait).expect("listen");
+        let expected = if FAST { tachyon::RingMode::Fast } else { tachyon::RingMode::Compat };
+        assert_eq!(bus.ring_mode(), expected, "negotiated ring mode");
+        Self(bus)
     }
     fn connect(path: &str) -> Self {
         Self(tachyon::Bus::connect(path).expect("connect"))

@@ -283,9 +283,11 @@ impl Arena {
         layout::RingMode::for_ring(self.fast.load(Ordering::Relaxed), self.capacity)
     }
 
-    /// Records what the handshake negotiated (before producers and consumers exist).
+    /// Records what the handshake negotiated (before producers and consumers exist). The
+    /// fast mode also needs this process registered for membarrier (`wait::Barrier`),
+    /// which negotiation already checked.
     pub fn set_fast(&self, fast: bool) {
-        self.fast.store(fast, Ordering::Relaxed);
+        self.fast.store(fast && crate::wait::membarrier_registered(), Ordering::Relaxed);
     }
 
     /// The fast mode's commit word of the slot at ring offset `phys` (a multiple of 64):

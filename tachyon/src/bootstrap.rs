@@ -584,6 +584,8 @@ fn ext_frame(word: u32) -> [u8; 8] {
 fn negotiate_as_listener(conn: OwnedFd, timeout: Duration, fast: bool) -> Result<Offered> {
     // The peer may be upstream and gone already: a failed send just means "no link".
     let fallback = Peer { watch: process_of(&conn), fast: false };
+    // The fast mode's wake protocol needs membarrier (see `wait::Barrier`).
+    let fast = fast && crate::wait::membarrier_registered();
     let hello = if fast { EXT_VERSION_FAST } else { EXT_VERSION };
     if rustix::net::send(&conn, &ext_frame(hello), SendFlags::NOSIGNAL).is_err() {
         return Ok(Offered::Taken(fallback));
@@ -747,7 +749,9 @@ fn handshake_over(
         read_frame(&sock, &mut Deadline::start(&mut hello_spec)).unwrap_or(Frame::Eof)
     };
     let ours = matches!(hello, Frame::Word(v) if v >= EXT_VERSION);
-    let fast = opts.fast_mode && matches!(hello, Frame::Word(v) if v >= EXT_VERSION_FAST);
+    let fast = opts.fast_mode
+        && matches!(hello, Frame::Word(v) if v >= EXT_VERSION_FAST)
+        && crate::wait::membarrier_registered();
     match checked {
         Ok(handshake) => {
             let answer = ext_frame(if fast { EXT_ACCEPTED_FAST } else { EXT_ACCEPTED });

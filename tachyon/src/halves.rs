@@ -12,7 +12,7 @@ use crate::arena::Arena;
 use crate::error::{Error, Result};
 use crate::liveness::{Alarm, PeerLink};
 use crate::ring::{Consumer, Producer, Reservation, Slot};
-use crate::wait::{block_on, block_until, idle_check, Wait, Watch};
+use crate::wait::{block_on, block_until, idle_check, Barrier, Wait, Watch};
 
 /// The producing half over one arena.
 #[derive(Debug)]
@@ -66,7 +66,8 @@ impl TxHalf {
     ) -> Result<TxGuard<'_>> {
         let mut producer = self.producer()?;
         // Room appears when the consumer moves its tail.
-        let watch = Watch { index: self.arena.tail(), futex: None, alarm: None };
+        let watch =
+            Watch { index: self.arena.tail(), futex: None, alarm: None, barrier: Barrier::Fence };
         let reservation = block_until(watch, link, wait, || match producer.acquire(max_size) {
             Ok(r) => Ok(Some(r)),
             Err(Error::Full { .. }) => Ok(None),
@@ -120,6 +121,7 @@ impl RxHalf {
             index: crate::ring::watch_word(&self.arena, position),
             futex: Some(self.arena.consumer_sleeping()),
             alarm: None,
+            barrier: self.arena.mode().barrier(),
         }
     }
 
@@ -352,6 +354,7 @@ impl RxReadiness {
             index: self.arena.head(),
             futex: Some(self.arena.consumer_sleeping()),
             alarm: Some(&self.alarm),
+            barrier: self.arena.mode().barrier(),
         };
         let poll = || {
             // Acquire: pairs with the producer's release store of head.

@@ -169,9 +169,11 @@ const _: () = {
 ///   (`fast::COMMIT`): the producer stores `position + 1` there last, with release
 ///   ordering, and the consumer polls the slot it reads next instead of `head`. The
 ///   payload starts at byte 32 of the slot, so a message of up to 32 bytes is one cache
-///   line. Before publishing a slot, the producer zeroes the commit word where the next
-///   slot will start (kept free by one reserved line at the end of the free space), so
-///   stale bytes from an earlier lap never read as published.
+///   line. Commit words are stored at flush (after 32 commits, or when the caller
+///   flushes), in ring order, so the consumer never polls a line still being filled.
+///   Before that, the producer zeroes the commit word where the next slot will start
+///   (kept free by one reserved line at the end of the free space), so stale bytes from
+///   an earlier lap never read as published.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RingMode {
     /// Upstream's protocol (ABI v0x04, byte-exact).
@@ -230,6 +232,15 @@ impl RingMode {
         match max_payload.checked_add(self.payload_offset() + MSG_ALIGNMENT as usize - 1) {
             Some(n) => Some(n & !(MSG_ALIGNMENT as usize - 1)),
             None => None,
+        }
+    }
+
+    /// How this mode orders the sleep/wake handshake.
+    #[inline]
+    pub(crate) const fn barrier(self) -> crate::wait::Barrier {
+        match self {
+            Self::Compat => crate::wait::Barrier::Fence,
+            Self::Fast => crate::wait::Barrier::Membarrier,
         }
     }
 

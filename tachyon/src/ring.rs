@@ -99,6 +99,9 @@ pub(crate) struct Producer {
     cached_tail: u64,
     /// Commits since the last head store.
     unpublished: u32,
+    /// Fast mode: commit words to store at the next flush, in ring order (a message and
+    /// its skip marker each take one; at most [`PUBLISH_BATCH`] messages are pending).
+    pending: PendingCommits,
     /// A reservation is parked (see [`crate::ParkedTx`]): no other may be made.
     pub parked: bool,
 }
@@ -119,7 +122,15 @@ impl Producer {
         {
             arena.set_fatal();
         }
-        Self { mode: arena.mode(), arena, head, cached_tail, unpublished: 0, parked: false }
+        Self {
+            mode: arena.mode(),
+            arena,
+            head,
+            cached_tail,
+            unpublished: 0,
+            pending: PendingCommits::default(),
+            parked: false,
+        }
     }
 
     /// Reserves a slot for up to `max` payload bytes. Fails with `Full` when there is no
@@ -210,24 +221,16 @@ impl Producer {
                 self.arena.write_msg_header(r.phys, size as u32, type_id, r.slot as u32, cid);
             }
             RingMode::Fast => {
+                // The header now, its commit word at flush (in ring order), so the
+                // consumer never polls a line the producer is still filling.
                 let start = self.head;
-                let at = start.wrapping_add(r.skip);
-                let next = at.wrapping_add(r.slot);
-                // The next slot starts at `next`: clear its commit word before this one
-                // is published, so whatever an earlier lap left there (a header of that
-                // lap, or payload bytes) never reads as published. It lies in the guard
-                // line `acquire` kept free, which the consumer has released.
-                self.arena.commit_word(phys(next, cap)).store(0, Ordering::Relaxed);
-                self.arena.write_msg_header(r.phys, size as u32, type_id, r.slot as u32, cid);
-                // Release: the header and payload are visible to a consumer that acquires
-                // this word (and so is the clear above).
-                self.arena.commit_word(r.phys).store(at.wrapping_add(1), Ordering::Release);
                 if r.skip > 0 {
-                    // The marker goes last: the consumer waits on it, not on the message.
                     let p = phys(start, cap);
                     self.arena.write_skip_marker(p);
-                    self.arena.commit_word(p).store(start.wrapping_add(1), Ordering::Release);
+                    self.pending.push(p, start.wrapping_add(1));
                 }
+                self.arena.write_msg_header(r.phys, size as u32, type_id, r.slot as u32, cid);
+                self.pending.push(r.phys, start.wrapping_add(r.skip).wrapping_add(1));
             }
         }
         self.head = self.head.wrapping_add(r.skip + r.slot);
@@ -245,11 +248,61 @@ impl Producer {
         if self.unpublished == 0 {
             return;
         }
+        if self.mode == RingMode::Fast {
+            let cap = self.arena.capacity();
+            // The slot after the last one starts at `head`: clear its commit word before
+            // anything is published, so whatever an earlier lap left there (a header,
+            // or payload bytes that happen to equal `head + 1`) never reads as published.
+            // It lies in the guard line `acquire` keeps free, which the consumer has
+            // released. (The pending slots need no clearing: their headers and payloads
+            // are complete before the first commit word below, so a consumer that runs
+            // ahead onto one of them early reads a finished slot.)
+            self.arena.commit_word(phys(self.head, cap)).store(0, Ordering::Relaxed);
+            for &(p, value) in self.pending.as_slice() {
+                // Release: this slot's header and payload, and the clears above and at
+                // commit, are visible to a consumer that acquires this word.
+                self.arena.commit_word(p as usize).store(value, Ordering::Release);
+            }
+            self.pending.clear();
+        }
         // Release: makes the headers and payloads written before it visible to a consumer
         // that acquires this head.
         self.arena.head().store(self.head, Ordering::Release);
         self.unpublished = 0;
-        wait::wake_consumer(self.arena.consumer_sleeping());
+        wait::wake_consumer(self.arena.consumer_sleeping(), self.mode.barrier());
+    }
+}
+
+/// The fast mode's commit words waiting for a flush: `(slot offset, value)`.
+#[derive(Debug)]
+struct PendingCommits {
+    len: usize,
+    entries: [(u32, u64); 2 * PUBLISH_BATCH as usize],
+}
+
+impl Default for PendingCommits {
+    fn default() -> Self {
+        Self { len: 0, entries: [(0, 0); 2 * PUBLISH_BATCH as usize] }
+    }
+}
+
+impl PendingCommits {
+    #[inline]
+    fn push(&mut self, phys: usize, value: u64) {
+        // A flush every PUBLISH_BATCH commits, each adding a message and at most one
+        // skip marker, bounds the count.
+        self.entries[self.len] = (phys as u32, value);
+        self.len += 1;
+    }
+
+    #[inline]
+    fn as_slice(&self) -> &[(u32, u64)] {
+        &self.entries[..self.len]
+    }
+
+    #[inline]
+    fn clear(&mut self) {
+        self.len = 0;
     }
 }
 

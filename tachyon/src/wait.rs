@@ -8,7 +8,8 @@
 //! operation and an `idle` closure called at least every [`WATCHDOG`] (liveness of the
 //! peer, the caller's interrupt check). Deadlines are checked at the same points.
 
-use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{compiler_fence, fence, AtomicU32, AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use rustix::thread::futex;
@@ -63,6 +64,47 @@ impl WaitSpec {
     }
 }
 
+/// How a producer's "publish, then look at the sleep word" is ordered against a
+/// consumer's "announce sleep, then look for messages" (a store-load pattern that needs a
+/// full barrier on one side or the other).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Barrier {
+    /// A `SeqCst` fence on both sides (upstream's protocol; ~100 ns per producer flush).
+    Fence,
+    /// Fast mode between two peers of ours, both registered with
+    /// `MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED`: the producer's hot path has only a
+    /// compiler fence, and a consumer about to sleep issues
+    /// `membarrier(GLOBAL_EXPEDITED)`, which runs a full barrier on every CPU running a
+    /// registered process. Either the producer's load of the sleep word comes after
+    /// that barrier (it sees `SLEEPING` and wakes the consumer), or its publication is
+    /// visible once the barrier returns (the consumer's re-check sees it).
+    Membarrier,
+}
+
+/// Whether this process is registered for `membarrier(GLOBAL_EXPEDITED)` (registered on
+/// the first call). The fast mode is offered and accepted only when it is.
+pub(crate) fn membarrier_registered() -> bool {
+    static REGISTERED: OnceLock<bool> = OnceLock::new();
+    *REGISTERED.get_or_init(|| {
+        use rustix::thread::{membarrier, MembarrierCommand};
+        membarrier(MembarrierCommand::RegisterGlobalExpedited).is_ok()
+    })
+}
+
+/// The sleeper's side of [`Barrier`]: between announcing a sleep and the last look.
+#[inline]
+fn sleeper_barrier(barrier: Barrier) {
+    fence(Ordering::SeqCst);
+    if barrier == Barrier::Membarrier {
+        use rustix::thread::{membarrier, MembarrierCommand};
+        // Registered (fast mode is never agreed otherwise); a failure here would leave
+        // the wake to the watchdog, so say so.
+        if let Err(e) = membarrier(MembarrierCommand::GlobalExpedited) {
+            tracing::warn!(target: "tachyon", "membarrier failed ({e}): wake-ups may take up to 200 ms");
+        }
+    }
+}
+
 /// Producer side: wakes a consumer sleeping on `word`. Called after every store of
 /// `head`.
 ///
@@ -72,13 +114,16 @@ impl WaitSpec {
 /// (see [`crate::liveness`]), so such a `FUTEX_WAIT` returns at once. An upstream
 /// consumer, which stores 0 after every wake-up anyway, sees nothing but a spurious wake.
 #[inline]
-pub(crate) fn wake_consumer(word: &AtomicU32) {
+pub(crate) fn wake_consumer(word: &AtomicU32, barrier: Barrier) {
     if word.load(Ordering::Relaxed) == sleep::POLLING {
         return;
     }
-    // SeqCst fence: pairs with the consumer's fence between "store 1" and "re-check the
-    // ring". Either the consumer's re-check sees our head store, or we see its 1 here.
-    fence(Ordering::SeqCst);
+    // Pairs with the consumer's barrier between "store 1" and "re-check the ring" (see
+    // [`Barrier`]). Either the consumer's re-check sees our publication, or we see its 1.
+    match barrier {
+        Barrier::Fence => fence(Ordering::SeqCst),
+        Barrier::Membarrier => compiler_fence(Ordering::SeqCst),
+    }
     wake_sleepers(word);
 }
 
@@ -93,6 +138,8 @@ pub(crate) struct Watch<'a> {
     pub futex: Option<&'a AtomicU32>,
     /// Raised when the wait must end early; checked before every sleep and nap.
     pub alarm: Option<&'a Alarm>,
+    /// How the sleep announcement is ordered against the producer's wake.
+    pub barrier: Barrier,
 }
 
 impl Watch<'_> {
@@ -212,8 +259,8 @@ pub(crate) fn block_on<T>(
         {
             continue;
         }
-        // SeqCst fence: pairs with `wake_consumer`; see there.
-        fence(Ordering::SeqCst);
+        // Pairs with `wake_consumer`; see there.
+        sleeper_barrier(watch.barrier);
         state = Phase::Announced(word);
     }
 }
@@ -363,7 +410,7 @@ mod tests {
         let t = Instant::now();
         let i = AtomicU64::new(0);
         let r: Result<()> = block_on(
-            Watch { index: &i, futex: Some(&w), alarm: None },
+            Watch { index: &i, futex: Some(&w), alarm: None, barrier: Barrier::Fence },
             &spec,
             || Ok(None),
             || Ok(None),
@@ -379,7 +426,7 @@ mod tests {
         let spec = WaitSpec::timeout(0, Duration::from_millis(30));
         let i = AtomicU64::new(0);
         let r: Result<()> = block_on(
-            Watch { index: &i, futex: Some(&w), alarm: None },
+            Watch { index: &i, futex: Some(&w), alarm: None, barrier: Barrier::Fence },
             &spec,
             || Ok(None),
             || Ok(None),
@@ -394,7 +441,7 @@ mod tests {
         let spec = WaitSpec::forever(0);
         let i = AtomicU64::new(0);
         let r: Result<()> = block_on(
-            Watch { index: &i, futex: Some(&w), alarm: None },
+            Watch { index: &i, futex: Some(&w), alarm: None, barrier: Barrier::Fence },
             &spec,
             || Ok(None),
             || Err(Error::Interrupted),
@@ -412,13 +459,13 @@ mod tests {
                 std::thread::yield_now();
             }
             f2.store(1, Ordering::SeqCst);
-            wake_consumer(&w2);
+            wake_consumer(&w2, Barrier::Fence);
         });
         let start = Instant::now();
         let spec = WaitSpec::forever(0);
         let i = AtomicU64::new(0);
         block_on(
-            Watch { index: &i, futex: Some(&w), alarm: None },
+            Watch { index: &i, futex: Some(&w), alarm: None, barrier: Barrier::Fence },
             &spec,
             || Ok((flag.load(Ordering::SeqCst) == 1).then_some(())),
             || Ok(None),

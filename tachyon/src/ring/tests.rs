@@ -458,22 +458,22 @@ fn fast_pair(cap: usize) -> (Producer, Consumer, Arc<Arena>) {
 }
 
 #[test]
-fn fast_small_messages_take_one_line_and_need_no_head() {
+fn fast_small_messages_take_one_line() {
     let (mut p, mut c, arena) = fast_pair(4096);
     for i in 0..5u8 {
         let r = p.acquire(32).unwrap();
         p.payload_mut(&r).fill(i);
         p.commit(r, 32, u32::from(i), None).unwrap();
     }
-    // Not flushed: head still 0, yet the consumer sees every commit.
-    assert_eq!(arena.head().load(Ordering::Relaxed), 0);
+    // Not flushed: nothing is published yet (the commit words are written at flush).
+    assert!(recv(&mut c).unwrap().is_none());
+    p.flush();
+    assert_eq!(arena.head().load(Ordering::Relaxed), 5 * 64, "flush publishes head too");
     for i in 0..5u8 {
         assert_eq!(recv(&mut c).unwrap().unwrap(), (vec![i; 32], u32::from(i)));
         assert_eq!(c.position(), 64 * (u64::from(i) + 1), "one 64-byte line per message");
     }
     assert!(recv(&mut c).unwrap().is_none());
-    p.flush();
-    assert_eq!(arena.head().load(Ordering::Relaxed), 5 * 64, "flush still publishes head");
 }
 
 #[test]
@@ -532,12 +532,16 @@ fn fast_stale_bytes_that_look_like_a_commit_are_never_read_as_published() {
         let data = payload.to_vec();
         p.commit(r, size, seq, None).unwrap();
         sent.push_back((data[..size].to_vec(), seq));
+        if seq % 5 == 0 {
+            p.flush();
+        }
         if seq % 3 == 0 {
             while let Some(m) = recv(&mut c).unwrap() {
                 assert_eq!(Some(m), sent.pop_front());
             }
         }
     }
+    p.flush();
     while let Some(m) = recv(&mut c).unwrap() {
         assert_eq!(Some(m), sent.pop_front());
     }
@@ -625,11 +629,13 @@ fn fast_fuzz_entry_point_survives_edge_inputs() {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
-    /// The fast mode against a model: a commit is visible at once (no flush needed).
+    /// The fast mode against the same model: commits are published at flush, after 32
+    /// commits, or when the ring is full.
     #[test]
     fn fast_ring_matches_a_model_queue(ops in prop::collection::vec(op(), 1..300), cap_log in 10u32..13) {
         let (mut p, mut c, _) = fast_pair(1 << cap_log);
         let mut published: VecDeque<(Vec<u8>, u32)> = VecDeque::new();
+        let mut unpublished: Vec<(Vec<u8>, u32)> = Vec::new();
         let mut seq: u32 = 0;
         for op in ops {
             match op {
@@ -641,16 +647,22 @@ proptest! {
                             let data: Vec<u8> = (0..len).map(|i| (seq as usize + i) as u8).collect();
                             p.payload_mut(&r)[..len].copy_from_slice(&data);
                             p.commit(r, len, seq, None).unwrap();
-                            published.push_back((data, seq));
-                            if flush { p.flush(); }
+                            unpublished.push((data, seq));
+                            if unpublished.len() == 32 || flush {
+                                if flush { p.flush(); }
+                                published.extend(unpublished.drain(..));
+                            }
                         }
-                        Err(Error::Full { .. } | Error::MessageTooLarge { .. }) => {}
+                        Err(Error::Full { .. }) => published.extend(unpublished.drain(..)),
+                        Err(Error::MessageTooLarge { .. }) => {}
                         Err(e) => prop_assert!(false, "unexpected {e}"),
                     }
                 }
                 Op::Rollback { max } => {
-                    if let Ok(r) = p.acquire(max) {
-                        p.payload_mut(&r).fill(0xEE);
+                    match p.acquire(max) {
+                        Ok(r) => p.payload_mut(&r).fill(0xEE),
+                        Err(Error::Full { .. }) => published.extend(unpublished.drain(..)),
+                        Err(_) => {}
                     }
                 }
                 Op::Recv => {
@@ -670,9 +682,14 @@ proptest! {
                     prop_assert_eq!(&got, &want);
                     if !got.is_empty() { c.advance(at); }
                 }
-                Op::Flush => p.flush(),
+                Op::Flush => {
+                    p.flush();
+                    published.extend(unpublished.drain(..));
+                }
             }
         }
+        p.flush();
+        published.extend(unpublished.drain(..));
         while let Some(m) = recv(&mut c).unwrap() {
             prop_assert_eq!(Some(m), published.pop_front());
         }
