@@ -15,38 +15,77 @@ use tachyon::net::frame::{self, Hello, Kind, HEADER_LEN};
 /// Payload bytes per call.
 pub const PAYLOAD: usize = 32;
 
-/// Round trips of 32 bytes on one blocking `std::net` connection.
-pub fn rtt_echo(port: u16, samples: usize, warmup: usize) -> Vec<u64> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_nodelay(true).expect("nodelay");
-    let msg = [7u8; PAYLOAD];
-    let mut back = [0u8; PAYLOAD];
-    let mut out = Vec::with_capacity(samples);
-    for i in 0..samples + warmup {
-        let t = Instant::now();
-        s.write_all(&msg).expect("write");
-        s.read_exact(&mut back).expect("read");
-        if i >= warmup {
-            out.push(t.elapsed().as_nanos() as u64);
-        }
-    }
-    out
+/// A connected latency client: one round trip at a time.
+pub enum RttClient {
+    /// Bare 32-byte echo over `std::net`.
+    Echo(TcpStream),
+    /// Our request frames over `std::net` (after the hello).
+    Frames(TcpStream, Vec<u8>),
+    /// Our blocking `TcpClient`.
+    Ours(tachyon::net::TcpClient),
 }
 
-/// Round trips of 32 bytes through our blocking `TcpClient` (echo, msg_type 1).
-pub fn rtt_ours(port: u16, samples: usize, warmup: usize) -> Vec<u64> {
-    let c = tachyon::net::TcpClient::connect(&format!("tcp://127.0.0.1:{port}")).expect("connect");
-    let msg = [7u8; PAYLOAD];
-    let mut out = Vec::with_capacity(samples);
-    for i in 0..samples + warmup {
-        let t = Instant::now();
-        let r = c.invoke(1, &msg, None).expect("call");
-        if i >= warmup {
+impl RttClient {
+    /// Connects the kind of client `kind` names to `port`.
+    pub fn connect(kind: Client, port: u16) -> Self {
+        let plain = || {
+            let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+            s.set_nodelay(true).expect("nodelay");
+            s
+        };
+        match kind {
+            Client::Echo => Self::Echo(plain()),
+            Client::Frames => {
+                let mut s = plain();
+                let h = Hello { version: 1, max_frame: 1 << 20, max_in_flight: 16 };
+                s.write_all(&h.frame()).expect("hello");
+                let mut back = [0u8; HEADER_LEN + frame::HELLO_LEN];
+                s.read_exact(&mut back).expect("the server's hello");
+                let mut req = Vec::new();
+                frame::push_message(&mut req, Kind::Request, 1, 1, 0, &[7; PAYLOAD]);
+                Self::Frames(s, req)
+            }
+            Client::Ours => Self::Ours(
+                tachyon::net::TcpClient::connect(&format!("tcp://127.0.0.1:{port}"))
+                    .expect("connect"),
+            ),
+        }
+    }
+
+    /// `n` round trips, their times appended to `out`.
+    pub fn run(&mut self, n: usize, out: &mut Vec<u64>) {
+        let msg = [7u8; PAYLOAD];
+        let mut back = [0u8; HEADER_LEN + PAYLOAD];
+        for _ in 0..n {
+            let t = Instant::now();
+            match self {
+                Self::Echo(s) => {
+                    s.write_all(&msg).expect("write");
+                    s.read_exact(&mut back[..PAYLOAD]).expect("read");
+                }
+                Self::Frames(s, req) => {
+                    s.write_all(req).expect("write");
+                    s.read_exact(&mut back).expect("read");
+                }
+                Self::Ours(c) => {
+                    let r = c.invoke(1, &msg, None).expect("call");
+                    assert_eq!(r.len(), PAYLOAD);
+                }
+            }
             out.push(t.elapsed().as_nanos() as u64);
         }
-        assert_eq!(r.len(), PAYLOAD);
     }
-    out
+}
+
+/// Which client a latency row uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Client {
+    /// Bare echo (the anchors).
+    Echo,
+    /// Our frames, written by hand over `std::net`.
+    Frames,
+    /// Our `TcpClient`.
+    Ours,
 }
 
 struct Conn {

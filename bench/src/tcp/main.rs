@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! tachyon-tcp-bench [--samples N] [--rounds R] [--seconds S] [--rtt-cpu C] [--client-cpu C] [--server-cpu C]
+//! tachyon-tcp-bench --only <std|tokio|uring|node|ours-uring|ours-epoll>  # one latency, for profiling
 //! tachyon-tcp-bench server <std|tokio|uring|ours-uring|ours-epoll>   # internal
 //! ```
 //!
@@ -25,15 +26,23 @@ use std::io::BufRead;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-/// The servers compared, with how the load talks to each.
-const SERVERS: [(&str, &str, bool); 6] = [
-    ("std", "std::net blocking echo (floor)", false),
-    ("tokio", "tokio current_thread echo", false),
-    ("uring", "raw io_uring echo (multishot+bufring)", false),
-    ("node", "Node net echo", false),
-    ("ours-uring", "ours, io_uring server", true),
-    ("ours-epoll", "ours, epoll server", true),
+use load::Client;
+
+/// The servers compared: kind, label, whether the load speaks our frames, and the
+/// latency client.
+const SERVERS: [(&str, &str, bool, Client); 7] = [
+    ("std", "std::net blocking echo (floor)", false, Client::Echo),
+    ("tokio", "tokio current_thread echo", false, Client::Echo),
+    ("uring", "raw io_uring echo (multishot+bufring)", false, Client::Echo),
+    ("node", "Node net echo", false, Client::Echo),
+    ("ours-uring", "ours, io_uring server (TcpClient)", true, Client::Ours),
+    ("ours-epoll", "ours, epoll server (TcpClient)", true, Client::Ours),
+    ("ours-uring", "ours, io_uring server (std::net client)", true, Client::Frames),
 ];
+
+/// Round trips per server before moving on to the next: latency rows interleave in
+/// chunks this small, so machine noise (this VM's is large) hits every row alike.
+const CHUNK: usize = 500;
 
 struct Args {
     samples: usize,
@@ -141,6 +150,43 @@ fn main() {
         servers::run(&argv[2]);
         return;
     }
+    if argv.get(1).map(String::as_str) == Some("--only") {
+        // One server's latency alone (raw frame client for ours), e.g. under a profiler.
+        let kind = argv.get(2).expect("--only KIND").as_str();
+        pin(0);
+        let s = Server::start(kind, 0);
+        let client = if kind.starts_with("ours") { Client::Frames } else { Client::Echo };
+        let mut c = load::RttClient::connect(client, s.port);
+        let mut v = Vec::new();
+        c.run(10_000, &mut v);
+        v.clear();
+        c.run(200_000, &mut v);
+        println!("{kind}: p50 {:.2} us, p99 {:.2} us", pct(&mut v, 0.5), pct(&mut v, 0.99));
+        return;
+    }
+    if argv.get(1).map(String::as_str) == Some("--only-tput") {
+        // One server's throughput alone, e.g. under a profiler.
+        let kind = argv.get(2).expect("--only-tput KIND").as_str();
+        pin(0);
+        let s = Server::start(kind, 1);
+        let (mut at, mut used) = (0, 0);
+        let window = Duration::from_secs(3);
+        let calls = load::pipelined(
+            s.port,
+            64,
+            16,
+            kind.starts_with("ours"),
+            Duration::from_millis(300),
+            window,
+            &mut |start| if start { at = s.cpu_ns() } else { used = s.cpu_ns() - at },
+        );
+        println!(
+            "{kind}: {:.0} calls/s, {:.0} server ns/call",
+            calls as f64 / window.as_secs_f64(),
+            used as f64 / calls.max(1) as f64
+        );
+        return;
+    }
     let a = parse();
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
     println!(
@@ -152,18 +198,32 @@ fn main() {
     let warmup = a.samples / 10;
     let window = Duration::from_secs_f64(a.seconds);
     for round in 0..a.rounds {
-        for (i, (kind, _, framed)) in SERVERS.iter().enumerate() {
-            // Latency, on one CPU.
-            pin(a.rtt_cpu);
-            let s = Server::start(kind, a.rtt_cpu);
-            let mut v = if *framed {
-                load::rtt_ours(s.port, a.samples, warmup)
-            } else {
-                load::rtt_echo(s.port, a.samples, warmup)
-            };
-            rows[i].p50.push(pct(&mut v, 0.50));
-            rows[i].p99.push(pct(&mut v, 0.99));
-            drop(s);
+        // Latency, on one CPU: every server up at once, visited in turn in small chunks.
+        pin(a.rtt_cpu);
+        let servers: Vec<Server> =
+            SERVERS.iter().map(|(kind, ..)| Server::start(kind, a.rtt_cpu)).collect();
+        let mut clients: Vec<load::RttClient> = SERVERS
+            .iter()
+            .zip(&servers)
+            .map(|((_, _, _, c), s)| load::RttClient::connect(*c, s.port))
+            .collect();
+        let mut samples: Vec<Vec<u64>> = vec![Vec::with_capacity(a.samples); SERVERS.len()];
+        let mut scratch = Vec::new();
+        for c in &mut clients {
+            c.run(warmup, &mut scratch);
+        }
+        for _ in 0..a.samples.div_ceil(CHUNK) {
+            for (c, v) in clients.iter_mut().zip(&mut samples) {
+                c.run(CHUNK, v);
+            }
+        }
+        drop(clients);
+        drop(servers);
+        for (row, v) in rows.iter_mut().zip(&mut samples) {
+            row.p50.push(pct(v, 0.50));
+            row.p99.push(pct(v, 0.99));
+        }
+        for (i, (kind, _, framed, _)) in SERVERS.iter().enumerate() {
             // Throughput, on two.
             pin(a.client_cpu);
             let s = Server::start(kind, a.server_cpu);
@@ -194,7 +254,7 @@ fn main() {
         "server (median of rounds)", "p50 us", "p99 us", "calls/s", "server ns/call"
     );
     let mut med = Vec::new();
-    for (i, (_, label, _)) in SERVERS.iter().enumerate() {
+    for (i, (_, label, ..)) in SERVERS.iter().enumerate() {
         let r = &mut rows[i];
         let m =
             (median(&mut r.p50), median(&mut r.p99), median(&mut r.calls_s), median(&mut r.cpu_ns));

@@ -116,6 +116,8 @@ pub(crate) struct Conn {
     paused: bool,
     closing: Option<Closing>,
     scratch: Vec<u8>,
+    /// A sent output buffer handed back, to become the next output (no regrowth).
+    spare: Vec<u8>,
     /// Counters.
     pub counts: Counts,
 }
@@ -139,6 +141,7 @@ impl Conn {
             paused: false,
             closing: None,
             scratch: Vec::new(),
+            spare: Vec::new(),
             counts: Counts::default(),
         }
     }
@@ -158,13 +161,24 @@ impl Conn {
         }
     }
 
-    /// Takes the whole output (a reactor that sends from its own buffer).
+    /// Takes the whole output (a reactor that sends from its own buffer; it hands the
+    /// buffer back with [`Conn::give_back`] once sent).
     pub fn take_output(&mut self) -> Vec<u8> {
-        let out = std::mem::take(&mut self.output);
+        let spare = std::mem::take(&mut self.spare);
+        let out = std::mem::replace(&mut self.output, spare);
         self.counts.bytes_out += out.len() as u64;
         self.out_base += out.len() as u64;
         self.unsent.clear();
         out
+    }
+
+    /// Returns a buffer from [`Conn::take_output`] once the kernel is done with it.
+    pub fn give_back(&mut self, mut buf: Vec<u8>) {
+        // Keep one spare, and not a huge one for ever (a large reply passed once).
+        if buf.capacity() <= 1 << 20 && buf.capacity() > self.spare.capacity() {
+            buf.clear();
+            self.spare = buf;
+        }
     }
 
     /// Whether the reactor should close the connection once the output is sent.

@@ -379,7 +379,9 @@ impl Reactor<'_> {
                 !b.in_flight && !b.zc_notif_pending && (b.off >= b.buf.len() || s.closing)
             });
             if done {
-                s.sending = None;
+                if let Some(b) = s.sending.take() {
+                    s.conn.give_back(b.buf);
+                }
             }
             if s.conn.closing().is_some() && s.conn.output().is_empty() && s.sending.is_none() {
                 s.closing = true;
