@@ -144,6 +144,8 @@ struct Row {
     cpu_ns: Vec<f64>,
 }
 
+// One linear report: measure in interleaved rounds, then print.
+#[allow(clippy::too_many_lines)]
 fn main() {
     let argv: Vec<String> = std::env::args().collect();
     if argv.get(1).map(String::as_str) == Some("server") {
