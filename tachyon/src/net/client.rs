@@ -154,7 +154,9 @@ fn leak(s: &str) -> &'static str {
 struct Conn {
     sock: OwnedFd,
     index: u64,
-    writer: Mutex<()>,
+    /// Serialises writes; holds the buffer requests are framed in (reused, so a call
+    /// allocates nothing to send).
+    writer: Mutex<Vec<u8>>,
     inbox: Mutex<Inbox>,
     changed: Condvar,
     reader: Mutex<Reader>,
@@ -340,7 +342,7 @@ fn open(addr: std::net::SocketAddr, index: u64, opts: &TcpClientOptions) -> Resu
     Ok(Conn {
         sock,
         index,
-        writer: Mutex::new(()),
+        writer: Mutex::new(Vec::new()),
         inbox: Mutex::new(inbox),
         changed: Condvar::new(),
         reader: Mutex::new(Reader { chunk: vec![0; 64 << 10], timeout: first_timeout }),
@@ -546,18 +548,23 @@ impl Conn {
         };
         let budget_us =
             budget.map_or(0, |b| u32::try_from(b.as_micros()).unwrap_or(u32::MAX).max(1));
-        let mut frame_bytes = Vec::with_capacity(HEADER_LEN + payload.len());
-        frame::push_message(
-            &mut frame_bytes,
-            Kind::Request,
-            u32::from(msg_type),
-            cid,
-            budget_us,
-            payload,
-        );
         let sent = {
-            let _w = lock(&self.writer);
-            write_all(&self.sock, &frame_bytes, None, Duration::ZERO)
+            let mut buf = lock(&self.writer);
+            buf.clear();
+            frame::push_message(
+                &mut buf,
+                Kind::Request,
+                u32::from(msg_type),
+                cid,
+                budget_us,
+                payload,
+            );
+            let sent = write_all(&self.sock, &buf, None, Duration::ZERO);
+            // Keep a small buffer, not the largest request ever sent.
+            if buf.capacity() > 1 << 20 {
+                *buf = Vec::new();
+            }
+            sent
         };
         if let Err(e) = sent {
             self.finish(cid);
@@ -638,8 +645,11 @@ impl Conn {
         let mut inbox = lock(&self.inbox);
         loop {
             if let Some(r) = inbox.parked.remove(&cid) {
-                drop(inbox);
-                self.finish(cid);
+                // `finish`, under the lock already held.
+                if inbox.pending.remove(&cid) {
+                    self.in_flight.fetch_sub(1, Ordering::Relaxed);
+                }
+                self.wake(inbox);
                 return r;
             }
             if !inbox.pending.contains(&cid) {
