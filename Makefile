@@ -140,7 +140,7 @@ bench-py: deps py-release
 # Node to Node and Node to Rust, against Node's own net over a UNIX socket.
 bench-node: node-release
 	$(CARGO) build -q -p tachyon-tests --bin tachyon-peer --release -j$(JOBS)
-	TACHYON_PEER=$(CURDIR)/target/release/tachyon-peer node $(NODE_DIR)/bench/bench.js
+	TACHYON_PEER=$(CURDIR)/target/release/tachyon-peer taskset -c 0 node $(NODE_DIR)/bench/bench.js
 
 bench: clang bench-tcp
 	$(CLANG_ENV) $(CARGO) run -q -p tachyon-bench --profile bench --features upstream -j$(JOBS) -- \

@@ -91,6 +91,24 @@ export declare class NativeRpcBus {
    */
   invoke(payload: Uint8Array, msgType: number, timeoutMs?: number | undefined | null): Buffer | RpcErrorInfo
   /**
+   * `invoke` for the hot path: the reply is copied into `scratch` (a Buffer the JS
+   * layer keeps per bus) and its length returned, so no Buffer is created here (the
+   * JS layer takes a pooled one). A reply larger than `scratch` comes back as a
+   * Buffer; an error reply as its decoded info.
+   */
+  invokeInto(payload: Uint8Array, msgType: number, timeoutMs: number | undefined | null, scratch: Buffer): number | Buffer | RpcErrorInfo
+  /**
+   * `serve` for the hot path: the request is copied into `scratch` (its length
+   * returned; a larger one comes back as a Buffer) and `regs` gets
+   * `[correlationId, msgType]`. `null` on a timeout.
+   */
+  serveInto(timeoutMs: number | undefined | null, scratch: Buffer, regs: Buffer): number | Buffer | null
+  /**
+   * Replies to `correlationId`, then serves the next request as `serveInto` does: one
+   * crossing per request for a JS serve loop.
+   */
+  replyServeInto(correlationId: number, data: Uint8Array, msgType: number, timeoutMs: number | undefined | null, scratch: Buffer, regs: Buffer): number | Buffer | null
+  /**
    * Sends a request and settles with its reply off the JS thread. When no other call
    * is in flight and `spin` is more than 0, it first spins that many rounds (tens of
    * nanoseconds each) for the reply: a fast callee's reply then comes back at once,

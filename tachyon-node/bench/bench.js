@@ -1,7 +1,8 @@
 'use strict';
 // The Node benchmark (not a test): Node to Node and Node to Rust, against Node's own
-// `net` over a UNIX socket. Run with `make bench-node`. Prints one table; the target is
-// a round-trip p50 at least 10x better than the UNIX-socket baseline.
+// `net` over a UNIX socket and against Rust to Rust over the same core, in one run. Run
+// with `make bench-node`, which pins this process to CPU 0; every peer it starts runs on
+// CPU 1 (through taskset). Prints one table with the ratios.
 const { spawn } = require('node:child_process');
 const net = require('node:net');
 const os = require('node:os');
@@ -15,8 +16,10 @@ const SAMPLES = Number(process.env.BENCH_SAMPLES ?? 50_000);
 let n = 0;
 const sock = (name) => path.join(os.tmpdir(), `tachyon-bench-${process.pid}-${++n}-${name}.sock`);
 
+// Peers run on CPU 1 (this process is pinned to CPU 0 by `make bench-node`).
+const PEER_CPU = process.env.BENCH_PEER_CPU ?? '1';
 function spawnPeer(cmd, args) {
-  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn('taskset', ['-c', PEER_CPU, cmd, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   child.stdout.on('data', (d) => (out += d));
   const done = new Promise((r) => child.on('exit', r));
@@ -125,6 +128,24 @@ async function netRtt() {
   return stats(samples);
 }
 
+/** Rust to Rust: tachyon-peer's rpc-bench (on this process's CPU) against its rpc-serve. */
+async function rustToRust() {
+  const p = sock('rr');
+  const server = spawnPeer(PEER, ['rpc-serve', '--path', p]);
+  await server.ready();
+  const out = await new Promise((resolve, reject) => {
+    const c = spawn('taskset', ['-c', '0', PEER, 'rpc-bench', '--path', p, '--count', String(SAMPLES)],
+      { stdio: ['ignore', 'pipe', 'inherit'] });
+    let text = '';
+    c.stdout.on('data', (d) => (text += d));
+    c.on('exit', (code) => (code === 0 ? resolve(text) : reject(new Error(`rpc-bench exited ${code}`))));
+  });
+  server.child.kill();
+  await server.done;
+  const m = /rtt p50=(\d+) p99=(\d+)/.exec(out);
+  return { p50: Number(m[1]), p99: Number(m[2]) };
+}
+
 async function main() {
   const nodeProducer = (p) => nodePeer('produce', p, String(STREAM));
   const rustProducer = (p) => spawnPeer(PEER, ['produce', '--path', p, '--connect', '--count', String(STREAM),
@@ -138,6 +159,7 @@ async function main() {
     rows.push(['streaming, Rust -> Node, async batches (M msg/s)', mps(await streamAsync(rustProducer))]);
   }
   const base = await netRtt();
+  const r2r = PEER ? await rustToRust() : null;
   const n2n = await rpcRtt((p) => nodePeer('rpc-echo', p), 1);
   const n2r = PEER
     ? await rpcRtt((p) => {
@@ -150,6 +172,7 @@ async function main() {
   const line = (k, s) => console.log(`${k.padEnd(58)}${String(s.p50).padStart(10)}${String(s.p99).padStart(10)}${(base.p50 / s.p50).toFixed(1).padStart(10)}`);
   console.log(`${'round trip (ns)'.padEnd(58)}${'p50'.padStart(10)}${'p99'.padStart(10)}${'x net p50'.padStart(10)}`);
   line('Node net over a UNIX socket, echo (baseline)', base);
+  if (r2r) line('RPC echo Rust -> Rust (tachyon-peer, both pinned)', r2r);
   line('RPC echo Node -> Node, sync invoke', n2n.sync);
   line('RPC echo Node -> Node, async callAsync', n2n.async);
   if (n2r) {
@@ -157,6 +180,10 @@ async function main() {
     line('RPC echo Node -> Rust, async callAsync', n2r.async);
   }
   console.log('target: RPC round trip p50 at least 10x better than the UNIX-socket baseline');
+  if (r2r) {
+    console.log(`ratio: Node -> Node sync / Rust -> Rust p50 = ${(n2n.sync.p50 / r2r.p50).toFixed(2)} (target <= 3)`);
+    if (n2r) console.log(`ratio: Node -> Rust sync / Rust -> Rust p50 = ${(n2r.sync.p50 / r2r.p50).toFixed(2)}`);
+  }
 }
 
 main().catch((e) => {

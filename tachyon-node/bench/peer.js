@@ -23,7 +23,7 @@ async function connect() {
   if (role === 'produce') {
     const bus = await connect();
     const msg = Buffer.alloc(32, 1);
-    for (let i = 0; i < Number(count); i++) bus.send(msg, i & 0xffff);
+    for (let i = 0; i < Number(count); i++) bus.send(msg, i & 0xffff, { timeoutMs: 20000 });
     bus.flush();
     setTimeout(() => bus.close(), 100);
   } else if (role === 'rpc-echo') {

@@ -8,8 +8,24 @@ const { bytesOf, timeoutOf, signalOf, listenUnder } = require('./bus');
  * One RPC connection. The caller end connects (to a listener or a multi-client
  * server) and calls; the callee end listens and serves.
  */
+/** Bytes kept per bus to receive replies and requests into (larger ones get a Buffer). */
+const SCRATCH = 64 * 1024;
+const EMPTY = Buffer.alloc(0);
+
+/** A copy of the first `n` bytes of `scratch`, in a pooled Buffer. */
+function copyOut(scratch, n) {
+  const out = Buffer.allocUnsafe(n);
+  scratch.copy(out, 0, 0, n);
+  return out;
+}
+
 class RpcBus {
   #n;
+  /** Where the native side copies replies and requests (no Buffer made per message). */
+  #scratch = null;
+  /** `[correlationId, msgType]` of the request in #scratch, as two f64. */
+  #regs = null;
+  #regsView = null;
 
   /** @internal */
   constructor(nativeBus) {
@@ -61,7 +77,9 @@ class RpcBus {
    */
   invoke(payload, msgType, opts) {
     signalOf(opts);
-    const r = this.#n.invoke(bytesOf(payload, 'payload'), msgType, timeoutOf(opts));
+    const scratch = (this.#scratch ??= Buffer.allocUnsafeSlow(SCRATCH));
+    const r = this.#n.invokeInto(bytesOf(payload, 'payload'), msgType, timeoutOf(opts), scratch);
+    if (typeof r === 'number') return copyOut(scratch, r);
     if (Buffer.isBuffer(r)) return r;
     throw new TachyonRpcError(r.msgType, r.code, r.message);
   }
@@ -128,26 +146,58 @@ class RpcBus {
    * error reply (its `rpcCode` sets the code, 2 by default).
    */
   serveForever(handler, opts = {}) {
+    signalOf(opts);
+    const timeout = timeoutOf(opts);
+    const scratch = (this.#scratch ??= Buffer.allocUnsafeSlow(SCRATCH));
+    if (this.#regs === null) {
+      const ab = new ArrayBuffer(16);
+      this.#regs = Buffer.from(ab);
+      this.#regsView = new Float64Array(ab);
+    }
+    const regs = this.#regs;
+    const view = this.#regsView;
+    // The request object is made only for handlers that take it.
+    const wantsRequest = handler.length >= 2;
+    const gone = (e) => e.code === 'ERR_TACHYON_PEER_DEAD' || e.code === 'ERR_TACHYON_PEER_CLOSED';
     let served = 0;
+    // One native crossing per request: reply to the last one and take the next.
+    let got;
+    let pending = null; // [correlationId, data, msgType] of a reply not sent yet
     for (;;) {
-      if (opts.count !== undefined && served >= opts.count) return served;
-      let req;
+      const last = opts.count !== undefined && served >= opts.count;
       try {
-        req = this.serve(opts);
+        if (pending === null) {
+          if (last) return served;
+          got = this.#n.serveInto(timeout, scratch, regs);
+        } else if (last) {
+          this.#n.reply(pending[0], pending[1], pending[2], timeout);
+          return served;
+        } else {
+          got = this.#n.replyServeInto(pending[0], pending[1], pending[2], timeout, scratch, regs);
+        }
       } catch (e) {
-        if (e.code === 'ERR_TACHYON_PEER_DEAD' || e.code === 'ERR_TACHYON_PEER_CLOSED') return served;
+        if (gone(e)) return served;
         throw e;
       }
-      if (req === null) throw timeoutError(opts.timeoutMs);
+      pending = null;
+      if (got === null) throw timeoutError(opts.timeoutMs);
+      const data = typeof got === 'number' ? copyOut(scratch, got) : got;
+      const correlationId = view[0];
+      const msgType = view[1];
       let out;
       try {
-        out = handler(req.data, req);
+        out = wantsRequest ? handler(data, { data, msgType, correlationId }) : handler(data);
       } catch (e) {
-        this.replyError(req.correlationId, req.msgType, e?.rpcCode ?? 2, e?.message ?? String(e));
+        try {
+          this.replyError(correlationId, msgType, e?.rpcCode ?? 2, e?.message ?? String(e));
+        } catch (err) {
+          if (gone(err)) return served + 1;
+          throw err;
+        }
         served++;
         continue;
       }
-      this.reply(req.correlationId, out ?? Buffer.alloc(0), req.msgType);
+      pending = [correlationId, bytesOf(out ?? EMPTY), msgType];
       served++;
     }
   }

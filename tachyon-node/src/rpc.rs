@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use napi::bindgen_prelude::{AsyncTask, BufferSlice, Either, Object};
+use napi::bindgen_prelude::{AsyncTask, BufferSlice, Either, Either3, Object};
 use napi::Env;
 use napi_derive::napi;
 use tachyon::rpc::{RpcBus, RpcError, MSG_TYPE_ERROR};
@@ -50,6 +50,49 @@ fn reply_of(
         Err(tachyon::Error::Rpc(e)) => Ok(Reply::failed(cid, e)),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Copies `data` into `scratch` and returns its length, or, when it does not fit, a
+/// Buffer of its own.
+fn copy_out<'e, C>(
+    env: &'e Env,
+    data: &[u8],
+    scratch: &mut [u8],
+) -> Result<Either3<u32, BufferSlice<'e>, C>, BindError> {
+    match scratch.get_mut(..data.len()) {
+        Some(dst) => {
+            dst.copy_from_slice(data);
+            Ok(Either3::A(data.len() as u32))
+        }
+        None => Ok(Either3::B(BufferSlice::copy_from(env, data).map_err(BindError::from)?)),
+    }
+}
+
+/// Waits for the next request; copies it into `scratch` (or a Buffer when larger) and
+/// writes `[correlationId, msgType]` into `regs` (16 bytes: two native-endian f64, which
+/// the JS layer reads through a Float64Array over the same memory). `None` on a timeout.
+fn serve_one_into<'e>(
+    env: &'e Env,
+    b: &RpcBus,
+    t: Option<Duration>,
+    scratch: &mut [u8],
+    regs: &mut [u8],
+) -> Result<Option<Either<u32, BufferSlice<'e>>>, BindError> {
+    if regs.len() < 16 {
+        return Err(BindError::Arg("regs must hold 16 bytes".into()));
+    }
+    let r = match b.serve_with(Wait::new().timeout_opt(t)) {
+        Ok(r) => r,
+        Err(tachyon::Error::Timeout(_)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    regs[..8].copy_from_slice(&(r.correlation_id() as f64).to_ne_bytes());
+    regs[8..16].copy_from_slice(&f64::from(r.msg_type()).to_ne_bytes());
+    Ok(Some(match copy_out::<()>(env, r.data(), scratch)? {
+        Either3::A(n) => Either::A(n),
+        Either3::B(buf) => Either::B(buf),
+        Either3::C(()) => unreachable!("copy_out never returns C"),
+    }))
 }
 
 impl NativeRpcBus {
@@ -184,6 +227,79 @@ impl NativeRpcBus {
                     Err(e.into())
                 }
             }
+        })
+    }
+
+    /// `invoke` for the hot path: the reply is copied into `scratch` (a Buffer the JS
+    /// layer keeps per bus) and its length returned, so no Buffer is created here (the
+    /// JS layer takes a pooled one). A reply larger than `scratch` comes back as a
+    /// Buffer; an error reply as its decoded info.
+    #[napi]
+    pub fn invoke_into<'e>(
+        &self,
+        env: &'e Env,
+        payload: &[u8],
+        msg_type_: u32,
+        timeout_ms: Option<f64>,
+        mut scratch: BufferSlice<'_>,
+    ) -> Result<Either3<u32, BufferSlice<'e>, RpcErrorInfo>, JsError> {
+        let (t, mt) = (timeout(timeout_ms)?, msg_type(msg_type_)?);
+        let deadline = t.map(|t| std::time::Instant::now() + t);
+        self.with(|b| {
+            let c = match t {
+                Some(t) => b.call_timeout(payload, mt, t)?,
+                None => b.call(payload, mt)?,
+            };
+            let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+            match b.wait_with(c, Wait::new().timeout_opt(left)) {
+                Ok(r) => Ok(copy_out(env, r.data(), &mut scratch)?),
+                Err(tachyon::Error::Rpc(e)) => Ok(Either3::C(e.into())),
+                Err(e) => {
+                    if matches!(e, tachyon::Error::Timeout(_)) {
+                        b.abandon(c);
+                    }
+                    Err(e.into())
+                }
+            }
+        })
+    }
+
+    /// `serve` for the hot path: the request is copied into `scratch` (its length
+    /// returned; a larger one comes back as a Buffer) and `regs` gets
+    /// `[correlationId, msgType]`. `null` on a timeout.
+    #[napi]
+    pub fn serve_into<'e>(
+        &self,
+        env: &'e Env,
+        timeout_ms: Option<f64>,
+        mut scratch: BufferSlice<'_>,
+        mut regs: BufferSlice<'_>,
+    ) -> Result<Option<Either<u32, BufferSlice<'e>>>, JsError> {
+        let t = timeout(timeout_ms)?;
+        self.with(|b| serve_one_into(env, b, t, &mut scratch, &mut regs))
+    }
+
+    /// Replies to `correlationId`, then serves the next request as `serveInto` does: one
+    /// crossing per request for a JS serve loop.
+    #[napi]
+    #[allow(clippy::too_many_arguments)]
+    pub fn reply_serve_into<'e>(
+        &self,
+        env: &'e Env,
+        correlation_id: f64,
+        data: &[u8],
+        msg_type_: u32,
+        timeout_ms: Option<f64>,
+        mut scratch: BufferSlice<'_>,
+        mut regs: BufferSlice<'_>,
+    ) -> Result<Option<Either<u32, BufferSlice<'e>>>, JsError> {
+        let (c, mt, t) = (cid(correlation_id)?, msg_type(msg_type_)?, timeout(timeout_ms)?);
+        if mt == MSG_TYPE_ERROR {
+            return Err(arg("msgType 0xFFFF is the error sentinel; use replyError"));
+        }
+        self.with(|b| {
+            b.reply_with(c, data, mt, Wait::new().timeout_opt(t))?;
+            serve_one_into(env, b, t, &mut scratch, &mut regs)
         })
     }
 

@@ -15,6 +15,7 @@
 //! tachyon-peer rpc-reverse  --path P [--count N]   # one client: N requests, answered in reverse
 //! tachyon-peer rpc-call     --path P [--count N]   # echo calls, then an unknown msg_type
 //! tachyon-peer rpc-add      --path P [--count N]   # typed calls of `add` (msg_type 2)
+//! tachyon-peer rpc-bench    --path P [--count N]   # N timed 32-byte echo calls: `rtt p50=.. p99=..`
 //! ```
 //! Common flags: `--compat` keeps the bus on upstream's ABI v0x04 (no fast mode). Every
 //! role that opens a bus prints `ring-mode fast|compat` on stderr.
@@ -312,6 +313,26 @@ fn rpc_call(a: &Args) -> tachyon::Result<u64> {
     Ok(a.count)
 }
 
+/// `--count` timed 32-byte echo calls (after 2000 untimed): the Rust-to-Rust row of
+/// the bindings' benchmarks, measured the same way they measure theirs.
+fn rpc_bench(a: &Args) -> tachyon::Result<u64> {
+    let bus = connect_rpc(a)?;
+    let msg = [3u8; 32];
+    for _ in 0..2000 {
+        bus.invoke(1, &msg, Some(a.timeout))?;
+    }
+    let mut ns: Vec<u64> = Vec::with_capacity(a.count as usize);
+    for _ in 0..a.count {
+        let t = Instant::now();
+        bus.invoke(1, &msg, Some(a.timeout))?;
+        ns.push(t.elapsed().as_nanos() as u64);
+    }
+    ns.sort_unstable();
+    let at = |q: f64| ns[((ns.len() as f64 * q) as usize).min(ns.len() - 1)];
+    println!("rtt p50={} p99={}", at(0.5), at(0.99));
+    Ok(a.count)
+}
+
 /// Typed calls of the service's `add` (MessagePack `{a, b}` -> `{sum}`) against any callee.
 fn rpc_add(a: &Args) -> tachyon::Result<u64> {
     use tachyon_tests::service::{add, AddReq};
@@ -450,6 +471,7 @@ fn main() {
         "rpc-reverse" => rpc_reverse(&a).map_err(|e| format!("{}: {e}", kind(&e))),
         "rpc-call" => rpc_call(&a).map_err(|e| format!("{}: {e}", kind(&e))),
         "rpc-add" => rpc_add(&a).map_err(|e| format!("{}: {e}", kind(&e))),
+        "rpc-bench" => rpc_bench(&a).map_err(|e| format!("{}: {e}", kind(&e))),
         "tiga-call" => tiga_call(&a).map_err(|e| format!("{}: {e}", kind(&e))),
         "tcp-serve" => tcp_serve(&a),
         "tcp-call" => tcp_call(&a).map_err(|e| format!("{}: {e}", kind(&e))),
