@@ -134,8 +134,10 @@ demo: clang deps py-release node-release
 
 # Python to Python, ours against upstream's package.
 bench-py: deps py-release
+	$(CARGO) build -q -p tachyon-tests --bin tachyon-peer --release -j$(JOBS)
 	$(VENV)/bin/python tachyon-py/bench/pybench.py --ours $(VENV)/bin/python \
-		--upstream $(UPSTREAM_VENV)/bin/python --rounds 5 --stream 1000000 --samples 50000
+		--upstream $(UPSTREAM_VENV)/bin/python --peer target/release/tachyon-peer \
+		--rounds 5 --stream 1000000 --samples 50000
 
 # Node to Node and Node to Rust, against Node's own net over a UNIX socket.
 bench-node: node-release

@@ -4,7 +4,12 @@ side by side in one run, rounds interleaved (ours, upstream, ours, ...).
 Both packages import as `tachyon`, so each runs in its own venv: this script starts
 worker processes of this same file under each venv's Python.
 
-    python pybench.py --ours .venv/bin/python --upstream .venv-upstream/bin/python
+    python pybench.py --ours .venv/bin/python --upstream .venv-upstream/bin/python \
+        [--peer target/release/tachyon-peer]
+
+Every server runs on CPU 1 and every client on CPU 0 (through `taskset`). With `--peer`,
+the same RPC echo runs Rust to Rust (`tachyon-peer rpc-serve` / `rpc-bench`) in each
+round, for the bindings' overhead ratio.
 
 Scenarios (two processes each):
   stream    32-byte messages, `send` in one process, `drain_batch` in the other: msg/s
@@ -131,9 +136,9 @@ def run(python: str, scenario: str, count: int, warmup: int) -> dict:
     path = f"/tmp/pybench-{uuid.uuid4().hex[:10]}"
     common = ["--scenario", scenario, "--path", path, "--count", str(count), "--warmup", str(warmup)]
     me = str(Path(__file__).resolve())
-    server = subprocess.Popen([python, me, "worker", "--role", "server", *common],
+    server = subprocess.Popen(["taskset", "-c", "1", python, me, "worker", "--role", "server", *common],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    client = subprocess.Popen([python, me, "worker", "--role", "client", *common],
+    client = subprocess.Popen(["taskset", "-c", "0", python, me, "worker", "--role", "client", *common],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     c_out, c_err = client.communicate(timeout=600)
     try:
@@ -148,11 +153,28 @@ def run(python: str, scenario: str, count: int, warmup: int) -> dict:
     return json.loads(out[-1])
 
 
+def rust_to_rust(peer: str, count: int) -> dict:
+    """RPC echo between two tachyon-peer processes, placed as the Python rows are."""
+    path = f"/tmp/pybench-{uuid.uuid4().hex[:10]}.rr"
+    server = subprocess.Popen(["taskset", "-c", "1", peer, "rpc-serve", "--path", path],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+        out = subprocess.run(["taskset", "-c", "0", peer, "rpc-bench", "--path", path, "--count", str(count)],
+                             capture_output=True, text=True, timeout=600, check=True).stdout
+    finally:
+        server.kill()
+        server.communicate()
+    fields = dict(kv.split("=") for kv in out.split("\n")[0].split()[1:])
+    return {"p50": int(fields["p50"]), "p99": int(fields["p99"])}
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("mode", nargs="?", default="drive")
     p.add_argument("--ours", default=".venv/bin/python")
     p.add_argument("--upstream", default=".venv-upstream/bin/python")
+    p.add_argument("--peer", default=None, help="tachyon-peer, for the Rust-to-Rust row")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--stream", type=int, default=500_000)
     p.add_argument("--samples", type=int, default=20_000)
@@ -168,11 +190,14 @@ def main() -> None:
 
     impls = {"ours": args.ours, "upstream": args.upstream}
     results: dict[str, dict[str, list[dict]]] = {k: {} for k in impls}
+    rust: list[dict] = []
     for r in range(args.rounds):
         for scenario, count in [("stream", args.stream), ("pingpong", args.samples), ("rpc", args.samples)]:
             for name, python in impls.items():
                 res = run(python, scenario, count, 0 if scenario == "stream" else 2000)
                 results[name].setdefault(scenario, []).append(res)
+        if args.peer:
+            rust.append(rust_to_rust(args.peer, args.samples))
         print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
 
     def med(name: str, scenario: str, key: str) -> float:
@@ -187,6 +212,11 @@ def main() -> None:
             o, u = med("ours", scenario, q), med("upstream", scenario, q)
             print(f"{label + ' ' + q + ' (ns)':44}{o:14.0f}{u:14.0f}{o / u:9.2f}")
     print("targets: streaming ratio >= 2.0, round-trip ratios <= 0.6")
+    if rust:
+        r50 = statistics.median(x["p50"] for x in rust)
+        o50 = med("ours", "rpc", "p50")
+        print(f"{'RPC echo p50, Rust to Rust (ns)':44}{r50:14.0f}")
+        print(f"ratio: Python to Python RPC p50 / Rust to Rust = {o50 / r50:.2f} (target <= 2.5)")
 
 
 if __name__ == "__main__":

@@ -62,6 +62,28 @@ impl PyRpcBus {
     }
 }
 
+impl PyRpcBus {
+    /// Sends `reply` if any, then waits for the next request and copies it out.
+    fn serve_raw_after(
+        &self,
+        py: Python<'_>,
+        reply: Option<(u64, &[u8], u16)>,
+        t: Option<Duration>,
+    ) -> PyResult<(u64, u16, Py<PyBytes>)> {
+        let (cid, mt, data) = blocking(py, |check| {
+            self.bus.with(|bus| {
+                detach_previous(&self.held, |p| bus.commit_parked(p))?;
+                if let Some((cid, payload, mt)) = reply {
+                    bus.reply_with(cid, payload, mt, wait_for(t, check))?;
+                }
+                let req = bus.serve_with(wait_for(t, check))?;
+                Ok((req.correlation_id(), req.msg_type(), req.data().to_vec()))
+            })
+        })?;
+        Ok((cid, mt, PyBytes::new(py, &data).unbind()))
+    }
+}
+
 /// Parks a reserved RPC slot, with the address and length of its payload.
 fn park(mut g: tachyon::rpc::RpcTxGuard<'_>) -> (ParkedRpcTx, usize, usize) {
     let bytes = g.bytes_mut();
@@ -336,6 +358,30 @@ impl PyRpcBus {
             })
         })?;
         Ok(Self::guard(slf, r))
+    }
+
+    /// Waits for the next request and returns `(correlation_id, msg_type, data)` with the
+    /// data copied out: the cheapest form for a serve loop (no guard object).
+    #[pyo3(signature = (timeout=None))]
+    fn serve_raw(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<(u64, u16, Py<PyBytes>)> {
+        let t = self::timeout(timeout)?;
+        self.serve_raw_after(py, None, t)
+    }
+
+    /// Replies to `correlation_id`, then serves the next request as `serve_raw` does:
+    /// one call per request for a serve loop.
+    #[pyo3(signature = (correlation_id, payload, msg_type, timeout=None))]
+    #[allow(clippy::needless_pass_by_value)] // pyo3 extracts arguments by value
+    fn reply_and_serve_raw(
+        &self,
+        py: Python<'_>,
+        correlation_id: u64,
+        payload: Cow<'_, [u8]>,
+        msg_type: u16,
+        timeout: Option<f64>,
+    ) -> PyResult<(u64, u16, Py<PyBytes>)> {
+        let t = self::timeout(timeout)?;
+        self.serve_raw_after(py, Some((correlation_id, &payload, msg_type)), t)
     }
 
     /// Sends the reply to request `correlation_id`, waiting for room up to `timeout`.

@@ -308,6 +308,12 @@ class RpcBus:
     def serve(
         self, spin_threshold: int = 10000, *, timeout: Optional[float] = None, zero_copy: bool = True
     ) -> RpcRxGuard: ...
+    def serve_raw(self, timeout: Optional[float] = None) -> tuple[int, int, bytes]:
+        """The next request as ``(correlation_id, msg_type, data)`` (a copy)."""
+    def reply_and_serve_raw(
+        self, correlation_id: int, payload: _Bytes, msg_type: int, timeout: Optional[float] = None
+    ) -> tuple[int, int, bytes]:
+        """Replies, then returns the next request as :meth:`serve_raw` does."""
     def reply(
         self,
         correlation_id: int,
