@@ -10,6 +10,9 @@ use crate::{child, PAYLOAD, WARMUP};
 
 type Msg = [u8; PAYLOAD];
 
+/// A service as iceoryx2's own benchmark sets one up for ping-pong (a one-sample buffer
+/// that overflows safely), or, with a larger `buffer`, for streaming (no overflow: the
+/// publisher retries until delivered, so nothing is lost).
 fn service(
     node: &Node<ipc::Service>,
     name: &str,
@@ -19,7 +22,7 @@ fn service(
         .publish_subscribe::<Msg>()
         .history_size(0)
         .subscriber_max_buffer_size(buffer)
-        .enable_safe_overflow(false)
+        .enable_safe_overflow(buffer == 1)
         .open_or_create()
         .expect("iceoryx2 service")
 }

@@ -38,7 +38,7 @@ impl Default for ListenOptions {
             socket_mode: 0o600,
             allowed_uids: Vec::new(),
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
-            fast_mode: true,
+            fast_mode: std::env::var_os("TACHYON_NO_FAST").is_none(),
         }
     }
 }
@@ -117,7 +117,7 @@ impl Default for ConnectOptions {
             timeout: DEFAULT_CONNECT_TIMEOUT,
             allowed_uids: Vec::new(),
             max_capacity: DEFAULT_MAX_CAPACITY,
-            fast_mode: true,
+            fast_mode: std::env::var_os("TACHYON_NO_FAST").is_none(),
         }
     }
 }

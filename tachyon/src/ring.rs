@@ -249,15 +249,11 @@ impl Producer {
             return;
         }
         if self.mode == RingMode::Fast {
-            let cap = self.arena.capacity();
-            // The slot after the last one starts at `head`: clear its commit word before
-            // anything is published, so whatever an earlier lap left there (a header,
-            // or payload bytes that happen to equal `head + 1`) never reads as published.
-            // It lies in the guard line `acquire` keeps free, which the consumer has
-            // released. (The pending slots need no clearing: their headers and payloads
-            // are complete before the first commit word below, so a consumer that runs
-            // ahead onto one of them early reads a finished slot.)
-            self.arena.commit_word(phys(self.head, cap)).store(0, Ordering::Relaxed);
+            // Every line of the free space has a zero commit word: the consumer zeroes
+            // them before it releases them (`Consumer::release`), so the slot after the
+            // last one (at `head`, in the guard line `acquire` keeps free) does not read
+            // as published. The pending slots are complete before the first commit word
+            // below, so a consumer that reaches one of them early reads a finished slot.
             for &(p, value) in self.pending.as_slice() {
                 // Release: this slot's header and payload, and the clears above and at
                 // commit, are visible to a consumer that acquires this word.
@@ -326,17 +322,23 @@ pub(crate) struct Slot {
 pub(crate) struct Consumer {
     arena: Arc<Arena>,
     mode: RingMode,
-    /// Local tail, published at every commit.
+    /// Local tail: everything before it is consumed.
     tail: u64,
+    /// The tail as published (compat: always `tail`; fast: see [`Consumer::release`]).
+    released: u64,
     /// Last head read from the arena.
     cached_head: u64,
 }
+
+/// Fast mode: consumed bytes are released to the producer at the latest once this share
+/// of the ring (1/4) is consumed, and whenever the ring is found empty.
+const RELEASE_SHIFT: u32 = 2;
 
 impl Consumer {
     /// A consumer starting at the arena's current tail.
     pub fn new(arena: Arc<Arena>) -> Self {
         let tail = arena.tail().load(Ordering::Acquire);
-        Self { mode: arena.mode(), arena, cached_head: tail, tail }
+        Self { mode: arena.mode(), arena, cached_head: tail, tail, released: tail }
     }
 
     /// The local tail: where the next [`Self::peek`] starts.
@@ -430,17 +432,18 @@ impl Consumer {
                 return Err(corrupted(&self.arena, "consumer position is not on a 64-byte slot"));
             }
             let p = phys(at, cap);
-            let commit = self.arena.commit_word(p);
             // Acquire: pairs with the producer's release store of this word, making the
             // slot's header and payload visible.
-            if commit.load(Ordering::Acquire) != at.wrapping_add(1) {
-                // Empty: the moment to notice a peer's FatalError or clean exit. A
-                // producer commits before it marks the arena `Disconnected`: look again
-                // before saying it left, so nothing it sent is lost.
+            let published =
+                |c: &Self| c.arena.commit_word(p).load(Ordering::Acquire) == at.wrapping_add(1);
+            if !published(self) {
+                // Empty: the moment to hand consumed bytes back (off the reply's path),
+                // and to notice a peer's FatalError or clean exit. A producer commits
+                // before it marks the arena `Disconnected`: look again before saying it
+                // left, so nothing it sent is lost.
+                self.release();
                 if let Err(e) = check_alive(&self.arena) {
-                    if matches!(e, Error::PeerClosed)
-                        && commit.load(Ordering::Acquire) == at.wrapping_add(1)
-                    {
+                    if matches!(e, Error::PeerClosed) && published(self) {
                         continue;
                     }
                     return Err(e);
@@ -524,13 +527,16 @@ impl Consumer {
         &self.arena
     }
 
-    /// Consumes everything up to `end` (a slot's `end`) and publishes the new tail.
+    /// Consumes everything up to `end` (a slot's `end`).
     ///
-    /// Publishing at every commit (a batch commits once) differs from upstream, which
-    /// waits for 32 commits and so strands freed bytes whenever a consumer pauses with
-    /// fewer unpublished: a producer then waits for room that is free. The store is cheap:
-    /// the tail line stays in our cache until the producer reads it, which it does only
-    /// when its cached tail says the ring may be full.
+    /// Compat mode publishes the tail at once (a batch commits once), unlike upstream,
+    /// which waits for 32 commits and so strands freed bytes whenever a consumer pauses
+    /// with fewer unpublished: a producer then waits for room that is free. The store is
+    /// cheap: the tail line stays in our cache until the producer reads it, which it
+    /// does only when its cached tail says the ring may be full.
+    ///
+    /// Fast mode publishes it in [`Consumer::release`]: when the ring is found empty, or
+    /// once a quarter of the ring is consumed.
     #[inline]
     pub fn advance(&mut self, end: u64) {
         debug_assert!(
@@ -538,9 +544,41 @@ impl Consumer {
                 || distance(self.tail, end) <= distance(self.tail, self.cached_head)
         );
         self.tail = end;
-        // Release: our reads of the released slots happen before the producer, acquiring
-        // this tail, overwrites them.
-        self.arena.tail().store(end, Ordering::Release);
+        match self.mode {
+            RingMode::Compat => {
+                self.released = end;
+                // Release: our reads of the released slots happen before the producer,
+                // acquiring this tail, overwrites them.
+                self.arena.tail().store(end, Ordering::Release);
+            }
+            RingMode::Fast => {
+                if distance(self.released, end) >= (self.arena.capacity() >> RELEASE_SHIFT) as u64 {
+                    self.release();
+                }
+            }
+        }
+    }
+
+    /// Fast mode: hands the consumed bytes back to the producer. First it zeroes the
+    /// commit word of every line in them, since any line may start a slot on a later
+    /// lap and must not then read as published (a line that held payload may hold
+    /// anything there); then it publishes the tail. Done off the critical path: when the
+    /// ring is empty, or in bulk, never between reading a message and answering it.
+    #[inline]
+    fn release(&mut self) {
+        if self.released == self.tail {
+            return;
+        }
+        let cap = self.arena.capacity();
+        let mut at = self.released;
+        while at != self.tail {
+            self.arena.commit_word(phys(at, cap)).store(0, Ordering::Relaxed);
+            at = at.wrapping_add(MSG_HEADER_SIZE as u64);
+        }
+        self.released = self.tail;
+        // Release: the zeroes above, and our reads of the released slots, happen before
+        // the producer, acquiring this tail, writes these lines again.
+        self.arena.tail().store(self.tail, Ordering::Release);
     }
 }
 
