@@ -279,6 +279,15 @@ fn main() {
             }
             "spsc-ours" => (rtt::<transport::Ours<true>>(samples), 0.0),
             "spsc-ours-compat" => (rtt::<transport::Ours<false>>(samples), 0.0),
+            "stream-ours" => {
+                println!("{:.2} M msg/s", throughput::<transport::Ours<true>>(samples) / 1e6);
+                return;
+            }
+            #[cfg(feature = "upstream")]
+            "stream-upstream" => {
+                println!("{:.2} M msg/s", throughput::<transport::Upstream>(samples) / 1e6);
+                return;
+            }
             #[cfg(feature = "upstream")]
             "spsc-upstream" => (rtt::<transport::Upstream>(samples), 0.0),
             "rpc-ours" => rpc::measure::<rpc::Ours<true>>(samples, samples),

@@ -328,8 +328,12 @@ fn rpc_bench(a: &Args) -> tachyon::Result<u64> {
         ns.push(t.elapsed().as_nanos() as u64);
     }
     ns.sort_unstable();
-    let at = |q: f64| ns[((ns.len() as f64 * q) as usize).min(ns.len() - 1)];
-    println!("rtt p50={} p99={}", at(0.5), at(0.99));
+    if ns.is_empty() {
+        return Ok(0);
+    }
+    // Percentile by integer rank: `per_mille` thousandths of the sorted samples.
+    let at = |per_mille: usize| ns[(ns.len() * per_mille / 1000).min(ns.len() - 1)];
+    println!("rtt p50={} p99={}", at(500), at(990));
     Ok(a.count)
 }
 
