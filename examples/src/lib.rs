@@ -1,51 +1,35 @@
-//! A small quote service written with `#[tachyon_rpc]`, shared by the examples.
+//! The demo's quote service, defined once in `schemas/quote.tachyon` and implemented
+//! here through the generated `Quotes` trait. Python and Node call it through their own
+//! generated clients (`examples/generated/`).
 
-use serde::{Deserialize, Serialize};
 use tachyon::rpc::{Dispatcher, ServerError};
-use tachyon_macros::{dispatcher, tachyon_rpc};
 
-/// Asks for a quote.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct QuoteReq {
-    /// Ticker symbol.
-    pub symbol: String,
-    /// Quantity wanted.
-    pub qty: u32,
-}
+tachyon::include_schema!("quote");
 
-/// A quote.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Quote {
-    /// Ticker symbol.
-    pub symbol: String,
-    /// Best bid.
-    pub bid: f64,
-    /// Best ask.
-    pub ask: f64,
-    /// Quantity quoted.
-    pub qty: u32,
-}
+pub use quote::{Quote, QuoteReq, Quotes, QuotesClient, Side};
 
-/// Quotes a symbol (typed: MessagePack in and out).
-///
-/// # Errors
-/// For an empty symbol or a zero quantity.
-#[tachyon_rpc(msg_type = 1)]
-pub fn quote(req: QuoteReq) -> Result<Quote, ServerError> {
-    if req.symbol.is_empty() || req.qty == 0 {
-        return Err(ServerError::from("symbol must be non-empty and qty positive"));
+/// The demo's implementation of the `Quotes` service.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct QuoteService;
+
+impl Quotes for QuoteService {
+    fn quote(&self, req: QuoteReq) -> Result<Quote, ServerError> {
+        if req.symbol.is_empty() || req.qty == 0 {
+            return Err(quote::quotes::errors::bad_order(
+                "symbol must be non-empty and qty positive",
+            ));
+        }
+        let base = req.symbol.bytes().map(f64::from).sum::<f64>();
+        let spread = if req.side == Side::Sell { 0.02 } else { 0.01 };
+        Ok(Quote { symbol: req.symbol, bid: base - spread, ask: base + spread, qty: req.qty })
     }
-    let base = req.symbol.bytes().map(f64::from).sum::<f64>();
-    Ok(Quote { symbol: req.symbol, bid: base - 0.01, ask: base + 0.01, qty: req.qty })
+
+    fn echo(&self, req: &[u8]) -> Result<Vec<u8>, ServerError> {
+        Ok(req.to_vec())
+    }
 }
 
-/// Echoes raw bytes (zero-copy request).
-#[tachyon_rpc(msg_type = 2)]
-pub fn echo(req: &[u8]) -> Vec<u8> {
-    req.to_vec()
-}
-
-/// The service's dispatcher.
+/// The service's dispatcher: `quote`, `echo` and the generated `describe`.
 pub fn service() -> Dispatcher {
-    dispatcher![quote, echo]
+    quote::quotes::dispatcher(QuoteService)
 }

@@ -42,6 +42,7 @@ mod attr;
 mod dispatcher;
 mod expand;
 mod fallback;
+mod schema;
 mod valid;
 
 use proc_macro::TokenStream;
@@ -72,6 +73,18 @@ pub fn tachyon_rpc(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro]
 pub fn dispatcher(input: TokenStream) -> TokenStream {
     match dispatcher::expand(input.into()) {
+        Ok(ts) => ts.into(),
+        Err(e) => e.to_compile_error().into(),
+    }
+}
+
+/// Generates the types, msg_types, server trait, dispatcher and typed client of a
+/// schema: `include_schema!("quote")` reads `schemas/quote.tachyon` (in the crate's
+/// directory or the nearest ancestor with one) and expands to `pub mod quote { ... }`.
+/// A bad schema is a compile error naming its file, line and column.
+#[proc_macro]
+pub fn include_schema(input: TokenStream) -> TokenStream {
+    match schema::expand(input.into()) {
         Ok(ts) => ts.into(),
         Err(e) => e.to_compile_error().into(),
     }

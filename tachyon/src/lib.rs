@@ -66,14 +66,15 @@ pub use wait::WATCHDOG;
 pub struct ReadmeDoctests;
 
 #[cfg(feature = "macros")]
-pub use tachyon_macros::{dispatcher, tachyon_rpc};
+pub use tachyon_macros::{dispatcher, include_schema, tachyon_rpc};
 
 /// Items used by code that `tachyon-macros` generates; not a stable API.
 #[cfg(feature = "rpc")]
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::rpc::handle_typed;
+    pub use crate::rpc::{decode_request, encode_response, handle_typed};
     pub use serde;
+    pub use serde_bytes;
 }
 
 #[doc(hidden)]

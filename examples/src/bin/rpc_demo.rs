@@ -1,5 +1,5 @@
-//! `rpc_demo`: a Rust RPC server built with `#[tachyon_rpc]` handlers in one process,
-//! a client in another, and what the client measured.
+//! `rpc_demo`: a Rust RPC server of the `Quotes` service (`schemas/quote.tachyon`) in
+//! one process, its generated client in another, and what the client measured.
 //!
 //! ```text
 //! rpc_demo                        # starts the server as a child process, runs the
@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tachyon::rpc::{RpcBus, RpcServer, ServerOptions};
-use tachyon_examples::{echo, quote, QuoteReq};
+use tachyon_examples::{quote, QuoteReq, QuotesClient, Side};
 
 const CALLS: usize = 50_000;
 
@@ -50,15 +50,21 @@ fn client(path: &str) -> tachyon::Result<()> {
             Err(e) => return Err(e),
         }
     };
-    let req = QuoteReq { symbol: "TCHY".into(), qty: 100 };
-    let q = quote::call(&c, &req)?;
     println!("rpc_demo: client connected (liveness link: {})", c.has_peer_link());
-    println!("  quote::call(TCHY x100)             -> bid {:.2} ask {:.2}", q.bid, q.ask);
-    match quote::call(&c, &QuoteReq { symbol: String::new(), qty: 0 }) {
+    let client = QuotesClient::new(&c).with_timeout(Duration::from_secs(5));
+    client.verify()?;
+    println!(
+        "  client.verify()                    -> the server serves quote.Quotes {}",
+        quote::FINGERPRINT
+    );
+    let req = QuoteReq { symbol: "TCHY".into(), qty: 100, venue: None, side: Side::Buy };
+    let q = client.quote(&req)?;
+    println!("  client.quote(TCHY x100)            -> bid {:.2} ask {:.2}", q.bid, q.ask);
+    match client.quote(&QuoteReq { symbol: String::new(), qty: 0, venue: None, side: Side::Buy }) {
         Err(tachyon::Error::Rpc(e)) => {
-            println!("  quote::call(bad request)           -> RpcError: {e}");
+            println!("  client.quote(bad request)          -> RpcError: {e}");
         }
-        other => println!("  quote::call(bad request)           -> unexpected {other:?}"),
+        other => println!("  client.quote(bad request)          -> unexpected {other:?}"),
     }
     match c.invoke(77, b"?", Some(Duration::from_secs(1))) {
         Err(tachyon::Error::Rpc(e)) => {
@@ -69,19 +75,19 @@ fn client(path: &str) -> tachyon::Result<()> {
     println!("round trips (client and server in separate processes):");
     let payload = [7u8; 32];
     for _ in 0..5_000 {
-        echo::call(&c, &payload)?;
+        client.echo(&payload)?;
     }
-    measure("echo::call, 32 raw bytes", || {
-        echo::call(&c, &payload).expect("echo");
+    measure("client.echo, 32 raw bytes", || {
+        client.echo(&payload).expect("echo");
     });
-    measure("quote::call, typed MessagePack", || {
-        quote::call(&c, &req).expect("quote");
+    measure("client.quote, typed MessagePack", || {
+        client.quote(&req).expect("quote");
     });
     let t = Instant::now();
     let rounds = CALLS / 16;
     for _ in 0..rounds {
         let cids: Vec<u64> =
-            (0..16).map(|_| c.call(&payload, echo::MSG_TYPE).expect("call")).collect();
+            (0..16).map(|_| c.call(&payload, quote::quotes::ECHO).expect("call")).collect();
         for cid in cids {
             c.wait(cid).expect("wait");
         }

@@ -54,6 +54,44 @@ pub trait Caller {
     }
 }
 
+impl<T: Caller + ?Sized> Caller for &T {
+    fn invoke(&self, msg_type: u16, payload: &[u8], timeout: Option<Duration>) -> Result<Vec<u8>> {
+        (**self).invoke(msg_type, payload, timeout)
+    }
+
+    fn invoke_typed<Req, Resp>(
+        &self,
+        msg_type: u16,
+        req: &Req,
+        timeout: Option<Duration>,
+    ) -> Result<Resp>
+    where
+        Req: Serialize + ?Sized,
+        Resp: DeserializeOwned,
+    {
+        (**self).invoke_typed(msg_type, req, timeout)
+    }
+}
+
+impl<T: Caller + ?Sized> Caller for std::sync::Arc<T> {
+    fn invoke(&self, msg_type: u16, payload: &[u8], timeout: Option<Duration>) -> Result<Vec<u8>> {
+        (**self).invoke(msg_type, payload, timeout)
+    }
+
+    fn invoke_typed<Req, Resp>(
+        &self,
+        msg_type: u16,
+        req: &Req,
+        timeout: Option<Duration>,
+    ) -> Result<Resp>
+    where
+        Req: Serialize + ?Sized,
+        Resp: DeserializeOwned,
+    {
+        (**self).invoke_typed(msg_type, req, timeout)
+    }
+}
+
 impl Caller for RpcBus {
     fn invoke(&self, msg_type: u16, payload: &[u8], timeout: Option<Duration>) -> Result<Vec<u8>> {
         RpcBus::invoke(self, msg_type, payload, timeout)

@@ -117,13 +117,32 @@ where
     Resp: Serialize,
     Err: Into<ServerError>,
 {
-    let req: Req = rmp_serde::from_slice(request).map_err(|e| {
-        ServerError::new(code::BAD_REQUEST, format!("cannot decode the request: {e}"))
-    })?;
+    let req: Req = decode_request(request)?;
     let resp = f(req).map_err(Into::into)?;
     rmp_serde::encode::write_named(response, &resp).map_err(|e| {
         ServerError::new(code::BAD_RESPONSE, format!("cannot encode the response: {e}"))
     })
+}
+
+/// Decodes a typed request, failing with [`code::BAD_REQUEST`].
+///
+/// # Errors
+/// [`code::BAD_REQUEST`] if `request` is not a MessagePack `Req`.
+pub fn decode_request<Req: DeserializeOwned>(request: &[u8]) -> Result<Req, ServerError> {
+    rmp_serde::from_slice(request)
+        .map_err(|e| ServerError::new(code::BAD_REQUEST, format!("cannot decode the request: {e}")))
+}
+
+/// Encodes a typed response, failing with [`code::BAD_RESPONSE`].
+///
+/// # Errors
+/// [`code::BAD_RESPONSE`] if serde refuses the value.
+pub fn encode_response<Resp: Serialize + ?Sized>(resp: &Resp) -> Result<Vec<u8>, ServerError> {
+    let mut out = Vec::new();
+    rmp_serde::encode::write_named(&mut out, resp).map_err(|e| {
+        ServerError::new(code::BAD_RESPONSE, format!("cannot encode the response: {e}"))
+    })?;
+    Ok(out)
 }
 
 impl Dispatcher {

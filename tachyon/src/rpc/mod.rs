@@ -11,6 +11,7 @@ mod bus;
 mod caller;
 mod client;
 pub mod codec;
+mod describe;
 mod dispatch;
 mod error;
 mod in_flight;
@@ -19,8 +20,10 @@ pub mod tiga;
 
 pub use bus::{ParkedReply, ParkedRpcTx, Role, RpcBus, RpcReply, RpcRequest, RpcTxGuard};
 pub use caller::Caller;
+pub use describe::Description;
 pub use dispatch::{
-    handle_typed, Dispatcher, Endpoint, RegisterError, Request, ServeOptions, Transport,
+    decode_request, encode_response, handle_typed, Dispatcher, Endpoint, RegisterError, Request,
+    ServeOptions, Transport,
 };
 pub use error::{code, code_name, RpcError, ServerError, MSG_TYPE_ERROR};
 pub use server::{RpcServer, ServerHandle, ServerOptions, StopHandle};

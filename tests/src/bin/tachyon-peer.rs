@@ -460,6 +460,50 @@ fn tcp_call(a: &Args) -> tachyon::Result<u64> {
     Ok(a.count)
 }
 
+/// Serves the schema-generated `Conformance` service (a mirror) to many clients.
+fn schema_serve(a: &Args) -> tachyon::Result<u64> {
+    use tachyon::rpc::{RpcServer, ServerOptions};
+    use tachyon_tests::schema::{conformance, Mirror};
+    let server = RpcServer::bind(&a.path, ServerOptions::default())?;
+    println!("ready");
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    server.serve(std::sync::Arc::new(conformance::conformance::dispatcher(Mirror)))?;
+    Ok(0)
+}
+
+/// Calls a `Conformance` server (any language) through the generated Rust client:
+/// `verify`, then `count` random values through `mirror` (each must come back equal as
+/// a value), then `check` answering with the schema's `rejected` error code.
+fn schema_call(a: &Args) -> tachyon::Result<u64> {
+    use tachyon_tests::schema::{ConformanceClient, Rng};
+    let bus = connect_rpc(a)?;
+    let client = ConformanceClient::new(&bus).with_timeout(a.timeout);
+    client.verify()?;
+    let mut rng = Rng(a.seed);
+    for i in 0..a.count {
+        let v = rng.everything(2);
+        let back = client.mirror(&v)?;
+        if back != v {
+            return Err(Error::Protocol(format!(
+                "value {i} came back different:\nsent {v:?}\ngot  {back:?}"
+            )));
+        }
+    }
+    let mut v = rng.everything(0);
+    v.text = "reject".into();
+    match client.check(&v) {
+        Err(Error::Rpc(e)) if e.code == 100 => {
+            println!("rejected code={} message={}", e.code, e.message)
+        }
+        other => return Err(Error::Protocol(format!("check(reject) answered {other:?}"))),
+    }
+    v.text = "fine".into();
+    if !client.check(&v)? {
+        return Err(Error::Protocol("check(fine) answered false".into()));
+    }
+    Ok(a.count)
+}
+
 fn main() {
     let a = match parse() {
         Ok(a) => a,
@@ -476,6 +520,8 @@ fn main() {
         "rpc-call" => rpc_call(&a).map_err(|e| format!("{}: {e}", kind(&e))),
         "rpc-add" => rpc_add(&a).map_err(|e| format!("{}: {e}", kind(&e))),
         "rpc-bench" => rpc_bench(&a).map_err(|e| format!("{}: {e}", kind(&e))),
+        "schema-serve" => schema_serve(&a).map_err(|e| format!("{}: {e}", kind(&e))),
+        "schema-call" => schema_call(&a).map_err(|e| format!("{}: {e}", kind(&e))),
         "tiga-call" => tiga_call(&a).map_err(|e| format!("{}: {e}", kind(&e))),
         "tcp-serve" => tcp_serve(&a),
         "tcp-call" => tcp_call(&a).map_err(|e| format!("{}: {e}", kind(&e))),

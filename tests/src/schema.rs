@@ -1,0 +1,121 @@
+//! The schema-generated services the cross-language tests use: `conformance` (every
+//! type of the language, from `tests/schemas/conformance.tachyon`) with a mirroring
+//! implementation, and random values of its `Everything` struct.
+
+use std::collections::BTreeMap;
+
+use tachyon::rpc::ServerError;
+
+tachyon::include_schema!("schemas/conformance.tachyon");
+
+pub use conformance::{Color, Conformance, ConformanceClient, Everything, Leaf};
+
+/// Mirrors every value; `check` rejects the text "reject" with the schema's `rejected`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Mirror;
+
+impl Conformance for Mirror {
+    fn mirror(&self, req: Everything) -> Result<Everything, ServerError> {
+        Ok(req)
+    }
+
+    fn check(&self, req: Everything) -> Result<bool, ServerError> {
+        if req.text == "reject" {
+            return Err(conformance::conformance::errors::rejected("rejected as asked"));
+        }
+        Ok(true)
+    }
+}
+
+/// A deterministic pseudo-random source (splitmix64).
+#[derive(Debug, Clone)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next 64 random bits.
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        crate::splitmix64(self.0)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn text(&mut self) -> String {
+        const ALPHABET: &[char] = &['a', 'Z', '0', ' ', 'é', '✓', '"', '\\', '𝄞', '_'];
+        let n = self.below(12);
+        (0..n).map(|_| ALPHABET[self.below(ALPHABET.len() as u64) as usize]).collect()
+    }
+    fn bytes(&mut self) -> Vec<u8> {
+        let n = self.below(40);
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+    fn leaf(&mut self) -> Leaf {
+        let tags = (0..self.below(4)).map(|_| self.text()).collect();
+        Leaf { name: self.text(), tags }
+    }
+    /// Any finite f64, integers and fractions both (JS writes integral floats as ints).
+    fn float(&mut self) -> f64 {
+        match self.below(4) {
+            0 => 0.0,
+            1 => (self.below(1000) as f64) - 500.0,
+            2 => f64::from_bits(self.next() & 0x3FEF_FFFF_FFFF_FFFF) * 1e6,
+            _ => -1.5e-300,
+        }
+    }
+
+    /// A random `Everything` with up to `depth` levels of children. Integers cover each
+    /// type's extremes; 64-bit ones too.
+    pub fn everything(&mut self, depth: u32) -> Everything {
+        let pick_u64 = |r: &mut Rng| match r.below(3) {
+            0 => u64::MAX,
+            1 => r.below(100),
+            _ => r.next(),
+        };
+        let pick_i64 = |r: &mut Rng| match r.below(3) {
+            0 => i64::MIN,
+            1 => i64::MAX,
+            _ => r.next() as i64,
+        };
+        let mut by_name = BTreeMap::new();
+        for _ in 0..self.below(3) {
+            by_name.insert(self.text(), self.leaf());
+        }
+        let children = if depth == 0 {
+            Vec::new()
+        } else {
+            (0..self.below(3)).map(|_| self.everything(depth - 1)).collect()
+        };
+        Everything {
+            u8v: self.next() as u8,
+            u16v: self.next() as u16,
+            u32v: if self.below(2) == 0 { u32::MAX } else { self.next() as u32 },
+            u64v: pick_u64(self),
+            i8v: self.next() as i8,
+            i16v: self.next() as i16,
+            i32v: if self.below(2) == 0 { i32::MIN } else { self.next() as i32 },
+            i64v: pick_i64(self),
+            f64v: self.float(),
+            flag: self.below(2) == 0,
+            text: self.text(),
+            blob: self.bytes(),
+            color: match self.below(3) {
+                0 => Color::Red,
+                1 => Color::Green,
+                _ => Color::Blue,
+            },
+            leaf: self.leaf(),
+            leaves: (0..self.below(3)).map(|_| self.leaf()).collect(),
+            by_name,
+            nested: (0..self.below(3))
+                .map(|_| (0..self.below(3)).map(|_| self.next() as i32).collect())
+                .collect(),
+            blobs: (0..self.below(3)).map(|_| serde_bytes::ByteBuf::from(self.bytes())).collect(),
+            maybe: if self.below(2) == 0 { None } else { Some(self.text()) },
+            maybe_leaf: if self.below(2) == 0 { None } else { Some(self.leaf()) },
+            maybe_blob: if self.below(2) == 0 { None } else { Some(self.bytes()) },
+            level: self.next() as i32,
+            r#type: self.text(),
+            children,
+        }
+    }
+}
