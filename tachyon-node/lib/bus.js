@@ -189,6 +189,9 @@ class Bus {
   #n;
   /** Messages fetched by an async receive but not handed out yet (kept, never lost). */
   #backlog = [];
+  /** Aborted receives still pending in the native pump. */
+  #orphans = 0;
+  #wakeBacklog = null;
   /** Async receives answered at once in a row (the event loop gets a turn every 16). */
   #eager = 0;
 
@@ -308,17 +311,51 @@ class Bus {
     const pending = this.#n.recvAsync(maxMsgs, timeoutOf(opts));
     let r;
     try {
-      r = await withSignal(pending, signal);
-    } catch (e) {
-      if (signal?.aborted) {
-        pending.then((late) => {
-          if (late.sizes !== undefined) this.#backlog.push(...unpack(late));
-        });
+      if (this.#orphans > 0) {
+        // An aborted receive may still take the next messages from the ring: whichever
+        // settles first, its messages or ours, answers this receive.
+        const first = await withSignal(
+          Promise.race([pending.then((own) => ({ own })), this.#backlogChanged().then(() => null)]),
+          signal,
+        );
+        if (first === null) {
+          this.#orphan(pending);
+          if (this.#backlog.length > 0) return this.#backlog.splice(0, maxMsgs);
+          return this.recvManyAsync(maxMsgs, opts);
+        }
+        r = first.own;
+      } else {
+        r = await withSignal(pending, signal);
       }
+    } catch (e) {
+      if (signal?.aborted) this.#orphan(pending);
       throw e;
     }
     if (r.sizes !== undefined) return unpack(r);
     throw fromInfo(r);
+  }
+
+  /** A receive nobody awaits any more: what it gets goes to the backlog, never lost. */
+  #orphan(pending) {
+    this.#orphans++;
+    const settle = (late) => {
+      this.#orphans--;
+      if (late?.sizes !== undefined) this.#backlog.push(...unpack(late));
+      const wake = this.#wakeBacklog;
+      this.#wakeBacklog = null;
+      wake?.resolve();
+    };
+    pending.then(settle, () => settle(undefined));
+  }
+
+  /** Resolves when an orphaned receive settles (the backlog may have grown). */
+  #backlogChanged() {
+    if (this.#wakeBacklog === null) {
+      let resolve;
+      const promise = new Promise((r) => (resolve = r));
+      this.#wakeBacklog = { promise, resolve };
+    }
+    return this.#wakeBacklog.promise;
   }
 
   /** Receives the next message (a heap copy) without blocking the event loop. */
