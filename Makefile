@@ -22,7 +22,7 @@ CLANG_ENV := CC=clang-19 CXX=clang++-19 \
 	LDSHARED="clang-19 -shared --ld-path=/usr/bin/ld.lld-19" \
 	LDCXXSHARED="clang++-19 -shared --ld-path=/usr/bin/ld.lld-19"
 
-.PHONY: help test demo bench bench-py bench-node bench-tcp sysdeps build lint py py-release typecheck deps clang venv upstream node node-release node-deps node-typecheck fuzz-build fuzz sanitize clean
+.PHONY: node-path codegen schema-lock help test demo bench bench-py bench-node bench-tcp sysdeps build lint py py-release typecheck deps clang venv upstream node node-release node-deps node-typecheck fuzz-build fuzz sanitize clean
 
 help:
 	@echo "make test   - install what is needed, run every test suite (lint, cargo, pytest interop)"
@@ -30,6 +30,8 @@ help:
 	@echo "make bench  - the full benchmark (more samples)"
 	@echo "make bench-py - the Python benchmark against upstream's Python package"
 	@echo "make bench-node - the Node benchmark against Node's own net over a UNIX socket"
+	@echo "make codegen - regenerate the checked-in Python and TypeScript modules from the schemas"
+	@echo "make schema-lock - record schemas/tachyon.lock (refuses a breaking change)"
 	@echo "make bench-tcp - RPC over TCP against std::net, tokio, raw io_uring and Node's net"
 
 ## ---- installs ---------------------------------------------------------------------
@@ -80,6 +82,7 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -j$(JOBS) -- -D warnings
 	$(CARGO) clippy -p tachyon --no-default-features -j$(JOBS) -- -D warnings
+	$(CARGO) clippy -p tachyon-schema --features cli --all-targets -j$(JOBS) -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc -p tachyon --no-deps -j$(JOBS)
 
 # The Python package `tachyon` (tachyon-py/), built and installed into .venv.
@@ -94,7 +97,8 @@ py-release: venv
 
 # The hand-written stubs and the examples, checked strictly.
 typecheck: py
-	$(VENV)/bin/mypy --strict tachyon-py/python/tachyon tachyon-py/examples examples/python
+	MYPYPATH=examples/generated/python $(VENV)/bin/mypy --strict tachyon-py/python/tachyon tachyon-py/examples \
+		examples/python tests/schema/generated/conformance.py examples/generated/python/quote.py
 	$(VENV)/bin/python -m mypy.stubtest tachyon._tachyon --allowlist tachyon-py/stubtest-allowlist.txt
 
 # The Node package's native addon (tachyon-node/), built by napi-rs's CLI next to its JS
@@ -110,6 +114,7 @@ node-release: node-deps
 # The TypeScript declarations, checked against the typed usage examples.
 node-typecheck: node-deps
 	cd $(NODE_DIR) && node_modules/.bin/tsc -p test/types --noEmit
+	cd $(NODE_DIR) && node_modules/.bin/tsc -p ../tests/schema
 
 PEER_ENV := TACHYON_REQUIRE_PEERS=1 TACHYON_PEER=$(CURDIR)/$(TARGET_DIR)/tachyon-peer \
 	TACHYON_PYTHON=$(CURDIR)/$(VENV)/bin/python UPSTREAM_PYTHON=$(CURDIR)/$(UPSTREAM_VENV)/bin/python
@@ -121,8 +126,23 @@ test: deps build lint py typecheck node node-typecheck
 
 ## ---- demo and benchmark ---------------------------------------------------------------
 
-demo: clang deps py-release node-release
-	$(CARGO) run -q -p tachyon-examples --bin rpc_demo --profile bench -j$(JOBS) -- \
+# What `npm install tachyon-rpc` would give the examples: the package under its name.
+node-path:
+	mkdir -p target/node_path && ln -sfn ../../$(NODE_DIR) target/node_path/tachyon-rpc
+
+# The checked-in modules generated from schemas/ and tests/schemas/ (a test checks
+# that they match), and schemas/tachyon.lock (a test checks that nothing breaks it).
+CODEGEN := $(CARGO) run -q -p tachyon-schema --features cli -j$(JOBS) --
+codegen:
+	$(CODEGEN) gen --lang python schemas -o examples/generated/python
+	$(CODEGEN) gen --lang typescript schemas -o examples/generated/ts
+	$(CODEGEN) gen --lang python tests/schemas -o tests/schema/generated
+	$(CODEGEN) gen --lang typescript tests/schemas -o tests/schema/generated
+schema-lock:
+	$(CODEGEN) lock schemas
+
+demo: clang deps py-release node-release node-path
+	NODE_PATH=$(CURDIR)/target/node_path $(CARGO) run -q -p tachyon-examples --bin rpc_demo --profile bench -j$(JOBS) -- \
 		--python $(VENV)/bin/python examples/python/quote_client.py \
 		--node node examples/node/quote_client.js
 	@echo

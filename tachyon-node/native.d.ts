@@ -204,12 +204,26 @@ export declare class NativeTxSlot {
   get open(): boolean
 }
 
+/**
+ * Checks every schema in `schema_dir` and generates the `lang` ("typescript" or
+ * "python") modules. A bad schema throws ERR_TACHYON_SCHEMA naming file, line and column.
+ */
+export declare function codegen(schemaDir: string, lang: string): Array<GeneratedFile>
+
 /** An error, as async outcomes carry it. */
 export interface ErrInfo {
   /** `ERR_TACHYON_*`. */
   code: string
   /** What went wrong. */
   message: string
+}
+
+/** One generated file. */
+export interface GeneratedFile {
+  /** Its name (`quote.js`, `quote.d.ts`). */
+  name: string
+  /** Its text. */
+  text: string
 }
 
 /** A request handed to the JS callback. */

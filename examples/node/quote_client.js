@@ -1,13 +1,15 @@
 'use strict';
-// The Node caller of the RPC demo: calls the Rust `#[tachyon_rpc]` echo handler
-// (msg_type 2, examples/src/lib.rs) by msg_type, sync and async, and through the Tiga
-// API (a numbered method is its msg_type), then prints what it measured.
+// The Node caller of the RPC demo: calls the Rust quote service (examples/src/lib.rs)
+// through the client generated from schemas/quote.tachyon (examples/generated/ts), sync
+// and async, and through the Tiga API (a numbered method is its msg_type), then prints
+// what it measured.
 //
 //   node quote_client.js /tmp/socket-of-rpc_demo-server
 const path = require('node:path');
-const t = require('../../tachyon-node');
+const t = require('tachyon-rpc');
+const quote = require('../generated/ts/quote.js');
 
-const ECHO = 2;
+const ECHO = quote.QuotesMsgType.ECHO;
 
 function percentile(sorted, p) {
   return sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))];
@@ -28,16 +30,24 @@ async function connect(socketPath) {
 async function main() {
   const socketPath = process.argv[2];
   const rpc = await connect(socketPath);
+  const client = new quote.QuotesClient(rpc, { timeoutMs: 5000 });
+  await client.verify();
+  const q = await client.quote({ symbol: 'TCHY', qty: 100, side: quote.Side.SELL });
+  console.log(`node caller: client.quote(TCHY x100, sell) -> bid ${q.bid.toFixed(2)} ask ${q.ask.toFixed(2)}`);
+  await client.quote({ symbol: '', qty: 0 }).catch((e) => {
+    if (e.rpcCode !== quote.QuotesError.BAD_ORDER) throw e;
+    console.log(`node caller: client.quote(bad request) -> TachyonRpcError(code ${e.rpcCode}): ${e.rpcMessage}`);
+  });
   const payload = Buffer.alloc(32, 7);
   const samples = [];
   for (let i = 0; i < 20000; i++) {
     const t0 = process.hrtime.bigint();
-    const reply = rpc.invoke(payload, ECHO, { timeoutMs: 5000 });
+    const reply = client.echoSync(payload);
     samples.push(Number(process.hrtime.bigint() - t0));
     if (reply.length !== 32) throw new Error('echo came back different');
   }
   samples.sort((a, b) => a - b);
-  console.log(`node caller: echo.invoke (sync), 32 bytes: p50 ${percentile(samples, 50)} ns, p99 ${percentile(samples, 99)} ns`);
+  console.log(`node caller: client.echoSync, 32 bytes: p50 ${percentile(samples, 50)} ns, p99 ${percentile(samples, 99)} ns`);
 
   const asyncSamples = [];
   for (let i = 0; i < 5000; i++) {

@@ -1,6 +1,5 @@
-"""The Python caller of the RPC demo: calls the Rust `#[tachyon_rpc]` quote service
-(`examples/src/lib.rs`) by msg_type, with typed MessagePack payloads, and prints what it
-measured.
+"""The Python caller of the RPC demo: calls the Rust quote service (`examples/src/lib.rs`)
+through the client generated from `schemas/quote.tachyon`, and prints what it measured.
 
     python quote_client.py /tmp/socket-of-rpc_demo-server
 """
@@ -8,30 +7,17 @@ measured.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import sys
 import time
+from pathlib import Path
 
 import tachyon
 
 
-@dataclasses.dataclass
-class QuoteReq:
-    symbol: str
-    qty: int
-
-
-@dataclasses.dataclass
-class Quote:
-    symbol: str
-    bid: float
-    ask: float
-    qty: int
-
-
-# The Rust handlers' msg_types: quote = 1 (typed), echo = 2 (raw bytes).
-quote = tachyon.RpcEndpoint(lambda req: req, msg_type=1, typed=True, response_type=Quote)
-echo = tachyon.RpcEndpoint(lambda mv: mv.tobytes(), msg_type=2)
+# The generated module of schemas/quote.tachyon (python -m tachyon.codegen schemas -o
+# examples/generated/python), checked in beside this example.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "generated" / "python"))
+import quote as q  # noqa: E402
 
 
 def connect(path: str) -> tachyon.RpcBus:
@@ -57,27 +43,32 @@ def measure(label: str, call: object, n: int = 20_000) -> None:
     print(f"  {label:<34} p50 {p50:>6} ns   p99 {p99:>6} ns   ({n} calls)")
 
 
-async def pipelined(bus: tachyon.RpcBus, n: int) -> float:
+async def pipelined(client: q.QuotesClient, n: int) -> float:
     t = time.perf_counter()
     for _ in range(n // 16):
-        await asyncio.gather(*(echo.call_async(bus, b"x" * 32, timeout=5) for _ in range(16)))
+        await asyncio.gather(*(client.echo_async(b"x" * 32) for _ in range(16)))
     return (n // 16) * 16 / (time.perf_counter() - t)
 
 
 def main(path: str) -> None:
     with connect(path) as bus:
-        q: Quote = quote.call(bus, QuoteReq("TCHY", 100), timeout=5)
-        print(f"python caller: quote.call(TCHY x100)  -> {q.symbol} bid {q.bid:.2f} ask {q.ask:.2f}")
+        client = q.QuotesClient(bus, timeout=5)
+        client.verify()
+        print(f"python caller: client.verify()       -> the server serves quote.Quotes {q.FINGERPRINT}")
+        req = q.QuoteReq(symbol="TCHY", qty=100)
+        got = client.quote(req)
+        print(f"python caller: client.quote(TCHY x100) -> {got.symbol} bid {got.bid:.2f} ask {got.ask:.2f}")
         try:
-            quote.call(bus, QuoteReq("", 0), timeout=5)
+            client.quote(q.QuoteReq(symbol="", qty=0))
         except tachyon.TachyonRpcError as e:
-            print(f"  quote.call(bad request)            -> TachyonRpcError(code {e.code}): {e.message}")
+            assert e.code == q.QuotesError.BAD_ORDER
+            print(f"  client.quote(bad request)          -> TachyonRpcError(code {e.code}): {e.message}")
         print("round trips from Python (the Rust server in another process):")
         payload = b"x" * 32
-        measure("echo.call, 32 raw bytes", lambda: echo.call(bus, payload))
-        measure("quote.call, typed MessagePack", lambda: quote.call(bus, QuoteReq("TCHY", 100)))
-        rate = asyncio.run(pipelined(bus, 20_000))
-        print(f"  asyncio call_async, 16 in flight      {rate / 1e3:.1f} k calls/s")
+        measure("client.echo, 32 raw bytes", lambda: client.echo(payload))
+        measure("client.quote, typed (msgspec)", lambda: client.quote(req))
+        rate = asyncio.run(pipelined(client, 20_000))
+        print(f"  asyncio echo_async, 16 in flight      {rate / 1e3:.1f} k calls/s")
 
 
 if __name__ == "__main__":

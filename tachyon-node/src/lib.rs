@@ -56,6 +56,29 @@ pub fn method_id(name: String) -> Result<u32, JsError> {
     Ok(u32::from(tachyon::rpc::tiga::method_id(&name).map_err(errors::core)?))
 }
 
+/// One generated file.
+#[napi(object)]
+pub struct GeneratedFile {
+    /// Its name (`quote.js`, `quote.d.ts`).
+    pub name: String,
+    /// Its text.
+    pub text: String,
+}
+
+/// Checks every schema in `schema_dir` and generates the `lang` ("typescript" or
+/// "python") modules. A bad schema throws ERR_TACHYON_SCHEMA naming file, line and column.
+#[napi]
+pub fn codegen(schema_dir: String, lang: String) -> Result<Vec<GeneratedFile>, JsError> {
+    let lang: tachyon_schema::gen::Lang =
+        lang.parse().map_err(|m| napi::Error::new(errors::Code(errors::INVALID_ARG), m))?;
+    let pkgs = tachyon_schema::load_dir(std::path::Path::new(&schema_dir))
+        .map_err(|e| napi::Error::new(errors::Code("ERR_TACHYON_SCHEMA"), e.to_string()))?;
+    Ok(tachyon_schema::gen::files(lang, &pkgs)
+        .into_iter()
+        .map(|(name, text)| GeneratedFile { name, text })
+        .collect())
+}
+
 /// A Tiga call ready to send.
 #[napi(object)]
 pub struct TigaCall {

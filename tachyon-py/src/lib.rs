@@ -53,6 +53,18 @@ fn tiga_call(
     Ok((t, pyo3::types::PyBytes::new(py, &p).unbind()))
 }
 
+/// Checks every schema in `schema_dir` and generates `lang` ("python" or "typescript")
+/// modules: a list of `(file name, text)`. A bad schema raises `ValueError` whose text
+/// names each error's file, line and column.
+#[pyfunction]
+fn codegen(schema_dir: std::path::PathBuf, lang: &str) -> PyResult<Vec<(String, String)>> {
+    let lang: tachyon_schema::gen::Lang =
+        lang.parse().map_err(pyo3::exceptions::PyValueError::new_err)?;
+    let pkgs = tachyon_schema::load_dir(&schema_dir)
+        .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?;
+    Ok(tachyon_schema::gen::files(lang, &pkgs))
+}
+
 #[pymodule]
 fn _tachyon(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<bus::PyBus>()?;
@@ -77,5 +89,6 @@ fn _tachyon(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(msg_type, m)?)?;
     m.add_function(wrap_pyfunction!(method_id, m)?)?;
     m.add_function(wrap_pyfunction!(tiga_call, m)?)?;
+    m.add_function(wrap_pyfunction!(codegen, m)?)?;
     Ok(())
 }

@@ -41,6 +41,7 @@ from ._tachyon import (
     tiga_call,
     route_id,
 )
+from .schema import Description, SchemaMismatchError, ServiceError
 from .rpc import MSG_TYPE_ERROR, RpcDispatcher, RpcEndpoint, RpcServer, _decode_error, tachyon_rpc
 
 __version__ = "0.1.0"
@@ -67,6 +68,9 @@ __all__ = [
     "AddressInUseError",
     "Bus",
     "BufferFullError",
+    "Description",
+    "SchemaMismatchError",
+    "ServiceError",
     "BusClosedError",
     "Message",
     "PeerClosedError",

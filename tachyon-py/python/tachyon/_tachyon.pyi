@@ -1,6 +1,7 @@
 """Type stubs of the native module ``tachyon._tachyon`` (written by hand, checked by
 ``mypy --strict`` in ``make test``)."""
 
+import os
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, Literal, Optional, Union, final
@@ -23,6 +24,7 @@ __all__ = [
     "method_id",
     "route_id",
     "tiga_call",
+    "codegen",
     "RPC_CODE_UPSTREAM",
     "RPC_CODE_UNKNOWN_MSG_TYPE",
     "RPC_CODE_HANDLER_ERROR",
@@ -45,6 +47,9 @@ def method_id(name: str) -> int:
     """The msg_type a Tiga method name routes on (a decimal "0".."32767" is itself)."""
 def tiga_call(method: str, data: bytes, client_id: str = "python") -> tuple[int, bytes]:
     """The (msg_type, payload) that call Tiga method `method` with `data`."""
+def codegen(schema_dir: str | os.PathLike[str], lang: str) -> list[tuple[str, str]]:
+    """Checks the schemas in `schema_dir` and returns the generated `lang` modules as
+    (file name, text); a bad schema raises ValueError naming file, line and column."""
 def encode_error(msg_type: int, code: int, message: str) -> bytes: ...
 def decode_error(payload: bytes) -> tuple[int, int, str]: ...
 

@@ -146,7 +146,13 @@ class RpcEndpoint:
     def _handle(self, request: memoryview) -> bytes:
         """Serves one request: bytes in, bytes out (decoding and encoding typed ones)."""
         if not self.typed:
-            return bytes(self._fn(request))
+            result = self._fn(request)
+            if inspect.isawaitable(result):
+                # An `async def` handler served from a thread with no event loop.
+                from .schema import run_awaitable
+
+                result = run_awaitable(result)
+            return bytes(result)
         try:
             value = decode(request, self._request_type)
         except Exception as e:

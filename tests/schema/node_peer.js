@@ -1,0 +1,115 @@
+'use strict';
+// The Node side of the schema tests, through the generated TypeScript module.
+//   node node_peer.js serve PATH            serve Conformance (a mirror) until killed
+//   node node_peer.js call PATH COUNT SEED  call a Conformance server: verify, mirror
+//                                           COUNT random values, check -> rejected
+const assert = require('node:assert/strict');
+const t = require('tachyon-rpc');
+const { ServiceError } = require('tachyon-rpc/schema');
+const c = require('./generated/conformance.js');
+
+function rng(seed) {
+  let s = BigInt(seed);
+  return () => {
+    s = (s + 0x9e3779b97f4a7c15n) & 0xffffffffffffffffn;
+    let z = s;
+    z = ((z ^ (z >> 30n)) * 0xbf58476d1ce4e5b9n) & 0xffffffffffffffffn;
+    z = ((z ^ (z >> 27n)) * 0x94d049bb133111ebn) & 0xffffffffffffffffn;
+    return z ^ (z >> 31n);
+  };
+}
+
+// Code points, not UTF-16 units: a lone surrogate is not valid UTF-8.
+const ALPHABET = Array.from('aZ0 é✓"\\𝄞_');
+
+function everything(next, depth) {
+  const below = (n) => Number(next() % BigInt(n));
+  const text = () => Array.from({ length: below(10) }, () => ALPHABET[below(ALPHABET.length)]).join('');
+  const bytes = () => Buffer.from(Array.from({ length: below(30) }, () => below(256)));
+  const leaf = () => ({ name: text(), tags: Array.from({ length: below(3) }, text) });
+  const byName = {};
+  for (let i = below(3); i > 0; i--) byName[text()] = leaf();
+  const v = {
+    u8v: below(256),
+    u16v: below(65536),
+    u32v: below(2) ? 4294967295 : below(4294967296),
+    u64v: below(2) ? 0xffffffffffffffffn : next(),
+    i8v: below(256) - 128,
+    i16v: below(65536) - 32768,
+    i32v: below(2) ? -2147483648 : below(4294967296) - 2147483648,
+    i64v: below(2) ? -(1n << 63n) : (next() & ((1n << 63n) - 1n)),
+    f64v: below(2) ? below(1000) - 500 : below(1000000) / 7,
+    flag: below(2) === 0,
+    text: text(),
+    blob: bytes(),
+    color: ['red', 'green', 'blue'][below(3)],
+    leaf: leaf(),
+    leaves: Array.from({ length: below(3) }, leaf),
+    by_name: byName,
+    nested: Array.from({ length: below(3) }, () => Array.from({ length: below(3) }, () => below(1000) - 500)),
+    blobs: Array.from({ length: below(3) }, bytes),
+    level: below(100) - 50,
+    type: text(),
+    children: depth > 0 ? Array.from({ length: below(3) }, () => everything(next, depth - 1)) : [],
+  };
+  if (below(2)) v.maybe = text();
+  if (below(2)) v.maybe_leaf = leaf();
+  if (below(2)) v.maybe_blob = bytes();
+  return v;
+}
+
+async function connect(path) {
+  const deadline = Date.now() + 10000;
+  for (;;) {
+    try {
+      return t.RpcBus.connect(path);
+    } catch (e) {
+      if (Date.now() > deadline) throw e;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+}
+
+async function call(path, count, seed) {
+  const bus = await connect(path);
+  const client = new c.ConformanceClient(bus, { timeoutMs: 10000 });
+  await client.verify();
+  const next = rng(seed);
+  for (let i = 0; i < count; i++) {
+    const v = everything(next, 2);
+    const back = i % 2 ? await client.mirror(v) : client.mirrorSync(v);
+    // Bytes come back as Buffers, 64-bit integers as bigint: compare as values.
+    assert.deepEqual(back, v, `value ${i}`);
+  }
+  const v = everything(next, 0);
+  v.text = 'reject';
+  await assert.rejects(client.check(v), (e) => e.code === 'ERR_TACHYON_RPC' && e.rpcCode === c.ConformanceError.REJECTED);
+  v.text = 'fine';
+  assert.equal(await client.check(v), true);
+  // A value outside the schema never leaves: u8 300 is refused by the server's reader.
+  await assert.rejects(client.mirror({ ...v, u8v: 300 }), (e) => e.rpcCode === 4);
+  bus.close();
+  console.log(`ok ${count} values`);
+}
+
+function serve(path) {
+  const server = t.createRpcServer({
+    socketPath: path,
+    handlers: c.conformanceHandlers({
+      mirror: async (v) => v,
+      check: (v) => {
+        if (v.text === 'reject') throw new ServiceError(c.ConformanceError.REJECTED, 'rejected as asked');
+        return true;
+      },
+    }),
+  });
+  console.log('ready');
+  process.on('SIGTERM', () => server.close().then(() => process.exit(0)));
+}
+
+const [mode, path, count, seed] = process.argv.slice(2);
+if (mode === 'serve') serve(path);
+else call(path, Number(count ?? 100), seed ?? '1').catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

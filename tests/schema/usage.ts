@@ -1,0 +1,31 @@
+// Type-level checks of the generated TypeScript (tsc --strict in `make test`).
+import { RpcBus, createRpcServer } from 'tachyon-rpc';
+import { ServiceError, type Description } from 'tachyon-rpc/schema';
+import * as quote from '../../examples/generated/ts/quote';
+import * as c from './generated/conformance';
+
+export async function client(bus: RpcBus): Promise<number> {
+  const q = new quote.QuotesClient(bus, { timeoutMs: 1000 });
+  const req: quote.QuoteReq = { symbol: 'TCHY', qty: 1, side: quote.Side.SELL };
+  const got: quote.Quote = await q.quote(req, { signal: AbortSignal.timeout(500) });
+  const raw: Buffer = q.echoSync(Buffer.from('x'));
+  const d: Description = await q.describe();
+  const side: quote.Side = 'short'; // a newer peer's value is still a Side
+  void side;
+  return got.bid + raw.length + d.schema.length;
+}
+
+export function server(path: string) {
+  return createRpcServer({
+    socketPath: path,
+    handlers: c.conformanceHandlers({
+      mirror: async (v: c.Everything) => ({ ...v, u64v: v.u64v + 1n, i64v: -1n }),
+      check: (v) => {
+        if (v.text === 'reject') throw new ServiceError(c.ConformanceError.REJECTED, 'no');
+        return v.flag;
+      },
+    }),
+  });
+}
+
+export const msgTypes: number[] = [quote.QuotesMsgType.QUOTE, c.ConformanceMsgType.MIRROR, c.ConformanceMsgType.DESCRIBE];
