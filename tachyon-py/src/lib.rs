@@ -57,10 +57,10 @@ fn tiga_call(
 /// modules: a list of `(file name, text)`. A bad schema raises `ValueError` whose text
 /// names each error's file, line and column.
 #[pyfunction]
-fn codegen(schema_dir: std::path::PathBuf, lang: &str) -> PyResult<Vec<(String, String)>> {
+fn codegen(schema_dir: &str, lang: &str) -> PyResult<Vec<(String, String)>> {
     let lang: tachyon_schema::gen::Lang =
         lang.parse().map_err(pyo3::exceptions::PyValueError::new_err)?;
-    let pkgs = tachyon_schema::load_dir(&schema_dir)
+    let pkgs = tachyon_schema::load_dir(std::path::Path::new(schema_dir))
         .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?;
     Ok(tachyon_schema::gen::files(lang, &pkgs))
 }

@@ -1,6 +1,8 @@
 //! The schema-generated services the cross-language tests use: `conformance` (every
 //! type of the language, from `tests/schemas/conformance.tachyon`) with a mirroring
 //! implementation, and random values of its `Everything` struct.
+// Random test values: wrapping casts and lossy floats are the point.
+#![allow(clippy::cast_possible_wrap, clippy::cast_precision_loss)]
 
 use std::collections::BTreeMap;
 
@@ -33,12 +35,12 @@ pub struct Rng(pub u64);
 
 impl Rng {
     /// The next 64 random bits.
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         crate::splitmix64(self.0)
     }
     fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+        self.next_u64() % n
     }
     fn text(&mut self) -> String {
         const ALPHABET: &[char] = &['a', 'Z', '0', ' ', 'é', '✓', '"', '\\', '𝄞', '_'];
@@ -47,7 +49,7 @@ impl Rng {
     }
     fn bytes(&mut self) -> Vec<u8> {
         let n = self.below(40);
-        (0..n).map(|_| self.next() as u8).collect()
+        (0..n).map(|_| self.next_u64() as u8).collect()
     }
     fn leaf(&mut self) -> Leaf {
         let tags = (0..self.below(4)).map(|_| self.text()).collect();
@@ -58,7 +60,7 @@ impl Rng {
         match self.below(4) {
             0 => 0.0,
             1 => (self.below(1000) as f64) - 500.0,
-            2 => f64::from_bits(self.next() & 0x3FEF_FFFF_FFFF_FFFF) * 1e6,
+            2 => f64::from_bits(self.next_u64() & 0x3FEF_FFFF_FFFF_FFFF) * 1e6,
             _ => -1.5e-300,
         }
     }
@@ -69,12 +71,12 @@ impl Rng {
         let pick_u64 = |r: &mut Rng| match r.below(3) {
             0 => u64::MAX,
             1 => r.below(100),
-            _ => r.next(),
+            _ => r.next_u64(),
         };
-        let pick_i64 = |r: &mut Rng| match r.below(3) {
+        let pick_signed = |r: &mut Rng| match r.below(3) {
             0 => i64::MIN,
             1 => i64::MAX,
-            _ => r.next() as i64,
+            _ => r.next_u64() as i64,
         };
         let mut by_name = BTreeMap::new();
         for _ in 0..self.below(3) {
@@ -86,14 +88,14 @@ impl Rng {
             (0..self.below(3)).map(|_| self.everything(depth - 1)).collect()
         };
         Everything {
-            u8v: self.next() as u8,
-            u16v: self.next() as u16,
-            u32v: if self.below(2) == 0 { u32::MAX } else { self.next() as u32 },
+            u8v: self.next_u64() as u8,
+            u16v: self.next_u64() as u16,
+            u32v: if self.below(2) == 0 { u32::MAX } else { self.next_u64() as u32 },
             u64v: pick_u64(self),
-            i8v: self.next() as i8,
-            i16v: self.next() as i16,
-            i32v: if self.below(2) == 0 { i32::MIN } else { self.next() as i32 },
-            i64v: pick_i64(self),
+            i8v: self.next_u64() as i8,
+            i16v: self.next_u64() as i16,
+            i32v: if self.below(2) == 0 { i32::MIN } else { self.next_u64() as i32 },
+            i64v: pick_signed(self),
             f64v: self.float(),
             flag: self.below(2) == 0,
             text: self.text(),
@@ -107,13 +109,13 @@ impl Rng {
             leaves: (0..self.below(3)).map(|_| self.leaf()).collect(),
             by_name,
             nested: (0..self.below(3))
-                .map(|_| (0..self.below(3)).map(|_| self.next() as i32).collect())
+                .map(|_| (0..self.below(3)).map(|_| self.next_u64() as i32).collect())
                 .collect(),
             blobs: (0..self.below(3)).map(|_| serde_bytes::ByteBuf::from(self.bytes())).collect(),
             maybe: if self.below(2) == 0 { None } else { Some(self.text()) },
             maybe_leaf: if self.below(2) == 0 { None } else { Some(self.leaf()) },
             maybe_blob: if self.below(2) == 0 { None } else { Some(self.bytes()) },
-            level: self.next() as i32,
+            level: self.next_u64() as i32,
             r#type: self.text(),
             children,
         }

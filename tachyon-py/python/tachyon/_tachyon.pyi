@@ -47,7 +47,7 @@ def method_id(name: str) -> int:
     """The msg_type a Tiga method name routes on (a decimal "0".."32767" is itself)."""
 def tiga_call(method: str, data: bytes, client_id: str = "python") -> tuple[int, bytes]:
     """The (msg_type, payload) that call Tiga method `method` with `data`."""
-def codegen(schema_dir: str | os.PathLike[str], lang: str) -> list[tuple[str, str]]:
+def codegen(schema_dir: str, lang: str) -> list[tuple[str, str]]:
     """Checks the schemas in `schema_dir` and returns the generated `lang` modules as
     (file name, text); a bad schema raises ValueError naming file, line and column."""
 def encode_error(msg_type: int, code: int, message: str) -> bytes: ...

@@ -132,6 +132,7 @@ pub fn generate(pkg: &Package) -> (String, String) {
     (format!("{}.py", pkg.name), out)
 }
 
+#[allow(clippy::too_many_lines)] // one template, read top to bottom like the module it writes
 fn service(out: &mut String, pkg: &Package, s: &Service) {
     let svc = &s.name;
     let _ = writeln!(

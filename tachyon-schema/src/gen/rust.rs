@@ -173,6 +173,7 @@ fn field(out: &mut String, defaults: &mut String, s: &Struct, f: &Field) {
     let _ = writeln!(out, "    pub {}: {t},", ident(&f.name));
 }
 
+#[allow(clippy::too_many_lines)] // one template, read top to bottom like the module it writes
 fn service(out: &mut String, pkg: &Package, s: &Service) {
     let module = snake(&s.name);
     let trait_doc: Vec<String> = if s.doc.is_empty() {

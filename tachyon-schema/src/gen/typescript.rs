@@ -223,6 +223,7 @@ export declare function decode{n}(b: Uint8Array): {n};"
     );
 }
 
+#[allow(clippy::too_many_lines)] // one template, read top to bottom like the module it writes
 fn service(js: &mut String, dts: &mut String, pkg: &Package, s: &Service) {
     let svc = &s.name;
     let lower = camel(svc);

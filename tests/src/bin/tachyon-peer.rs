@@ -493,7 +493,7 @@ fn schema_call(a: &Args) -> tachyon::Result<u64> {
     v.text = "reject".into();
     match client.check(&v) {
         Err(Error::Rpc(e)) if e.code == 100 => {
-            println!("rejected code={} message={}", e.code, e.message)
+            println!("rejected code={} message={}", e.code, e.message);
         }
         other => return Err(Error::Protocol(format!("check(reject) answered {other:?}"))),
     }
