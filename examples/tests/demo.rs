@@ -1,4 +1,5 @@
-//! The demo `make demo` runs, run as a test: two processes, typed calls, error replies.
+//! The demo `make demo` runs, run as a test: two processes, the generated client of
+//! schemas/quote.tachyon, `verify`, the schema's error code, an unknown msg_type.
 
 #[test]
 fn rpc_demo_runs_and_reports() {
@@ -11,14 +12,18 @@ fn rpc_demo_runs_and_reports() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("client connected (liveness link: true)"), "{stdout}");
+    assert!(
+        stdout.contains("client.verify()                    -> the server serves quote.Quotes"),
+        "{stdout}"
+    );
     assert!(stdout.contains("-> bid 311.99 ask 312.01"), "{stdout}");
     assert!(
-        stdout.contains("RpcError: remote call to msg_type 1 failed (handler error, code 2)"),
+        stdout.contains("RpcError: remote call to msg_type 1 failed (application error, code 100)"),
         "{stdout}"
     );
     assert!(
         stdout.contains("RpcError: remote call to msg_type 77 failed (unknown msg_type, code 1)"),
         "{stdout}"
     );
-    assert!(stdout.contains("echo::call, 32 raw bytes"), "{stdout}");
+    assert!(stdout.contains("client.echo, 32 raw bytes"), "{stdout}");
 }
