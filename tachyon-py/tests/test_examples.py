@@ -27,8 +27,8 @@ def test_typed_client_example(peer_bin, sock_path):
 
 
 def test_demo_python_caller_against_the_rust_quote_service(peer_bin, sock_path):
-    """`make demo`'s Python caller: typed and raw calls to the Rust `#[tachyon_rpc]`
-    quote service of `examples/`, run as `rpc_demo server`."""
+    """`make demo`'s Python caller: the generated client of schemas/quote.tachyon against
+    the Rust quote service of `examples/`, run as `rpc_demo server`."""
     srv = subprocess.Popen([str(peer_bin.parent / "rpc_demo"), "server", sock_path])
     try:
         out = subprocess.run(
@@ -37,9 +37,10 @@ def test_demo_python_caller_against_the_rust_quote_service(peer_bin, sock_path):
         )
         assert out.returncode == 0, out.stderr
         lines = out.stdout.splitlines()
-        assert lines[0] == "python caller: quote.call(TCHY x100)  -> TCHY bid 311.99 ask 312.01"
-        assert "TachyonRpcError(code 2): symbol must be non-empty and qty positive" in lines[1]
-        assert any(line.strip().startswith("asyncio call_async") for line in lines)
+        assert lines[0].startswith("python caller: client.verify()       -> the server serves quote.Quotes")
+        assert lines[1] == "python caller: client.quote(TCHY x100) -> TCHY bid 311.99 ask 312.01"
+        assert "TachyonRpcError(code 100): symbol must be non-empty and qty positive" in lines[2]
+        assert any(line.strip().startswith("asyncio echo_async") for line in lines)
     finally:
         srv.kill()
         srv.wait()
