@@ -122,6 +122,8 @@ export declare class RpcBus implements Disposable {
   call(payload: Bytes, msgType: number, opts?: WaitOptions): number;
   wait(correlationId: number, opts?: WaitOptions): Reply;
   invoke(payload: Bytes, msgType: number, opts?: WaitOptions): Buffer;
+  /** A oneway request: no reply comes back. Fails at once with ERR_TACHYON_FULL unless opts.timeoutMs allows waiting. */
+  notify(payload: Bytes, msgType: number, opts?: WaitOptions): void;
   /** opts.spin: rounds to spin for the reply first when no other call is in flight (default 1000, 0: never). */
   callAsync(payload: Bytes, msgType: number, opts?: WaitOptions & { spin?: number }): Promise<Buffer>;
   callAsyncReply(payload: Bytes, msgType: number, opts?: WaitOptions & { spin?: number }): Promise<Reply>;

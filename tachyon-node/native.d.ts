@@ -91,6 +91,12 @@ export declare class NativeRpcBus {
    */
   invoke(payload: Uint8Array, msgType: number, timeoutMs?: number | undefined | null): Buffer | RpcErrorInfo
   /**
+   * Sends a oneway request (correlation id 0): the callee runs its handler and sends
+   * no reply. Waits up to `timeout_ms` for room in the request ring (0: fails at once
+   * with ERR_TACHYON_FULL).
+   */
+  notify(payload: Uint8Array, msgType: number, timeoutMs: number): void
+  /**
    * `invoke` for the hot path: the reply is copied into `scratch` (a Buffer the JS
    * layer keeps per bus) and its length returned, so no Buffer is created here (the
    * JS layer takes a pooled one). A reply larger than `scratch` comes back as a

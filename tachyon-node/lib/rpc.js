@@ -75,6 +75,16 @@ class RpcBus {
    * the whole call, and a call that times out is abandoned (its late reply is dropped).
    * Throws TachyonRpcError for an error reply.
    */
+  /**
+   * Sends a oneway request: the callee runs its handler and sends no reply. Fails at
+   * once with ERR_TACHYON_FULL when the request ring is full, unless opts.timeoutMs
+   * allows waiting for room.
+   */
+  notify(payload, msgType, opts) {
+    signalOf(opts);
+    this.#n.notify(bytesOf(payload, 'payload'), msgType, timeoutOf(opts) ?? 0);
+  }
+
   invoke(payload, msgType, opts) {
     signalOf(opts);
     const scratch = (this.#scratch ??= Buffer.allocUnsafeSlow(SCRATCH));

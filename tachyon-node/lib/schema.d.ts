@@ -5,6 +5,7 @@ import type { TachyonError, WaitOptions } from '../index';
 export interface Caller {
   invoke(payload: Uint8Array, msgType: number, opts?: WaitOptions): Buffer;
   callAsync(payload: Uint8Array, msgType: number, opts?: WaitOptions): Promise<Buffer>;
+  notify(payload: Uint8Array, msgType: number, opts?: WaitOptions): void;
 }
 
 /** Per-call options of generated clients: a deadline and an AbortSignal. */

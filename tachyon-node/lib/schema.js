@@ -165,6 +165,11 @@ function invoke(client, msgType, payload, opts) {
   return client.bus.invoke(payload, msgType, options(client, opts));
 }
 
+/** A oneway send: no reply comes back (waits for room up to the deadline). */
+function notify(client, msgType, payload, opts) {
+  client.bus.notify(payload, msgType, options(client, opts));
+}
+
 function readDescription(v) {
   map(v, 'Description');
   return {
@@ -213,6 +218,7 @@ module.exports = {
   request,
   call,
   invoke,
+  notify,
   readDescription,
   verify,
 };

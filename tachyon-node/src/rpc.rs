@@ -230,6 +230,18 @@ impl NativeRpcBus {
         })
     }
 
+    /// Sends a oneway request (correlation id 0): the callee runs its handler and sends
+    /// no reply. Waits up to `timeout_ms` for room in the request ring (0: fails at once
+    /// with ERR_TACHYON_FULL).
+    #[napi]
+    pub fn notify(&self, payload: &[u8], msg_type_: u32, timeout_ms: f64) -> Result<(), JsError> {
+        let (t, mt) = (timeout(Some(timeout_ms))?, msg_type(msg_type_)?);
+        self.with(|b| match t {
+            Some(t) if !t.is_zero() => Ok(b.notify_with(payload, mt, Wait::new().timeout(t))?),
+            _ => Ok(b.notify(payload, mt)?),
+        })
+    }
+
     /// `invoke` for the hot path: the reply is copied into `scratch` (a Buffer the JS
     /// layer keeps per bus) and its length returned, so no Buffer is created here (the
     /// JS layer takes a pooled one). A reply larger than `scratch` comes back as a

@@ -333,6 +333,24 @@ impl PyRpcBus {
         Ok(PyBytes::new(py, &data).unbind())
     }
 
+    /// Sends a oneway request: the callee runs its handler and sends no reply. Waits up
+    /// to `timeout` for room in the request ring (`None`: as long as the callee lives).
+    #[pyo3(signature = (payload, msg_type, timeout=None))]
+    #[allow(clippy::needless_pass_by_value)] // pyo3 extracts arguments by value
+    fn notify(
+        &self,
+        py: Python<'_>,
+        payload: Cow<'_, [u8]>,
+        msg_type: u16,
+        timeout: Option<f64>,
+    ) -> PyResult<()> {
+        let t = self::timeout(timeout)?;
+        let payload: &[u8] = &payload;
+        blocking(py, |check| {
+            self.bus.with(|bus| Ok(bus.notify_with(payload, msg_type, wait_for(t, check))?))
+        })
+    }
+
     /// Waits for the next request (callee end) and returns it as an `RpcRxGuard`: read
     /// it in place with `memoryview(rx)` inside `with callee.serve() as rx:` (or copy it
     /// out at once with `zero_copy=False`).
@@ -400,6 +418,9 @@ impl PyRpcBus {
         let t = self::timeout(timeout)?;
         let payload: &[u8] = &payload;
         let reserve = max_payload_size.unwrap_or(payload.len()).max(payload.len());
+        if correlation_id == tachyon::rpc::ONEWAY_CID {
+            return Ok(()); // a oneway request takes no reply
+        }
         blocking(py, |check| {
             self.bus.with(|bus| {
                 let mut tx = bus.acquire_reply_with(correlation_id, reserve, wait_for(t, check))?;

@@ -34,14 +34,24 @@ pub fn text(p: &Package) -> String {
     for s in &p.services {
         let _ = write!(out, "service {} {{", s.name);
         for m in &s.methods {
-            let _ = write!(
-                out,
-                " rpc {}({}) -> {} = {};",
-                m.name,
-                m.request.spelling(),
-                m.response.spelling(),
-                m.msg_type
-            );
+            if m.oneway {
+                let _ = write!(
+                    out,
+                    " oneway rpc {}({}) = {};",
+                    m.name,
+                    m.request.spelling(),
+                    m.msg_type
+                );
+            } else {
+                let _ = write!(
+                    out,
+                    " rpc {}({}) -> {} = {};",
+                    m.name,
+                    m.request.spelling(),
+                    m.response.spelling(),
+                    m.msg_type
+                );
+            }
         }
         for e in &s.errors {
             let _ = write!(out, " error {} = {};", e.name, e.code);

@@ -106,7 +106,9 @@ fn resolve(p: &mut Package, errors: &mut Vec<Diagnostic>) {
     for s in &mut p.services {
         for m in &mut s.methods {
             fix(&mut m.request);
-            fix(&mut m.response);
+            if !m.oneway {
+                fix(&mut m.response);
+            }
         }
     }
 }

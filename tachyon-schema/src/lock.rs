@@ -124,7 +124,11 @@ impl Lock {
                             MethodLock {
                                 msg_type: m.msg_type,
                                 request: m.request.spelling(),
-                                response: m.response.spelling(),
+                                response: if m.oneway {
+                                    "oneway".into()
+                                } else {
+                                    m.response.spelling()
+                                },
                             },
                         )
                     })

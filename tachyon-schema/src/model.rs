@@ -131,7 +131,8 @@ impl Type {
     }
 }
 
-/// `rpc name(Req) -> Resp = msg_type;`: one request, one reply.
+/// `rpc name(Req) -> Resp = msg_type;` (one request, one reply) or
+/// `oneway rpc name(Req) = msg_type;` (no reply).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Method {
     /// Its name.
@@ -140,8 +141,10 @@ pub struct Method {
     pub doc: Vec<String>,
     /// The request type (`bytes`: raw).
     pub request: Type,
-    /// The reply type (`bytes`: raw).
+    /// The reply type (`bytes`: raw); unused for a oneway method.
     pub response: Type,
+    /// `oneway rpc`: no reply; callers send with correlation id 0 and do not wait.
+    pub oneway: bool,
     /// Its msg_type, unique across every schema.
     pub msg_type: u16,
     /// Where the name is.

@@ -347,13 +347,9 @@ impl Parser<'_> {
                 self.punct(';')?;
                 s.errors.push(ErrorCode { name: ename, doc, code, span: espan });
             } else {
-                if self.is_word("oneway") {
-                    let t = self.next();
-                    return Err(self.error(
-                        t.span,
-                        "`oneway` methods are not supported by this version of the generator",
-                        "not supported yet",
-                    ));
+                let oneway = self.is_word("oneway");
+                if oneway {
+                    self.next();
                 }
                 if !self.is_word("rpc") {
                     return Err(self.unexpected("`rpc`, `oneway`, `error`, `reserved` or `}`"));
@@ -363,16 +359,19 @@ impl Parser<'_> {
                 self.punct('(')?;
                 let request = self.ty()?;
                 self.punct(')')?;
-                self.punct('→')?;
-                if self.is_word("stream") {
-                    let t = self.next();
-                    return Err(self.error(
-                        t.span,
-                        "server-streaming methods (`-> stream T`) are not supported by this version of the generator",
-                        "not supported yet",
-                    ));
-                }
-                let response = self.ty()?;
+                let response = if oneway {
+                    if self.is_punct('→') {
+                        let t = self.next();
+                        return Err(self.error(
+                            t.span,
+                            "a oneway method has no reply type",
+                            "remove `-> T`",
+                        ));
+                    }
+                    Type::Bytes
+                } else {
+                    self.response()?
+                };
                 self.punct('=')?;
                 let (msg_type, tspan) = self.msg_type()?;
                 self.punct(';')?;
@@ -381,12 +380,26 @@ impl Parser<'_> {
                     doc,
                     request,
                     response,
+                    oneway,
                     msg_type,
                     span: mspan,
                     msg_type_span: tspan,
                 });
             }
         }
+    }
+
+    fn response(&mut self) -> PResult<Type> {
+        self.punct('→')?;
+        if self.is_word("stream") {
+            let t = self.next();
+            return Err(self.error(
+                t.span,
+                "server-streaming methods (`-> stream T`) are not supported by this version of the generator",
+                "not supported yet",
+            ));
+        }
+        self.ty()
     }
 }
 
@@ -401,6 +414,7 @@ mod tests {
         service Quotes {\n\
             rpc quote(QuoteReq) -> Quote = 1;\n\
             rpc echo(bytes) -> bytes = 2;\n\
+            oneway rpc log(string) = 3;\n\
             error unknown_symbol = 100;\n\
         }\n";
 
@@ -414,7 +428,8 @@ mod tests {
         assert_eq!(p.structs[0].reserved, vec!["old"]);
         assert_eq!(p.enums[0].values, vec!["buy", "sell"]);
         let s = &p.services[0];
-        assert_eq!(s.methods.iter().map(|m| m.msg_type).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(s.methods.iter().map(|m| m.msg_type).collect::<Vec<_>>(), vec![1, 2, 3]);
+        assert!(s.methods[2].oneway && !s.methods[0].oneway);
         assert_eq!(s.errors[0].code, 100);
     }
 

@@ -86,6 +86,11 @@ async function call(path, count, seed) {
   await assert.rejects(client.check(v), (e) => e.code === 'ERR_TACHYON_RPC' && e.rpcCode === c.ConformanceError.REJECTED);
   v.text = 'fine';
   assert.equal(await client.check(v), true);
+  // Oneway sends: no reply; the server saw each before the next call.
+  const before = await client.recorded(Buffer.alloc(0));
+  for (let i = 0; i < 100; i++) client.recordSync({ name: 'n', tags: [] }, { timeoutMs: 5000 });
+  await client.record({ name: 'n', tags: ['async'] }, { timeoutMs: 5000 });
+  assert.equal(await client.recorded(Buffer.alloc(0)), before + 101n);
   // A value outside the schema never leaves: u8 300 is refused by the server's reader.
   await assert.rejects(client.mirror({ ...v, u8v: 300 }), (e) => e.rpcCode === 4);
   bus.close();
@@ -93,6 +98,7 @@ async function call(path, count, seed) {
 }
 
 function serve(path) {
+  let leaves = 0n;
   const server = t.createRpcServer({
     socketPath: path,
     handlers: c.conformanceHandlers({
@@ -101,6 +107,10 @@ function serve(path) {
         if (v.text === 'reject') throw new ServiceError(c.ConformanceError.REJECTED, 'rejected as asked');
         return true;
       },
+      record: () => {
+        leaves += 1n;
+      },
+      recorded: () => leaves,
     }),
   });
   console.log('ready');

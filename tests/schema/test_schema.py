@@ -99,6 +99,7 @@ class PyMirror:
 
     def __init__(self, forward: "c.ConformanceClient | None" = None) -> None:
         self.forward = forward
+        self.leaves = 0
 
     def mirror(self, req: c.Everything, /) -> c.Everything:
         return self.forward.mirror(req) if self.forward is not None else req
@@ -108,6 +109,12 @@ class PyMirror:
         if req.text == "reject":
             raise tachyon.ServiceError(c.ConformanceError.REJECTED, "rejected as asked")
         return True
+
+    def record(self, req: c.Leaf, /) -> None:
+        self.leaves += 1
+
+    def recorded(self, req: memoryview, /) -> int:
+        return self.leaves
 
 
 def _rust_server(peer_bin: Path, sock: str) -> subprocess.Popen[str]:
@@ -134,6 +141,10 @@ def test_python_client_calls_rust_server(peer_bin: Path, sock: str) -> None:
             assert e.value.code == c.ConformanceError.REJECTED == 100
             v.text = "fine"
             assert client.check(v) is True
+            # Oneway: no reply, and the server saw each one before the next call.
+            for _ in range(200):
+                client.record(c.Leaf(name="n", tags=[]))
+            assert client.recorded(b"") == 200
 
             async def concurrently() -> list[c.Everything]:
                 vals = [_everything(r, 1) for _ in range(32)]

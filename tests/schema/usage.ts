@@ -9,6 +9,8 @@ export async function client(bus: RpcBus): Promise<number> {
   const req: quote.QuoteReq = { symbol: 'TCHY', qty: 1, side: quote.Side.SELL };
   const got: quote.Quote = await q.quote(req, { signal: AbortSignal.timeout(500) });
   const raw: Buffer = q.echoSync(Buffer.from('x'));
+  const oneway: void = await new c.ConformanceClient(bus).record({ name: 'n', tags: [] });
+  void oneway;
   const d: Description = await q.describe();
   const side: quote.Side = 'short'; // a newer peer's value is still a Side
   void side;
@@ -24,6 +26,8 @@ export function server(path: string) {
         if (v.text === 'reject') throw new ServiceError(c.ConformanceError.REJECTED, 'no');
         return v.flag;
       },
+      record: (leaf: c.Leaf) => void leaf,
+      recorded: () => 0n,
     }),
   });
 }

@@ -12,9 +12,10 @@ tachyon::include_schema!("schemas/conformance.tachyon");
 
 pub use conformance::{Color, Conformance, ConformanceClient, Everything, Leaf};
 
-/// Mirrors every value; `check` rejects the text "reject" with the schema's `rejected`.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Mirror;
+/// Mirrors every value; `check` rejects the text "reject" with the schema's `rejected`;
+/// `record` (oneway) counts what it got.
+#[derive(Debug, Default)]
+pub struct Mirror(pub std::sync::atomic::AtomicU64);
 
 impl Conformance for Mirror {
     fn mirror(&self, req: Everything) -> Result<Everything, ServerError> {
@@ -26,6 +27,15 @@ impl Conformance for Mirror {
             return Err(conformance::conformance::errors::rejected("rejected as asked"));
         }
         Ok(true)
+    }
+
+    fn record(&self, _req: Leaf) -> Result<(), ServerError> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn recorded(&self, _req: &[u8]) -> Result<u64, ServerError> {
+        Ok(self.0.load(std::sync::atomic::Ordering::SeqCst))
     }
 }
 

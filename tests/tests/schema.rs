@@ -56,7 +56,8 @@ fn serve(
 
 #[test]
 fn generated_client_calls_generated_server() {
-    let (server, path, t) = serve("schema-live", conformance::conformance::dispatcher(Mirror));
+    let (server, path, thread) =
+        serve("schema-live", conformance::conformance::dispatcher(Mirror::default()));
     let bus = RpcBus::connect(&path).expect("connect");
     let client = ConformanceClient::new(&bus).with_timeout(Duration::from_secs(5));
     client.verify().expect("same schema");
@@ -77,6 +78,22 @@ fn generated_client_calls_generated_server() {
         }
         other => panic!("expected the rejected error, got {other:?}"),
     }
+    // Oneway: no reply, nothing left in flight, and the server saw each one in order.
+    let leaf = conformance::Leaf { name: "n".into(), tags: vec![] };
+    for _ in 0..1000 {
+        client.record(&leaf).expect("record");
+    }
+    assert_eq!(bus.in_flight(), 0);
+    assert_eq!(client.recorded(b"").expect("recorded"), 1000);
+    // Called with a correlation id, a oneway method answers (empty), so nobody hangs.
+    let r = tachyon::rpc::Caller::invoke(
+        &bus,
+        conformance::conformance::RECORD,
+        &tachyon::rpc::codec::encode(&leaf).unwrap(),
+        T,
+    );
+    assert_eq!(r.expect("a oneway method called normally"), Vec::<u8>::new());
+    assert_eq!(client.recorded(b"").expect("recorded"), 1001);
     // A request that is not an `Everything` gets BAD_REQUEST.
     match tachyon::rpc::Caller::invoke(&bus, conformance::conformance::MIRROR, b"\x01", T) {
         Err(Error::Rpc(e)) => assert_eq!(e.code, code::BAD_REQUEST),
@@ -84,13 +101,14 @@ fn generated_client_calls_generated_server() {
     }
     drop(bus);
     server.stop();
-    t.join().unwrap();
+    thread.join().unwrap();
 }
 
 #[test]
 fn evolution_old_client_new_server_and_back() {
     // A v2 server, a v1 client: the old method works, verify names the difference.
-    let (server, path, t) = serve("schema-evo2", v2::evo::shop::dispatcher(v2::Shop::default()));
+    let (server, path, thread) =
+        serve("schema-evo2", v2::evo::shop::dispatcher(v2::Shop::default()));
     let bus = RpcBus::connect(&path).expect("connect");
     let old = v1::evo::ShopClient::new(&bus).with_timeout(Duration::from_secs(5));
     assert_eq!(old.put(&v1::evo::Item { name: "a".into(), price: 3 }).unwrap(), 1);
@@ -104,11 +122,11 @@ fn evolution_old_client_new_server_and_back() {
     assert_eq!(new.count(b"").unwrap(), 1);
     drop(bus);
     server.stop();
-    t.join().unwrap();
+    thread.join().unwrap();
 
     // A v1 server, a v2 client: the added optional field is ignored, the new method is
     // an UNKNOWN_MSG_TYPE error reply, not a hang or a crash.
-    let (server, path, t) = serve("schema-evo1", v1::evo::shop::dispatcher(V1Shop));
+    let (server, path, thread) = serve("schema-evo1", v1::evo::shop::dispatcher(V1Shop));
     let bus = RpcBus::connect(&path).expect("connect");
     let new = v2::evo::ShopClient::new(&bus).with_timeout(Duration::from_secs(5));
     let item = v2::evo::Item { name: "b".into(), price: 9, note: Some("gift".into()) };
@@ -119,7 +137,7 @@ fn evolution_old_client_new_server_and_back() {
     }
     drop(bus);
     server.stop();
-    t.join().unwrap();
+    thread.join().unwrap();
 }
 
 #[test]
@@ -156,4 +174,43 @@ fn the_repository_lock_matches_its_schemas() {
     let released = Lock::parse(&text).unwrap();
     assert_eq!(check(&released, &now), vec![], "schemas/ breaks schemas/tachyon.lock");
     assert_eq!(released, now, "schemas/tachyon.lock is out of date: run `make schema-lock`");
+}
+
+#[test]
+fn generated_client_over_tcp_both_backends_with_oneway() {
+    use tachyon::net::{Backend, TcpClient, TcpServer, TcpServerOptions};
+    for backend in [Backend::IoUring, Backend::Epoll] {
+        for workers in [0, 2] {
+            let opts =
+                TcpServerOptions::default().backend(backend).workers(workers).on_error(|_| {});
+            let server = TcpServer::bind("tcp://127.0.0.1:0", opts).unwrap();
+            let h = server
+                .spawn(Arc::new(conformance::conformance::dispatcher(Mirror::default())))
+                .unwrap();
+            let tcp = TcpClient::connect(&h.address()).unwrap();
+            let client = ConformanceClient::new(&tcp).with_timeout(Duration::from_secs(10));
+            client.verify().unwrap();
+            let mut rng = Rng(backend as u64 + workers as u64);
+            for _ in 0..100 {
+                let v = rng.everything(2);
+                assert_eq!(client.mirror(&v).unwrap(), v);
+            }
+            // 2,000 oneway sends, far more than the in-flight window: none is answered,
+            // none is lost (workers run them untracked, so wait for the count to settle).
+            let leaf = conformance::Leaf { name: "n".into(), tags: vec![] };
+            for _ in 0..2000 {
+                client.record(&leaf).unwrap();
+            }
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while client.recorded(b"").unwrap() != 2000 {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{backend:?}/{workers}: oneway sends lost"
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            drop(tcp);
+            h.shutdown().unwrap();
+        }
+    }
 }

@@ -53,6 +53,8 @@ class Caller(Protocol):
 
     def invoke(self, payload: Bytes, msg_type: int, timeout: Optional[float] = None) -> bytes: ...
 
+    def notify(self, payload: Bytes, msg_type: int, timeout: Optional[float] = None) -> None: ...
+
 
 class ServiceError(Exception):
     """Raised by a handler: the caller gets an error reply with ``code`` (an application
@@ -168,6 +170,26 @@ def raw_out_endpoint(
 ) -> RpcEndpoint:
     """MessagePack request, raw reply."""
     return _endpoint(msg_type, name, lambda req: _finish(handler(_decode(request, req)), bytes))
+
+
+def _ignore(_value: object) -> bytes:
+    return b""
+
+
+def oneway_endpoint(
+    msg_type: int,
+    name: str,
+    handler: Callable[[Req], Union[None, Awaitable[None]]],
+    request: "msgspec.msgpack.Decoder[Req]",
+) -> RpcEndpoint:
+    """A oneway method: a oneway send (correlation id 0) gets no reply; a normal call
+    gets an empty one."""
+    return _endpoint(msg_type, name, lambda req: _finish(handler(_decode(request, req)), _ignore))
+
+
+def oneway_raw_endpoint(msg_type: int, name: str, handler: Callable[[memoryview], Union[None, Awaitable[None]]]) -> RpcEndpoint:
+    """A oneway method taking raw bytes."""
+    return _endpoint(msg_type, name, lambda req: _finish(handler(req), _ignore))
 
 
 def describe_endpoint(description: Description) -> RpcEndpoint:

@@ -113,7 +113,8 @@ pub fn generate(pkg: &Package) -> (String, String) {
     let mut decoders: Vec<Type> = Vec::new();
     for s in &pkg.services {
         for m in &s.methods {
-            for t in [&m.request, &m.response] {
+            let reply = if m.oneway { None } else { Some(&m.response) };
+            for t in std::iter::once(&m.request).chain(reply) {
                 if *t != Type::Bytes && !decoders.contains(t) {
                     decoders.push(t.clone());
                 }
@@ -169,7 +170,13 @@ fn service(out: &mut String, pkg: &Package, s: &Service) {
     for m in &s.methods {
         let (req, resp) = (
             if m.request == Type::Bytes { "memoryview".to_string() } else { ty(&m.request) },
-            if m.response == Type::Bytes { "bytes".to_string() } else { ty(&m.response) },
+            if m.oneway {
+                "None".to_string()
+            } else if m.response == Type::Bytes {
+                "bytes".to_string()
+            } else {
+                ty(&m.response)
+            },
         );
         let _ = writeln!(
             out,
@@ -196,6 +203,15 @@ fn service(out: &mut String, pkg: &Package, s: &Service) {
     for m in &s.methods {
         let mt = format!("{svc}MsgType.{}", shouting(&m.name));
         let line = match (m.request == Type::Bytes, m.response == Type::Bytes) {
+            (true, _) if m.oneway => {
+                format!("_rt.oneway_raw_endpoint({mt}, {:?}, impl.{})", m.name, m.name)
+            }
+            (false, _) if m.oneway => format!(
+                "_rt.oneway_endpoint({mt}, {:?}, impl.{}, {})",
+                m.name,
+                m.name,
+                decoder_name(&m.request)
+            ),
             (true, true) => format!("_rt.raw_endpoint({mt}, {:?}, impl.{})", m.name, m.name),
             (false, false) => format!(
                 "_rt.typed_endpoint({mt}, {:?}, impl.{}, {})",
@@ -257,6 +273,27 @@ fn service(out: &mut String, pkg: &Package, s: &Service) {
         } else {
             (ty(&m.request), "_rt.encode(req)".to_string())
         };
+        if m.oneway {
+            let doc = if m.doc.is_empty() {
+                vec![format!(
+                    "Sends `{}` (msg_type {}), oneway: no reply comes back.",
+                    m.name, m.msg_type
+                )]
+            } else {
+                m.doc.clone()
+            };
+            let _ = writeln!(
+                out,
+                "\n    def {}(self, req: {req_t}, *, timeout: Optional[float] = None) -> None:",
+                m.name
+            );
+            docstring(out, "        ", &doc);
+            let _ = writeln!(out, "        self._bus.notify({payload}, {mt}, self._timeout if timeout is None else timeout)");
+            let _ = writeln!(out, "\n    async def {}_async(self, req: {req_t}, *, timeout: Optional[float] = None) -> None:", m.name);
+            let _ = writeln!(out, "        \"\"\"Awaitable :meth:`{}` (sending waits only for room in the ring).\"\"\"", m.name);
+            let _ = writeln!(out, "        self._bus.notify({payload}, {mt}, self._timeout if timeout is None else timeout)");
+            continue;
+        }
         let (resp_t, wrap_open, wrap_close) = if m.response == Type::Bytes {
             ("bytes".to_string(), String::new(), String::new())
         } else {

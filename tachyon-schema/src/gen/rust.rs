@@ -204,7 +204,7 @@ fn service(out: &mut String, pkg: &Package, s: &Service) {
             out,
             "    fn {}(&self, req: {req}) -> ::core::result::Result<{}, ::tachyon::rpc::ServerError>;",
             ident(&m.name),
-            ty(&m.response, false)
+            if m.oneway { "()".to_string() } else { ty(&m.response, false) }
         );
     }
     let _ = writeln!(out, "}}");
@@ -267,6 +267,17 @@ fn service(out: &mut String, pkg: &Package, s: &Service) {
         let call = format!("s.{}(req)", ident(&m.name));
         let konst = shouting(&m.name);
         let reg = match (m.request == Type::Bytes, m.response == Type::Bytes) {
+            // A oneway method: answered (empty) only when called with a correlation id;
+            // a oneway send (correlation id 0) gets no reply.
+            (true, _) if m.oneway => format!(
+                "d.register_raw_fallible({konst}, {:?}, move |req: &[u8]| {call}.map(|()| ::std::vec::Vec::new()))",
+                m.name
+            ),
+            (false, _) if m.oneway => format!(
+                "d.register_raw_fallible({konst}, {:?}, move |req: &[u8]| {{ let req: {} = ::tachyon::__private::decode_request(req)?; {call}.map(|()| ::std::vec::Vec::new()) }})",
+                m.name,
+                ty(&m.request, false)
+            ),
             (true, true) => format!("d.register_raw_fallible({konst}, {:?}, move |req: &[u8]| {call})", m.name),
             (false, false) => format!("d.register_typed({konst}, {:?}, move |req: {}| {call})", m.name, ty(&m.request, false)),
             (true, false) => format!(
@@ -353,9 +364,15 @@ impl<C: ::tachyon::rpc::Caller> {name}<C> {{
             } else {
                 format!("&{}", ty(&m.request, false))
             },
-            ty(&m.response, false),
+            if m.oneway { "()".to_string() } else { ty(&m.response, false) },
         );
         let body = match (m.request == Type::Bytes, m.response == Type::Bytes) {
+            (true, _) if m.oneway => {
+                format!("::tachyon::rpc::Caller::notify(&self.caller, {konst}, req, self.timeout)")
+            }
+            (false, _) if m.oneway => format!(
+                "::tachyon::rpc::Caller::notify(&self.caller, {konst}, &::tachyon::rpc::codec::encode(req)?, self.timeout)"
+            ),
             (false, false) => format!("::tachyon::rpc::Caller::invoke_typed(&self.caller, {konst}, req, self.timeout)"),
             (true, true) => format!("::tachyon::rpc::Caller::invoke(&self.caller, {konst}, req, self.timeout)"),
             (false, true) => format!(

@@ -258,7 +258,13 @@ fn service(js: &mut String, dts: &mut String, pkg: &Package, s: &Service) {
     for m in &s.methods {
         let (req, resp) = (
             if m.request == Type::Bytes { "Buffer".to_string() } else { ts(&m.request) },
-            if m.response == Type::Bytes { "Uint8Array".to_string() } else { ts(&m.response) },
+            if m.oneway {
+                "void".to_string()
+            } else if m.response == Type::Bytes {
+                "Uint8Array".to_string()
+            } else {
+                ts(&m.response)
+            },
         );
         jsdoc(
             dts,
@@ -272,7 +278,9 @@ fn service(js: &mut String, dts: &mut String, pkg: &Package, s: &Service) {
         let _ = writeln!(dts, "  {}(req: {req}): {resp} | Promise<{resp}>;", m.name);
         let arg =
             if m.request == Type::Bytes { "data".to_string() } else { rt_read_request(&m.request) };
-        let out = if m.response == Type::Bytes {
+        let out = if m.oneway {
+            "(void r, rt.EMPTY)".to_string()
+        } else if m.response == Type::Bytes {
             "rt.bytesOut(r)".to_string()
         } else {
             format!("rt.encode({})", write(&m.response, "r", 0))
@@ -323,6 +331,31 @@ export declare class {svc}Client {{
         } else {
             format!("rt.encode({})", write(&m.request, "req", 0))
         };
+        if m.oneway {
+            let _ = writeln!(
+                js,
+                "  async {name}(req, opts) {{\n    rt.notify(this, {mt}, {payload}, opts);\n  }}\n  {name}Sync(req, opts) {{\n    rt.notify(this, {mt}, {payload}, opts);\n  }}",
+                mt = m.msg_type,
+                name = m.name
+            );
+            let req =
+                if m.request == Type::Bytes { "Uint8Array".to_string() } else { ts(&m.request) };
+            jsdoc(
+                dts,
+                "  ",
+                &if m.doc.is_empty() {
+                    vec![format!(
+                        "Sends `{}` (msg_type {}), oneway: no reply comes back.",
+                        m.name, m.msg_type
+                    )]
+                } else {
+                    m.doc.clone()
+                },
+            );
+            let _ = writeln!(dts, "  {}(req: {req}, opts?: CallOptions): Promise<void>;", m.name);
+            let _ = writeln!(dts, "  /** `{}`, returning once the request is in the ring. */\n  {}Sync(req: {req}, opts?: CallOptions): void;", m.name, m.name);
+            continue;
+        }
         let finish = |r: &str| {
             if m.response == Type::Bytes {
                 r.to_string()

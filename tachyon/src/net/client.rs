@@ -452,6 +452,22 @@ impl TcpClient {
         conn.send(payload, msg_type, wait, budget)
     }
 
+    /// Sends a oneway request (correlation id 0): the server runs the handler and sends
+    /// no reply, so it takes no room in the in-flight window. `timeout` bounds the write
+    /// (`None`: as long as the connection lives); a write cut short ends the connection,
+    /// since the stream would no longer be framed.
+    ///
+    /// # Errors
+    /// [`Error::MessageTooLarge`], [`Error::PeerDead`], [`Error::Timeout`].
+    pub fn notify(&self, payload: &[u8], msg_type: u16, timeout: Option<Duration>) -> Result<()> {
+        if msg_type == MSG_TYPE_ERROR {
+            return Err(Error::InvalidArgument("msg_type 0xFFFF is the error sentinel".into()));
+        }
+        let n = self.conns.len();
+        let start = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        self.conns[start % n].notify(payload, msg_type, timeout)
+    }
+
     /// Waits (without a deadline, but never past the dead-peer bound) for the reply to
     /// `cid`.
     ///
@@ -572,6 +588,31 @@ impl Conn {
             return Err(e);
         }
         Ok(cid)
+    }
+
+    fn notify(&self, payload: &[u8], msg_type: u16, timeout: Option<Duration>) -> Result<()> {
+        let max = self.decoder.max_len();
+        if payload.len() > max as usize {
+            return Err(Error::MessageTooLarge { size: payload.len(), max: max as usize });
+        }
+        if let Some(d) = &lock(&self.inbox).dead {
+            return Err(d.error(u64::MAX));
+        }
+        let sent = {
+            let mut buf = lock(&self.writer);
+            buf.clear();
+            frame::push_message(&mut buf, Kind::Request, u32::from(msg_type), 0, 0, payload);
+            let deadline = timeout.map(|t| Instant::now() + t);
+            let sent = write_all(&self.sock, &buf, deadline, timeout.unwrap_or_default());
+            if buf.capacity() > 1 << 20 {
+                *buf = Vec::new();
+            }
+            sent
+        };
+        if sent.is_err() {
+            self.fail(DeadReason::Dead("a oneway request could not be written whole"));
+        }
+        sent
     }
 
     /// Sleeps on `changed` (up to `left`), counted in `sleepers`.

@@ -314,6 +314,9 @@ impl Conn {
 
     fn on_request(&mut self, h: &Header, payload: &[u8], handler: &mut dyn Handler) {
         self.counts.requests += 1;
+        if h.correlation_id == crate::rpc::ONEWAY_CID {
+            return self.on_oneway(h, payload, handler);
+        }
         self.last_cid = self.last_cid.max(h.correlation_id);
         // A call stays in flight until its reply reaches the socket (inline calls are
         // answered at once, worker calls when they finish). A client that keeps sending
@@ -340,6 +343,18 @@ impl Conn {
             Answer::Later(flag) => {
                 self.jobs.insert(h.correlation_id, flag);
             }
+        }
+        response.clear();
+        self.scratch = response;
+    }
+
+    /// A oneway request: run it, send nothing back. A worker runs it untracked (it cannot
+    /// be cancelled and shutdown does not wait for it); a failure is logged here.
+    fn on_oneway(&mut self, h: &Header, payload: &[u8], handler: &mut dyn Handler) {
+        let mut response = std::mem::take(&mut self.scratch);
+        if let Answer::Now(MSG_TYPE_ERROR) = handler.request(h, payload, &mut response) {
+            let e = crate::rpc::RpcError::decode(&response);
+            tracing::warn!(target: "tachyon", msg_type = h.msg_type(), code = e.code, "a oneway request failed: {}", e.message);
         }
         response.clear();
         self.scratch = response;

@@ -146,7 +146,9 @@ impl Header {
             deadline_us: u32_at(12),
             correlation_id: u64::from_le_bytes(cid),
         };
-        if matches!(kind, Kind::Request | Kind::Reply | Kind::Cancel) && h.correlation_id == 0 {
+        // A request with correlation id 0 is a oneway one (no reply); replies and cancels
+        // always name a call.
+        if matches!(kind, Kind::Reply | Kind::Cancel) && h.correlation_id == 0 {
             return Err(FrameError::NoCorrelationId(kind));
         }
         if kind == Kind::Request && crate::msg_type(h.type_id) == MSG_TYPE_ERROR {
@@ -428,10 +430,12 @@ mod tests {
         b[5] = 1;
         assert_eq!(Header::decode(&b, 1024), Err(FrameError::Reserved));
         assert_eq!(Header::decode(&h.encode(), 4), Err(FrameError::TooLarge { len: 5, max: 4 }));
-        let zero = Header { correlation_id: 0, ..h };
+        let oneway = Header { correlation_id: 0, ..h };
+        assert_eq!(Header::decode(&oneway.encode(), 1024), Ok(oneway));
+        let zero = Header { correlation_id: 0, ..Header::new(Kind::Reply) };
         assert_eq!(
             Header::decode(&zero.encode(), 1024),
-            Err(FrameError::NoCorrelationId(Kind::Request))
+            Err(FrameError::NoCorrelationId(Kind::Reply))
         );
         let err = Header { type_id: 0xFFFF, ..h };
         assert_eq!(Header::decode(&err.encode(), 1024), Err(FrameError::ReservedMsgType));

@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::halves::{ParkedRx, ParkedTx, RxGuard, RxHalf, RxReadiness, TxGuard, TxHalf};
 use crate::liveness::{Closer, PeerLink, PeerWatch};
 use crate::options::{ConnectOptions, ListenOptions};
-use crate::rpc::error::{RpcError, MSG_TYPE_ERROR};
+use crate::rpc::error::{RpcError, MSG_TYPE_ERROR, ONEWAY_CID};
 use crate::rpc::in_flight::InFlight;
 use crate::wait::Wait;
 
@@ -281,6 +281,31 @@ impl RpcBus {
         self.commit_call(tx, payload.len(), msg_type)
     }
 
+    /// Sends a oneway request ([`ONEWAY_CID`]): the callee runs its handler and sends no
+    /// reply, so nothing is left in flight here. Does not wait: a full request ring fails
+    /// with [`Error::Full`] (see [`RpcBus::notify_with`]).
+    ///
+    /// # Errors
+    /// As [`RpcBus::call`].
+    pub fn notify(&self, payload: &[u8], msg_type: u16) -> Result<()> {
+        self.notify_with(payload, msg_type, Wait::new().timeout(Duration::ZERO))
+    }
+
+    /// Like [`RpcBus::notify`], waiting for room in the request ring as `wait` says.
+    ///
+    /// # Errors
+    /// As [`RpcBus::call_timeout`].
+    pub fn notify_with(&self, payload: &[u8], msg_type: u16, wait: Wait<'_>) -> Result<()> {
+        self.expect_role(Role::Caller, "notify")?;
+        if msg_type == MSG_TYPE_ERROR {
+            return Err(Error::InvalidArgument("msg_type 0xFFFF is the error sentinel".into()));
+        }
+        let mut tx = self.tx.acquire_with(payload.len(), &self.link, wait)?;
+        tx.bytes_mut().copy_from_slice(payload);
+        tx.commit_inner(payload.len(), u32::from(msg_type), Some(ONEWAY_CID))?.flush();
+        Ok(())
+    }
+
     /// Commits a request slot with the next correlation id and publishes it.
     #[inline]
     fn commit_call(&self, tx: TxGuard<'_>, len: usize, msg_type: u16) -> Result<u64> {
@@ -495,14 +520,11 @@ impl RpcBus {
     ///
     /// # Errors
     /// [`Error::Timeout`], [`Error::PeerDead`], [`Error::Interrupted`],
-    /// [`Error::Corrupted`]; [`Error::Protocol`] for a request without a correlation id
-    /// (it is consumed).
+    /// [`Error::Corrupted`]. A request with [`ONEWAY_CID`] is a oneway one: a reply to it
+    /// is dropped.
     pub fn serve_with(&self, wait: Wait<'_>) -> Result<RpcRequest<'_>> {
         self.expect_role(Role::Callee, "serve")?;
         let guard = self.rx.acquire_with(&self.link, wait)?;
-        if guard.correlation_id() == 0 {
-            return Err(Error::Protocol("request with correlation id 0 (dropped)".to_owned()));
-        }
         Ok(RpcRequest { guard })
     }
 
@@ -511,9 +533,12 @@ impl RpcBus {
     ///
     /// # Errors
     /// [`Error::Full`], [`Error::MessageTooLarge`], [`Error::PeerDead`],
-    /// [`Error::Protocol`] for `cid == 0` or on the caller end.
+    /// [`Error::Protocol`] on the caller end. A reply to [`ONEWAY_CID`] is dropped.
     #[inline]
     pub fn reply(&self, cid: u64, payload: &[u8], msg_type: u16) -> Result<()> {
+        if self.is_oneway(cid)? {
+            return Ok(());
+        }
         self.check_reply(cid)?;
         let mut tx = self.tx.acquire(payload.len())?;
         tx.bytes_mut().copy_from_slice(payload);
@@ -546,6 +571,9 @@ impl RpcBus {
         msg_type: u16,
         wait: Wait<'_>,
     ) -> Result<()> {
+        if self.is_oneway(cid)? {
+            return Ok(());
+        }
         let mut tx = self.acquire_reply_with(cid, payload.len(), wait)?;
         tx.bytes_mut().copy_from_slice(payload);
         tx.commit(payload.len(), msg_type).map(drop)
@@ -588,10 +616,18 @@ impl RpcBus {
 
     fn check_reply(&self, cid: u64) -> Result<()> {
         self.expect_role(Role::Callee, "reply")?;
-        if cid == 0 {
-            return Err(Error::Protocol("cannot reply to correlation id 0".to_owned()));
+        if cid == ONEWAY_CID {
+            return Err(Error::InvalidArgument(
+                "correlation id 0 is a oneway request: it takes no reply".to_owned(),
+            ));
         }
         Ok(())
+    }
+
+    /// Whether a reply to `cid` is to be dropped: [`ONEWAY_CID`] asks for none.
+    fn is_oneway(&self, cid: u64) -> Result<bool> {
+        self.expect_role(Role::Callee, "reply")?;
+        Ok(cid == ONEWAY_CID)
     }
 
     // ---- both ---------------------------------------------------------------------

@@ -35,6 +35,13 @@ pub trait Caller {
     /// [`crate::Error::PeerDead`], and the transport's own errors.
     fn invoke(&self, msg_type: u16, payload: &[u8], timeout: Option<Duration>) -> Result<Vec<u8>>;
 
+    /// Sends a oneway request: the handler runs, no reply comes back (its failure is the
+    /// server's to report). `timeout` bounds the wait for room to send.
+    ///
+    /// # Errors
+    /// [`crate::Error::Timeout`], [`crate::Error::PeerDead`], and the transport's own errors.
+    fn notify(&self, msg_type: u16, payload: &[u8], timeout: Option<Duration>) -> Result<()>;
+
     /// Calls a typed handler: `req` goes out as MessagePack, the reply is decoded.
     ///
     /// # Errors
@@ -59,6 +66,10 @@ impl<T: Caller + ?Sized> Caller for &T {
         (**self).invoke(msg_type, payload, timeout)
     }
 
+    fn notify(&self, msg_type: u16, payload: &[u8], timeout: Option<Duration>) -> Result<()> {
+        (**self).notify(msg_type, payload, timeout)
+    }
+
     fn invoke_typed<Req, Resp>(
         &self,
         msg_type: u16,
@@ -78,6 +89,10 @@ impl<T: Caller + ?Sized> Caller for std::sync::Arc<T> {
         (**self).invoke(msg_type, payload, timeout)
     }
 
+    fn notify(&self, msg_type: u16, payload: &[u8], timeout: Option<Duration>) -> Result<()> {
+        (**self).notify(msg_type, payload, timeout)
+    }
+
     fn invoke_typed<Req, Resp>(
         &self,
         msg_type: u16,
@@ -95,6 +110,10 @@ impl<T: Caller + ?Sized> Caller for std::sync::Arc<T> {
 impl Caller for RpcBus {
     fn invoke(&self, msg_type: u16, payload: &[u8], timeout: Option<Duration>) -> Result<Vec<u8>> {
         RpcBus::invoke(self, msg_type, payload, timeout)
+    }
+
+    fn notify(&self, msg_type: u16, payload: &[u8], timeout: Option<Duration>) -> Result<()> {
+        self.notify_with(payload, msg_type, crate::wait::Wait::new().timeout_opt(timeout))
     }
 
     fn invoke_typed<Req, Resp>(
@@ -117,5 +136,9 @@ impl Caller for RpcBus {
 impl Caller for crate::net::TcpClient {
     fn invoke(&self, msg_type: u16, payload: &[u8], timeout: Option<Duration>) -> Result<Vec<u8>> {
         crate::net::TcpClient::invoke(self, msg_type, payload, timeout)
+    }
+
+    fn notify(&self, msg_type: u16, payload: &[u8], timeout: Option<Duration>) -> Result<()> {
+        crate::net::TcpClient::notify(self, payload, msg_type, timeout)
     }
 }

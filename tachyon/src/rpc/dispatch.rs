@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::rpc::bus::{RpcBus, RpcRequest};
-use crate::rpc::error::{code, RpcError, ServerError, MSG_TYPE_ERROR};
+use crate::rpc::error::{code, RpcError, ServerError, MSG_TYPE_ERROR, ONEWAY_CID};
 use crate::wait::Wait;
 
 /// A handler the dispatcher can route to. `#[tachyon_rpc]` generates one per function.
@@ -350,11 +350,19 @@ impl Dispatcher {
         opts: &ServeOptions,
         scratch: &mut Vec<u8>,
     ) -> Result<()> {
-        let (cid, reply_type) = {
+        let (cid, msg_type, reply_type) = {
             let req = transport.next_request(wait)?;
             let reply_type = self.dispatch(req.msg_type(), req.data(), scratch);
-            (req.correlation_id(), reply_type)
+            (req.correlation_id(), req.msg_type(), reply_type)
         };
+        if cid == ONEWAY_CID {
+            // A oneway request takes no reply; its failure is the server's to report.
+            if reply_type == MSG_TYPE_ERROR {
+                let e = RpcError::decode(scratch);
+                opts.report(&Error::Rpc(RpcError { msg_type, ..e }));
+            }
+            return Ok(());
+        }
         transport.send_reply(cid, reply_type, scratch, Wait::new().timeout_opt(opts.reply_timeout))
     }
 

@@ -6,6 +6,10 @@ use serde::{Deserialize, Serialize};
 /// The reserved msg_type of error replies.
 pub const MSG_TYPE_ERROR: u16 = 0xFFFF;
 
+/// The correlation id of a oneway request: the callee runs its handler and sends no
+/// reply. Upstream's callers number their calls from 1, so it never meets one.
+pub const ONEWAY_CID: u64 = 0;
+
 /// Error codes carried in [`RpcError::code`].
 pub mod code {
     /// The peer sent the upstream 2-byte sentinel with no detail.

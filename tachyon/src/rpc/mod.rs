@@ -25,5 +25,5 @@ pub use dispatch::{
     decode_request, encode_response, handle_typed, Dispatcher, Endpoint, RegisterError, Request,
     ServeOptions, Transport,
 };
-pub use error::{code, code_name, RpcError, ServerError, MSG_TYPE_ERROR};
+pub use error::{code, code_name, RpcError, ServerError, MSG_TYPE_ERROR, ONEWAY_CID};
 pub use server::{RpcServer, ServerHandle, ServerOptions, StopHandle};

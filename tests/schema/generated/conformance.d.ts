@@ -71,7 +71,7 @@ export declare function encodeEverything(v: Everything): Buffer;
 export declare function decodeEverything(b: Uint8Array): Everything;
 
 /** The msg_types of `Conformance`. */
-export declare const ConformanceMsgType: { readonly MIRROR: 100; readonly CHECK: 101; readonly DESCRIBE: 32767 };
+export declare const ConformanceMsgType: { readonly MIRROR: 100; readonly CHECK: 101; readonly RECORD: 102; readonly RECORDED: 103; readonly DESCRIBE: 32767 };
 /** Application error codes of `Conformance`: throw `new ServiceError(ConformanceError.X, message)`. */
 export declare const ConformanceError: { readonly REJECTED: 100 };
 /** What a `Conformance` server answers to `describe`. */
@@ -88,6 +88,14 @@ export interface ConformanceServer {
    * Fails with `rejected` when the text is "reject".
    */
   check(req: Everything): boolean | Promise<boolean>;
+  /**
+   * Keeps a leaf (oneway: no reply).
+   */
+  record(req: Leaf): void | Promise<void>;
+  /**
+   * How many leaves were recorded so far.
+   */
+  recorded(req: Buffer): bigint | Promise<bigint>;
 }
 /** `createRpcServer({ socketPath, handlers: conformanceHandlers(impl) })`: serves `impl` and `describe`. */
 export declare function conformanceHandlers(impl: ConformanceServer): Handlers;
@@ -113,4 +121,16 @@ export declare class ConformanceClient {
   check(req: Everything, opts?: CallOptions): Promise<boolean>;
   /** Blocking form of `check` (blocks the event loop until the reply). */
   checkSync(req: Everything, opts?: CallOptions): boolean;
+  /**
+   * Keeps a leaf (oneway: no reply).
+   */
+  record(req: Leaf, opts?: CallOptions): Promise<void>;
+  /** `record`, returning once the request is in the ring. */
+  recordSync(req: Leaf, opts?: CallOptions): void;
+  /**
+   * How many leaves were recorded so far.
+   */
+  recorded(req: Uint8Array, opts?: CallOptions): Promise<bigint>;
+  /** Blocking form of `recorded` (blocks the event loop until the reply). */
+  recordedSync(req: Uint8Array, opts?: CallOptions): bigint;
 }

@@ -4,8 +4,8 @@
 const rt = require('tachyon-rpc/schema');
 
 exports.PACKAGE = "conformance";
-exports.SCHEMA = "package conformance;\nenum Color { red, green, blue }\nstruct Leaf { name: string; tags: list<string>; }\nstruct Everything { u8v: u8; u16v: u16; u32v: u32; u64v: u64; i8v: i8; i16v: i16; i32v: i32; i64v: i64; f64v: f64; flag: bool; text: string; blob: bytes; color: Color; leaf: Leaf; leaves: list<Leaf>; by_name: map<string, Leaf>; nested: list<list<i32>>; blobs: list<bytes>; maybe?: string; maybe_leaf?: Leaf; maybe_blob?: bytes; level: i32 = -3; type: string = \"plain\"; children: list<Everything>; }\nservice Conformance { rpc mirror(Everything) -> Everything = 100; rpc check(Everything) -> bool = 101; error rejected = 100; }\n";
-exports.FINGERPRINT = "a02c12207773d821";
+exports.SCHEMA = "package conformance;\nenum Color { red, green, blue }\nstruct Leaf { name: string; tags: list<string>; }\nstruct Everything { u8v: u8; u16v: u16; u32v: u32; u64v: u64; i8v: i8; i16v: i16; i32v: i32; i64v: i64; f64v: f64; flag: bool; text: string; blob: bytes; color: Color; leaf: Leaf; leaves: list<Leaf>; by_name: map<string, Leaf>; nested: list<list<i32>>; blobs: list<bytes>; maybe?: string; maybe_leaf?: Leaf; maybe_blob?: bytes; level: i32 = -3; type: string = \"plain\"; children: list<Everything>; }\nservice Conformance { rpc mirror(Everything) -> Everything = 100; rpc check(Everything) -> bool = 101; oneway rpc record(Leaf) = 102; rpc recorded(bytes) -> u64 = 103; error rejected = 100; }\n";
+exports.FINGERPRINT = "745710162c187b57";
 
 exports.Color = Object.freeze({ RED: "red", GREEN: "green", BLUE: "blue" });
 
@@ -91,7 +91,7 @@ exports.writeEverything = writeEverything;
 exports.encodeEverything = (v) => rt.encode(writeEverything(v));
 exports.decodeEverything = (b) => readEverything(rt.decode(b));
 
-const ConformanceMsgType = Object.freeze({ MIRROR: 100, CHECK: 101, DESCRIBE: 32767 });
+const ConformanceMsgType = Object.freeze({ MIRROR: 100, CHECK: 101, RECORD: 102, RECORDED: 103, DESCRIBE: 32767 });
 exports.ConformanceMsgType = ConformanceMsgType;
 exports.ConformanceError = Object.freeze({ REJECTED: 100 });
 const conformanceDescription = Object.freeze({ package: "conformance", service: "Conformance", fingerprint: exports.FINGERPRINT, schema: exports.SCHEMA });
@@ -100,6 +100,8 @@ function conformanceHandlers(impl) {
   return {
     [100]: async (data) => { const r = await impl["mirror"](rt.request(() => readEverything(rt.decode(data), 'request'))); return rt.encode(writeEverything(r)); },
     [101]: async (data) => { const r = await impl["check"](rt.request(() => readEverything(rt.decode(data), 'request'))); return rt.encode(r); },
+    [102]: async (data) => { const r = await impl["record"](rt.request(() => readLeaf(rt.decode(data), 'request'))); return (void r, rt.EMPTY); },
+    [103]: async (data) => { const r = await impl["recorded"](data); return rt.encode(r); },
     [32767]: () => rt.encode(conformanceDescription),
   };
 }
@@ -129,6 +131,18 @@ class ConformanceClient {
   }
   checkSync(req, opts) {
     return rt.bool(rt.decode(rt.invoke(this, 101, rt.encode(writeEverything(req)), opts)), 'reply');
+  }
+  async record(req, opts) {
+    rt.notify(this, 102, rt.encode(writeLeaf(req)), opts);
+  }
+  recordSync(req, opts) {
+    rt.notify(this, 102, rt.encode(writeLeaf(req)), opts);
+  }
+  async recorded(req, opts) {
+    return rt.bigint(rt.decode(await rt.call(this, 103, req, opts)), false, 'reply');
+  }
+  recordedSync(req, opts) {
+    return rt.bigint(rt.decode(rt.invoke(this, 103, req, opts)), false, 'reply');
   }
 }
 exports.ConformanceClient = ConformanceClient;

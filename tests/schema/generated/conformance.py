@@ -13,8 +13,8 @@ import tachyon
 from tachyon import schema as _rt
 
 PACKAGE = "conformance"
-SCHEMA = "package conformance;\nenum Color { red, green, blue }\nstruct Leaf { name: string; tags: list<string>; }\nstruct Everything { u8v: u8; u16v: u16; u32v: u32; u64v: u64; i8v: i8; i16v: i16; i32v: i32; i64v: i64; f64v: f64; flag: bool; text: string; blob: bytes; color: Color; leaf: Leaf; leaves: list<Leaf>; by_name: map<string, Leaf>; nested: list<list<i32>>; blobs: list<bytes>; maybe?: string; maybe_leaf?: Leaf; maybe_blob?: bytes; level: i32 = -3; type: string = \"plain\"; children: list<Everything>; }\nservice Conformance { rpc mirror(Everything) -> Everything = 100; rpc check(Everything) -> bool = 101; error rejected = 100; }\n"
-FINGERPRINT = "a02c12207773d821"
+SCHEMA = "package conformance;\nenum Color { red, green, blue }\nstruct Leaf { name: string; tags: list<string>; }\nstruct Everything { u8v: u8; u16v: u16; u32v: u32; u64v: u64; i8v: i8; i16v: i16; i32v: i32; i64v: i64; f64v: f64; flag: bool; text: string; blob: bytes; color: Color; leaf: Leaf; leaves: list<Leaf>; by_name: map<string, Leaf>; nested: list<list<i32>>; blobs: list<bytes>; maybe?: string; maybe_leaf?: Leaf; maybe_blob?: bytes; level: i32 = -3; type: string = \"plain\"; children: list<Everything>; }\nservice Conformance { rpc mirror(Everything) -> Everything = 100; rpc check(Everything) -> bool = 101; oneway rpc record(Leaf) = 102; rpc recorded(bytes) -> u64 = 103; error rejected = 100; }\n"
+FINGERPRINT = "745710162c187b57"
 
 
 class Color(enum.StrEnum):
@@ -60,12 +60,16 @@ class Everything(msgspec.Struct, kw_only=True, omit_defaults=True):
 
 _DEC_Everything = msgspec.msgpack.Decoder(Everything)
 _DEC_bool = msgspec.msgpack.Decoder(bool)
+_DEC_Leaf = msgspec.msgpack.Decoder(Leaf)
+_DEC__rt_U64 = msgspec.msgpack.Decoder(_rt.U64)
 
 
 class ConformanceMsgType(enum.IntEnum):
     """The msg_types of `Conformance`."""
     MIRROR = 100
     CHECK = 101
+    RECORD = 102
+    RECORDED = 103
     DESCRIBE = 32767
 
 
@@ -85,6 +89,12 @@ class ConformanceServer(Protocol):
     def check(self, req: Everything, /) -> Union[bool, Awaitable[bool]]:
         """Fails with `rejected` when the text is "reject"."""
         ...
+    def record(self, req: Leaf, /) -> Union[None, Awaitable[None]]:
+        """Keeps a leaf (oneway: no reply)."""
+        ...
+    def recorded(self, req: memoryview, /) -> Union[_rt.U64, Awaitable[_rt.U64]]:
+        """How many leaves were recorded so far."""
+        ...
 
 
 def conformance_dispatcher(impl: ConformanceServer) -> tachyon.RpcDispatcher:
@@ -92,6 +102,8 @@ def conformance_dispatcher(impl: ConformanceServer) -> tachyon.RpcDispatcher:
     d = tachyon.RpcDispatcher()
     d.register(_rt.typed_endpoint(ConformanceMsgType.MIRROR, "mirror", impl.mirror, _DEC_Everything))
     d.register(_rt.typed_endpoint(ConformanceMsgType.CHECK, "check", impl.check, _DEC_Everything))
+    d.register(_rt.oneway_endpoint(ConformanceMsgType.RECORD, "record", impl.record, _DEC_Leaf))
+    d.register(_rt.raw_in_endpoint(ConformanceMsgType.RECORDED, "recorded", impl.recorded))
     d.register(_rt.describe_endpoint(CONFORMANCE_DESCRIPTION))
     return d
 
@@ -139,3 +151,19 @@ class ConformanceClient:
     async def check_async(self, req: Everything, *, timeout: Optional[float] = None) -> bool:
         """Awaitable :meth:`check`."""
         return _DEC_bool.decode(await _rt.invoke_async(self._bus, _rt.encode(req), ConformanceMsgType.CHECK, self._timeout if timeout is None else timeout))
+
+    def record(self, req: Leaf, *, timeout: Optional[float] = None) -> None:
+        """Keeps a leaf (oneway: no reply)."""
+        self._bus.notify(_rt.encode(req), ConformanceMsgType.RECORD, self._timeout if timeout is None else timeout)
+
+    async def record_async(self, req: Leaf, *, timeout: Optional[float] = None) -> None:
+        """Awaitable :meth:`record` (sending waits only for room in the ring)."""
+        self._bus.notify(_rt.encode(req), ConformanceMsgType.RECORD, self._timeout if timeout is None else timeout)
+
+    def recorded(self, req: Union[bytes, bytearray, memoryview], *, timeout: Optional[float] = None) -> _rt.U64:
+        """How many leaves were recorded so far."""
+        return _DEC__rt_U64.decode(self._bus.invoke(req, ConformanceMsgType.RECORDED, self._timeout if timeout is None else timeout))
+
+    async def recorded_async(self, req: Union[bytes, bytearray, memoryview], *, timeout: Optional[float] = None) -> _rt.U64:
+        """Awaitable :meth:`recorded`."""
+        return _DEC__rt_U64.decode(await _rt.invoke_async(self._bus, req, ConformanceMsgType.RECORDED, self._timeout if timeout is None else timeout))

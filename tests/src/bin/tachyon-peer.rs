@@ -467,7 +467,7 @@ fn schema_serve(a: &Args) -> tachyon::Result<u64> {
     let server = RpcServer::bind(&a.path, ServerOptions::default())?;
     println!("ready");
     let _ = std::io::Write::flush(&mut std::io::stdout());
-    server.serve(std::sync::Arc::new(conformance::conformance::dispatcher(Mirror)))?;
+    server.serve(std::sync::Arc::new(conformance::conformance::dispatcher(Mirror::default())))?;
     Ok(0)
 }
 
@@ -501,6 +501,19 @@ fn schema_call(a: &Args) -> tachyon::Result<u64> {
     if !client.check(&v)? {
         return Err(Error::Protocol("check(fine) answered false".into()));
     }
+    // Oneway sends take no reply; the server sees them in order, before the next call.
+    let before = client.recorded(b"")?;
+    for _ in 0..50 {
+        client.record(&v.leaf)?;
+    }
+    let after = client.recorded(b"")?;
+    if after != before + 50 {
+        return Err(Error::Protocol(format!(
+            "50 oneway records: the server counted {}",
+            after - before
+        )));
+    }
+    println!("oneway recorded={}", after - before);
     Ok(a.count)
 }
 
