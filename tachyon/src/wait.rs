@@ -115,14 +115,16 @@ fn sleeper_barrier(barrier: Barrier) {
 /// consumer, which stores 0 after every wake-up anyway, sees nothing but a spurious wake.
 #[inline]
 pub(crate) fn wake_consumer(word: &AtomicU32, barrier: Barrier) {
-    if word.load(Ordering::Relaxed) == sleep::POLLING {
-        return;
-    }
     // Pairs with the consumer's barrier between "store 1" and "re-check the ring" (see
     // [`Barrier`]). Either the consumer's re-check sees our publication, or we see its 1.
+    // No load of the word may come before it: a relaxed load may be hoisted above the
+    // publishing release stores, and its value reused below.
     match barrier {
         Barrier::Fence => fence(Ordering::SeqCst),
         Barrier::Membarrier => compiler_fence(Ordering::SeqCst),
+    }
+    if word.load(Ordering::Relaxed) == sleep::POLLING {
+        return;
     }
     wake_sleepers(word);
 }
