@@ -62,6 +62,9 @@ pub fn text(p: &Package) -> String {
         }
         out.push_str(" }\n");
     }
+    for t in &p.topics {
+        let _ = writeln!(out, "topic {}: {} = {};", t.name, t.ty.spelling(), t.msg_type);
+    }
     out
 }
 

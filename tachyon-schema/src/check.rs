@@ -78,6 +78,19 @@ pub fn check(packages: &mut [Package]) -> Vec<Diagnostic> {
                 }
             }
         }
+        for t in &p.topics {
+            let what = format!("{}.{}", p.name, t.name);
+            if let Some(prev) = msg_types.insert(t.msg_type, what.clone()) {
+                c.err(
+                    t.msg_type_span,
+                    format!(
+                        "msg_type {} of topic `{what}` is already used by `{prev}`",
+                        t.msg_type
+                    ),
+                    "used twice",
+                );
+            }
+        }
     }
     errors.sort_by(|a, b| (&a.file, a.span.offset).cmp(&(&b.file, b.span.offset)));
     errors
@@ -102,6 +115,9 @@ fn resolve(p: &mut Package, errors: &mut Vec<Diagnostic>) {
         for f in &mut s.fields {
             fix(&mut f.ty);
         }
+    }
+    for t in &mut p.topics {
+        fix(&mut t.ty);
     }
     for s in &mut p.services {
         for m in &mut s.methods {
@@ -256,6 +272,13 @@ fn rules(c: &mut Checker<'_>) {
                     "duplicate code",
                 );
             }
+        }
+    }
+    let mut topics = HashSet::new();
+    for t in &p.topics {
+        c.name(&t.name, t.span, "topic");
+        if !topics.insert(t.name.as_str()) {
+            c.err(t.span, format!("topic `{}` is defined twice", t.name), "duplicate topic");
         }
     }
     cycles(c);

@@ -27,6 +27,19 @@ pub struct PackageLock {
     pub enums: BTreeMap<String, Vec<String>>,
     /// Services by name.
     pub services: BTreeMap<String, ServiceLock>,
+    /// Topics by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub topics: BTreeMap<String, TopicLock>,
+}
+
+/// A topic as released.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopicLock {
+    /// Its msg_type.
+    pub msg_type: u16,
+    /// Its message type's spelling.
+    #[serde(rename = "type")]
+    pub ty: String,
 }
 
 /// A struct as released.
@@ -135,6 +148,12 @@ impl Lock {
                     .collect();
                 let errors = s.errors.iter().map(|e| (e.name.clone(), e.code)).collect();
                 pl.services.insert(s.name.clone(), ServiceLock { methods, errors });
+            }
+            for t in &p.topics {
+                pl.topics.insert(
+                    t.name.clone(),
+                    TopicLock { msg_type: t.msg_type, ty: t.ty.spelling() },
+                );
             }
             lock.packages.insert(p.name.clone(), pl);
         }
@@ -281,6 +300,31 @@ pub fn check(old: &Lock, new: &Lock) -> Vec<Violation> {
             }
         }
     }
+    for (pname, op) in &old.packages {
+        let Some(np) = new.packages.get(pname) else { continue };
+        for (tname, ot) in &op.topics {
+            let item = format!("{pname}.{tname}");
+            match np.topics.get(tname) {
+                None => push(
+                    "topic-removed",
+                    item,
+                    format!("old receivers still expect msg_type {}", ot.msg_type),
+                ),
+                Some(nt) => {
+                    if nt.msg_type != ot.msg_type {
+                        push(
+                            "msg-type-changed",
+                            item.clone(),
+                            format!("{} -> {}", ot.msg_type, nt.msg_type),
+                        );
+                    }
+                    if nt.ty != ot.ty {
+                        push("topic-type-changed", item, format!("{} -> {}", ot.ty, nt.ty));
+                    }
+                }
+            }
+        }
+    }
     // A msg_type released for one method and now used by another, anywhere.
     let released: BTreeMap<u16, String> = methods(old);
     for (mt, now) in methods(new) {
@@ -300,6 +344,9 @@ fn methods(l: &Lock) -> BTreeMap<u16, String> {
             for (m, ml) in &sl.methods {
                 out.insert(ml.msg_type, format!("{p}.{s}.{m}"));
             }
+        }
+        for (t, tl) in &pl.topics {
+            out.insert(tl.msg_type, format!("{p}.{t}"));
         }
     }
     out

@@ -22,6 +22,8 @@ pub struct Package {
     pub enums: Vec<Enum>,
     /// Services, in file order.
     pub services: Vec<Service>,
+    /// Typed one-way message streams over a `Bus`, in file order.
+    pub topics: Vec<Topic>,
 }
 
 /// `struct Name { fields }`: a MessagePack map keyed by field name.
@@ -181,6 +183,24 @@ pub struct Service {
     pub reserved: Vec<u16>,
     /// Where the name is.
     pub span: Span,
+}
+
+/// `topic name: T = msg_type;`: messages of type `T` sent one way over a `Bus`, carrying
+/// `msg_type` (route 0) so a receiver tells the topics apart.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Topic {
+    /// Its name.
+    pub name: String,
+    /// Its doc comment lines.
+    pub doc: Vec<String>,
+    /// The message type (`bytes`: raw).
+    pub ty: Type,
+    /// The msg_type its messages carry, unique across every schema.
+    pub msg_type: u16,
+    /// Where the name is.
+    pub span: Span,
+    /// Where the msg_type is.
+    pub msg_type_span: Span,
 }
 
 /// The msg_type of the generated `describe` method every service answers.

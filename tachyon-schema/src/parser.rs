@@ -5,7 +5,9 @@ use std::path::Path;
 
 use crate::diag::{Diagnostic, Span};
 use crate::lexer::{lex, Tok, Token};
-use crate::model::{Enum, ErrorCode, Field, Literal, Method, Package, Service, Struct, Type};
+use crate::model::{
+    Enum, ErrorCode, Field, Literal, Method, Package, Service, Struct, Topic, Type,
+};
 
 /// Parses one schema file.
 ///
@@ -129,6 +131,7 @@ impl Parser<'_> {
             structs: Vec::new(),
             enums: Vec::new(),
             services: Vec::new(),
+            topics: Vec::new(),
         };
         loop {
             let doc = self.docs();
@@ -142,12 +145,7 @@ impl Parser<'_> {
             } else if self.is_word("service") {
                 pkg.services.push(self.service(doc)?);
             } else if self.is_word("topic") {
-                let t = self.next();
-                return Err(self.error(
-                    t.span,
-                    "`topic` is not supported by this version of the generator",
-                    "not supported yet",
-                ));
+                pkg.topics.push(self.topic(doc)?);
             } else {
                 return Err(self.unexpected("`struct`, `enum`, `service` or `topic`"));
             }
@@ -387,6 +385,17 @@ impl Parser<'_> {
                 });
             }
         }
+    }
+
+    fn topic(&mut self, doc: Vec<String>) -> PResult<Topic> {
+        self.word("topic")?;
+        let (name, span) = self.ident("a topic name")?;
+        self.punct(':')?;
+        let ty = self.ty()?;
+        self.punct('=')?;
+        let (msg_type, msg_type_span) = self.msg_type()?;
+        self.punct(';')?;
+        Ok(Topic { name, doc, ty, msg_type, span, msg_type_span })
     }
 
     fn response(&mut self) -> PResult<Type> {

@@ -117,8 +117,35 @@ function serve(path) {
   process.on('SIGTERM', () => server.close().then(() => process.exit(0)));
 }
 
+// Receives COUNT topic messages on a Bus it listens on: message i is a blob of i % 17
+// bytes of value i % 256 when i % 3 == 0, else the leaf { name: `leaf${i}`, tags: [`${i}`] };
+// then one message of another msg_type, which decodeMessage must leave alone.
+async function topics(path, count) {
+  const listening = t.Bus.listenAsync(path, 1 << 16, { timeoutMs: 20000 });
+  console.log('ready');
+  const bus = await listening;
+  for (let i = 0; i < count; i++) {
+    const m = await bus.recvAsync({ timeoutMs: 10000 });
+    const got = c.decodeMessage(m.typeId, m.data);
+    if (i % 3 === 0) {
+      assert.equal(got.topic, 'blobs');
+      assert.deepEqual(got.value, Buffer.alloc(i % 17, i % 256));
+    } else {
+      assert.deepEqual(got, { topic: 'leaves', value: { name: `leaf${i}`, tags: [`${i}`] } });
+    }
+  }
+  const other = await bus.recvAsync({ timeoutMs: 10000 });
+  assert.equal(c.decodeMessage(other.typeId, other.data), null);
+  bus.close();
+  console.log(`ok ${count} topic messages`);
+}
+
 const [mode, path, count, seed] = process.argv.slice(2);
 if (mode === 'serve') serve(path);
+else if (mode === 'topics') topics(path, Number(count)).catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
 else call(path, Number(count ?? 100), seed ?? '1').catch((e) => {
   console.error(e);
   process.exit(1);

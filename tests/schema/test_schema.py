@@ -9,6 +9,7 @@ import random
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -274,3 +275,35 @@ def test_quote_example_generated_python_client(peer_bin: Path, sock: str) -> Non
         callee.close()
 
     asyncio.run(main())
+
+
+def test_python_topics_to_a_node_receiver(sock: str, node_env: dict[str, str]) -> None:
+    """Typed one-way messages over a Bus: the generated Python senders, the generated
+    TypeScript ``decodeMessage`` on the receiving end."""
+    node = subprocess.Popen(["node", str(HERE / "node_peer.js"), "topics", sock, "300"], stdout=subprocess.PIPE, text=True, env=node_env)
+    try:
+        wait_ready(node)
+        for _ in range(500):
+            try:
+                bus = tachyon.Bus.connect(sock)
+                break
+            except tachyon.TachyonConnectionError:
+                time.sleep(0.01)
+        with bus:
+            for i in range(300):
+                if i % 3 == 0:
+                    c.send_blobs(bus, bytes([i % 256]) * (i % 17), timeout=5)
+                else:
+                    c.send_leaves(bus, c.Leaf(name=f"leaf{i}", tags=[str(i)]), timeout=5)
+            bus.send(b"not a topic", 77, 5)
+            assert node.stdout is not None
+            out = node.stdout.read()
+            assert node.wait(timeout=60) == 0, out
+            assert "ok 300 topic messages" in out
+        # Round trip through the Python decoders too.
+        leaf = c.Leaf(name="x", tags=[])
+        assert c.decode_message(c.Topic.LEAVES, tachyon.schema.encode(leaf)) == (c.Topic.LEAVES, leaf)
+        assert c.decode_message(77, b"") is None
+    finally:
+        node.kill()
+        node.wait()

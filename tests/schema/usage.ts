@@ -1,5 +1,5 @@
 // Type-level checks of the generated TypeScript (tsc --strict in `make test`).
-import { RpcBus, createRpcServer } from 'tachyon-rpc';
+import { Bus, RpcBus, createRpcServer } from 'tachyon-rpc';
 import { ServiceError, type Description } from 'tachyon-rpc/schema';
 import * as quote from '../../examples/generated/ts/quote';
 import * as c from './generated/conformance';
@@ -33,3 +33,13 @@ export function server(path: string) {
 }
 
 export const msgTypes: number[] = [quote.QuotesMsgType.QUOTE, c.ConformanceMsgType.MIRROR, c.ConformanceMsgType.DESCRIBE];
+
+export function topics(bus: Bus, data: Buffer, typeId: number): string {
+  c.sendLeaves(bus, { name: 'n', tags: [] }, { timeoutMs: 10 });
+  c.sendBlobs(bus, Buffer.from('raw'));
+  const m = c.decodeMessage(typeId, data);
+  if (m === null) return 'none';
+  if (m.topic === 'leaves') return m.value.name;
+  const raw: Buffer = m.value;
+  return raw.toString('hex');
+}

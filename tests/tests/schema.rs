@@ -214,3 +214,45 @@ fn generated_client_over_tcp_both_backends_with_oneway() {
         }
     }
 }
+
+#[test]
+fn topics_travel_typed_over_a_bus() {
+    use conformance::topics::{self, Message};
+    let path = socket_path("schema-topics");
+    let listener = {
+        let path = path.clone();
+        std::thread::spawn(move || tachyon::Bus::listen(&path, 1 << 16).expect("listen"))
+    };
+    let producer = loop {
+        match tachyon::Bus::connect(&path) {
+            Ok(b) => break b,
+            Err(_) => std::thread::sleep(Duration::from_millis(5)),
+        }
+    };
+    let consumer = listener.join().unwrap();
+    let mut rng = Rng(3);
+    let mut sent = Vec::new();
+    for i in 0..200 {
+        if i % 3 == 0 {
+            let blob = vec![i as u8; i % 17];
+            topics::send_blobs(&producer, &blob, T).unwrap();
+            sent.push(Message::Blobs(blob));
+        } else {
+            let leaf = rng.everything(0).leaf;
+            topics::send_leaves(&producer, &leaf, T).unwrap();
+            sent.push(Message::Leaves(leaf));
+        }
+    }
+    producer.send(b"not a topic", 77).unwrap();
+    for want in sent {
+        let m = consumer.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!(topics::decode(m.type_id(), m.data()).unwrap(), Some(want));
+    }
+    let other = consumer.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!(topics::decode(other.type_id(), other.data()).unwrap(), None);
+    // A message that does not fit its topic's type is a codec error, not a panic.
+    drop(other);
+    producer.send(b"\xc1", u32::from(topics::LEAVES)).unwrap();
+    let bad = consumer.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert!(matches!(topics::decode(bad.type_id(), bad.data()), Err(tachyon::Error::Codec(_))));
+}

@@ -121,6 +121,11 @@ pub fn generate(pkg: &Package) -> (String, String) {
             }
         }
     }
+    for t in &pkg.topics {
+        if t.ty != Type::Bytes && !decoders.contains(&t.ty) {
+            decoders.push(t.ty.clone());
+        }
+    }
     if !decoders.is_empty() {
         out.push('\n');
     }
@@ -130,7 +135,64 @@ pub fn generate(pkg: &Package) -> (String, String) {
     for s in &pkg.services {
         service(&mut out, pkg, s);
     }
+    if !pkg.topics.is_empty() {
+        topics(&mut out, pkg);
+    }
     (format!("{}.py", pkg.name), out)
+}
+
+/// `Topic`, and `send_<topic>`, `decode_<topic>` and `decode_message`.
+fn topics(out: &mut String, pkg: &Package) {
+    let _ = writeln!(out, "\n\nclass Topic(enum.IntEnum):\n    \"\"\"The msg_types of the package's topics (typed messages one way over a ``tachyon.Bus``).\"\"\"");
+    for t in &pkg.topics {
+        let _ = writeln!(out, "    {} = {}", shouting(&t.name), t.msg_type);
+    }
+    let mut values = Vec::new();
+    for t in &pkg.topics {
+        let (arg, payload, value, decode) = if t.ty == Type::Bytes {
+            (
+                "Union[bytes, bytearray, memoryview]".to_string(),
+                "msg".to_string(),
+                "bytes".to_string(),
+                "bytes(data)".to_string(),
+            )
+        } else {
+            (
+                ty(&t.ty),
+                "_rt.encode(msg)".to_string(),
+                ty(&t.ty),
+                format!("{}.decode(data)", decoder_name(&t.ty)),
+            )
+        };
+        values.push(value.clone());
+        let _ = writeln!(out, "\n\ndef send_{n}(bus: tachyon.Bus, msg: {arg}, *, timeout: Optional[float] = None) -> None:", n = t.name);
+        docstring(
+            out,
+            "    ",
+            &if t.doc.is_empty() {
+                vec![format!("Sends ``msg`` as a `{}` message.", t.name)]
+            } else {
+                t.doc.clone()
+            },
+        );
+        let _ = writeln!(out, "    bus.send({payload}, Topic.{}, timeout)", shouting(&t.name));
+        let _ = writeln!(out, "\n\ndef decode_{n}(data: Union[bytes, bytearray, memoryview]) -> {value}:\n    \"\"\"Decodes a `{n}` message.\"\"\"\n    return {decode}", n = t.name);
+    }
+    values.dedup();
+    let _ = writeln!(
+        out,
+        "\n\ndef decode_message(type_id: int, data: Union[bytes, bytearray, memoryview]) -> Optional[tuple[Topic, Union[{}]]]:\n    \"\"\"The topic and decoded value of a received message; ``None`` when its msg_type is none of this package's topics.\"\"\"\n    mt = type_id & 0xFFFF",
+        values.join(", ")
+    );
+    for t in &pkg.topics {
+        let _ = writeln!(
+            out,
+            "    if mt == Topic.{k}:\n        return (Topic.{k}, decode_{n}(data))",
+            k = shouting(&t.name),
+            n = t.name
+        );
+    }
+    let _ = writeln!(out, "    return None");
 }
 
 #[allow(clippy::too_many_lines)] // one template, read top to bottom like the module it writes

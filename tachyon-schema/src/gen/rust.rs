@@ -82,7 +82,62 @@ pub fn generate(pkg: &Package) -> String {
     for s in &pkg.services {
         service(&mut out, pkg, s);
     }
+    if !pkg.topics.is_empty() {
+        topics(&mut out, pkg);
+    }
     out
+}
+
+/// `pub mod topics`: msg_types, a `Message` enum, `send_<topic>` and `decode`.
+fn topics(out: &mut String, pkg: &Package) {
+    let _ = writeln!(out, "/// The package's topics: typed messages sent one way over a [`::tachyon::Bus`].\npub mod topics {{\n    #[allow(unused_imports)]\n    use super::*;");
+    for t in &pkg.topics {
+        let _ = writeln!(
+            out,
+            "    /// The msg_type of `{}` messages.\n    pub const {}: u16 = {};",
+            t.name,
+            shouting(&t.name),
+            t.msg_type
+        );
+    }
+    let _ = writeln!(out, "    /// A received message of one of the package's topics.\n    #[derive(Debug, Clone, PartialEq)]\n    pub enum Message {{");
+    for t in &pkg.topics {
+        doc(out, "        ", &t.doc, &format!(" A `{}` message.", t.name));
+        let _ = writeln!(out, "        {}({}),", pascal(&t.name), ty(&t.ty, false));
+    }
+    let _ = writeln!(out, "    }}");
+    for t in &pkg.topics {
+        let (arg, payload) = if t.ty == Type::Bytes {
+            ("&[u8]".to_string(), "msg".to_string())
+        } else {
+            (format!("&{}", ty(&t.ty, false)), "&::tachyon::rpc::codec::encode(msg)?".to_string())
+        };
+        let _ = writeln!(
+            out,
+            "    /// Sends `msg` as a `{name}` message. A full ring fails at once with `Full`, unless\n    /// `timeout` allows waiting for room.\n    ///\n    /// # Errors\n    /// `Full`, `Timeout`, `PeerDead`, codec errors.\n    pub fn send_{snake}(bus: &::tachyon::Bus, msg: {arg}, timeout: ::core::option::Option<::std::time::Duration>) -> ::tachyon::Result<()> {{\n        let payload: &[u8] = {payload};\n        match timeout {{\n            ::core::option::Option::Some(t) => bus.send_timeout(payload, u32::from({k}), t),\n            ::core::option::Option::None => bus.send(payload, u32::from({k})),\n        }}\n    }}",
+            name = t.name,
+            snake = snake(&t.name),
+            k = shouting(&t.name),
+        );
+    }
+    let _ = writeln!(
+        out,
+        "    /// Decodes a received message by its msg_type: `Ok(None)` when it is none of this\n    /// package's topics.\n    ///\n    /// # Errors\n    /// `Codec` for a message that does not decode as its topic's type.\n    pub fn decode(type_id: u32, data: &[u8]) -> ::tachyon::Result<::core::option::Option<Message>> {{\n        ::core::result::Result::Ok(::core::option::Option::Some(match ::tachyon::msg_type(type_id) {{"
+    );
+    for t in &pkg.topics {
+        let value = if t.ty == Type::Bytes {
+            "data.to_vec()".to_string()
+        } else {
+            "::tachyon::rpc::codec::decode(data)?".to_string()
+        };
+        let _ = writeln!(
+            out,
+            "            {} => Message::{}({value}),",
+            shouting(&t.name),
+            pascal(&t.name)
+        );
+    }
+    let _ = writeln!(out, "            _ => return ::core::result::Result::Ok(::core::option::Option::None),\n        }}))\n    }}\n}}");
 }
 
 fn enumeration(out: &mut String, e: &Enum) {

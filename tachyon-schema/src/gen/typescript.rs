@@ -139,6 +139,9 @@ pub fn generate(pkg: &Package) -> Vec<(String, String)> {
     for s in &pkg.services {
         service(&mut js, &mut dts, pkg, s);
     }
+    if !pkg.topics.is_empty() {
+        topics(&mut js, &mut dts, pkg);
+    }
     vec![(format!("{}.js", pkg.name), js), (format!("{}.d.ts", pkg.name), dts)]
 }
 
@@ -396,4 +399,67 @@ fn rt_read_request(t: &Type) -> String {
 
 fn rt_read_reply(t: &Type, expr: &str) -> String {
     read(t, &format!("rt.decode({expr})"), "'reply'", 0)
+}
+
+/// `Topic`, `send<Topic>`, `decode<Topic>` and `decodeMessage`.
+fn topics(js: &mut String, dts: &mut String, pkg: &Package) {
+    let consts: Vec<String> =
+        pkg.topics.iter().map(|t| format!("{}: {}", shouting(&t.name), t.msg_type)).collect();
+    let _ = writeln!(js, "\nexports.Topic = Object.freeze({{ {} }});", consts.join(", "));
+    let decl: Vec<String> = pkg
+        .topics
+        .iter()
+        .map(|t| format!("readonly {}: {}", shouting(&t.name), t.msg_type))
+        .collect();
+    let _ = writeln!(dts, "\n/** The msg_types of the package's topics (typed messages one way over a Bus). */\nexport declare const Topic: {{ {} }};", decl.join("; "));
+    let mut union = Vec::new();
+    for t in &pkg.topics {
+        let p = super::pascal(&t.name);
+        let (arg, payload, value, decode) = if t.ty == Type::Bytes {
+            ("Uint8Array".to_string(), "msg".to_string(), "Buffer".to_string(), "data".to_string())
+        } else {
+            (
+                ts(&t.ty),
+                format!("rt.encode({})", write(&t.ty, "msg", 0)),
+                ts(&t.ty),
+                read(&t.ty, "rt.decode(data)", &format!("{:?}", t.name), 0),
+            )
+        };
+        let _ = writeln!(
+            js,
+            "exports.send{p} = (bus, msg, opts) => bus.send({payload}, {}, opts);",
+            t.msg_type
+        );
+        let _ = writeln!(js, "exports.decode{p} = (data) => {decode};");
+        jsdoc(
+            dts,
+            "",
+            &if t.doc.is_empty() {
+                vec![format!("Sends `msg` as a `{}` message (a full ring throws ERR_TACHYON_FULL unless opts.timeoutMs allows waiting).", t.name)]
+            } else {
+                t.doc.clone()
+            },
+        );
+        let _ = writeln!(dts, "export declare function send{p}(bus: {{ send(data: Uint8Array, typeId: number, opts?: {{ timeoutMs?: number }}): void }}, msg: {arg}, opts?: {{ timeoutMs?: number }}): void;");
+        let _ = writeln!(dts, "/** Decodes a `{}` message (throws ERR_TACHYON_CODEC when it does not fit). */\nexport declare function decode{p}(data: Uint8Array): {value};", t.name);
+        union.push(format!("{{ topic: {:?}; value: {value} }}", t.name));
+    }
+    let _ =
+        writeln!(js, "exports.decodeMessage = (typeId, data) => {{\n  switch (typeId & 0xffff) {{");
+    for t in &pkg.topics {
+        let _ = writeln!(
+            js,
+            "    case {}: return {{ topic: {:?}, value: exports.decode{}(data) }};",
+            t.msg_type,
+            t.name,
+            super::pascal(&t.name)
+        );
+    }
+    let _ = writeln!(js, "    default: return null;\n  }}\n}};");
+    let _ = writeln!(
+        dts,
+        "/** A received message of one of the package's topics. */\nexport type TopicMessage = {};",
+        union.join(" | ")
+    );
+    let _ = writeln!(dts, "/** The topic and decoded value of a received message; null when its msg_type is none of this package's topics. */\nexport declare function decodeMessage(typeId: number, data: Uint8Array): TopicMessage | null;");
 }

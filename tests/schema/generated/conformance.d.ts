@@ -134,3 +134,22 @@ export declare class ConformanceClient {
   /** Blocking form of `recorded` (blocks the event loop until the reply). */
   recordedSync(req: Uint8Array, opts?: CallOptions): bigint;
 }
+
+/** The msg_types of the package's topics (typed messages one way over a Bus). */
+export declare const Topic: { readonly LEAVES: 104; readonly BLOBS: 105 };
+/**
+ * Leaves sent one way over a Bus.
+ */
+export declare function sendLeaves(bus: { send(data: Uint8Array, typeId: number, opts?: { timeoutMs?: number }): void }, msg: Leaf, opts?: { timeoutMs?: number }): void;
+/** Decodes a `leaves` message (throws ERR_TACHYON_CODEC when it does not fit). */
+export declare function decodeLeaves(data: Uint8Array): Leaf;
+/**
+ * Raw bytes over a Bus: no codec.
+ */
+export declare function sendBlobs(bus: { send(data: Uint8Array, typeId: number, opts?: { timeoutMs?: number }): void }, msg: Uint8Array, opts?: { timeoutMs?: number }): void;
+/** Decodes a `blobs` message (throws ERR_TACHYON_CODEC when it does not fit). */
+export declare function decodeBlobs(data: Uint8Array): Buffer;
+/** A received message of one of the package's topics. */
+export type TopicMessage = { topic: "leaves"; value: Leaf } | { topic: "blobs"; value: Buffer };
+/** The topic and decoded value of a received message; null when its msg_type is none of this package's topics. */
+export declare function decodeMessage(typeId: number, data: Uint8Array): TopicMessage | null;

@@ -4,8 +4,8 @@
 const rt = require('tachyon-rpc/schema');
 
 exports.PACKAGE = "conformance";
-exports.SCHEMA = "package conformance;\nenum Color { red, green, blue }\nstruct Leaf { name: string; tags: list<string>; }\nstruct Everything { u8v: u8; u16v: u16; u32v: u32; u64v: u64; i8v: i8; i16v: i16; i32v: i32; i64v: i64; f64v: f64; flag: bool; text: string; blob: bytes; color: Color; leaf: Leaf; leaves: list<Leaf>; by_name: map<string, Leaf>; nested: list<list<i32>>; blobs: list<bytes>; maybe?: string; maybe_leaf?: Leaf; maybe_blob?: bytes; level: i32 = -3; type: string = \"plain\"; children: list<Everything>; }\nservice Conformance { rpc mirror(Everything) -> Everything = 100; rpc check(Everything) -> bool = 101; oneway rpc record(Leaf) = 102; rpc recorded(bytes) -> u64 = 103; error rejected = 100; }\n";
-exports.FINGERPRINT = "745710162c187b57";
+exports.SCHEMA = "package conformance;\nenum Color { red, green, blue }\nstruct Leaf { name: string; tags: list<string>; }\nstruct Everything { u8v: u8; u16v: u16; u32v: u32; u64v: u64; i8v: i8; i16v: i16; i32v: i32; i64v: i64; f64v: f64; flag: bool; text: string; blob: bytes; color: Color; leaf: Leaf; leaves: list<Leaf>; by_name: map<string, Leaf>; nested: list<list<i32>>; blobs: list<bytes>; maybe?: string; maybe_leaf?: Leaf; maybe_blob?: bytes; level: i32 = -3; type: string = \"plain\"; children: list<Everything>; }\nservice Conformance { rpc mirror(Everything) -> Everything = 100; rpc check(Everything) -> bool = 101; oneway rpc record(Leaf) = 102; rpc recorded(bytes) -> u64 = 103; error rejected = 100; }\ntopic leaves: Leaf = 104;\ntopic blobs: bytes = 105;\n";
+exports.FINGERPRINT = "b383a9a2298e45d7";
 
 exports.Color = Object.freeze({ RED: "red", GREEN: "green", BLUE: "blue" });
 
@@ -146,3 +146,16 @@ class ConformanceClient {
   }
 }
 exports.ConformanceClient = ConformanceClient;
+
+exports.Topic = Object.freeze({ LEAVES: 104, BLOBS: 105 });
+exports.sendLeaves = (bus, msg, opts) => bus.send(rt.encode(writeLeaf(msg)), 104, opts);
+exports.decodeLeaves = (data) => readLeaf(rt.decode(data), "leaves");
+exports.sendBlobs = (bus, msg, opts) => bus.send(msg, 105, opts);
+exports.decodeBlobs = (data) => data;
+exports.decodeMessage = (typeId, data) => {
+  switch (typeId & 0xffff) {
+    case 104: return { topic: "leaves", value: exports.decodeLeaves(data) };
+    case 105: return { topic: "blobs", value: exports.decodeBlobs(data) };
+    default: return null;
+  }
+};

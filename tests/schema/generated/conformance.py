@@ -13,8 +13,8 @@ import tachyon
 from tachyon import schema as _rt
 
 PACKAGE = "conformance"
-SCHEMA = "package conformance;\nenum Color { red, green, blue }\nstruct Leaf { name: string; tags: list<string>; }\nstruct Everything { u8v: u8; u16v: u16; u32v: u32; u64v: u64; i8v: i8; i16v: i16; i32v: i32; i64v: i64; f64v: f64; flag: bool; text: string; blob: bytes; color: Color; leaf: Leaf; leaves: list<Leaf>; by_name: map<string, Leaf>; nested: list<list<i32>>; blobs: list<bytes>; maybe?: string; maybe_leaf?: Leaf; maybe_blob?: bytes; level: i32 = -3; type: string = \"plain\"; children: list<Everything>; }\nservice Conformance { rpc mirror(Everything) -> Everything = 100; rpc check(Everything) -> bool = 101; oneway rpc record(Leaf) = 102; rpc recorded(bytes) -> u64 = 103; error rejected = 100; }\n"
-FINGERPRINT = "745710162c187b57"
+SCHEMA = "package conformance;\nenum Color { red, green, blue }\nstruct Leaf { name: string; tags: list<string>; }\nstruct Everything { u8v: u8; u16v: u16; u32v: u32; u64v: u64; i8v: i8; i16v: i16; i32v: i32; i64v: i64; f64v: f64; flag: bool; text: string; blob: bytes; color: Color; leaf: Leaf; leaves: list<Leaf>; by_name: map<string, Leaf>; nested: list<list<i32>>; blobs: list<bytes>; maybe?: string; maybe_leaf?: Leaf; maybe_blob?: bytes; level: i32 = -3; type: string = \"plain\"; children: list<Everything>; }\nservice Conformance { rpc mirror(Everything) -> Everything = 100; rpc check(Everything) -> bool = 101; oneway rpc record(Leaf) = 102; rpc recorded(bytes) -> u64 = 103; error rejected = 100; }\ntopic leaves: Leaf = 104;\ntopic blobs: bytes = 105;\n"
+FINGERPRINT = "b383a9a2298e45d7"
 
 
 class Color(enum.StrEnum):
@@ -167,3 +167,39 @@ class ConformanceClient:
     async def recorded_async(self, req: Union[bytes, bytearray, memoryview], *, timeout: Optional[float] = None) -> _rt.U64:
         """Awaitable :meth:`recorded`."""
         return _DEC__rt_U64.decode(await _rt.invoke_async(self._bus, req, ConformanceMsgType.RECORDED, self._timeout if timeout is None else timeout))
+
+
+class Topic(enum.IntEnum):
+    """The msg_types of the package's topics (typed messages one way over a ``tachyon.Bus``)."""
+    LEAVES = 104
+    BLOBS = 105
+
+
+def send_leaves(bus: tachyon.Bus, msg: Leaf, *, timeout: Optional[float] = None) -> None:
+    """Leaves sent one way over a Bus."""
+    bus.send(_rt.encode(msg), Topic.LEAVES, timeout)
+
+
+def decode_leaves(data: Union[bytes, bytearray, memoryview]) -> Leaf:
+    """Decodes a `leaves` message."""
+    return _DEC_Leaf.decode(data)
+
+
+def send_blobs(bus: tachyon.Bus, msg: Union[bytes, bytearray, memoryview], *, timeout: Optional[float] = None) -> None:
+    """Raw bytes over a Bus: no codec."""
+    bus.send(msg, Topic.BLOBS, timeout)
+
+
+def decode_blobs(data: Union[bytes, bytearray, memoryview]) -> bytes:
+    """Decodes a `blobs` message."""
+    return bytes(data)
+
+
+def decode_message(type_id: int, data: Union[bytes, bytearray, memoryview]) -> Optional[tuple[Topic, Union[Leaf, bytes]]]:
+    """The topic and decoded value of a received message; ``None`` when its msg_type is none of this package's topics."""
+    mt = type_id & 0xFFFF
+    if mt == Topic.LEAVES:
+        return (Topic.LEAVES, decode_leaves(data))
+    if mt == Topic.BLOBS:
+        return (Topic.BLOBS, decode_blobs(data))
+    return None
