@@ -49,6 +49,17 @@ async function main() {
   samples.sort((a, b) => a - b);
   console.log(`node caller: client.echoSync, 32 bytes: p50 ${percentile(samples, 50)} ns, p99 ${percentile(samples, 99)} ns`);
 
+  const req = { symbol: 'TCHY', qty: 100 };
+  const typedSamples = [];
+  for (let i = 0; i < 20000; i++) {
+    const t0 = process.hrtime.bigint();
+    client.quoteSync(req);
+    typedSamples.push(Number(process.hrtime.bigint() - t0));
+  }
+  typedSamples.sort((a, b) => a - b);
+  console.log(`node caller: client.quoteSync, typed (msgpackr): p50 ${percentile(typedSamples, 50)} ns, p99 ${percentile(typedSamples, 99)} ns`);
+  console.log(`node caller: typed/raw p50 ${(percentile(typedSamples, 50) / percentile(samples, 50)).toFixed(2)}x`);
+
   const asyncSamples = [];
   for (let i = 0; i < 5000; i++) {
     const t0 = process.hrtime.bigint();

@@ -31,7 +31,7 @@ def connect(path: str) -> tachyon.RpcBus:
             time.sleep(0.005)
 
 
-def measure(label: str, call: object, n: int = 20_000) -> None:
+def measure(label: str, call: object, n: int = 20_000) -> int:
     assert callable(call)
     samples = []
     for _ in range(n):
@@ -41,6 +41,7 @@ def measure(label: str, call: object, n: int = 20_000) -> None:
     samples.sort()
     p50, p99 = samples[n // 2], samples[int(n * 0.99)]
     print(f"  {label:<34} p50 {p50:>6} ns   p99 {p99:>6} ns   ({n} calls)")
+    return p50
 
 
 async def pipelined(client: q.QuotesClient, n: int) -> float:
@@ -65,8 +66,9 @@ def main(path: str) -> None:
             print(f"  client.quote(bad request)          -> TachyonRpcError(code {e.code}): {e.message}")
         print("round trips from Python (the Rust server in another process):")
         payload = b"x" * 32
-        measure("client.echo, 32 raw bytes", lambda: client.echo(payload))
-        measure("client.quote, typed (msgspec)", lambda: client.quote(req))
+        raw = measure("client.echo, 32 raw bytes", lambda: client.echo(payload))
+        typed = measure("client.quote, typed (msgspec)", lambda: client.quote(req))
+        print(f"  typed/raw p50                      {typed / raw:.2f}x")
         rate = asyncio.run(pipelined(client, 20_000))
         print(f"  asyncio echo_async, 16 in flight      {rate / 1e3:.1f} k calls/s")
 

@@ -23,7 +23,18 @@ fn percentile(sorted: &[u64], q: f64) -> u64 {
     sorted[((sorted.len() as f64 * q) as usize).min(sorted.len() - 1)]
 }
 
-fn measure(label: &str, mut f: impl FnMut()) {
+/// Pins this process (and the children it starts later) to `cpu`, when the machine has
+/// more than one: a round trip across two CPUs is what the demo reports.
+fn pin(cpu: usize) -> bool {
+    if std::thread::available_parallelism().map_or(1, std::num::NonZero::get) < 2 {
+        return false;
+    }
+    let mut set = rustix::thread::CpuSet::new();
+    set.set(cpu);
+    rustix::thread::sched_setaffinity(None, &set).is_ok()
+}
+
+fn measure(label: &str, mut f: impl FnMut()) -> u64 {
     let mut ns: Vec<u64> = (0..CALLS)
         .map(|_| {
             let t = Instant::now();
@@ -32,11 +43,9 @@ fn measure(label: &str, mut f: impl FnMut()) {
         })
         .collect();
     ns.sort_unstable();
-    println!(
-        "  {label:<34} p50 {:>6} ns   p99 {:>6} ns   ({CALLS} calls)",
-        percentile(&ns, 0.5),
-        percentile(&ns, 0.99)
-    );
+    let p50 = percentile(&ns, 0.5);
+    println!("  {label:<34} p50 {p50:>6} ns   p99 {:>6} ns   ({CALLS} calls)", percentile(&ns, 0.99));
+    p50
 }
 
 fn client(path: &str) -> tachyon::Result<()> {
@@ -77,12 +86,13 @@ fn client(path: &str) -> tachyon::Result<()> {
     for _ in 0..5_000 {
         client.echo(&payload)?;
     }
-    measure("client.echo, 32 raw bytes", || {
+    let raw = measure("client.echo, 32 raw bytes", || {
         client.echo(&payload).expect("echo");
     });
-    measure("client.quote, typed MessagePack", || {
+    let typed = measure("client.quote, typed MessagePack", || {
         client.quote(&req).expect("quote");
     });
+    println!("  typed/raw p50                      {:.2}x", typed as f64 / raw as f64);
     let t = Instant::now();
     let rounds = CALLS / 16;
     for _ in 0..rounds {
@@ -102,16 +112,27 @@ fn client(path: &str) -> tachyon::Result<()> {
 fn main() -> tachyon::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("server") {
+        if let Some(cpu) = args.get(3).and_then(|c| c.parse().ok()).filter(|_| args[2] == "--cpu") {
+            pin(cpu);
+        }
         let server = RpcServer::bind(&args[1], ServerOptions::default())?;
         return server.serve(Arc::new(tachyon_examples::service()));
     }
     let path = format!("/tmp/tachyon-rpc-demo-{}.sock", std::process::id());
+    // The callers (this process, then the Python and Node ones it starts) on CPU 0, the
+    // server on CPU 1.
+    let pinned = pin(0);
     let mut server = Command::new(std::env::current_exe().expect("current exe"))
-        .args(["server", &path])
+        .args(["server", &path, "--cpu", "1"])
         .stdout(Stdio::null())
         .spawn()
         .expect("spawn server");
     println!("rpc_demo: server process {} serving `quote` (msg_type 1) and `echo` (msg_type 2) at {path}", server.id());
+    if pinned {
+        println!("rpc_demo: CPU placement: callers on CPU 0, the server on CPU 1");
+    } else {
+        println!("rpc_demo: CPU placement: one CPU, shared by callers and server");
+    }
     let mut result = client(&path);
     // Callers in other languages: `--python PY SCRIPT` and `--node NODE SCRIPT`.
     for flag in args.chunks(3) {
