@@ -19,6 +19,7 @@ use crate::liveness::{Closer, PeerLink, PeerWatch};
 use crate::options::{ConnectOptions, ListenOptions};
 use crate::rpc::error::{RpcError, MSG_TYPE_ERROR, ONEWAY_CID};
 use crate::rpc::in_flight::InFlight;
+use crate::rpc::stream::{StreamQueue, StreamSource, MSG_TYPE_STREAM_END};
 use crate::wait::Wait;
 
 /// Which end of the RPC bus this is.
@@ -68,6 +69,8 @@ pub struct RpcBus {
     stash: RefCell<HashMap<u64, Stashed>>,
     /// Replies for correlation ids never issued (or already answered), dropped.
     strays: std::cell::Cell<u64>,
+    /// Server-streaming calls in flight: items kept for their readers.
+    streams: RefCell<HashMap<u64, StreamQueue>>,
 }
 
 impl RpcBus {
@@ -98,6 +101,7 @@ impl RpcBus {
             in_flight: RefCell::new(InFlight::default()),
             stash: RefCell::new(HashMap::new()),
             strays: std::cell::Cell::new(0),
+            streams: RefCell::new(HashMap::new()),
         }
     }
 
@@ -404,6 +408,11 @@ impl RpcBus {
                 "correlation id {cid} is not in flight on this bus"
             )));
         }
+        if self.is_stream(cid) {
+            return Err(Error::Protocol(format!(
+                "correlation id {cid} is a stream: read it with next_stream_item_with"
+            )));
+        }
         let guard = self.rx.acquire_filtered_with(
             &self.link,
             wait,
@@ -436,13 +445,16 @@ impl RpcBus {
             self.in_flight.borrow_mut().finish(cid);
             return Ok(RpcReply { inner: ReplyInner::Stashed(s), cid });
         }
-        if self.in_flight.borrow().len() == 0 {
+        if self.in_flight.borrow().len() <= self.streams.borrow().len() {
             return Err(Error::Protocol("no call is in flight on this bus".into()));
         }
         let guard = self.rx.acquire_filtered_with(
             &self.link,
             wait,
-            |slot| self.in_flight.borrow().is_waiting(slot.correlation_id),
+            |slot| {
+                self.in_flight.borrow().is_waiting(slot.correlation_id)
+                    && !self.is_stream(slot.correlation_id)
+            },
             |slot, data| self.keep_aside(slot.correlation_id, crate::msg_type(slot.type_id), data),
         )?;
         let cid = guard.correlation_id();
@@ -455,6 +467,9 @@ impl RpcBus {
     /// ends an unrelated wait: the real reply may still come).
     #[allow(clippy::unnecessary_wraps)] // the shape `acquire_filtered_with` takes
     fn keep_aside(&self, got: u64, msg_type: u16, data: &[u8]) -> Result<()> {
+        if self.keep_for_stream(got, msg_type, data) {
+            return Ok(());
+        }
         let mut in_flight = self.in_flight.borrow_mut();
         if in_flight.is_abandoned(got) {
             in_flight.finish(got); // the caller gave up on this call: drop its late reply
@@ -488,12 +503,134 @@ impl RpcBus {
     /// [`Error::Timeout`] from `wait`, the call stays in flight so you can wait again;
     /// abandon it instead if you will not.
     pub fn abandon(&self, cid: u64) {
+        if self.is_stream(cid) {
+            return self.cancel_stream(cid);
+        }
         let mut in_flight = self.in_flight.borrow_mut();
         if self.stash.borrow_mut().remove(&cid).is_some() {
             in_flight.finish(cid);
         } else {
             in_flight.abandon(cid);
         }
+    }
+
+    // ---- streams (caller) -----------------------------------------------------------
+
+    /// Starts a server-streaming call, waiting for room in the request ring as `wait`
+    /// says. Read its items with [`RpcBus::next_stream_item_with`] (or through
+    /// [`crate::rpc::Caller::open_stream`], which wraps this).
+    ///
+    /// # Errors
+    /// As [`RpcBus::call_timeout`].
+    pub fn call_stream_with(&self, payload: &[u8], msg_type: u16, wait: Wait<'_>) -> Result<u64> {
+        let mut tx = self.acquire_call_with(payload.len(), wait)?;
+        tx.bytes_mut().copy_from_slice(payload);
+        let cid = tx.commit(payload.len(), msg_type)?;
+        self.streams.borrow_mut().insert(cid, StreamQueue::default());
+        Ok(cid)
+    }
+
+    /// The next item of stream `cid`, waiting as `wait` says; `Ok(None)` when the server
+    /// ended it. Items that arrived while other calls were waited for come first, in
+    /// order.
+    ///
+    /// # Errors
+    /// [`Error::Rpc`] when the server ended the stream with an error (the stream is then
+    /// over); [`Error::Timeout`] (the stream stays open), [`Error::PeerDead`];
+    /// [`Error::Protocol`] if `cid` is not a stream in flight.
+    pub fn next_stream_item_with(&self, cid: u64, wait: Wait<'_>) -> Result<Option<RpcReply<'_>>> {
+        self.expect_role(Role::Caller, "wait")?;
+        let queued = {
+            let mut streams = self.streams.borrow_mut();
+            let q = streams.get_mut(&cid).ok_or_else(|| {
+                Error::Protocol(format!(
+                    "correlation id {cid} is not a stream in flight on this bus"
+                ))
+            })?;
+            q.items.pop_front()
+        };
+        let (msg_type, inner) = if let Some((msg_type, data)) = queued {
+            (msg_type, ReplyInner::Stashed(Stashed { msg_type, data }))
+        } else {
+            let guard = self.rx.acquire_filtered_with(
+                &self.link,
+                wait,
+                |slot| slot.correlation_id == cid,
+                |slot, data| {
+                    self.keep_aside(slot.correlation_id, crate::msg_type(slot.type_id), data)
+                },
+            )?;
+            (crate::msg_type(guard.type_id()), ReplyInner::InPlace(guard))
+        };
+        let reply = RpcReply { inner, cid };
+        match msg_type {
+            MSG_TYPE_STREAM_END => {
+                self.end_stream(cid);
+                Ok(None)
+            }
+            MSG_TYPE_ERROR => {
+                self.end_stream(cid);
+                Err(Error::Rpc(RpcError::decode(reply.data())))
+            }
+            _ => Ok(Some(reply)),
+        }
+    }
+
+    /// Cancels stream `cid`: tells the server (a oneway cancel request) and drops every
+    /// item still to come; the call leaves the window when the server's end arrives.
+    pub fn cancel_stream(&self, cid: u64) {
+        let ended = {
+            let mut streams = self.streams.borrow_mut();
+            let Some(q) = streams.get_mut(&cid) else { return };
+            if q.cancelled {
+                return;
+            }
+            q.cancelled = true;
+            let ended =
+                q.items.iter().any(|(mt, _)| *mt == MSG_TYPE_STREAM_END || *mt == MSG_TYPE_ERROR);
+            q.items.clear();
+            ended
+        };
+        if ended {
+            self.end_stream(cid);
+            return;
+        }
+        // If the request ring stays full, the server streams on; its items are dropped
+        // here as they come.
+        let _ = self.notify_with(
+            &cid.to_le_bytes(),
+            MSG_TYPE_STREAM_END,
+            Wait::new().timeout(Duration::from_millis(100)),
+        );
+    }
+
+    fn is_stream(&self, cid: u64) -> bool {
+        let streams = self.streams.borrow();
+        !streams.is_empty() && streams.contains_key(&cid)
+    }
+
+    fn end_stream(&self, cid: u64) {
+        self.streams.borrow_mut().remove(&cid);
+        self.in_flight.borrow_mut().finish(cid);
+    }
+
+    /// A reply of a stream that is not being read right now: queue it (or drop it, for a
+    /// cancelled stream). Whether `got` was a stream.
+    fn keep_for_stream(&self, got: u64, msg_type: u16, data: &[u8]) -> bool {
+        let mut streams = self.streams.borrow_mut();
+        if streams.is_empty() {
+            return false;
+        }
+        let Some(q) = streams.get_mut(&got) else { return false };
+        let end = msg_type == MSG_TYPE_STREAM_END || msg_type == MSG_TYPE_ERROR;
+        if !q.cancelled {
+            q.items.push_back((msg_type, data.to_vec()));
+        } else if end {
+            streams.remove(&got);
+            drop(streams);
+            self.in_flight.borrow_mut().finish(got);
+        }
+        true
     }
 
     // ---- callee -------------------------------------------------------------------
@@ -838,4 +975,45 @@ pub enum ParkedReply {
     Slot(ParkedRx),
     /// Arrived while another call was waited for, so already copied out.
     Copy(Vec<u8>),
+}
+
+/// The caller's side of a stream on an [`RpcBus`]: what [`crate::rpc::Caller::open_stream`]
+/// returns for shared memory. Dropping it before the end cancels the stream.
+#[derive(Debug)]
+pub(crate) struct RpcStream<'bus> {
+    pub bus: &'bus RpcBus,
+    pub cid: u64,
+    /// How long one item may take.
+    pub timeout: Option<Duration>,
+    pub done: bool,
+}
+
+impl StreamSource for RpcStream<'_> {
+    fn next_item(&mut self) -> Result<Option<Vec<u8>>> {
+        if self.done {
+            return Ok(None);
+        }
+        match self.bus.next_stream_item_with(self.cid, Wait::new().timeout_opt(self.timeout)) {
+            Ok(Some(item)) => Ok(Some(item.data().to_vec())),
+            Ok(None) => {
+                self.done = true;
+                Ok(None)
+            }
+            Err(e) => {
+                // A timeout leaves the stream open; anything else ended it.
+                if !matches!(e, Error::Timeout(_)) {
+                    self.done = true;
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Drop for RpcStream<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.bus.cancel_stream(self.cid);
+        }
+    }
 }

@@ -42,6 +42,23 @@ pub trait Caller {
     /// [`crate::Error::Timeout`], [`crate::Error::PeerDead`], and the transport's own errors.
     fn notify(&self, msg_type: u16, payload: &[u8], timeout: Option<Duration>) -> Result<()>;
 
+    /// Starts a server-streaming call: its items come back, in order, from the returned
+    /// stream (`timeout` bounds the send and each item). Dropping the stream before its
+    /// end cancels the call.
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidArgument`] on a transport that does not carry streams yet;
+    /// the transport's errors.
+    fn open_stream(
+        &self,
+        msg_type: u16,
+        payload: &[u8],
+        timeout: Option<Duration>,
+    ) -> Result<crate::rpc::ReplyStream<'_>> {
+        let _ = (msg_type, payload, timeout);
+        Err(crate::rpc::stream::unsupported("this transport"))
+    }
+
     /// Calls a typed handler: `req` goes out as MessagePack, the reply is decoded.
     ///
     /// # Errors
@@ -70,6 +87,15 @@ impl<T: Caller + ?Sized> Caller for &T {
         (**self).notify(msg_type, payload, timeout)
     }
 
+    fn open_stream(
+        &self,
+        msg_type: u16,
+        payload: &[u8],
+        timeout: Option<Duration>,
+    ) -> Result<crate::rpc::ReplyStream<'_>> {
+        (**self).open_stream(msg_type, payload, timeout)
+    }
+
     fn invoke_typed<Req, Resp>(
         &self,
         msg_type: u16,
@@ -93,6 +119,15 @@ impl<T: Caller + ?Sized> Caller for std::sync::Arc<T> {
         (**self).notify(msg_type, payload, timeout)
     }
 
+    fn open_stream(
+        &self,
+        msg_type: u16,
+        payload: &[u8],
+        timeout: Option<Duration>,
+    ) -> Result<crate::rpc::ReplyStream<'_>> {
+        (**self).open_stream(msg_type, payload, timeout)
+    }
+
     fn invoke_typed<Req, Resp>(
         &self,
         msg_type: u16,
@@ -114,6 +149,25 @@ impl Caller for RpcBus {
 
     fn notify(&self, msg_type: u16, payload: &[u8], timeout: Option<Duration>) -> Result<()> {
         self.notify_with(payload, msg_type, crate::wait::Wait::new().timeout_opt(timeout))
+    }
+
+    fn open_stream(
+        &self,
+        msg_type: u16,
+        payload: &[u8],
+        timeout: Option<Duration>,
+    ) -> Result<crate::rpc::ReplyStream<'_>> {
+        let cid = self.call_stream_with(
+            payload,
+            msg_type,
+            crate::wait::Wait::new().timeout_opt(timeout),
+        )?;
+        Ok(crate::rpc::ReplyStream::new(crate::rpc::bus::RpcStream {
+            bus: self,
+            cid,
+            timeout,
+            done: false,
+        }))
     }
 
     fn invoke_typed<Req, Resp>(
@@ -140,5 +194,15 @@ impl Caller for crate::net::TcpClient {
 
     fn notify(&self, msg_type: u16, payload: &[u8], timeout: Option<Duration>) -> Result<()> {
         crate::net::TcpClient::notify(self, payload, msg_type, timeout)
+    }
+
+    fn open_stream(
+        &self,
+        msg_type: u16,
+        payload: &[u8],
+        timeout: Option<Duration>,
+    ) -> Result<crate::rpc::ReplyStream<'_>> {
+        let _ = (msg_type, payload, timeout);
+        Err(crate::rpc::stream::unsupported("TCP"))
     }
 }

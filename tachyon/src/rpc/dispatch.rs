@@ -6,7 +6,7 @@
 //! serving.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -17,6 +17,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::rpc::bus::{RpcBus, RpcRequest};
 use crate::rpc::error::{code, RpcError, ServerError, MSG_TYPE_ERROR, ONEWAY_CID};
+use crate::rpc::stream::{ItemSink, OwnedRequest, StreamSink, TypedSink, MSG_TYPE_STREAM_END};
 use crate::wait::Wait;
 
 /// A handler the dispatcher can route to. `#[tachyon_rpc]` generates one per function.
@@ -50,6 +51,7 @@ pub enum RegisterError {
 
 type HandlerFn = dyn Fn(&[u8], &mut Vec<u8>) -> Result<(), ServerError> + Send + Sync;
 type FallbackFn = dyn Fn(u16, &[u8], &mut Vec<u8>) -> Result<(), ServerError> + Send + Sync;
+type StreamFn = dyn Fn(&[u8], &mut StreamSink<'_>) -> Result<(), ServerError> + Send + Sync;
 
 /// Fibonacci hashing of the u16 msg_type: the lookup runs once per request, so it
 /// skips SipHash (no untrusted key can degrade a table this small).
@@ -90,11 +92,14 @@ struct Handler<F: ?Sized = HandlerFn> {
 pub struct Dispatcher {
     handlers: Handlers,
     fallback: Option<Handler<FallbackFn>>,
+    /// Server-streaming handlers (see [`crate::rpc::StreamSink`]).
+    streams: HashMap<u16, Handler<StreamFn>>,
 }
 
 impl std::fmt::Debug for Dispatcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut m: Vec<_> = self.handlers.iter().map(|(k, h)| (*k, h.name.as_ref())).collect();
+        m.extend(self.streams.iter().map(|(k, h)| (*k, h.name.as_ref())));
         let fallback = self.fallback.as_ref().map(|h| h.name.as_ref());
         m.sort_unstable();
         f.debug_struct("Dispatcher").field("handlers", &m).field("fallback", &fallback).finish()
@@ -160,11 +165,70 @@ impl Dispatcher {
         if msg_type == MSG_TYPE_ERROR {
             return Err(RegisterError::Reserved);
         }
-        if let Some(h) = self.handlers.get(&msg_type) {
-            return Err(RegisterError::Duplicate { msg_type, existing: h.name.to_string() });
-        }
+        self.check_free(msg_type)?;
         self.handlers.insert(msg_type, Handler { name, f });
         Ok(self)
+    }
+
+    fn check_free(&self, msg_type: u16) -> Result<(), RegisterError> {
+        if msg_type == MSG_TYPE_ERROR || msg_type == MSG_TYPE_STREAM_END {
+            return Err(RegisterError::Reserved);
+        }
+        let taken = self.handlers.get(&msg_type).map(|h| &h.name);
+        if let Some(name) = taken.or_else(|| self.streams.get(&msg_type).map(|h| &h.name)) {
+            return Err(RegisterError::Duplicate { msg_type, existing: name.to_string() });
+        }
+        Ok(())
+    }
+
+    /// Registers a server-streaming handler: it gets the raw request and sends any
+    /// number of items through the [`StreamSink`]; returning ends the stream (an `Err`
+    /// ends it with that error). Served over shared memory; other transports answer
+    /// [`code::UNSUPPORTED`].
+    ///
+    /// # Errors
+    /// [`RegisterError`] for 0xFFFF, 0xFFFE or a msg_type already taken.
+    pub fn register_stream_raw<F, E>(
+        &mut self,
+        msg_type: u16,
+        name: impl Into<Cow<'static, str>>,
+        f: F,
+    ) -> Result<&mut Self, RegisterError>
+    where
+        F: Fn(&[u8], &mut StreamSink<'_>) -> Result<(), E> + Send + Sync + 'static,
+        E: Into<ServerError>,
+    {
+        self.check_free(msg_type)?;
+        self.streams.insert(
+            msg_type,
+            Handler {
+                name: name.into(),
+                f: Box::new(move |req, sink| f(req, sink).map_err(Into::into)),
+            },
+        );
+        Ok(self)
+    }
+
+    /// Registers a typed server-streaming handler: the request is decoded from
+    /// MessagePack (else [`code::BAD_REQUEST`]) and each item encoded.
+    ///
+    /// # Errors
+    /// As [`Dispatcher::register_stream_raw`].
+    pub fn register_stream_typed<Req, Item, F>(
+        &mut self,
+        msg_type: u16,
+        name: impl Into<Cow<'static, str>>,
+        f: F,
+    ) -> Result<&mut Self, RegisterError>
+    where
+        Req: DeserializeOwned,
+        Item: Serialize,
+        F: Fn(Req, &mut TypedSink<'_, '_, Item>) -> Result<(), ServerError> + Send + Sync + 'static,
+    {
+        self.register_stream_raw(msg_type, name, move |req: &[u8], sink: &mut StreamSink<'_>| {
+            let req: Req = decode_request(req)?;
+            f(req, &mut TypedSink::new(sink))
+        })
     }
 
     /// Registers a generated (or hand-written) [`Endpoint`].
@@ -290,12 +354,13 @@ impl Dispatcher {
         self.handlers
             .get(&msg_type)
             .map(|h| h.name.as_ref())
+            .or_else(|| self.streams.get(&msg_type).map(|h| h.name.as_ref()))
             .or_else(|| self.fallback.as_ref().map(|h| h.name.as_ref()))
     }
 
     /// The registered msg_types, sorted.
     pub fn msg_types(&self) -> Vec<u16> {
-        let mut v: Vec<u16> = self.handlers.keys().copied().collect();
+        let mut v: Vec<u16> = self.handlers.keys().chain(self.streams.keys()).copied().collect();
         v.sort_unstable();
         v
     }
@@ -307,6 +372,14 @@ impl Dispatcher {
         response.clear();
         let (name, outcome) = if let Some(h) = self.handlers.get(&msg_type) {
             (&h.name, catch_unwind(AssertUnwindSafe(|| (h.f)(request, response))))
+        } else if let Some(h) = self.streams.get(&msg_type) {
+            let e = RpcError::new(
+                msg_type,
+                code::UNSUPPORTED,
+                format!("`{}` streams its replies, which this transport does not carry", h.name),
+            );
+            e.encode_into(response);
+            return MSG_TYPE_ERROR;
         } else if let Some(h) = self.fallback.as_ref().filter(|_| msg_type != MSG_TYPE_ERROR) {
             (&h.name, catch_unwind(AssertUnwindSafe(|| (h.f)(msg_type, request, response))))
         } else {
@@ -321,18 +394,11 @@ impl Dispatcher {
         let err = match outcome {
             Ok(Ok(())) => return msg_type,
             Ok(Err(e)) => RpcError::new(msg_type, e.code, e.message),
-            Err(panic) => {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "a non-string panic payload".to_owned());
-                RpcError::new(
-                    msg_type,
-                    code::HANDLER_PANIC,
-                    format!("handler `{name}` panicked: {what}"),
-                )
-            }
+            Err(panic) => RpcError::new(
+                msg_type,
+                code::HANDLER_PANIC,
+                format!("handler `{name}` panicked: {}", panic_message(&*panic)),
+            ),
         };
         response.clear();
         err.encode_into(response);
@@ -350,11 +416,56 @@ impl Dispatcher {
         opts: &ServeOptions,
         scratch: &mut Vec<u8>,
     ) -> Result<()> {
-        let (cid, msg_type, reply_type) = {
+        if self.streams.is_empty() {
+            // The hot path: the request is read in place.
+            let (cid, msg_type, reply_type) = {
+                let req = transport.next_request(wait)?;
+                let reply_type = self.dispatch(req.msg_type(), req.data(), scratch);
+                (req.correlation_id(), req.msg_type(), reply_type)
+            };
+            return Self::finish(transport, cid, msg_type, reply_type, opts, scratch);
+        }
+        // With streaming handlers, requests that arrive while a stream runs are kept and
+        // served after it, in order.
+        let first = {
             let req = transport.next_request(wait)?;
-            let reply_type = self.dispatch(req.msg_type(), req.data(), scratch);
-            (req.correlation_id(), req.msg_type(), reply_type)
+            OwnedRequest {
+                correlation_id: req.correlation_id(),
+                msg_type: req.msg_type(),
+                data: req.data().to_vec(),
+            }
         };
+        let mut pending = VecDeque::from([first]);
+        while let Some(req) = pending.pop_front() {
+            if req.cancels().is_some() {
+                continue; // a cancel for a stream that has already ended
+            }
+            if let Some(h) = self.streams.get(&req.msg_type) {
+                Self::run_stream(h, transport, &req, opts, &mut pending)?;
+            } else {
+                let reply_type = self.dispatch(req.msg_type, &req.data, scratch);
+                Self::finish(
+                    transport,
+                    req.correlation_id,
+                    req.msg_type,
+                    reply_type,
+                    opts,
+                    scratch,
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends the reply `dispatch` left in `scratch`, or none for a oneway request.
+    fn finish<T: Transport>(
+        transport: &T,
+        cid: u64,
+        msg_type: u16,
+        reply_type: u16,
+        opts: &ServeOptions,
+        scratch: &[u8],
+    ) -> Result<()> {
         if cid == ONEWAY_CID {
             // A oneway request takes no reply; its failure is the server's to report.
             if reply_type == MSG_TYPE_ERROR {
@@ -364,6 +475,53 @@ impl Dispatcher {
             return Ok(());
         }
         transport.send_reply(cid, reply_type, scratch, Wait::new().timeout_opt(opts.reply_timeout))
+    }
+
+    /// Runs a streaming handler: its items as replies, then the end (or its error).
+    fn run_stream<T: Transport>(
+        h: &Handler<StreamFn>,
+        transport: &T,
+        req: &OwnedRequest,
+        opts: &ServeOptions,
+        pending: &mut VecDeque<OwnedRequest>,
+    ) -> Result<()> {
+        let cid = req.correlation_id;
+        let mut sink = TransportSink {
+            transport,
+            cid,
+            msg_type: req.msg_type,
+            opts,
+            pending,
+            cancelled: false,
+            failed: None,
+        };
+        let outcome =
+            catch_unwind(AssertUnwindSafe(|| (h.f)(&req.data, &mut StreamSink::new(&mut sink))));
+        let (cancelled, failed) = (sink.cancelled, sink.failed.take());
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        let error = match outcome {
+            Ok(Ok(())) => None,
+            Ok(Err(_)) if cancelled => None,
+            Ok(Err(e)) => Some(RpcError::new(req.msg_type, e.code, e.message)),
+            Err(panic) => Some(RpcError::new(
+                req.msg_type,
+                code::HANDLER_PANIC,
+                format!("handler `{}` panicked: {}", h.name, panic_message(&*panic)),
+            )),
+        };
+        if cid == ONEWAY_CID {
+            if let Some(e) = error {
+                opts.report(&Error::Rpc(e));
+            }
+            return Ok(());
+        }
+        let wait = Wait::new().timeout_opt(opts.reply_timeout);
+        match error {
+            None => transport.send_reply(cid, MSG_TYPE_STREAM_END, &[], wait),
+            Some(e) => transport.send_reply(cid, MSG_TYPE_ERROR, &e.encode(), wait),
+        }
     }
 
     /// Serves `transport` until its peer is gone (then returns `Ok`), `stop` is set
@@ -472,6 +630,78 @@ pub trait Transport {
     /// # Errors
     /// Transport errors.
     fn send_reply(&self, cid: u64, msg_type: u16, payload: &[u8], wait: Wait<'_>) -> Result<()>;
+    /// A request already waiting, copied out, without waiting (a stream looks for its
+    /// cancel between items). `Ok(None)` by default: no cancel is ever seen.
+    ///
+    /// # Errors
+    /// `PeerDead` when the peer is gone.
+    fn try_next_request(&self) -> Result<Option<OwnedRequest>> {
+        Ok(None)
+    }
+}
+
+/// Requests a stream keeps for later while it watches for its cancel; past this it stops
+/// looking (the rest wait in the ring).
+const MAX_PENDING: usize = 4096;
+
+/// A streaming handler's items, sent as replies on `transport`; between items it picks
+/// up requests that arrived meanwhile, noticing its own cancel and keeping the others.
+struct TransportSink<'t, T: Transport> {
+    transport: &'t T,
+    cid: u64,
+    msg_type: u16,
+    opts: &'t ServeOptions,
+    pending: &'t mut VecDeque<OwnedRequest>,
+    cancelled: bool,
+    failed: Option<Error>,
+}
+
+impl<T: Transport> TransportSink<'_, T> {
+    fn poll_cancel(&mut self) {
+        while self.failed.is_none() && self.pending.len() < MAX_PENDING {
+            match self.transport.try_next_request() {
+                Ok(Some(r)) => match r.cancels() {
+                    Some(id) if id == self.cid => self.cancelled = true,
+                    Some(_) => {} // a late cancel of a stream that already ended
+                    None => self.pending.push_back(r),
+                },
+                Ok(None) => break,
+                Err(e) => self.failed = Some(e),
+            }
+        }
+    }
+}
+
+impl<T: Transport> ItemSink for TransportSink<'_, T> {
+    fn send(&mut self, item: &[u8]) -> Result<(), ServerError> {
+        self.poll_cancel();
+        if self.cancelled || self.failed.is_some() {
+            return Err(ServerError::new(code::CANCELLED, "the caller cancelled the stream"));
+        }
+        if self.cid == ONEWAY_CID {
+            return Ok(()); // nobody reads the items of a oneway stream call
+        }
+        let wait = Wait::new().timeout_opt(self.opts.reply_timeout);
+        if let Err(e) = self.transport.send_reply(self.cid, self.msg_type, item, wait) {
+            self.failed = Some(e);
+            return Err(ServerError::new(code::CANCELLED, "the stream's transport failed"));
+        }
+        Ok(())
+    }
+
+    fn cancelled(&mut self) -> bool {
+        self.poll_cancel();
+        self.cancelled || self.failed.is_some()
+    }
+}
+
+/// A panic's message, when it has one.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-string panic payload".to_owned())
 }
 
 impl Request for RpcRequest<'_> {
@@ -495,6 +725,18 @@ impl Transport for RpcBus {
 
     fn send_reply(&self, cid: u64, msg_type: u16, payload: &[u8], wait: Wait<'_>) -> Result<()> {
         self.reply_with(cid, payload, msg_type, wait)
+    }
+
+    fn try_next_request(&self) -> Result<Option<OwnedRequest>> {
+        match self.serve_with(Wait::new().spin(0).timeout(Duration::ZERO)) {
+            Ok(r) => Ok(Some(OwnedRequest {
+                correlation_id: r.correlation_id(),
+                msg_type: r.msg_type(),
+                data: r.data().to_vec(),
+            })),
+            Err(Error::Timeout(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 }
 

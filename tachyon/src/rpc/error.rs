@@ -29,6 +29,11 @@ pub mod code {
     /// The call's deadline passed before a handler could start it (it waited in a
     /// server's worker queue too long).
     pub const DEADLINE_EXCEEDED: u32 = 7;
+    /// The caller cancelled the call (a stream it stopped reading).
+    pub const CANCELLED: u32 = 8;
+    /// The transport cannot carry this kind of call (a streaming method where streams
+    /// are not carried).
+    pub const UNSUPPORTED: u32 = 9;
 }
 
 /// A failed call, as the caller sees it: which msg_type failed, a code from [`code`],
@@ -55,6 +60,8 @@ pub fn code_name(c: u32) -> &'static str {
         code::BAD_RESPONSE => "bad response",
         code::MALFORMED => "malformed error reply",
         code::DEADLINE_EXCEEDED => "deadline exceeded",
+        code::CANCELLED => "cancelled",
+        code::UNSUPPORTED => "unsupported",
         _ => "application error",
     }
 }

@@ -16,6 +16,7 @@ mod dispatch;
 mod error;
 mod in_flight;
 mod server;
+mod stream;
 pub mod tiga;
 
 pub use bus::{ParkedReply, ParkedRpcTx, Role, RpcBus, RpcReply, RpcRequest, RpcTxGuard};
@@ -27,3 +28,7 @@ pub use dispatch::{
 };
 pub use error::{code, code_name, RpcError, ServerError, MSG_TYPE_ERROR, ONEWAY_CID};
 pub use server::{RpcServer, ServerHandle, ServerOptions, StopHandle};
+pub use stream::{
+    OwnedRequest, ReplyStream, StreamSink, StreamSource, TypedSink, TypedStream,
+    MSG_TYPE_STREAM_END,
+};
