@@ -74,6 +74,7 @@ pub fn codegen(schema_dir: String, lang: String) -> Result<Vec<GeneratedFile>, J
     let pkgs = tachyon_schema::load_dir(std::path::Path::new(&schema_dir))
         .map_err(|e| napi::Error::new(errors::Code("ERR_TACHYON_SCHEMA"), e.to_string()))?;
     Ok(tachyon_schema::gen::files(lang, &pkgs)
+        .map_err(|e| napi::Error::new(errors::Code("ERR_TACHYON_SCHEMA"), e))?
         .into_iter()
         .map(|(name, text)| GeneratedFile { name, text })
         .collect())

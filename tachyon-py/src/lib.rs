@@ -62,7 +62,7 @@ fn codegen(schema_dir: &str, lang: &str) -> PyResult<Vec<(String, String)>> {
         lang.parse().map_err(pyo3::exceptions::PyValueError::new_err)?;
     let pkgs = tachyon_schema::load_dir(std::path::Path::new(schema_dir))
         .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?;
-    Ok(tachyon_schema::gen::files(lang, &pkgs))
+    tachyon_schema::gen::files(lang, &pkgs).map_err(pyo3::exceptions::PyValueError::new_err)
 }
 
 #[pymodule]

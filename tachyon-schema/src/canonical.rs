@@ -45,9 +45,10 @@ pub fn text(p: &Package) -> String {
             } else {
                 let _ = write!(
                     out,
-                    " rpc {}({}) -> {} = {};",
+                    " rpc {}({}) -> {}{} = {};",
                     m.name,
                     m.request.spelling(),
+                    if m.stream { "stream " } else { "" },
                     m.response.spelling(),
                     m.msg_type
                 );

@@ -139,6 +139,8 @@ impl Lock {
                                 request: m.request.spelling(),
                                 response: if m.oneway {
                                     "oneway".into()
+                                } else if m.stream {
+                                    format!("stream {}", m.response.spelling())
                                 } else {
                                     m.response.spelling()
                                 },

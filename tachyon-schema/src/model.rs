@@ -147,6 +147,8 @@ pub struct Method {
     pub response: Type,
     /// `oneway rpc`: no reply; callers send with correlation id 0 and do not wait.
     pub oneway: bool,
+    /// `-> stream T`: any number of replies of type `response`, then an end.
+    pub stream: bool,
     /// Its msg_type, unique across every schema.
     pub msg_type: u16,
     /// Where the name is.

@@ -357,6 +357,7 @@ impl Parser<'_> {
                 self.punct('(')?;
                 let request = self.ty()?;
                 self.punct(')')?;
+                let mut stream = false;
                 let response = if oneway {
                     if self.is_punct('→') {
                         let t = self.next();
@@ -368,7 +369,9 @@ impl Parser<'_> {
                     }
                     Type::Bytes
                 } else {
-                    self.response()?
+                    let (ty, streams) = self.response()?;
+                    stream = streams;
+                    ty
                 };
                 self.punct('=')?;
                 let (msg_type, tspan) = self.msg_type()?;
@@ -379,6 +382,7 @@ impl Parser<'_> {
                     request,
                     response,
                     oneway,
+                    stream,
                     msg_type,
                     span: mspan,
                     msg_type_span: tspan,
@@ -398,17 +402,14 @@ impl Parser<'_> {
         Ok(Topic { name, doc, ty, msg_type, span, msg_type_span })
     }
 
-    fn response(&mut self) -> PResult<Type> {
+    /// `-> T` or `-> stream T`: the reply type, and whether it streams.
+    fn response(&mut self) -> PResult<(Type, bool)> {
         self.punct('→')?;
-        if self.is_word("stream") {
-            let t = self.next();
-            return Err(self.error(
-                t.span,
-                "server-streaming methods (`-> stream T`) are not supported by this version of the generator",
-                "not supported yet",
-            ));
+        let stream = self.is_word("stream");
+        if stream {
+            self.next();
         }
-        self.ty()
+        Ok((self.ty()?, stream))
     }
 }
 

@@ -165,3 +165,91 @@ fn tcp_says_it_does_not_carry_streams() {
     drop(client);
     h.shutdown().unwrap();
 }
+
+mod feed_schema {
+    tachyon::include_schema!("schemas/streaming/feed.tachyon");
+}
+use feed_schema::feed::{self, Feed, FeedClient, Sub, Tick};
+
+/// The generated `Feed` server: counts what it sent.
+#[derive(Default)]
+struct FeedServer(AtomicU64);
+
+impl Feed for FeedServer {
+    fn ticks(
+        &self,
+        req: Sub,
+        sink: &mut tachyon::rpc::TypedSink<'_, '_, Tick>,
+    ) -> Result<(), ServerError> {
+        for seq in 0..req.count {
+            sink.send(&Tick { symbol: req.symbol.clone(), seq, price: f64::from(seq) / 4.0 })?;
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+    fn bytes_of(
+        &self,
+        req: &[u8],
+        sink: &mut tachyon::rpc::StreamSink<'_>,
+    ) -> Result<(), ServerError> {
+        for b in req {
+            sink.send(&[*b])?;
+        }
+        Ok(())
+    }
+    fn sent(&self, _req: &[u8]) -> Result<u64, ServerError> {
+        Ok(self.0.load(Ordering::SeqCst))
+    }
+}
+
+#[test]
+fn generated_streaming_client_and_server() {
+    let path = socket_path("stream-schema");
+    let server = RpcServer::bind(&path, ServerOptions::default()).unwrap();
+    let stop = server.stop_handle();
+    let thread = std::thread::spawn(move || {
+        let _ = server.serve(Arc::new(feed::feed::dispatcher(FeedServer::default())));
+    });
+    let bus = RpcBus::connect(&path).unwrap();
+    let client = FeedClient::new(&bus).with_timeout(Duration::from_secs(10));
+    client.verify().unwrap();
+    let ticks: Vec<Tick> = client
+        .ticks(&Sub { symbol: "TCHY".into(), count: 10_000 })
+        .unwrap()
+        .collect::<tachyon::Result<_>>()
+        .unwrap();
+    assert_eq!(ticks.len(), 10_000);
+    assert!(ticks.iter().enumerate().all(|(i, t)| t.seq as usize == i && t.symbol == "TCHY"));
+    let raw: Vec<Vec<u8>> =
+        client.bytes_of(b"abc").unwrap().collect::<tachyon::Result<_>>().unwrap();
+    assert_eq!(raw, vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+    // Cancel midway: read 1,000 of a billion, drop the stream.
+    let before = client.sent(b"").unwrap();
+    let mut s = client.ticks(&Sub { symbol: "X".into(), count: 1_000_000_000 }).unwrap();
+    for want in 0..1_000 {
+        assert_eq!(s.next().unwrap().unwrap().seq, want);
+    }
+    drop(s);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut sent = client.sent(b"").unwrap();
+    while bus.in_flight() != 0 {
+        assert!(Instant::now() < deadline, "the cancelled stream never ended");
+        sent = client.sent(b"").unwrap();
+    }
+    assert!(
+        sent - before < 1_000_000,
+        "the server kept streaming after the cancel: {}",
+        sent - before
+    );
+    // Python and TypeScript do not generate streams yet: a clear, located error.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/streaming");
+    let pkgs = tachyon_schema::load_dir(&dir).unwrap();
+    let e = tachyon_schema::gen::files(tachyon_schema::gen::Lang::Python, &pkgs).unwrap_err();
+    assert!(
+        e.contains("feed.tachyon:9:9") && e.contains("`Feed.ticks` streams its replies"),
+        "{e}"
+    );
+    drop(bus);
+    stop.stop();
+    thread.join().unwrap();
+}

@@ -70,7 +70,7 @@ fn run(cmd: Command) -> Result<(), String> {
         }
         Command::Gen { lang, dir, out, check } => {
             let pkgs = tachyon_schema::load_dir(&dir).map_err(|e| e.to_string())?;
-            write_files(&out, &files(lang, &pkgs), check)
+            write_files(&out, &files(lang, &pkgs)?, check)
         }
         Command::Lock { dir, allow_breaking, check: only_check } => {
             let pkgs = tachyon_schema::load_dir(&dir).map_err(|e| e.to_string())?;

@@ -255,6 +255,19 @@ fn service(out: &mut String, pkg: &Package, s: &Service) {
         let _ = writeln!(out, "    ///\n    /// # Errors\n    /// The [`::tachyon::rpc::ServerError`] the caller gets as its error reply.");
         let req =
             if m.request == Type::Bytes { "&[u8]".to_string() } else { ty(&m.request, false) };
+        if m.stream {
+            let sink = if m.response == Type::Bytes {
+                "::tachyon::rpc::StreamSink<'_>".to_string()
+            } else {
+                format!("::tachyon::rpc::TypedSink<'_, '_, {}>", ty(&m.response, false))
+            };
+            let _ = writeln!(
+                out,
+                "    /// Streams: send each item through `sink` (a failed send means the caller\n    /// cancelled: return its error with `?`); returning ends the stream.\n    fn {}(&self, req: {req}, sink: &mut {sink}) -> ::core::result::Result<(), ::tachyon::rpc::ServerError>;",
+                ident(&m.name),
+            );
+            continue;
+        }
         let _ = writeln!(
             out,
             "    fn {}(&self, req: {req}) -> ::core::result::Result<{}, ::tachyon::rpc::ServerError>;",
@@ -322,6 +335,30 @@ fn service(out: &mut String, pkg: &Package, s: &Service) {
         let call = format!("s.{}(req)", ident(&m.name));
         let konst = shouting(&m.name);
         let reg = match (m.request == Type::Bytes, m.response == Type::Bytes) {
+            _ if m.stream => {
+                let name = ident(&m.name);
+                match (m.request == Type::Bytes, m.response == Type::Bytes) {
+                    (true, true) => format!(
+                        "d.register_stream_raw({konst}, {:?}, move |req: &[u8], sink: &mut ::tachyon::rpc::StreamSink<'_>| s.{name}(req, sink))",
+                        m.name
+                    ),
+                    (true, false) => format!(
+                        "d.register_stream_raw({konst}, {:?}, move |req: &[u8], sink: &mut ::tachyon::rpc::StreamSink<'_>| s.{name}(req, &mut ::tachyon::rpc::TypedSink::new(sink)))",
+                        m.name
+                    ),
+                    (false, true) => format!(
+                        "d.register_stream_raw({konst}, {:?}, move |req: &[u8], sink: &mut ::tachyon::rpc::StreamSink<'_>| {{ let req: {} = ::tachyon::__private::decode_request(req)?; s.{name}(req, sink) }})",
+                        m.name,
+                        ty(&m.request, false)
+                    ),
+                    (false, false) => format!(
+                        "d.register_stream_typed({konst}, {:?}, move |req: {}, sink: &mut ::tachyon::rpc::TypedSink<'_, '_, {}>| s.{name}(req, sink))",
+                        m.name,
+                        ty(&m.request, false),
+                        ty(&m.response, false)
+                    ),
+                }
+            }
             // A oneway method: answered (empty) only when called with a correlation id;
             // a oneway send (correlation id 0) gets no reply.
             (true, _) if m.oneway => format!(
@@ -421,6 +458,30 @@ impl<C: ::tachyon::rpc::Caller> {name}<C> {{
             },
             if m.oneway { "()".to_string() } else { ty(&m.response, false) },
         );
+        if m.stream {
+            let payload = if m.request == Type::Bytes {
+                "req".to_string()
+            } else {
+                "&::tachyon::rpc::codec::encode(req)?".to_string()
+            };
+            let open = format!("::tachyon::rpc::Caller::open_stream(&self.caller, {konst}, {payload}, self.timeout)");
+            let (ret, body) = if m.response == Type::Bytes {
+                ("::tachyon::rpc::ReplyStream<'_>".to_string(), open)
+            } else {
+                (
+                    format!("::tachyon::rpc::TypedStream<'_, {}>", ty(&m.response, false)),
+                    format!(
+                        "::core::result::Result::Ok(::tachyon::rpc::TypedStream::new({open}?))"
+                    ),
+                )
+            };
+            let _ = writeln!(
+                out,
+                "    /// Streams: iterate the result (each item within the client's timeout); dropping it\n    /// before the end cancels the call.\n    pub fn {}(&self, req: {req_t}) -> ::tachyon::Result<{ret}> {{\n        {body}\n    }}",
+                ident(&m.name)
+            );
+            continue;
+        }
         let body = match (m.request == Type::Bytes, m.response == Type::Bytes) {
             (true, _) if m.oneway => {
                 format!("::tachyon::rpc::Caller::notify(&self.caller, {konst}, req, self.timeout)")

@@ -123,7 +123,8 @@ impl<T: ?Sized> std::fmt::Debug for TypedSink<'_, '_, T> {
 }
 
 impl<'s, 'a, T: Serialize + ?Sized> TypedSink<'s, 'a, T> {
-    pub(crate) fn new(raw: &'s mut StreamSink<'a>) -> Self {
+    /// Typed items over `raw`.
+    pub fn new(raw: &'s mut StreamSink<'a>) -> Self {
         Self { raw, buf: Vec::new(), _items: PhantomData }
     }
 
