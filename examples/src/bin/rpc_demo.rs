@@ -44,7 +44,10 @@ fn measure(label: &str, mut f: impl FnMut()) -> u64 {
         .collect();
     ns.sort_unstable();
     let p50 = percentile(&ns, 0.5);
-    println!("  {label:<34} p50 {p50:>6} ns   p99 {:>6} ns   ({CALLS} calls)", percentile(&ns, 0.99));
+    println!(
+        "  {label:<34} p50 {p50:>6} ns   p99 {:>6} ns   ({CALLS} calls)",
+        percentile(&ns, 0.99)
+    );
     p50
 }
 
