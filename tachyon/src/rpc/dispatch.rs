@@ -39,6 +39,9 @@ pub enum RegisterError {
     /// 0xFFFF is the error sentinel.
     #[error("msg_type 0xFFFF is reserved for the error sentinel")]
     Reserved,
+    /// 0xFFFE ends streams and carries their cancels: no stream may use it.
+    #[error("msg_type 0xFFFE is reserved for stream ends and cancels")]
+    ReservedForStreams,
     /// Another handler already has this msg_type.
     #[error("msg_type {msg_type} is already registered by `{existing}`")]
     Duplicate {
@@ -171,7 +174,7 @@ impl Dispatcher {
     }
 
     fn check_free(&self, msg_type: u16) -> Result<(), RegisterError> {
-        if msg_type == MSG_TYPE_ERROR || msg_type == MSG_TYPE_STREAM_END {
+        if msg_type == MSG_TYPE_ERROR {
             return Err(RegisterError::Reserved);
         }
         let taken = self.handlers.get(&msg_type).map(|h| &h.name);
@@ -198,6 +201,9 @@ impl Dispatcher {
         F: Fn(&[u8], &mut StreamSink<'_>) -> Result<(), E> + Send + Sync + 'static,
         E: Into<ServerError>,
     {
+        if msg_type == MSG_TYPE_STREAM_END {
+            return Err(RegisterError::ReservedForStreams);
+        }
         self.check_free(msg_type)?;
         self.streams.insert(
             msg_type,

@@ -9,9 +9,10 @@
 //!   `C` as 8 little-endian bytes. The server stops at its next item and still sends the
 //!   end, so the caller's window is freed by the end, as for any call.
 //!
-//! Only streaming calls use 0xFFFE, and only schema methods stream (their msg_types are
-//! at most 0x7FFE), so no unary reply or request is ever mistaken for one. Upstream never
-//! sends either. Items of a stream the caller reads while other calls are in flight are
+//! Only streaming calls use 0xFFFE as a reply, and no stream may be registered on it.
+//! A unary handler may still sit on 0xFFFE (a Tiga hashed name can land there). In a
+//! dispatcher that has streams, a oneway request to it with an 8-byte payload reads as
+//! a cancel and is dropped. Upstream never sends either form. Items of a stream the caller reads while other calls are in flight are
 //! queued for it, in order; items of a cancelled stream are dropped.
 
 use std::collections::VecDeque;
