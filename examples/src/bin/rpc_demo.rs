@@ -23,12 +23,10 @@ fn percentile(sorted: &[u64], q: f64) -> u64 {
     sorted[((sorted.len() as f64 * q) as usize).min(sorted.len() - 1)]
 }
 
-/// Pins this process (and the children it starts later) to `cpu`, when the machine has
-/// more than one: a round trip across two CPUs is what the demo reports.
+/// Pins this process (and the children it starts later) to `cpu`; `false` when the
+/// machine has no such CPU. (Not `available_parallelism`: it counts only the CPUs this
+/// process may already use, so a child of a pinned parent would see one.)
 fn pin(cpu: usize) -> bool {
-    if std::thread::available_parallelism().map_or(1, std::num::NonZero::get) < 2 {
-        return false;
-    }
     let mut set = rustix::thread::CpuSet::new();
     set.set(cpu);
     rustix::thread::sched_setaffinity(None, &set).is_ok()
@@ -124,7 +122,7 @@ fn main() -> tachyon::Result<()> {
     let path = format!("/tmp/tachyon-rpc-demo-{}.sock", std::process::id());
     // The callers (this process, then the Python and Node ones it starts) on CPU 0, the
     // server on CPU 1.
-    let pinned = pin(0);
+    let pinned = std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2) && pin(0);
     let mut server = Command::new(std::env::current_exe().expect("current exe"))
         .args(["server", &path, "--cpu", "1"])
         .stdout(Stdio::null())
