@@ -78,69 +78,44 @@ pub trait Caller {
     }
 }
 
-impl<T: Caller + ?Sized> Caller for &T {
-    fn invoke(&self, msg_type: u16, payload: &[u8], timeout: Option<Duration>) -> Result<Vec<u8>> {
-        (**self).invoke(msg_type, payload, timeout)
-    }
+/// `Caller` through a reference or a shared pointer: every method forwards.
+macro_rules! forward_caller {
+    ($($ptr:ty),*) => {$(
+        impl<T: Caller + ?Sized> Caller for $ptr {
+            fn invoke(&self, msg_type: u16, payload: &[u8], timeout: Option<Duration>) -> Result<Vec<u8>> {
+                (**self).invoke(msg_type, payload, timeout)
+            }
 
-    fn notify(&self, msg_type: u16, payload: &[u8], timeout: Option<Duration>) -> Result<()> {
-        (**self).notify(msg_type, payload, timeout)
-    }
+            fn notify(&self, msg_type: u16, payload: &[u8], timeout: Option<Duration>) -> Result<()> {
+                (**self).notify(msg_type, payload, timeout)
+            }
 
-    fn open_stream(
-        &self,
-        msg_type: u16,
-        payload: &[u8],
-        timeout: Option<Duration>,
-    ) -> Result<crate::rpc::ReplyStream<'_>> {
-        (**self).open_stream(msg_type, payload, timeout)
-    }
+            fn open_stream(
+                &self,
+                msg_type: u16,
+                payload: &[u8],
+                timeout: Option<Duration>,
+            ) -> Result<crate::rpc::ReplyStream<'_>> {
+                (**self).open_stream(msg_type, payload, timeout)
+            }
 
-    fn invoke_typed<Req, Resp>(
-        &self,
-        msg_type: u16,
-        req: &Req,
-        timeout: Option<Duration>,
-    ) -> Result<Resp>
-    where
-        Req: Serialize + ?Sized,
-        Resp: DeserializeOwned,
-    {
-        (**self).invoke_typed(msg_type, req, timeout)
-    }
+            fn invoke_typed<Req, Resp>(
+                &self,
+                msg_type: u16,
+                req: &Req,
+                timeout: Option<Duration>,
+            ) -> Result<Resp>
+            where
+                Req: Serialize + ?Sized,
+                Resp: DeserializeOwned,
+            {
+                (**self).invoke_typed(msg_type, req, timeout)
+            }
+        }
+    )*};
 }
 
-impl<T: Caller + ?Sized> Caller for std::sync::Arc<T> {
-    fn invoke(&self, msg_type: u16, payload: &[u8], timeout: Option<Duration>) -> Result<Vec<u8>> {
-        (**self).invoke(msg_type, payload, timeout)
-    }
-
-    fn notify(&self, msg_type: u16, payload: &[u8], timeout: Option<Duration>) -> Result<()> {
-        (**self).notify(msg_type, payload, timeout)
-    }
-
-    fn open_stream(
-        &self,
-        msg_type: u16,
-        payload: &[u8],
-        timeout: Option<Duration>,
-    ) -> Result<crate::rpc::ReplyStream<'_>> {
-        (**self).open_stream(msg_type, payload, timeout)
-    }
-
-    fn invoke_typed<Req, Resp>(
-        &self,
-        msg_type: u16,
-        req: &Req,
-        timeout: Option<Duration>,
-    ) -> Result<Resp>
-    where
-        Req: Serialize + ?Sized,
-        Resp: DeserializeOwned,
-    {
-        (**self).invoke_typed(msg_type, req, timeout)
-    }
-}
+forward_caller!(&T, std::sync::Arc<T>);
 
 impl Caller for RpcBus {
     fn invoke(&self, msg_type: u16, payload: &[u8], timeout: Option<Duration>) -> Result<Vec<u8>> {

@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::rpc::bus::{RpcBus, RpcRequest};
 use crate::rpc::error::{code, RpcError, ServerError, MSG_TYPE_ERROR, ONEWAY_CID};
-use crate::rpc::stream::{ItemSink, OwnedRequest, StreamSink, TypedSink, MSG_TYPE_STREAM_END};
+use crate::rpc::stream::{self, OwnedRequest, StreamSink, TypedSink, MSG_TYPE_STREAM_END};
 use crate::wait::Wait;
 
 /// A handler the dispatcher can route to. `#[tachyon_rpc]` generates one per function.
@@ -54,7 +54,8 @@ pub enum RegisterError {
 
 type HandlerFn = dyn Fn(&[u8], &mut Vec<u8>) -> Result<(), ServerError> + Send + Sync;
 type FallbackFn = dyn Fn(u16, &[u8], &mut Vec<u8>) -> Result<(), ServerError> + Send + Sync;
-type StreamFn = dyn Fn(&[u8], &mut StreamSink<'_>) -> Result<(), ServerError> + Send + Sync;
+pub(crate) type StreamFn =
+    dyn Fn(&[u8], &mut StreamSink<'_>) -> Result<(), ServerError> + Send + Sync;
 
 /// Fibonacci hashing of the u16 msg_type: the lookup runs once per request, so it
 /// skips SipHash (no untrusted key can degrade a table this small).
@@ -447,7 +448,7 @@ impl Dispatcher {
                 continue; // a cancel for a stream that has already ended
             }
             if let Some(h) = self.streams.get(&req.msg_type) {
-                Self::run_stream(h, transport, &req, opts, &mut pending)?;
+                stream::serve(&*h.f, &h.name, transport, &req, opts, &mut pending)?;
             } else {
                 let reply_type = self.dispatch(req.msg_type, &req.data, scratch);
                 Self::finish(
@@ -481,53 +482,6 @@ impl Dispatcher {
             return Ok(());
         }
         transport.send_reply(cid, reply_type, scratch, Wait::new().timeout_opt(opts.reply_timeout))
-    }
-
-    /// Runs a streaming handler: its items as replies, then the end (or its error).
-    fn run_stream<T: Transport>(
-        h: &Handler<StreamFn>,
-        transport: &T,
-        req: &OwnedRequest,
-        opts: &ServeOptions,
-        pending: &mut VecDeque<OwnedRequest>,
-    ) -> Result<()> {
-        let cid = req.correlation_id;
-        let mut sink = TransportSink {
-            transport,
-            cid,
-            msg_type: req.msg_type,
-            opts,
-            pending,
-            cancelled: false,
-            failed: None,
-        };
-        let outcome =
-            catch_unwind(AssertUnwindSafe(|| (h.f)(&req.data, &mut StreamSink::new(&mut sink))));
-        let (cancelled, failed) = (sink.cancelled, sink.failed.take());
-        if let Some(e) = failed {
-            return Err(e);
-        }
-        let error = match outcome {
-            Ok(Ok(())) => None,
-            Ok(Err(_)) if cancelled => None,
-            Ok(Err(e)) => Some(RpcError::new(req.msg_type, e.code, e.message)),
-            Err(panic) => Some(RpcError::new(
-                req.msg_type,
-                code::HANDLER_PANIC,
-                format!("handler `{}` panicked: {}", h.name, panic_message(&*panic)),
-            )),
-        };
-        if cid == ONEWAY_CID {
-            if let Some(e) = error {
-                opts.report(&Error::Rpc(e));
-            }
-            return Ok(());
-        }
-        let wait = Wait::new().timeout_opt(opts.reply_timeout);
-        match error {
-            None => transport.send_reply(cid, MSG_TYPE_STREAM_END, &[], wait),
-            Some(e) => transport.send_reply(cid, MSG_TYPE_ERROR, &e.encode(), wait),
-        }
     }
 
     /// Serves `transport` until its peer is gone (then returns `Ok`), `stop` is set
@@ -646,63 +600,8 @@ pub trait Transport {
     }
 }
 
-/// Requests a stream keeps for later while it watches for its cancel; past this it stops
-/// looking (the rest wait in the ring).
-const MAX_PENDING: usize = 4096;
-
-/// A streaming handler's items, sent as replies on `transport`; between items it picks
-/// up requests that arrived meanwhile, noticing its own cancel and keeping the others.
-struct TransportSink<'t, T: Transport> {
-    transport: &'t T,
-    cid: u64,
-    msg_type: u16,
-    opts: &'t ServeOptions,
-    pending: &'t mut VecDeque<OwnedRequest>,
-    cancelled: bool,
-    failed: Option<Error>,
-}
-
-impl<T: Transport> TransportSink<'_, T> {
-    fn poll_cancel(&mut self) {
-        while self.failed.is_none() && self.pending.len() < MAX_PENDING {
-            match self.transport.try_next_request() {
-                Ok(Some(r)) => match r.cancels() {
-                    Some(id) if id == self.cid => self.cancelled = true,
-                    Some(_) => {} // a late cancel of a stream that already ended
-                    None => self.pending.push_back(r),
-                },
-                Ok(None) => break,
-                Err(e) => self.failed = Some(e),
-            }
-        }
-    }
-}
-
-impl<T: Transport> ItemSink for TransportSink<'_, T> {
-    fn send(&mut self, item: &[u8]) -> Result<(), ServerError> {
-        self.poll_cancel();
-        if self.cancelled || self.failed.is_some() {
-            return Err(ServerError::new(code::CANCELLED, "the caller cancelled the stream"));
-        }
-        if self.cid == ONEWAY_CID {
-            return Ok(()); // nobody reads the items of a oneway stream call
-        }
-        let wait = Wait::new().timeout_opt(self.opts.reply_timeout);
-        if let Err(e) = self.transport.send_reply(self.cid, self.msg_type, item, wait) {
-            self.failed = Some(e);
-            return Err(ServerError::new(code::CANCELLED, "the stream's transport failed"));
-        }
-        Ok(())
-    }
-
-    fn cancelled(&mut self) -> bool {
-        self.poll_cancel();
-        self.cancelled || self.failed.is_some()
-    }
-}
-
 /// A panic's message, when it has one.
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     panic
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())

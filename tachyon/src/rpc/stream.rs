@@ -17,13 +17,16 @@
 
 use std::collections::VecDeque;
 use std::marker::PhantomData;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::rpc::codec;
-use crate::rpc::error::{code, ServerError};
+use crate::rpc::dispatch::{panic_message, ServeOptions, StreamFn, Transport};
+use crate::rpc::error::{code, RpcError, ServerError, MSG_TYPE_ERROR, ONEWAY_CID};
+use crate::wait::Wait;
 
 /// The msg_type of the reply that ends a stream, and of a caller's cancel request.
 pub const MSG_TYPE_STREAM_END: u16 = 0xFFFE;
@@ -240,6 +243,111 @@ pub(crate) struct StreamQueue {
     pub items: VecDeque<(u16, Vec<u8>)>,
     /// Cancelled: items are dropped until the end arrives.
     pub cancelled: bool,
+}
+
+// ---- serving side ------------------------------------------------------------------
+
+/// Serves one streaming call with handler `f` (named `name`): its items as replies,
+/// then the end (or its error). Requests that arrive meanwhile go to `pending`.
+pub(crate) fn serve<T: Transport>(
+    f: &StreamFn,
+    name: &str,
+    transport: &T,
+    req: &OwnedRequest,
+    opts: &ServeOptions,
+    pending: &mut VecDeque<OwnedRequest>,
+) -> Result<()> {
+    let cid = req.correlation_id;
+    let mut sink = TransportSink {
+        transport,
+        cid,
+        msg_type: req.msg_type,
+        opts,
+        pending,
+        cancelled: false,
+        failed: None,
+    };
+    let outcome = catch_unwind(AssertUnwindSafe(|| f(&req.data, &mut StreamSink::new(&mut sink))));
+    let (cancelled, failed) = (sink.cancelled, sink.failed.take());
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let error = match outcome {
+        Ok(Ok(())) => None,
+        Ok(Err(_)) if cancelled => None,
+        Ok(Err(e)) => Some(RpcError::new(req.msg_type, e.code, e.message)),
+        Err(panic) => Some(RpcError::new(
+            req.msg_type,
+            code::HANDLER_PANIC,
+            format!("handler `{name}` panicked: {}", panic_message(&*panic)),
+        )),
+    };
+    if cid == ONEWAY_CID {
+        if let Some(e) = error {
+            opts.report(&Error::Rpc(e));
+        }
+        return Ok(());
+    }
+    let wait = Wait::new().timeout_opt(opts.reply_timeout);
+    match error {
+        None => transport.send_reply(cid, MSG_TYPE_STREAM_END, &[], wait),
+        Some(e) => transport.send_reply(cid, MSG_TYPE_ERROR, &e.encode(), wait),
+    }
+}
+
+/// Requests a stream keeps for later while it watches for its cancel; past this it stops
+/// looking (the rest wait in the ring).
+const MAX_PENDING: usize = 4096;
+
+/// A streaming handler's items, sent as replies on `transport`; between items it picks
+/// up requests that arrived meanwhile, noticing its own cancel and keeping the others.
+struct TransportSink<'t, T: Transport> {
+    transport: &'t T,
+    cid: u64,
+    msg_type: u16,
+    opts: &'t ServeOptions,
+    pending: &'t mut VecDeque<OwnedRequest>,
+    cancelled: bool,
+    failed: Option<Error>,
+}
+
+impl<T: Transport> TransportSink<'_, T> {
+    fn poll_cancel(&mut self) {
+        while self.failed.is_none() && self.pending.len() < MAX_PENDING {
+            match self.transport.try_next_request() {
+                Ok(Some(r)) => match r.cancels() {
+                    Some(id) if id == self.cid => self.cancelled = true,
+                    Some(_) => {} // a late cancel of a stream that already ended
+                    None => self.pending.push_back(r),
+                },
+                Ok(None) => break,
+                Err(e) => self.failed = Some(e),
+            }
+        }
+    }
+}
+
+impl<T: Transport> ItemSink for TransportSink<'_, T> {
+    fn send(&mut self, item: &[u8]) -> Result<(), ServerError> {
+        self.poll_cancel();
+        if self.cancelled || self.failed.is_some() {
+            return Err(ServerError::new(code::CANCELLED, "the caller cancelled the stream"));
+        }
+        if self.cid == ONEWAY_CID {
+            return Ok(()); // nobody reads the items of a oneway stream call
+        }
+        let wait = Wait::new().timeout_opt(self.opts.reply_timeout);
+        if let Err(e) = self.transport.send_reply(self.cid, self.msg_type, item, wait) {
+            self.failed = Some(e);
+            return Err(ServerError::new(code::CANCELLED, "the stream's transport failed"));
+        }
+        Ok(())
+    }
+
+    fn cancelled(&mut self) -> bool {
+        self.poll_cancel();
+        self.cancelled || self.failed.is_some()
+    }
 }
 
 /// `Error::InvalidArgument` for a transport without streams.
