@@ -1,11 +1,12 @@
-//! Server-streaming calls over shared memory: 10,000 items in order, cancellation
-//! midway (the server stops), an error mid-stream, unary calls interleaved with a
-//! stream, and a clear error on a transport without streams.
+//! Server-streaming calls over shared memory and TCP: 10,000 items in order,
+//! cancellation midway (the server stops), an error mid-stream, unary calls interleaved
+//! with a stream, a slow reader, and a client that disconnects mid-stream.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tachyon::net::{TcpClient, TcpServer, TcpServerOptions};
 use tachyon::rpc::{
     code, codec, Caller, Dispatcher, RpcBus, RpcServer, ServerError, ServerOptions, TypedStream,
 };
@@ -48,120 +49,231 @@ fn serve(
     (stop, path, thread)
 }
 
-fn count(bus: &RpcBus, n: u64) -> TypedStream<'_, u64> {
-    TypedStream::new(bus.open_stream(5, &codec::encode(&n).unwrap(), T).unwrap())
+/// A caller of either transport, with its window.
+trait Client: Caller {
+    fn in_flight(&self) -> usize;
+}
+
+impl Client for RpcBus {
+    fn in_flight(&self) -> usize {
+        RpcBus::in_flight(self)
+    }
+}
+
+impl Client for TcpClient {
+    fn in_flight(&self) -> usize {
+        TcpClient::in_flight(self)
+    }
+}
+
+/// Runs `body` against a shared-memory server and against TCP servers (streams on their
+/// own threads, and on a worker pool), each counting the items it sent in `sent`.
+fn on_every_transport(name: &str, body: impl Fn(&dyn Fn() -> u64, &dyn ErasedClient)) {
+    let sent = Arc::new(AtomicU64::new(0));
+    let (stop, path, thread) = serve(name, sent.clone());
+    let bus = RpcBus::connect(&path).unwrap();
+    let s = sent.clone();
+    body(&move || s.load(Ordering::SeqCst), &bus);
+    drop(bus);
+    stop.stop();
+    thread.join().unwrap();
+    for workers in [0, 2] {
+        let sent = Arc::new(AtomicU64::new(0));
+        let opts = TcpServerOptions::default().workers(workers).on_error(|_| {});
+        let server = TcpServer::bind("tcp://127.0.0.1:0", opts).unwrap();
+        let h = server.spawn(Arc::new(dispatcher(sent.clone()))).unwrap();
+        let client = TcpClient::connect(&h.address()).unwrap();
+        body(&move || sent.load(Ordering::SeqCst), &client);
+        drop(client);
+        h.shutdown().unwrap();
+    }
+}
+
+/// What the shared bodies need of a client, without generics (a closure cannot be
+/// generic over both transports).
+trait ErasedClient {
+    fn invoke(&self, msg_type: u16, payload: &[u8]) -> tachyon::Result<Vec<u8>>;
+    fn open(&self, msg_type: u16, payload: &[u8])
+        -> tachyon::Result<tachyon::rpc::ReplyStream<'_>>;
+    fn in_flight(&self) -> usize;
+}
+
+impl<C: Client> ErasedClient for C {
+    fn invoke(&self, msg_type: u16, payload: &[u8]) -> tachyon::Result<Vec<u8>> {
+        Caller::invoke(self, msg_type, payload, T)
+    }
+    fn open(
+        &self,
+        msg_type: u16,
+        payload: &[u8],
+    ) -> tachyon::Result<tachyon::rpc::ReplyStream<'_>> {
+        self.open_stream(msg_type, payload, T)
+    }
+    fn in_flight(&self) -> usize {
+        Client::in_flight(self)
+    }
+}
+
+fn count(c: &dyn ErasedClient, n: u64) -> TypedStream<'_, u64> {
+    TypedStream::new(c.open(5, &codec::encode(&n).unwrap()).unwrap())
 }
 
 #[test]
 fn ten_thousand_items_in_order_then_the_end() {
-    let (stop, path, thread) = serve("stream-order", Arc::default());
-    let bus = RpcBus::connect(&path).unwrap();
-    let got: Vec<u64> = count(&bus, 10_000).collect::<tachyon::Result<_>>().unwrap();
-    assert_eq!(got, (0..10_000).collect::<Vec<_>>());
-    assert_eq!(bus.in_flight(), 0, "the end frees the call");
-    // An empty stream ends at once.
-    assert_eq!(count(&bus, 0).count(), 0);
-    drop(bus);
-    stop.stop();
-    thread.join().unwrap();
+    on_every_transport("stream-order", |_, c| {
+        let got: Vec<u64> = count(c, 10_000).collect::<tachyon::Result<_>>().unwrap();
+        assert_eq!(got, (0..10_000).collect::<Vec<_>>());
+        assert_eq!(c.in_flight(), 0, "the end frees the call");
+        // An empty stream ends at once.
+        assert_eq!(count(c, 0).count(), 0);
+    });
 }
 
 #[test]
 fn cancelling_midway_stops_the_server_and_frees_the_window() {
-    let sent = Arc::new(AtomicU64::new(0));
-    let (stop, path, thread) = serve("stream-cancel", sent.clone());
-    let bus = RpcBus::connect(&path).unwrap();
-    let mut s = count(&bus, 1_000_000_000);
-    for want in 0..5_000 {
-        assert_eq!(s.next().unwrap().unwrap(), want);
-    }
-    drop(s); // cancels
-             // The bus goes on: unary calls are answered, and the cancelled stream's late items
-             // are dropped on the way.
-    for _ in 0..100 {
-        assert_eq!(bus.invoke(1, b"after", T).unwrap(), b"after");
-    }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while bus.in_flight() != 0 {
-        assert!(Instant::now() < deadline, "the cancelled stream never ended");
-        let _ = bus.invoke(1, b"drain", T).unwrap();
-    }
-    let at_end = sent.load(Ordering::SeqCst);
-    assert!(at_end < 1_000_000, "the server kept streaming: {at_end} items");
-    std::thread::sleep(Duration::from_millis(50));
-    assert_eq!(sent.load(Ordering::SeqCst), at_end, "the server stopped");
-    drop(bus);
-    stop.stop();
-    thread.join().unwrap();
+    on_every_transport("stream-cancel", |sent, c| {
+        let mut s = count(c, 1_000_000_000);
+        for want in 0..5_000 {
+            assert_eq!(s.next().unwrap().unwrap(), want);
+        }
+        drop(s); // cancels
+                 // The client goes on: unary calls are answered, and the cancelled stream's late
+                 // items are dropped on the way.
+        for _ in 0..100 {
+            assert_eq!(c.invoke(1, b"after").unwrap(), b"after");
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while c.in_flight() != 0 {
+            assert!(Instant::now() < deadline, "the cancelled stream never ended");
+            let _ = c.invoke(1, b"drain").unwrap();
+        }
+        let at_end = sent();
+        assert!(at_end < 1_000_000, "the server kept streaming: {at_end} items");
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(sent(), at_end, "the server stopped");
+    });
 }
 
 #[test]
 fn an_error_ends_the_stream_after_the_items_before_it() {
-    let (stop, path, thread) = serve("stream-error", Arc::default());
-    let bus = RpcBus::connect(&path).unwrap();
-    let mut s: TypedStream<'_, u64> =
-        TypedStream::new(bus.open_stream(6, &codec::encode(&5u64).unwrap(), T).unwrap());
-    for want in 0..5 {
-        assert_eq!(s.next().unwrap().unwrap(), want);
-    }
-    match s.next() {
-        Some(Err(Error::Rpc(e))) => {
-            assert_eq!((e.code, e.message.as_str()), (123, "gave up after 5"));
+    on_every_transport("stream-error", |_, c| {
+        let mut s: TypedStream<'_, u64> =
+            TypedStream::new(c.open(6, &codec::encode(&5u64).unwrap()).unwrap());
+        for want in 0..5 {
+            assert_eq!(s.next().unwrap().unwrap(), want);
         }
-        other => panic!("expected the error reply, got {other:?}"),
-    }
-    assert!(s.next().is_none(), "nothing after the error");
-    drop(s);
-    // A request that does not decode is a BAD_REQUEST error, as for unary calls.
-    let mut bad = bus.open_stream(5, b"\xc1", T).unwrap();
-    match bad.next_item() {
-        Err(Error::Rpc(e)) => assert_eq!(e.code, code::BAD_REQUEST),
-        other => panic!("expected BAD_REQUEST, got {other:?}"),
-    }
-    drop(bad);
-    assert_eq!(bus.in_flight(), 0);
-    drop(bus);
-    stop.stop();
-    thread.join().unwrap();
+        match s.next() {
+            Some(Err(Error::Rpc(e))) => {
+                assert_eq!((e.code, e.message.as_str()), (123, "gave up after 5"));
+            }
+            other => panic!("expected the error reply, got {other:?}"),
+        }
+        assert!(s.next().is_none(), "nothing after the error");
+        drop(s);
+        // A request that does not decode is a BAD_REQUEST error, as for unary calls.
+        let mut bad = c.open(5, b"\xc1").unwrap();
+        match bad.next_item() {
+            Err(Error::Rpc(e)) => assert_eq!(e.code, code::BAD_REQUEST),
+            other => panic!("expected BAD_REQUEST, got {other:?}"),
+        }
+        drop(bad);
+        assert_eq!(c.in_flight(), 0);
+    });
 }
 
 #[test]
 fn unary_calls_interleave_with_a_stream() {
-    let (stop, path, thread) = serve("stream-mixed", Arc::default());
-    let bus = RpcBus::connect(&path).unwrap();
-    let mut s = count(&bus, 2_000);
-    let mut got = Vec::new();
-    for i in 0..2_000u64 {
-        if i % 100 == 0 {
-            // Items that arrive meanwhile are kept for the stream, in order.
-            assert_eq!(bus.invoke(1, &i.to_le_bytes(), T).unwrap(), i.to_le_bytes());
+    on_every_transport("stream-mixed", |_, c| {
+        let mut s = count(c, 2_000);
+        let mut got = Vec::new();
+        for i in 0..2_000u64 {
+            if i % 100 == 0 {
+                // Items that arrive meanwhile are kept for the stream, in order.
+                assert_eq!(c.invoke(1, &i.to_le_bytes()).unwrap(), i.to_le_bytes());
+            }
+            got.push(s.next().unwrap().unwrap());
         }
-        got.push(s.next().unwrap().unwrap());
-    }
-    assert!(s.next().is_none());
-    assert_eq!(got, (0..2_000).collect::<Vec<_>>());
-    drop(s);
-    drop(bus);
-    stop.stop();
-    thread.join().unwrap();
+        assert!(s.next().is_none());
+        assert_eq!(got, (0..2_000).collect::<Vec<_>>());
+    });
 }
 
 #[test]
-fn tcp_says_it_does_not_carry_streams() {
-    use tachyon::net::{TcpClient, TcpServer, TcpServerOptions};
-    let server =
-        TcpServer::bind("tcp://127.0.0.1:0", TcpServerOptions::default().on_error(|_| {})).unwrap();
-    let h = server.spawn(Arc::new(dispatcher(Arc::default()))).unwrap();
+fn tcp_streams_survive_a_slow_reader_and_end_with_the_connection() {
+    // A reader slower than the handler: the handler waits for room (the window), and
+    // nothing is lost.
+    let sent = Arc::new(AtomicU64::new(0));
+    let opts = TcpServerOptions::default().on_error(|_| {});
+    let h = TcpServer::bind("tcp://127.0.0.1:0", opts)
+        .unwrap()
+        .spawn(Arc::new(dispatcher(sent.clone())))
+        .unwrap();
     let client = TcpClient::connect(&h.address()).unwrap();
-    assert!(matches!(
-        client.open_stream(5, &codec::encode(&3u64).unwrap(), T),
-        Err(Error::InvalidArgument(_))
-    ));
-    match client.invoke(5, &codec::encode(&3u64).unwrap(), T) {
-        Err(Error::Rpc(e)) => assert_eq!(e.code, code::UNSUPPORTED),
-        other => panic!("expected UNSUPPORTED, got {other:?}"),
+    let mut s = count(&client, 300);
+    for want in 0..300 {
+        if want < 5 {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(s.next().unwrap().unwrap(), want);
     }
+    assert!(s.next().is_none());
+    drop(s);
+    // A client that stops reading stops the handler once the socket buffers and the
+    // stream's window are full: the server's memory does not grow.
+    let mut s = count(&client, 1_000_000_000);
+    for want in 0..10 {
+        assert_eq!(s.next().unwrap().unwrap(), want);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let blocked = sent.load(Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(sent.load(Ordering::SeqCst), blocked, "the handler ran on past the window");
+    assert!(blocked < 2_000_000, "{blocked} items went out to a client that read 10");
+    // A stream whose client disconnects (no cancel: the socket just closes) stops on
+    // the server.
+    std::mem::forget(s);
+    drop(client);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last = sent.load(Ordering::SeqCst);
+    loop {
+        std::thread::sleep(Duration::from_millis(50));
+        let now = sent.load(Ordering::SeqCst);
+        if now == last {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the stream outlived its connection");
+        last = now;
+    }
+    // Unary calls with the same dispatcher are still served inline.
+    let client = TcpClient::connect(&h.address()).unwrap();
     assert_eq!(client.invoke(1, b"still fine", T).unwrap(), b"still fine");
+    drop(client);
+    h.shutdown().unwrap();
+
+    // A client that takes nothing for the stall timeout has its stream ended with
+    // DEADLINE_EXCEEDED, after every item that went out before.
+    let opts = TcpServerOptions::default().streams(1, Duration::from_millis(200)).on_error(|_| {});
+    let h = TcpServer::bind("tcp://127.0.0.1:0", opts)
+        .unwrap()
+        .spawn(Arc::new(dispatcher(Arc::default())))
+        .unwrap();
+    let client = TcpClient::connect(&h.address()).unwrap();
+    let mut s = count(&client, 1_000_000_000);
+    std::thread::sleep(Duration::from_millis(1_000));
+    let mut n = 0u64;
+    let e = loop {
+        match s.next() {
+            Some(Ok(i)) => {
+                assert_eq!(i, n);
+                n += 1;
+            }
+            Some(Err(e)) => break e,
+            None => panic!("the stream ended cleanly after {n} items"),
+        }
+    };
+    assert!(matches!(&e, Error::Rpc(r) if r.code == code::DEADLINE_EXCEEDED), "{e:?}");
+    drop(s);
+    assert_eq!(client.in_flight(), 0);
     drop(client);
     h.shutdown().unwrap();
 }
@@ -241,6 +353,22 @@ fn generated_streaming_client_and_server() {
         "the server kept streaming after the cancel: {}",
         sent - before
     );
+    // The same generated client over TCP.
+    let h = TcpServer::bind("tcp://127.0.0.1:0", TcpServerOptions::default())
+        .unwrap()
+        .spawn(Arc::new(feed::feed::dispatcher(FeedServer::default())))
+        .unwrap();
+    let tcp = TcpClient::connect(&h.address()).unwrap();
+    let over_tcp = FeedClient::new(&tcp).with_timeout(Duration::from_secs(10));
+    let n = over_tcp.ticks(&Sub { symbol: "T".into(), count: 10_000 }).unwrap().count();
+    assert_eq!(n, 10_000);
+    let mut s = over_tcp.ticks(&Sub { symbol: "T".into(), count: 1_000_000_000 }).unwrap();
+    assert_eq!(s.next().unwrap().unwrap().seq, 0);
+    drop(s);
+    assert!(over_tcp.sent(b"").unwrap() >= 10_001);
+    drop(over_tcp);
+    drop(tcp);
+    h.shutdown().unwrap();
     // Python and TypeScript do not generate streams yet: a clear, located error.
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/streaming");
     let pkgs = tachyon_schema::load_dir(&dir).unwrap();

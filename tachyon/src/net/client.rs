@@ -9,8 +9,12 @@
 //! their caller gives up. A dead server fails every call in flight with `PeerDead`
 //! within the dead-peer bound: at once on a reset or EOF, and through ping/pong when the
 //! network goes silent while calls are outstanding.
+//!
+//! Server-streaming calls ([`TcpClient::call_stream`]) take one slot of the window from
+//! their request to their end. Their items are queued for their reader as they arrive
+//! (in order); a cancel frame stops the server, whose end then frees the slot.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
@@ -22,7 +26,7 @@ use rustix::io::Errno;
 use crate::address::Address;
 use crate::error::{Error, Result};
 use crate::net::frame::{self, Decoder, Goaway, GoawayCode, Header, Hello, Kind, Step, HEADER_LEN};
-use crate::rpc::{RpcError, MSG_TYPE_ERROR};
+use crate::rpc::{RpcError, StreamSource, MSG_TYPE_ERROR, MSG_TYPE_STREAM_END};
 
 /// Settings of a [`TcpClient`].
 #[derive(Debug, Clone)]
@@ -102,6 +106,8 @@ struct Inbox {
     pending: HashSet<u64>,
     /// Calls given up on: a late reply is dropped.
     abandoned: HashSet<u64>,
+    /// Server-streaming calls not yet taken to their end.
+    streams: HashMap<u64, StreamQueue>,
     /// Someone is reading the socket now.
     reading: bool,
     /// The connection failed: every call on it fails with this.
@@ -112,6 +118,21 @@ struct Inbox {
     ping_sent: Option<Instant>,
     /// Threads asleep on `changed` (a notify is a syscall; skip it when nobody sleeps).
     sleepers: usize,
+}
+
+/// What a stream's reader has not taken yet.
+#[derive(Debug, Default)]
+struct StreamQueue {
+    events: VecDeque<StreamEvent>,
+    /// The caller cancelled: items are dropped until the end arrives.
+    cancelled: bool,
+}
+
+#[derive(Debug)]
+enum StreamEvent {
+    Item(Vec<u8>),
+    End,
+    Failed(Error),
 }
 
 /// What the thread reading a connection uses; only the reader touches it.
@@ -516,6 +537,81 @@ impl TcpClient {
         }
         r.map(|(_, d)| d)
     }
+
+    /// Starts a server-streaming call, waiting up to `timeout` for room in the window
+    /// (`None`: as long as the server lives). Read its items with
+    /// [`next_stream_item`](Self::next_stream_item); it holds its slot until its end.
+    ///
+    /// # Errors
+    /// As [`call_timeout`](Self::call_timeout).
+    pub fn call_stream(
+        &self,
+        payload: &[u8],
+        msg_type: u16,
+        timeout: Option<Duration>,
+    ) -> Result<u64> {
+        if msg_type == MSG_TYPE_ERROR || msg_type == MSG_TYPE_STREAM_END {
+            return Err(Error::InvalidArgument(format!("msg_type {msg_type:#06x} is reserved")));
+        }
+        let n = self.conns.len();
+        let start = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        let conn = (0..n)
+            .map(|k| &self.conns[(start + k) % n])
+            .find(|c| c.in_flight.load(Ordering::Relaxed) < c.max_in_flight)
+            .unwrap_or(&self.conns[start % n]);
+        conn.send_as(payload, msg_type, timeout.or(Some(Duration::from_secs(3600))), None, true)
+    }
+
+    /// The next item of stream `cid`, waiting up to `timeout` (`None`: as long as the
+    /// server lives); `Ok(None)` once the stream ended.
+    ///
+    /// # Errors
+    /// [`Error::Rpc`] when the server ended the stream with an error; [`Error::Timeout`]
+    /// (the stream stays open); [`Error::PeerDead`], [`Error::PeerClosed`];
+    /// [`Error::Protocol`] if `cid` is not a stream in flight on this client.
+    pub fn next_stream_item(&self, cid: u64, timeout: Option<Duration>) -> Result<Option<Vec<u8>>> {
+        self.conn_of(cid)?.next_item(cid, timeout.map(|t| (Instant::now() + t, t)))
+    }
+
+    /// Cancels stream `cid`: a cancel frame stops the server, and items still on their
+    /// way are dropped.
+    pub fn cancel_stream(&self, cid: u64) {
+        if let Ok(c) = self.conn_of(cid) {
+            c.cancel_stream(cid);
+        }
+    }
+}
+
+/// The caller's side of a stream on a [`TcpClient`]: what
+/// [`crate::rpc::Caller::open_stream`] returns for TCP. Dropping it before the end
+/// cancels the stream.
+#[derive(Debug)]
+pub(crate) struct TcpStream<'c> {
+    pub client: &'c TcpClient,
+    pub cid: u64,
+    /// How long one item may take.
+    pub timeout: Option<Duration>,
+    pub done: bool,
+}
+
+impl StreamSource for TcpStream<'_> {
+    fn next_item(&mut self) -> Result<Option<Vec<u8>>> {
+        if self.done {
+            return Ok(None);
+        }
+        let r = self.client.next_stream_item(self.cid, self.timeout);
+        // A timeout leaves the stream open; anything else ended it.
+        self.done = !matches!(r, Ok(Some(_)) | Err(Error::Timeout(_)));
+        r
+    }
+}
+
+impl Drop for TcpStream<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.client.cancel_stream(self.cid);
+        }
+    }
 }
 
 impl Conn {
@@ -525,6 +621,19 @@ impl Conn {
         msg_type: u16,
         wait: Option<Duration>,
         budget: Option<Duration>,
+    ) -> Result<u64> {
+        self.send_as(payload, msg_type, wait, budget, false)
+    }
+
+    /// Sends a request (a streaming one if `stream`: its queue exists before the
+    /// request leaves, so no item can arrive unclaimed).
+    fn send_as(
+        &self,
+        payload: &[u8],
+        msg_type: u16,
+        wait: Option<Duration>,
+        budget: Option<Duration>,
+        stream: bool,
     ) -> Result<u64> {
         // The negotiated maximum applies both ways.
         let max = self.decoder.max_len();
@@ -560,6 +669,9 @@ impl Conn {
             }
             let cid = (self.next_seq.fetch_add(1, Ordering::Relaxed) << 8) | self.index;
             inbox.pending.insert(cid);
+            if stream {
+                inbox.streams.insert(cid, StreamQueue::default());
+            }
             cid
         };
         let budget_us =
@@ -583,6 +695,9 @@ impl Conn {
             sent
         };
         if let Err(e) = sent {
+            if stream {
+                lock(&self.inbox).streams.remove(&cid);
+            }
             self.finish(cid);
             self.fail(DeadReason::Dead("the connection to the server broke"));
             return Err(e);
@@ -673,6 +788,104 @@ impl Conn {
         }
     }
 
+    /// Ends stream `cid` in the inbox: it no longer holds a slot of the window.
+    fn end_stream(&self, inbox: &mut Inbox, cid: u64) {
+        inbox.streams.remove(&cid);
+        if inbox.pending.remove(&cid) {
+            self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    fn cancel_stream(&self, cid: u64) {
+        let mut inbox = lock(&self.inbox);
+        let (open, dead) = (inbox.pending.contains(&cid), inbox.dead.is_some());
+        let Some(q) = inbox.streams.get_mut(&cid) else { return };
+        if !open || dead {
+            // Its end has arrived already (or never will): nothing to tell the server.
+            self.end_stream(&mut inbox, cid);
+            return self.wake(inbox);
+        }
+        q.cancelled = true;
+        q.events.clear();
+        drop(inbox);
+        let mut f = Vec::with_capacity(HEADER_LEN);
+        frame::push_control(&mut f, Kind::Cancel, cid);
+        let _w = lock(&self.writer);
+        let _ = write_all(
+            &self.sock,
+            &f,
+            Some(Instant::now() + Duration::from_millis(100)),
+            Duration::ZERO,
+        );
+    }
+
+    /// Waits for the next item of stream `cid`, reading the socket if nobody else is.
+    fn next_item(
+        &self,
+        cid: u64,
+        deadline: Option<(Instant, Duration)>,
+    ) -> Result<Option<Vec<u8>>> {
+        let mut inbox = lock(&self.inbox);
+        loop {
+            let Some(q) = inbox.streams.get_mut(&cid).filter(|q| !q.cancelled) else {
+                return Err(Error::Protocol(format!(
+                    "correlation id {cid} is not a stream in flight on this client"
+                )));
+            };
+            match q.events.pop_front() {
+                Some(StreamEvent::Item(item)) => return Ok(Some(item)),
+                Some(StreamEvent::End) => {
+                    self.end_stream(&mut inbox, cid);
+                    return Ok(None);
+                }
+                Some(StreamEvent::Failed(e)) => {
+                    self.end_stream(&mut inbox, cid);
+                    return Err(e);
+                }
+                None => {}
+            }
+            if let Some(d) = &inbox.dead {
+                let e = d.error(cid);
+                self.end_stream(&mut inbox, cid);
+                self.wake(inbox);
+                return Err(e);
+            }
+            if let Some((at, t)) = deadline {
+                if Instant::now() >= at {
+                    return Err(Error::Timeout(t));
+                }
+            }
+            inbox = self.take_turn(inbox, deadline);
+        }
+    }
+
+    /// Sleeps while another thread reads the socket, or reads it once: what arrives is
+    /// parked for its owners, and the sleepers are woken to look.
+    fn take_turn<'a>(
+        &'a self,
+        mut inbox: MutexGuard<'a, Inbox>,
+        deadline: Option<(Instant, Duration)>,
+    ) -> MutexGuard<'a, Inbox> {
+        if inbox.reading {
+            let until = deadline.map(|(at, _)| at.saturating_duration_since(Instant::now()));
+            return self.sleep(inbox, until);
+        }
+        inbox.reading = true;
+        drop(inbox);
+        let outcome = self.read_once(deadline.map(|(at, _)| at));
+        let mut inbox = lock(&self.inbox);
+        inbox.reading = false;
+        if let Err(why) = outcome {
+            if inbox.dead.is_none() {
+                inbox.dead = Some(why);
+            }
+        }
+        if inbox.sleepers > 0 {
+            self.changed.notify_all();
+        }
+        inbox
+    }
+
     fn fail(&self, why: DeadReason) {
         let mut inbox = lock(&self.inbox);
         if inbox.dead.is_none() {
@@ -709,26 +922,7 @@ impl Conn {
                     return Err(Error::Timeout(t));
                 }
             }
-            if inbox.reading {
-                let until = deadline.map(|(at, _)| at.saturating_duration_since(Instant::now()));
-                inbox = self.sleep(inbox, until);
-                continue;
-            }
-            // Become the reader: read once (bounded), park what arrives, hand over.
-            inbox.reading = true;
-            drop(inbox);
-            let outcome = self.read_once(deadline.map(|(at, _)| at));
-            inbox = lock(&self.inbox);
-            inbox.reading = false;
-            if let Err(why) = outcome {
-                if inbox.dead.is_none() {
-                    inbox.dead = Some(why);
-                }
-            }
-            // Hand over: another waiter's reply may be parked now, or it may read next.
-            if inbox.sleepers > 0 {
-                self.changed.notify_all();
-            }
+            inbox = self.take_turn(inbox, deadline);
         }
     }
 
@@ -824,6 +1018,23 @@ impl Conn {
         match h.kind {
             Kind::Reply => {
                 let cid = h.correlation_id;
+                if let Some(q) = inbox.streams.get_mut(&cid) {
+                    let mt = h.msg_type();
+                    let last = mt == MSG_TYPE_STREAM_END || mt == MSG_TYPE_ERROR;
+                    if !q.cancelled {
+                        q.events.push_back(match mt {
+                            MSG_TYPE_STREAM_END => StreamEvent::End,
+                            MSG_TYPE_ERROR => {
+                                StreamEvent::Failed(Error::Rpc(RpcError::decode(payload)))
+                            }
+                            _ => StreamEvent::Item(payload.to_vec()),
+                        });
+                        // The slot is freed when the reader takes the end.
+                    } else if last {
+                        self.end_stream(inbox, cid);
+                    }
+                    return Ok(());
+                }
                 if inbox.abandoned.remove(&cid) {
                     return Ok(()); // its caller gave up
                 }

@@ -8,11 +8,11 @@
 //! this connection (a goaway with the reason, then close) and nothing else.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::net::frame::{self, Decoder, FrameError, Goaway, GoawayCode, Header, Hello, Kind, Step};
+use crate::net::pool::JobCtl;
 use crate::rpc::{Dispatcher, MSG_TYPE_ERROR};
 
 /// The limits a server connection enforces.
@@ -57,9 +57,10 @@ pub(crate) enum Answer {
     /// Answered already: the reply's msg_type (0xFFFF for an error); the payload is in
     /// the response buffer.
     Now(u16),
-    /// Handed to a worker; the reply comes through [`Conn::finished`]. Setting the flag
-    /// cancels the call if no worker has started it.
-    Later(Arc<AtomicBool>),
+    /// Handed to a worker; the reply (a stream's items, then its end) comes through
+    /// [`Conn::finished`]. Cancelling skips the call if no worker has started it, and
+    /// stops a stream.
+    Later(Arc<JobCtl>),
 }
 
 /// What a connection hands each request to.
@@ -100,16 +101,19 @@ pub(crate) struct Conn {
     /// Highest correlation id seen (the goaway's `last_cid`).
     last_cid: u64,
     /// Replies queued and not yet handed to the socket, as (where the reply ends in the
-    /// output stream, its call): calls the client still has in flight, as the server
-    /// sees them. A cancel takes its call out (the client stopped counting it).
-    unsent: VecDeque<(u64, u64)>,
+    /// output stream, its call, whether it is a stream's item): the calls among them
+    /// are calls the client still has in flight, as the server sees them. A cancel
+    /// takes its call out (the client stopped counting it).
+    unsent: VecDeque<(u64, u64, bool)>,
+    /// How many of `unsent` are stream items (they do not count as calls in flight).
+    items_unsent: usize,
     /// Bytes of output handed to the socket so far (positions in `unsent` count from
     /// the start of the connection).
     out_base: u64,
     /// When the first byte of the frame still buffered arrived.
     partial_since: Option<Instant>,
-    /// Calls handed to workers and not answered yet, with their cancel flags.
-    jobs: HashMap<u64, Arc<AtomicBool>>,
+    /// Calls handed to workers and not answered yet (streams not ended yet).
+    jobs: HashMap<u64, Arc<JobCtl>>,
     /// A graceful shutdown waits for `jobs` before its goaway.
     draining: bool,
     /// Whether reading is paused by backpressure.
@@ -134,6 +138,7 @@ impl Conn {
             limits,
             last_cid: 0,
             unsent: VecDeque::new(),
+            items_unsent: 0,
             out_base: 0,
             partial_since: None,
             jobs: HashMap::new(),
@@ -156,8 +161,22 @@ impl Conn {
         self.output.drain(..n);
         self.counts.bytes_out += n as u64;
         self.out_base += n as u64;
-        while self.unsent.front().is_some_and(|&(end, _)| end <= self.out_base) {
+        while let Some(&(end, cid, item)) = self.unsent.front() {
+            if end > self.out_base {
+                break;
+            }
             self.unsent.pop_front();
+            if item {
+                self.item_left(cid);
+            }
+        }
+    }
+
+    /// A stream's item left the connection: its handler may send one more.
+    fn item_left(&mut self, cid: u64) {
+        self.items_unsent -= 1;
+        if let Some(ctl) = self.jobs.get(&cid) {
+            ctl.release();
         }
     }
 
@@ -168,7 +187,11 @@ impl Conn {
         let out = std::mem::replace(&mut self.output, spare);
         self.counts.bytes_out += out.len() as u64;
         self.out_base += out.len() as u64;
-        self.unsent.clear();
+        while let Some((_, cid, item)) = self.unsent.pop_front() {
+            if item {
+                self.item_left(cid);
+            }
+        }
         out
     }
 
@@ -272,12 +295,19 @@ impl Conn {
             (Phase::Open, Kind::Cancel) => {
                 // The client no longer counts the call in its window, so neither do
                 // we. A call still waiting for a worker is skipped; a reply already
-                // queued still goes out (the client drops it).
+                // queued still goes out (the client drops it). A stream stops, and its
+                // end still goes out: the client counts it until then.
                 let cid = h.correlation_id;
-                if let Some(flag) = self.jobs.remove(&cid) {
-                    flag.store(true, Ordering::Release);
+                match self.jobs.get(&cid) {
+                    Some(ctl) if ctl.is_stream() => ctl.cancel(),
+                    Some(_) => {
+                        if let Some(ctl) = self.jobs.remove(&cid) {
+                            ctl.cancel();
+                        }
+                    }
+                    None => {}
                 }
-                if let Some(at) = self.unsent.iter().position(|&(_, c)| c == cid) {
+                if let Some(at) = self.unsent.iter().position(|&(_, c, item)| c == cid && !item) {
                     self.unsent.remove(at);
                 }
             }
@@ -321,7 +351,7 @@ impl Conn {
         // A call stays in flight until its reply reaches the socket (inline calls are
         // answered at once, worker calls when they finish). A client that keeps sending
         // without reading breaks the window.
-        let in_flight = self.unsent.len() + self.jobs.len();
+        let in_flight = self.unsent.len() - self.items_unsent + self.jobs.len();
         if in_flight >= self.limits.max_in_flight as usize {
             return self.close(
                 GoawayCode::TooManyInFlight,
@@ -338,7 +368,7 @@ impl Conn {
         match handler.request(h, payload, &mut response) {
             Answer::Now(msg_type) => {
                 let type_id = (h.type_id & 0xFFFF_0000) | u32::from(msg_type);
-                self.push_frame(type_id, h.correlation_id, &response);
+                self.push_frame(type_id, h.correlation_id, &response, false);
             }
             Answer::Later(flag) => {
                 self.jobs.insert(h.correlation_id, flag);
@@ -360,20 +390,36 @@ impl Conn {
         self.scratch = response;
     }
 
-    /// A worker finished call `cid`: queue its reply (none if it was cancelled).
-    pub fn finished(&mut self, cid: u64, type_id: Option<u32>, response: &[u8]) {
+    /// A worker finished call `cid` (`last`), or sent an item of stream `cid`: queue the
+    /// reply (none for a call that was cancelled, nor for items of a cancelled stream).
+    pub fn finished(&mut self, cid: u64, type_id: Option<u32>, response: &[u8], last: bool) {
+        if !last {
+            let live = self.jobs.get(&cid).is_some_and(|c| !c.is_cancelled());
+            if let (true, None, Some(type_id)) = (live, &self.closing, type_id) {
+                if response.len() > self.limits.max_frame as usize {
+                    // The client would refuse the item: end the stream with the reason.
+                    self.push_frame(type_id, cid, response, false);
+                    if let Some(ctl) = self.jobs.remove(&cid) {
+                        ctl.cancel();
+                    }
+                } else {
+                    self.push_frame(type_id, cid, response, true);
+                }
+            }
+            return;
+        }
         if self.jobs.remove(&cid).is_none() || self.closing.is_some() {
             return;
         }
         if let Some(type_id) = type_id {
-            self.push_frame(type_id, cid, response);
+            self.push_frame(type_id, cid, response, false);
         }
         if self.draining && self.jobs.is_empty() {
             self.close(GoawayCode::Shutdown, "the server is shutting down");
         }
     }
 
-    fn push_frame(&mut self, type_id: u32, cid: u64, payload: &[u8]) {
+    fn push_frame(&mut self, type_id: u32, cid: u64, payload: &[u8], item: bool) {
         self.counts.replies += 1;
         if payload.len() > self.limits.max_frame as usize {
             // A reply the client would refuse: tell it why instead.
@@ -398,7 +444,8 @@ impl Conn {
         } else {
             frame::push_message(&mut self.output, Kind::Reply, type_id, cid, 0, payload);
         }
-        self.unsent.push_back((self.out_base + self.output.len() as u64, cid));
+        self.unsent.push_back((self.out_base + self.output.len() as u64, cid, item));
+        self.items_unsent += usize::from(item);
     }
 
     /// Ends the connection if its hello or a half-received frame is overdue.
@@ -416,10 +463,24 @@ impl Conn {
     /// A graceful shutdown: answer what arrived (waiting for calls on workers), then
     /// say goaway.
     pub fn shutdown(&mut self) {
+        // Streams could run for ever: stop them (each still sends its end).
+        for ctl in self.jobs.values().filter(|c| c.is_stream()) {
+            ctl.cancel();
+        }
         if self.jobs.is_empty() {
             self.close(GoawayCode::Shutdown, "the server is shutting down");
         } else {
             self.draining = true;
+        }
+    }
+}
+
+impl Drop for Conn {
+    /// A closed connection cancels what its workers still hold: queued calls are
+    /// skipped, and streams stop at their next item.
+    fn drop(&mut self) {
+        for ctl in self.jobs.values() {
+            ctl.cancel();
         }
     }
 }
@@ -587,15 +648,52 @@ mod tests {
 
     const HEADER_LEN_FOR_TESTS: usize = frame::HEADER_LEN;
 
-    /// Hands every request off, keeping the cancel flags.
-    struct Deferred(Vec<(u64, Arc<AtomicBool>)>);
+    /// Hands every request off, keeping the controls (msg_type 5 streams).
+    struct Deferred(Vec<(u64, Arc<JobCtl>)>);
 
     impl Handler for Deferred {
         fn request(&mut self, h: &Header, _: &[u8], _: &mut Vec<u8>) -> Answer {
-            let flag = Arc::new(AtomicBool::new(false));
-            self.0.push((h.correlation_id, flag.clone()));
-            Answer::Later(flag)
+            let ctl = Arc::new(JobCtl::new(h.msg_type() == 5));
+            self.0.push((h.correlation_id, ctl.clone()));
+            Answer::Later(ctl)
         }
+    }
+
+    #[test]
+    fn stream_items_flow_outside_the_window_and_a_cancel_still_ends_the_stream() {
+        let mut w = Deferred(Vec::new());
+        let mut c = Conn::new(limits(), Instant::now()); // max 4 in flight
+        let mut bytes = hello();
+        frame::push_message(&mut bytes, Kind::Request, 5, 1, 0, b"s");
+        c.on_bytes(&bytes, Instant::now(), &mut w);
+        for _ in 0..10 {
+            c.finished(1, Some(5), b"item", false);
+        }
+        // Ten items queued: still room for three more calls.
+        let mut bytes = Vec::new();
+        for cid in 2..=4 {
+            frame::push_message(&mut bytes, Kind::Request, 1, cid, 0, b"x");
+        }
+        c.on_bytes(&bytes, Instant::now(), &mut w);
+        assert!(c.closing().is_none(), "{:?}", c.closing());
+        // The client cancels: the stream's control says so, later items are dropped,
+        // and its end still goes out.
+        let mut bytes = Vec::new();
+        frame::push_control(&mut bytes, Kind::Cancel, 1);
+        c.on_bytes(&bytes, Instant::now(), &mut w);
+        assert!(w.0[0].1.is_cancelled());
+        c.finished(1, Some(5), b"late", false);
+        c.finished(1, Some(0xFFFE), b"", true);
+        let out = frames(c.output());
+        let got: Vec<(u16, &[u8])> =
+            out[1..].iter().map(|(h, p)| (h.msg_type(), p.as_slice())).collect();
+        assert_eq!(got.len(), 11);
+        assert!(got[..10].iter().all(|&(mt, p)| mt == 5 && p == b"item"));
+        assert_eq!(got[10], (0xFFFE, &b""[..]));
+        // A closed connection cancels what workers hold.
+        let held = w.0[1].1.clone();
+        drop(c);
+        assert!(held.is_cancelled());
     }
 
     #[test]
@@ -609,8 +707,8 @@ mod tests {
         frame::push_control(&mut bytes, Kind::Cancel, 2);
         frame::push_control(&mut bytes, Kind::Ping, 9);
         c.on_bytes(&bytes, Instant::now(), &mut w);
-        assert!(w.0[1].1.load(Ordering::Acquire), "the cancel reached call 2's flag");
-        assert!(!w.0[0].1.load(Ordering::Acquire));
+        assert!(w.0[1].1.is_cancelled(), "the cancel reached call 2's flag");
+        assert!(!w.0[0].1.is_cancelled());
         let out = frames(c.output());
         assert_eq!(out.len(), 2, "a hello and a pong, no replies yet");
         assert_eq!(out[1].0.kind, Kind::Pong);
@@ -618,11 +716,11 @@ mod tests {
         // A graceful shutdown waits for the three calls.
         c.shutdown();
         assert!(c.closing().is_none() && !c.wants_read());
-        c.finished(3, Some(1), b"three");
-        c.finished(2, None, b""); // cancelled: no reply
-        c.finished(7, Some(1), b"never asked"); // unknown: ignored
+        c.finished(3, Some(1), b"three", true);
+        c.finished(2, None, b"", true); // cancelled: no reply
+        c.finished(7, Some(1), b"never asked", true); // unknown: ignored
         assert!(c.closing().is_none());
-        c.finished(1, Some(1), b"one");
+        c.finished(1, Some(1), b"one", true);
         assert_eq!(c.closing().unwrap().code, GoawayCode::Shutdown);
         let out = frames(c.output());
         let got: Vec<(Kind, u64)> =

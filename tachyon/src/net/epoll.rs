@@ -125,7 +125,7 @@ impl Reactor<'_> {
         for d in done.drain(..) {
             let slot = self.slots.get_mut(d.conn.slot).and_then(Option::as_mut);
             if let Some(s) = slot.filter(|s| s.generation == d.conn.generation) {
-                s.conn.finished(d.correlation_id, d.type_id, &d.response);
+                s.conn.finished(d.correlation_id, d.type_id, &d.response, d.last);
             }
         }
     }

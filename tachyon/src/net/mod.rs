@@ -11,7 +11,7 @@
 //! ([`TcpServerOptions::allow_remote`]).
 
 pub(crate) mod bufring;
-mod client;
+pub(crate) mod client;
 pub(crate) mod conn;
 pub(crate) mod epoll;
 pub mod frame;

@@ -29,6 +29,13 @@ pub struct TcpServerOptions {
     /// fastest for quick handlers). Give slow or blocking handlers a pool, so the
     /// reactor keeps serving other calls and answering pings meanwhile.
     pub workers: usize,
+    /// Threads that run server-streaming handlers when `workers` is 0 (default 4): at
+    /// most this many streams run at once, more wait their turn. With workers, streams
+    /// run on them.
+    pub stream_workers: usize,
+    /// A stream whose client takes no item for this long (default 30 s) is ended with
+    /// `DEADLINE_EXCEEDED`, freeing its worker.
+    pub stream_stall_timeout: Duration,
     /// Most connections at once (default 1024); more get a goaway and are closed.
     pub max_connections: usize,
     /// Largest frame payload accepted (default 16 MiB; the hello negotiates it down).
@@ -59,6 +66,8 @@ impl Default for TcpServerOptions {
         Self {
             reactors: 1,
             workers: 0,
+            stream_workers: 4,
+            stream_stall_timeout: Duration::from_secs(30),
             max_connections: 1024,
             max_frame: 16 << 20,
             max_in_flight: 1024,
@@ -79,6 +88,8 @@ impl std::fmt::Debug for TcpServerOptions {
         f.debug_struct("TcpServerOptions")
             .field("reactors", &self.reactors)
             .field("workers", &self.workers)
+            .field("stream_workers", &self.stream_workers)
+            .field("stream_stall_timeout", &self.stream_stall_timeout)
             .field("max_connections", &self.max_connections)
             .field("max_frame", &self.max_frame)
             .field("max_in_flight", &self.max_in_flight)
@@ -100,6 +111,15 @@ impl TcpServerOptions {
     #[must_use]
     pub fn workers(mut self, n: usize) -> Self {
         self.workers = n;
+        self
+    }
+
+    /// Threads for streaming handlers on a server without workers, and how long a
+    /// stream may wait for its client to take an item.
+    #[must_use]
+    pub fn streams(mut self, workers: usize, stall_timeout: Duration) -> Self {
+        self.stream_workers = workers;
+        self.stream_stall_timeout = stall_timeout;
         self
     }
 
@@ -180,6 +200,12 @@ impl TcpServerOptions {
         if self.workers > 1024 {
             return bad("workers must be at most 1024");
         }
+        if self.stream_workers == 0 || self.stream_workers > 1024 {
+            return bad("stream_workers must be in 1..=1024");
+        }
+        if self.stream_stall_timeout.is_zero() {
+            return bad("stream_stall_timeout must be more than zero");
+        }
         if self.max_connections == 0 {
             return bad("max_connections must be at least 1");
         }
@@ -249,7 +275,7 @@ pub(crate) struct Shared {
     pub stats: Arc<TcpStats>,
     /// Set to stop: reactors send goaway to everyone, drain, and exit.
     pub stopping: AtomicBool,
-    /// The worker pool, if the options asked for one.
+    /// The worker pool, if the options asked for one or the dispatcher streams.
     pub pool: Option<Pool>,
 }
 
@@ -263,7 +289,17 @@ impl Shared {
         let now = std::time::Instant::now();
         match &self.pool {
             None => conn.on_bytes(bytes, now, &mut Inline(self.dispatcher.as_ref())),
-            Some(pool) => conn.on_bytes(bytes, now, &mut Offload { pool, conn: id, finished }),
+            Some(pool) => conn.on_bytes(
+                bytes,
+                now,
+                &mut Offload {
+                    pool,
+                    dispatcher: &self.dispatcher,
+                    streams_only: self.opts.workers == 0,
+                    conn: id,
+                    finished,
+                },
+            ),
         }
     }
 }
@@ -377,9 +413,13 @@ impl TcpServer {
     /// [`Error::Io`] if a reactor cannot be set up (an io_uring the kernel refuses).
     pub fn spawn(self, dispatcher: Arc<Dispatcher>) -> Result<TcpServerHandle> {
         let stats = Arc::new(TcpStats::default());
+        let stall = self.opts.stream_stall_timeout;
         let pool = match self.opts.workers {
+            0 if dispatcher.has_streams() => {
+                Some(Pool::start(self.opts.stream_workers, &dispatcher, stall)?)
+            }
             0 => None,
-            n => Some(Pool::start(n, &dispatcher)?),
+            n => Some(Pool::start(n, &dispatcher, stall)?),
         };
         let shared = Arc::new(Shared {
             opts: self.opts.clone(),

@@ -188,7 +188,7 @@ impl Reactor<'_> {
         self.finished.take(done);
         for d in done.drain(..) {
             if let Some(s) = self.slot(d.conn.slot, d.conn.generation) {
-                s.conn.finished(d.correlation_id, d.type_id, &d.response);
+                s.conn.finished(d.correlation_id, d.type_id, &d.response, d.last);
             }
         }
     }

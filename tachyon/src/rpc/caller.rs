@@ -177,7 +177,12 @@ impl Caller for crate::net::TcpClient {
         payload: &[u8],
         timeout: Option<Duration>,
     ) -> Result<crate::rpc::ReplyStream<'_>> {
-        let _ = (msg_type, payload, timeout);
-        Err(crate::rpc::stream::unsupported("TCP"))
+        let cid = self.call_stream(payload, msg_type, timeout)?;
+        Ok(crate::rpc::ReplyStream::new(crate::net::client::TcpStream {
+            client: self,
+            cid,
+            timeout,
+            done: false,
+        }))
     }
 }

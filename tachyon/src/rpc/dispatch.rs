@@ -365,6 +365,21 @@ impl Dispatcher {
             .or_else(|| self.fallback.as_ref().map(|h| h.name.as_ref()))
     }
 
+    /// Whether any server-streaming handler is registered.
+    pub fn has_streams(&self) -> bool {
+        !self.streams.is_empty()
+    }
+
+    /// Whether `msg_type` is served by a streaming handler.
+    pub fn is_stream(&self, msg_type: u16) -> bool {
+        !self.streams.is_empty() && self.streams.contains_key(&msg_type)
+    }
+
+    /// The streaming handler of `msg_type` and its name.
+    pub(crate) fn stream_handler(&self, msg_type: u16) -> Option<(&StreamFn, &str)> {
+        self.streams.get(&msg_type).map(|h| (&*h.f, h.name.as_ref()))
+    }
+
     /// The registered msg_types, sorted.
     pub fn msg_types(&self) -> Vec<u16> {
         let mut v: Vec<u16> = self.handlers.keys().chain(self.streams.keys()).copied().collect();

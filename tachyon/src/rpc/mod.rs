@@ -16,7 +16,7 @@ mod dispatch;
 mod error;
 mod in_flight;
 mod server;
-mod stream;
+pub(crate) mod stream;
 pub mod tiga;
 
 pub use bus::{ParkedReply, ParkedRpcTx, Role, RpcBus, RpcReply, RpcRequest, RpcTxGuard};

@@ -24,7 +24,8 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::rpc::codec;
-use crate::rpc::dispatch::{panic_message, ServeOptions, StreamFn, Transport};
+pub(crate) use crate::rpc::dispatch::StreamFn;
+use crate::rpc::dispatch::{panic_message, ServeOptions, Transport};
 use crate::rpc::error::{code, RpcError, ServerError, MSG_TYPE_ERROR, ONEWAY_CID};
 use crate::wait::Wait;
 
@@ -267,21 +268,10 @@ pub(crate) fn serve<T: Transport>(
         cancelled: false,
         failed: None,
     };
-    let outcome = catch_unwind(AssertUnwindSafe(|| f(&req.data, &mut StreamSink::new(&mut sink))));
-    let (cancelled, failed) = (sink.cancelled, sink.failed.take());
-    if let Some(e) = failed {
+    let error = run_handler(f, name, req.msg_type, &req.data, &mut sink);
+    if let Some(e) = sink.failed.take() {
         return Err(e);
     }
-    let error = match outcome {
-        Ok(Ok(())) => None,
-        Ok(Err(_)) if cancelled => None,
-        Ok(Err(e)) => Some(RpcError::new(req.msg_type, e.code, e.message)),
-        Err(panic) => Some(RpcError::new(
-            req.msg_type,
-            code::HANDLER_PANIC,
-            format!("handler `{name}` panicked: {}", panic_message(&*panic)),
-        )),
-    };
     if cid == ONEWAY_CID {
         if let Some(e) = error {
             opts.report(&Error::Rpc(e));
@@ -292,6 +282,29 @@ pub(crate) fn serve<T: Transport>(
     match error {
         None => transport.send_reply(cid, MSG_TYPE_STREAM_END, &[], wait),
         Some(e) => transport.send_reply(cid, MSG_TYPE_ERROR, &e.encode(), wait),
+    }
+}
+
+/// Runs streaming handler `f` (named `name`, serving `msg_type`) on request `data`,
+/// its items going to `sink`. Returns the error reply that must end the stream, if any:
+/// `None` for a clean end, and for a handler that stopped because the caller cancelled.
+pub(crate) fn run_handler(
+    f: &StreamFn,
+    name: &str,
+    msg_type: u16,
+    data: &[u8],
+    sink: &mut dyn ItemSink,
+) -> Option<RpcError> {
+    let outcome = catch_unwind(AssertUnwindSafe(|| f(data, &mut StreamSink::new(&mut *sink))));
+    match outcome {
+        Ok(Ok(())) => None,
+        Ok(Err(_)) if sink.cancelled() => None,
+        Ok(Err(e)) => Some(RpcError::new(msg_type, e.code, e.message)),
+        Err(panic) => Some(RpcError::new(
+            msg_type,
+            code::HANDLER_PANIC,
+            format!("handler `{name}` panicked: {}", panic_message(&*panic)),
+        )),
     }
 }
 
