@@ -9,6 +9,7 @@ mod readiness;
 mod rpc;
 mod rx;
 mod server;
+mod stream;
 mod zero_copy;
 
 use pyo3::prelude::*;
@@ -72,6 +73,7 @@ fn _tachyon(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<rx::RxBatchGuard>()?;
     m.add_class::<rx::RxMsgView>()?;
     m.add_class::<rpc::PyRpcBus>()?;
+    m.add_class::<stream::PyReplyStream>()?;
     m.add_class::<server::PyRpcServer>()?;
     m.add_class::<readiness::Readiness>()?;
     m.add_class::<zero_copy::TxGuard>()?;
@@ -84,6 +86,8 @@ fn _tachyon(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("RPC_CODE_HANDLER_ERROR", tachyon::rpc::code::HANDLER_ERROR)?;
     m.add("RPC_CODE_HANDLER_PANIC", tachyon::rpc::code::HANDLER_PANIC)?;
     m.add("RPC_CODE_BAD_REQUEST", tachyon::rpc::code::BAD_REQUEST)?;
+    m.add("RPC_CODE_CANCELLED", tachyon::rpc::code::CANCELLED)?;
+    m.add("RPC_CODE_UNSUPPORTED", tachyon::rpc::code::UNSUPPORTED)?;
     m.add_function(wrap_pyfunction!(make_type_id, m)?)?;
     m.add_function(wrap_pyfunction!(route_id, m)?)?;
     m.add_function(wrap_pyfunction!(msg_type, m)?)?;

@@ -333,6 +333,30 @@ impl PyRpcBus {
         Ok(PyBytes::new(py, &data).unbind())
     }
 
+    /// Starts a server-streaming call of `msg_type` and returns its `ReplyStream`: iterate
+    /// it for the items (`bytes`, in order). `timeout` bounds the wait for room to send
+    /// and each item. Leaving its `with` block or dropping it before the end cancels it.
+    #[pyo3(signature = (payload, msg_type, timeout=None))]
+    #[allow(clippy::needless_pass_by_value)] // pyo3 extracts arguments by value
+    fn call_stream(
+        slf: &Bound<'_, Self>,
+        payload: Cow<'_, [u8]>,
+        msg_type: u16,
+        timeout: Option<f64>,
+    ) -> PyResult<crate::stream::PyReplyStream> {
+        let py = slf.py();
+        let t = self::timeout(timeout)?;
+        let this = slf.get();
+        let payload: &[u8] = &payload;
+        let cid = blocking(py, |check| {
+            this.bus.with(|bus| {
+                detach_previous(&this.held, |p| bus.commit_parked(p))?;
+                Ok(bus.call_stream_with(payload, msg_type, wait_for(t, check))?)
+            })
+        })?;
+        Ok(crate::stream::PyReplyStream::new(slf.clone().unbind(), cid, t))
+    }
+
     /// Sends a oneway request: the callee runs its handler and sends no reply. Waits up
     /// to `timeout` for room in the request ring (`None`: as long as the callee lives).
     #[pyo3(signature = (payload, msg_type, timeout=None))]

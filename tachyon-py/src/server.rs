@@ -11,8 +11,10 @@ use std::time::Duration;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict};
-use tachyon::rpc::{code, Dispatcher, RpcServer, ServerError, ServerHandle, ServerOptions};
+use pyo3::types::{PyBytes, PyDict, PyIterator};
+use tachyon::rpc::{
+    code, Dispatcher, RpcServer, ServerError, ServerHandle, ServerOptions, StreamSink,
+};
 
 use crate::bus::{blocking, timeout};
 use crate::errors::to_py;
@@ -26,25 +28,79 @@ fn call_handler(
     request: &[u8],
 ) -> Result<Vec<u8>, ServerError> {
     Python::attach(|py| {
-        let result = handler.call1(py, (PyBytes::new(py, request),)).and_then(|r| {
-            r.extract::<Vec<u8>>(py).or_else(|_| r.bind(py).call_method0("__bytes__")?.extract())
-        });
-        result.map_err(|e| {
-            let value = e.value(py);
-            if let Some(hook) = on_error {
-                if let Err(hook_failed) = hook.call1(py, (msg_type, value.clone())) {
-                    hook_failed.write_unraisable(py, Some(hook.bind(py)));
+        let result =
+            handler.call1(py, (PyBytes::new(py, request),)).and_then(|r| to_bytes(r.bind(py)));
+        result.map_err(|e| server_error(py, &e, on_error, msg_type))
+    })
+}
+
+/// A handler's result as bytes (anything with `__bytes__` too).
+fn to_bytes(r: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+    r.extract::<Vec<u8>>().or_else(|_| r.call_method0("__bytes__")?.extract())
+}
+
+/// A Python exception as the error reply (its `rpc_code`, else `HANDLER_ERROR`), after
+/// `on_error(msg_type, exception)` has seen it.
+fn server_error(
+    py: Python<'_>,
+    e: &PyErr,
+    on_error: Option<&Py<PyAny>>,
+    msg_type: u16,
+) -> ServerError {
+    let value = e.value(py);
+    if let Some(hook) = on_error {
+        if let Err(hook_failed) = hook.call1(py, (msg_type, value.clone())) {
+            hook_failed.write_unraisable(py, Some(hook.bind(py)));
+        }
+    }
+    let code =
+        value.getattr("rpc_code").and_then(|c| c.extract::<u32>()).unwrap_or(code::HANDLER_ERROR);
+    let kind = value.get_type().name().map_or_else(|_| "Exception".to_owned(), |n| n.to_string());
+    ServerError::new(code, format!("{kind}: {value}"))
+}
+
+/// Serves one streaming call with a Python handler: `handler(request)` returns an
+/// iterable of `bytes`; each item is taken with the GIL and sent without it. When the
+/// caller cancels (or the transport fails) the iterator's `close()` runs, so a
+/// generator's `finally` blocks do.
+fn call_stream_handler(
+    handler: &Py<PyAny>,
+    on_error: Option<&Py<PyAny>>,
+    msg_type: u16,
+    request: &[u8],
+    sink: &mut StreamSink<'_>,
+) -> Result<(), ServerError> {
+    let iter: Py<PyAny> = Python::attach(|py| {
+        handler
+            .call1(py, (PyBytes::new(py, request),))
+            .and_then(|r| Ok(r.bind(py).try_iter()?.into_any().unbind()))
+            .map_err(|e| server_error(py, &e, on_error, msg_type))
+    })?;
+    let close = |iter: &Py<PyAny>| {
+        Python::attach(|py| {
+            let it = iter.bind(py);
+            if it.hasattr("close").unwrap_or(false) {
+                if let Err(e) = it.call_method0("close") {
+                    e.write_unraisable(py, Some(it));
                 }
             }
-            let code = value
-                .getattr("rpc_code")
-                .and_then(|c| c.extract::<u32>())
-                .unwrap_or(code::HANDLER_ERROR);
-            let kind =
-                value.get_type().name().map_or_else(|_| "Exception".to_owned(), |n| n.to_string());
-            ServerError::new(code, format!("{kind}: {value}"))
-        })
-    })
+        });
+    };
+    loop {
+        let next = Python::attach(|py| {
+            let mut it = iter.bind(py).cast::<PyIterator>().map_err(PyErr::from)?.clone();
+            it.next().map(|r| r.and_then(|item| to_bytes(&item))).transpose()
+        });
+        let item = match next {
+            Ok(Some(item)) => item,
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(Python::attach(|py| server_error(py, &e, on_error, msg_type))),
+        };
+        if let Err(e) = sink.send(&item) {
+            close(&iter);
+            return Err(e);
+        }
+    }
 }
 
 /// A multi-client RPC server running on background threads. Python handlers are called
@@ -63,9 +119,10 @@ impl PyRpcServer {
     /// `reply_timeout` bounds how long a reply waits for room in a client's ring.
     /// `on_error(msg_type, exception)` sees every handler exception (after its error
     /// reply went out); server-side problems (a refused connector, a stalled handshake)
-    /// go to `on_server_error(message)`.
+    /// go to `on_server_error(message)`. `streams` (`{msg_type: (name, fn)}`) are
+    /// server-streaming handlers: `fn(request)` returns an iterable of `bytes` items.
     #[staticmethod]
-    #[pyo3(signature = (socket_path, handlers, cap_fwd=65536, cap_rev=65536, max_clients=64, reply_timeout=10.0, on_error=None, on_server_error=None))]
+    #[pyo3(signature = (socket_path, handlers, cap_fwd=65536, cap_rev=65536, max_clients=64, reply_timeout=10.0, on_error=None, on_server_error=None, streams=None))]
     #[allow(clippy::too_many_arguments, clippy::needless_pass_by_value)] // pyo3 arguments
     fn start(
         py: Python<'_>,
@@ -77,6 +134,7 @@ impl PyRpcServer {
         reply_timeout: Option<f64>,
         on_error: Option<Py<PyAny>>,
         on_server_error: Option<Py<PyAny>>,
+        streams: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
         if max_clients == 0 {
             return Err(PyValueError::new_err("max_clients must be at least 1"));
@@ -89,6 +147,15 @@ impl PyRpcServer {
             let hook = on_error.as_ref().map(|h| h.clone_ref(py));
             d.register_raw_fallible(msg_type, name, move |req| {
                 call_handler(&handler, hook.as_ref(), msg_type, req)
+            })
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        }
+        for (msg_type, entry) in streams.into_iter().flat_map(|s| s.iter()) {
+            let msg_type: u16 = msg_type.extract()?;
+            let (name, handler): (String, Py<PyAny>) = entry.extract()?;
+            let hook = on_error.as_ref().map(|h| h.clone_ref(py));
+            d.register_stream_raw(msg_type, name, move |req: &[u8], sink: &mut StreamSink<'_>| {
+                call_stream_handler(&handler, hook.as_ref(), msg_type, req, sink)
             })
             .map_err(|e| PyValueError::new_err(e.to_string()))?;
         }

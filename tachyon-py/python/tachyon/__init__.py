@@ -29,6 +29,7 @@ from ._tachyon import (
     Bus,
     Message,
     Readiness,
+    ReplyStream,
     RpcBus,
     RpcRxGuard,
     RxBatchGuard,
@@ -42,7 +43,7 @@ from ._tachyon import (
     route_id,
 )
 from .schema import Description, SchemaMismatchError, ServiceError
-from .rpc import MSG_TYPE_ERROR, RpcDispatcher, RpcEndpoint, RpcServer, _decode_error, tachyon_rpc
+from .rpc import MSG_TYPE_ERROR, MSG_TYPE_STREAM_END, RpcDispatcher, RpcEndpoint, RpcServer, _decode_error, tachyon_rpc
 
 __version__ = "0.1.0"
 """This package's version (upstream's package exports one too)."""
@@ -64,6 +65,7 @@ rpc_connect = RpcBus.connect
 __all__ = [
     "__version__",
     "MSG_TYPE_ERROR",
+    "MSG_TYPE_STREAM_END",
     "AbiMismatchError",
     "AddressInUseError",
     "Bus",
@@ -76,6 +78,7 @@ __all__ = [
     "PeerClosedError",
     "PeerDeadError",
     "Readiness",
+    "ReplyStream",
     "RpcBus",
     "RpcDispatcher",
     "RpcEndpoint",

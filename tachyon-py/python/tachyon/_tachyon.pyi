@@ -2,7 +2,7 @@
 ``mypy --strict`` in ``make test``)."""
 
 import os
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, Literal, Optional, Union, final
 
@@ -10,6 +10,7 @@ __all__ = [
     "Bus",
     "Message",
     "Readiness",
+    "ReplyStream",
     "RpcBus",
     "RpcRxGuard",
     "RpcServer",
@@ -30,6 +31,8 @@ __all__ = [
     "RPC_CODE_HANDLER_ERROR",
     "RPC_CODE_HANDLER_PANIC",
     "RPC_CODE_BAD_REQUEST",
+    "RPC_CODE_CANCELLED",
+    "RPC_CODE_UNSUPPORTED",
 ]
 
 _Bytes = Union[bytes, bytearray, memoryview]
@@ -39,6 +42,8 @@ RPC_CODE_UNKNOWN_MSG_TYPE: int
 RPC_CODE_HANDLER_ERROR: int
 RPC_CODE_HANDLER_PANIC: int
 RPC_CODE_BAD_REQUEST: int
+RPC_CODE_CANCELLED: int
+RPC_CODE_UNSUPPORTED: int
 
 def make_type_id(route: int, msg_type: int) -> int: ...
 def route_id(type_id: int) -> int: ...
@@ -179,6 +184,26 @@ class Readiness:
     def wait(self, timeout: Optional[float] = None) -> bool: ...
 
 @final
+class ReplyStream:
+    """The items of one server-streaming call, in order; cancelled if left early."""
+
+    @property
+    def correlation_id(self) -> int: ...
+    @property
+    def done(self) -> bool: ...
+    def __iter__(self) -> ReplyStream: ...
+    def __next__(self) -> bytes: ...
+    def next(self, timeout: Optional[float] = None) -> Optional[bytes]: ...
+    def cancel(self) -> None: ...
+    def __enter__(self) -> ReplyStream: ...
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> bool: ...
+
+@final
 class RpcServer:
     """The core's multi-client RPC server with Python handlers."""
 
@@ -192,6 +217,7 @@ class RpcServer:
         reply_timeout: Optional[float] = 10.0,
         on_error: Optional[Callable[[int, BaseException], Any]] = None,
         on_server_error: Optional[Callable[[str], Any]] = None,
+        streams: Optional[Mapping[int, tuple[str, Callable[[bytes], Iterable[_Bytes]]]]] = None,
     ) -> RpcServer: ...
     @property
     def path(self) -> str: ...
@@ -312,6 +338,8 @@ class RpcBus:
     def invoke(self, payload: _Bytes, msg_type: int, timeout: Optional[float] = None) -> bytes: ...
     def notify(self, payload: _Bytes, msg_type: int, timeout: Optional[float] = None) -> None:
         """Sends a oneway request: the callee runs its handler and sends no reply."""
+    def call_stream(self, payload: _Bytes, msg_type: int, timeout: Optional[float] = None) -> ReplyStream:
+        """Starts a server-streaming call; iterate the stream for its items."""
     def serve(
         self, spin_threshold: int = 10000, *, timeout: Optional[float] = None, zero_copy: bool = True
     ) -> RpcRxGuard: ...

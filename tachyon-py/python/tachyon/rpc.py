@@ -13,7 +13,7 @@ import inspect
 import logging
 import struct
 import time
-from typing import Any, Callable, Optional, TypeVar, Union
+from typing import Any, Callable, Iterator, Optional, TypeVar, Union
 
 import msgpack  # type: ignore[import-untyped]  # msgpack ships no type information
 
@@ -22,6 +22,7 @@ from ._errors import BusClosedError, PeerDeadError
 
 __all__ = [
     "MSG_TYPE_ERROR",
+    "MSG_TYPE_STREAM_END",
     "RpcDispatcher",
     "RpcEndpoint",
     "RpcServer",
@@ -33,6 +34,9 @@ __all__ = [
 
 MSG_TYPE_ERROR: int = 0xFFFF
 """The reserved msg_type of error replies."""
+
+MSG_TYPE_STREAM_END: int = 0xFFFE
+"""The msg_type that ends a stream (and carries a caller's cancel on shared memory)."""
 
 logger = logging.getLogger("tachyon")
 """Where serving loops report handler failures (after the caller got its error reply)
@@ -114,6 +118,11 @@ class RpcEndpoint:
     decoded into ``request_type`` (a dataclass), or into the dataclass annotated on the
     handler's first parameter when that annotation resolves at module level.
 
+    Streaming (``stream=True``): the function returns an iterable (a generator, or an
+    ``async`` generator) of items, each sent as one reply of the same call; returning
+    ends the stream, raising ends it with the error reply. Served by :class:`RpcServer`.
+    Callers read it with :meth:`stream`.
+
     Callable locally, which is handy in unit tests: a raw endpoint gets its payload as a
     memoryview, a typed one gets the value as is.
     """
@@ -126,12 +135,16 @@ class RpcEndpoint:
         typed: bool = False,
         request_type: Optional[type] = None,
         response_type: Optional[type] = None,
+        stream: bool = False,
     ) -> None:
         if not 0 <= msg_type < MSG_TYPE_ERROR:
             raise ValueError(f"msg_type must be in [0, {MSG_TYPE_ERROR - 1}], got {msg_type}")
+        if stream and msg_type == MSG_TYPE_STREAM_END:
+            raise ValueError(f"msg_type {MSG_TYPE_STREAM_END:#06x} ends streams; no stream may use it")
         self._fn = fn
         self.msg_type = msg_type
         self.typed = typed
+        self.streaming = stream
         self.response_type = response_type
         self._request_type = request_type or (_request_type(fn) if typed else None)
         self.__name__ = getattr(fn, "__name__", "handler")
@@ -174,6 +187,36 @@ class RpcEndpoint:
     def _serve_bytes(self, request: bytes) -> bytes:
         """Entry point of the multi-client server's native threads."""
         return self._handle(memoryview(request))
+
+    def _stream_bytes(self, request: bytes) -> Iterator[bytes]:
+        """Entry point of the multi-client server's native threads for a streaming
+        endpoint: the handler's items as bytes (encoded if typed)."""
+        if self.typed:
+            try:
+                value = decode(request, self._request_type)
+            except Exception as e:
+                raise _BadRequest(f"cannot decode the request: {type(e).__name__}: {e}") from e
+            return _items(self._fn(value), encode)
+        return _items(self._fn(memoryview(request)), bytes)
+
+    def stream(
+        self,
+        bus: _tachyon.RpcBus,
+        payload: Any,
+        timeout: Optional[float] = None,
+    ) -> Iterator[Any]:
+        """Calls this streaming endpoint through ``bus`` and yields its items (bytes, or
+        decoded values for a typed one). ``timeout`` bounds each item. Closing the
+        iterator early (``break`` in a ``for`` loop, or ``close()``) cancels the call.
+
+        :raises TachyonRpcError: the server ended the stream with an error.
+        :raises TachyonTimeoutError: an item took longer than ``timeout``.
+        """
+        request = encode(payload) if self.typed else payload
+        replies = bus.call_stream(request, self.msg_type, timeout)
+        with replies:
+            for item in replies:
+                yield decode(item, self.response_type) if self.typed else item
 
     def _response(self, data: bytes, on_response: Optional[Callable[[memoryview], T]]) -> Any:
         if on_response is not None:
@@ -225,20 +268,60 @@ class RpcEndpoint:
         return f"RpcEndpoint(msg_type={self.msg_type}, fn={self.__name__!r})"
 
 
+def _items(source: Any, convert: Callable[[Any], bytes]) -> Iterator[bytes]:
+    """A handler's items as bytes. An ``async`` generator runs on a private event loop
+    (the server's native threads have none). Closing this closes the source, so the
+    handler's ``finally`` blocks run when the caller cancels."""
+    if hasattr(source, "__anext__"):
+        yield from _sync_items(source, convert)
+        return
+    it = iter(source)
+    try:
+        for item in it:
+            yield convert(item)
+    finally:
+        close = getattr(it, "close", None)
+        if close is not None:
+            close()
+
+
+def _sync_items(agen: Any, convert: Callable[[Any], bytes]) -> Iterator[bytes]:
+    """Drives an async generator from a thread with no event loop."""
+    import asyncio
+
+    loop = asyncio.new_event_loop()
+    try:
+        while True:
+            try:
+                item = loop.run_until_complete(agen.__anext__())
+            except StopAsyncIteration:
+                return
+            yield convert(item)
+    finally:
+        aclose = getattr(agen, "aclose", None)
+        if aclose is not None:
+            loop.run_until_complete(aclose())
+        loop.close()
+
+
 def tachyon_rpc(
     msg_type: int,
     *,
     typed: bool = False,
     request_type: Optional[type] = None,
     response_type: Optional[type] = None,
+    stream: bool = False,
 ) -> Callable[[Callable[..., Any]], RpcEndpoint]:
     """Binds a function to ``msg_type`` (0..65534): raw ``memoryview -> bytes`` by default,
-    MessagePack values in and out with ``typed=True``."""
+    MessagePack values in and out with ``typed=True``; with ``stream=True`` it yields
+    any number of items (served by :class:`RpcServer`)."""
     if not 0 <= msg_type < MSG_TYPE_ERROR:
         raise ValueError(f"msg_type must be in [0, {MSG_TYPE_ERROR - 1}], got {msg_type}")
 
     def decorator(fn: Callable[..., Any]) -> RpcEndpoint:
-        return RpcEndpoint(fn, msg_type, typed=typed, request_type=request_type, response_type=response_type)
+        return RpcEndpoint(
+            fn, msg_type, typed=typed, request_type=request_type, response_type=response_type, stream=stream
+        )
 
     return decorator
 
@@ -265,12 +348,13 @@ class RpcDispatcher:
         return self
 
     def handler(
-        self, msg_type: int, *, typed: bool = False, request_type: Optional[type] = None
+        self, msg_type: int, *, typed: bool = False, request_type: Optional[type] = None, stream: bool = False
     ) -> Callable[[Callable[..., Any]], RpcEndpoint]:
-        """Decorates and registers in one step (``typed=True`` for MessagePack values)."""
+        """Decorates and registers in one step (``typed=True`` for MessagePack values,
+        ``stream=True`` for a handler that yields items)."""
 
         def decorator(fn: Callable[..., Any]) -> RpcEndpoint:
-            ep = RpcEndpoint(fn, msg_type, typed=typed, request_type=request_type)
+            ep = RpcEndpoint(fn, msg_type, typed=typed, request_type=request_type, stream=stream)
             self.register(ep)
             return ep
 
@@ -293,11 +377,16 @@ class RpcDispatcher:
         bus.reply(cid, response, mt)
 
     def _endpoint(self, bus: _tachyon.RpcBus, cid: int, mt: int) -> RpcEndpoint:
-        """The endpoint for ``mt``; an unknown one gets the error reply, then KeyError."""
+        """The endpoint for ``mt``; an unknown one gets the error reply, then KeyError.
+        So does a streaming one: the single-bus loops serve unary calls only."""
         endpoint = self._handlers.get(mt)
         if endpoint is None:
             bus.reply_error(cid, mt, _tachyon.RPC_CODE_UNKNOWN_MSG_TYPE, f"no handler for msg_type {mt}")
             raise KeyError(f"No handler registered for msg_type={mt} (error reply sent to caller, cid={cid})")
+        if endpoint.streaming:
+            message = f"{endpoint.__name__!r} streams its replies: serve it with tachyon.RpcServer"
+            bus.reply_error(cid, mt, _tachyon.RPC_CODE_UNSUPPORTED, message)
+            raise KeyError(f"{message} (error reply sent to caller, cid={cid})")
         return endpoint
 
     @staticmethod
@@ -353,7 +442,7 @@ class RpcDispatcher:
                 return
             endpoint = handlers.get(mt)
             try:
-                if endpoint is None:
+                if endpoint is None or endpoint.streaming:
                     self._endpoint(bus, cid, mt)  # sends the error reply, raises KeyError
                     continue
                 try:
@@ -399,7 +488,9 @@ class RpcServer:
         """``on_error(msg_type, exception)`` sees every handler exception after its error
         reply went out; by default they are logged on the ``tachyon`` logger, as are
         server-side problems (a refused connector, a stalled handshake)."""
-        handlers = {mt: (ep.__name__, ep._serve_bytes) for mt, ep in dispatcher._handlers.items()}
+        eps = dispatcher._handlers.items()
+        handlers = {mt: (ep.__name__, ep._serve_bytes) for mt, ep in eps if not ep.streaming}
+        streams = {mt: (ep.__name__, ep._stream_bytes) for mt, ep in eps if ep.streaming}
         self._server = _tachyon.RpcServer.start(
             socket_path,
             handlers,
@@ -409,6 +500,7 @@ class RpcServer:
             reply_timeout,
             on_error=on_error or _log_handler_failure,
             on_server_error=_log_server_problem,
+            streams=streams,
         )
 
     @property

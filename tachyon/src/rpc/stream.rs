@@ -326,16 +326,28 @@ struct TransportSink<'t, T: Transport> {
 
 impl<T: Transport> TransportSink<'_, T> {
     fn poll_cancel(&mut self) {
-        while self.failed.is_none() && self.pending.len() < MAX_PENDING {
-            match self.transport.try_next_request() {
-                Ok(Some(r)) => match r.cancels() {
-                    Some(id) if id == self.cid => self.cancelled = true,
-                    Some(_) => {} // a late cancel of a stream that already ended
-                    None => self.pending.push_back(r),
-                },
-                Ok(None) => break,
-                Err(e) => self.failed = Some(e),
-            }
+        poll_cancel(self.transport, self.cid, self.pending, &mut self.cancelled, &mut self.failed);
+    }
+}
+
+/// Takes the requests waiting on `transport`: a cancel of stream `cid` sets `cancelled`,
+/// the rest are kept in `pending` (up to [`MAX_PENDING`]).
+fn poll_cancel<T: Transport>(
+    transport: &T,
+    cid: u64,
+    pending: &mut VecDeque<OwnedRequest>,
+    cancelled: &mut bool,
+    failed: &mut Option<Error>,
+) {
+    while failed.is_none() && pending.len() < MAX_PENDING {
+        match transport.try_next_request() {
+            Ok(Some(r)) => match r.cancels() {
+                Some(id) if id == cid => *cancelled = true,
+                Some(_) => {} // a late cancel of a stream that already ended
+                None => pending.push_back(r),
+            },
+            Ok(None) => break,
+            Err(e) => *failed = Some(e),
         }
     }
 }
@@ -349,12 +361,30 @@ impl<T: Transport> ItemSink for TransportSink<'_, T> {
         if self.cid == ONEWAY_CID {
             return Ok(()); // nobody reads the items of a oneway stream call
         }
-        let wait = Wait::new().timeout_opt(self.opts.reply_timeout);
-        if let Err(e) = self.transport.send_reply(self.cid, self.msg_type, item, wait) {
-            self.failed = Some(e);
-            return Err(ServerError::new(code::CANCELLED, "the stream's transport failed"));
+        // While the reply ring is full, keep looking for the cancel: a caller that
+        // cancelled and then stopped reading must not hold this thread for the whole
+        // reply timeout.
+        let (transport, cid, msg_type) = (self.transport, self.cid, self.msg_type);
+        let reply_timeout = self.opts.reply_timeout;
+        let (pending, cancelled, failed) =
+            (&mut *self.pending, &mut self.cancelled, &mut self.failed);
+        let mut check = || {
+            poll_cancel(transport, cid, pending, cancelled, failed);
+            *cancelled || failed.is_some()
+        };
+        let wait = Wait::new().timeout_opt(reply_timeout).interrupt(&mut check);
+        match transport.send_reply(cid, msg_type, item, wait) {
+            Ok(()) => Ok(()),
+            Err(Error::Interrupted) if self.cancelled => {
+                Err(ServerError::new(code::CANCELLED, "the caller cancelled the stream"))
+            }
+            Err(e) => {
+                if self.failed.is_none() {
+                    self.failed = Some(e);
+                }
+                Err(ServerError::new(code::CANCELLED, "the stream's transport failed"))
+            }
         }
-        Ok(())
     }
 
     fn cancelled(&mut self) -> bool {
