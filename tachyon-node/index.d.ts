@@ -127,6 +127,8 @@ export declare class RpcBus implements Disposable {
   /** opts.spin: rounds to spin for the reply first when no other call is in flight (default 1000, 0: never). */
   callAsync(payload: Bytes, msgType: number, opts?: WaitOptions & { spin?: number }): Promise<Buffer>;
   callAsyncReply(payload: Bytes, msgType: number, opts?: WaitOptions & { spin?: number }): Promise<Reply>;
+  /** A server-streaming call: its items, in order; leaving `for await` early cancels it. */
+  stream(payload: Bytes, msgType: number, opts?: WaitOptions): ReplyStream;
   abandon(correlationId: number): void;
   readonly inFlight: number;
   serve(opts?: WaitOptions): Request | null;
@@ -141,6 +143,34 @@ export declare class RpcBus implements Disposable {
   setPollingMode(spinOnly: boolean | number): void;
   [Symbol.dispose](): void;
 }
+
+/** The items of a server-streaming call (Buffers); `return()`/`cancel()` cancel it. */
+export declare class ReplyStream implements AsyncIterableIterator<Buffer>, AsyncDisposable {
+  private constructor();
+  readonly correlationId: number;
+  readonly done: boolean;
+  next(): Promise<IteratorResult<Buffer, undefined>>;
+  return(): Promise<IteratorResult<Buffer, undefined>>;
+  cancel(): void;
+  [Symbol.asyncIterator](): ReplyStream;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/** The msg_type of the reply that ends a stream (0xFFFE). */
+export declare const MSG_TYPE_STREAM_END: number;
+
+/** What a streaming handler returns: items (Bytes) from a generator or async generator. */
+export type StreamResult = Iterable<Bytes> | AsyncIterable<Bytes>;
+
+/** A handler marked with `streaming()`. */
+export type StreamingHandler = ((data: Buffer, ctx: { msgType: number; requestId: number }) => StreamResult) & {
+  readonly __tachyonStreaming: true;
+};
+
+/** Marks a handler as server-streaming: each item it yields is one reply of the call. */
+export declare function streaming(
+  fn: (data: Buffer, ctx: { msgType: number; requestId: number }) => StreamResult,
+): StreamingHandler;
 
 /** Options shared by the multi-client servers. */
 export interface ServerOptions {
@@ -169,7 +199,7 @@ export declare class RpcServer implements AsyncDisposable {
 
 export interface RpcServerOptions extends ServerOptions {
   socketPath: string;
-  handlers: Record<number, (data: Buffer, ctx: { msgType: number; requestId: number }) => HandlerResult>;
+  handlers: Record<number, ((data: Buffer, ctx: { msgType: number; requestId: number }) => HandlerResult) | StreamingHandler>;
   /** Sees every error a handler threw (after its error reply); default console.error. */
   onError?: (error: unknown, request: { msgType: number; requestId: number }) => void;
 }

@@ -3,8 +3,8 @@
 const native = require('./lib/native');
 const errors = require('./lib/errors');
 const { Bus, TxGuard, RxGuard, RxBatch } = require('./lib/bus');
-const { RpcBus } = require('./lib/rpc');
-const { createRpcServer, RpcServer } = require('./lib/server');
+const { RpcBus, ReplyStream, MSG_TYPE_STREAM_END } = require('./lib/rpc');
+const { createRpcServer, RpcServer, streaming } = require('./lib/server');
 const tiga = require('./lib/tiga');
 
 /** Binds a bus's ring to a NUMA node (as upstream's free function). */
@@ -23,8 +23,10 @@ module.exports = {
   RxGuard,
   RxBatch,
   RpcBus,
+  ReplyStream,
   RpcServer,
   createRpcServer,
+  streaming,
   TigaServer: tiga.TigaServer,
   createTigaServer: tiga.createTigaServer,
   startTigaServer: tiga.startTigaServer,
@@ -41,6 +43,7 @@ module.exports = {
   TachyonRpcError: errors.TachyonRpcError,
   RpcCode: errors.RpcCode,
   MSG_TYPE_ERROR: errors.MSG_TYPE_ERROR,
+  MSG_TYPE_STREAM_END,
   isTachyonError: errors.isTachyonError,
   isAbiMismatch: errors.isAbiMismatch,
   isFull: errors.isFull,

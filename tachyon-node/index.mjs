@@ -2,10 +2,10 @@
 import cjs from './index.js';
 
 export const {
-  Bus, TxGuard, RxGuard, RxBatch, RpcBus, RpcServer, createRpcServer,
+  Bus, TxGuard, RxGuard, RxBatch, RpcBus, ReplyStream, RpcServer, createRpcServer, streaming,
   TigaServer, createTigaServer, startTigaServer, tigaInvoke, tigaInvokeAsync, tigaCloseAll, methodId,
   makeTypeId, routeId, msgType, setNumaNode, setPollingMode,
-  TachyonError, TachyonRpcError, RpcCode, MSG_TYPE_ERROR,
+  TachyonError, TachyonRpcError, RpcCode, MSG_TYPE_ERROR, MSG_TYPE_STREAM_END,
   isTachyonError, isAbiMismatch, isFull, isPeerDead, isPeerClosed, isPeerGone, isConnectError,
   isPermissionDenied, isTimeout, isClosed, isRpcError,
 } = cjs;

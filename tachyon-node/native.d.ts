@@ -91,6 +91,26 @@ export declare class NativeRpcBus {
    */
   invoke(payload: Uint8Array, msgType: number, timeoutMs?: number | undefined | null): Buffer | RpcErrorInfo
   /**
+   * Starts a server-streaming call; returns its correlation id. Waits up to
+   * `timeoutMs` for room in the request ring (none: as long as the callee lives).
+   */
+  callStream(payload: Uint8Array, msgType: number, timeoutMs?: number | undefined | null): number
+  /**
+   * The next item of stream `correlationId`, waiting up to `timeoutMs`: a Reply with
+   * the item, the end (msg_type 0xFFFE) or the error that ended it.
+   */
+  nextStreamItem(correlationId: number, timeoutMs?: number | undefined | null): Reply
+  /**
+   * `nextStreamItem` off the JS thread: the item at once if it is there, else a
+   * Promise the pump settles (with `ErrInfo` for a failure).
+   */
+  nextStreamItemAsync(correlationId: number, timeoutMs?: number | undefined | null): Reply | Promise<Reply | ErrInfo>
+  /**
+   * Cancels stream `correlationId`: the callee stops, late items are dropped, and a
+   * pending `nextStreamItemAsync` settles as interrupted.
+   */
+  cancelStream(correlationId: number): void
+  /**
    * Sends a oneway request (correlation id 0): the callee runs its handler and sends
    * no reply. Waits up to `timeout_ms` for room in the request ring (0: fails at once
    * with ERR_TACHYON_FULL).
@@ -183,6 +203,19 @@ export declare class NativeServer {
    * (timed out, or the server closed).
    */
   respond(requestId: number, data: Uint8Array): boolean
+  /**
+   * Queues an item of streaming call `requestId`. Returns the items queued (at
+   * least 64: await `streamDrained` before the next), or -1 once the call is over
+   * (cancelled by its caller, or the server closing): stop producing.
+   */
+  streamItem(requestId: number, data: Uint8Array): number
+  /** Ends streaming call `requestId`. False if it was already over. */
+  streamEnd(requestId: number): boolean
+  /**
+   * Settles `true` once streaming call `requestId` has room for more items, `false`
+   * if it is over.
+   */
+  streamDrained(requestId: number): Promise<boolean>
   /** Answers request `requestId` with the 0xFFFF error reply. */
   respondError(requestId: number, code: number, message: string): boolean
   /** Where the server listens. */
@@ -244,6 +277,8 @@ export interface IncomingRequest {
   clientId?: string
   /** The request data (without the envelope). */
   data: Buffer
+  /** A streaming call: answer with `streamItem`s, then `streamEnd` or `respondError`. */
+  stream: boolean
 }
 
 /** `route << 16 | msg_type`. */
@@ -331,6 +366,8 @@ export interface ServerConfig {
   handlerTimeoutMs?: number
   /** How long a reply may wait for room in a full reply ring (ms). */
   replyTimeoutMs?: number
+  /** The msg_types whose handlers stream their replies. */
+  streams?: Array<number>
 }
 
 /** A Tiga call ready to send. */

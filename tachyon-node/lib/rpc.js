@@ -19,6 +19,91 @@ function copyOut(scratch, n) {
   return out;
 }
 
+/** The msg_type of the reply that ends a stream. */
+const MSG_TYPE_STREAM_END = 0xfffe;
+
+/**
+ * The items of one server-streaming call: an async iterator of Buffers. The callee's
+ * error ends it with TachyonRpcError; a timeout (opts.timeoutMs per item) rejects one
+ * `next()` and leaves the stream open. `return()` (what `break` calls), `cancel()` and
+ * `Symbol.asyncDispose` cancel the call.
+ */
+class ReplyStream {
+  #n;
+  #cid;
+  #timeout;
+  #signal;
+  #done = false;
+
+  /** @internal */
+  constructor(n, cid, timeout, signal) {
+    this.#n = n;
+    this.#cid = cid;
+    this.#timeout = timeout;
+    this.#signal = signal;
+    if (signal) signal.addEventListener('abort', () => this.cancel(), { once: true });
+  }
+
+  /** The call's correlation id. */
+  get correlationId() {
+    return this.#cid;
+  }
+
+  /** Whether the stream ended (or was cancelled). */
+  get done() {
+    return this.#done;
+  }
+
+  [Symbol.asyncIterator]() {
+    return this;
+  }
+
+  /** The next item: `{ value: Buffer, done: false }`, or `{ done: true }` at the end. */
+  async next() {
+    if (this.#signal?.aborted) {
+      this.cancel();
+      throw this.#signal.reason ?? new Error('aborted');
+    }
+    if (this.#done) return { value: undefined, done: true };
+    let r = this.#n.nextStreamItemAsync(this.#cid, this.#timeout);
+    if (typeof r?.then === 'function') {
+      r = this.#signal ? await withSignal(r, this.#signal, () => this.cancel()) : await r;
+    }
+    if (r.data === undefined) {
+      // A timeout leaves the stream open; anything else ended it.
+      if (r.code !== 'ERR_TACHYON_TIMEOUT') this.#done = true;
+      throw fromInfo(r);
+    }
+    if (r.msgType === MSG_TYPE_STREAM_END) {
+      this.#done = true;
+      return { value: undefined, done: true };
+    }
+    if (r.error) this.#done = true;
+    return { value: checkReply(r).data, done: false };
+  }
+
+  /** Cancels the call (what `break` in `for await` does). */
+  async return() {
+    this.cancel();
+    return { value: undefined, done: true };
+  }
+
+  /** Cancels the call: the callee stops at its next item. Idempotent. */
+  cancel() {
+    if (this.#done) return;
+    this.#done = true;
+    try {
+      this.#n.cancelStream(this.#cid);
+    } catch {
+      // a closed bus has nothing to cancel
+    }
+  }
+
+  async [Symbol.asyncDispose]() {
+    this.cancel();
+  }
+}
+
 class RpcBus {
   #n;
   /** Where the native side copies replies and requests (no Buffer made per message). */
@@ -122,6 +207,19 @@ class RpcBus {
     const r = await this.#n.callAsync(bytesOf(payload, 'payload'), msgType, timeoutOf(opts), spin);
     if (r.data === undefined) throw fromInfo(r);
     return checkReply(r);
+  }
+
+  /**
+   * Starts a server-streaming call; returns a ReplyStream, an async iterable of its
+   * items (Buffers, in order): `for await (const item of rpc.stream(payload, 5)) ...`.
+   * opts.timeoutMs bounds the send and each item; opts.signal aborts the call. Leaving
+   * the loop early (break, throw, return) cancels the call on the callee.
+   */
+  stream(payload, msgType, opts) {
+    const signal = signalOf(opts);
+    const timeout = timeoutOf(opts);
+    const cid = this.#n.callStream(bytesOf(payload, 'payload'), msgType, timeout);
+    return new ReplyStream(this.#n, cid, timeout, signal);
   }
 
   /** Gives up on a call; its reply, if it comes, is dropped. */
@@ -232,4 +330,4 @@ class RpcBus {
   }
 }
 
-module.exports = { RpcBus, TachyonError };
+module.exports = { RpcBus, ReplyStream, MSG_TYPE_STREAM_END, TachyonError };

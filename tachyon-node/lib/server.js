@@ -19,6 +19,58 @@ function isThenable(v) {
   return v !== null && typeof v === 'object' && typeof v.then === 'function';
 }
 
+/** Marks handler functions that stream (see `streaming`). */
+const kStream = Symbol('tachyon.streaming');
+
+/**
+ * Marks `fn` as a server-streaming handler: it returns an iterable or async iterable
+ * (a generator, an async generator) of items, each sent as one reply of the call.
+ * `createRpcServer({ handlers: { 5: streaming(async function* (data) { yield data; }) } })`.
+ */
+function streaming(fn) {
+  if (typeof fn !== 'function') throw new TypeError('streaming() takes a handler function');
+  fn[kStream] = true;
+  return fn;
+}
+
+/** Whether `fn` was marked with `streaming`. */
+function isStreaming(fn) {
+  return typeof fn === 'function' && fn[kStream] === true;
+}
+
+/** Items a stream may queue natively before the producer waits for the caller. */
+const STREAM_HIGH_WATER = 64;
+
+/**
+ * Sends a streaming handler's items: pulls one, queues it natively, and waits for
+ * room when the caller reads slower than the handler produces. A cancel from the
+ * caller (or the server closing) stops the pulling and runs the iterator's `return()`,
+ * so a generator's `finally` blocks run.
+ */
+async function pumpStream(server, req, items, fail) {
+  let it;
+  try {
+    if (items == null) throw new TypeError('a streaming handler must return an iterable or async iterable');
+    if (typeof items[Symbol.asyncIterator] === 'function') it = items[Symbol.asyncIterator]();
+    else if (typeof items[Symbol.iterator] === 'function') it = items[Symbol.iterator]();
+    else throw new TypeError('a streaming handler must return an iterable or async iterable');
+    for (;;) {
+      const step = await it.next();
+      if (step.done) {
+        server.streamEnd(req.requestId);
+        return;
+      }
+      const queued = server.streamItem(req.requestId, toBytes(step.value));
+      if (queued < 0 || (queued >= STREAM_HIGH_WATER && !(await server.streamDrained(req.requestId)))) {
+        await it.return?.();
+        return;
+      }
+    }
+  } catch (e) {
+    fail(req, e);
+  }
+}
+
 /**
  * Starts a native server at `socketPath` and routes each request with `route(req)`,
  * which returns the answer (or a Promise of it) or throws. Shared by createRpcServer
@@ -52,6 +104,10 @@ function startNative(config, route, onError = logHandlerError) {
       out = route(req);
     } catch (e) {
       fail(req, e);
+      return;
+    }
+    if (req.stream) {
+      pumpStream(server, req, out, fail);
       return;
     }
     if (isThenable(out)) {
@@ -92,10 +148,11 @@ class RpcServer {
   }
 }
 
-function serverConfig(opts, socketPath, tiga) {
+function serverConfig(opts, socketPath, tiga, streams) {
   return {
     socketPath,
     tiga,
+    streams,
     capFwd: opts.capFwd,
     capRev: opts.capRev,
     maxClients: opts.maxClients,
@@ -109,19 +166,25 @@ function serverConfig(opts, socketPath, tiga) {
  * `createRpcServer({ socketPath, handlers: { 1: (data, ctx) => data } })`.
  * Handlers get `(data: Buffer, ctx: { msgType, requestId })` and return a Buffer,
  * Uint8Array, string, or a Promise of one. A thrown error (or rejected Promise)
- * becomes the 0xFFFF error reply; its `rpcCode` property sets the code.
+ * becomes the 0xFFFF error reply; its `rpcCode` property sets the code. A handler
+ * wrapped in `streaming()` yields any number of items instead.
  */
 function createRpcServer(opts) {
   if (opts === null || typeof opts !== 'object') throw new TypeError('options object required');
   const { socketPath, handlers = {}, onError = logHandlerError } = opts;
   if (typeof socketPath !== 'string') throw new TypeError('socketPath must be a string');
   const table = new Map();
+  const streams = [];
   for (const [k, fn] of Object.entries(handlers)) {
     const t = Number(k);
     if (!Number.isInteger(t) || t < 0 || t > 0xfffe) {
       throw new RangeError(`handler key ${k} is not a msg_type in 0..=65534 (0xFFFF is the error sentinel)`);
     }
     if (typeof fn !== 'function') throw new TypeError(`handler for msg_type ${k} is not a function`);
+    if (isStreaming(fn)) {
+      if (t === 0xfffe) throw new RangeError('msg_type 0xFFFE ends streams; no streaming handler may use it');
+      streams.push(t);
+    }
     table.set(t, fn);
   }
   const route = (req) => {
@@ -133,7 +196,7 @@ function createRpcServer(opts) {
     }
     return fn(req.data, { msgType: req.msgType, requestId: req.requestId });
   };
-  return new RpcServer(startNative(serverConfig(opts, socketPath, false), route, onError));
+  return new RpcServer(startNative(serverConfig(opts, socketPath, false, streams), route, onError));
 }
 
-module.exports = { createRpcServer, RpcServer, startNative, serverConfig };
+module.exports = { createRpcServer, RpcServer, startNative, serverConfig, streaming, isStreaming };

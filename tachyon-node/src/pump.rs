@@ -350,11 +350,29 @@ struct Caller {
     deferred: Deferred<Reply>,
 }
 
-/// Calls awaiting their reply on one RPC bus, and replies that came first.
+/// Calls awaiting their reply on one RPC bus, and replies that came first; streams
+/// awaiting their next item (the core keeps items that came first).
 #[derive(Default)]
 pub struct Replies {
     waiters: HashMap<u64, Caller>,
     early: HashMap<u64, Reply>,
+    streams: HashMap<u64, Caller>,
+}
+
+/// A stream's next item as a [`Reply`]: the item, the end (msg_type 0xFFFE, empty), or
+/// the error that ended it. `Ok(None)`: nothing yet.
+pub fn stream_item(
+    bus: &tachyon::rpc::RpcBus,
+    cid: u64,
+    wait: Wait<'_>,
+) -> Result<Option<Reply>, BindError> {
+    match bus.next_stream_item_with(cid, wait) {
+        Ok(Some(r)) => Ok(Some(Reply::new(cid, r.msg_type(), r.data()))),
+        Ok(None) => Ok(Some(Reply::new(cid, tachyon::rpc::MSG_TYPE_STREAM_END, &[]))),
+        Err(tachyon::Error::Rpc(e)) => Ok(Some(Reply::failed(cid, e))),
+        Err(tachyon::Error::Timeout(_)) => Ok(None),
+        Err(e) => Err(BindError::Core(e)),
+    }
 }
 
 impl Source for Replies {
@@ -365,18 +383,38 @@ impl Source for Replies {
     }
 
     fn idle(&self) -> bool {
-        self.waiters.is_empty()
+        self.waiters.is_empty() && self.streams.is_empty()
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        self.waiters.values().filter_map(|w| w.deadline.map(|d| d.0)).min()
+        self.waiters
+            .values()
+            .chain(self.streams.values())
+            .filter_map(|w| w.deadline.map(|d| d.0))
+            .min()
     }
 
     fn deliver(&mut self, bus: &tachyon::rpc::RpcBus) -> bool {
         let mut progress = false;
+        let waiting: Vec<u64> = self.streams.keys().copied().collect();
+        for cid in waiting {
+            match stream_item(bus, cid, Wait::new().spin(0).timeout(Duration::ZERO)) {
+                Ok(None) => {}
+                outcome => {
+                    progress = true;
+                    if let Some(w) = self.streams.remove(&cid) {
+                        match outcome {
+                            Ok(Some(item)) => settle(w.deferred, Ok(item)),
+                            Err(e) => settle(w.deferred, Err(e.into())),
+                            Ok(None) => unreachable!(),
+                        }
+                    }
+                }
+            }
+        }
         loop {
-            if bus.in_flight() == 0 {
-                return progress;
+            if bus.in_flight() <= bus.streams_in_flight() {
+                return progress; // no unary call in flight (streams are read above)
             }
             match bus.next_reply_with(Wait::new().spin(0).timeout(Duration::ZERO)) {
                 Ok(r) => {
@@ -404,6 +442,18 @@ impl Source for Replies {
     }
 
     fn expire(&mut self, bus: Option<&tachyon::rpc::RpcBus>, now: Instant) {
+        // A stream's item that is late times out its wait; the stream stays open.
+        let late: Vec<u64> = self
+            .streams
+            .iter()
+            .filter(|(_, w)| w.deadline.is_some_and(|d| d.0 <= now))
+            .map(|(cid, _)| *cid)
+            .collect();
+        for cid in late {
+            if let Some(w) = self.streams.remove(&cid) {
+                settle(w.deferred, Err(timeout_err(w.deadline.map_or(Duration::ZERO, |d| d.1))));
+            }
+        }
         let late: Vec<u64> = self
             .waiters
             .iter()
@@ -421,7 +471,7 @@ impl Source for Replies {
     }
 
     fn fail_all(&mut self, err: &dyn Fn() -> ErrInfo) {
-        for (_, w) in self.waiters.drain() {
+        for (_, w) in self.waiters.drain().chain(self.streams.drain()) {
             settle(w.deferred, Err(err()));
         }
     }
@@ -449,6 +499,28 @@ impl RpcPump {
                 settle(w.deferred, Err(BindError::Core(tachyon::Error::Interrupted).into()));
             }
             s.early.remove(&cid);
+        });
+    }
+
+    /// Registers the wait for stream `cid`'s next item (the caller looked first).
+    pub fn await_stream_item(&self, cid: u64, timeout: Option<Duration>, d: Deferred<Reply>) {
+        let deadline = timeout.map(|t| (Instant::now() + t, t));
+        self.update(|s, stopped| {
+            if stopped {
+                settle(d, Err(closed()));
+            } else if let Some(old) = s.streams.insert(cid, Caller { deadline, deferred: d }) {
+                let e = BindError::Arg(format!("stream {cid} already has a pending next()"));
+                settle(old.deferred, Err(e.into()));
+            }
+        });
+    }
+
+    /// Drops the wait for stream `cid`'s next item (settling it as interrupted).
+    pub fn forget_stream(&self, cid: u64) {
+        self.update(|s, _| {
+            if let Some(w) = s.streams.remove(&cid) {
+                settle(w.deferred, Err(BindError::Core(tachyon::Error::Interrupted).into()));
+            }
         });
     }
 

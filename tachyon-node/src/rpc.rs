@@ -230,6 +230,74 @@ impl NativeRpcBus {
         })
     }
 
+    /// Starts a server-streaming call; returns its correlation id. Waits up to
+    /// `timeoutMs` for room in the request ring (none: as long as the callee lives).
+    #[napi]
+    pub fn call_stream(
+        &self,
+        payload: &[u8],
+        msg_type_: u32,
+        timeout_ms: Option<f64>,
+    ) -> Result<f64, JsError> {
+        let (t, mt) = (timeout(timeout_ms)?, msg_type(msg_type_)?);
+        self.with(|b| Ok(b.call_stream_with(payload, mt, Wait::new().timeout_opt(t))? as f64))
+    }
+
+    /// The next item of stream `correlationId`, waiting up to `timeoutMs`: a Reply with
+    /// the item, the end (msg_type 0xFFFE) or the error that ended it.
+    #[napi]
+    pub fn next_stream_item(
+        &self,
+        correlation_id: f64,
+        timeout_ms: Option<f64>,
+    ) -> Result<Reply, JsError> {
+        let (c, t) = (cid(correlation_id)?, timeout(timeout_ms)?);
+        self.with(|b| {
+            crate::pump::stream_item(b, c, Wait::new().timeout_opt(t))?
+                .ok_or_else(|| BindError::Core(tachyon::Error::Timeout(t.unwrap_or_default())))
+        })
+    }
+
+    /// `nextStreamItem` off the JS thread: the item at once if it is there, else a
+    /// Promise the pump settles (with `ErrInfo` for a failure).
+    #[napi(ts_return_type = "Reply | Promise<Reply | ErrInfo>")]
+    pub fn next_stream_item_async<'e>(
+        &self,
+        env: &'e Env,
+        correlation_id: f64,
+        timeout_ms: Option<f64>,
+    ) -> Result<Either<Reply, Object<'e>>, JsError> {
+        let (c, t) = (cid(correlation_id)?, timeout(timeout_ms)?);
+        self.ep.pump(|_| ())?; // started before the bus lock is taken below
+                               // Looking and registering under the bus lock: the pump cannot take the item in
+                               // between (it delivers with the bus lock held).
+        self.with(|b| {
+            if let Some(r) =
+                crate::pump::stream_item(b, c, Wait::new().spin(0).timeout(Duration::ZERO))?
+            {
+                return Ok(Either::A(r));
+            }
+            let (d, promise): (Deferred<Reply>, Object<'e>) =
+                env.create_deferred().map_err(|e| BindError::Arg(e.reason.clone()))?;
+            self.ep
+                .pump(|p| p.await_stream_item(c, t, d))
+                .map_err(|e| BindError::Arg(e.reason.clone()))?;
+            Ok(Either::B(promise))
+        })
+    }
+
+    /// Cancels stream `correlationId`: the callee stops, late items are dropped, and a
+    /// pending `nextStreamItemAsync` settles as interrupted.
+    #[napi]
+    pub fn cancel_stream(&self, correlation_id: f64) -> Result<(), JsError> {
+        let c = cid(correlation_id)?;
+        let _ = self.ep.pump(|p| p.forget_stream(c));
+        self.with(|b| {
+            b.cancel_stream(c);
+            Ok(())
+        })
+    }
+
     /// Sends a oneway request (correlation id 0): the callee runs its handler and sends
     /// no reply. Waits up to `timeout_ms` for room in the request ring (0: fails at once
     /// with ERR_TACHYON_FULL).

@@ -8,18 +8,26 @@
 //! costs its caller an error reply, not a hang. In Tiga mode the named-call envelope
 //! is read natively ([`tachyon::rpc::tiga`]); a malformed one is refused without
 //! reaching JS.
+//!
+//! A streaming msg_type (listed in `ServerConfig::streams`) goes to JS the same way;
+//! JS then pushes its items with `streamItem` and ends with `streamEnd` (or
+//! `respondError`). The items wait in a small queue that the client's thread sends from:
+//! `streamItem` tells JS how full it is, and `streamDrained` settles once there is room
+//! again, so a fast JS producer is paced by a slow caller instead of growing memory.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, RecvTimeoutError, SyncSender};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use napi::bindgen_prelude::{AsyncTask, Buffer, Function};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{Env, Status, Task};
 use napi_derive::napi;
-use tachyon::rpc::{code, tiga, Dispatcher, RpcServer, ServerError, ServerHandle, ServerOptions};
+use tachyon::rpc::{
+    code, tiga, Dispatcher, RpcServer, ServerError, ServerHandle, ServerOptions, StreamSink,
+};
 
 use crate::errors::{timeout, JsError, NapiExt};
 
@@ -36,6 +44,43 @@ pub struct IncomingRequest {
     pub client_id: Option<String>,
     /// The request data (without the envelope).
     pub data: Buffer,
+    /// A streaming call: answer with `streamItem`s, then `streamEnd` or `respondError`.
+    pub stream: bool,
+}
+
+/// Items a stream's queue holds before `streamItem` says "full" (JS then awaits
+/// `streamDrained`); it accepts more regardless, so nothing is dropped.
+const STREAM_HIGH_WATER: usize = 64;
+
+/// What JS pushed for one stream.
+enum Pushed {
+    Item(Vec<u8>),
+    End,
+    Failed(ServerError),
+}
+
+/// One streaming call between JS (pushing) and the client's thread (sending).
+#[derive(Default)]
+struct StreamState {
+    queue: Mutex<VecDeque<Pushed>>,
+    changed: Condvar,
+    /// The caller cancelled or the transport failed: JS stops producing.
+    stopped: AtomicBool,
+}
+
+impl StreamState {
+    fn push(&self, p: Pushed) -> usize {
+        let mut q = lock(&self.queue);
+        q.push_back(p);
+        self.changed.notify_all();
+        q.len()
+    }
+
+    fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
+        let _q = lock(&self.queue);
+        self.changed.notify_all();
+    }
 }
 
 type Callback = ThreadsafeFunction<IncomingRequest, (), IncomingRequest, Status, false>;
@@ -45,6 +90,8 @@ type Answer = Result<Vec<u8>, ServerError>;
 struct Bridge {
     callback: Mutex<Option<Callback>>,
     pending: Mutex<HashMap<u64, SyncSender<Answer>>>,
+    /// Streaming calls JS is producing, by request id.
+    streams: Mutex<HashMap<u64, Arc<StreamState>>>,
     next_id: AtomicU64,
     answer_within: Duration,
     tiga: bool,
@@ -55,31 +102,109 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Bridge {
-    /// Runs on a client's thread: hands the request to JS and waits for the answer.
-    fn handle(&self, msg_type: u16, payload: &[u8]) -> Answer {
+    /// Hands a request to JS; `Err` if the server is closing.
+    fn hand_over(
+        &self,
+        id: u64,
+        msg_type: u16,
+        payload: &[u8],
+        stream: bool,
+    ) -> Result<(), ServerError> {
         let (method, client_id, data) = if self.tiga {
             let call = tiga::decode_call(msg_type, payload)?;
             (Some(call.method.into_owned()), Some(call.client_id.to_owned()), call.data)
         } else {
             (None, None, payload)
         };
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = sync_channel(1);
-        lock(&self.pending).insert(id, tx);
         let request = IncomingRequest {
             request_id: id as f64,
             msg_type: u32::from(msg_type),
             method,
             client_id,
             data: data.to_vec().into(),
+            stream,
         };
         let status = match lock(&self.callback).as_ref() {
             Some(cb) => cb.call(request, ThreadsafeFunctionCallMode::NonBlocking),
             None => Status::Closing,
         };
-        if status != Status::Ok {
+        if status == Status::Ok {
+            Ok(())
+        } else {
+            Err(ServerError::new(code::HANDLER_ERROR, "the server is closing"))
+        }
+    }
+
+    /// Runs on a client's thread: hands a streaming call to JS and sends what JS
+    /// pushes, until its end. JS must push something within the handler timeout.
+    fn handle_stream(
+        &self,
+        msg_type: u16,
+        payload: &[u8],
+        sink: &mut StreamSink<'_>,
+    ) -> Result<(), ServerError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let state = Arc::new(StreamState::default());
+        lock(&self.streams).insert(id, state.clone());
+        let outcome = self.hand_over(id, msg_type, payload, true).and_then(|()| {
+            loop {
+                let next = {
+                    let deadline = Instant::now() + self.answer_within;
+                    let mut q = lock(&state.queue);
+                    loop {
+                        if let Some(p) = q.pop_front() {
+                            if q.len() < STREAM_HIGH_WATER {
+                                state.changed.notify_all(); // room again: `streamDrained`
+                            }
+                            break Some(p);
+                        }
+                        if state.stopped.load(Ordering::Acquire) {
+                            break None;
+                        }
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        if left.is_zero() {
+                            return Err(ServerError::new(
+                                code::HANDLER_ERROR,
+                                format!(
+                                    "the stream handler sent nothing for {:?}",
+                                    self.answer_within
+                                ),
+                            ));
+                        }
+                        q = state
+                            .changed
+                            .wait_timeout(q, left)
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .0;
+                    }
+                };
+                match next {
+                    Some(Pushed::Item(item)) => sink.send(&item)?,
+                    Some(Pushed::End) => return Ok(()),
+                    Some(Pushed::Failed(e)) => return Err(e),
+                    None => {
+                        return Err(ServerError::new(code::HANDLER_ERROR, "the server is closing"))
+                    }
+                }
+            }
+        });
+        state.stop(); // JS's next `streamItem` says so, and it stops producing
+        lock(&self.streams).remove(&id);
+        outcome
+    }
+
+    fn stream(&self, request_id: f64) -> Option<Arc<StreamState>> {
+        lock(&self.streams).get(&(request_id as u64)).cloned()
+    }
+
+    /// Runs on a client's thread: hands the request to JS and waits for the answer.
+    fn handle(&self, msg_type: u16, payload: &[u8]) -> Answer {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = sync_channel(1);
+        lock(&self.pending).insert(id, tx);
+        if let Err(e) = self.hand_over(id, msg_type, payload, false) {
             lock(&self.pending).remove(&id);
-            return Err(ServerError::new(code::HANDLER_ERROR, "the server is closing"));
+            return Err(e);
         }
         match rx.recv_timeout(self.answer_within) {
             Ok(answer) => answer,
@@ -97,6 +222,10 @@ impl Bridge {
     }
 
     fn answer(&self, request_id: f64, answer: Answer) -> bool {
+        if let (Err(e), Some(s)) = (&answer, self.stream(request_id)) {
+            s.push(Pushed::Failed(e.clone()));
+            return true;
+        }
         let sender = lock(&self.pending).remove(&(request_id as u64));
         sender.is_some_and(|s| s.send(answer).is_ok())
     }
@@ -105,6 +234,9 @@ impl Bridge {
     fn shut(&self) {
         drop(lock(&self.callback).take());
         lock(&self.pending).clear(); // dropping the senders wakes their threads
+        for s in lock(&self.streams).values() {
+            s.stop();
+        }
     }
 }
 
@@ -133,6 +265,31 @@ pub struct ServerConfig {
     pub handler_timeout_ms: Option<f64>,
     /// How long a reply may wait for room in a full reply ring (ms).
     pub reply_timeout_ms: Option<f64>,
+    /// The msg_types whose handlers stream their replies.
+    pub streams: Option<Vec<u32>>,
+}
+
+/// Waits off the JS thread until a stream's queue has room (or it stopped).
+pub struct DrainTask {
+    state: Option<Arc<StreamState>>,
+}
+
+impl Task for DrainTask {
+    type Output = bool;
+    type JsValue = bool;
+
+    fn compute(&mut self) -> napi::Result<bool> {
+        let Some(state) = &self.state else { return Ok(false) };
+        let mut q = lock(&state.queue);
+        while q.len() >= STREAM_HIGH_WATER && !state.stopped.load(Ordering::Acquire) {
+            q = state.changed.wait(q).unwrap_or_else(PoisonError::into_inner);
+        }
+        Ok(!state.stopped.load(Ordering::Acquire))
+    }
+
+    fn resolve(&mut self, _env: Env, open: bool) -> napi::Result<bool> {
+        Ok(open)
+    }
 }
 
 /// `close()` off the JS thread: the client threads may be waiting on JS meanwhile.
@@ -171,6 +328,7 @@ impl NativeServer {
         let bridge = Arc::new(Bridge {
             callback: Mutex::new(Some(callback)),
             pending: Mutex::new(HashMap::new()),
+            streams: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             answer_within,
             tiga: config.tiga,
@@ -188,6 +346,17 @@ impl NativeServer {
         }
         let server = RpcServer::bind(&config.socket_path, opts).map_err(crate::errors::core)?;
         let mut dispatcher = Dispatcher::new();
+        for mt in config.streams.unwrap_or_default() {
+            let mt = crate::errors::msg_type(mt)?;
+            let b = bridge.clone();
+            dispatcher
+                .register_stream_raw(
+                    mt,
+                    "node stream",
+                    move |req: &[u8], sink: &mut StreamSink<'_>| b.handle_stream(mt, req, sink),
+                )
+                .map_err(|e| crate::errors::arg(e.to_string()))?;
+        }
         let b = bridge.clone();
         dispatcher.set_fallback("node", move |mt, req: &[u8]| b.handle(mt, req));
         let handle = server.spawn(Arc::new(dispatcher));
@@ -199,6 +368,35 @@ impl NativeServer {
     #[napi]
     pub fn respond(&self, request_id: f64, data: &[u8]) -> bool {
         self.bridge.answer(request_id, Ok(data.to_vec()))
+    }
+
+    /// Queues an item of streaming call `requestId`. Returns the items queued (at
+    /// least 64: await `streamDrained` before the next), or -1 once the call is over
+    /// (cancelled by its caller, or the server closing): stop producing.
+    #[napi]
+    pub fn stream_item(&self, request_id: f64, data: &[u8]) -> i32 {
+        match self.bridge.stream(request_id) {
+            Some(s) if !s.stopped.load(Ordering::Acquire) => {
+                i32::try_from(s.push(Pushed::Item(data.to_vec()))).unwrap_or(i32::MAX)
+            }
+            _ => -1,
+        }
+    }
+
+    /// Ends streaming call `requestId`. False if it was already over.
+    #[napi]
+    pub fn stream_end(&self, request_id: f64) -> bool {
+        self.bridge.stream(request_id).is_some_and(|s| {
+            s.push(Pushed::End);
+            true
+        })
+    }
+
+    /// Settles `true` once streaming call `requestId` has room for more items, `false`
+    /// if it is over.
+    #[napi(ts_return_type = "Promise<boolean>")]
+    pub fn stream_drained(&self, request_id: f64) -> AsyncTask<DrainTask> {
+        AsyncTask::new(DrainTask { state: self.bridge.stream(request_id) })
     }
 
     /// Answers request `requestId` with the 0xFFFF error reply.

@@ -495,6 +495,11 @@ impl RpcBus {
         self.in_flight.borrow().len()
     }
 
+    /// Server-streaming calls among [`RpcBus::in_flight`] (each counts until its end).
+    pub fn streams_in_flight(&self) -> usize {
+        self.streams.borrow().len()
+    }
+
     pub(crate) fn in_flight_contains(&self, cid: u64) -> bool {
         self.in_flight.borrow().is_waiting(cid)
     }
