@@ -138,6 +138,8 @@ codegen:
 	$(CODEGEN) gen --lang typescript schemas -o examples/generated/ts
 	$(CODEGEN) gen --lang python tests/schemas -o tests/schema/generated
 	$(CODEGEN) gen --lang typescript tests/schemas -o tests/schema/generated
+	$(CODEGEN) gen --lang python tests/schemas/streaming -o tests/schema/generated
+	$(CODEGEN) gen --lang typescript tests/schemas/streaming -o tests/schema/generated
 schema-lock:
 	$(CODEGEN) lock schemas
 

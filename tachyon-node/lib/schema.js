@@ -7,6 +7,7 @@
 
 const { Packr, Unpackr } = require('msgpackr');
 const { TachyonError } = require('./errors');
+const { streaming } = require('./server');
 
 const packr = new Packr({ useRecords: false, encodeUndefinedAsNil: true, variableMapSize: true });
 const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'bigint' });
@@ -170,6 +171,18 @@ function notify(client, msgType, payload, opts) {
   client.bus.notify(payload, msgType, options(client, opts));
 }
 
+/**
+ * A streaming call's items, read with `read` (a schema reader, or identity for raw
+ * items). The call starts at the first `next()`; leaving the loop early cancels it.
+ */
+async function* stream(client, msgType, payload, opts, read) {
+  const s = client.bus.stream(payload, msgType, options(client, opts));
+  try {
+    for await (const item of s) yield read(item);
+  } finally {
+    s.cancel();
+  }
+}
 function readDescription(v) {
   map(v, 'Description');
   return {
@@ -219,6 +232,8 @@ module.exports = {
   call,
   invoke,
   notify,
+  stream,
+  streaming,
   readDescription,
   verify,
 };

@@ -3,10 +3,14 @@
 //   node node_peer.js serve PATH            serve Conformance (a mirror) until killed
 //   node node_peer.js call PATH COUNT SEED  call a Conformance server: verify, mirror
 //                                           COUNT random values, check -> rejected
+//   node node_peer.js feed-serve PATH       serve Feed (server streaming) until killed
+//   node node_peer.js feed-call PATH COUNT  stream COUNT ticks from a Feed server, then
+//                                           cancel a stream midway
 const assert = require('node:assert/strict');
 const t = require('tachyon-rpc');
 const { ServiceError } = require('tachyon-rpc/schema');
 const c = require('./generated/conformance.js');
+const feed = require('./generated/feed.js');
 
 function rng(seed) {
   let s = BigInt(seed);
@@ -140,8 +144,71 @@ async function topics(path, count) {
   console.log(`ok ${count} topic messages`);
 }
 
+// Serves Feed: `ticks` yields `count` ticks (counted in `sent`, so a caller sees a
+// cancelled stream stop), `bytes_of` one item per request byte.
+function feedServe(path) {
+  let sent = 0n;
+  const server = t.createRpcServer({
+    socketPath: path,
+    handlers: feed.feedHandlers({
+      *ticks(sub) {
+        for (let seq = 0; seq < sub.count; seq++) {
+          yield { symbol: sub.symbol, seq, price: seq / 4 };
+          sent += 1n;
+        }
+      },
+      async *bytes_of(data) {
+        for (const b of data) yield Buffer.from([b]);
+      },
+      sent: () => sent,
+    }),
+  });
+  console.log('ready');
+  process.on('SIGTERM', () => server.close().then(() => process.exit(0)));
+}
+
+// Streams from a Feed server through the generated client: COUNT ticks in order,
+// bytes_of, then a billion-tick stream left after COUNT / 2 (the server must stop).
+async function feedCall(path, count) {
+  const bus = await connect(path);
+  const client = new feed.FeedClient(bus, { timeoutMs: 10000 });
+  await client.verify();
+  let n = 0;
+  for await (const tick of client.ticks({ symbol: 'TCHY', count })) {
+    assert.deepEqual(tick, { symbol: 'TCHY', seq: n, price: n / 4 });
+    n++;
+  }
+  assert.equal(n, count);
+  const raw = [];
+  for await (const b of client.bytes_of(Buffer.from('abc'))) raw.push(b.toString());
+  assert.deepEqual(raw, ['a', 'b', 'c']);
+  const before = await client.sent(Buffer.alloc(0));
+  n = 0;
+  for await (const tick of client.ticks({ symbol: 'X', count: 1_000_000_000 })) {
+    assert.equal(tick.seq, n++);
+    if (n === count / 2) break; // cancels
+  }
+  const deadline = Date.now() + 20000;
+  while (bus.inFlight !== 0) {
+    assert.ok(Date.now() < deadline, 'the cancelled stream never ended');
+    await client.sent(Buffer.alloc(0));
+  }
+  const stopped = (await client.sent(Buffer.alloc(0))) - before;
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal((await client.sent(Buffer.alloc(0))) - before, stopped, 'the server kept streaming');
+  assert.ok(stopped < 1_000_000n, `${stopped} ticks sent after the cancel`);
+  bus.close();
+  console.log(`streamed ${count} ticks; cancelled after the server sent ${stopped}`);
+}
+
 const [mode, path, count, seed] = process.argv.slice(2);
+const die = (e) => {
+  console.error(e);
+  process.exit(1);
+};
 if (mode === 'serve') serve(path);
+else if (mode === 'feed-serve') feedServe(path);
+else if (mode === 'feed-call') feedCall(path, Number(count)).catch(die);
 else if (mode === 'topics') topics(path, Number(count)).catch((e) => {
   console.error(e);
   process.exit(1);

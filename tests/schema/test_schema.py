@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, AsyncIterator, Iterator
 
 import pytest
 
@@ -22,10 +22,12 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE / "generated"))
 
 import conformance as c  # noqa: E402  (generated: tests/schema/generated/conformance.py)
+import feed  # noqa: E402  (generated: tests/schema/generated/feed.py)
 
 CODEGEN_TS = ROOT / "tachyon-node" / "bin" / "tachyon-codegen.js"
 OUTPUTS = [
     (ROOT / "tests" / "schemas", HERE / "generated"),
+    (ROOT / "tests" / "schemas" / "streaming", HERE / "generated"),
     (ROOT / "schemas", ROOT / "examples" / "generated" / "python"),
     (ROOT / "schemas", ROOT / "examples" / "generated" / "ts"),
 ]
@@ -307,3 +309,108 @@ def test_python_topics_to_a_node_receiver(sock: str, node_env: dict[str, str]) -
     finally:
         node.kill()
         node.wait()
+
+
+# ---- server streaming: 10,000 items each way, cancelled midway -----------------------
+
+
+class PyFeed:
+    """A Python implementation of the generated ``FeedServer`` protocol: ``ticks`` is a
+    generator (counting what it sent), ``bytes_of`` an async generator."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.closed = 0
+
+    def ticks(self, req: feed.Sub, /) -> Iterator[feed.Tick]:
+        try:
+            for seq in range(req.count):
+                yield feed.Tick(symbol=req.symbol, seq=seq, price=seq / 4)
+                self.count += 1
+        finally:
+            self.closed += 1
+
+    async def bytes_of(self, req: memoryview, /) -> AsyncIterator[bytes]:
+        for b in bytes(req):
+            yield bytes([b])
+
+    def sent(self, req: memoryview, /) -> int:
+        return self.count
+
+
+def check_feed_client(client: feed.FeedClient, bus: tachyon.RpcBus, count: int) -> int:
+    """The Python side of the streaming checks (what ``check_feed`` is in Rust)."""
+    client.verify()
+    ticks = list(client.ticks(feed.Sub(symbol="TCHY", count=count)))
+    assert ticks == [feed.Tick(symbol="TCHY", seq=i, price=i / 4) for i in range(count)]
+    assert list(client.bytes_of(b"abc")) == [b"a", b"b", b"c"]
+    before = client.sent(b"")
+    for i, tick in enumerate(client.ticks(feed.Sub(symbol="X", count=10**9))):
+        assert tick.seq == i
+        if i + 1 == count // 2:
+            break  # closing the generator cancels the call
+    deadline = time.monotonic() + 20
+    while bus.in_flight:
+        assert time.monotonic() < deadline, "the cancelled stream never ended"
+        client.sent(b"")
+    stopped = client.sent(b"") - before
+    time.sleep(0.05)
+    assert client.sent(b"") - before == stopped, "the server kept streaming after the cancel"
+    assert stopped < 1_000_000
+    return stopped
+
+
+def _feed_peer(args: list[str], node_env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, env=node_env)
+    wait_ready(p)
+    return p
+
+
+def test_python_streams_from_rust_and_node_servers(peer_bin: Path, sock: str, node_env: dict[str, str]) -> None:
+    for server_args, env in (
+        ([str(peer_bin), "feed-serve", "--path", sock], None),
+        (["node", str(HERE / "node_peer.js"), "feed-serve", sock], node_env),
+    ):
+        server = _feed_peer(server_args, env)
+        try:
+            with tachyon.RpcBus.connect(sock) as bus:
+                client = feed.FeedClient(bus, timeout=10)
+                check_feed_client(client, bus, 10_000)
+
+                async def use_async() -> list[int]:
+                    return [t.seq async for t in client.ticks_async(feed.Sub(symbol="A", count=100))]
+
+                assert asyncio.run(use_async()) == list(range(100))
+        finally:
+            server.terminate()
+            server.wait()
+
+
+def test_rust_and_node_stream_from_a_python_server(peer_bin: Path, sock: str, node_env: dict[str, str]) -> None:
+    impl = PyFeed()
+    with tachyon.RpcServer(sock, feed.feed_dispatcher(impl)):
+        r = subprocess.run([str(peer_bin), "feed-call", "--path", sock, "--count", "10000"], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "streamed 10000 ticks" in r.stdout, r.stdout
+        r = subprocess.run(["node", str(HERE / "node_peer.js"), "feed-call", sock, "10000"], capture_output=True, text=True, env=node_env, timeout=120)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "streamed 10000 ticks" in r.stdout, r.stdout
+    assert impl.closed >= 4, "each cancelled or finished generator closed"
+
+
+def test_node_streams_from_rust_and_rust_from_node(peer_bin: Path, sock: str, node_env: dict[str, str]) -> None:
+    server = _feed_peer([str(peer_bin), "feed-serve", "--path", sock])
+    try:
+        r = subprocess.run(["node", str(HERE / "node_peer.js"), "feed-call", sock, "10000"], capture_output=True, text=True, env=node_env, timeout=120)
+        assert r.returncode == 0, r.stdout + r.stderr
+    finally:
+        server.terminate()
+        server.wait()
+    server = _feed_peer(["node", str(HERE / "node_peer.js"), "feed-serve", sock], node_env)
+    try:
+        r = subprocess.run([str(peer_bin), "feed-call", "--path", sock, "--count", "10000"], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "streamed 10000 ticks" in r.stdout, r.stdout
+    finally:
+        server.terminate()
+        server.wait()

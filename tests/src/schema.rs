@@ -131,3 +131,100 @@ impl Rng {
         }
     }
 }
+
+/// `tests/schemas/streaming/feed.tachyon`: a service with server-streaming methods.
+pub mod feed_schema {
+    tachyon::include_schema!("schemas/streaming/feed.tachyon");
+}
+
+pub use feed_schema::feed::{Feed, FeedClient, Sub, Tick};
+
+/// The `Feed` server the tests run: `ticks` sends `count` ticks (counting each in `sent`,
+/// so a test can see a cancelled stream stop), `bytes_of` one item per request byte.
+#[derive(Debug, Default)]
+pub struct FeedServer(pub std::sync::atomic::AtomicU64);
+
+impl Feed for FeedServer {
+    fn ticks(
+        &self,
+        req: Sub,
+        sink: &mut tachyon::rpc::TypedSink<'_, '_, Tick>,
+    ) -> Result<(), ServerError> {
+        for seq in 0..req.count {
+            sink.send(&Tick { symbol: req.symbol.clone(), seq, price: f64::from(seq) / 4.0 })?;
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        Ok(())
+    }
+
+    fn bytes_of(
+        &self,
+        req: &[u8],
+        sink: &mut tachyon::rpc::StreamSink<'_>,
+    ) -> Result<(), ServerError> {
+        for b in req {
+            sink.send(&[*b])?;
+        }
+        Ok(())
+    }
+
+    fn sent(&self, _req: &[u8]) -> Result<u64, ServerError> {
+        Ok(self.0.load(std::sync::atomic::Ordering::SeqCst))
+    }
+}
+
+/// What a `Feed` client checks against any server: `verify`, `count` ticks in order,
+/// `bytes_of`, then a stream of a billion ticks cancelled after `count / 2`, which must
+/// stop the server (its `sent` stops growing) and free the call. Returns the ticks the
+/// server sent for the cancelled stream.
+///
+/// # Errors
+/// [`tachyon::Error::Protocol`] naming what went wrong; the transport's errors.
+pub fn check_feed<C: tachyon::rpc::Caller>(
+    client: &FeedClient<C>,
+    count: u32,
+    in_flight: impl Fn() -> usize,
+) -> tachyon::Result<u64> {
+    use tachyon::Error;
+    client.verify()?;
+    let mut n = 0u32;
+    for t in client.ticks(&Sub { symbol: "TCHY".into(), count })? {
+        let t = t?;
+        if t.seq != n || t.symbol != "TCHY" || (t.price - f64::from(n) / 4.0).abs() > f64::EPSILON {
+            return Err(Error::Protocol(format!("tick {n} came back as {t:?}")));
+        }
+        n += 1;
+    }
+    if n != count {
+        return Err(Error::Protocol(format!("{n} ticks of {count}")));
+    }
+    let raw: Vec<Vec<u8>> = client.bytes_of(b"abc")?.collect::<tachyon::Result<_>>()?;
+    if raw != [b"a".to_vec(), b"b".to_vec(), b"c".to_vec()] {
+        return Err(Error::Protocol(format!("bytes_of(abc) streamed {raw:?}")));
+    }
+    let before = client.sent(b"")?;
+    let mut s = client.ticks(&Sub { symbol: "X".into(), count: 1_000_000_000 })?;
+    for want in 0..count / 2 {
+        match s.next() {
+            Some(Ok(t)) if t.seq == want => {}
+            other => return Err(Error::Protocol(format!("tick {want}: {other:?}"))),
+        }
+    }
+    drop(s); // cancels
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while in_flight() != 0 {
+        if std::time::Instant::now() > deadline {
+            return Err(Error::Protocol("the cancelled stream never ended".into()));
+        }
+        client.sent(b"")?;
+    }
+    let stopped = client.sent(b"")? - before;
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let later = client.sent(b"")? - before;
+    if later != stopped || stopped >= 1_000_000 {
+        return Err(Error::Protocol(format!(
+            "the server kept streaming after the cancel: {stopped} then {later}"
+        )));
+    }
+    Ok(stopped)
+}

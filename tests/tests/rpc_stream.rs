@@ -278,41 +278,7 @@ fn tcp_streams_survive_a_slow_reader_and_end_with_the_connection() {
     h.shutdown().unwrap();
 }
 
-mod feed_schema {
-    tachyon::include_schema!("schemas/streaming/feed.tachyon");
-}
-use feed_schema::feed::{self, Feed, FeedClient, Sub, Tick};
-
-/// The generated `Feed` server: counts what it sent.
-#[derive(Default)]
-struct FeedServer(AtomicU64);
-
-impl Feed for FeedServer {
-    fn ticks(
-        &self,
-        req: Sub,
-        sink: &mut tachyon::rpc::TypedSink<'_, '_, Tick>,
-    ) -> Result<(), ServerError> {
-        for seq in 0..req.count {
-            sink.send(&Tick { symbol: req.symbol.clone(), seq, price: f64::from(seq) / 4.0 })?;
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-        Ok(())
-    }
-    fn bytes_of(
-        &self,
-        req: &[u8],
-        sink: &mut tachyon::rpc::StreamSink<'_>,
-    ) -> Result<(), ServerError> {
-        for b in req {
-            sink.send(&[*b])?;
-        }
-        Ok(())
-    }
-    fn sent(&self, _req: &[u8]) -> Result<u64, ServerError> {
-        Ok(self.0.load(Ordering::SeqCst))
-    }
-}
+use tachyon_tests::schema::{check_feed, feed_schema::feed, FeedClient, FeedServer};
 
 #[test]
 fn generated_streaming_client_and_server() {
@@ -324,35 +290,11 @@ fn generated_streaming_client_and_server() {
     });
     let bus = RpcBus::connect(&path).unwrap();
     let client = FeedClient::new(&bus).with_timeout(Duration::from_secs(10));
-    client.verify().unwrap();
-    let ticks: Vec<Tick> = client
-        .ticks(&Sub { symbol: "TCHY".into(), count: 10_000 })
-        .unwrap()
-        .collect::<tachyon::Result<_>>()
-        .unwrap();
-    assert_eq!(ticks.len(), 10_000);
-    assert!(ticks.iter().enumerate().all(|(i, t)| t.seq as usize == i && t.symbol == "TCHY"));
-    let raw: Vec<Vec<u8>> =
-        client.bytes_of(b"abc").unwrap().collect::<tachyon::Result<_>>().unwrap();
-    assert_eq!(raw, vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
-    // Cancel midway: read 1,000 of a billion, drop the stream.
-    let before = client.sent(b"").unwrap();
-    let mut s = client.ticks(&Sub { symbol: "X".into(), count: 1_000_000_000 }).unwrap();
-    for want in 0..1_000 {
-        assert_eq!(s.next().unwrap().unwrap().seq, want);
-    }
-    drop(s);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut sent = client.sent(b"").unwrap();
-    while bus.in_flight() != 0 {
-        assert!(Instant::now() < deadline, "the cancelled stream never ended");
-        sent = client.sent(b"").unwrap();
-    }
-    assert!(
-        sent - before < 1_000_000,
-        "the server kept streaming after the cancel: {}",
-        sent - before
-    );
+    let stopped = check_feed(&client, 10_000, || bus.in_flight()).unwrap();
+    assert!(stopped >= 5_000, "{stopped}");
+    drop(bus);
+    stop.stop();
+    thread.join().unwrap();
     // The same generated client over TCP.
     let h = TcpServer::bind("tcp://127.0.0.1:0", TcpServerOptions::default())
         .unwrap()
@@ -360,24 +302,12 @@ fn generated_streaming_client_and_server() {
         .unwrap();
     let tcp = TcpClient::connect(&h.address()).unwrap();
     let over_tcp = FeedClient::new(&tcp).with_timeout(Duration::from_secs(10));
-    let n = over_tcp.ticks(&Sub { symbol: "T".into(), count: 10_000 }).unwrap().count();
-    assert_eq!(n, 10_000);
-    let mut s = over_tcp.ticks(&Sub { symbol: "T".into(), count: 1_000_000_000 }).unwrap();
-    assert_eq!(s.next().unwrap().unwrap().seq, 0);
-    drop(s);
-    assert!(over_tcp.sent(b"").unwrap() >= 10_001);
+    check_feed(&over_tcp, 10_000, || tcp.in_flight()).unwrap();
+    // A request that does not decode ends the stream with BAD_REQUEST.
+    let mut bad = tcp.open_stream(feed::feed::TICKS, b"\xc1", T).unwrap();
+    assert!(matches!(bad.next_item(), Err(Error::Rpc(e)) if e.code == code::BAD_REQUEST));
+    drop(bad);
     drop(over_tcp);
     drop(tcp);
     h.shutdown().unwrap();
-    // Python and TypeScript do not generate streams yet: a clear, located error.
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/streaming");
-    let pkgs = tachyon_schema::load_dir(&dir).unwrap();
-    let e = tachyon_schema::gen::files(tachyon_schema::gen::Lang::Python, &pkgs).unwrap_err();
-    assert!(
-        e.contains("feed.tachyon:9:9") && e.contains("`Feed.ticks` streams its replies"),
-        "{e}"
-    );
-    drop(bus);
-    stop.stop();
-    thread.join().unwrap();
 }

@@ -16,13 +16,24 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from typing import Annotated, Any, Awaitable, Callable, Optional, Protocol, TypeVar, Union
+from typing import (
+    Annotated,
+    Any,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterator,
+    Optional,
+    Protocol,
+    TypeVar,
+    Union,
+)
 
 import msgspec
 
 from . import _tachyon, aio
 from ._errors import TachyonError
-from .rpc import RpcEndpoint, _BadRequest
+from .rpc import RpcEndpoint, _BadRequest, _items
 
 __all__ = [
     "Caller",
@@ -54,6 +65,8 @@ class Caller(Protocol):
     def invoke(self, payload: Bytes, msg_type: int, timeout: Optional[float] = None) -> bytes: ...
 
     def notify(self, payload: Bytes, msg_type: int, timeout: Optional[float] = None) -> None: ...
+
+    def call_stream(self, payload: Bytes, msg_type: int, timeout: Optional[float] = None) -> _tachyon.ReplyStream: ...
 
 
 class ServiceError(Exception):
@@ -190,6 +203,65 @@ def oneway_endpoint(
 def oneway_raw_endpoint(msg_type: int, name: str, handler: Callable[[memoryview], Union[None, Awaitable[None]]]) -> RpcEndpoint:
     """A oneway method taking raw bytes."""
     return _endpoint(msg_type, name, lambda req: _finish(handler(req), _ignore))
+
+
+def stream_endpoint(
+    msg_type: int,
+    name: str,
+    handler: Callable[[Any], Any],
+    request: "Optional[msgspec.msgpack.Decoder[Any]]",
+    *,
+    typed_items: bool,
+) -> RpcEndpoint:
+    """A server-streaming endpoint: ``handler`` returns an iterable or async iterable of
+    items (MessagePack-encoded if ``typed_items``); a request that does not decode gets
+    ``BAD_REQUEST``."""
+    out: Callable[[Any], bytes] = encode if typed_items else bytes
+
+    def serve(req: memoryview) -> Iterator[bytes]:
+        value = req if request is None else _decode(request, req)
+        return _items(handler(value), out)
+
+    serve.__name__ = name
+    return RpcEndpoint(serve, int(msg_type), stream=True)
+
+
+def open_stream(
+    bus: Caller,
+    payload: Bytes,
+    msg_type: int,
+    timeout: Optional[float],
+    decoder: "Optional[msgspec.msgpack.Decoder[Resp]]",
+) -> Iterator[Resp]:
+    """Starts a streaming call now and yields its items, decoded if ``decoder`` is given
+    (raw ``bytes`` otherwise). Closing the iterator early cancels the call."""
+    return _read_items(bus.call_stream(payload, msg_type, timeout), decoder)
+
+
+def _read_items(replies: _tachyon.ReplyStream, decoder: "Optional[msgspec.msgpack.Decoder[Resp]]") -> Iterator[Resp]:
+    with replies:
+        for item in replies:
+            yield item if decoder is None else decoder.decode(item)  # type: ignore[misc]
+
+
+async def open_stream_async(
+    bus: Caller,
+    payload: Bytes,
+    msg_type: int,
+    timeout: Optional[float],
+    decoder: "Optional[msgspec.msgpack.Decoder[Resp]]",
+) -> AsyncIterator[Resp]:
+    """``async for`` over a streaming call: each item is awaited on a worker thread, so
+    the event loop keeps running. Leaving the loop early cancels the call."""
+    replies = bus.call_stream(payload, msg_type, timeout)
+    try:
+        while True:
+            item = await asyncio.to_thread(replies.next)
+            if item is None:
+                return
+            yield item if decoder is None else decoder.decode(item)  # type: ignore[misc]
+    finally:
+        replies.cancel()
 
 
 def describe_endpoint(description: Description) -> RpcEndpoint:

@@ -60,7 +60,12 @@ pub fn generate(pkg: &Package) -> (String, String) {
             pkg.doc.clone()
         },
     );
-    out.push_str("\nfrom __future__ import annotations\n\nimport enum\nfrom typing import Awaitable, Optional, Protocol, Union\n\nimport msgspec\n\nimport tachyon\nfrom tachyon import schema as _rt\n\n");
+    let streams = pkg.services.iter().any(|s| s.methods.iter().any(|m| m.stream));
+    out.push_str(if streams {
+        "\nfrom __future__ import annotations\n\nimport enum\nfrom typing import AsyncIterable, AsyncIterator, Awaitable, Iterable, Iterator, Optional, Protocol, Union\n\nimport msgspec\n\nimport tachyon\nfrom tachyon import schema as _rt\n\n"
+    } else {
+        "\nfrom __future__ import annotations\n\nimport enum\nfrom typing import Awaitable, Optional, Protocol, Union\n\nimport msgspec\n\nimport tachyon\nfrom tachyon import schema as _rt\n\n"
+    });
     let _ = writeln!(out, "PACKAGE = {:?}", pkg.name);
     let _ = writeln!(out, "SCHEMA = {:?}", crate::canonical_text(pkg));
     let _ = writeln!(out, "FINGERPRINT = {:?}", crate::fingerprint(pkg));
@@ -240,11 +245,19 @@ fn service(out: &mut String, pkg: &Package, s: &Service) {
                 ty(&m.response)
             },
         );
-        let _ = writeln!(
-            out,
-            "    def {}(self, req: {req}, /) -> Union[{resp}, Awaitable[{resp}]]:",
-            m.name
-        );
+        if m.stream {
+            let _ = writeln!(
+                out,
+                "    def {}(self, req: {req}, /) -> Union[Iterable[{resp}], AsyncIterable[{resp}]]:",
+                m.name
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "    def {}(self, req: {req}, /) -> Union[{resp}, Awaitable[{resp}]]:",
+                m.name
+            );
+        }
         docstring(
             out,
             "        ",
@@ -264,6 +277,20 @@ fn service(out: &mut String, pkg: &Package, s: &Service) {
     );
     for m in &s.methods {
         let mt = format!("{svc}MsgType.{}", shouting(&m.name));
+        if m.stream {
+            let dec = if m.request == Type::Bytes {
+                "None".to_string()
+            } else {
+                decoder_name(&m.request)
+            };
+            let typed = if m.response == Type::Bytes { "False" } else { "True" };
+            let _ = writeln!(
+                out,
+                "    d.register(_rt.stream_endpoint({mt}, {:?}, impl.{}, {dec}, typed_items={typed}))",
+                m.name, m.name
+            );
+            continue;
+        }
         let line = match (m.request == Type::Bytes, m.response == Type::Bytes) {
             (true, _) if m.oneway => {
                 format!("_rt.oneway_raw_endpoint({mt}, {:?}, impl.{})", m.name, m.name)
@@ -354,6 +381,30 @@ fn service(out: &mut String, pkg: &Package, s: &Service) {
             let _ = writeln!(out, "\n    async def {}_async(self, req: {req_t}, *, timeout: Optional[float] = None) -> None:", m.name);
             let _ = writeln!(out, "        \"\"\"Awaitable :meth:`{}` (sending waits only for room in the ring).\"\"\"", m.name);
             let _ = writeln!(out, "        self._bus.notify({payload}, {mt}, self._timeout if timeout is None else timeout)");
+            continue;
+        }
+        if m.stream {
+            let (item_t, dec) = if m.response == Type::Bytes {
+                ("bytes".to_string(), "None".to_string())
+            } else {
+                (ty(&m.response), decoder_name(&m.response))
+            };
+            let mut doc = if m.doc.is_empty() {
+                vec![format!("Streams `{}` (msg_type {}).", m.name, m.msg_type)]
+            } else {
+                m.doc.clone()
+            };
+            doc.push("Items come in order; ``timeout`` bounds each. Closing the iterator early (``break``) cancels the call.".into());
+            let _ = writeln!(
+                out,
+                "\n    def {}(self, req: {req_t}, *, timeout: Optional[float] = None) -> Iterator[{item_t}]:",
+                m.name
+            );
+            docstring(out, "        ", &doc);
+            let _ = writeln!(out, "        return _rt.open_stream(self._bus, {payload}, {mt}, self._timeout if timeout is None else timeout, {dec})");
+            let _ = writeln!(out, "\n    def {}_async(self, req: {req_t}, *, timeout: Optional[float] = None) -> AsyncIterator[{item_t}]:", m.name);
+            let _ = writeln!(out, "        \"\"\"`async for` form of :meth:`{}`.\"\"\"", m.name);
+            let _ = writeln!(out, "        return _rt.open_stream_async(self._bus, {payload}, {mt}, self._timeout if timeout is None else timeout, {dec})");
             continue;
         }
         let (resp_t, wrap_open, wrap_close) = if m.response == Type::Bytes {

@@ -278,9 +278,23 @@ fn service(js: &mut String, dts: &mut String, pkg: &Package, s: &Service) {
                 m.doc.clone()
             },
         );
-        let _ = writeln!(dts, "  {}(req: {req}): {resp} | Promise<{resp}>;", m.name);
         let arg =
             if m.request == Type::Bytes { "data".to_string() } else { rt_read_request(&m.request) };
+        if m.stream {
+            let _ = writeln!(dts, "  {}(req: {req}): Iterable<{resp}> | AsyncIterable<{resp}>;", m.name);
+            let out = if m.response == Type::Bytes {
+                "rt.bytesOut(r)".to_string()
+            } else {
+                format!("rt.encode({})", write(&m.response, "r", 0))
+            };
+            let _ = writeln!(
+                js,
+                "    [{}]: rt.streaming(async function* (data) {{ for await (const r of impl[{:?}]({arg})) yield {out}; }}),",
+                m.msg_type, m.name
+            );
+            continue;
+        }
+        let _ = writeln!(dts, "  {}(req: {req}): {resp} | Promise<{resp}>;", m.name);
         let out = if m.oneway {
             "(void r, rt.EMPTY)".to_string()
         } else if m.response == Type::Bytes {
@@ -357,6 +371,32 @@ export declare class {svc}Client {{
             );
             let _ = writeln!(dts, "  {}(req: {req}, opts?: CallOptions): Promise<void>;", m.name);
             let _ = writeln!(dts, "  /** `{}`, returning once the request is in the ring. */\n  {}Sync(req: {req}, opts?: CallOptions): void;", m.name, m.name);
+            continue;
+        }
+        if m.stream {
+            let read = if m.response == Type::Bytes {
+                "(b) => b".to_string()
+            } else {
+                format!("(b) => {}", rt_read_reply(&m.response, "b"))
+            };
+            let _ = writeln!(
+                js,
+                "  {name}(req, opts) {{\n    return rt.stream(this, {}, {payload}, opts, {read});\n  }}",
+                m.msg_type,
+                name = m.name
+            );
+            let (req, item) = (
+                if m.request == Type::Bytes { "Uint8Array".to_string() } else { ts(&m.request) },
+                if m.response == Type::Bytes { "Buffer".to_string() } else { ts(&m.response) },
+            );
+            let mut doc = if m.doc.is_empty() {
+                vec![format!("Streams `{}` (msg_type {}).", m.name, m.msg_type)]
+            } else {
+                m.doc.clone()
+            };
+            doc.push("Items come in order (`for await`); `opts.timeoutMs` bounds each; leaving the loop early cancels the call.".into());
+            jsdoc(dts, "  ", &doc);
+            let _ = writeln!(dts, "  {}(req: {req}, opts?: CallOptions): AsyncGenerator<{item}, void, undefined>;", m.name);
             continue;
         }
         let finish = |r: &str| {

@@ -517,6 +517,29 @@ fn schema_call(a: &Args) -> tachyon::Result<u64> {
     Ok(a.count)
 }
 
+/// Serves the schema-generated `Feed` service (server streaming) to many clients.
+fn feed_serve(a: &Args) -> tachyon::Result<u64> {
+    use tachyon::rpc::{RpcServer, ServerOptions};
+    use tachyon_tests::schema::{feed_schema::feed, FeedServer};
+    let server = RpcServer::bind(&a.path, ServerOptions::default())?;
+    println!("ready");
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    server.serve(std::sync::Arc::new(feed::feed::dispatcher(FeedServer::default())))?;
+    Ok(0)
+}
+
+/// Streams from a `Feed` server (any language) through the generated Rust client:
+/// `--count` ticks in order, then a cancel midway (see `check_feed`).
+fn feed_call(a: &Args) -> tachyon::Result<u64> {
+    use tachyon_tests::schema::{check_feed, FeedClient};
+    let bus = connect_rpc(a)?;
+    let client = FeedClient::new(&bus).with_timeout(a.timeout);
+    let count = u32::try_from(a.count).map_err(|_| Error::InvalidArgument("--count".into()))?;
+    let stopped = check_feed(&client, count, || bus.in_flight())?;
+    println!("streamed {count} ticks; cancelled after the server sent {stopped}");
+    Ok(a.count)
+}
+
 fn main() {
     let a = match parse() {
         Ok(a) => a,
@@ -535,6 +558,8 @@ fn main() {
         "rpc-bench" => rpc_bench(&a).map_err(|e| format!("{}: {e}", kind(&e))),
         "schema-serve" => schema_serve(&a).map_err(|e| format!("{}: {e}", kind(&e))),
         "schema-call" => schema_call(&a).map_err(|e| format!("{}: {e}", kind(&e))),
+        "feed-serve" => feed_serve(&a).map_err(|e| format!("{}: {e}", kind(&e))),
+        "feed-call" => feed_call(&a).map_err(|e| format!("{}: {e}", kind(&e))),
         "tiga-call" => tiga_call(&a).map_err(|e| format!("{}: {e}", kind(&e))),
         "tcp-serve" => tcp_serve(&a),
         "tcp-call" => tcp_call(&a).map_err(|e| format!("{}: {e}", kind(&e))),
