@@ -98,7 +98,7 @@ py-release: venv
 # The hand-written stubs and the examples, checked strictly.
 typecheck: py
 	MYPYPATH=examples/generated/python $(VENV)/bin/mypy --strict tachyon-py/python/tachyon tachyon-py/examples \
-		examples/python tests/schema/generated/conformance.py examples/generated/python/quote.py
+		examples/python tests/schema/generated/conformance.py tests/schema/generated/feed.py examples/generated/python/quote.py
 	$(VENV)/bin/python -m mypy.stubtest tachyon._tachyon --allowlist tachyon-py/stubtest-allowlist.txt
 
 # The Node package's native addon (tachyon-node/), built by napi-rs's CLI next to its JS

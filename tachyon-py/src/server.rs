@@ -150,7 +150,7 @@ impl PyRpcServer {
             })
             .map_err(|e| PyValueError::new_err(e.to_string()))?;
         }
-        for (msg_type, entry) in streams.into_iter().flat_map(|s| s.iter()) {
+        for (msg_type, entry) in streams.into_iter().flat_map(PyDictMethods::iter) {
             let msg_type: u16 = msg_type.extract()?;
             let (name, handler): (String, Py<PyAny>) = entry.extract()?;
             let hook = on_error.as_ref().map(|h| h.clone_ref(py));

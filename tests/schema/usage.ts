@@ -3,6 +3,7 @@ import { Bus, RpcBus, createRpcServer } from 'tachyon-rpc';
 import { ServiceError, type Description } from 'tachyon-rpc/schema';
 import * as quote from '../../examples/generated/ts/quote';
 import * as c from './generated/conformance';
+import * as feed from './generated/feed';
 
 export async function client(bus: RpcBus): Promise<number> {
   const q = new quote.QuotesClient(bus, { timeoutMs: 1000 });
@@ -42,4 +43,33 @@ export function topics(bus: Bus, data: Buffer, typeId: number): string {
   if (m.topic === 'leaves') return m.value.name;
   const raw: Buffer = m.value;
   return raw.toString('hex');
+}
+
+export async function streams(bus: RpcBus): Promise<number> {
+  const client = new feed.FeedClient(bus, { timeoutMs: 1000 });
+  let last = 0;
+  for await (const tick of client.ticks({ symbol: 'T', count: 3 }, { signal: AbortSignal.timeout(500) })) {
+    const t: feed.Tick = tick;
+    last = t.seq;
+  }
+  for await (const b of client.bytes_of(Buffer.from('ab'))) last += b.length;
+  const raw = bus.stream(Buffer.from('x'), feed.FeedMsgType.BYTES_OF, { timeoutMs: 10 });
+  const first: IteratorResult<Buffer, undefined> = await raw.next();
+  raw.cancel();
+  return last + (first.done ? 0 : first.value.length) + raw.correlationId;
+}
+
+export function feedServer(path: string) {
+  return createRpcServer({
+    socketPath: path,
+    handlers: feed.feedHandlers({
+      *ticks(sub: feed.Sub) {
+        for (let seq = 0; seq < sub.count; seq++) yield { symbol: sub.symbol, seq, price: 0 };
+      },
+      async *bytes_of(data: Buffer) {
+        yield data;
+      },
+      sent: () => 0n,
+    }),
+  });
 }

@@ -259,19 +259,19 @@ fn tcp_streams_survive_a_slow_reader_and_end_with_the_connection() {
         .unwrap();
     let client = TcpClient::connect(&h.address()).unwrap();
     let mut s = count(&client, 1_000_000_000);
-    std::thread::sleep(Duration::from_millis(1_000));
-    let mut n = 0u64;
-    let e = loop {
+    std::thread::sleep(Duration::from_secs(1));
+    let mut taken = 0u64;
+    let failure = loop {
         match s.next() {
             Some(Ok(i)) => {
-                assert_eq!(i, n);
-                n += 1;
+                assert_eq!(i, taken);
+                taken += 1;
             }
             Some(Err(e)) => break e,
-            None => panic!("the stream ended cleanly after {n} items"),
+            None => panic!("the stream ended cleanly after {taken} items"),
         }
     };
-    assert!(matches!(&e, Error::Rpc(r) if r.code == code::DEADLINE_EXCEEDED), "{e:?}");
+    assert!(matches!(&failure, Error::Rpc(r) if r.code == code::DEADLINE_EXCEEDED), "{failure:?}");
     drop(s);
     assert_eq!(client.in_flight(), 0);
     drop(client);
@@ -307,7 +307,6 @@ fn generated_streaming_client_and_server() {
     let mut bad = tcp.open_stream(feed::feed::TICKS, b"\xc1", T).unwrap();
     assert!(matches!(bad.next_item(), Err(Error::Rpc(e)) if e.code == code::BAD_REQUEST));
     drop(bad);
-    drop(over_tcp);
     drop(tcp);
     h.shutdown().unwrap();
 }

@@ -281,7 +281,11 @@ fn service(js: &mut String, dts: &mut String, pkg: &Package, s: &Service) {
         let arg =
             if m.request == Type::Bytes { "data".to_string() } else { rt_read_request(&m.request) };
         if m.stream {
-            let _ = writeln!(dts, "  {}(req: {req}): Iterable<{resp}> | AsyncIterable<{resp}>;", m.name);
+            let _ = writeln!(
+                dts,
+                "  {}(req: {req}): Iterable<{resp}> | AsyncIterable<{resp}>;",
+                m.name
+            );
             let out = if m.response == Type::Bytes {
                 "rt.bytesOut(r)".to_string()
             } else {
@@ -396,7 +400,11 @@ export declare class {svc}Client {{
             };
             doc.push("Items come in order (`for await`); `opts.timeoutMs` bounds each; leaving the loop early cancels the call.".into());
             jsdoc(dts, "  ", &doc);
-            let _ = writeln!(dts, "  {}(req: {req}, opts?: CallOptions): AsyncGenerator<{item}, void, undefined>;", m.name);
+            let _ = writeln!(
+                dts,
+                "  {}(req: {req}, opts?: CallOptions): AsyncGenerator<{item}, void, undefined>;",
+                m.name
+            );
             continue;
         }
         let finish = |r: &str| {
