@@ -162,6 +162,16 @@ pub enum Error {
         reason: &'static str,
     },
 
+    /// A channel file is not a valid channel: not one at all, another layout version,
+    /// truncated, or with impossible indices or entries.
+    #[error("{path} is not a usable channel: {reason}")]
+    CorruptChannel {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
     /// A guard of this kind is still alive on the bus; drop or commit it first.
     #[error("a {0} guard is already open on this bus; commit or drop it before acquiring another")]
     Busy(&'static str),

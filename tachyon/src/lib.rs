@@ -31,6 +31,7 @@ mod address;
 mod arena;
 mod bootstrap;
 mod bus;
+pub mod channel;
 mod error;
 mod fuzzing;
 mod halves;

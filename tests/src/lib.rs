@@ -67,6 +67,39 @@ pub fn verify(
     Ok(())
 }
 
+/// The payload of entry `seq` of channel writer `writer`: the writer and seq (8 bytes
+/// each, little-endian), the CRC-32 of the rest (4 bytes), then `payload_size` bytes of
+/// `fill_payload` content (at most `max`).
+pub fn channel_entry(writer: u64, seq: u64, max: usize, out: &mut Vec<u8>) {
+    let n = payload_size(writer.wrapping_mul(0x1_0000_0001) ^ 7, seq, max);
+    out.clear();
+    out.extend_from_slice(&writer.to_le_bytes());
+    out.extend_from_slice(&seq.to_le_bytes());
+    out.extend_from_slice(&[0; 4]);
+    out.resize(20 + n, 0);
+    fill_payload(seq ^ writer, &mut out[20..]);
+    let crc = checksum(&out[20..]);
+    out[16..20].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// Checks a [`channel_entry`] payload; returns its writer and seq.
+///
+/// # Errors
+/// What does not match.
+pub fn check_channel_entry(data: &[u8], max: usize) -> Result<(u64, u64), String> {
+    if data.len() < 20 {
+        return Err(format!("{} bytes is shorter than the 20-byte prefix", data.len()));
+    }
+    let writer = u64::from_le_bytes(data[..8].try_into().unwrap_or_default());
+    let seq = u64::from_le_bytes(data[8..16].try_into().unwrap_or_default());
+    let mut want = Vec::new();
+    channel_entry(writer, seq, max, &mut want);
+    if data != want.as_slice() {
+        return Err(format!("writer {writer} seq {seq}: content or checksum differs"));
+    }
+    Ok((writer, seq))
+}
+
 /// Path of the `tachyon-peer` binary: `$TACHYON_PEER`, or the one cargo built next to
 /// the running test (`target/<profile>/deps/<test>` -> `target/<profile>/tachyon-peer`).
 pub fn peer_bin() -> PathBuf {

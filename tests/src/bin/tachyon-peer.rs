@@ -540,6 +540,109 @@ fn feed_call(a: &Args) -> tachyon::Result<u64> {
     Ok(a.count)
 }
 
+fn open_channel(a: &Args) -> tachyon::Result<tachyon::channel::Channel> {
+    use tachyon::channel::{Channel, ChannelOptions};
+    let mut opts = ChannelOptions::default();
+    if let Some(cap) = a.listen {
+        opts = opts.capacity(cap as u64);
+    }
+    Channel::open_path(&a.path, &opts)
+}
+
+/// Appends `--count` checksummed entries (see `tachyon_tests::channel_entry`) as writer
+/// `--seed`, payloads up to `--max-size` bytes.
+fn channel_write(a: &Args) -> tachyon::Result<u64> {
+    let ch = open_channel(a)?;
+    let mut buf = Vec::new();
+    for seq in 0..a.count {
+        tachyon_tests::channel_entry(a.seed, seq, a.max_size, &mut buf);
+        ch.append("application/x-tachyon-test", &buf)?;
+    }
+    Ok(a.count)
+}
+
+/// Reads until `--count` ids have been accounted for (read, lost or abandoned), checking
+/// every entry and that ids are accounted for exactly once; prints the totals.
+fn channel_read(a: &Args) -> tachyon::Result<u64> {
+    let ch = open_channel(a)?;
+    println!("ready");
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    let (mut last_id, mut read, mut overrun, mut abandoned) = (0u64, 0u64, 0u64, 0u64);
+    let mut next_seq = std::collections::HashMap::new();
+    while last_id < a.count {
+        if !ch.wait_for(last_id, Some(a.timeout))? {
+            return Err(Error::Protocol(format!(
+                "no entry after {last_id} within {:?}",
+                a.timeout
+            )));
+        }
+        let b = ch.read(last_id, 4096)?;
+        let got = b.entries.len() as u64 + b.lost + b.abandoned;
+        if b.last_id - last_id != got {
+            return Err(Error::Protocol(format!(
+                "ids {}..={} came as {} entries, {} lost, {} abandoned",
+                last_id + 1,
+                b.last_id,
+                b.entries.len(),
+                b.lost,
+                b.abandoned
+            )));
+        }
+        for e in &b.entries {
+            let (writer, seq) = tachyon_tests::check_channel_entry(&e.data, a.max_size)
+                .map_err(|m| Error::Protocol(format!("entry {}: {m}", e.id)))?;
+            let want: &mut u64 = next_seq.entry(writer).or_default();
+            if seq < *want {
+                return Err(Error::Protocol(format!(
+                    "entry {}: writer {writer} seq {seq} after {}",
+                    e.id, *want
+                )));
+            }
+            *want = seq + 1;
+        }
+        read += b.entries.len() as u64;
+        overrun += b.lost;
+        abandoned += b.abandoned;
+        last_id = b.last_id;
+    }
+    println!("read {read} lost {overrun} abandoned {abandoned}");
+    Ok(read)
+}
+
+/// Reserves an entry and never publishes it (the test kills this process), after `--count`
+/// normal entries.
+fn channel_hang(a: &Args) -> tachyon::Result<u64> {
+    let ch = open_channel(a)?;
+    for i in 0..a.count {
+        ch.append("text/plain", format!("before {i}").as_bytes())?;
+    }
+    let id = if a.method == "lock" {
+        tachyon::channel::testing::die_holding_lock(&ch)?;
+        0
+    } else {
+        tachyon::channel::testing::reserve_and_stop(&ch, 100)?
+    };
+    println!("stuck {id}");
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    loop {
+        std::thread::park();
+    }
+}
+
+/// Appends `--count` entries carrying the monotonic clock in ns, `--batch` ms apart: a
+/// reader measures append-to-wake-up latency.
+fn channel_ping(a: &Args) -> tachyon::Result<u64> {
+    let ch = open_channel(a)?;
+    for _ in 0..a.count {
+        std::thread::sleep(Duration::from_millis(a.batch));
+        let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+        let ns = u64::try_from(now.tv_sec).unwrap_or(0) * 1_000_000_000
+            + u64::try_from(now.tv_nsec).unwrap_or(0);
+        ch.append("", &ns.to_le_bytes())?;
+    }
+    Ok(a.count)
+}
+
 fn main() {
     let a = match parse() {
         Ok(a) => a,
@@ -559,6 +662,10 @@ fn main() {
         "schema-serve" => schema_serve(&a).map_err(|e| format!("{}: {e}", kind(&e))),
         "schema-call" => schema_call(&a).map_err(|e| format!("{}: {e}", kind(&e))),
         "feed-serve" => feed_serve(&a).map_err(|e| format!("{}: {e}", kind(&e))),
+        "channel-write" => channel_write(&a).map_err(|e| format!("{}: {e}", kind(&e))),
+        "channel-read" => channel_read(&a).map_err(|e| format!("{}: {e}", kind(&e))),
+        "channel-hang" => channel_hang(&a).map_err(|e| format!("{}: {e}", kind(&e))),
+        "channel-ping" => channel_ping(&a).map_err(|e| format!("{}: {e}", kind(&e))),
         "feed-call" => feed_call(&a).map_err(|e| format!("{}: {e}", kind(&e))),
         "tiga-call" => tiga_call(&a).map_err(|e| format!("{}: {e}", kind(&e))),
         "tcp-serve" => tcp_serve(&a),

@@ -1,0 +1,972 @@
+//! Log channels: named, file-backed, bounded logs that many processes append to and
+//! any number read, each reader keeping its own position (the Tiga channel model).
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use tachyon::channel::Channel;
+//!
+//! # fn main() -> tachyon::Result<()> {
+//! let ch = Channel::open("/tmp/tiga", "sample.events")?;      // created 0600 if missing
+//! let id = ch.append("text/plain", b"event payload")?;        // ids count from 1
+//! let batch = ch.read(0, 100)?;                               // everything after id 0
+//! assert_eq!(batch.entries[0].id, id);
+//! assert_eq!(batch.lost, 0);                                  // overwritten before read
+//! // Sleep until an entry after `batch.last_id` exists (no polling: a futex word).
+//! let more = ch.wait_for(batch.last_id, Some(Duration::from_millis(10)))?;
+//! # let _ = more; Ok(()) }
+//! ```
+//!
+//! **Bounded, never silently lossy.** The file holds `capacity` bytes of entries; an
+//! append that needs room evicts the oldest. A reader that fell behind learns how many
+//! entries it missed ([`ReadBatch::lost`]); an entry larger than the channel is refused
+//! ([`crate::Error::MessageTooLarge`]).
+//!
+//! **Appends** from any number of threads and processes: a short lock in the mapping
+//! reserves the bytes and the id (no copying under it), then the writer copies its
+//! entry in and publishes it with a release store of its state. Readers take no lock:
+//! they copy an entry, then check that no writer lapped the area and moved the head past
+//! it meanwhile (seqlock-style), so a torn copy is dropped and counted as lost, never
+//! returned.
+//!
+//! **A writer killed mid-append** (see `owner.rs` for how death is told apart from a pid
+//! reused by another process):
+//! - holding the lock: the next appender sees the holder is dead and takes the lock
+//!   over. The holder wrote down what it was changing before changing it (an intent
+//!   of absolute values), so the new holder re-applies it and the header is whole again;
+//! - after reserving, before publishing: its entry stays "being written" with its pid. A
+//!   reader (or an appender evicting it) that finds its writer dead marks it abandoned,
+//!   and readers count it in [`ReadBatch::abandoned`] and move on. Readers blocked
+//!   behind it look again at least every 200 ms, since a dead writer wakes nobody.
+//!
+//! **Notification** ([`Channel::wait_for`]): each publish bumps a futex word in the
+//! mapping and wakes sleepers only when a reader sleeps (a counter says so).
+//!
+//! **Files** are created 0600 (or [`ChannelOptions::mode`]) and outlive their processes,
+//! so a reader started later reads what is still in the log. A file that is not a
+//! channel, of another version, truncated or with impossible indices is refused with
+//! [`crate::Error::CorruptChannel`]; no byte of the file is trusted before it is checked.
+
+mod layout;
+mod owner;
+
+use std::fs::File;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{fence, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rustix::thread::futex;
+
+use crate::error::{Error, Result};
+use layout::{state, Area, EntryHeader, Intent, ENTRY_HEADER, HEADER_LEN, MAGIC, VERSION};
+use owner::Owner;
+
+/// The default capacity of a new channel's entry area (1 MiB).
+pub const DEFAULT_CAPACITY: u64 = 1 << 20;
+
+/// How a sleeper re-checks for a dead writer that will never wake it.
+const WATCHDOG: Duration = Duration::from_millis(200);
+
+/// Settings for opening (and, if missing, creating) a channel.
+#[derive(Debug, Clone)]
+pub struct ChannelOptions {
+    /// Bytes of entries a new channel keeps (default 1 MiB; 4 KiB to 1 TiB, a multiple
+    /// of 8). An existing channel keeps the capacity it was created with.
+    pub capacity: u64,
+    /// Permission bits of a new file (default 0o600: this user only).
+    pub mode: u32,
+    /// Create the file if it is missing (default true).
+    pub create: bool,
+    /// How long an append may wait for the lock or for an older writer still copying
+    /// into the space it needs (default 5 s).
+    pub append_timeout: Duration,
+}
+
+impl Default for ChannelOptions {
+    fn default() -> Self {
+        Self {
+            capacity: DEFAULT_CAPACITY,
+            mode: 0o600,
+            create: true,
+            append_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl ChannelOptions {
+    /// The entry area of a new channel.
+    #[must_use]
+    pub fn capacity(mut self, bytes: u64) -> Self {
+        self.capacity = bytes;
+        self
+    }
+
+    /// Permission bits of a new file.
+    #[must_use]
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Whether a missing file is created (false: opening it fails).
+    #[must_use]
+    pub fn create(mut self, create: bool) -> Self {
+        self.create = create;
+        self
+    }
+
+    /// How long an append may wait.
+    #[must_use]
+    pub fn append_timeout(mut self, t: Duration) -> Self {
+        self.append_timeout = t;
+        self
+    }
+}
+
+/// One entry of a channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Its id: 1 for the channel's first entry, then one more for each.
+    pub id: u64,
+    /// Its media type (may be empty).
+    pub media_type: String,
+    /// Its payload.
+    pub data: Vec<u8>,
+}
+
+/// What [`Channel::read`] found after the caller's last id.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadBatch {
+    /// Entries, in id order.
+    pub entries: Vec<Entry>,
+    /// The id to pass to the next read: the last id returned, or passed over.
+    pub last_id: u64,
+    /// Entries the caller asked for that were overwritten before it read them.
+    pub lost: u64,
+    /// Entries whose writer died before publishing them (they have no contents).
+    pub abandoned: u64,
+}
+
+/// A log channel file, mapped. Cheap to share between threads (`&Channel` appends and
+/// reads); open it once per process and keep it.
+pub struct Channel {
+    area: Area,
+    _map: memmap2::MmapRaw,
+    path: PathBuf,
+    append_timeout: Duration,
+    /// Where the last read stopped: `(next id, its position)`, so a reader that goes on
+    /// from there does not walk from the head again.
+    cursor: Mutex<(u64, u64)>,
+}
+
+impl std::fmt::Debug for Channel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Channel")
+            .field("path", &self.path)
+            .field("capacity", &self.area.capacity())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Checks a channel name: a single file name.
+fn check_name(name: &str) -> Result<()> {
+    let bad = |reason| Err(Error::InvalidName { name: name.to_owned(), reason });
+    if name.is_empty() || name.len() > 255 {
+        return bad("a channel name is 1 to 255 bytes");
+    }
+    if name == "." || name == ".." || name.contains('/') || name.contains('\0') {
+        return bad("a channel name is a file name: no '/', NUL, '.' or '..'");
+    }
+    Ok(())
+}
+
+fn corrupt(path: &Path, reason: impl Into<String>) -> Error {
+    Error::CorruptChannel { path: path.display().to_string(), reason: reason.into() }
+}
+
+impl Channel {
+    /// Opens `<dir>/<name>`, creating it (0600, 1 MiB of entries) if it is missing.
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`], [`Error::CorruptChannel`] for a file that is not a valid
+    /// channel, [`Error::Io`].
+    pub fn open(dir: impl AsRef<Path>, name: &str) -> Result<Self> {
+        Self::open_with(dir, name, &ChannelOptions::default())
+    }
+
+    /// Opens `<dir>/<name>` with `opts`.
+    ///
+    /// # Errors
+    /// As [`Channel::open`]; [`Error::InvalidArgument`] for a bad capacity.
+    pub fn open_with(dir: impl AsRef<Path>, name: &str, opts: &ChannelOptions) -> Result<Self> {
+        check_name(name)?;
+        Self::open_path(dir.as_ref().join(name), opts)
+    }
+
+    /// Opens the channel file at `path` with `opts`.
+    ///
+    /// # Errors
+    /// As [`Channel::open_with`].
+    pub fn open_path(path: impl Into<PathBuf>, opts: &ChannelOptions) -> Result<Self> {
+        let path = path.into();
+        let cap = opts.capacity;
+        if !(layout::MIN_CAPACITY..=layout::MAX_CAPACITY).contains(&cap) || cap % 8 != 0 {
+            return Err(Error::InvalidArgument(format!(
+                "channel capacity {cap} must be a multiple of 8 from 4096 to 2^40 bytes"
+            )));
+        }
+        let created = if opts.create {
+            match std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .mode(opts.mode)
+                .open(&path)
+            {
+                Ok(f) => Some(f),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => None,
+                Err(e) => return Err(Error::io("create the channel file", e)),
+            }
+        } else {
+            None
+        };
+        match created {
+            Some(file) => Self::create(path, &file, opts),
+            None => Self::attach(&path, opts),
+        }
+    }
+
+    fn create(path: PathBuf, file: &File, opts: &ChannelOptions) -> Result<Self> {
+        // The mode exactly as asked, whatever the umask took away.
+        file.set_permissions(std::fs::Permissions::from_mode(opts.mode))
+            .map_err(|e| Error::io("set the channel file's mode", e))?;
+        let len = HEADER_LEN as u64 + opts.capacity;
+        file.set_len(len).map_err(|e| Error::io("size the channel file", e))?;
+        let ch = Self::map(path, file, opts.capacity, opts)?;
+        let a = &ch.area;
+        let mut prefix = [0u8; 16];
+        prefix[8..12].copy_from_slice(&VERSION.to_le_bytes());
+        prefix[12..16].copy_from_slice(&(HEADER_LEN as u32).to_le_bytes());
+        a.set_prefix(&prefix);
+        a.u64_at(layout::OFF_CAPACITY).store(opts.capacity, Ordering::Relaxed);
+        a.u64_at(layout::OFF_NEXT_ID).store(1, Ordering::Relaxed);
+        // The magic last, with release ordering: an opener that sees it sees the rest.
+        a.u64_at(0).store(u64::from_le_bytes(MAGIC), Ordering::Release);
+        Ok(ch)
+    }
+
+    fn attach(path: &Path, opts: &ChannelOptions) -> Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| Error::io("open the channel file", e))?;
+        // A creator may still be writing the header: give it a moment.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let len = file.metadata().map_err(|e| Error::io("stat the channel file", e))?.len();
+            if len >= HEADER_LEN as u64 {
+                let ch = Self::map(path.to_path_buf(), &file, len - HEADER_LEN as u64, opts)?;
+                if ch.area.u64_at(0).load(Ordering::Acquire) == u64::from_le_bytes(MAGIC) {
+                    ch.check_header(len)?;
+                    return Ok(ch);
+                }
+                if ch.area.prefix()[..8].iter().any(|&b| b != 0) {
+                    return Err(corrupt(path, "it is not a channel file (bad magic)"));
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(corrupt(
+                    path,
+                    "its header was never written (its creator died?); delete the file",
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn map(path: PathBuf, file: &File, capacity: u64, opts: &ChannelOptions) -> Result<Self> {
+        let len = usize::try_from(HEADER_LEN as u64 + capacity)
+            .map_err(|_| corrupt(&path, "it is larger than this machine can map"))?;
+        let map = memmap2::MmapOptions::new()
+            .len(len)
+            .map_raw(file)
+            .map_err(|e| Error::io("map the channel file", e))?;
+        if capacity % 8 != 0 || capacity < layout::MIN_CAPACITY {
+            return Err(corrupt(
+                &path,
+                format!("its size leaves {capacity} bytes of entries (truncated?)"),
+            ));
+        }
+        // SAFETY: `map` is a shared read-write mapping of `len` bytes, page-aligned, and
+        // it is kept in the `Channel` next to the `Area` for as long as the `Area` lives.
+        let area = unsafe { Area::new(map.as_mut_ptr(), len, capacity) };
+        Ok(Self {
+            area,
+            _map: map,
+            path,
+            append_timeout: opts.append_timeout,
+            cursor: Mutex::new((0, 0)),
+        })
+    }
+
+    /// Refuses a header that does not describe this file.
+    fn check_header(&self, file_len: u64) -> Result<()> {
+        let a = &self.area;
+        let p = a.prefix();
+        let version = u32::from_le_bytes([p[8], p[9], p[10], p[11]]);
+        let header_len = u32::from_le_bytes([p[12], p[13], p[14], p[15]]);
+        if version != VERSION {
+            return Err(corrupt(
+                &self.path,
+                format!("layout version {version}; this build reads version {VERSION}"),
+            ));
+        }
+        if header_len as usize != HEADER_LEN {
+            return Err(corrupt(&self.path, format!("header length {header_len}")));
+        }
+        let cap = a.u64_at(layout::OFF_CAPACITY).load(Ordering::Relaxed);
+        if HEADER_LEN as u64 + cap != file_len || cap != a.capacity() {
+            return Err(corrupt(
+                &self.path,
+                format!("its header says {cap} bytes of entries, its size {file_len} (truncated?)"),
+            ));
+        }
+        self.indices().map(drop)
+    }
+
+    /// Head, tail and next id, checked against each other.
+    fn indices(&self) -> Result<(u64, u64, u64)> {
+        let a = &self.area;
+        let tail = a.u64_at(layout::OFF_TAIL).load(Ordering::Acquire);
+        let head = a.u64_at(layout::OFF_HEAD).load(Ordering::Acquire);
+        let next = a.u64_at(layout::OFF_NEXT_ID).load(Ordering::Acquire);
+        if head % 8 != 0 || tail % 8 != 0 || head > tail || tail - head > a.capacity() || next == 0
+        {
+            // A writer may have moved them between the loads: look once more.
+            let tail2 = a.u64_at(layout::OFF_TAIL).load(Ordering::Acquire);
+            let head2 = a.u64_at(layout::OFF_HEAD).load(Ordering::Acquire);
+            if head2 % 8 == 0 && tail2 % 8 == 0 && head2 <= tail2 && tail2 - head2 <= a.capacity() {
+                return Ok((head2, tail2, next.max(1)));
+            }
+            return Err(corrupt(
+                &self.path,
+                format!("impossible indices: head {head}, tail {tail}, next id {next}"),
+            ));
+        }
+        Ok((head, tail, next))
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Bytes of entries the channel keeps.
+    pub fn capacity(&self) -> u64 {
+        self.area.capacity()
+    }
+
+    /// The largest payload an entry with `media_type` can carry.
+    pub fn max_payload(&self, media_type: &str) -> usize {
+        let cap = usize::try_from(self.capacity()).unwrap_or(usize::MAX);
+        (cap - ENTRY_HEADER - media_type.len().min(layout::MAX_MEDIA)) & !7
+    }
+
+    /// The id of the newest entry reserved so far (0 for none).
+    ///
+    /// # Errors
+    /// [`Error::CorruptChannel`].
+    pub fn last_id(&self) -> Result<u64> {
+        Ok(self.indices()?.2 - 1)
+    }
+
+    // ---- appending ----------------------------------------------------------------
+
+    /// Appends an entry and returns its id. Evicts the oldest entries if the channel is
+    /// full; waits (up to the append timeout) only for the lock, or for an older writer
+    /// still copying into the space this entry needs.
+    ///
+    /// # Errors
+    /// [`Error::MessageTooLarge`] for an entry that cannot fit the channel,
+    /// [`Error::InvalidArgument`] for a media type over 255 bytes, [`Error::Timeout`],
+    /// [`Error::CorruptChannel`].
+    pub fn append(&self, media_type: &str, payload: &[u8]) -> Result<u64> {
+        if media_type.len() > layout::MAX_MEDIA {
+            return Err(Error::InvalidArgument(format!(
+                "a media type is at most {} bytes, got {}",
+                layout::MAX_MEDIA,
+                media_type.len()
+            )));
+        }
+        let max = self.max_payload(media_type);
+        let total = match layout::entry_len(media_type.len(), payload.len()) {
+            Some(t) if payload.len() <= max && t <= self.capacity() => t,
+            _ => return Err(Error::MessageTooLarge { size: payload.len(), max }),
+        };
+        let me = owner::me();
+        let deadline = Instant::now() + self.append_timeout;
+        let intent = {
+            let guard = self.lock(me, deadline)?;
+            let intent = self.reserve(me, total, media_type.len(), payload.len(), deadline);
+            drop(guard);
+            intent?
+        };
+        // Copy the entry in, outside the lock, then publish it.
+        let a = &self.area;
+        let ok = a.write_body(intent.pos, ENTRY_HEADER as u64, media_type.as_bytes())
+            && a.write_body(intent.pos, (ENTRY_HEADER + media_type.len()) as u64, payload);
+        let state_word = a.entry_state(intent.pos);
+        match (ok, state_word) {
+            (true, Some(s)) => {
+                // Release: a reader that sees "published" sees the bytes copied above.
+                s.store(state::PUBLISHED, Ordering::Release);
+            }
+            _ => return Err(corrupt(&self.path, "a reserved entry lies outside the file")),
+        }
+        self.notify();
+        Ok(intent.id)
+    }
+
+    /// Wakes readers asleep in [`Channel::wait_for`], if any.
+    fn notify(&self) {
+        let a = &self.area;
+        let word = a.u32_at(layout::OFF_NOTIFY);
+        word.fetch_add(1, Ordering::Release);
+        // SeqCst fence: the bump above and the sleeper count below are ordered against
+        // a sleeper's "count myself, then re-check the word" (Dekker): either it sees
+        // the bump, or this sees it counted, so no wake-up is lost.
+        fence(Ordering::SeqCst);
+        if a.u32_at(layout::OFF_WAITERS).load(Ordering::Relaxed) > 0 {
+            let _ = futex::wake(word, futex::Flags::empty(), i32::MAX as u32);
+        }
+    }
+
+    /// Takes the append lock, taking it over from a dead holder (and finishing what the
+    /// holder was doing).
+    fn lock(&self, me: Owner, deadline: Instant) -> Result<LockGuard<'_>> {
+        let a = &self.area;
+        let word = a.u32_at(layout::OFF_LOCK);
+        let mut spins = 0u32;
+        loop {
+            match word.compare_exchange(0, me.pid, Ordering::Acquire, Ordering::Relaxed) {
+                Ok(_) => break,
+                Err(holder) => {
+                    spins += 1;
+                    if spins < 64 {
+                        std::hint::spin_loop();
+                        continue;
+                    }
+                    let start = a.u64_at(layout::OFF_LOCK_START).load(Ordering::Acquire);
+                    if !owner::alive(Owner { pid: holder, start })
+                        && word
+                            .compare_exchange(holder, me.pid, Ordering::Acquire, Ordering::Relaxed)
+                            .is_ok()
+                    {
+                        break; // taken over from a dead holder
+                    }
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return Err(Error::Timeout(self.append_timeout));
+                    }
+                    // Sleep until the holder unlocks (or 10 ms, to look at it again).
+                    let waiters = a.u32_at(layout::OFF_LOCK_WAITERS);
+                    waiters.fetch_add(1, Ordering::SeqCst);
+                    let left = (deadline - now).min(Duration::from_millis(10));
+                    let ts = rustix::time::Timespec {
+                        tv_sec: 0,
+                        tv_nsec: i64::from(left.subsec_nanos()).max(1),
+                    };
+                    let _ = futex::wait(word, futex::Flags::empty(), holder, Some(&ts));
+                    waiters.fetch_sub(1, Ordering::SeqCst);
+                }
+            }
+        }
+        a.u64_at(layout::OFF_LOCK_START).store(me.start, Ordering::Release);
+        // A holder that died mid-way left its intent: finish it.
+        if a.u32_at(layout::OFF_INTENT_VALID).load(Ordering::Acquire) != 0 {
+            let mut w = [0u64; Intent::WORDS];
+            for (i, x) in w.iter_mut().enumerate() {
+                *x = a.u64_at(layout::OFF_INTENT + 8 * i).load(Ordering::Relaxed);
+            }
+            let intent = Intent::from_words(w);
+            if !self.apply(&intent) {
+                // Unlock before failing, or nobody could append again.
+                drop(LockGuard { ch: self });
+                return Err(corrupt(&self.path, "a dead writer's intent lies outside the file"));
+            }
+        }
+        Ok(LockGuard { ch: self })
+    }
+
+    /// Under the lock: finds room for an entry of `total` bytes (evicting the oldest
+    /// entries), writes the intent, applies it, and returns it.
+    fn reserve(
+        &self,
+        me: Owner,
+        total: u64,
+        media_len: usize,
+        payload_len: usize,
+        deadline: Instant,
+    ) -> Result<Intent> {
+        let a = &self.area;
+        let cap = a.capacity();
+        let (head, tail, next) = self.indices()?;
+        let mut pos = tail;
+        let room = cap - pos % cap;
+        let (pad_at, pad_len) = if room < total { (pos, room) } else { (0, 0) };
+        if room < total {
+            pos += room;
+        }
+        let new_tail = pos + total;
+        let mut new_head = head;
+        while new_tail - new_head > cap {
+            if new_head >= tail {
+                // Everything before the old tail is evicted; what is left is the padding
+                // this append writes, which holds nothing.
+                new_head = pos;
+                break;
+            }
+            new_head = self.evict(new_head, deadline)?;
+        }
+        let intent = Intent {
+            head: new_head,
+            pad_at,
+            pad_len,
+            pos,
+            id: next,
+            entry_len: total,
+            payload_len: payload_len as u64,
+            media_len: media_len as u64,
+            pid: u64::from(me.pid),
+            start: me.start,
+        };
+        for (i, w) in intent.to_words().into_iter().enumerate() {
+            a.u64_at(layout::OFF_INTENT + 8 * i).store(w, Ordering::Relaxed);
+        }
+        a.u32_at(layout::OFF_INTENT_VALID).store(1, Ordering::Release);
+        if !self.apply(&intent) {
+            return Err(corrupt(&self.path, "an entry would lie outside the file"));
+        }
+        Ok(intent)
+    }
+
+    /// The position after the oldest entry at `head`, for eviction: an entry still being
+    /// written by a live writer is waited for; one whose writer died is abandoned.
+    fn evict(&self, head: u64, deadline: Instant) -> Result<u64> {
+        let a = &self.area;
+        let cap = a.capacity();
+        let room = cap - head % cap;
+        if room < ENTRY_HEADER as u64 {
+            return Ok(head + room);
+        }
+        loop {
+            let h = a
+                .read_entry_header(head)
+                .ok_or_else(|| corrupt(&self.path, "the head lies outside the file"))?;
+            let len = u64::from(h.entry_len);
+            if len < ENTRY_HEADER as u64 || len % 8 != 0 || len > room {
+                return Err(corrupt(&self.path, format!("entry at {head} has length {len}")));
+            }
+            if h.state != state::WRITING {
+                return Ok(head + len);
+            }
+            if !owner::alive(Owner { pid: h.pid, start: h.start }) {
+                if let Some(s) = a.entry_state(head) {
+                    let _ = s.compare_exchange(
+                        state::WRITING,
+                        state::ABANDONED,
+                        Ordering::AcqRel,
+                        Ordering::Relaxed,
+                    );
+                }
+                return Ok(head + len);
+            }
+            // A live writer is still copying into the oldest entry: it is nearly done.
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout(self.append_timeout));
+            }
+            std::thread::yield_now();
+        }
+    }
+
+    /// Applies an intent: head, padding, the entry's header, next id, tail, in that
+    /// order, then clears the intent. Every step is an absolute store, so a second
+    /// application (by whoever took the lock from a dead holder) changes nothing more.
+    fn apply(&self, i: &Intent) -> bool {
+        let a = &self.area;
+        // The head first: a reader that copied an evicted entry sees it moved and drops
+        // the copy (SeqCst keeps the stores below after this one for such readers).
+        a.u64_at(layout::OFF_HEAD).store(i.head, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        let (Ok(entry_len), Ok(payload_len), Ok(media_len), Ok(pid)) = (
+            u32::try_from(i.entry_len),
+            u32::try_from(i.payload_len),
+            u16::try_from(i.media_len),
+            u32::try_from(i.pid),
+        ) else {
+            return false;
+        };
+        if i.pad_len >= ENTRY_HEADER as u64 {
+            let pad = EntryHeader {
+                state: state::PADDING,
+                payload_len: 0,
+                id: 0,
+                entry_len: u32::try_from(i.pad_len).unwrap_or(u32::MAX),
+                media_len: 0,
+                pid: 0,
+                start: 0,
+            };
+            if !a.write_entry_header(i.pad_at, &pad) {
+                return false;
+            }
+        }
+        let h = EntryHeader {
+            state: state::WRITING,
+            payload_len,
+            id: i.id,
+            entry_len,
+            media_len,
+            pid,
+            start: i.start,
+        };
+        if !a.write_entry_header(i.pos, &h) {
+            return false;
+        }
+        a.u64_at(layout::OFF_NEXT_ID).store(i.id + 1, Ordering::Release);
+        a.u64_at(layout::OFF_TAIL).store(i.pos + i.entry_len, Ordering::Release);
+        a.u32_at(layout::OFF_INTENT_VALID).store(0, Ordering::Release);
+        true
+    }
+
+    // ---- reading ------------------------------------------------------------------
+
+    /// Up to `max` entries after `last_id`, oldest first. Stops early at an entry whose
+    /// writer is still copying it in.
+    ///
+    /// # Errors
+    /// [`Error::CorruptChannel`] for an entry or index that breaks the layout.
+    pub fn read(&self, last_id: u64, max: usize) -> Result<ReadBatch> {
+        let mut out = ReadBatch { last_id, ..ReadBatch::default() };
+        let mut want = last_id + 1; // the next id the caller has not seen
+        'restart: loop {
+            let (head, tail, _) = self.indices()?;
+            let mut pos = {
+                let c = self.cursor.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                if c.0 == want && c.1 >= head && c.1 <= tail {
+                    c.1
+                } else {
+                    head
+                }
+            };
+            let cap = self.area.capacity();
+            while pos < tail && out.entries.len() < max {
+                let room = cap - pos % cap;
+                if room < ENTRY_HEADER as u64 {
+                    pos += room;
+                    continue;
+                }
+                let Some(h) = self.area.read_entry_header(pos) else {
+                    return Err(corrupt(&self.path, "an entry lies outside the file"));
+                };
+                let len = u64::from(h.entry_len);
+                let sane = len >= ENTRY_HEADER as u64
+                    && len % 8 == 0
+                    && len <= room
+                    && pos + len <= tail
+                    && (h.state == state::PADDING
+                        || (h.media_len as usize <= layout::MAX_MEDIA
+                            && layout::entry_len(h.media_len as usize, h.payload_len as usize)
+                                == Some(len)));
+                if !sane {
+                    if self.overwritten(pos) {
+                        continue 'restart; // a writer lapped us: start again from the head
+                    }
+                    return Err(corrupt(
+                        &self.path,
+                        format!("entry at {pos}: length {len}, state {}", h.state),
+                    ));
+                }
+                let state = self.settle(pos, &h);
+                match state {
+                    state::PADDING => {
+                        pos += len;
+                        continue;
+                    }
+                    state::WRITING => break, // still being copied in: stop here, in order
+                    state::PUBLISHED | state::ABANDONED => {}
+                    other => {
+                        if self.overwritten(pos) {
+                            continue 'restart;
+                        }
+                        return Err(corrupt(
+                            &self.path,
+                            format!("entry at {pos} has state {other}"),
+                        ));
+                    }
+                }
+                if h.id < want {
+                    pos += len;
+                    continue; // seen already
+                }
+                let mut entry = None;
+                if state == state::PUBLISHED {
+                    let Some(e) = self.copy_entry(pos, &h) else {
+                        continue 'restart; // torn by a writer lapping us
+                    };
+                    entry = Some(e);
+                }
+                if h.id > want {
+                    out.lost += h.id - want; // overwritten before we got here
+                }
+                match entry {
+                    Some(e) => out.entries.push(e),
+                    None => out.abandoned += 1,
+                }
+                want = h.id + 1;
+                out.last_id = h.id;
+                pos += len;
+            }
+            // Entries before the head that the caller never saw were overwritten.
+            if out.entries.is_empty() && out.abandoned == 0 {
+                let (head, _, next) = self.indices()?;
+                if let Some(first) = self.first_id(head) {
+                    if first > want {
+                        out.lost += first - want;
+                        want = first;
+                        out.last_id = first - 1;
+                    }
+                } else if next > want && pos >= tail {
+                    // Nothing kept at all, yet ids were handed out: all lost.
+                    out.lost += next - want;
+                    want = next;
+                    out.last_id = next - 1;
+                }
+            }
+            *self.cursor.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = (want, pos);
+            return Ok(out);
+        }
+    }
+
+    /// The state of the entry at `pos`, marking it abandoned first if it is still being
+    /// written by a process that died.
+    fn settle(&self, pos: u64, h: &EntryHeader) -> u32 {
+        if h.state != state::WRITING || owner::alive(Owner { pid: h.pid, start: h.start }) {
+            return h.state;
+        }
+        self.area.entry_state(pos).map_or(state::ABANDONED, |s| {
+            match s.compare_exchange(
+                state::WRITING,
+                state::ABANDONED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => state::ABANDONED,
+                Err(now) => now,
+            }
+        })
+    }
+
+    /// Copies the published entry at `pos`; `None` if a writer lapping the area
+    /// overwrote it meanwhile (the copy may be torn and is dropped).
+    fn copy_entry(&self, pos: u64, h: &EntryHeader) -> Option<Entry> {
+        let media_len = u64::from(h.media_len);
+        let mut media = Vec::new();
+        let mut data = Vec::with_capacity(h.payload_len as usize);
+        let ok = self.area.read_body(pos, ENTRY_HEADER as u64, media_len, &mut media)
+            && self.area.read_body(
+                pos,
+                ENTRY_HEADER as u64 + media_len,
+                u64::from(h.payload_len),
+                &mut data,
+            );
+        // Acquire: the copies above come before the head check below.
+        fence(Ordering::Acquire);
+        if !ok || self.overwritten(pos) {
+            return None;
+        }
+        let media_type = String::from_utf8(media)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+        Some(Entry { id: h.id, media_type, data })
+    }
+
+    /// Whether the head moved past `pos` (an entry there was overwritten).
+    fn overwritten(&self, pos: u64) -> bool {
+        self.area.u64_at(layout::OFF_HEAD).load(Ordering::Acquire) > pos
+    }
+
+    /// The id of the oldest kept entry (skipping padding), if any.
+    fn first_id(&self, mut pos: u64) -> Option<u64> {
+        let cap = self.area.capacity();
+        let tail = self.area.u64_at(layout::OFF_TAIL).load(Ordering::Acquire);
+        while pos < tail {
+            let room = cap - pos % cap;
+            if room < ENTRY_HEADER as u64 {
+                pos += room;
+                continue;
+            }
+            let h = self.area.read_entry_header(pos)?;
+            let len = u64::from(h.entry_len);
+            if len < ENTRY_HEADER as u64 || len % 8 != 0 {
+                return None;
+            }
+            if h.state != state::PADDING {
+                return Some(h.id);
+            }
+            pos += len;
+        }
+        None
+    }
+
+    /// Waits until an entry after `last_id` can be read (published, or abandoned by a
+    /// dead writer), up to `timeout` (`None`: for ever). `Ok(false)` on a timeout.
+    ///
+    /// # Errors
+    /// [`Error::CorruptChannel`].
+    pub fn wait_for(&self, last_id: u64, timeout: Option<Duration>) -> Result<bool> {
+        self.wait_until(last_id, timeout, &|| false)
+    }
+
+    /// As [`Channel::wait_for`], giving up (`Ok(false)`) as soon as `stop()` says so; call
+    /// [`Channel::wake_all`] after setting what `stop` reads, to wake it.
+    ///
+    /// # Errors
+    /// As [`Channel::wait_for`].
+    pub fn wait_until(
+        &self,
+        last_id: u64,
+        timeout: Option<Duration>,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<bool> {
+        let a = &self.area;
+        let word = a.u32_at(layout::OFF_NOTIFY);
+        let waiters = a.u32_at(layout::OFF_WAITERS);
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            let seen = word.load(Ordering::Acquire);
+            if self.readable_after(last_id)? {
+                return Ok(true);
+            }
+            if stop() {
+                return Ok(false);
+            }
+            let slice = match deadline {
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return Ok(false);
+                    }
+                    (d - now).min(WATCHDOG)
+                }
+                None => WATCHDOG,
+            };
+            waiters.fetch_add(1, Ordering::SeqCst);
+            // SeqCst: pairs with the writer's fence in `notify` (see there).
+            fence(Ordering::SeqCst);
+            if word.load(Ordering::SeqCst) == seen {
+                let ts = rustix::time::Timespec {
+                    tv_sec: i64::try_from(slice.as_secs()).unwrap_or(i64::MAX),
+                    tv_nsec: i64::from(slice.subsec_nanos()),
+                };
+                let _ = futex::wait(word, futex::Flags::empty(), seen, Some(&ts));
+            }
+            waiters.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Wakes every thread and process asleep in [`Channel::wait_for`] on this channel
+    /// (they look, and sleep again if nothing is there for them).
+    pub fn wake_all(&self) {
+        let word = self.area.u32_at(layout::OFF_NOTIFY);
+        let _ = futex::wake(word, futex::Flags::empty(), i32::MAX as u32);
+    }
+
+    /// Whether a read after `last_id` would return something (an entry, a loss or an
+    /// abandoned entry).
+    fn readable_after(&self, last_id: u64) -> Result<bool> {
+        let next = self.area.u64_at(layout::OFF_NEXT_ID).load(Ordering::Acquire);
+        if next <= last_id + 1 {
+            return Ok(false); // nothing reserved after it yet
+        }
+        let b = self.read(last_id, 1)?;
+        Ok(!b.entries.is_empty() || b.lost > 0 || b.abandoned > 0)
+    }
+}
+
+/// Holds the append lock; releases it (and wakes a waiter) on drop.
+struct LockGuard<'c> {
+    ch: &'c Channel,
+}
+
+impl Drop for LockGuard<'_> {
+    fn drop(&mut self) {
+        let a = &self.ch.area;
+        a.u64_at(layout::OFF_LOCK_START).store(0, Ordering::Relaxed);
+        let word = a.u32_at(layout::OFF_LOCK);
+        word.store(0, Ordering::Release);
+        // SeqCst fence: pairs with a waiter's count-then-sleep, as in `notify`.
+        fence(Ordering::SeqCst);
+        if a.u32_at(layout::OFF_LOCK_WAITERS).load(Ordering::Relaxed) > 0 {
+            let _ = futex::wake(word, futex::Flags::empty(), 1);
+        }
+    }
+}
+
+/// Test hooks: a writer that dies at a chosen point of an append.
+#[doc(hidden)]
+pub mod testing {
+    use super::{layout, owner, Channel, Intent, Ordering};
+
+    /// Reserves an entry and never publishes it (as a writer killed while copying).
+    ///
+    /// # Errors
+    /// As [`Channel::append`].
+    pub fn reserve_and_stop(ch: &Channel, payload_len: usize) -> crate::Result<u64> {
+        let me = owner::me();
+        let deadline = std::time::Instant::now() + ch.append_timeout;
+        let total = layout::entry_len(0, payload_len).unwrap_or(u64::MAX);
+        let guard = ch.lock(me, deadline)?;
+        let i = ch.reserve(me, total, 0, payload_len, deadline);
+        drop(guard);
+        i.map(|i: Intent| i.id)
+    }
+
+    /// Takes the lock and writes half an intent, then returns holding the lock (as a
+    /// writer killed inside the critical section). The caller exits without unlocking.
+    ///
+    /// # Errors
+    /// As [`Channel::append`].
+    pub fn die_holding_lock(ch: &Channel) -> crate::Result<()> {
+        let me = owner::me();
+        let deadline = std::time::Instant::now() + ch.append_timeout;
+        let guard = ch.lock(me, deadline)?;
+        std::mem::forget(guard);
+        let (head, tail, next) = ch.indices()?;
+        let a = &ch.area;
+        let room = a.capacity() - tail % a.capacity();
+        let total = layout::entry_len(0, 8).unwrap_or(64);
+        if room < total {
+            return Ok(()); // keep the test simple: only the lock is left held
+        }
+        let intent = Intent {
+            head,
+            pad_at: 0,
+            pad_len: 0,
+            pos: tail,
+            id: next,
+            entry_len: total,
+            payload_len: 8,
+            media_len: 0,
+            pid: u64::from(me.pid),
+            start: me.start,
+        };
+        for (i, w) in intent.to_words().into_iter().enumerate() {
+            a.u64_at(layout::OFF_INTENT + 8 * i).store(w, Ordering::Relaxed);
+        }
+        a.u32_at(layout::OFF_INTENT_VALID).store(1, Ordering::Release);
+        // Half applied: the head, not the entry or the tail.
+        a.u64_at(layout::OFF_HEAD).store(head, Ordering::SeqCst);
+        Ok(())
+    }
+}

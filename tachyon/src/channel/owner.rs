@@ -1,0 +1,84 @@
+//! Who holds what in a channel file, and whether they are still alive.
+//!
+//! A channel is shared by processes that may die at any instruction (`kill -9`). Two
+//! things can be left behind: the append lock, held by a dead process, and an entry
+//! reserved by a dead process and never published. Both record their owner as a pid
+//! and the process's start time (field 22 of `/proc/PID/stat`, in clock ticks since
+//! boot), so a pid the kernel has reused for another process is not mistaken for the
+//! owner. A process counts as dead when `/proc/PID/stat` is gone, names another start
+//! time, or shows a zombie (killed, not yet reaped by its parent).
+//!
+//! Pids are those of the reading process's pid namespace: processes sharing a channel
+//! must see each other's pids (the same namespace, as on one machine without
+//! containers between them). A holder in another namespace would look dead.
+
+use std::sync::OnceLock;
+
+/// A process: pid and start time (0 when unknown: only the pid is checked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Owner {
+    pub pid: u32,
+    pub start: u64,
+}
+
+/// This process.
+pub(crate) fn me() -> Owner {
+    static ME: OnceLock<Owner> = OnceLock::new();
+    let pid = std::process::id();
+    let cached = *ME.get_or_init(|| Owner { pid, start: stat(pid).map_or(0, |s| s.start) });
+    if cached.pid == pid {
+        cached
+    } else {
+        // A fork: the child is another process.
+        Owner { pid, start: stat(pid).map_or(0, |s| s.start) }
+    }
+}
+
+struct Stat {
+    state: u8,
+    start: u64,
+}
+
+/// `/proc/PID/stat`: the state letter and the start time. The command name (field 2)
+/// may hold spaces and parentheses, so fields are counted after its last `)`.
+fn stat(pid: u32) -> Option<Stat> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &text[text.rfind(')')? + 1..];
+    let mut fields = rest.split_ascii_whitespace();
+    let state = fields.next()?.bytes().next()?;
+    // After the name: state is field 3, starttime field 22, so 18 more to skip.
+    let start = fields.nth(18)?.parse().ok()?;
+    Some(Stat { state, start })
+}
+
+/// Whether `owner` still runs.
+pub(crate) fn alive(owner: Owner) -> bool {
+    if owner.pid == 0 {
+        return false;
+    }
+    if owner.pid == me().pid {
+        return true;
+    }
+    match stat(owner.pid) {
+        None => false,
+        Some(s) if matches!(s.state, b'Z' | b'X' | b'x') => false,
+        Some(s) => owner.start == 0 || s.start == owner.start,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_is_alive_and_a_reaped_child_is_not() {
+        assert!(me().pid > 0 && me().start > 0);
+        assert!(alive(me()));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let owner = Owner { pid: child.id(), start: 0 };
+        child.wait().unwrap();
+        assert!(!alive(owner));
+        // Our pid with another start time is a reused pid: not us.
+        assert!(!alive(Owner { pid: 1, start: u64::MAX }));
+    }
+}
