@@ -271,6 +271,57 @@ export declare function tigaInvokeAsync(
   options?: TigaInvokeOptions,
 ): Promise<string>;
 export declare function tigaCloseAll(): void;
+
+/** Options of the Tiga channel functions (@tiga-ipc/mmap's, on Linux). */
+export interface TigaChannelOptions {
+  /** Where channel files live (default: the OS temporary directory). */
+  ipcDirectory?: string;
+  /** Bytes of entries of a channel this call creates (default 1 MiB). */
+  capacity?: number;
+}
+
+/** One channel entry. */
+export interface TigaEntry {
+  id: number;
+  message: Buffer;
+  mediaType?: string;
+}
+
+/** What tigaRead returns: pass `lastId` to the next read. */
+export interface TigaReadResult {
+  lastId: number;
+  entries: TigaEntry[];
+  /** Entries overwritten (the channel is bounded) before this reader got to them. */
+  lost: number;
+  /** Entries whose writer died mid-append. */
+  abandoned: number;
+}
+
+/** Whether channels can be used (the native addon is loaded). */
+export declare function initialized(): boolean;
+/** Appends an entry to channel `name`; returns `ok:<id>`. */
+export declare function tigaWrite(name: string, message: Bytes, options?: TigaChannelOptions & { mediaType?: string }): string;
+export declare function tigaWriteAsync(name: string, message: Bytes, options?: TigaChannelOptions & { mediaType?: string }): Promise<string>;
+/** The entries of channel `name` after `options.lastId`. */
+export declare function tigaRead(name: string, options?: TigaChannelOptions & { lastId?: number; maxEntries?: number }): TigaReadResult;
+export declare function tigaReadAsync(name: string, options?: TigaChannelOptions & { lastId?: number; maxEntries?: number }): Promise<TigaReadResult>;
+
+/** Wakes when a channel gets entries after `lastId` (a futex word, no polling). */
+export declare class TigaNotificationListener implements Disposable {
+  private constructor();
+  readonly name: string;
+  readonly ipcDirectory: string;
+  lastId: number;
+  readonly closed: boolean;
+  wait(timeoutMs?: number): boolean;
+  waitAsync(timeoutMs?: number, options?: { signal?: AbortSignal }): Promise<boolean>;
+  close(): void;
+  [Symbol.dispose](): void;
+}
+export declare function createTigaNotificationListener(
+  name: string,
+  options?: TigaChannelOptions & { lastId?: number },
+): TigaNotificationListener;
 /** The msg_type a Tiga method name routes on. */
 export declare function methodId(name: string): number;
 

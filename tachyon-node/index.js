@@ -6,6 +6,7 @@ const { Bus, TxGuard, RxGuard, RxBatch } = require('./lib/bus');
 const { RpcBus, ReplyStream, MSG_TYPE_STREAM_END } = require('./lib/rpc');
 const { createRpcServer, RpcServer, streaming } = require('./lib/server');
 const tiga = require('./lib/tiga');
+const channel = require('./lib/channel');
 
 /** Binds a bus's ring to a NUMA node (as upstream's free function). */
 function setNumaNode(bus, node) {
@@ -33,6 +34,13 @@ module.exports = {
   tigaInvoke: tiga.tigaInvoke,
   tigaInvokeAsync: tiga.tigaInvokeAsync,
   tigaCloseAll: tiga.tigaCloseAll,
+  initialized: channel.initialized,
+  tigaWrite: channel.tigaWrite,
+  tigaWriteAsync: channel.tigaWriteAsync,
+  tigaRead: channel.tigaRead,
+  tigaReadAsync: channel.tigaReadAsync,
+  createTigaNotificationListener: channel.createTigaNotificationListener,
+  TigaNotificationListener: channel.TigaNotificationListener,
   methodId: tiga.methodId,
   makeTypeId: native.makeTypeId,
   routeId: native.routeId,

@@ -68,6 +68,36 @@ export declare class NativeCancel {
   cancel(): void
 }
 
+/** A log channel file, mapped. */
+export declare class NativeChannel {
+  /**
+   * Opens `<dir>/<name>`, creating it (0600; `capacity` bytes, 1 MiB by default) if
+   * it is missing.
+   */
+  static open(dir: string, name: string, capacity?: number | undefined | null): NativeChannel
+  /** Appends an entry; returns its id. */
+  append(mediaType: string, data: Uint8Array): number
+  /** Appends off the JS thread. */
+  appendAsync(mediaType: string, data: Buffer): Promise<number | ErrInfo>
+  /** Up to `max` entries (default 4096) after `lastId`. */
+  read(lastId: number, max?: number | undefined | null): ChannelRead
+  /** `read` off the JS thread. */
+  readAsync(lastId: number, max?: number | undefined | null): Promise<ChannelRead | ErrInfo>
+  /** The newest id reserved so far (0 for none). */
+  lastId(): number
+  /**
+   * Blocks until an entry after `lastId` is readable: true, or false after
+   * `timeoutMs` (or once closed).
+   */
+  waitFor(lastId: number, timeoutMs?: number | undefined | null): boolean
+  /** `waitFor` on a libuv worker thread: a Promise of the same boolean. */
+  waitAsync(lastId: number, timeoutMs?: number | undefined | null): Promise<boolean | ErrInfo>
+  /** Ends every wait of this handle at once (they return false); idempotent. */
+  close(): void
+  /** The file's path. */
+  get path(): string
+}
+
 /** The native half of `RpcBus`. */
 export declare class NativeRpcBus {
   /** The callee end: creates both rings at `socketPath` and waits for the caller. */
@@ -241,6 +271,28 @@ export declare class NativeTxSlot {
   rollback(buffer?: ArrayBuffer | undefined | null): void
   /** Whether the slot is still held (not committed or rolled back). */
   get open(): boolean
+}
+
+/** One entry, as `tigaRead` returns it. */
+export interface ChannelEntry {
+  /** Its id (1 for the first entry of the channel). */
+  id: number
+  /** Its payload. */
+  message: Buffer
+  /** Its media type (absent when empty). */
+  mediaType?: string
+}
+
+/** What a read found. */
+export interface ChannelRead {
+  /** The id to pass as `lastId` next time. */
+  lastId: number
+  /** Entries after the given `lastId`, oldest first. */
+  entries: Array<ChannelEntry>
+  /** Entries overwritten before they were read. */
+  lost: number
+  /** Entries whose writer died before publishing them. */
+  abandoned: number
 }
 
 /**

@@ -837,6 +837,7 @@ module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __n
 module.exports = nativeBinding
 module.exports.NativeBus = nativeBinding.NativeBus
 module.exports.NativeCancel = nativeBinding.NativeCancel
+module.exports.NativeChannel = nativeBinding.NativeChannel
 module.exports.NativeRpcBus = nativeBinding.NativeRpcBus
 module.exports.NativeRxSlot = nativeBinding.NativeRxSlot
 module.exports.NativeServer = nativeBinding.NativeServer

@@ -84,6 +84,7 @@ pub fn describe(e: &BindError) -> (&'static str, String) {
                 | E::InvalidArgument(_)
                 | E::InvalidName { .. } => INVALID_ARG,
                 E::Io { .. } => "ERR_TACHYON_IO",
+                E::CorruptChannel { .. } => "ERR_TACHYON_CORRUPT",
                 _ => "ERR_TACHYON",
             };
             (code, e.to_string())

@@ -18,6 +18,7 @@
 
 mod bus;
 mod cell;
+mod channel;
 mod endpoint;
 mod errors;
 mod pump;

@@ -116,6 +116,31 @@ function verify(seed, i, max, data, typeId) {
   if (checksum(data) !== typeId) throw new Error(`message ${i}: checksum mismatch`);
 }
 
+/**
+ * The payload of entry `seq` of channel writer `writer`, as tachyon_tests::channel_entry
+ * writes it in Rust: writer and seq (u64 LE each), the CRC-32 of the rest, then
+ * fillPayload content of a splitmix-chosen size up to `max`.
+ */
+function channelEntry(writer, seq, max) {
+  const seed = ((BigInt(writer) * 0x100000001n) & M64) ^ 7n;
+  const n = payloadSize(seed, seq, max);
+  const out = Buffer.alloc(20 + n);
+  out.writeBigUInt64LE(BigInt(writer), 0);
+  out.writeBigUInt64LE(BigInt(seq), 8);
+  fillPayload(Number(BigInt(seq) ^ BigInt(writer)), out.subarray(20));
+  out.writeUInt32LE(checksum(out.subarray(20)), 16);
+  return out;
+}
+
+/** Checks a channelEntry payload; returns `{ writer, seq }`. */
+function checkChannelEntry(buf, max) {
+  if (buf.length < 20) throw new Error(`${buf.length} bytes is shorter than the prefix`);
+  const writer = Number(buf.readBigUInt64LE(0));
+  const seq = Number(buf.readBigUInt64LE(8));
+  if (!channelEntry(writer, seq, max).equals(buf)) throw new Error(`writer ${writer} seq ${seq}: content differs`);
+  return { writer, seq };
+}
+
 /** Whether the package sits in a git checkout (drift checks need one). */
 function inGit() {
   return fs.existsSync(path.join(ROOT, '.git'));
@@ -123,5 +148,5 @@ function inGit() {
 
 module.exports = {
   ROOT, peer, python, upstreamPython, sockPath, run, runNode, waitForLine, connectRetry, inGit,
-  payloadSize, fillPayload, checksum, verify,
+  payloadSize, fillPayload, checksum, verify, channelEntry, checkChannelEntry,
 };

@@ -139,7 +139,7 @@ test('seed 000 NUMA binding and type id encoding', { skip }, async () => {
 
 // @tiga-ipc/mmap's usage example (seed 002), with '@tiga-ipc/mmap' resolving to this
 // package and a Linux ipcDirectory.
-test('seed 002 usage: startTigaServer and a synchronous tigaInvoke in one process', async () => {
+test('seed 002 usage: startTigaServer, a synchronous tigaInvoke, tigaWrite and tigaRead', async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tachyon-seed002-'));
   fs.mkdirSync(path.join(dir, 'node_modules', '@tiga-ipc'), { recursive: true });
   fs.symlinkSync(PKG, path.join(dir, 'node_modules', '@tiga-ipc', 'mmap'));
@@ -148,5 +148,5 @@ test('seed 002 usage: startTigaServer and a synchronous tigaInvoke in one proces
   fs.mkdirSync(ipc);
   const r = await h.run(process.execPath, [path.join(dir, 'usage.js')], { cwd: dir, env: { ...process.env, TIGA_DIR: ipc } }).done;
   assert.equal(r.code, 0, r.stdout + r.stderr);
-  assert.equal(r.stdout.trim(), 'reply:hello from node');
+  assert.equal(r.stdout.trim(), 'reply:hello from node\n1 1');
 });

@@ -73,6 +73,7 @@ pub fn to_py(py: Python<'_>, e: BindError) -> PyErr {
         | E::InvalidArgument(_)
         | E::InvalidName { .. } => PyValueError::new_err(message),
         E::Io { .. } => PyOSError::new_err(message),
+        E::CorruptChannel { .. } => raise(py, "CorruptChannelError", message),
         _ => raise(py, "TachyonError", message),
     }
 }

@@ -2,6 +2,7 @@
 //! package `tachyon` re-exports it.
 
 mod bus;
+mod channel;
 mod dlpack;
 mod errors;
 mod guarded;
@@ -73,6 +74,9 @@ fn _tachyon(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<rx::RxBatchGuard>()?;
     m.add_class::<rx::RxMsgView>()?;
     m.add_class::<rpc::PyRpcBus>()?;
+    m.add_class::<channel::PyChannel>()?;
+    m.add_class::<channel::PyChannelEntry>()?;
+    m.add_class::<channel::PyChannelRead>()?;
     m.add_class::<stream::PyReplyStream>()?;
     m.add_class::<server::PyRpcServer>()?;
     m.add_class::<readiness::Readiness>()?;

@@ -35,3 +35,22 @@ def checksum(data: bytes) -> int:
 def message(seed: int, i: int, max_size: int) -> tuple[bytes, int]:
     data = payload(i, payload_size(seed, i, max_size))
     return data, checksum(data)
+
+
+def channel_entry(writer: int, seq: int, max_size: int) -> bytes:
+    """The payload of entry ``seq`` of channel writer ``writer`` (``tachyon_tests::channel_entry``):
+    writer and seq (u64 LE), the CRC-32 of the rest, then ``payload`` content."""
+    n = payload_size(((writer * 0x1_0000_0001) & _M64) ^ 7, seq, max_size)
+    body = payload(seq ^ writer, n)
+    return writer.to_bytes(8, "little") + seq.to_bytes(8, "little") + checksum(body).to_bytes(4, "little") + body
+
+
+def check_channel_entry(data: bytes, max_size: int) -> tuple[int, int]:
+    """Checks a :func:`channel_entry` payload; returns ``(writer, seq)``."""
+    if len(data) < 20:
+        raise AssertionError(f"{len(data)} bytes is shorter than the prefix")
+    writer = int.from_bytes(data[:8], "little")
+    seq = int.from_bytes(data[8:16], "little")
+    if channel_entry(writer, seq, max_size) != data:
+        raise AssertionError(f"writer {writer} seq {seq}: content differs")
+    return writer, seq

@@ -16,6 +16,8 @@ from ._errors import (
     AddressInUseError,
     BufferFullError,
     BusClosedError,
+    ChannelOverrunError,
+    CorruptChannelError,
     PeerClosedError,
     PeerDeadError,
     TachyonConnectionError,
@@ -25,6 +27,7 @@ from ._errors import (
     TachyonTimeoutError,
 )
 from ._lowlevel import TachyonBus, TachyonRpcBus
+from .channel import Channel, ChannelEntry, ChannelRead
 from ._tachyon import (
     Bus,
     Message,
@@ -69,6 +72,11 @@ __all__ = [
     "AbiMismatchError",
     "AddressInUseError",
     "Bus",
+    "Channel",
+    "ChannelEntry",
+    "ChannelOverrunError",
+    "ChannelRead",
+    "CorruptChannelError",
     "BufferFullError",
     "Description",
     "SchemaMismatchError",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 __all__ = [
+    "ChannelOverrunError",
+    "CorruptChannelError",
     "TachyonError",
     "PeerDeadError",
     "PeerClosedError",
@@ -60,6 +62,21 @@ class AbiMismatchError(TachyonError):
 
 class BufferFullError(TachyonError):
     """The ring had no room and the call was not allowed to wait (``timeout=0``)."""
+
+
+class CorruptChannelError(TachyonError):
+    """A channel file is not a valid channel (not one at all, another layout version,
+    truncated, or with impossible indices or entries)."""
+
+
+class ChannelOverrunError(TachyonError):
+    """A channel reader fell behind: ``lost`` entries after id ``last_id`` were
+    overwritten before it read them."""
+
+    def __init__(self, lost: int, last_id: int) -> None:
+        super().__init__(f"{lost} entries after id {last_id} were overwritten before they were read")
+        self.lost = lost
+        self.last_id = last_id
 
 
 class TachyonTimeoutError(TachyonError, TimeoutError):

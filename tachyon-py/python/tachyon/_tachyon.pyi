@@ -8,6 +8,9 @@ from typing import Any, Literal, Optional, Union, final
 
 __all__ = [
     "Bus",
+    "Channel",
+    "ChannelEntry",
+    "ChannelRead",
     "Message",
     "Readiness",
     "ReplyStream",
@@ -182,6 +185,61 @@ class Readiness:
     """Waits for a bus's receive ring to hold a message, without the bus's lock."""
 
     def wait(self, timeout: Optional[float] = None) -> bool: ...
+
+@final
+class ChannelEntry:
+    """One entry of a channel."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def media_type(self) -> str: ...
+    @property
+    def data(self) -> bytes: ...
+
+@final
+class ChannelRead:
+    """What a channel read found after the caller's last id."""
+
+    @property
+    def entries(self) -> list[ChannelEntry]: ...
+    @property
+    def last_id(self) -> int: ...
+    @property
+    def lost(self) -> int: ...
+    @property
+    def abandoned(self) -> int: ...
+
+class Channel:
+    """A log channel file ``<ipc_directory>/<name>``, created (0600) if missing."""
+
+    def __init__(
+        self,
+        name: str,
+        ipc_directory: Union[str, "os.PathLike[str]"],
+        *,
+        capacity: Optional[int] = None,
+        create: bool = True,
+        mode: int = 0o600,
+    ) -> None: ...
+    def write(self, data: _Bytes, media_type: str = "") -> int: ...
+    def read(self, last_id: int = 0, max_entries: int = 4096) -> ChannelRead: ...
+    def wait(self, last_id: int, timeout: Optional[float] = None) -> bool: ...
+    def last_id(self) -> int: ...
+    @property
+    def capacity(self) -> int: ...
+    @property
+    def path(self) -> str: ...
+    def close(self) -> None: ...
+    @property
+    def closed(self) -> bool: ...
+    def __enter__(self) -> Channel: ...
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> bool: ...
 
 @final
 class ReplyStream:

@@ -1,9 +1,9 @@
-// @tiga-ipc/mmap's usage example, as written but for a Linux ipcDirectory. Its channel
-// calls (tigaWrite, tigaRead) are left out until the Tiga log channels land; everything
-// else is verbatim.
+// @tiga-ipc/mmap's usage example, as written but for a Linux ipcDirectory.
 const {
   startTigaServer,
   tigaInvoke,
+  tigaWrite,
+  tigaRead,
 } = require('@tiga-ipc/mmap');
 
 async function main() {
@@ -31,6 +31,17 @@ async function main() {
       },
     );
     console.log(reply);
+
+    tigaWrite('sample.events', 'event payload', {
+      ipcDirectory,
+      mediaType: 'text/plain',
+    });
+
+    const result = tigaRead('sample.events', {
+      ipcDirectory,
+      lastId: 0,
+    });
+    console.log(result.lastId, result.entries.length);
   } finally {
     await server.close();
   }
