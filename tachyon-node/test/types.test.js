@@ -38,6 +38,8 @@ test('the typed usage runs: `using` commits, rolls back and disposes', { skip },
   consumer.close();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tachyon-ts-srv-'));
   assert.equal(await usage.servers(dir), 'echo@ts:hi#true');
+  assert.equal(await usage.channels(dir), 'ok:1'.length + 1 + 1000);
+  await usage.streamingServer(dir).close();
   t.tigaCloseAll();
 });
 

@@ -3,6 +3,7 @@
 import {
   Bus, RpcBus, TxSlot, RxSlot, isFull, isPeerDead, isTachyonError, isRpcError,
   startTigaServer, tigaInvokeAsync, createRpcServer, makeTypeId, TachyonRpcError,
+  tigaWrite, tigaRead, tigaReadAsync, createTigaNotificationListener, streaming, type TigaReadResult,
 } from '../../index';
 
 export function producer(bus: Bus): void {
@@ -64,4 +65,25 @@ export async function servers(dir: string): Promise<string> {
   void rpc;
   void tiga;
   return tigaInvokeAsync('types.req.ts', 'types.resp.ts', 'echo', 'hi', { ipcDirectory: dir, timeoutMs: 1000 });
+}
+
+export async function channels(dir: string): Promise<number> {
+  const written: string = tigaWrite('types.events', 'payload', { ipcDirectory: dir, mediaType: 'text/plain' });
+  const r: TigaReadResult = tigaRead('types.events', { ipcDirectory: dir, lastId: 0 });
+  using listener = createTigaNotificationListener('types.events', { ipcDirectory: dir, lastId: r.lastId });
+  const none: boolean = await listener.waitAsync(10, { signal: AbortSignal.timeout(1000) });
+  const later = await tigaReadAsync('types.events', { ipcDirectory: dir, lastId: 0 });
+  const media: string | undefined = later.entries[0]?.mediaType;
+  return written.length + r.entries.length + (none ? 100 : 0) + (media === 'text/plain' ? 1000 : 0) + r.lost;
+}
+
+export function streamingServer(dir: string) {
+  return createRpcServer({
+    socketPath: `${dir}/types-stream.sock`,
+    handlers: {
+      5: streaming(async function* (data: Buffer) {
+        yield data;
+      }),
+    },
+  });
 }
