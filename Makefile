@@ -22,7 +22,7 @@ CLANG_ENV := CC=clang-19 CXX=clang++-19 \
 	LDSHARED="clang-19 -shared --ld-path=/usr/bin/ld.lld-19" \
 	LDCXXSHARED="clang++-19 -shared --ld-path=/usr/bin/ld.lld-19"
 
-.PHONY: node-path codegen schema-lock help test demo bench bench-py bench-node bench-tcp sysdeps build lint py py-release typecheck deps clang venv upstream node node-release node-deps node-typecheck fuzz-build fuzz sanitize clean
+.PHONY: node-path codegen schema-lock help test demo bench bench-py bench-node bench-tcp bench-channel sysdeps build lint py py-release typecheck deps clang venv upstream node node-release node-deps node-typecheck fuzz-build fuzz sanitize clean
 
 help:
 	@echo "make test   - install what is needed, run every test suite (lint, cargo, pytest interop)"
@@ -33,6 +33,7 @@ help:
 	@echo "make codegen - regenerate the checked-in Python and TypeScript modules from the schemas"
 	@echo "make schema-lock - record schemas/tachyon.lock (refuses a breaking change)"
 	@echo "make bench-tcp - RPC over TCP against std::net, tokio, raw io_uring and Node's net"
+	@echo "make bench-channel - log channel appends and wake-ups against a UNIX datagram socket and a futex"
 
 ## ---- installs ---------------------------------------------------------------------
 
@@ -175,6 +176,10 @@ bench: clang bench-tcp
 bench-tcp:
 	$(CARGO) run -q -p tachyon-bench --bin tachyon-tcp-bench --profile bench -j$(JOBS) -- \
 		--samples 50000 --rounds 5 --seconds 2
+
+bench-channel:
+	$(CARGO) run -q -p tachyon-bench --bin tachyon-channel-bench --profile bench -j$(JOBS) -- \
+		--entries 2000000 --samples 2000
 
 ## ---- fuzzing and sanitizers ---------------------------------------------------------
 

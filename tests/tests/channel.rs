@@ -328,7 +328,7 @@ fn files_that_are_not_channels_are_refused() {
     std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(4096 + 2048).unwrap();
     corrupt(open(), "truncated");
     fresh();
-    overwrite(256, &64u64.to_le_bytes()); // head past tail
+    overwrite(80, &64u64.to_le_bytes()); // head past tail
     corrupt(open(), "impossible indices");
     fresh();
     {

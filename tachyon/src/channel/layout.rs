@@ -6,16 +6,20 @@
 //!      8     4  version (1)
 //!     12     4  header length (4096)
 //!     16     8  capacity: bytes of the entry area (a multiple of 8)
-//!     64     4  append lock: the holder's pid, 0 when free
-//!     68     4  threads waiting for the lock (the unlocker wakes them only if any)
-//!     72     8  the holder's start time (0 while unknown)
-//!    128     4  intent valid: an append's header updates are being applied
-//!    136    80  the intent: what those updates are (see `Intent`)
-//!    256     8  head: logical position of the oldest entry still kept
-//!    264     8  tail: logical position where the next entry goes
-//!    272     8  next id
-//!    320     4  notify: bumped after every publish (a futex word)
-//!    324     4  readers asleep on `notify` (a publish wakes them only if any)
+//!     64     4  append lock: the holder's pid, 0 when free; bit 31 set while
+//!                someone sleeps waiting for it (the unlocker wakes them only then)
+//!     68     4  intent valid: an append's header updates are being applied
+//!     72     8  the lock holder's start time (0 while unknown)
+//!     80     8  head: logical position of the oldest entry still kept
+//!     88     8  tail: logical position where the next entry goes
+//!     96     8  next id
+//!    104    80  the intent: what an append's header updates are (see `Intent`)
+//!    256     4  notify: bumped after every publish (a futex word)
+//!    260     4  readers asleep on `notify` (a publish wakes them only if any)
+//!
+//! What an append changes under its lock sits in two cache lines (64..192), so the
+//! lock moves between processes with as few lines as possible; the notify word, which
+//! every publish bumps outside the lock, has a line of its own.
 //!   4096        the entry area: `capacity` bytes
 //! ```
 //!
@@ -65,15 +69,14 @@ pub(crate) mod state {
 
 pub(crate) const OFF_CAPACITY: usize = 16;
 pub(crate) const OFF_LOCK: usize = 64;
-pub(crate) const OFF_LOCK_WAITERS: usize = 68;
+pub(crate) const OFF_INTENT_VALID: usize = 68;
 pub(crate) const OFF_LOCK_START: usize = 72;
-pub(crate) const OFF_INTENT_VALID: usize = 128;
-pub(crate) const OFF_INTENT: usize = 136;
-pub(crate) const OFF_HEAD: usize = 256;
-pub(crate) const OFF_TAIL: usize = 264;
-pub(crate) const OFF_NEXT_ID: usize = 272;
-pub(crate) const OFF_NOTIFY: usize = 320;
-pub(crate) const OFF_WAITERS: usize = 324;
+pub(crate) const OFF_HEAD: usize = 80;
+pub(crate) const OFF_TAIL: usize = 88;
+pub(crate) const OFF_NEXT_ID: usize = 96;
+pub(crate) const OFF_INTENT: usize = 104;
+pub(crate) const OFF_NOTIFY: usize = 256;
+pub(crate) const OFF_WAITERS: usize = 260;
 
 /// What an append changes in the header and the entry area, written down before it
 /// changes them, so that whoever takes the lock after a holder died mid-way can finish

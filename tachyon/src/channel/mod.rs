@@ -65,6 +65,10 @@ use owner::Owner;
 /// The default capacity of a new channel's entry area (1 MiB).
 pub const DEFAULT_CAPACITY: u64 = 1 << 20;
 
+/// The bit of the lock word that says someone sleeps waiting for it (pids stay below
+/// 2^22 on Linux).
+const CONTENDED: u32 = 1 << 31;
+
 /// How a sleeper re-checks for a dead writer that will never wake it.
 const WATCHDOG: Duration = Duration::from_millis(200);
 
@@ -433,55 +437,66 @@ impl Channel {
     fn notify(&self) {
         let a = &self.area;
         let word = a.u32_at(layout::OFF_NOTIFY);
-        word.fetch_add(1, Ordering::Release);
-        // SeqCst fence: the bump above and the sleeper count below are ordered against
-        // a sleeper's "count myself, then re-check the word" (Dekker): either it sees
-        // the bump, or this sees it counted, so no wake-up is lost.
-        fence(Ordering::SeqCst);
-        if a.u32_at(layout::OFF_WAITERS).load(Ordering::Relaxed) > 0 {
+        // SeqCst bump, then SeqCst load of the sleeper count, against a sleeper's SeqCst
+        // "count myself, then re-check the word" (Dekker): in the single order of SeqCst
+        // operations one side sees the other, so no wake-up is lost, and no fence is
+        // needed beyond the locked add itself.
+        word.fetch_add(1, Ordering::SeqCst);
+        if a.u32_at(layout::OFF_WAITERS).load(Ordering::SeqCst) > 0 {
             let _ = futex::wake(word, futex::Flags::empty(), i32::MAX as u32);
         }
     }
 
     /// Takes the append lock, taking it over from a dead holder (and finishing what the
-    /// holder was doing).
+    /// holder was doing). The lock word holds the holder's pid, with [`CONTENDED`] set
+    /// once someone sleeps on it, so an unlock calls `futex_wake` only then (a
+    /// classic futex mutex, with the pid for telling a dead holder).
     fn lock(&self, me: Owner, deadline: Instant) -> Result<LockGuard<'_>> {
         let a = &self.area;
         let word = a.u32_at(layout::OFF_LOCK);
         let mut spins = 0u32;
-        loop {
-            match word.compare_exchange(0, me.pid, Ordering::Acquire, Ordering::Relaxed) {
-                Ok(_) => break,
-                Err(holder) => {
-                    spins += 1;
-                    if spins < 64 {
-                        std::hint::spin_loop();
-                        continue;
-                    }
-                    let start = a.u64_at(layout::OFF_LOCK_START).load(Ordering::Acquire);
-                    if !owner::alive(Owner { pid: holder, start })
-                        && word
-                            .compare_exchange(holder, me.pid, Ordering::Acquire, Ordering::Relaxed)
-                            .is_ok()
-                    {
-                        break; // taken over from a dead holder
-                    }
-                    let now = Instant::now();
-                    if now >= deadline {
-                        return Err(Error::Timeout(self.append_timeout));
-                    }
-                    // Sleep until the holder unlocks (or 10 ms, to look at it again).
-                    let waiters = a.u32_at(layout::OFF_LOCK_WAITERS);
-                    waiters.fetch_add(1, Ordering::SeqCst);
-                    let left = (deadline - now).min(Duration::from_millis(10));
-                    let ts = rustix::time::Timespec {
-                        tv_sec: 0,
-                        tv_nsec: i64::from(left.subsec_nanos()).max(1),
-                    };
-                    let _ = futex::wait(word, futex::Flags::empty(), holder, Some(&ts));
-                    waiters.fetch_sub(1, Ordering::SeqCst);
-                }
+        // After sleeping once, take the lock marked contended: others may sleep too.
+        let mut mine = me.pid;
+        while let Err(cur) = word.compare_exchange(0, mine, Ordering::Acquire, Ordering::Relaxed) {
+            spins += 1;
+            if spins < 32 {
+                std::hint::spin_loop();
+                continue;
             }
+            if spins < 40 {
+                // The holder may be preempted on this very CPU (more writers than
+                // CPUs): let it run before paying for a futex sleep.
+                std::thread::yield_now();
+                continue;
+            }
+            let holder = cur & !CONTENDED;
+            let start = a.u64_at(layout::OFF_LOCK_START).load(Ordering::Acquire);
+            if !owner::alive(Owner { pid: holder, start })
+                && word
+                    .compare_exchange(cur, me.pid | CONTENDED, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            {
+                break; // taken over from a dead holder (still marked: others may sleep)
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(Error::Timeout(self.append_timeout));
+            }
+            if cur & CONTENDED == 0
+                && word
+                    .compare_exchange(cur, cur | CONTENDED, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_err()
+            {
+                continue;
+            }
+            // Sleep until the holder unlocks (or 10 ms, to look at it again).
+            let left = (deadline - now).min(Duration::from_millis(10));
+            let ts = rustix::time::Timespec {
+                tv_sec: 0,
+                tv_nsec: i64::from(left.subsec_nanos()).max(1),
+            };
+            let _ = futex::wait(word, futex::Flags::empty(), cur | CONTENDED, Some(&ts));
+            mine = me.pid | CONTENDED;
         }
         a.u64_at(layout::OFF_LOCK_START).store(me.start, Ordering::Release);
         // A holder that died mid-way left its intent: finish it.
@@ -597,9 +612,14 @@ impl Channel {
     fn apply(&self, i: &Intent) -> bool {
         let a = &self.area;
         // The head first: a reader that copied an evicted entry sees it moved and drops
-        // the copy (SeqCst keeps the stores below after this one for such readers).
-        a.u64_at(layout::OFF_HEAD).store(i.head, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
+        // the copy. The release fence keeps every store below (entry headers here, the
+        // payload the writer copies next) after this one, as a seqlock writer does;
+        // readers pair it with an acquire fence between their copy and their head check.
+        let head = a.u64_at(layout::OFF_HEAD);
+        if head.load(Ordering::Relaxed) != i.head {
+            head.store(i.head, Ordering::Relaxed);
+            fence(Ordering::Release);
+        }
         let (Ok(entry_len), Ok(payload_len), Ok(media_len), Ok(pid)) = (
             u32::try_from(i.entry_len),
             u32::try_from(i.payload_len),
@@ -862,8 +882,7 @@ impl Channel {
                 None => WATCHDOG,
             };
             waiters.fetch_add(1, Ordering::SeqCst);
-            // SeqCst: pairs with the writer's fence in `notify` (see there).
-            fence(Ordering::SeqCst);
+            // SeqCst: pairs with the writer's bump in `notify` (see there).
             if word.load(Ordering::SeqCst) == seen {
                 let ts = rustix::time::Timespec {
                     tv_sec: i64::try_from(slice.as_secs()).unwrap_or(i64::MAX),
@@ -904,10 +923,7 @@ impl Drop for LockGuard<'_> {
         let a = &self.ch.area;
         a.u64_at(layout::OFF_LOCK_START).store(0, Ordering::Relaxed);
         let word = a.u32_at(layout::OFF_LOCK);
-        word.store(0, Ordering::Release);
-        // SeqCst fence: pairs with a waiter's count-then-sleep, as in `notify`.
-        fence(Ordering::SeqCst);
-        if a.u32_at(layout::OFF_LOCK_WAITERS).load(Ordering::Relaxed) > 0 {
+        if word.swap(0, Ordering::Release) & CONTENDED != 0 {
             let _ = futex::wake(word, futex::Flags::empty(), 1);
         }
     }

@@ -12,7 +12,8 @@
 //! must see each other's pids (the same namespace, as on one machine without
 //! containers between them). A holder in another namespace would look dead.
 
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Once;
 
 /// A process: pid and start time (0 when unknown: only the pid is checked).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,17 +22,34 @@ pub(crate) struct Owner {
     pub start: u64,
 }
 
+/// This process, cached: `getpid` is a system call, and every append names its writer.
+/// A fork clears the cache in the child (a `pthread_atfork` hook), which then looks
+/// itself up again.
+static PID: AtomicU32 = AtomicU32::new(0);
+static START: AtomicU64 = AtomicU64::new(0);
+static FORK_HOOK: Once = Once::new();
+
+extern "C" fn forked_child() {
+    PID.store(0, Ordering::Relaxed);
+}
+
 /// This process.
 pub(crate) fn me() -> Owner {
-    static ME: OnceLock<Owner> = OnceLock::new();
-    let pid = std::process::id();
-    let cached = *ME.get_or_init(|| Owner { pid, start: stat(pid).map_or(0, |s| s.start) });
-    if cached.pid == pid {
-        cached
-    } else {
-        // A fork: the child is another process.
-        Owner { pid, start: stat(pid).map_or(0, |s| s.start) }
+    let pid = PID.load(Ordering::Acquire);
+    if pid != 0 {
+        return Owner { pid, start: START.load(Ordering::Relaxed) };
     }
+    FORK_HOOK.call_once(|| {
+        // SAFETY: registers a child handler that only stores to an atomic (async-signal
+        // safe, as a handler run after fork must be); the function lives for ever.
+        unsafe { libc::pthread_atfork(None, None, Some(forked_child)) };
+    });
+    let pid = std::process::id();
+    let start = stat(pid).map_or(0, |s| s.start);
+    START.store(start, Ordering::Relaxed);
+    // Release: a thread that sees the pid sees the start time stored before it.
+    PID.store(pid, Ordering::Release);
+    Owner { pid, start }
 }
 
 struct Stat {
