@@ -15,6 +15,7 @@ const expected = [
   null, // process B: checked through A's output
   [/^42$/m, /true 42 no/],
   [/lookup for c1: AAPL/],
+  [/^true 1 event payload text\/plain 0$/m],
 ];
 
 function runSnippet(code) {

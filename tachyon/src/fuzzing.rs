@@ -32,6 +32,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("bootstrap", bootstrap),
     ("arena_attach", arena_attach),
     ("producer", producer),
+    ("channel_file", channel_file),
     #[cfg(feature = "rpc")]
     ("rpc_error", rpc_error),
     #[cfg(feature = "rpc")]
@@ -45,6 +46,12 @@ pub const TARGETS: &[(&str, Target)] = &[
     #[cfg(feature = "tcp")]
     ("tcp_conn", tcp_conn),
 ];
+
+/// A channel file patched by a hostile writer, then opened, read, waited on and
+/// appended to.
+pub fn channel_file(data: &[u8]) {
+    crate::channel::fuzz_file(data);
+}
 
 /// The TCP frame decoder: every frame it accepts re-encodes to the same bytes, and
 /// hello, goaway and error payloads decode without a panic.

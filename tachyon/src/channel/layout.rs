@@ -119,6 +119,21 @@ impl Intent {
         ]
     }
 
+    /// Whether a dead writer's intent, read back from the file, is one an append could
+    /// have written (so applying it stays inside the file and overflows nothing).
+    pub(crate) fn is_sane(&self, capacity: u64, max_position: u64) -> bool {
+        self.pos <= max_position
+            && self.head <= self.pos
+            && self.pad_at <= self.pos
+            && self.pad_len < capacity
+            && self.id >= 1
+            && self.id < max_position
+            && self.entry_len >= ENTRY_HEADER as u64
+            && self.entry_len <= capacity
+            && self.payload_len <= capacity
+            && self.media_len <= MAX_MEDIA as u64
+    }
+
     pub(crate) fn from_words(w: [u64; Self::WORDS]) -> Self {
         Self {
             head: w[0],

@@ -69,6 +69,10 @@ pub const DEFAULT_CAPACITY: u64 = 1 << 20;
 /// 2^22 on Linux).
 const CONTENDED: u32 = 1 << 31;
 
+/// The largest logical position and id a file may hold (4 EiB written: never reached;
+/// anything above is corruption, and keeps every sum below from overflowing).
+const MAX_POSITION: u64 = 1 << 62;
+
 /// How a sleeper re-checks for a dead writer that will never wake it.
 const WATCHDOG: Duration = Duration::from_millis(200);
 
@@ -85,6 +89,9 @@ pub struct ChannelOptions {
     /// How long an append may wait for the lock or for an older writer still copying
     /// into the space it needs (default 5 s).
     pub append_timeout: Duration,
+    /// How long opening an existing file may wait for its creator to finish writing its
+    /// header (default 2 s).
+    pub open_timeout: Duration,
 }
 
 impl Default for ChannelOptions {
@@ -94,6 +101,7 @@ impl Default for ChannelOptions {
             mode: 0o600,
             create: true,
             append_timeout: Duration::from_secs(5),
+            open_timeout: Duration::from_secs(2),
         }
     }
 }
@@ -124,6 +132,13 @@ impl ChannelOptions {
     #[must_use]
     pub fn append_timeout(mut self, t: Duration) -> Self {
         self.append_timeout = t;
+        self
+    }
+
+    /// How long opening may wait for a creator to finish the header.
+    #[must_use]
+    pub fn open_timeout(mut self, t: Duration) -> Self {
+        self.open_timeout = t;
         self
     }
 }
@@ -267,7 +282,7 @@ impl Channel {
             .open(path)
             .map_err(|e| Error::io("open the channel file", e))?;
         // A creator may still be writing the header: give it a moment.
-        let deadline = Instant::now() + Duration::from_secs(2);
+        let deadline = Instant::now() + opts.open_timeout;
         loop {
             let len = file.metadata().map_err(|e| Error::io("stat the channel file", e))?.len();
             if len >= HEADER_LEN as u64 {
@@ -331,7 +346,7 @@ impl Channel {
             return Err(corrupt(&self.path, format!("header length {header_len}")));
         }
         let cap = a.u64_at(layout::OFF_CAPACITY).load(Ordering::Relaxed);
-        if HEADER_LEN as u64 + cap != file_len || cap != a.capacity() {
+        if (HEADER_LEN as u64).checked_add(cap) != Some(file_len) || cap != a.capacity() {
             return Err(corrupt(
                 &self.path,
                 format!("its header says {cap} bytes of entries, its size {file_len} (truncated?)"),
@@ -343,23 +358,33 @@ impl Channel {
     /// Head, tail and next id, checked against each other.
     fn indices(&self) -> Result<(u64, u64, u64)> {
         let a = &self.area;
-        let tail = a.u64_at(layout::OFF_TAIL).load(Ordering::Acquire);
-        let head = a.u64_at(layout::OFF_HEAD).load(Ordering::Acquire);
-        let next = a.u64_at(layout::OFF_NEXT_ID).load(Ordering::Acquire);
-        if head % 8 != 0 || tail % 8 != 0 || head > tail || tail - head > a.capacity() || next == 0
-        {
-            // A writer may have moved them between the loads: look once more.
-            let tail2 = a.u64_at(layout::OFF_TAIL).load(Ordering::Acquire);
-            let head2 = a.u64_at(layout::OFF_HEAD).load(Ordering::Acquire);
-            if head2 % 8 == 0 && tail2 % 8 == 0 && head2 <= tail2 && tail2 - head2 <= a.capacity() {
-                return Ok((head2, tail2, next.max(1)));
-            }
-            return Err(corrupt(
-                &self.path,
-                format!("impossible indices: head {head}, tail {tail}, next id {next}"),
-            ));
+        let sane = |head: u64, tail: u64, next: u64| {
+            head % 8 == 0
+                && tail % 8 == 0
+                && head <= tail
+                && tail - head <= a.capacity()
+                && tail <= MAX_POSITION
+                && (1..MAX_POSITION).contains(&next)
+        };
+        let load = || {
+            let tail = a.u64_at(layout::OFF_TAIL).load(Ordering::Acquire);
+            let head = a.u64_at(layout::OFF_HEAD).load(Ordering::Acquire);
+            let next = a.u64_at(layout::OFF_NEXT_ID).load(Ordering::Acquire);
+            (head, tail, next)
+        };
+        let (head, tail, next) = load();
+        if sane(head, tail, next) {
+            return Ok((head, tail, next));
         }
-        Ok((head, tail, next))
+        // A writer may have moved them between the loads: look once more.
+        let (head2, tail2, next2) = load();
+        if sane(head2, tail2, next2) {
+            return Ok((head2, tail2, next2));
+        }
+        Err(corrupt(
+            &self.path,
+            format!("impossible indices: head {head}, tail {tail}, next id {next}"),
+        ))
     }
 
     /// The file's path.
@@ -506,7 +531,7 @@ impl Channel {
                 *x = a.u64_at(layout::OFF_INTENT + 8 * i).load(Ordering::Relaxed);
             }
             let intent = Intent::from_words(w);
-            if !self.apply(&intent) {
+            if !intent.is_sane(a.capacity(), MAX_POSITION) || !self.apply(&intent) {
                 // Unlock before failing, or nobody could append again.
                 drop(LockGuard { ch: self });
                 return Err(corrupt(&self.path, "a dead writer's intent lies outside the file"));
@@ -669,9 +694,12 @@ impl Channel {
     /// [`Error::CorruptChannel`] for an entry or index that breaks the layout.
     pub fn read(&self, last_id: u64, max: usize) -> Result<ReadBatch> {
         let mut out = ReadBatch { last_id, ..ReadBatch::default() };
+        if last_id >= MAX_POSITION {
+            return Ok(ReadBatch { last_id, ..ReadBatch::default() }); // no id comes after
+        }
         let mut want = last_id + 1; // the next id the caller has not seen
         'restart: loop {
-            let (head, tail, _) = self.indices()?;
+            let (head, tail, next_id) = self.indices()?;
             let mut pos = {
                 let c = self.cursor.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 if c.0 == want && c.1 >= head && c.1 <= tail {
@@ -696,7 +724,9 @@ impl Channel {
                     && len <= room
                     && pos + len <= tail
                     && (h.state == state::PADDING
-                        || (h.media_len as usize <= layout::MAX_MEDIA
+                        || (h.id >= 1
+                            && h.id < next_id
+                            && h.media_len as usize <= layout::MAX_MEDIA
                             && layout::entry_len(h.media_len as usize, h.payload_len as usize)
                                 == Some(len)));
                 if !sane {
@@ -744,7 +774,7 @@ impl Channel {
                     Some(e) => out.entries.push(e),
                     None => out.abandoned += 1,
                 }
-                want = h.id + 1;
+                want = h.id.saturating_add(1);
                 out.last_id = h.id;
                 pos += len;
             }
@@ -905,7 +935,7 @@ impl Channel {
     /// abandoned entry).
     fn readable_after(&self, last_id: u64) -> Result<bool> {
         let next = self.area.u64_at(layout::OFF_NEXT_ID).load(Ordering::Acquire);
-        if next <= last_id + 1 {
+        if next <= last_id.saturating_add(1) {
             return Ok(false); // nothing reserved after it yet
         }
         let b = self.read(last_id, 1)?;
@@ -985,4 +1015,57 @@ pub mod testing {
         a.u64_at(layout::OFF_HEAD).store(head, Ordering::SeqCst);
         Ok(())
     }
+}
+
+/// Fuzzes the reading of a channel file: a small channel with a few entries, then the
+/// bytes patch its header and entries (and may truncate it); opening, reading, waiting
+/// and appending must then fail with a typed error or work, never panic or hang.
+pub(crate) fn fuzz_file(data: &[u8]) {
+    let path = std::env::temp_dir().join(format!("tachyon-fuzz-channel-{}", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let opts = ChannelOptions::default()
+        .capacity(4096)
+        .append_timeout(Duration::from_millis(5))
+        .open_timeout(Duration::ZERO);
+    let Ok(ch) = Channel::open_path(&path, &opts) else { return };
+    for i in 0..(data.first().copied().unwrap_or(0) % 80) {
+        let _ =
+            ch.append(if i % 3 == 0 { "text/plain" } else { "" }, &[i; 37][..usize::from(i % 37)]);
+    }
+    drop(ch);
+    let Ok(mut bytes) = std::fs::read(&path) else { return };
+    let mut rest = data.get(1..).unwrap_or_default();
+    // Patches: a 2-byte offset, a length, then that many bytes.
+    while rest.len() >= 3 {
+        let off = usize::from(u16::from_le_bytes([rest[0], rest[1]])) % bytes.len();
+        let n = usize::from(rest[2] % 16).min(rest.len() - 3);
+        let end = (off + n).min(bytes.len());
+        bytes[off..end].copy_from_slice(&rest[3..3 + (end - off)]);
+        rest = &rest[3 + n..];
+    }
+    if data.get(1).is_some_and(|b| b & 0x80 != 0) {
+        let keep = usize::from(data[1] & 0x7F) * 64;
+        bytes.truncate(keep.min(bytes.len()));
+    }
+    if std::fs::write(&path, &bytes).is_err() {
+        return;
+    }
+    if let Ok(ch) = Channel::open_path(&path, &opts.clone().create(false)) {
+        let mut last = 0;
+        for _ in 0..4 {
+            match ch.read(last, 64) {
+                Ok(b) => {
+                    assert!(b.last_id >= last, "a read went backwards");
+                    assert!(b.entries.windows(2).all(|w| w[0].id < w[1].id), "ids out of order");
+                    last = b.last_id;
+                }
+                Err(_) => break,
+            }
+        }
+        let _ = ch.wait_for(last, Some(Duration::ZERO));
+        let _ = ch.append("m", b"after");
+        let _ = ch.read(0, 64);
+        let _ = ch.last_id();
+    }
+    let _ = std::fs::remove_file(&path);
 }
