@@ -30,6 +30,7 @@
 mod address;
 mod arena;
 mod bootstrap;
+mod buffer;
 mod bus;
 pub mod channel;
 mod error;
@@ -48,6 +49,7 @@ mod type_id;
 mod wait;
 
 pub use address::Address;
+pub use buffer::{BufferKind, SharedBuffer, SharedBufferOptions};
 pub use bus::{Bus, BusState};
 pub use error::{Error, Result};
 pub use halves::{ParkedRx, ParkedTx, RxBatch, RxBatchIter, RxGuard, RxMsg, RxReadiness, TxGuard};

@@ -780,19 +780,7 @@ impl Channel {
             }
             // Entries before the head that the caller never saw were overwritten.
             if out.entries.is_empty() && out.abandoned == 0 {
-                let (head, _, next) = self.indices()?;
-                if let Some(first) = self.first_id(head) {
-                    if first > want {
-                        out.lost += first - want;
-                        want = first;
-                        out.last_id = first - 1;
-                    }
-                } else if next > want && pos >= tail {
-                    // Nothing kept at all, yet ids were handed out: all lost.
-                    out.lost += next - want;
-                    want = next;
-                    out.last_id = next - 1;
-                }
+                want = self.count_evicted(want, pos >= tail, &mut out)?;
             }
             *self.cursor.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = (want, pos);
             return Ok(out);
@@ -839,6 +827,24 @@ impl Channel {
         let media_type = String::from_utf8(media)
             .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
         Some(Entry { id: h.id, media_type, data })
+    }
+
+    /// A read that found nothing: entries from `want` up to the oldest kept one were
+    /// overwritten (all handed-out ids, if nothing is kept and the walk reached the
+    /// tail). Counts them in `out`; returns the next id to want.
+    fn count_evicted(&self, want: u64, at_tail: bool, out: &mut ReadBatch) -> Result<u64> {
+        let (head, _, next) = self.indices()?;
+        let first = match self.first_id(head) {
+            Some(first) => first,
+            None if at_tail => next,
+            None => return Ok(want),
+        };
+        if first > want {
+            out.lost += first - want;
+            out.last_id = first - 1;
+            return Ok(first);
+        }
+        Ok(want)
     }
 
     /// Whether the head moved past `pos` (an entry there was overwritten).

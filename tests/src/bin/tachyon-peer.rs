@@ -643,6 +643,42 @@ fn channel_ping(a: &Args) -> tachyon::Result<u64> {
     Ok(a.count)
 }
 
+/// Shared buffers: `--path` names the buffer as node-ipcbuffer does (`*name`, a key, a
+/// path), `--count` its size. `--method write` fills bytes 64.. with `fill_payload(seed)`
+/// content, then sets word 0 to 1 and notifies; `--method wait` attaches, sleeps until
+/// word 0 is not 0, and checks the content.
+fn buffer(a: &Args) -> tachyon::Result<u64> {
+    use std::sync::atomic::Ordering;
+    use tachyon::{BufferKind, SharedBuffer, SharedBufferOptions};
+    let kind = BufferKind::parse(&a.path);
+    let size = usize::try_from(a.count).unwrap_or(usize::MAX);
+    let mut want = vec![0u8; size.saturating_sub(64)];
+    tachyon_tests::fill_payload(a.seed, &mut want);
+    match a.method.as_str() {
+        "write" => {
+            let mut buf = SharedBuffer::open(&kind, size, &SharedBufferOptions::default())?;
+            buf[64..].copy_from_slice(&want);
+            buf.atomic_u32(0)?.store(1, Ordering::Release);
+            buf.notify(0, u32::MAX)?;
+            Ok(a.count)
+        }
+        "wait" => {
+            let buf =
+                SharedBuffer::open(&kind, size, &SharedBufferOptions::default().create(false))?;
+            println!("attached");
+            let _ = std::io::Write::flush(&mut std::io::stdout());
+            if !buf.wait(0, 0, Some(a.timeout))? {
+                return Err(Error::Timeout(a.timeout));
+            }
+            if buf[64..] != want[..] {
+                return Err(Error::Protocol("the shared bytes differ".into()));
+            }
+            Ok(a.count)
+        }
+        other => Err(Error::InvalidArgument(format!("--method {other}: write or wait"))),
+    }
+}
+
 fn main() {
     let a = match parse() {
         Ok(a) => a,
@@ -663,6 +699,7 @@ fn main() {
         "schema-call" => schema_call(&a).map_err(|e| format!("{}: {e}", kind(&e))),
         "feed-serve" => feed_serve(&a).map_err(|e| format!("{}: {e}", kind(&e))),
         "channel-write" => channel_write(&a).map_err(|e| format!("{}: {e}", kind(&e))),
+        "buffer" => buffer(&a).map_err(|e| format!("{}: {e}", kind(&e))),
         "channel-read" => channel_read(&a).map_err(|e| format!("{}: {e}", kind(&e))),
         "channel-hang" => channel_hang(&a).map_err(|e| format!("{}: {e}", kind(&e))),
         "channel-ping" => channel_ping(&a).map_err(|e| format!("{}: {e}", kind(&e))),
