@@ -402,3 +402,31 @@ export declare function isPermissionDenied(e: unknown): e is CodedError;
 export declare function isTimeout(e: unknown): e is CodedError;
 export declare function isClosed(e: unknown): e is CodedError;
 export declare function isRpcError(e: unknown): e is TachyonRpcError;
+
+/** Options of a shared IPCBuffer: a new object's mode (0o600) and whether to create it. */
+export interface IPCBufferOptions {
+  mode?: number;
+  create?: boolean;
+}
+
+/** `"*name"` (POSIX shared memory), a file path, or a numeric System V key. */
+export type IPCBufferTarget = string | number;
+
+/** node-ipcbuffer's IPCBuffer: a Buffer, shared between processes when a target is given. */
+export interface IPCBufferFunction {
+  (length: number, target?: IPCBufferTarget, options?: IPCBufferOptions): Buffer;
+  (length: number, encoding: BufferEncoding, target?: IPCBufferTarget, options?: IPCBufferOptions): Buffer;
+  (parent: Uint8Array, length: number, offset?: number): Buffer;
+  (parent: Uint8Array, length: number, encoding: BufferEncoding, offset?: number): Buffer;
+  (text: string, encoding?: BufferEncoding, target?: IPCBufferTarget, options?: IPCBufferOptions): Buffer;
+  new (length: number, target?: IPCBufferTarget, options?: IPCBufferOptions): Buffer;
+  isShared(buf: Buffer): boolean;
+  created(buf: Buffer): boolean;
+  unlink(buf: Buffer): void;
+  flush(buf: Buffer): void;
+  wait(buf: Buffer, offset: number, expected: number, timeoutMs?: number): boolean;
+  waitAsync(buf: Buffer, offset: number, expected: number, timeoutMs?: number, options?: { signal?: AbortSignal }): Promise<boolean>;
+  notify(buf: Buffer, offset: number, count?: number): number;
+  close(buf: Buffer): void;
+}
+export declare const IPCBuffer: IPCBufferFunction;

@@ -7,6 +7,7 @@ const { RpcBus, ReplyStream, MSG_TYPE_STREAM_END } = require('./lib/rpc');
 const { createRpcServer, RpcServer, streaming } = require('./lib/server');
 const tiga = require('./lib/tiga');
 const channel = require('./lib/channel');
+const { IPCBuffer } = require('./lib/ipcbuffer');
 
 /** Binds a bus's ring to a NUMA node (as upstream's free function). */
 function setNumaNode(bus, node) {
@@ -41,6 +42,7 @@ module.exports = {
   tigaReadAsync: channel.tigaReadAsync,
   createTigaNotificationListener: channel.createTigaNotificationListener,
   TigaNotificationListener: channel.TigaNotificationListener,
+  IPCBuffer,
   methodId: tiga.methodId,
   makeTypeId: native.makeTypeId,
   routeId: native.routeId,

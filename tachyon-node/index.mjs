@@ -4,7 +4,7 @@ import cjs from './index.js';
 export const {
   Bus, TxGuard, RxGuard, RxBatch, RpcBus, ReplyStream, RpcServer, createRpcServer, streaming,
   TigaServer, createTigaServer, startTigaServer, tigaInvoke, tigaInvokeAsync, tigaCloseAll, methodId,
-  initialized, tigaWrite, tigaWriteAsync, tigaRead, tigaReadAsync, createTigaNotificationListener, TigaNotificationListener,
+  initialized, tigaWrite, tigaWriteAsync, tigaRead, tigaReadAsync, createTigaNotificationListener, TigaNotificationListener, IPCBuffer,
   makeTypeId, routeId, msgType, setNumaNode, setPollingMode,
   TachyonError, TachyonRpcError, RpcCode, MSG_TYPE_ERROR, MSG_TYPE_STREAM_END,
   isTachyonError, isAbiMismatch, isFull, isPeerDead, isPeerClosed, isPeerGone, isConnectError,

@@ -256,6 +256,39 @@ export declare class NativeServer {
   close(): Promise<void>
 }
 
+/** A shared buffer, mapped. */
+export declare class NativeSharedBuffer {
+  /**
+   * Opens `kind` ("posix", "file" or "sysv") named `target` with `length` bytes (0:
+   * an existing object whole), created 0600 (or `mode`) if missing and `create`.
+   */
+  static open(kind: string, target: string, length: number, mode?: number | undefined | null, create?: boolean | undefined | null): NativeSharedBuffer
+  /**
+   * The `Buffer` over the mapping (once per handle: Node refuses two `Buffer`s over
+   * the same memory).
+   */
+  buffer(): Buffer
+  /** Bytes mapped. */
+  get length(): number
+  /** Whether this handle created the object. */
+  get created(): boolean
+  /** Writes a file-backed buffer back to its file (msync). */
+  flush(): void
+  /** Removes the name; mappings stay. */
+  unlink(): void
+  /**
+   * Blocks while the 32-bit word at `offset` holds `expected`: true once it differs
+   * or a notify came, false after `timeoutMs` (or once closed).
+   */
+  wait(offset: number, expected: number, timeoutMs?: number | undefined | null): boolean
+  /** `wait` on a libuv worker thread. */
+  waitAsync(offset: number, expected: number, timeoutMs?: number | undefined | null): Promise<boolean | ErrInfo>
+  /** Wakes up to `count` waiters on the word at `offset`, in any process. */
+  notify(offset: number, count?: number | undefined | null): number
+  /** Ends this handle's pending and later waits (they return false). */
+  close(): void
+}
+
 /** A reserved TX slot (the native half of the JS `TxGuard`). */
 export declare class NativeTxSlot {
   /** Bytes reserved. */

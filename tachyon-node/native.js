@@ -841,6 +841,7 @@ module.exports.NativeChannel = nativeBinding.NativeChannel
 module.exports.NativeRpcBus = nativeBinding.NativeRpcBus
 module.exports.NativeRxSlot = nativeBinding.NativeRxSlot
 module.exports.NativeServer = nativeBinding.NativeServer
+module.exports.NativeSharedBuffer = nativeBinding.NativeSharedBuffer
 module.exports.NativeTxSlot = nativeBinding.NativeTxSlot
 module.exports.codegen = nativeBinding.codegen
 module.exports.makeTypeId = nativeBinding.makeTypeId

@@ -24,6 +24,7 @@ mod errors;
 mod pump;
 mod rpc;
 mod server;
+mod shared_buffer;
 mod slots;
 
 use napi::bindgen_prelude::Buffer;

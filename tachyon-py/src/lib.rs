@@ -10,6 +10,7 @@ mod readiness;
 mod rpc;
 mod rx;
 mod server;
+mod shared_buffer;
 mod stream;
 mod zero_copy;
 
@@ -75,6 +76,7 @@ fn _tachyon(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<rx::RxMsgView>()?;
     m.add_class::<rpc::PyRpcBus>()?;
     m.add_class::<channel::PyChannel>()?;
+    m.add_class::<shared_buffer::PySharedBuffer>()?;
     m.add_class::<channel::PyChannelEntry>()?;
     m.add_class::<channel::PyChannelRead>()?;
     m.add_class::<stream::PyReplyStream>()?;

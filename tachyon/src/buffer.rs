@@ -72,6 +72,16 @@ impl BufferKind {
     }
 }
 
+impl std::fmt::Display for BufferKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Posix(name) => write!(f, "POSIX shared memory {name:?}"),
+            Self::File(path) => write!(f, "file {}", path.display()),
+            Self::SysV(key) => write!(f, "System V segment {key}"),
+        }
+    }
+}
+
 /// How a [`SharedBuffer`] is opened.
 #[derive(Debug, Clone)]
 pub struct SharedBufferOptions {
@@ -139,7 +149,7 @@ impl std::fmt::Debug for SharedBuffer {
 
 fn too_small(kind: &BufferKind, have: u64, want: usize) -> Error {
     Error::InvalidArgument(format!(
-        "{kind:?} is {have} bytes; attaching {want} bytes would fault past its end"
+        "{kind} is {have} bytes; attaching {want} bytes would fault past its end"
     ))
 }
 
@@ -238,7 +248,7 @@ impl SharedBuffer {
         if created {
             if len == 0 {
                 return Err(Error::InvalidArgument(format!(
-                    "{kind:?} does not exist yet: give its size"
+                    "{kind} does not exist yet: give its size"
                 )));
             }
             rustix::fs::fchmod(fd, Mode::from_bits_truncate(opts.mode))
@@ -466,7 +476,7 @@ impl SharedBuffer {
             // Woken by a notify: report it even if the word was set back meanwhile. An
             // error (EAGAIN: it changed; ETIMEDOUT; EINTR) means look again.
             if let Ok(()) = futex::wait(word, futex::Flags::empty(), expected, Some(&ts)) {
-                return Ok(true);
+                return Ok(!stop());
             }
         }
     }
