@@ -45,7 +45,9 @@ impl NativeSharedBuffer {
             "posix" => BufferKind::Posix(target),
             "file" => BufferKind::File(target.into()),
             "sysv" => BufferKind::SysV(
-                target.parse().map_err(|_| arg(format!("a System V key is an integer, got {target}")))?,
+                target
+                    .parse()
+                    .map_err(|_| arg(format!("a System V key is an integer, got {target}")))?,
             ),
             other => return Err(arg(format!("unknown buffer kind {other}"))),
         };
@@ -68,15 +70,21 @@ impl NativeSharedBuffer {
         let (ptr, len) = (self.buf.as_ptr(), self.buf.len());
         // SAFETY: `ptr..ptr + len` is the mapping, which `keep` (moved into the
         // finalizer) keeps alive until V8 collects the Buffer.
-        let slice = unsafe { BufferSlice::from_external(env, ptr, len, keep, |_, keep| drop(keep)) }
-            .map_err(|e| arg(e.reason.clone()))?;
+        let slice =
+            unsafe { BufferSlice::from_external(env, ptr, len, keep, |_, keep| drop(keep)) }
+                .map_err(|e| arg(e.reason.clone()))?;
         // A runtime that forbids external buffers copies instead: then the Buffer would
         // not be shared. Ask where its bytes really are.
         let mut data = std::ptr::null_mut();
         let mut got = 0usize;
         // SAFETY: `slice` is a live Buffer of this env; the call only reads its info.
         let status = unsafe {
-            napi::sys::napi_get_buffer_info(env.raw(), napi::JsValue::raw(&slice), &mut data, &mut got)
+            napi::sys::napi_get_buffer_info(
+                env.raw(),
+                napi::JsValue::raw(&slice),
+                &mut data,
+                &mut got,
+            )
         };
         if status != napi::sys::Status::napi_ok || data.cast::<u8>() != ptr {
             return Err(arg(
@@ -113,7 +121,12 @@ impl NativeSharedBuffer {
     /// Blocks while the 32-bit word at `offset` holds `expected`: true once it differs
     /// or a notify came, false after `timeoutMs` (or once closed).
     #[napi]
-    pub fn wait(&self, offset_: u32, expected: u32, timeout_ms: Option<f64>) -> Result<bool, JsError> {
+    pub fn wait(
+        &self,
+        offset_: u32,
+        expected: u32,
+        timeout_ms: Option<f64>,
+    ) -> Result<bool, JsError> {
         let t = timeout(timeout_ms)?;
         let closed = self.closed.clone();
         self.buf
@@ -174,7 +187,9 @@ impl Task for BufferWait {
         let closed = self.closed.clone();
         Ok(self
             .buf
-            .wait_until(self.offset, self.expected, self.timeout, &|| closed.load(Ordering::Acquire))
+            .wait_until(self.offset, self.expected, self.timeout, &|| {
+                closed.load(Ordering::Acquire)
+            })
             .map_err(|e| BindError::Core(e).into()))
     }
 

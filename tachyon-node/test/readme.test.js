@@ -16,6 +16,7 @@ const expected = [
   [/^42$/m, /true 42 no/],
   [/lookup for c1: AAPL/],
   [/^true 1 event payload text\/plain 0$/m],
+  [/^true hello$/m],
 ];
 
 function runSnippet(code) {

@@ -40,6 +40,7 @@ test('the typed usage runs: `using` commits, rolls back and disposes', { skip },
   assert.equal(await usage.servers(dir), 'echo@ts:hi#true');
   assert.equal(await usage.channels(dir), 'ok:1'.length + 1 + 1000);
   await usage.streamingServer(dir).close();
+  assert.equal(await usage.sharedBuffers(`tachyon-ts-${process.pid}`), 1 + 10 + 8);
   t.tigaCloseAll();
 });
 

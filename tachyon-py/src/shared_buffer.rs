@@ -129,7 +129,13 @@ impl PySharedBuffer {
     /// Sleeps (GIL released) while the 32-bit word at `offset` is `expected`: True once
     /// it differs or a notify came, False after `timeout` seconds (or once closed).
     #[pyo3(signature = (offset, expected, timeout=None))]
-    fn wait(&self, py: Python<'_>, offset: usize, expected: u32, timeout: Option<f64>) -> PyResult<bool> {
+    fn wait(
+        &self,
+        py: Python<'_>,
+        offset: usize,
+        expected: u32,
+        timeout: Option<f64>,
+    ) -> PyResult<bool> {
         let t = self::timeout(timeout)?;
         let (buf, closed) = (self.get()?, self.closed.clone());
         blocking(py, move |check| {

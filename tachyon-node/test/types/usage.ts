@@ -4,6 +4,7 @@ import {
   Bus, RpcBus, TxSlot, RxSlot, isFull, isPeerDead, isTachyonError, isRpcError,
   startTigaServer, tigaInvokeAsync, createRpcServer, makeTypeId, TachyonRpcError,
   tigaWrite, tigaRead, tigaReadAsync, createTigaNotificationListener, streaming, type TigaReadResult,
+  IPCBuffer,
 } from '../../index';
 
 export function producer(bus: Bus): void {
@@ -86,4 +87,15 @@ export function streamingServer(dir: string) {
       }),
     },
   });
+}
+
+export async function sharedBuffers(name: string): Promise<number> {
+  const a: Buffer = IPCBuffer(4096, `*${name}`, { mode: 0o600 });
+  const b: Buffer = new IPCBuffer(4096, `*${name}`);
+  a.writeUInt32LE(1, 0);
+  IPCBuffer.notify(a, 0);
+  const woke: boolean = await IPCBuffer.waitAsync(b, 0, 0, 100);
+  const plain: Buffer = IPCBuffer(8, 'utf8');
+  IPCBuffer.unlink(a);
+  return b.readUInt32LE(0) + (woke ? 10 : 0) + plain.length;
 }
