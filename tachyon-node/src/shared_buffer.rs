@@ -82,8 +82,8 @@ impl NativeSharedBuffer {
             napi::sys::napi_get_buffer_info(
                 env.raw(),
                 napi::JsValue::raw(&slice),
-                &mut data,
-                &mut got,
+                &raw mut data,
+                &raw mut got,
             )
         };
         if status != napi::sys::Status::napi_ok || data.cast::<u8>() != ptr {

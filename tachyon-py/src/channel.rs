@@ -83,6 +83,7 @@ pub struct PyChannel {
 impl PyChannel {
     #[new]
     #[pyo3(signature = (name, ipc_directory, *, capacity=None, create=true, mode=0o600))]
+    #[allow(clippy::needless_pass_by_value)] // pyo3 extracts arguments by value
     fn new(
         py: Python<'_>,
         name: &str,

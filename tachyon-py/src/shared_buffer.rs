@@ -45,6 +45,7 @@ fn core(py: Python<'_>, e: tachyon::Error) -> PyErr {
 }
 
 #[pymethods]
+#[allow(clippy::needless_pass_by_value)] // pyo3 hands `slf` and arguments over by value
 impl PySharedBuffer {
     #[new]
     #[pyo3(signature = (size=0, *, name=None, path=None, key=None, mode=0o600, create=true))]
