@@ -160,15 +160,14 @@ fn futex_wakeups(samples: u64) -> Vec<u64> {
     let mut k = child(&["ping-futex", &path, &samples.to_string()]);
     let mut out = Vec::new();
     let mut seen = 0;
-    while (out.len() as u64) < samples {
+    // Until the child's last ping: two pings may land between two looks (only the
+    // newest stamp is there to measure), so count pings, not samples.
+    while u64::from(seen) < samples {
         let v = word.load(Ordering::Acquire);
         if v == seen {
-            let _ = rustix::thread::futex::wait(
-                word,
-                rustix::thread::futex::Flags::empty(),
-                seen,
-                None,
-            );
+            let ts = rustix::time::Timespec { tv_sec: 1, tv_nsec: 0 };
+            let flags = rustix::thread::futex::Flags::empty();
+            let _ = rustix::thread::futex::wait(word, flags, seen, Some(&ts));
             continue;
         }
         out.push(now_ns().saturating_sub(stamp.load(Ordering::Acquire)));
