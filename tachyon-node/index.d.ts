@@ -172,6 +172,20 @@ export declare function streaming(
   fn: (data: Buffer, ctx: { msgType: number; requestId: number }) => StreamResult,
 ): StreamingHandler;
 
+/** The caller over TCP (`tcp://host:port`): RpcBus's call shapes. */
+export declare class RpcClient implements Disposable {
+  private constructor();
+  static connect(address: string, opts?: WaitOptions & { connections?: number }): RpcClient;
+  invoke(payload: Bytes, msgType: number, opts?: WaitOptions): Buffer;
+  callAsync(payload: Bytes, msgType: number, opts?: WaitOptions): Promise<Buffer>;
+  notify(payload: Bytes, msgType: number, opts?: WaitOptions): void;
+  stream(payload: Bytes, msgType: number, opts?: WaitOptions): never;
+  readonly inFlight: number;
+  readonly address: string;
+  close(): void;
+  [Symbol.dispose](): void;
+}
+
 /** Options shared by the multi-client servers. */
 export interface ServerOptions {
   /** Request ring bytes per client (default 1 MiB). */
@@ -192,13 +206,21 @@ export type HandlerResult = Bytes | null | undefined | Promise<Bytes | null | un
 export declare class RpcServer implements AsyncDisposable {
   private constructor();
   readonly socketPath: string;
+  readonly address: string;
   readonly running: boolean;
   close(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
 }
 
 export interface RpcServerOptions extends ServerOptions {
-  socketPath: string;
+  /** A socket path (shared memory)... */
+  socketPath?: string;
+  /** ...or `tcp://host:port` (port 0 picks one; read it back from `server.address`). */
+  address?: string;
+  /** Over TCP: threads waiting for JS handlers (default 4). */
+  workers?: number;
+  /** Over TCP: allow an address other than loopback. */
+  allowRemote?: boolean;
   handlers: Record<number, ((data: Buffer, ctx: { msgType: number; requestId: number }) => HandlerResult) | StreamingHandler>;
   /** Sees every error a handler threw (after its error reply); default console.error. */
   onError?: (error: unknown, request: { msgType: number; requestId: number }) => void;

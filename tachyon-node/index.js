@@ -8,6 +8,7 @@ const { createRpcServer, RpcServer, streaming } = require('./lib/server');
 const tiga = require('./lib/tiga');
 const channel = require('./lib/channel');
 const { IPCBuffer } = require('./lib/ipcbuffer');
+const { RpcClient } = require('./lib/tcp');
 
 /** Binds a bus's ring to a NUMA node (as upstream's free function). */
 function setNumaNode(bus, node) {
@@ -25,6 +26,7 @@ module.exports = {
   RxGuard,
   RxBatch,
   RpcBus,
+  RpcClient,
   ReplyStream,
   RpcServer,
   createRpcServer,

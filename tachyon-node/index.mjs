@@ -2,7 +2,7 @@
 import cjs from './index.js';
 
 export const {
-  Bus, TxGuard, RxGuard, RxBatch, RpcBus, ReplyStream, RpcServer, createRpcServer, streaming,
+  Bus, TxGuard, RxGuard, RxBatch, RpcBus, RpcClient, ReplyStream, RpcServer, createRpcServer, streaming,
   TigaServer, createTigaServer, startTigaServer, tigaInvoke, tigaInvokeAsync, tigaCloseAll, methodId,
   initialized, tigaWrite, tigaWriteAsync, tigaRead, tigaReadAsync, createTigaNotificationListener, TigaNotificationListener, IPCBuffer,
   makeTypeId, routeId, msgType, setNumaNode, setPollingMode,

@@ -289,6 +289,25 @@ export declare class NativeSharedBuffer {
   close(): void
 }
 
+/** A caller over TCP. */
+export declare class NativeTcpClient {
+  /** Connects to `address` (`tcp://host:port`) within `timeoutMs` (10 s by default). */
+  static connect(address: string, timeoutMs?: number | undefined | null, connections?: number | undefined | null): NativeTcpClient
+  /**
+   * Calls `msgType` and waits (blocking) for the reply: its bytes, or the decoded
+   * error reply.
+   */
+  invoke(payload: Uint8Array, msgType: number, timeoutMs?: number | undefined | null): Buffer | RpcErrorInfo
+  /** `invoke` on a libuv worker thread. */
+  callAsync(payload: Buffer, msgType: number, timeoutMs?: number | undefined | null): Promise<Buffer | RpcErrorInfo | ErrInfo>
+  /** Sends a oneway request (no reply). */
+  notify(payload: Uint8Array, msgType: number, timeoutMs?: number | undefined | null): void
+  /** Calls sent and not answered. */
+  get inFlight(): number
+  /** The address it connected to. */
+  get address(): string
+}
+
 /** A reserved TX slot (the native half of the JS `TxGuard`). */
 export declare class NativeTxSlot {
   /** Bytes reserved. */
@@ -453,6 +472,13 @@ export interface ServerConfig {
   replyTimeoutMs?: number
   /** The msg_types whose handlers stream their replies. */
   streams?: Array<number>
+  /**
+   * Over TCP (a `tcp://` address): threads that wait for JS handlers (default 4), so
+   * several calls are with JS at once.
+   */
+  workers?: number
+  /** Over TCP: allow an address other than loopback. */
+  allowRemote?: boolean
 }
 
 /** A Tiga call ready to send. */

@@ -842,6 +842,7 @@ module.exports.NativeRpcBus = nativeBinding.NativeRpcBus
 module.exports.NativeRxSlot = nativeBinding.NativeRxSlot
 module.exports.NativeServer = nativeBinding.NativeServer
 module.exports.NativeSharedBuffer = nativeBinding.NativeSharedBuffer
+module.exports.NativeTcpClient = nativeBinding.NativeTcpClient
 module.exports.NativeTxSlot = nativeBinding.NativeTxSlot
 module.exports.codegen = nativeBinding.codegen
 module.exports.makeTypeId = nativeBinding.makeTypeId

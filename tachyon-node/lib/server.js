@@ -128,8 +128,13 @@ class RpcServer {
     this.#n = n;
   }
 
-  /** Where clients connect. */
+  /** Where clients connect (for TCP, `tcp://host:port` with the real port). */
   get socketPath() {
+    return this.#n.path;
+  }
+
+  /** The same as socketPath. */
+  get address() {
     return this.#n.path;
   }
 
@@ -158,6 +163,8 @@ function serverConfig(opts, socketPath, tiga, streams) {
     maxClients: opts.maxClients,
     handlerTimeoutMs: opts.handlerTimeoutMs,
     replyTimeoutMs: opts.replyTimeoutMs,
+    workers: opts.workers,
+    allowRemote: opts.allowRemote,
   };
 }
 
@@ -171,8 +178,10 @@ function serverConfig(opts, socketPath, tiga, streams) {
  */
 function createRpcServer(opts) {
   if (opts === null || typeof opts !== 'object') throw new TypeError('options object required');
-  const { socketPath, handlers = {}, onError = logHandlerError } = opts;
-  if (typeof socketPath !== 'string') throw new TypeError('socketPath must be a string');
+  const { handlers = {}, onError = logHandlerError } = opts;
+  // `address: 'tcp://host:port'` serves over TCP; `socketPath` over shared memory.
+  const socketPath = opts.address ?? opts.socketPath;
+  if (typeof socketPath !== 'string') throw new TypeError('socketPath (or address) must be a string');
   const table = new Map();
   const streams = [];
   for (const [k, fn] of Object.entries(handlers)) {

@@ -26,6 +26,7 @@ mod rpc;
 mod server;
 mod shared_buffer;
 mod slots;
+mod tcp;
 
 use napi::bindgen_prelude::Buffer;
 use napi_derive::napi;

@@ -244,8 +244,23 @@ impl Bridge {
 #[napi]
 pub struct NativeServer {
     bridge: Arc<Bridge>,
-    handle: Arc<Mutex<Option<ServerHandle>>>,
+    handle: Arc<Mutex<Option<Handle>>>,
     path: String,
+}
+
+/// A running server of either transport.
+enum Handle {
+    Shm(ServerHandle),
+    Tcp(tachyon::net::TcpServerHandle),
+}
+
+impl Handle {
+    fn stop(self) -> tachyon::Result<()> {
+        match self {
+            Self::Shm(h) => h.stop(),
+            Self::Tcp(h) => h.shutdown(),
+        }
+    }
 }
 
 /// Options of [`NativeServer::start`].
@@ -267,6 +282,11 @@ pub struct ServerConfig {
     pub reply_timeout_ms: Option<f64>,
     /// The msg_types whose handlers stream their replies.
     pub streams: Option<Vec<u32>>,
+    /// Over TCP (a `tcp://` address): threads that wait for JS handlers (default 4), so
+    /// several calls are with JS at once.
+    pub workers: Option<u32>,
+    /// Over TCP: allow an address other than loopback.
+    pub allow_remote: Option<bool>,
 }
 
 /// Waits off the JS thread until a stream's queue has room (or it stopped).
@@ -294,7 +314,7 @@ impl Task for DrainTask {
 
 /// `close()` off the JS thread: the client threads may be waiting on JS meanwhile.
 pub struct StopTask {
-    handle: Arc<Mutex<Option<ServerHandle>>>,
+    handle: Arc<Mutex<Option<Handle>>>,
 }
 
 impl Task for StopTask {
@@ -344,7 +364,12 @@ impl NativeServer {
         if let Some(n) = config.max_clients {
             opts = opts.max_clients(n as usize);
         }
-        let server = RpcServer::bind(&config.socket_path, opts).map_err(crate::errors::core)?;
+        let tcp = config.socket_path.starts_with("tcp://");
+        let server = if tcp {
+            None
+        } else {
+            Some(RpcServer::bind(&config.socket_path, opts).map_err(crate::errors::core)?)
+        };
         let mut dispatcher = Dispatcher::new();
         for mt in config.streams.unwrap_or_default() {
             let mt = crate::errors::msg_type(mt)?;
@@ -359,8 +384,21 @@ impl NativeServer {
         }
         let b = bridge.clone();
         dispatcher.set_fallback("node", move |mt, req: &[u8]| b.handle(mt, req));
-        let handle = server.spawn(Arc::new(dispatcher));
-        Ok(Self { bridge, handle: Arc::new(Mutex::new(Some(handle))), path: config.socket_path })
+        let (handle, path) = if let Some(server) = server {
+            (Handle::Shm(server.spawn(Arc::new(dispatcher))), config.socket_path)
+        } else {
+            // Handlers wait for JS on worker threads, so the reactor keeps serving and
+            // several calls are with JS at once.
+            let opts = tachyon::net::TcpServerOptions::default()
+                .workers(config.workers.unwrap_or(4).max(1) as usize)
+                .allow_remote(config.allow_remote.unwrap_or(false));
+            let h = tachyon::net::TcpServer::bind(&config.socket_path, opts)
+                .and_then(|s| s.spawn(Arc::new(dispatcher)))
+                .map_err(crate::errors::core)?;
+            let path = h.address();
+            (Handle::Tcp(h), path)
+        };
+        Ok(Self { bridge, handle: Arc::new(Mutex::new(Some(handle))), path })
     }
 
     /// Answers request `requestId` with `data`. False if it is no longer waited for

@@ -12,6 +12,7 @@ mod rx;
 mod server;
 mod shared_buffer;
 mod stream;
+mod tcp;
 mod zero_copy;
 
 use pyo3::prelude::*;
@@ -76,6 +77,8 @@ fn _tachyon(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<rx::RxMsgView>()?;
     m.add_class::<rpc::PyRpcBus>()?;
     m.add_class::<channel::PyChannel>()?;
+    m.add_class::<tcp::PyTcpClient>()?;
+    m.add_class::<tcp::PyTcpRpcServer>()?;
     m.add_class::<shared_buffer::PySharedBuffer>()?;
     m.add_class::<channel::PyChannelEntry>()?;
     m.add_class::<channel::PyChannelRead>()?;

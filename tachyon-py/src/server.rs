@@ -21,7 +21,7 @@ use crate::errors::to_py;
 
 /// Calls a Python handler on `request`; an exception becomes the error reply, after
 /// `on_error(msg_type, exception)` has seen it (the package logs it by default).
-fn call_handler(
+pub(crate) fn call_handler(
     handler: &Py<PyAny>,
     on_error: Option<&Py<PyAny>>,
     msg_type: u16,
@@ -63,7 +63,7 @@ fn server_error(
 /// iterable of `bytes`; each item is taken with the GIL and sent without it. When the
 /// caller cancels (or the transport fails) the iterator's `close()` runs, so a
 /// generator's `finally` blocks do.
-fn call_stream_handler(
+pub(crate) fn call_stream_handler(
     handler: &Py<PyAny>,
     on_error: Option<&Py<PyAny>>,
     msg_type: u16,

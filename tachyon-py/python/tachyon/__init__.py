@@ -37,6 +37,7 @@ from ._tachyon import (
     RpcRxGuard,
     RxBatchGuard,
     SharedBuffer,
+    TcpClient,
     RxGuard,
     RxMsgView,
     TxGuard,
@@ -47,7 +48,7 @@ from ._tachyon import (
     route_id,
 )
 from .schema import Description, SchemaMismatchError, ServiceError
-from .rpc import MSG_TYPE_ERROR, MSG_TYPE_STREAM_END, RpcDispatcher, RpcEndpoint, RpcServer, _decode_error, tachyon_rpc
+from .rpc import MSG_TYPE_ERROR, MSG_TYPE_STREAM_END, RpcDispatcher, connect, RpcEndpoint, RpcServer, _decode_error, tachyon_rpc
 
 __version__ = "0.1.0"
 """This package's version (upstream's package exports one too)."""
@@ -95,6 +96,8 @@ __all__ = [
     "RpcRxGuard",
     "RpcServer",
     "SharedBuffer",
+    "TcpClient",
+    "connect",
     "RpcTxGuard",
     "RxBatch",
     "RxBatchGuard",

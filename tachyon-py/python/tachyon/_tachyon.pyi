@@ -21,6 +21,8 @@ __all__ = [
     "RxGuard",
     "RxMsgView",
     "SharedBuffer",
+    "TcpClient",
+    "TcpRpcServer",
     "TxGuard",
     "decode_error",
     "encode_error",
@@ -281,6 +283,42 @@ class SharedBuffer:
         exc: Optional[BaseException],
         tb: Optional[TracebackType],
     ) -> bool: ...
+
+@final
+class TcpClient:
+    """A caller over TCP (``tachyon.connect("tcp://host:port")``)."""
+
+    @staticmethod
+    def connect(address: str, timeout: Optional[float] = None, connections: int = 1) -> TcpClient: ...
+    def call(self, payload: _Bytes, msg_type: int, timeout: Optional[float] = None) -> int: ...
+    def wait(self, correlation_id: int, timeout: Optional[float] = None) -> bytes: ...
+    def invoke(self, payload: _Bytes, msg_type: int, timeout: Optional[float] = None) -> bytes: ...
+    def notify(self, payload: _Bytes, msg_type: int, timeout: Optional[float] = None) -> None: ...
+    def abandon(self, correlation_id: int) -> None: ...
+    @property
+    def in_flight(self) -> int: ...
+    @property
+    def address(self) -> str: ...
+
+@final
+class TcpRpcServer:
+    """The core's TCP RPC server with Python handlers."""
+
+    @staticmethod
+    def start(
+        address: str,
+        handlers: Mapping[int, tuple[str, Callable[[bytes], bytes]]],
+        workers: int = 0,
+        allow_remote: bool = False,
+        on_error: Optional[Callable[[int, BaseException], Any]] = None,
+        on_server_error: Optional[Callable[[str], Any]] = None,
+        streams: Optional[Mapping[int, tuple[str, Callable[[bytes], Iterable[_Bytes]]]]] = None,
+    ) -> TcpRpcServer: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def running(self) -> bool: ...
+    def stop(self) -> None: ...
 
 @final
 class ReplyStream:

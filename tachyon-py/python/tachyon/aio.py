@@ -271,7 +271,10 @@ async def call_reply(
 async def call_async(
     bus: _tachyon.RpcBus, payload: Union[bytes, bytearray, memoryview], msg_type: int, timeout: Optional[float] = None
 ) -> bytes:
-    """``await rpc.call_async(payload, msg_type)``: the reply's bytes."""
+    """``await rpc.call_async(payload, msg_type)``: the reply's bytes. Over TCP
+    (:class:`tachyon.TcpClient`) the wait runs on a worker thread."""
+    if isinstance(bus, _tachyon.TcpClient):
+        return await asyncio.to_thread(bus.invoke, bytes(payload), msg_type, timeout)
     return (await call_reply(bus, payload, msg_type, timeout)).data
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "RpcDispatcher",
     "RpcEndpoint",
     "RpcServer",
+    "connect",
     "decode",
     "encode",
     "tachyon_rpc",
@@ -261,6 +262,9 @@ class RpcEndpoint:
         :raises TachyonTimeoutError: ``timeout`` seconds passed (the call is abandoned).
         """
         request = encode(payload) if self.typed else payload
+        if isinstance(bus, _tachyon.TcpClient):
+            data = await aio.call_async(bus, request, self.msg_type, timeout)
+            return self._response(data, on_response)
         reply = await aio.call_reply(bus, request, self.msg_type, timeout)
         return self._response(reply.data, on_response)
 
@@ -484,13 +488,31 @@ class RpcServer:
         max_clients: int = 64,
         reply_timeout: Optional[float] = 10.0,
         on_error: Optional[Callable[[int, BaseException], Any]] = None,
+        workers: int = 0,
+        allow_remote: bool = False,
     ) -> None:
         """``on_error(msg_type, exception)`` sees every handler exception after its error
         reply went out; by default they are logged on the ``tachyon`` logger, as are
-        server-side problems (a refused connector, a stalled handshake)."""
+        server-side problems (a refused connector, a stalled handshake).
+
+        A ``tcp://host:port`` address serves over TCP instead (port 0 picks one; read it
+        back from :attr:`path`): the core's io_uring server, handlers on its reactor
+        thread (or on ``workers`` threads), loopback unless ``allow_remote``."""
         eps = dispatcher._handlers.items()
         handlers = {mt: (ep.__name__, ep._serve_bytes) for mt, ep in eps if not ep.streaming}
         streams = {mt: (ep.__name__, ep._stream_bytes) for mt, ep in eps if ep.streaming}
+        self._server: Union[_tachyon.RpcServer, _tachyon.TcpRpcServer]
+        if socket_path.startswith("tcp://"):
+            self._server = _tachyon.TcpRpcServer.start(
+                socket_path,
+                handlers,
+                workers,
+                allow_remote,
+                on_error=on_error or _log_handler_failure,
+                on_server_error=_log_server_problem,
+                streams=streams,
+            )
+            return
         self._server = _tachyon.RpcServer.start(
             socket_path,
             handlers,
@@ -505,7 +527,7 @@ class RpcServer:
 
     @property
     def path(self) -> str:
-        """The socket path callers connect to."""
+        """The socket path callers connect to (for TCP, ``tcp://host:port``)."""
         return self._server.path
 
     @property
@@ -533,3 +555,14 @@ class RpcServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def connect(address: str, *, timeout: Optional[float] = None, connections: int = 1) -> Union[_tachyon.RpcBus, _tachyon.TcpClient]:
+    """The caller end for ``address``: a :class:`TcpClient` for ``tcp://host:port``, an
+    :class:`RpcBus` for a socket path (``unix://path`` or a plain path). Both have
+    ``call``, ``wait``, ``invoke`` and ``notify``, so endpoints and generated clients
+    work over either."""
+    if address.startswith("tcp://"):
+        return _tachyon.TcpClient.connect(address, timeout, connections)
+    path = address[len("unix://"):] if address.startswith("unix://") else address
+    return _tachyon.RpcBus.connect(path, timeout)

@@ -1,0 +1,125 @@
+//! `NativeTcpClient`: the core's [`tachyon::net::TcpClient`] for `RpcClient` in
+//! `lib/tcp.js`. `invoke` blocks; `callAsync` waits on a libuv worker thread, so the
+//! event loop keeps running (one worker per pending call: raise `UV_THREADPOOL_SIZE`
+//! for many calls in flight at once).
+
+use std::sync::Arc;
+
+use napi::bindgen_prelude::{AsyncTask, Buffer, Either, Either3};
+use napi::{Env, Task};
+use napi_derive::napi;
+use tachyon::net::{TcpClient, TcpClientOptions};
+
+use crate::errors::{core, msg_type, timeout, BindError, JsError};
+use crate::pump::{ErrInfo, RpcErrorInfo};
+
+/// A caller over TCP.
+#[napi]
+pub struct NativeTcpClient {
+    client: Arc<TcpClient>,
+}
+
+#[napi]
+impl NativeTcpClient {
+    /// Connects to `address` (`tcp://host:port`) within `timeoutMs` (10 s by default).
+    #[napi(factory)]
+    pub fn connect(
+        address: String,
+        timeout_ms: Option<f64>,
+        connections: Option<u32>,
+    ) -> Result<Self, JsError> {
+        let mut opts =
+            TcpClientOptions::default().connections(connections.unwrap_or(1).max(1) as usize);
+        if let Some(t) = timeout(timeout_ms)? {
+            opts = opts.connect_timeout(t);
+        }
+        Ok(Self { client: Arc::new(TcpClient::connect_with(&address, &opts).map_err(core)?) })
+    }
+
+    /// Calls `msgType` and waits (blocking) for the reply: its bytes, or the decoded
+    /// error reply.
+    #[napi]
+    pub fn invoke(
+        &self,
+        payload: &[u8],
+        msg_type_: u32,
+        timeout_ms: Option<f64>,
+    ) -> Result<Either<Buffer, RpcErrorInfo>, JsError> {
+        let (t, mt) = (timeout(timeout_ms)?, msg_type(msg_type_)?);
+        match self.client.invoke(mt, payload, t) {
+            Ok(data) => Ok(Either::A(data.into())),
+            Err(tachyon::Error::Rpc(e)) => Ok(Either::B(e.into())),
+            Err(e) => Err(core(e)),
+        }
+    }
+
+    /// `invoke` on a libuv worker thread.
+    #[napi(ts_return_type = "Promise<Buffer | RpcErrorInfo | ErrInfo>")]
+    pub fn call_async(
+        &self,
+        payload: Buffer,
+        msg_type_: u32,
+        timeout_ms: Option<f64>,
+    ) -> Result<AsyncTask<TcpCall>, JsError> {
+        let (t, mt) = (timeout(timeout_ms)?, msg_type(msg_type_)?);
+        Ok(AsyncTask::new(TcpCall {
+            client: self.client.clone(),
+            payload: payload.to_vec(),
+            msg_type: mt,
+            timeout: t,
+            out: None,
+        }))
+    }
+
+    /// Sends a oneway request (no reply).
+    #[napi]
+    pub fn notify(
+        &self,
+        payload: &[u8],
+        msg_type_: u32,
+        timeout_ms: Option<f64>,
+    ) -> Result<(), JsError> {
+        let (t, mt) = (timeout(timeout_ms)?, msg_type(msg_type_)?);
+        self.client.notify(payload, mt, t).map_err(core)
+    }
+
+    /// Calls sent and not answered.
+    #[napi(getter)]
+    pub fn in_flight(&self) -> u32 {
+        u32::try_from(self.client.in_flight()).unwrap_or(u32::MAX)
+    }
+
+    /// The address it connected to.
+    #[napi(getter)]
+    pub fn address(&self) -> String {
+        self.client.address().to_owned()
+    }
+}
+
+/// One call waiting on a libuv worker thread.
+pub struct TcpCall {
+    client: Arc<TcpClient>,
+    payload: Vec<u8>,
+    msg_type: u16,
+    timeout: Option<std::time::Duration>,
+    out: Option<tachyon::Result<Vec<u8>>>,
+}
+
+impl Task for TcpCall {
+    type Output = ();
+    type JsValue = Either3<Buffer, RpcErrorInfo, ErrInfo>;
+
+    fn compute(&mut self) -> napi::Result<()> {
+        self.out = Some(self.client.invoke(self.msg_type, &self.payload, self.timeout));
+        Ok(())
+    }
+
+    fn resolve(&mut self, _env: Env, (): ()) -> napi::Result<Self::JsValue> {
+        Ok(match self.out.take() {
+            Some(Ok(data)) => Either3::A(data.into()),
+            Some(Err(tachyon::Error::Rpc(e))) => Either3::B(e.into()),
+            Some(Err(e)) => Either3::C(BindError::Core(e).into()),
+            None => Either3::C(BindError::Arg("the call never ran".into()).into()),
+        })
+    }
+}

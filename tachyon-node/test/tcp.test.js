@@ -1,0 +1,39 @@
+'use strict';
+// RPC over TCP from Node (loopback): RpcClient against the Rust TcpServer, and
+// createRpcServer({ address: 'tcp://...' }) serving the Rust TCP client.
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const t = require('..');
+const h = require('./helpers');
+
+const peer = h.peer();
+
+test('RpcClient calls the Rust TCP server: sync, async, error replies, pipelined', { skip: peer.skip }, async (tc) => {
+  const server = h.run(peer.path, ['tcp-serve', '--addr', 'tcp://127.0.0.1:0']);
+  tc.after(() => server.child.kill('SIGKILL'));
+  await h.waitForLine(server, 'ready');
+  const address = server.stdoutSoFar().split(/\s+/)[1];
+  const c = t.RpcClient.connect(address, { timeoutMs: 5000 });
+  assert.equal(c.address, address);
+  assert.equal(c.invoke('sync', 1, { timeoutMs: 5000 }).toString(), 'sync');
+  assert.equal((await c.callAsync('async', 1, { timeoutMs: 5000 })).toString(), 'async');
+  // msg_type 3 fails with its (MessagePack string) request in the message.
+  await assert.rejects(c.callAsync(Buffer.from([0xa1, 0x78]), 3, { timeoutMs: 5000 }), (e) =>
+    e instanceof t.TachyonRpcError && e.rpcCode === 2 && /failing on purpose: x/.test(e.message));
+  assert.throws(() => c.invoke('', 999, { timeoutMs: 5000 }), (e) => e.rpcCode === t.RpcCode.UNKNOWN_MSG_TYPE);
+  const replies = await Promise.all(Array.from({ length: 32 }, (_, i) => c.callAsync(`n${i}`, 1, { timeoutMs: 5000 })));
+  assert.deepEqual(replies.map(String), Array.from({ length: 32 }, (_, i) => `n${i}`));
+  assert.throws(() => t.RpcClient.connect('/tmp/not-tcp.sock'), TypeError);
+  c.close();
+  assert.throws(() => c.invoke('x', 1), (e) => e.code === 'ERR_TACHYON_CLOSED');
+});
+
+test('createRpcServer over TCP serves the Rust TCP client (2,000 checksummed calls)', { skip: peer.skip }, async () => {
+  const srv = t.createRpcServer({ address: 'tcp://127.0.0.1:0', handlers: { 1: (data) => data }, onError: () => {} });
+  assert.match(srv.address, /^tcp:\/\/127\.0\.0\.1:\d+$/);
+  const r = await h.run(peer.path, ['tcp-call', '--addr', srv.address, '--count', '2000', '--pipeline', '8']).done;
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  assert.match(r.stdout, /rpc-error msg_type=999 code=1/);
+  assert.match(r.stdout, /ok 2000 messages/);
+  await srv.close();
+});
