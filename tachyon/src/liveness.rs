@@ -380,7 +380,12 @@ mod tests {
             assert!(start.elapsed() < Duration::from_secs(2), "the watcher never fired");
             std::thread::yield_now();
         }
-        assert_eq!(word.load(Ordering::SeqCst), sleep::AWAKE, "the raise moved the word");
+        // The raise sets the flag first, then moves the word and wakes (the order the
+        // sleeper protocol needs): the word may lag the flag by a moment.
+        while word.load(Ordering::SeqCst) != sleep::AWAKE {
+            assert!(start.elapsed() < Duration::from_secs(2), "the raise never moved the word");
+            std::thread::yield_now();
+        }
         assert!(matches!(link.check(), Err(Error::PeerDead(_))));
         arena.mark_disconnected();
         assert!(matches!(link.check(), Err(Error::PeerClosed)));
