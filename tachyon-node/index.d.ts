@@ -249,6 +249,10 @@ export interface TigaServerOptions extends ServerOptions {
   channelName: string;
   /** Where the channel's socket lives (default os.tmpdir()). */
   ipcDirectory?: string;
+  /** Serve over TCP instead: `tcp://host:port` (port 0 picks one; read `address`). */
+  address?: string;
+  /** Over TCP: allow an address other than loopback. */
+  allowRemote?: boolean;
   /** Accepted for @tiga-ipc/mmap compatibility: new clients are noticed at once here. */
   discoveryIntervalMs?: number;
   /** Accepted for @tiga-ipc/mmap compatibility. */
@@ -262,6 +266,7 @@ export interface TigaServerOptions extends ServerOptions {
 export declare class TigaServer implements AsyncDisposable {
   private constructor();
   readonly socketPath: string;
+  readonly address: string;
   readonly running: boolean;
   start(): this;
   close(): Promise<void>;
@@ -273,6 +278,8 @@ export declare function startTigaServer(opts: TigaServerOptions): TigaServer;
 /** Options of tigaInvoke / tigaInvokeAsync. */
 export interface TigaInvokeOptions {
   ipcDirectory?: string;
+  /** Reach a Tiga server over TCP (`tcp://host:port`) instead of `ipcDirectory`. */
+  address?: string;
   timeoutMs?: number;
   signal?: AbortSignal;
 }

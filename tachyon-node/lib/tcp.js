@@ -73,6 +73,11 @@ class RpcClient {
     return this.#n.address;
   }
 
+  /** Whether close() was called. */
+  get closed() {
+    return this.#closed;
+  }
+
   /** Stops using the client (its connections close when it is collected). */
   close() {
     this.#closed = true;

@@ -9,6 +9,7 @@
 const os = require('node:os');
 const native = require('./native');
 const { RpcBus } = require('./rpc');
+const { RpcClient } = require('./tcp');
 const { RpcServer, startNative, serverConfig } = require('./server');
 const { bytesOf, signalOf } = require('./bus');
 const { isPeerGone, isClosed, withSignal } = require('./errors');
@@ -51,12 +52,24 @@ class TigaServer {
     // server listens on a socket), so there is no discovery interval to wait out.
     optionalMs(opts, 'discoveryIntervalMs');
     optionalMs(opts, 'waitTimeoutMs');
+    if (opts.address !== undefined && (typeof opts.address !== 'string' || !opts.address.startsWith('tcp://'))) {
+      throw new TypeError('address must be a tcp://host:port address');
+    }
     this.#opts = { ...opts, ipcDirectory: opts.ipcDirectory ?? os.tmpdir() };
   }
 
-  /** `<ipcDirectory>/<channelName>.sock`. */
+  /**
+   * Where clients reach it: `<ipcDirectory>/<channelName>.sock`, or with the `address`
+   * option the TCP address (the real port once started, for `tcp://host:0`).
+   */
   get socketPath() {
+    if (this.#opts.address !== undefined) return this.#server?.address ?? this.#opts.address;
     return native.tigaSocketPath(this.#opts.ipcDirectory, this.#opts.channelName);
+  }
+
+  /** The same as socketPath. */
+  get address() {
+    return this.socketPath;
   }
 
   /** Whether it serves. */
@@ -100,7 +113,7 @@ class TigaServer {
         ? out.then(answerBytes)
         : answerBytes(out);
     };
-    const config = serverConfig(this.#opts, this.socketPath, true);
+    const config = serverConfig(this.#opts, this.#opts.address ?? this.socketPath, true);
     this.#server = new RpcServer(startNative(config, route, report));
     local.set(this.socketPath, this);
     return this;
@@ -134,7 +147,7 @@ function connection(socketPath, clientId) {
   const key = `${socketPath}\0${clientId}`;
   let bus = connections.get(key);
   if (bus === undefined || bus.closed) {
-    bus = RpcBus.connect(socketPath);
+    bus = socketPath.startsWith('tcp://') ? RpcClient.connect(socketPath) : RpcBus.connect(socketPath);
     connections.set(key, bus);
   }
   return { key, bus };
@@ -151,7 +164,8 @@ function forget(key, bus, e) {
 function target(requestName, responseName, method, data, options) {
   const names = native.tigaParseNames(requestName, responseName);
   const dir = options.ipcDirectory ?? os.tmpdir();
-  const socketPath = native.tigaSocketPath(dir, names.channel);
+  // `options.address` (tcp://host:port) reaches a Tiga server over TCP instead.
+  const socketPath = options.address ?? native.tigaSocketPath(dir, names.channel);
   const bytes = bytesOf(data ?? Buffer.alloc(0));
   return { names, socketPath, bytes, call: native.tigaEncode(String(method), names.clientId, bytes) };
 }

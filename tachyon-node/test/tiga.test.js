@@ -161,3 +161,26 @@ test('a malformed named call is refused by the server, never handed to onInvoke'
   rpc.close();
   await server.close();
 });
+
+test('startTigaServer and tigaInvoke over TCP (an address option beside ipcDirectory)', async () => {
+  const server = t.startTigaServer({
+    channelName: 'overtcp',
+    address: 'tcp://127.0.0.1:0',
+    onInvoke: async (method, data, ctx) => `${method}|${ctx.clientId}|${data}`,
+    onError: () => {},
+  });
+  const address = server.address;
+  assert.match(address, /^tcp:\/\/127\.0\.0\.1:\d+$/);
+  assert.equal(await t.tigaInvokeAsync('overtcp.req.c1', 'overtcp.resp.c1', 'echo', 'hi', { address, timeoutMs: 5000 }), 'echo|c1|hi');
+  // A synchronous tigaInvoke from another process, over TCP.
+  const child = await h.run(process.execPath, ['-e', `
+    const t = require(${JSON.stringify(path.join(__dirname, '..'))});
+    console.log(t.tigaInvoke('overtcp.req.c2', 'overtcp.resp.c2', 'sync', 'there', { address: ${JSON.stringify(address)}, timeoutMs: 5000 }));
+    t.tigaCloseAll();
+  `]).done;
+  assert.equal(child.code, 0, child.stderr);
+  assert.equal(child.stdout.trim(), 'sync|c2|there');
+  assert.throws(() => t.startTigaServer({ channelName: 'x', address: '/tmp/x.sock', onInvoke: () => '' }), TypeError);
+  t.tigaCloseAll();
+  await server.close();
+});
