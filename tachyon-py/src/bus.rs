@@ -74,6 +74,33 @@ pub(crate) fn is_peer_closed(py: Python<'_>, e: &PyErr) -> bool {
     })
 }
 
+/// Runs a wait that gives up when `stop` says so, with the GIL released: `f` gets a
+/// `stop` that is true once `closed` is set or Ctrl-C arrived. A wait that ended for
+/// Ctrl-C raises `KeyboardInterrupt`; one that ended for `closed` returns `false`.
+pub(crate) fn blocking_until(
+    py: Python<'_>,
+    closed: &std::sync::atomic::AtomicBool,
+    f: impl FnOnce(&dyn Fn() -> bool) -> tachyon::Result<bool> + Send,
+) -> PyResult<bool> {
+    blocking(py, |check| {
+        let check = std::cell::RefCell::new(check);
+        let interrupted = std::cell::Cell::new(false);
+        let stop = || {
+            if closed.load(std::sync::atomic::Ordering::Acquire) || interrupted.get() {
+                return true;
+            }
+            let hit = (check.borrow_mut())();
+            interrupted.set(hit);
+            hit
+        };
+        let woke = f(&stop)?;
+        if interrupted.get() {
+            return Err(BindError::Core(tachyon::Error::Interrupted));
+        }
+        Ok(woke)
+    })
+}
+
 /// Converts an optional timeout in seconds.
 pub(crate) fn timeout(seconds: Option<f64>) -> PyResult<Option<Duration>> {
     match seconds {

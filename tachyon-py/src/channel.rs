@@ -9,7 +9,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use tachyon::channel::{Channel, ChannelOptions};
 
-use crate::bus::{blocking, timeout};
+use crate::bus::{blocking_until, timeout};
 use crate::errors::{to_py, BindError};
 
 /// One entry of a channel.
@@ -133,16 +133,8 @@ impl PyChannel {
     #[pyo3(signature = (last_id, timeout=None))]
     fn wait(&self, py: Python<'_>, last_id: u64, timeout: Option<f64>) -> PyResult<bool> {
         let t = self::timeout(timeout)?;
-        let (ch, closed) = (self.ch.clone(), self.closed.clone());
-        blocking(py, move |check| {
-            let check = std::cell::RefCell::new(check);
-            let stop = || closed.load(Ordering::Acquire) || (check.borrow_mut())();
-            let ready = ch.wait_until(last_id, t, &stop)?;
-            if !ready && !closed.load(Ordering::Acquire) && (check.borrow_mut())() {
-                return Err(BindError::Core(tachyon::Error::Interrupted));
-            }
-            Ok(ready)
-        })
+        let ch = &self.ch;
+        blocking_until(py, &self.closed, |stop| ch.wait_until(last_id, t, stop))
     }
 
     /// The newest id reserved so far (0 for none).

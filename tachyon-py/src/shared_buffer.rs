@@ -11,7 +11,7 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use tachyon::{BufferKind, SharedBuffer, SharedBufferOptions};
 
-use crate::bus::{blocking, timeout};
+use crate::bus::{blocking_until, timeout};
 use crate::errors::{to_py, BindError};
 
 struct State {
@@ -138,16 +138,8 @@ impl PySharedBuffer {
         timeout: Option<f64>,
     ) -> PyResult<bool> {
         let t = self::timeout(timeout)?;
-        let (buf, closed) = (self.get()?, self.closed.clone());
-        blocking(py, move |check| {
-            let check = std::cell::RefCell::new(check);
-            let stop = || closed.load(Ordering::Acquire) || (check.borrow_mut())();
-            let woke = buf.wait_until(offset, expected, t, &stop)?;
-            if !woke && !closed.load(Ordering::Acquire) && (check.borrow_mut())() {
-                return Err(BindError::Core(tachyon::Error::Interrupted));
-            }
-            Ok(woke)
-        })
+        let buf = self.get()?;
+        blocking_until(py, &self.closed, |stop| buf.wait_until(offset, expected, t, stop))
     }
 
     /// Wakes up to `count` (default all) waiters on the word at `offset`, in any process;
