@@ -124,6 +124,12 @@ pub enum Error {
     #[error("connection refused: {0}")]
     Refused(&'static str),
 
+    /// TLS failed: a certificate or key that does not load, a handshake the peer
+    /// refused (a client without a valid certificate, a server the CA did not sign), or a
+    /// peer that does not speak TLS at all.
+    #[error("tls: {0}")]
+    Tls(String),
+
     /// The peer broke the RPC protocol (a request without a correlation id, a reply for
     /// a call that is not in flight). The offending message was consumed; the bus is
     /// still usable.

@@ -4,6 +4,7 @@
 //! (`tests/interop/payloads.py`), so any pair of peers can check each other's stream.
 #![allow(clippy::missing_panics_doc)]
 
+pub mod pki;
 pub mod schema;
 pub mod service;
 

@@ -63,7 +63,14 @@ pub fn whoami(req: ()) -> u32 {
     std::process::id()
 }
 
+/// The caller's verified certificate name over mutual TLS, or `""` (msg_type 7).
+#[tachyon_rpc(msg_type = 7)]
+pub fn caller(req: ()) -> String {
+    let () = req;
+    tachyon::net::peer_identity().and_then(|p| p.name().map(str::to_owned)).unwrap_or_default()
+}
+
 /// All of the above, in one dispatcher.
 pub fn dispatcher() -> Dispatcher {
-    dispatcher![echo, add, fail, boom, sleep_ms, whoami]
+    dispatcher![echo, add, fail, boom, sleep_ms, whoami, caller]
 }

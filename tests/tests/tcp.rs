@@ -646,3 +646,40 @@ fn a_vanished_network_fails_calls_with_peer_dead_within_the_bound() {
     assert!(!out.status.success() && err.contains("PeerDead"), "{err}");
     assert!(took < Duration::from_secs(5), "PeerDead after {took:?} with a 1.5 s bound");
 }
+
+#[test]
+fn mutual_tls_across_two_network_namespaces_admits_only_certified_clients() {
+    let Some(ns) = netns_or_skip("mutual_tls_across_two_network_namespaces", "t") else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("tachyon-pki-ns-{}", std::process::id()));
+    tachyon_tests::pki::write(&dir, &["10.77.0.1".to_owned()]).unwrap();
+    let dir = dir.to_str().unwrap();
+    let addr = "tcp://10.77.0.1:7150";
+    // No --allow-remote: TLS is what makes a non-loopback address servable.
+    let (_srv, got, _) = tcp_peer(&["--addr", addr, "--tls-dir", dir], Some(&ns.a));
+    assert_eq!(got, addr);
+    let call = |identity: &str| {
+        Command::new("ip")
+            .args(["netns", "exec", &ns.b])
+            .arg(peer_bin())
+            .args(["tcp-call", "--addr", addr, "--count", "2000", "--pipeline", "16"])
+            .args(["--tls-dir", dir, "--tls-identity", identity])
+            .output()
+            .unwrap()
+    };
+    let out = call("client");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains("ok 2000 messages")
+            && stdout.contains("rpc-error msg_type=999 code=1")
+            && stdout.contains("caller=client-a"),
+        "{stdout}"
+    );
+    for identity in ["rogue", "none"] {
+        let out = call(identity);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains("Tls:"), "{identity}: {stderr}");
+    }
+}

@@ -43,6 +43,9 @@ pub struct TcpClientOptions {
     /// A server silent this long while calls wait is dead (default 10 s); pings go out
     /// after a quarter of it.
     pub dead_peer_timeout: Duration,
+    /// TLS 1.3 (default none: plaintext). The server's certificate is checked against
+    /// the CA given, and against the address's host unless a name is set.
+    pub tls: Option<crate::net::ClientTls>,
 }
 
 impl Default for TcpClientOptions {
@@ -53,6 +56,7 @@ impl Default for TcpClientOptions {
             max_in_flight: 1024,
             max_frame: 16 << 20,
             dead_peer_timeout: Duration::from_secs(10),
+            tls: None,
         }
     }
 }
@@ -83,6 +87,13 @@ impl TcpClientOptions {
     #[must_use]
     pub fn dead_peer_timeout(mut self, t: Duration) -> Self {
         self.dead_peer_timeout = t;
+        self
+    }
+
+    /// Connects over TLS 1.3.
+    #[must_use]
+    pub fn tls(mut self, tls: crate::net::ClientTls) -> Self {
+        self.tls = Some(tls);
         self
     }
 }
@@ -141,6 +152,8 @@ struct Reader {
     /// Where bytes are received (allocated once: a fresh buffer per read would cost
     /// more than the read).
     chunk: Vec<u8>,
+    /// Plaintext decrypted from `chunk` (TLS only).
+    plain: Vec<u8>,
     /// The receive timeout set on the socket now.
     timeout: Duration,
 }
@@ -186,6 +199,9 @@ struct Conn {
     max_in_flight: usize,
     decoder: Decoder,
     dead_peer: Duration,
+    /// The TLS session, if any: the writer seals under `writer`, the reader opens under
+    /// `reader`; each holds this lock only to run rustls, never across a syscall.
+    tls: Option<Mutex<rustls::ClientConnection>>,
 }
 
 /// A blocking RPC client over TCP.
@@ -269,7 +285,12 @@ fn write_all(
 }
 
 /// Opens one connection and exchanges hellos.
-fn open(addr: std::net::SocketAddr, index: u64, opts: &TcpClientOptions) -> Result<Conn> {
+fn open(
+    addr: std::net::SocketAddr,
+    host: &str,
+    index: u64,
+    opts: &TcpClientOptions,
+) -> Result<Conn> {
     use rustix::net::{AddressFamily, SocketFlags, SocketType};
     let deadline = Instant::now() + opts.connect_timeout;
     let family = if addr.is_ipv4() { AddressFamily::INET } else { AddressFamily::INET6 };
@@ -296,12 +317,26 @@ fn open(addr: std::net::SocketAddr, index: u64, opts: &TcpClientOptions) -> Resu
         Err(e) => return Err(connect_err(e)),
     }
     crate::net::server::tune(&sock, opts.dead_peer_timeout);
+    let mut tls = match &opts.tls {
+        Some(t) => {
+            let mut session = t.session(host)?;
+            handshake(&sock, &mut session, deadline, opts.connect_timeout)?;
+            Some(session)
+        }
+        None => None,
+    };
     let hello = Hello {
         version: frame::VERSION,
         max_frame: opts.max_frame,
         max_in_flight: opts.max_in_flight,
     };
-    write_all(&sock, &hello.frame(), Some(deadline), opts.connect_timeout)?;
+    let mut first = hello.frame();
+    if let Some(session) = tls.as_mut() {
+        let mut wire = Vec::new();
+        crate::net::tls::seal_client(session, &first, &mut wire);
+        first = wire;
+    }
+    write_all(&sock, &first, Some(deadline), opts.connect_timeout)?;
     // Read the server's hello (or a goaway: a full server, a refusal).
     let mut buf = Vec::with_capacity(64);
     let decoder = Decoder::new(4096);
@@ -313,6 +348,11 @@ fn open(addr: std::net::SocketAddr, index: u64, opts: &TcpClientOptions) -> Resu
                 }
                 Kind::Goaway => {
                     let g = Goaway::decode(payload);
+                    if g.message.contains("requires TLS") {
+                        return Err(Error::Tls(format!(
+                            "{addr} requires TLS; give the client TLS options"
+                        )));
+                    }
                     return Err(match g.code {
                         GoawayCode::TooManyConnections => Error::Refused("the server already serves its maximum number of connections; retry later"),
                         GoawayCode::Shutdown => Error::Refused("the server is shutting down"),
@@ -327,6 +367,10 @@ fn open(addr: std::net::SocketAddr, index: u64, opts: &TcpClientOptions) -> Resu
             }
         }
         if decoder.next(&buf).is_err() {
+            if tls.is_none() && buf.first() == Some(&0x15) {
+                // A TLS alert record: the server expected a TLS handshake.
+                return Err(Error::Tls(format!("{addr} speaks TLS; give the client TLS options")));
+            }
             return Err(Error::Protocol("the server's first frame is not a valid hello".into()));
         }
         if !wait_fd(&sock, PollFlags::IN, Some(deadline))? {
@@ -337,8 +381,18 @@ fn open(addr: std::net::SocketAddr, index: u64, opts: &TcpClientOptions) -> Resu
             Ok(0) => {
                 return Err(Error::PeerDead("the server closed the connection during the hello"))
             }
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Ok(n) => match tls.as_mut() {
+                None => buf.extend_from_slice(&chunk[..n]),
+                Some(session) => {
+                    crate::net::tls::open_client(session, &chunk[..n], &mut buf).map_err(|e| {
+                        Error::Tls(format!("{addr} ended the TLS session: {e}"))
+                    })?;
+                }
+            },
             Err(Errno::AGAIN | Errno::INTR) => {}
+            Err(Errno::CONNRESET) if tls.is_some() => {
+                return Err(Error::Tls(format!("{addr} closed the TLS session during the hello")))
+            }
             Err(e) => return Err(Error::io("read the server's hello", e)),
         }
     };
@@ -366,13 +420,64 @@ fn open(addr: std::net::SocketAddr, index: u64, opts: &TcpClientOptions) -> Resu
         writer: Mutex::new(Vec::new()),
         inbox: Mutex::new(inbox),
         changed: Condvar::new(),
-        reader: Mutex::new(Reader { chunk: vec![0; 64 << 10], timeout: first_timeout }),
+        reader: Mutex::new(Reader {
+            chunk: vec![0; 64 << 10],
+            plain: Vec::new(),
+            timeout: first_timeout,
+        }),
         next_seq: AtomicU64::new(1),
         in_flight: AtomicUsize::new(0),
         max_in_flight: granted.max_in_flight.max(1) as usize,
         decoder: Decoder::new(granted.max_frame.min(opts.max_frame)),
         dead_peer: opts.dead_peer_timeout,
+        tls: tls.map(Mutex::new),
     })
+}
+
+/// Runs a client's TLS handshake on the non-blocking `sock` until `deadline`.
+fn handshake(
+    sock: &OwnedFd,
+    session: &mut rustls::ClientConnection,
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<()> {
+    let mut chunk = vec![0u8; 16 << 10];
+    let mut wire = Vec::new();
+    loop {
+        wire.clear();
+        crate::net::tls::seal_client(session, &[], &mut wire);
+        if !wire.is_empty() {
+            write_all(sock, &wire, Some(deadline), timeout)?;
+        }
+        if !session.is_handshaking() {
+            return Ok(());
+        }
+        if !wait_fd(sock, PollFlags::IN, Some(deadline))? {
+            return Err(Error::Tls(format!("the TLS handshake did not finish within {timeout:?}")));
+        }
+        let n = match rustix::io::read(sock, &mut chunk) {
+            Ok(0) | Err(Errno::CONNRESET) => {
+                return Err(Error::Tls(
+                    "the server closed the connection during the TLS handshake; is it serving TLS?"
+                        .into(),
+                ))
+            }
+            Ok(n) => n,
+            Err(Errno::AGAIN | Errno::INTR) => continue,
+            Err(e) => return Err(Error::io("read the TLS handshake", e)),
+        };
+        let mut early = Vec::new();
+        if let Err(e) = crate::net::tls::open_client(session, &chunk[..n], &mut early) {
+            // Send the alert rustls queued, so the server learns why.
+            wire.clear();
+            crate::net::tls::seal_client(session, &[], &mut wire);
+            let _ = write_all(sock, &wire, Some(deadline), timeout);
+            return Err(Error::Tls(format!("handshake failed: {e}")));
+        }
+        if !early.is_empty() {
+            return Err(Error::Protocol("the server sent data before the hello exchange".into()));
+        }
+    }
 }
 
 impl TcpClient {
@@ -402,10 +507,12 @@ impl TcpClient {
             return Err(Error::InvalidArgument("connections must be in 1..=256".into()));
         }
         let addrs = parsed.resolve()?;
+        let Address::Tcp { host, .. } = &parsed else { unreachable!("checked above") };
+        let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
         let mut last = None;
         for addr in addrs {
             let conns: Result<Vec<Conn>> =
-                (0..opts.connections).map(|i| open(addr, i as u64, opts)).collect();
+                (0..opts.connections).map(|i| open(addr, &host, i as u64, opts)).collect();
             match conns {
                 Ok(conns) => {
                     return Ok(Self {
@@ -615,6 +722,19 @@ impl Drop for TcpStream<'_> {
 }
 
 impl Conn {
+    /// Writes frames (sealed first over TLS). The caller holds `writer`, which keeps
+    /// records in the order they were sealed.
+    fn put(&self, bytes: &[u8], deadline: Option<Instant>, timeout: Duration) -> Result<()> {
+        match &self.tls {
+            None => write_all(&self.sock, bytes, deadline, timeout),
+            Some(tls) => {
+                let mut wire = Vec::with_capacity(bytes.len() + 64);
+                crate::net::tls::seal_client(&mut lock(tls), bytes, &mut wire);
+                write_all(&self.sock, &wire, deadline, timeout)
+            }
+        }
+    }
+
     fn send(
         &self,
         payload: &[u8],
@@ -687,7 +807,7 @@ impl Conn {
                 budget_us,
                 payload,
             );
-            let sent = write_all(&self.sock, &buf, None, Duration::ZERO);
+            let sent = self.put(&buf, None, Duration::ZERO);
             // Keep a small buffer, not the largest request ever sent.
             if buf.capacity() > 1 << 20 {
                 *buf = Vec::new();
@@ -718,7 +838,7 @@ impl Conn {
             buf.clear();
             frame::push_message(&mut buf, Kind::Request, u32::from(msg_type), 0, 0, payload);
             let deadline = timeout.map(|t| Instant::now() + t);
-            let sent = write_all(&self.sock, &buf, deadline, timeout.unwrap_or_default());
+            let sent = self.put(&buf, deadline, timeout.unwrap_or_default());
             if buf.capacity() > 1 << 20 {
                 *buf = Vec::new();
             }
@@ -779,9 +899,7 @@ impl Conn {
             let mut f = Vec::with_capacity(HEADER_LEN);
             frame::push_control(&mut f, Kind::Cancel, cid);
             let _w = lock(&self.writer);
-            let _ = write_all(
-                &self.sock,
-                &f,
+            let _ = self.put(&f,
                 Some(Instant::now() + Duration::from_millis(100)),
                 Duration::ZERO,
             );
@@ -811,9 +929,7 @@ impl Conn {
         let mut f = Vec::with_capacity(HEADER_LEN);
         frame::push_control(&mut f, Kind::Cancel, cid);
         let _w = lock(&self.writer);
-        let _ = write_all(
-            &self.sock,
-            &f,
+        let _ = self.put(&f,
             Some(Instant::now() + Duration::from_millis(100)),
             Duration::ZERO,
         );
@@ -962,7 +1078,7 @@ impl Conn {
             .map_err(|_| DeadReason::Dead("setting the receive timeout failed"))?;
             reader.timeout = want;
         }
-        let Reader { chunk, .. } = &mut *reader;
+        let Reader { chunk, plain, .. } = &mut *reader;
         let n = match rustix::net::recv(&self.sock, &mut chunk[..], rustix::net::RecvFlags::empty())
         {
             Ok((0, _)) => return Err(self.eof_reason()),
@@ -970,6 +1086,17 @@ impl Conn {
             Err(Errno::AGAIN) => return self.watchdog(),
             Err(Errno::INTR) => return Ok(()),
             Err(_) => return Err(DeadReason::Dead("the connection to the server was reset")),
+        };
+        let fresh: &[u8] = match &self.tls {
+            None => &chunk[..n],
+            Some(tls) => {
+                plain.clear();
+                let opened = crate::net::tls::open_client(&mut lock(tls), &chunk[..n], plain);
+                if let Err(e) = opened {
+                    return Err(DeadReason::Dead(leak(&format!("the TLS session failed: {e}"))));
+                }
+                plain
+            }
         };
         let mut inbox = lock(&self.inbox);
         inbox.last_rx = Some(Instant::now());
@@ -979,10 +1106,10 @@ impl Conn {
         let carried = std::mem::take(&mut inbox.buf);
         let joined;
         let bytes: &[u8] = if carried.is_empty() {
-            &chunk[..n]
+            fresh
         } else {
             let mut v = carried;
-            v.extend_from_slice(&chunk[..n]);
+            v.extend_from_slice(fresh);
             joined = v;
             &joined
         };
@@ -1055,9 +1182,7 @@ impl Conn {
                 let mut f = Vec::with_capacity(HEADER_LEN);
                 frame::push_control(&mut f, Kind::Pong, h.correlation_id);
                 let _w = lock(&self.writer);
-                let _ = write_all(
-                    &self.sock,
-                    &f,
+                let _ = self.put(&f,
                     Some(Instant::now() + Duration::from_millis(100)),
                     Duration::ZERO,
                 );
@@ -1099,7 +1224,7 @@ impl Conn {
             frame::push_control(&mut f, Kind::Ping, 1);
             let _w = lock(&self.writer);
             let _ =
-                write_all(&self.sock, &f, Some(now + Duration::from_millis(100)), Duration::ZERO);
+                self.put(&f, Some(now + Duration::from_millis(100)), Duration::ZERO);
         }
         Ok(())
     }

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::net::frame::{self, Decoder, FrameError, Goaway, GoawayCode, Header, Hello, Kind, Step};
 use crate::net::pool::JobCtl;
+use crate::net::tls::{Opened, ServerSession};
 use crate::rpc::{Dispatcher, MSG_TYPE_ERROR};
 
 /// The limits a server connection enforces.
@@ -124,6 +125,12 @@ pub(crate) struct Conn {
     spare: Vec<u8>,
     /// Counters.
     pub counts: Counts,
+    /// TLS: `output` is plaintext that [`Conn::seal`] encrypts into `wire`, which is
+    /// what goes to the socket.
+    tls: Option<Box<ServerSession>>,
+    wire: Vec<u8>,
+    /// Plaintext decrypted from one receive (reused).
+    plain_in: Vec<u8>,
 }
 
 impl Conn {
@@ -148,18 +155,46 @@ impl Conn {
             scratch: Vec::new(),
             spare: Vec::new(),
             counts: Counts::default(),
+            tls: None,
+            wire: Vec::new(),
+            plain_in: Vec::new(),
         }
+    }
+
+    /// A connection accepted at `now` that speaks TLS from its first byte.
+    pub fn with_tls(limits: Limits, now: Instant, session: ServerSession) -> Self {
+        let mut conn = Self::new(limits, now);
+        conn.tls = Some(Box::new(session));
+        conn
+    }
+
+    /// The verified client identity (mutual TLS, once the handshake is done).
+    pub fn peer(&self) -> Option<&std::sync::Arc<crate::net::tls::PeerIdentity>> {
+        self.tls.as_ref().and_then(|t| t.peer.as_ref())
     }
 
     /// Bytes to send.
     pub fn output(&self) -> &[u8] {
-        &self.output
+        if self.tls.is_some() {
+            &self.wire
+        } else {
+            &self.output
+        }
     }
 
     /// `n` bytes of the output went out.
     pub fn sent(&mut self, n: usize) {
-        self.output.drain(..n);
         self.counts.bytes_out += n as u64;
+        if self.tls.is_some() {
+            self.wire.drain(..n);
+        } else {
+            self.advance(n);
+        }
+    }
+
+    /// `n` bytes of plaintext output left the connection (to the socket, or into TLS).
+    fn advance(&mut self, n: usize) {
+        self.output.drain(..n);
         self.out_base += n as u64;
         while let Some(&(end, cid, item)) = self.unsent.front() {
             if end > self.out_base {
@@ -184,6 +219,11 @@ impl Conn {
     /// buffer back with [`Conn::give_back`] once sent).
     pub fn take_output(&mut self) -> Vec<u8> {
         let spare = std::mem::take(&mut self.spare);
+        if self.tls.is_some() {
+            let out = std::mem::replace(&mut self.wire, spare);
+            self.counts.bytes_out += out.len() as u64;
+            return out;
+        }
         let out = std::mem::replace(&mut self.output, spare);
         self.counts.bytes_out += out.len() as u64;
         self.out_base += out.len() as u64;
@@ -214,11 +254,12 @@ impl Conn {
         if self.closing.is_some() || self.draining {
             return false;
         }
+        let queued = self.output.len() + self.wire.len();
         if self.paused {
-            if self.output.len() <= self.limits.low_water {
+            if queued <= self.limits.low_water {
                 self.paused = false;
             }
-        } else if self.output.len() >= self.limits.high_water {
+        } else if queued >= self.limits.high_water {
             self.paused = true;
             self.counts.paused += 1;
         }
@@ -236,14 +277,62 @@ impl Conn {
         );
         self.phase = Phase::Closing;
         self.closing = Some(Closing { code, reason });
+        self.seal();
+    }
+
+    /// Encrypts the plaintext output onto the wire (TLS only); a closing connection's
+    /// goaway is followed by a close_notify.
+    fn seal(&mut self) {
+        let Some(tls) = self.tls.as_mut() else { return };
+        let n = self.output.len();
+        tls.seal(&self.output, self.closing.is_some(), &mut self.wire);
+        self.advance(n);
     }
 
     /// Handles bytes from the socket. Frames complete in `bytes` are parsed in place.
     pub fn on_bytes(&mut self, bytes: &[u8], now: Instant, handler: &mut dyn Handler) {
-        if self.closing.is_some() {
+        if self.closing.is_some() || bytes.is_empty() {
             return;
         }
+        let first = self.counts.bytes_in == 0;
         self.counts.bytes_in += bytes.len() as u64;
+        // A TLS record starts 0x16 0x03; a Tachyon hello starts with its length, 16.
+        let looks_tls = bytes[0] == 0x16;
+        let Some(tls) = self.tls.as_mut() else {
+            if first && looks_tls {
+                return self.close(
+                    GoawayCode::Protocol,
+                    "this server does not speak TLS; connect without TLS options",
+                );
+            }
+            return self.on_plain(bytes, now, handler);
+        };
+        if first && !looks_tls {
+            // A plaintext client: tell it in its own protocol, not in a TLS alert.
+            let message = "this server requires TLS; connect with TLS options".to_owned();
+            self.wire.extend_from_slice(
+                &Goaway { last_cid: 0, code: GoawayCode::Protocol, message: message.clone() }
+                    .frame(),
+            );
+            self.phase = Phase::Closing;
+            self.closing = Some(Closing { code: GoawayCode::Protocol, reason: message });
+            return;
+        }
+        let mut plain = std::mem::take(&mut self.plain_in);
+        if let Opened::Failed(reason) = tls.open(bytes, &mut plain) {
+            self.phase = Phase::Closing;
+            self.closing = Some(Closing { code: GoawayCode::Protocol, reason });
+        }
+        if !plain.is_empty() && self.closing.is_none() {
+            self.on_plain(&plain, now, handler);
+        }
+        plain.clear();
+        self.plain_in = plain;
+        self.seal();
+    }
+
+    /// Handles plaintext bytes.
+    fn on_plain(&mut self, bytes: &[u8], now: Instant, handler: &mut dyn Handler) {
         if self.input.is_empty() {
             let used = self.process(bytes, handler);
             if self.closing.is_none() && used < bytes.len() {
@@ -365,7 +454,11 @@ impl Conn {
             );
         }
         let mut response = std::mem::take(&mut self.scratch);
-        match handler.request(h, payload, &mut response) {
+        let peer = self.peer().cloned();
+        let answer = crate::net::tls::with_peer(peer.as_ref(), || {
+            handler.request(h, payload, &mut response)
+        });
+        match answer {
             Answer::Now(msg_type) => {
                 let type_id = (h.type_id & 0xFFFF_0000) | u32::from(msg_type);
                 self.push_frame(type_id, h.correlation_id, &response, false);
@@ -382,7 +475,11 @@ impl Conn {
     /// be cancelled and shutdown does not wait for it); a failure is logged here.
     fn on_oneway(&mut self, h: &Header, payload: &[u8], handler: &mut dyn Handler) {
         let mut response = std::mem::take(&mut self.scratch);
-        if let Answer::Now(MSG_TYPE_ERROR) = handler.request(h, payload, &mut response) {
+        let peer = self.peer().cloned();
+        let answer = crate::net::tls::with_peer(peer.as_ref(), || {
+            handler.request(h, payload, &mut response)
+        });
+        if let Answer::Now(MSG_TYPE_ERROR) = answer {
             let e = crate::rpc::RpcError::decode(&response);
             tracing::warn!(target: "tachyon", msg_type = h.msg_type(), code = e.code, "a oneway request failed: {}", e.message);
         }
@@ -405,6 +502,7 @@ impl Conn {
                 } else {
                     self.push_frame(type_id, cid, response, true);
                 }
+                self.seal();
             }
             return;
         }
@@ -413,6 +511,7 @@ impl Conn {
         }
         if let Some(type_id) = type_id {
             self.push_frame(type_id, cid, response, false);
+            self.seal();
         }
         if self.draining && self.jobs.is_empty() {
             self.close(GoawayCode::Shutdown, "the server is shutting down");

@@ -180,7 +180,7 @@ impl Reactor<'_> {
             self.free.push(i);
             return;
         }
-        let conn = Conn::new(self.shared.opts.limits(), Instant::now());
+        let Some(conn) = self.shared.new_conn() else { return };
         self.generation = self.generation.wrapping_add(1);
         let generation = self.generation;
         self.slots[i] =

@@ -7,8 +7,11 @@
 //!   detection;
 //! - the frames are documented byte by byte in `docs/TCP.md` ([`frame`]).
 //!
-//! Secure by default: a server binds loopback unless told otherwise
-//! ([`TcpServerOptions::allow_remote`]).
+//! - TLS 1.3 and mutual TLS with rustls ([`ServerTls`], [`ClientTls`]), on the same
+//!   reactors; handlers see the verified caller through [`peer_identity`].
+//!
+//! Secure by default: a server without TLS binds loopback unless told to serve
+//! plaintext to other machines ([`TcpServerOptions::insecure`]).
 
 pub(crate) mod bufring;
 pub(crate) mod client;
@@ -18,9 +21,11 @@ pub mod frame;
 mod pool;
 mod probe;
 mod server;
+mod tls;
 mod uring;
 mod waker;
 
 pub use client::{TcpClient, TcpClientOptions};
 pub use probe::{capabilities, Backend, Capabilities};
 pub use server::{TcpServer, TcpServerHandle, TcpServerOptions, TcpStats, TcpStatsSnapshot};
+pub use tls::{peer_identity, ClientTls, PeerIdentity, ServerTls};

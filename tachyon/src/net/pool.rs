@@ -125,6 +125,8 @@ pub(crate) struct Job {
     pub ctl: Arc<JobCtl>,
     /// Where the reply goes.
     pub finished: Arc<Finished>,
+    /// The caller's verified identity (mutual TLS), for [`crate::net::peer_identity`].
+    pub peer: Option<Arc<crate::net::tls::PeerIdentity>>,
 }
 
 /// A job's outcome, back on its reactor.
@@ -253,7 +255,9 @@ fn work(queue: &(Mutex<Queue>, Condvar), dispatcher: &Dispatcher, stall: Duratio
             Some((job.type_id & 0xFFFF_0000) | u32::from(MSG_TYPE_ERROR))
         } else {
             // The dispatcher catches handler panics and answers them with an error reply.
-            let mt = dispatcher.dispatch(crate::msg_type(job.type_id), &job.payload, &mut response);
+            let mt = crate::net::tls::with_peer(job.peer.as_ref(), || {
+                dispatcher.dispatch(crate::msg_type(job.type_id), &job.payload, &mut response)
+            });
             Some((job.type_id & 0xFFFF_0000) | u32::from(mt))
         };
         job.finished.push(Done {
@@ -383,6 +387,7 @@ impl crate::net::conn::Handler for Offload<'_> {
             deadline,
             ctl: ctl.clone(),
             finished: self.finished.clone(),
+            peer: crate::net::tls::peer_identity(),
         });
         crate::net::conn::Answer::Later(ctl)
     }

@@ -18,7 +18,9 @@ use crate::error::{Error, Result};
 use crate::net::conn::{Conn, Inline, Limits};
 use crate::net::pool::{ConnId, Finished, Offload, Pool};
 use crate::net::probe::{self, Backend};
+use crate::net::tls::ServerSession;
 use crate::rpc::Dispatcher;
+pub use crate::net::tls::ServerTls;
 
 /// Settings of a [`TcpServer`].
 #[derive(Clone)]
@@ -59,6 +61,10 @@ pub struct TcpServerOptions {
     pub dead_peer_timeout: Duration,
     /// Where connection-level problems go (default: a `tracing` warning).
     pub on_error: Arc<dyn Fn(&Error) + Send + Sync>,
+    /// TLS 1.3 (default none: plaintext). With a client CA, mutual TLS: clients without
+    /// a certificate it signed are refused, and handlers see who called through
+    /// [`crate::net::peer_identity`].
+    pub tls: Option<ServerTls>,
 }
 
 impl Default for TcpServerOptions {
@@ -79,6 +85,7 @@ impl Default for TcpServerOptions {
             allow_remote: false,
             dead_peer_timeout: Duration::from_secs(10),
             on_error: Arc::new(|e| tracing::warn!(target: "tachyon", "tcp server: {e}")),
+            tls: None,
         }
     }
 }
@@ -95,6 +102,7 @@ impl std::fmt::Debug for TcpServerOptions {
             .field("max_in_flight", &self.max_in_flight)
             .field("backend", &self.backend)
             .field("allow_remote", &self.allow_remote)
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
 }
@@ -159,10 +167,25 @@ impl TcpServerOptions {
         self
     }
 
-    /// Allows binding a non-loopback address (reachable from other machines).
+    /// Allows serving plaintext on a non-loopback address (reachable from other
+    /// machines): anyone who can reach the port can call every handler and read every
+    /// reply. A TLS server needs no such permission.
     #[must_use]
     pub fn allow_remote(mut self, allow: bool) -> Self {
         self.allow_remote = allow;
+        self
+    }
+
+    /// The same as [`TcpServerOptions::allow_remote`], by the name the bindings use.
+    #[must_use]
+    pub fn insecure(self, insecure: bool) -> Self {
+        self.allow_remote(insecure)
+    }
+
+    /// Serves TLS 1.3 (mutual TLS when `tls` names a client CA).
+    #[must_use]
+    pub fn tls(mut self, tls: ServerTls) -> Self {
+        self.tls = Some(tls);
         self
     }
 
@@ -284,6 +307,23 @@ impl Shared {
         (self.opts.on_error)(e);
     }
 
+    /// A connection for a client just accepted (`None`, reported, if its TLS session
+    /// cannot start).
+    pub fn new_conn(&self) -> Option<Conn> {
+        let now = std::time::Instant::now();
+        let limits = self.opts.limits();
+        match &self.opts.tls {
+            None => Some(Conn::new(limits, now)),
+            Some(tls) => match ServerSession::new(tls) {
+                Ok(s) => Some(Conn::with_tls(limits, now, s)),
+                Err(e) => {
+                    self.report(&e);
+                    None
+                }
+            },
+        }
+    }
+
     /// Feeds bytes a connection received to it, dispatching inline or on the pool.
     pub fn on_bytes(&self, conn: &mut Conn, id: ConnId, finished: &Arc<Finished>, bytes: &[u8]) {
         let now = std::time::Instant::now();
@@ -378,10 +418,10 @@ impl TcpServer {
             Err(e) => return Err(e),
         };
         let first = addr.resolve()?[0];
-        if !first.ip().is_loopback() && !opts.allow_remote {
+        if !first.ip().is_loopback() && !opts.allow_remote && opts.tls.is_none() {
             return Err(Error::PermissionDenied(format!(
-                "{first} is reachable from other machines; pass TcpServerOptions::allow_remote(true) \
-                 to serve it (and use TLS when it lands)"
+                "{first} is reachable from other machines and this server has no TLS: give it \
+                 TcpServerOptions::tls, or pass insecure(true) to serve plaintext anyway"
             )));
         }
         let backend = probe::choose(opts.backend)?;
@@ -391,8 +431,8 @@ impl TcpServer {
         for _ in 1..opts.reactors {
             listeners.push(listener(local)?);
         }
-        if !local.ip().is_loopback() {
-            tracing::warn!(target: "tachyon", "tcp server on {local} accepts connections from other machines, without TLS");
+        if !local.ip().is_loopback() && opts.tls.is_none() {
+            tracing::warn!(target: "tachyon", "tcp server on {local} serves plaintext to other machines (insecure): anyone who reaches it can call every handler");
         }
         Ok(Self { listeners, local, backend, opts })
     }

@@ -302,7 +302,7 @@ impl Reactor<'_> {
             self.slots.len() - 1
         });
         self.generation = self.generation.wrapping_add(1).max(1);
-        let conn = Conn::new(self.shared.opts.limits(), Instant::now());
+        let Some(conn) = self.shared.new_conn() else { return Ok(()) };
         self.slots[i] = Some(Slot {
             fd,
             conn,

@@ -25,6 +25,7 @@
 
 use std::time::{Duration, Instant};
 
+use std::io::Write as _;
 use tachyon::{Bus, Error, Wait};
 use tachyon_tests::{checksum, fill_payload, payload_size, verify};
 
@@ -53,6 +54,10 @@ struct Args {
     dead_peer_ms: u64,
     workers: usize,
     compat: bool,
+    /// A PKI from `gen-certs`: serve mutual TLS, or call with the identity below.
+    tls_dir: Option<String>,
+    /// Which client certificate to present: `client`, `rogue` or `none`.
+    tls_identity: String,
 }
 
 fn parse() -> Result<Args, String> {
@@ -83,6 +88,8 @@ fn parse() -> Result<Args, String> {
         dead_peer_ms: 10_000,
         workers: 0,
         compat: false,
+        tls_dir: None,
+        tls_identity: "client".into(),
     };
     while let Some(flag) = it.next() {
         let mut val = || it.next().ok_or(format!("{flag} needs a value"));
@@ -114,6 +121,8 @@ fn parse() -> Result<Args, String> {
             "--dead-peer-ms" => a.dead_peer_ms = num(val()?)?,
             "--workers" => a.workers = num(val()?)? as usize,
             "--compat" => a.compat = true,
+            "--tls-dir" => a.tls_dir = Some(val()?),
+            "--tls-identity" => a.tls_identity = val()?,
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -151,6 +160,7 @@ fn kind(e: &Error) -> &'static str {
         Error::Protocol(_) => "Protocol",
         Error::Rpc(_) => "Rpc",
         Error::Codec(_) => "Codec",
+        Error::Tls(_) => "Tls",
         _ => "Other",
     }
 }
@@ -387,9 +397,24 @@ fn tcp_serve(a: &Args) -> Result<u64, String> {
         .max_connections(a.max_connections)
         .workers(a.workers)
         .on_error(|e| {
-            println!("server-error: {e}");
-            let _ = std::io::Write::flush(&mut std::io::stdout());
+            // Not println!: a test that stopped reading must not panic the reactor.
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "server-error: {e}");
+            let _ = out.flush();
         });
+    let opts = match &a.tls_dir {
+        Some(dir) => {
+            let dir = std::path::Path::new(dir);
+            let tls = tachyon::net::ServerTls::from_pem_files(
+                dir.join("server.pem"),
+                dir.join("server.key"),
+                Some(&dir.join("ca.pem")),
+            )
+            .map_err(|e| format!("{}: {e}", kind(&e)))?;
+            opts.tls(tls)
+        }
+        None => opts,
+    };
     let server = TcpServer::bind(&a.addr, opts).map_err(|e| format!("{}: {e}", kind(&e)))?;
     let handle = server
         .spawn(std::sync::Arc::new(tachyon_tests::service::dispatcher()))
@@ -406,6 +431,18 @@ fn tcp_connect(a: &Args) -> tachyon::Result<tachyon::net::TcpClient> {
     let opts = TcpClientOptions::default()
         .connect_timeout(a.timeout)
         .dead_peer_timeout(Duration::from_millis(a.dead_peer_ms));
+    let opts = match &a.tls_dir {
+        Some(dir) => {
+            let dir = std::path::Path::new(dir);
+            let (cert, key) = match a.tls_identity.as_str() {
+                "none" => (None, None),
+                who => (Some(dir.join(format!("{who}.pem"))), Some(dir.join(format!("{who}.key")))),
+            };
+            let identity = cert.as_deref().zip(key.as_deref());
+            opts.tls(tachyon::net::ClientTls::from_pem_files(dir.join("ca.pem"), identity)?)
+        }
+        None => opts,
+    };
     let deadline = Instant::now() + a.timeout;
     loop {
         match TcpClient::connect_with(&a.addr, &opts) {
@@ -457,7 +494,19 @@ fn tcp_call(a: &Args) -> tachyon::Result<u64> {
         Ok(_) => return Err(Error::Protocol("unknown msg_type answered normally".into())),
         Err(e) => return Err(e),
     }
+    if a.tls_dir.is_some() {
+        let who = tachyon_tests::service::caller::call_timeout(&client, &(), a.timeout)?;
+        println!("caller={who}");
+    }
     Ok(a.count)
+}
+
+/// Writes a test PKI into `--path`; `--addr` lists extra server names, comma-separated.
+fn gen_certs(a: &Args) -> Result<u64, String> {
+    let extra: Vec<String> =
+        a.addr.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect();
+    tachyon_tests::pki::write(std::path::Path::new(&a.path), &extra)?;
+    Ok(0)
 }
 
 /// Serves the schema-generated `Conformance` service (a mirror) to many clients.
@@ -706,6 +755,7 @@ fn main() {
         "feed-call" => feed_call(&a).map_err(|e| format!("{}: {e}", kind(&e))),
         "tiga-call" => tiga_call(&a).map_err(|e| format!("{}: {e}", kind(&e))),
         "tcp-serve" => tcp_serve(&a),
+        "gen-certs" => gen_certs(&a),
         "tcp-call" => tcp_call(&a).map_err(|e| format!("{}: {e}", kind(&e))),
         "tcp-sleep" => tcp_sleep(&a).map_err(|e| format!("{}: {e}", kind(&e))),
         "connect-only" => connect(&a.path, a.timeout, !a.compat)
