@@ -163,19 +163,57 @@ export declare const MSG_TYPE_STREAM_END: number;
 export type StreamResult = Iterable<Bytes> | AsyncIterable<Bytes>;
 
 /** A handler marked with `streaming()`. */
-export type StreamingHandler = ((data: Buffer, ctx: { msgType: number; requestId: number }) => StreamResult) & {
+export type StreamingHandler = ((data: Buffer, ctx: HandlerContext) => StreamResult) & {
   readonly __tachyonStreaming: true;
 };
 
 /** Marks a handler as server-streaming: each item it yields is one reply of the call. */
 export declare function streaming(
-  fn: (data: Buffer, ctx: { msgType: number; requestId: number }) => StreamResult,
+  fn: (data: Buffer, ctx: HandlerContext) => StreamResult,
 ): StreamingHandler;
+
+/** A PEM source: a file path, PEM text, or a Buffer/Uint8Array of PEM. */
+export type PemSource = string | Uint8Array;
+
+/** TLS 1.3 for a TCP client. */
+export interface ClientTlsOptions {
+  /** The CA that signed the server's certificate (required). */
+  ca: PemSource;
+  /** This client's certificate chain, for a server that requires one (mutual TLS). */
+  cert?: PemSource;
+  /** This client's private key. */
+  key?: PemSource;
+  /** The name to check the server's certificate against (default: the address's host). */
+  serverName?: string;
+}
+
+/** TLS 1.3 for a TCP server; with `ca`, mutual TLS (clients need a certificate it signed). */
+export interface ServerTlsOptions {
+  cert: PemSource;
+  key: PemSource;
+  ca?: PemSource;
+}
+
+/** The verified certificate of the client being served (mutual TLS). */
+export interface PeerInfo {
+  commonName?: string | null;
+  dnsNames: string[];
+  uriNames: string[];
+  certificate: Buffer;
+}
+
+/** What a handler learns about its call. */
+export interface HandlerContext {
+  msgType: number;
+  requestId: number;
+  /** The caller's certificate over mutual TLS, else null. */
+  peer?: PeerInfo | null;
+}
 
 /** The caller over TCP (`tcp://host:port`): RpcBus's call shapes. */
 export declare class RpcClient implements Disposable {
   private constructor();
-  static connect(address: string, opts?: WaitOptions & { connections?: number }): RpcClient;
+  static connect(address: string, opts?: WaitOptions & { connections?: number; tls?: ClientTlsOptions }): RpcClient;
   invoke(payload: Bytes, msgType: number, opts?: WaitOptions): Buffer;
   callAsync(payload: Bytes, msgType: number, opts?: WaitOptions): Promise<Buffer>;
   notify(payload: Bytes, msgType: number, opts?: WaitOptions): void;
@@ -219,9 +257,13 @@ export interface RpcServerOptions extends ServerOptions {
   address?: string;
   /** Over TCP: threads waiting for JS handlers (default 4). */
   workers?: number;
-  /** Over TCP: allow an address other than loopback. */
+  /** Over TCP: serve plaintext on an address other than loopback (insecure; a warning is logged). */
+  insecure?: boolean;
+  /** The older name of `insecure`. */
   allowRemote?: boolean;
-  handlers: Record<number, ((data: Buffer, ctx: { msgType: number; requestId: number }) => HandlerResult) | StreamingHandler>;
+  /** Over TCP: TLS 1.3; with `ca`, mutual TLS and `ctx.peer` in handlers. */
+  tls?: ServerTlsOptions;
+  handlers: Record<number, ((data: Buffer, ctx: HandlerContext) => HandlerResult) | StreamingHandler>;
   /** Sees every error a handler threw (after its error reply); default console.error. */
   onError?: (error: unknown, request: { msgType: number; requestId: number }) => void;
 }

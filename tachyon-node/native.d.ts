@@ -291,8 +291,11 @@ export declare class NativeSharedBuffer {
 
 /** A caller over TCP. */
 export declare class NativeTcpClient {
-  /** Connects to `address` (`tcp://host:port`) within `timeoutMs` (10 s by default). */
-  static connect(address: string, timeoutMs?: number | undefined | null, connections?: number | undefined | null): NativeTcpClient
+  /**
+   * Connects to `address` (`tcp://host:port`) within `timeoutMs` (10 s by default),
+   * over TLS 1.3 when `tls` is given.
+   */
+  static connect(address: string, timeoutMs?: number | undefined | null, connections?: number | undefined | null, tls?: ClientTlsPem | undefined | null): NativeTcpClient
   /**
    * Calls `msgType` and waits (blocking) for the reply: its bytes, or the decoded
    * error reply.
@@ -348,6 +351,21 @@ export interface ChannelRead {
 }
 
 /**
+ * PEM text for a TLS client: the CA of the server's certificate, and the client's own
+ * certificate and key (for a server that requires one).
+ */
+export interface ClientTlsPem {
+  /** The CA certificates the server's chain must lead to. */
+  ca: Buffer
+  /** The client's certificate chain. */
+  cert?: Buffer
+  /** The client's private key. */
+  key?: Buffer
+  /** The name to check the server's certificate against (default: the host). */
+  serverName?: string
+}
+
+/**
  * Checks every schema in `schema_dir` and generates the `lang` ("typescript" or
  * "python") modules. A bad schema throws ERR_TACHYON_SCHEMA naming file, line and column.
  */
@@ -383,6 +401,8 @@ export interface IncomingRequest {
   data: Buffer
   /** A streaming call: answer with `streamItem`s, then `streamEnd` or `respondError`. */
   stream: boolean
+  /** The caller's verified certificate over mutual TLS (TCP only). */
+  peer?: PeerInfo
 }
 
 /** `route << 16 | msg_type`. */
@@ -414,6 +434,18 @@ export interface Packed {
   sizes: Uint32Array
   /** Type ids, in order. */
   typeIds: Uint32Array
+}
+
+/** A client's verified certificate (mutual TLS). */
+export interface PeerInfo {
+  /** The subject's common name. */
+  commonName?: string
+  /** Its DNS subject alternative names. */
+  dnsNames: Array<string>
+  /** Its URI subject alternative names. */
+  uriNames: Array<string>
+  /** The certificate, DER. */
+  certificate: Buffer
 }
 
 /**
@@ -477,8 +509,20 @@ export interface ServerConfig {
    * several calls are with JS at once.
    */
   workers?: number
-  /** Over TCP: allow an address other than loopback. */
+  /** Over TCP: serve plaintext on an address other than loopback (insecure). */
   allowRemote?: boolean
+  /** Over TCP: TLS 1.3 (mutual with a client CA). */
+  tls?: ServerTlsPem
+}
+
+/** PEM text for a TLS server: its chain and key, and the client CA (mutual TLS). */
+export interface ServerTlsPem {
+  /** The certificate chain, leaf first. */
+  cert: Buffer
+  /** The private key. */
+  key: Buffer
+  /** Require client certificates signed by this CA. */
+  ca?: Buffer
 }
 
 /** A Tiga call ready to send. */

@@ -164,14 +164,15 @@ function serverConfig(opts, socketPath, tiga, streams) {
     handlerTimeoutMs: opts.handlerTimeoutMs,
     replyTimeoutMs: opts.replyTimeoutMs,
     workers: opts.workers,
-    allowRemote: opts.allowRemote,
+    allowRemote: opts.allowRemote || opts.insecure,
+    tls: require('./tcp').serverTls(opts.tls),
   };
 }
 
 /**
  * A server routing on msg_type, like Python's RpcDispatcher:
  * `createRpcServer({ socketPath, handlers: { 1: (data, ctx) => data } })`.
- * Handlers get `(data: Buffer, ctx: { msgType, requestId })` and return a Buffer,
+ * Handlers get `(data: Buffer, ctx: { msgType, requestId, peer })` and return a Buffer,
  * Uint8Array, string, or a Promise of one. A thrown error (or rejected Promise)
  * becomes the 0xFFFF error reply; its `rpcCode` property sets the code. A handler
  * wrapped in `streaming()` yields any number of items instead.
@@ -203,7 +204,7 @@ function createRpcServer(opts) {
       e.rpcCode = RpcCode.UNKNOWN_MSG_TYPE;
       throw e;
     }
-    return fn(req.data, { msgType: req.msgType, requestId: req.requestId });
+    return fn(req.data, { msgType: req.msgType, requestId: req.requestId, peer: req.peer ?? null });
   };
   return new RpcServer(startNative(serverConfig(opts, socketPath, false, streams), route, onError));
 }

@@ -3,9 +3,37 @@
 // `invoke` and a Promise `callAsync` that never blocks the event loop, so endpoints and
 // generated clients work over it unchanged. Servers: `createRpcServer({ address:
 // 'tcp://127.0.0.1:7000', handlers })` (see server.js).
+const fs = require('node:fs');
 const native = require('./native');
 const { fromInfo, withSignal, TachyonRpcError } = require('./errors');
 const { bytesOf, timeoutOf, signalOf } = require('./bus');
+
+/** PEM from a path, PEM text, or a Buffer/Uint8Array of PEM (undefined stays undefined). */
+function pemOf(v, what) {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v === 'string') return v.includes('-----BEGIN') ? Buffer.from(v) : fs.readFileSync(v);
+  if (ArrayBuffer.isView(v)) return Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+  throw new TypeError(`tls.${what} must be a file path, PEM text or a Buffer`);
+}
+
+/** The native client TLS settings from `{ ca, cert, key, serverName }`. */
+function clientTls(tls) {
+  if (tls === undefined || tls === null) return undefined;
+  if (typeof tls !== 'object') throw new TypeError('tls must be an object { ca, cert?, key?, serverName? }');
+  const ca = pemOf(tls.ca, 'ca');
+  if (ca === undefined) throw new TypeError("tls.ca is required: the CA that signed the server's certificate");
+  return { ca, cert: pemOf(tls.cert, 'cert'), key: pemOf(tls.key, 'key'), serverName: tls.serverName };
+}
+
+/** The native server TLS settings from `{ cert, key, ca? }` (ca: require client certificates). */
+function serverTls(tls) {
+  if (tls === undefined || tls === null) return undefined;
+  if (typeof tls !== 'object') throw new TypeError('tls must be an object { cert, key, ca? }');
+  const cert = pemOf(tls.cert, 'cert');
+  const key = pemOf(tls.key, 'key');
+  if (cert === undefined || key === undefined) throw new TypeError('a TLS server needs tls.cert and tls.key');
+  return { cert, key, ca: pemOf(tls.ca, 'ca') };
+}
 
 class RpcClient {
   #n;
@@ -16,13 +44,17 @@ class RpcClient {
     this.#n = n;
   }
 
-  /** Connects to `address` (`tcp://host:port`); `opts.timeoutMs` bounds it, `opts.connections` (1) sets how many. */
+  /**
+   * Connects to `address` (`tcp://host:port`); `opts.timeoutMs` bounds it, `opts.connections` (1) sets how many,
+   * `opts.tls` ({ ca, cert?, key?, serverName? }: paths, PEM text or Buffers) connects over TLS 1.3.
+   */
   static connect(address, opts) {
     signalOf(opts);
     if (typeof address !== 'string' || !address.startsWith('tcp://')) {
       throw new TypeError('RpcClient.connect takes a tcp://host:port address (RpcBus.connect takes socket paths)');
     }
-    return new RpcClient(native.NativeTcpClient.connect(address, timeoutOf(opts), opts?.connections));
+    const tls = clientTls(opts?.tls);
+    return new RpcClient(native.NativeTcpClient.connect(address, timeoutOf(opts), opts?.connections, tls));
   }
 
   #live() {
@@ -88,4 +120,4 @@ class RpcClient {
   }
 }
 
-module.exports = { RpcClient };
+module.exports = { RpcClient, serverTls };

@@ -73,6 +73,7 @@ pub fn describe(e: &BindError) -> (&'static str, String) {
                 E::Timeout(_) => "ERR_TACHYON_TIMEOUT",
                 E::Interrupted => "ERR_TACHYON_INTERRUPTED",
                 E::Refused(_) => "ERR_TACHYON_REFUSED",
+                E::Tls(_) => "ERR_TACHYON_TLS",
                 E::Protocol(_) => "ERR_TACHYON_PROTOCOL",
                 E::Rpc(_) => "ERR_TACHYON_RPC",
                 E::Busy(_) => "ERR_TACHYON_BUSY",

@@ -46,6 +46,32 @@ pub struct IncomingRequest {
     pub data: Buffer,
     /// A streaming call: answer with `streamItem`s, then `streamEnd` or `respondError`.
     pub stream: bool,
+    /// The caller's verified certificate over mutual TLS (TCP only).
+    pub peer: Option<PeerInfo>,
+}
+
+/// A client's verified certificate (mutual TLS).
+#[napi(object)]
+pub struct PeerInfo {
+    /// The subject's common name.
+    pub common_name: Option<String>,
+    /// Its DNS subject alternative names.
+    pub dns_names: Vec<String>,
+    /// Its URI subject alternative names.
+    pub uri_names: Vec<String>,
+    /// The certificate, DER.
+    pub certificate: Buffer,
+}
+
+/// PEM text for a TLS server: its chain and key, and the client CA (mutual TLS).
+#[napi(object)]
+pub struct ServerTlsPem {
+    /// The certificate chain, leaf first.
+    pub cert: Buffer,
+    /// The private key.
+    pub key: Buffer,
+    /// Require client certificates signed by this CA.
+    pub ca: Option<Buffer>,
 }
 
 /// Items a stream's queue holds before `streamItem` says "full" (JS then awaits
@@ -123,6 +149,12 @@ impl Bridge {
             client_id,
             data: data.to_vec().into(),
             stream,
+            peer: tachyon::net::peer_identity().map(|p| PeerInfo {
+                common_name: p.common_name.clone(),
+                dns_names: p.dns_names.clone(),
+                uri_names: p.uri_names.clone(),
+                certificate: p.certificate.clone().into(),
+            }),
         };
         let status = match lock(&self.callback).as_ref() {
             Some(cb) => cb.call(request, ThreadsafeFunctionCallMode::NonBlocking),
@@ -285,8 +317,10 @@ pub struct ServerConfig {
     /// Over TCP (a `tcp://` address): threads that wait for JS handlers (default 4), so
     /// several calls are with JS at once.
     pub workers: Option<u32>,
-    /// Over TCP: allow an address other than loopback.
+    /// Over TCP: serve plaintext on an address other than loopback (insecure).
     pub allow_remote: Option<bool>,
+    /// Over TCP: TLS 1.3 (mutual with a client CA).
+    pub tls: Option<ServerTlsPem>,
 }
 
 /// Waits off the JS thread until a stream's queue has room (or it stopped).
@@ -389,9 +423,14 @@ impl NativeServer {
         } else {
             // Handlers wait for JS on worker threads, so the reactor keeps serving and
             // several calls are with JS at once.
-            let opts = tachyon::net::TcpServerOptions::default()
+            let mut opts = tachyon::net::TcpServerOptions::default()
                 .workers(config.workers.unwrap_or(4).max(1) as usize)
                 .allow_remote(config.allow_remote.unwrap_or(false));
+            if let Some(t) = &config.tls {
+                let tls = tachyon::net::ServerTls::from_pem(&t.cert, &t.key, t.ca.as_deref())
+                    .map_err(crate::errors::core)?;
+                opts = opts.tls(tls);
+            }
             let h = tachyon::net::TcpServer::bind(&config.socket_path, opts)
                 .and_then(|s| s.spawn(Arc::new(dispatcher)))
                 .map_err(crate::errors::core)?;

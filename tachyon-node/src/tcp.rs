@@ -8,10 +8,24 @@ use std::sync::Arc;
 use napi::bindgen_prelude::{AsyncTask, Buffer, Either, Either3};
 use napi::{Env, Task};
 use napi_derive::napi;
-use tachyon::net::{TcpClient, TcpClientOptions};
+use tachyon::net::{ClientTls, TcpClient, TcpClientOptions};
 
 use crate::errors::{core, msg_type, timeout, BindError, JsError};
 use crate::pump::{ErrInfo, RpcErrorInfo};
+
+/// PEM text for a TLS client: the CA of the server's certificate, and the client's own
+/// certificate and key (for a server that requires one).
+#[napi(object)]
+pub struct ClientTlsPem {
+    /// The CA certificates the server's chain must lead to.
+    pub ca: Buffer,
+    /// The client's certificate chain.
+    pub cert: Option<Buffer>,
+    /// The client's private key.
+    pub key: Option<Buffer>,
+    /// The name to check the server's certificate against (default: the host).
+    pub server_name: Option<String>,
+}
 
 /// A caller over TCP.
 #[napi]
@@ -21,15 +35,33 @@ pub struct NativeTcpClient {
 
 #[napi]
 impl NativeTcpClient {
-    /// Connects to `address` (`tcp://host:port`) within `timeoutMs` (10 s by default).
+    /// Connects to `address` (`tcp://host:port`) within `timeoutMs` (10 s by default),
+    /// over TLS 1.3 when `tls` is given.
     #[napi(factory)]
     pub fn connect(
         address: String,
         timeout_ms: Option<f64>,
         connections: Option<u32>,
+        tls: Option<ClientTlsPem>,
     ) -> Result<Self, JsError> {
         let mut opts =
             TcpClientOptions::default().connections(connections.unwrap_or(1).max(1) as usize);
+        if let Some(t) = tls {
+            let identity = match (&t.cert, &t.key) {
+                (Some(c), Some(k)) => Some((&c[..], &k[..])),
+                (None, None) => None,
+                _ => {
+                    return Err(crate::errors::arg(
+                        "tls.cert needs tls.key, and tls.key needs tls.cert".to_owned(),
+                    ))
+                }
+            };
+            let mut c = ClientTls::from_pem(&t.ca, identity).map_err(core)?;
+            if let Some(name) = t.server_name {
+                c = c.server_name(name);
+            }
+            opts = opts.tls(c);
+        }
         if let Some(t) = timeout(timeout_ms)? {
             opts = opts.connect_timeout(t);
         }

@@ -59,6 +59,7 @@ pub fn to_py(py: Python<'_>, e: BindError) -> PyErr {
         E::PeerDead(_) | E::Corrupted(_) => raise(py, "PeerDeadError", message),
         E::PeerClosed => raise(py, "PeerClosedError", message),
         E::Connect { .. } | E::Refused(_) => raise(py, "TachyonConnectionError", message),
+        E::Tls(_) => raise(py, "TachyonTlsError", message),
         E::PermissionDenied(_) => raise(py, "TachyonPermissionError", message),
         E::AddrInUse { .. } => raise(py, "AddressInUseError", message),
         E::AbiMismatch(_) => raise(py, "AbiMismatchError", message),

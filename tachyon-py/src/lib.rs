@@ -88,6 +88,7 @@ fn _tachyon(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<zero_copy::TxGuard>()?;
     m.add_class::<rx::RxGuard>()?;
     m.add_class::<rx::RpcRxGuard>()?;
+    m.add_function(wrap_pyfunction!(tcp::peer_identity, m)?)?;
     m.add_function(wrap_pyfunction!(rpc::encode_error, m)?)?;
     m.add_function(wrap_pyfunction!(rpc::decode_error, m)?)?;
     m.add("RPC_CODE_UPSTREAM", tachyon::rpc::code::UPSTREAM)?;

@@ -11,7 +11,10 @@ use std::sync::Arc;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
-use tachyon::net::{TcpClient, TcpClientOptions, TcpServer, TcpServerHandle, TcpServerOptions};
+use tachyon::net::{
+    ClientTls, ServerTls, TcpClient, TcpClientOptions, TcpServer, TcpServerHandle,
+    TcpServerOptions,
+};
 use tachyon::rpc::{Dispatcher, StreamSink};
 
 use crate::bus::{blocking, timeout};
@@ -26,16 +29,31 @@ pub struct PyTcpClient {
 #[pymethods]
 impl PyTcpClient {
     /// Connects to `address` (`tcp://host:port`) within `timeout` seconds (10 s by
-    /// default), with `connections` TCP connections (1 by default).
+    /// default), with `connections` TCP connections (1 by default); over TLS 1.3 with
+    /// `tls = (ca_pem, cert_pem, key_pem, server_name)` (the last three may be None).
     #[staticmethod]
-    #[pyo3(signature = (address, timeout=None, connections=1))]
+    #[pyo3(signature = (address, timeout=None, connections=1, tls=None))]
+    #[allow(clippy::type_complexity)] // the PEM tuple the Python layer builds
     fn connect(
         py: Python<'_>,
         address: String,
         timeout: Option<f64>,
         connections: usize,
+        tls: Option<(Vec<u8>, Option<Vec<u8>>, Option<Vec<u8>>, Option<String>)>,
     ) -> PyResult<Self> {
         let mut opts = TcpClientOptions::default().connections(connections);
+        if let Some((ca, cert, key, name)) = tls {
+            let identity = match (&cert, &key) {
+                (Some(c), Some(k)) => Some((c.as_slice(), k.as_slice())),
+                (None, None) => None,
+                _ => return Err(PyValueError::new_err("a client certificate needs its key, and a key its certificate")),
+            };
+            let mut t = ClientTls::from_pem(&ca, identity).map_err(|e| to_py(py, BindError::Core(e)))?;
+            if let Some(name) = name {
+                t = t.server_name(name);
+            }
+            opts = opts.tls(t);
+        }
         if let Some(t) = self::timeout(timeout)? {
             opts = opts.connect_timeout(t);
         }
@@ -150,11 +168,12 @@ pub struct PyTcpRpcServer {
 impl PyTcpRpcServer {
     /// Binds `address` (`tcp://host:port`; port 0 picks one) and serves `handlers`
     /// (`{msg_type: (name, fn)}`) and `streams` like `RpcServer.start`. `workers` runs
-    /// handlers on that many threads instead of the reactor; `allow_remote` is needed
-    /// for an address other than loopback.
+    /// handlers on that many threads instead of the reactor; `allow_remote` serves
+    /// plaintext to other machines; `tls = (cert_pem, key_pem, client_ca_pem)` serves
+    /// TLS 1.3 (mutual when the CA is given).
     #[staticmethod]
-    #[pyo3(signature = (address, handlers, workers=0, allow_remote=false, on_error=None, on_server_error=None, streams=None))]
-    #[allow(clippy::needless_pass_by_value, clippy::too_many_arguments)] // pyo3 arguments
+    #[pyo3(signature = (address, handlers, workers=0, allow_remote=false, on_error=None, on_server_error=None, streams=None, tls=None))]
+    #[allow(clippy::needless_pass_by_value, clippy::too_many_arguments, clippy::type_complexity)] // pyo3 arguments
     fn start(
         py: Python<'_>,
         address: String,
@@ -164,6 +183,7 @@ impl PyTcpRpcServer {
         on_error: Option<Py<PyAny>>,
         on_server_error: Option<Py<PyAny>>,
         streams: Option<&Bound<'_, PyDict>>,
+        tls: Option<(Vec<u8>, Vec<u8>, Option<Vec<u8>>)>,
     ) -> PyResult<Self> {
         let mut d = Dispatcher::new();
         for (msg_type, entry) in handlers.iter() {
@@ -185,6 +205,11 @@ impl PyTcpRpcServer {
             .map_err(|e| PyValueError::new_err(e.to_string()))?;
         }
         let mut opts = TcpServerOptions::default().workers(workers).allow_remote(allow_remote);
+        if let Some((cert, key, ca)) = tls {
+            let t = ServerTls::from_pem(&cert, &key, ca.as_deref())
+                .map_err(|e| to_py(py, BindError::Core(e)))?;
+            opts = opts.tls(t);
+        }
         if let Some(hook) = on_server_error {
             opts = opts.on_error(move |e| {
                 let message = e.to_string();
@@ -232,4 +257,21 @@ impl Drop for PyTcpRpcServer {
             Python::attach(|py| py.detach(move || drop(h.shutdown())));
         }
     }
+}
+
+/// The verified client certificate of the call this thread is handling (mutual TLS):
+/// `(common_name, dns_names, uri_names, certificate_der)`, or None.
+#[pyfunction]
+#[allow(clippy::type_complexity)] // a plain tuple the Python layer wraps
+pub fn peer_identity(
+    py: Python<'_>,
+) -> Option<(Option<String>, Vec<String>, Vec<String>, Bound<'_, PyBytes>)> {
+    tachyon::net::peer_identity().map(|p| {
+        (
+            p.common_name.clone(),
+            p.dns_names.clone(),
+            p.uri_names.clone(),
+            PyBytes::new(py, &p.certificate),
+        )
+    })
 }

@@ -25,6 +25,7 @@ from ._errors import (
     TachyonPermissionError,
     TachyonRpcError,
     TachyonTimeoutError,
+    TachyonTlsError,
 )
 from ._lowlevel import TachyonBus, TachyonRpcBus
 from .channel import Channel, ChannelEntry, ChannelRead
@@ -47,6 +48,7 @@ from ._tachyon import (
     tiga_call,
     route_id,
 )
+from .tls import PeerIdentity, TlsOptions, peer_identity
 from .schema import Description, SchemaMismatchError, ServiceError
 from .rpc import MSG_TYPE_ERROR, MSG_TYPE_STREAM_END, RpcDispatcher, connect, RpcEndpoint, RpcServer, _decode_error, tachyon_rpc
 
@@ -110,6 +112,10 @@ __all__ = [
     "TachyonPermissionError",
     "TachyonRpcError",
     "TachyonTimeoutError",
+    "TachyonTlsError",
+    "TlsOptions",
+    "PeerIdentity",
+    "peer_identity",
     "TxGuard",
     "_decode_error",
     "make_type_id",

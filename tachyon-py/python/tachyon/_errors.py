@@ -10,6 +10,7 @@ __all__ = [
     "PeerClosedError",
     "BusClosedError",
     "TachyonConnectionError",
+    "TachyonTlsError",
     "TachyonPermissionError",
     "AddressInUseError",
     "AbiMismatchError",
@@ -46,6 +47,12 @@ class BusClosedError(TachyonError):
 
 class TachyonConnectionError(TachyonError, ConnectionError):
     """Nobody listens at the socket path, or the server turned this connector away."""
+
+
+class TachyonTlsError(TachyonConnectionError):
+    """TLS failed: a certificate or key that does not load, a server that refused this
+    client's certificate (or asked for one it did not send), a server whose certificate
+    the CA did not sign, or a peer that does not speak TLS at all."""
 
 
 class TachyonPermissionError(TachyonError, PermissionError):

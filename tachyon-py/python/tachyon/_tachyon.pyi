@@ -29,6 +29,7 @@ __all__ = [
     "make_type_id",
     "msg_type",
     "method_id",
+    "peer_identity",
     "route_id",
     "tiga_call",
     "codegen",
@@ -63,6 +64,8 @@ def codegen(schema_dir: str, lang: str) -> list[tuple[str, str]]:
     (file name, text); a bad schema raises ValueError naming file, line and column."""
 def encode_error(msg_type: int, code: int, message: str) -> bytes: ...
 def decode_error(payload: bytes) -> tuple[int, int, str]: ...
+def peer_identity() -> Optional[tuple[Optional[str], list[str], list[str], bytes]]:
+    """The verified client certificate of the call being handled (mutual TLS), or None."""
 
 @final
 class Message:
@@ -289,7 +292,12 @@ class TcpClient:
     """A caller over TCP (``tachyon.connect("tcp://host:port")``)."""
 
     @staticmethod
-    def connect(address: str, timeout: Optional[float] = None, connections: int = 1) -> TcpClient: ...
+    def connect(
+        address: str,
+        timeout: Optional[float] = None,
+        connections: int = 1,
+        tls: Optional[tuple[bytes, Optional[bytes], Optional[bytes], Optional[str]]] = None,
+    ) -> TcpClient: ...
     def call(self, payload: _Bytes, msg_type: int, timeout: Optional[float] = None) -> int: ...
     def wait(self, correlation_id: int, timeout: Optional[float] = None) -> bytes: ...
     def invoke(self, payload: _Bytes, msg_type: int, timeout: Optional[float] = None) -> bytes: ...
@@ -313,6 +321,7 @@ class TcpRpcServer:
         on_error: Optional[Callable[[int, BaseException], Any]] = None,
         on_server_error: Optional[Callable[[str], Any]] = None,
         streams: Optional[Mapping[int, tuple[str, Callable[[bytes], Iterable[_Bytes]]]]] = None,
+        tls: Optional[tuple[bytes, bytes, Optional[bytes]]] = None,
     ) -> TcpRpcServer: ...
     @property
     def path(self) -> str: ...

@@ -19,6 +19,7 @@ import msgpack  # type: ignore[import-untyped]  # msgpack ships no type informat
 
 from . import _tachyon, aio
 from ._errors import BusClosedError, PeerDeadError
+from .tls import TlsOptions
 
 __all__ = [
     "MSG_TYPE_ERROR",
@@ -490,6 +491,8 @@ class RpcServer:
         on_error: Optional[Callable[[int, BaseException], Any]] = None,
         workers: int = 0,
         allow_remote: bool = False,
+        insecure: bool = False,
+        tls: Optional[TlsOptions] = None,
     ) -> None:
         """``on_error(msg_type, exception)`` sees every handler exception after its error
         reply went out; by default they are logged on the ``tachyon`` logger, as are
@@ -497,7 +500,10 @@ class RpcServer:
 
         A ``tcp://host:port`` address serves over TCP instead (port 0 picks one; read it
         back from :attr:`path`): the core's io_uring server, handlers on its reactor
-        thread (or on ``workers`` threads), loopback unless ``allow_remote``."""
+        thread (or on ``workers`` threads). ``tls`` serves TLS 1.3 (mutual TLS when it
+        names a ``ca``; handlers then see the caller through
+        :func:`tachyon.peer_identity`). Without TLS only loopback may be bound, unless
+        ``insecure=True`` (``allow_remote`` is its older name)."""
         eps = dispatcher._handlers.items()
         handlers = {mt: (ep.__name__, ep._serve_bytes) for mt, ep in eps if not ep.streaming}
         streams = {mt: (ep.__name__, ep._stream_bytes) for mt, ep in eps if ep.streaming}
@@ -507,12 +513,15 @@ class RpcServer:
                 socket_path,
                 handlers,
                 workers,
-                allow_remote,
+                allow_remote or insecure,
                 on_error=on_error or _log_handler_failure,
                 on_server_error=_log_server_problem,
                 streams=streams,
+                tls=tls._server() if tls is not None else None,
             )
             return
+        if tls is not None:
+            raise ValueError("tls= applies to tcp:// addresses; shared memory stays on this machine")
         self._server = _tachyon.RpcServer.start(
             socket_path,
             handlers,
@@ -557,12 +566,22 @@ class RpcServer:
         self.stop()
 
 
-def connect(address: str, *, timeout: Optional[float] = None, connections: int = 1) -> Union[_tachyon.RpcBus, _tachyon.TcpClient]:
+def connect(
+    address: str,
+    *,
+    timeout: Optional[float] = None,
+    connections: int = 1,
+    tls: Optional[TlsOptions] = None,
+) -> Union[_tachyon.RpcBus, _tachyon.TcpClient]:
     """The caller end for ``address``: a :class:`TcpClient` for ``tcp://host:port``, an
     :class:`RpcBus` for a socket path (``unix://path`` or a plain path). Both have
     ``call``, ``wait``, ``invoke`` and ``notify``, so endpoints and generated clients
-    work over either."""
+    work over either. ``tls`` connects over TLS 1.3 (TCP only)."""
     if address.startswith("tcp://"):
-        return _tachyon.TcpClient.connect(address, timeout, connections)
+        return _tachyon.TcpClient.connect(
+            address, timeout, connections, tls._client() if tls is not None else None
+        )
+    if tls is not None:
+        raise ValueError("tls= applies to tcp:// addresses; shared memory stays on this machine")
     path = address[len("unix://"):] if address.startswith("unix://") else address
     return _tachyon.RpcBus.connect(path, timeout)

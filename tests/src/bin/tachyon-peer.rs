@@ -494,6 +494,14 @@ fn tcp_call(a: &Args) -> tachyon::Result<u64> {
         Ok(_) => return Err(Error::Protocol("unknown msg_type answered normally".into())),
         Err(e) => return Err(e),
     }
+    let sum = tachyon_tests::service::add::call_timeout(
+        &client,
+        &tachyon_tests::service::AddReq { a: 40, b: 2 },
+        a.timeout,
+    )?;
+    if sum.sum != 42 {
+        return Err(Error::Protocol(format!("add gave {}", sum.sum)));
+    }
     if a.tls_dir.is_some() {
         let who = tachyon_tests::service::caller::call_timeout(&client, &(), a.timeout)?;
         println!("caller={who}");
