@@ -83,5 +83,11 @@ def pki(peer_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def server_ip() -> str:
+    """The server namespace's address (the server certificate names it)."""
+    return SERVER_IP
+
+
+@pytest.fixture(scope="session")
 def python() -> str:
     return sys.executable

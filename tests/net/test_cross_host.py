@@ -12,8 +12,6 @@ from typing import Optional
 
 import pytest
 
-from conftest import SERVER_IP
-
 HERE = Path(__file__).resolve().parent
 PORTS = {"rust": 7301, "python": 7302, "node": 7303}
 
@@ -51,10 +49,11 @@ def test_clients_in_another_namespace_call_a_server(
     peer_bin: Path,
     node_env: dict[str, str],
     python: str,
+    server_ip: str,
 ) -> None:
     ns_server, ns_client = netns
     tls = pki if mode == "mtls" else None
-    address = f"tcp://{SERVER_IP}:{PORTS[server] + (10 if tls else 0)}"
+    address = f"tcp://{server_ip}:{PORTS[server] + (10 if tls else 0)}"
     proc = subprocess.Popen(
         _ns(ns_server, *_server_cmd(server, address, tls, peer_bin, python)),
         stdout=subprocess.PIPE,
