@@ -12,8 +12,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 use tachyon::net::{
-    ClientTls, ServerTls, TcpClient, TcpClientOptions, TcpServer, TcpServerHandle,
-    TcpServerOptions,
+    ClientTls, ServerTls, TcpClient, TcpClientOptions, TcpServer, TcpServerHandle, TcpServerOptions,
 };
 use tachyon::rpc::{Dispatcher, StreamSink};
 
@@ -46,9 +45,14 @@ impl PyTcpClient {
             let identity = match (&cert, &key) {
                 (Some(c), Some(k)) => Some((c.as_slice(), k.as_slice())),
                 (None, None) => None,
-                _ => return Err(PyValueError::new_err("a client certificate needs its key, and a key its certificate")),
+                _ => {
+                    return Err(PyValueError::new_err(
+                        "a client certificate needs its key, and a key its certificate",
+                    ))
+                }
             };
-            let mut t = ClientTls::from_pem(&ca, identity).map_err(|e| to_py(py, BindError::Core(e)))?;
+            let mut t =
+                ClientTls::from_pem(&ca, identity).map_err(|e| to_py(py, BindError::Core(e)))?;
             if let Some(name) = name {
                 t = t.server_name(name);
             }

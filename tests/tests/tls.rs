@@ -171,11 +171,11 @@ fn only_tls_may_serve_other_machines_without_the_insecure_switch() {
 #[test]
 fn bad_pem_files_are_typed_errors() {
     let p = pki("bad");
-    let e = ServerTls::from_pem_files(p.file("server.key"), p.file("server.key"), None)
-        .unwrap_err();
+    let e =
+        ServerTls::from_pem_files(p.file("server.key"), p.file("server.key"), None).unwrap_err();
     assert!(tls_error(e).contains("no CERTIFICATE"));
     // A key that is not the certificate's.
-    let e = ServerTls::from_pem_files(p.file("server.pem"), p.file("client.key"), None)
-        .unwrap_err();
+    let e =
+        ServerTls::from_pem_files(p.file("server.pem"), p.file("client.key"), None).unwrap_err();
     assert!(matches!(e, Error::Tls(_)), "{e}");
 }

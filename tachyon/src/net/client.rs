@@ -337,65 +337,7 @@ fn open(
         first = wire;
     }
     write_all(&sock, &first, Some(deadline), opts.connect_timeout)?;
-    // Read the server's hello (or a goaway: a full server, a refusal).
-    let mut buf = Vec::with_capacity(64);
-    let decoder = Decoder::new(4096);
-    let granted = loop {
-        if let Ok(Step::Frame { header, payload, .. }) = decoder.next(&buf) {
-            match header.kind {
-                Kind::Hello => {
-                    break Hello::decode(payload).map_err(|e| Error::Protocol(e.to_string()))?
-                }
-                Kind::Goaway => {
-                    let g = Goaway::decode(payload);
-                    if g.message.contains("requires TLS") {
-                        return Err(Error::Tls(format!(
-                            "{addr} requires TLS; give the client TLS options"
-                        )));
-                    }
-                    return Err(match g.code {
-                        GoawayCode::TooManyConnections => Error::Refused("the server already serves its maximum number of connections; retry later"),
-                        GoawayCode::Shutdown => Error::Refused("the server is shutting down"),
-                        _ => Error::Protocol(format!("the server refused the connection: {}", g.message)),
-                    });
-                }
-                k => {
-                    return Err(Error::Protocol(format!(
-                        "the server answered the hello with a {k:?} frame"
-                    )))
-                }
-            }
-        }
-        if decoder.next(&buf).is_err() {
-            if tls.is_none() && buf.first() == Some(&0x15) {
-                // A TLS alert record: the server expected a TLS handshake.
-                return Err(Error::Tls(format!("{addr} speaks TLS; give the client TLS options")));
-            }
-            return Err(Error::Protocol("the server's first frame is not a valid hello".into()));
-        }
-        if !wait_fd(&sock, PollFlags::IN, Some(deadline))? {
-            return Err(Error::Timeout(opts.connect_timeout));
-        }
-        let mut chunk = [0u8; 256];
-        match rustix::io::read(&sock, &mut chunk) {
-            Ok(0) => {
-                return Err(Error::PeerDead("the server closed the connection during the hello"))
-            }
-            Ok(n) => match tls.as_mut() {
-                None => buf.extend_from_slice(&chunk[..n]),
-                Some(session) => {
-                    crate::net::tls::open_client(session, &chunk[..n], &mut buf).map_err(|e| {
-                        Error::Tls(format!("{addr} ended the TLS session: {e}"))
-                    })?;
-                }
-            },
-            Err(Errno::AGAIN | Errno::INTR) => {}
-            Err(Errno::CONNRESET) if tls.is_some() => {
-                return Err(Error::Tls(format!("{addr} closed the TLS session during the hello")))
-            }
-            Err(e) => return Err(Error::io("read the server's hello", e)),
-        }
-    };
+    let (granted, buf) = read_hello(&sock, tls.as_mut(), addr, deadline, opts.connect_timeout)?;
     if granted.version < 1 {
         return Err(Error::AbiMismatch(format!(
             "the server speaks TCP frame version {}",
@@ -434,6 +376,75 @@ fn open(
     })
 }
 
+/// Reads the server's hello (or a goaway: a full server, a refusal, a server that wants
+/// TLS). Returns it and every byte read after it.
+fn read_hello(
+    sock: &OwnedFd,
+    mut tls: Option<&mut rustls::ClientConnection>,
+    addr: std::net::SocketAddr,
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<(Hello, Vec<u8>)> {
+    let mut buf = Vec::with_capacity(64);
+    let decoder = Decoder::new(4096);
+    let granted = loop {
+        if let Ok(Step::Frame { header, payload, .. }) = decoder.next(&buf) {
+            match header.kind {
+                Kind::Hello => {
+                    break Hello::decode(payload).map_err(|e| Error::Protocol(e.to_string()))?
+                }
+                Kind::Goaway => {
+                    let g = Goaway::decode(payload);
+                    if g.message.contains("requires TLS") {
+                        return Err(Error::Tls(format!(
+                            "{addr} requires TLS; give the client TLS options"
+                        )));
+                    }
+                    return Err(match g.code {
+                        GoawayCode::TooManyConnections => Error::Refused("the server already serves its maximum number of connections; retry later"),
+                        GoawayCode::Shutdown => Error::Refused("the server is shutting down"),
+                        _ => Error::Protocol(format!("the server refused the connection: {}", g.message)),
+                    });
+                }
+                k => {
+                    return Err(Error::Protocol(format!(
+                        "the server answered the hello with a {k:?} frame"
+                    )))
+                }
+            }
+        }
+        if decoder.next(&buf).is_err() {
+            if tls.is_none() && buf.first() == Some(&0x15) {
+                // A TLS alert record: the server expected a TLS handshake.
+                return Err(Error::Tls(format!("{addr} speaks TLS; give the client TLS options")));
+            }
+            return Err(Error::Protocol("the server's first frame is not a valid hello".into()));
+        }
+        if !wait_fd(sock, PollFlags::IN, Some(deadline))? {
+            return Err(Error::Timeout(timeout));
+        }
+        let mut chunk = [0u8; 256];
+        match rustix::io::read(sock, &mut chunk) {
+            Ok(0) => {
+                return Err(Error::PeerDead("the server closed the connection during the hello"))
+            }
+            Ok(n) => match tls.as_deref_mut() {
+                None => buf.extend_from_slice(&chunk[..n]),
+                Some(session) => {
+                    crate::net::tls::open_client(session, &chunk[..n], &mut buf)
+                        .map_err(|e| Error::Tls(format!("{addr} ended the TLS session: {e}")))?;
+                }
+            },
+            Err(Errno::AGAIN | Errno::INTR) => {}
+            Err(Errno::CONNRESET) if tls.is_some() => {
+                return Err(Error::Tls(format!("{addr} closed the TLS session during the hello")))
+            }
+            Err(e) => return Err(Error::io("read the server's hello", e)),
+        }
+    };
+    Ok((granted, buf))
+}
+
 /// Runs a client's TLS handshake on the non-blocking `sock` until `deadline`.
 fn handshake(
     sock: &OwnedFd,
@@ -455,17 +466,16 @@ fn handshake(
         if !wait_fd(sock, PollFlags::IN, Some(deadline))? {
             return Err(Error::Tls(format!("the TLS handshake did not finish within {timeout:?}")));
         }
-        let n = match rustix::io::read(sock, &mut chunk) {
-            Ok(0) | Err(Errno::CONNRESET) => {
-                return Err(Error::Tls(
+        let n =
+            match rustix::io::read(sock, &mut chunk) {
+                Ok(0) | Err(Errno::CONNRESET) => return Err(Error::Tls(
                     "the server closed the connection during the TLS handshake; is it serving TLS?"
                         .into(),
-                ))
-            }
-            Ok(n) => n,
-            Err(Errno::AGAIN | Errno::INTR) => continue,
-            Err(e) => return Err(Error::io("read the TLS handshake", e)),
-        };
+                )),
+                Ok(n) => n,
+                Err(Errno::AGAIN | Errno::INTR) => continue,
+                Err(e) => return Err(Error::io("read the TLS handshake", e)),
+            };
         let mut early = Vec::new();
         if let Err(e) = crate::net::tls::open_client(session, &chunk[..n], &mut early) {
             // Send the alert rustls queued, so the server learns why.
@@ -899,10 +909,7 @@ impl Conn {
             let mut f = Vec::with_capacity(HEADER_LEN);
             frame::push_control(&mut f, Kind::Cancel, cid);
             let _w = lock(&self.writer);
-            let _ = self.put(&f,
-                Some(Instant::now() + Duration::from_millis(100)),
-                Duration::ZERO,
-            );
+            let _ = self.put(&f, Some(Instant::now() + Duration::from_millis(100)), Duration::ZERO);
         }
     }
 
@@ -929,10 +936,7 @@ impl Conn {
         let mut f = Vec::with_capacity(HEADER_LEN);
         frame::push_control(&mut f, Kind::Cancel, cid);
         let _w = lock(&self.writer);
-        let _ = self.put(&f,
-            Some(Instant::now() + Duration::from_millis(100)),
-            Duration::ZERO,
-        );
+        let _ = self.put(&f, Some(Instant::now() + Duration::from_millis(100)), Duration::ZERO);
     }
 
     /// Waits for the next item of stream `cid`, reading the socket if nobody else is.
@@ -1182,10 +1186,8 @@ impl Conn {
                 let mut f = Vec::with_capacity(HEADER_LEN);
                 frame::push_control(&mut f, Kind::Pong, h.correlation_id);
                 let _w = lock(&self.writer);
-                let _ = self.put(&f,
-                    Some(Instant::now() + Duration::from_millis(100)),
-                    Duration::ZERO,
-                );
+                let _ =
+                    self.put(&f, Some(Instant::now() + Duration::from_millis(100)), Duration::ZERO);
                 Ok(())
             }
             Kind::Pong => Ok(()),
@@ -1223,8 +1225,7 @@ impl Conn {
             let mut f = Vec::with_capacity(HEADER_LEN);
             frame::push_control(&mut f, Kind::Ping, 1);
             let _w = lock(&self.writer);
-            let _ =
-                self.put(&f, Some(now + Duration::from_millis(100)), Duration::ZERO);
+            let _ = self.put(&f, Some(now + Duration::from_millis(100)), Duration::ZERO);
         }
         Ok(())
     }

@@ -125,6 +125,8 @@ pub(crate) struct Conn {
     spare: Vec<u8>,
     /// Counters.
     pub counts: Counts,
+    /// The counters (requests, pauses) already added to the server's.
+    pub reported: (u64, u64),
     /// TLS: `output` is plaintext that [`Conn::seal`] encrypts into `wire`, which is
     /// what goes to the socket.
     tls: Option<Box<ServerSession>>,
@@ -155,6 +157,7 @@ impl Conn {
             scratch: Vec::new(),
             spare: Vec::new(),
             counts: Counts::default(),
+            reported: (0, 0),
             tls: None,
             wire: Vec::new(),
             plain_in: Vec::new(),
@@ -571,6 +574,33 @@ impl Conn {
         } else {
             self.draining = true;
         }
+    }
+}
+
+impl crate::net::service::Session for Conn {
+    fn output(&self) -> &[u8] {
+        Conn::output(self)
+    }
+    fn sent(&mut self, n: usize) {
+        Conn::sent(self, n);
+    }
+    fn take_output(&mut self) -> Vec<u8> {
+        Conn::take_output(self)
+    }
+    fn give_back(&mut self, buf: Vec<u8>) {
+        Conn::give_back(self, buf);
+    }
+    fn is_closing(&self) -> bool {
+        self.closing.is_some()
+    }
+    fn wants_read(&mut self) -> bool {
+        Conn::wants_read(self)
+    }
+    fn check_timeouts(&mut self, now: Instant) {
+        Conn::check_timeouts(self, now);
+    }
+    fn shutdown(&mut self) {
+        Conn::shutdown(self);
     }
 }
 

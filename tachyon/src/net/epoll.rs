@@ -1,6 +1,7 @@
 //! The epoll reactor: the fallback where io_uring is missing or forbidden. Non-blocking
 //! sockets, level-triggered readiness, one loop per reactor thread: wait, accept, read
-//! and dispatch (through [`Conn`]), then write every connection's coalesced replies.
+//! and hand bytes to the service's sessions, then write every connection's coalesced
+//! output.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::Ordering;
@@ -11,10 +12,8 @@ use rustix::event::epoll;
 use rustix::io::Errno;
 
 use crate::error::{Error, Result};
-use crate::net::conn::Conn;
-use crate::net::frame::{Goaway, GoawayCode};
-use crate::net::pool::{ConnId, Done, Finished};
-use crate::net::server::{tune, Shared};
+use crate::net::server::tune;
+use crate::net::service::{ConnId, Mailbox, Service, Session};
 use crate::net::waker::Waker;
 
 const LISTENER: u64 = 0;
@@ -25,17 +24,18 @@ pub(crate) const TICK: Duration = Duration::from_millis(100);
 /// How long a graceful shutdown waits for clients to take their last replies.
 pub(crate) const DRAIN: Duration = Duration::from_secs(5);
 
-struct Slot {
+struct Slot<T> {
     fd: OwnedFd,
-    conn: Conn,
+    conn: T,
     generation: u32,
     reading: bool,
     writing: bool,
-    reported: (u64, u64),
+    /// The peer sent EOF; the session closes once its output is sent.
+    eof: bool,
 }
 
 /// Runs one reactor on `listener` until the server stops.
-pub(crate) fn run(listener: &OwnedFd, shared: &Shared, waker: &Waker) -> Result<()> {
+pub(crate) fn run<S: Service>(listener: &OwnedFd, shared: &S, waker: &Waker) -> Result<()> {
     let ep =
         epoll::create(epoll::CreateFlags::CLOEXEC).map_err(|e| Error::io("create epoll", e))?;
     let io = |e| Error::io("register with epoll", e);
@@ -50,7 +50,7 @@ pub(crate) fn run(listener: &OwnedFd, shared: &Shared, waker: &Waker) -> Result<
         free: Vec::new(),
         buf: vec![0; 64 << 10],
         generation: 0,
-        finished: Arc::new(Finished::new(waker.clone())),
+        finished: Arc::new(Mailbox::new(waker.clone())),
     };
     let mut done = Vec::new();
     let empty =
@@ -77,7 +77,7 @@ pub(crate) fn run(listener: &OwnedFd, shared: &Shared, waker: &Waker) -> Result<
         }
         r.take_finished(&mut done);
         let now = Instant::now();
-        if shared.stopping.load(Ordering::Relaxed) && drain_until.is_none() {
+        if shared.common().stopping.load(Ordering::Relaxed) && drain_until.is_none() {
             let _ = epoll::delete(&r.ep, listener);
             for i in 0..r.slots.len() {
                 if let Some(s) = r.slots[i].as_mut() {
@@ -104,28 +104,26 @@ pub(crate) fn run(listener: &OwnedFd, shared: &Shared, waker: &Waker) -> Result<
     }
 }
 
-struct Reactor<'a> {
+struct Reactor<'a, S: Service> {
     ep: OwnedFd,
-    shared: &'a Shared,
-    slots: Vec<Option<Slot>>,
+    shared: &'a S,
+    slots: Vec<Option<Slot<S::Session>>>,
     free: Vec<usize>,
     buf: Vec<u8>,
     generation: u32,
-    /// Replies from the worker pool.
-    finished: Arc<Finished>,
+    /// What other threads posted (worker replies, writes from JavaScript).
+    finished: Arc<Mailbox<S::Message>>,
 }
 
-impl Reactor<'_> {
-    /// Queues the replies workers finished on their connections.
-    fn take_finished(&mut self, done: &mut Vec<Done>) {
-        if self.shared.pool.is_none() {
-            return;
-        }
+impl<S: Service> Reactor<'_, S> {
+    /// Hands every posted message to its connection (dropped if it closed since).
+    fn take_finished(&mut self, done: &mut Vec<S::Message>) {
         self.finished.take(done);
         for d in done.drain(..) {
-            let slot = self.slots.get_mut(d.conn.slot).and_then(Option::as_mut);
-            if let Some(s) = slot.filter(|s| s.generation == d.conn.generation) {
-                s.conn.finished(d.correlation_id, d.type_id, &d.response, d.last);
+            let to = S::target(&d);
+            let slot = self.slots.get_mut(to.slot).and_then(Option::as_mut);
+            if let Some(s) = slot.filter(|s| s.generation == to.generation) {
+                self.shared.deliver(&mut s.conn, d);
             }
         }
     }
@@ -140,7 +138,7 @@ impl Reactor<'_> {
                 Err(Errno::AGAIN | Errno::INTR) => return,
                 Err(Errno::CONNABORTED) => continue,
                 Err(e) => {
-                    self.shared.report(&Error::io("accept a TCP connection", e));
+                    self.shared.report_error(&Error::io("accept a TCP connection", e));
                     return;
                 }
             };
@@ -149,42 +147,37 @@ impl Reactor<'_> {
     }
 
     fn admit(&mut self, fd: OwnedFd) {
-        let stats = &self.shared.stats;
-        if stats.active.load(Ordering::Relaxed) >= self.shared.opts.max_connections as u64 {
+        let common = self.shared.common();
+        let stats = &common.stats;
+        if stats.active.load(Ordering::Relaxed) >= common.max_connections as u64 {
             stats.refused.fetch_add(1, Ordering::Relaxed);
-            let bye = Goaway {
-                last_cid: 0,
-                code: GoawayCode::TooManyConnections,
-                message: "the server is at its connection limit".into(),
-            };
-            let _ = rustix::net::send(
-                &fd,
-                &bye.frame(),
-                rustix::net::SendFlags::NOSIGNAL | rustix::net::SendFlags::DONTWAIT,
-            );
+            self.shared.refuse(&fd);
             return;
         }
-        tune(&fd, self.shared.opts.dead_peer_timeout);
-        stats.accepted.fetch_add(1, Ordering::Relaxed);
-        stats.active.fetch_add(1, Ordering::Relaxed);
+        tune(&fd, common.dead_peer);
         let i = self.free.pop().unwrap_or_else(|| {
             self.slots.push(None);
             self.slots.len() - 1
         });
+        self.generation = self.generation.wrapping_add(1);
+        let generation = self.generation;
+        let Some(conn) = self.shared.admit(ConnId { slot: i, generation }, &fd, &self.finished)
+        else {
+            self.free.push(i);
+            return;
+        };
         let token = epoll::EventData::new_u64(FIRST_CONN + i as u64);
         if let Err(e) =
             epoll::add(&self.ep, &fd, token, epoll::EventFlags::IN | epoll::EventFlags::RDHUP)
         {
-            self.shared.report(&Error::io("register a connection", e));
-            stats.active.fetch_sub(1, Ordering::Relaxed);
+            self.shared.report_error(&Error::io("register a connection", e));
             self.free.push(i);
             return;
         }
-        let Some(conn) = self.shared.new_conn() else { return };
-        self.generation = self.generation.wrapping_add(1);
-        let generation = self.generation;
+        stats.accepted.fetch_add(1, Ordering::Relaxed);
+        stats.active.fetch_add(1, Ordering::Relaxed);
         self.slots[i] =
-            Some(Slot { fd, conn, generation, reading: true, writing: false, reported: (0, 0) });
+            Some(Slot { fd, conn, generation, reading: true, writing: false, eof: false });
     }
 
     fn on_conn(&mut self, i: usize, flags: epoll::EventFlags) {
@@ -195,6 +188,7 @@ impl Reactor<'_> {
                 | epoll::EventFlags::HUP
                 | epoll::EventFlags::ERR,
         ) && slot.reading
+            && !slot.eof
         {
             let mut eof = false;
             // Bounded, so one busy client cannot starve the others.
@@ -207,7 +201,7 @@ impl Reactor<'_> {
                     Ok(n) => {
                         let id = ConnId { slot: i, generation: slot.generation };
                         self.shared.on_bytes(&mut slot.conn, id, &self.finished, &self.buf[..n]);
-                        if n < self.buf.len() || slot.conn.closing().is_some() {
+                        if n < self.buf.len() || slot.conn.is_closing() || !slot.conn.wants_read() {
                             break;
                         }
                     }
@@ -218,10 +212,13 @@ impl Reactor<'_> {
                     }
                 }
             }
-            report_counts(self.shared, &slot.conn, &mut slot.reported);
+            self.shared.report(&mut slot.conn);
             if eof {
-                self.close(i);
-                return;
+                if slot.conn.on_eof() {
+                    self.close(i);
+                    return;
+                }
+                slot.eof = true;
             }
         }
         if flags.intersects(epoll::EventFlags::HUP | epoll::EventFlags::ERR)
@@ -251,11 +248,11 @@ impl Reactor<'_> {
                     }
                 }
             }
-            if dead || (slot.conn.closing().is_some() && slot.conn.output().is_empty()) {
+            if dead || (slot.conn.is_closing() && slot.conn.output().is_empty()) {
                 self.close(i);
                 continue;
             }
-            let reading = slot.conn.wants_read();
+            let reading = slot.conn.wants_read() && !slot.eof;
             let writing = !slot.conn.output().is_empty();
             if (reading, writing) != (slot.reading, slot.writing) {
                 let mut f = epoll::EventFlags::RDHUP;
@@ -280,34 +277,8 @@ impl Reactor<'_> {
     fn close(&mut self, i: usize) {
         let Some(mut slot) = self.slots.get_mut(i).and_then(Option::take) else { return };
         let _ = epoll::delete(&self.ep, slot.fd.as_fd());
-        report_counts(self.shared, &slot.conn, &mut slot.reported);
-        report_close(self.shared, &slot.conn, slot.fd.as_fd());
-        self.shared.stats.active.fetch_sub(1, Ordering::Relaxed);
+        self.shared.on_close(&mut slot.conn, slot.fd.as_fd());
+        self.shared.common().stats.active.fetch_sub(1, Ordering::Relaxed);
         self.free.push(i);
-    }
-}
-
-/// Adds what a connection did since the last report (`reported`: requests, pauses) to
-/// the server's counters.
-pub(crate) fn report_counts(shared: &Shared, conn: &Conn, reported: &mut (u64, u64)) {
-    let (req, paused) = (conn.counts.requests, conn.counts.paused);
-    shared.stats.requests.fetch_add(req - reported.0, Ordering::Relaxed);
-    shared.stats.paused.fetch_add(paused - reported.1, Ordering::Relaxed);
-    *reported = (req, paused);
-}
-
-/// Counts and reports a connection closed for breaking the protocol.
-pub(crate) fn report_close(shared: &Shared, conn: &Conn, fd: std::os::fd::BorrowedFd<'_>) {
-    if let Some(c) = conn.closing() {
-        if c.code != GoawayCode::Shutdown {
-            shared.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
-            let peer = rustix::net::getpeername(fd)
-                .ok()
-                .flatten()
-                .and_then(|a| std::net::SocketAddr::try_from(a).ok());
-            let who = peer.map_or_else(|| "a client".to_owned(), |p| p.to_string());
-            shared
-                .report(&Error::Protocol(format!("closed the connection of {who}: {}", c.reason)));
-        }
     }
 }

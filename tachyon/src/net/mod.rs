@@ -21,6 +21,7 @@ pub mod frame;
 mod pool;
 mod probe;
 mod server;
+mod service;
 mod tls;
 mod uring;
 mod waker;

@@ -25,7 +25,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::net::waker::Waker;
+pub(crate) use crate::net::service::ConnId;
+use crate::net::service::Mailbox;
 use crate::rpc::stream::{self, ItemSink, MSG_TYPE_STREAM_END};
 use crate::rpc::{code, Dispatcher, RpcError, ServerError, MSG_TYPE_ERROR, ONEWAY_CID};
 
@@ -34,15 +35,6 @@ pub(crate) const STREAM_WINDOW: usize = 64;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Which connection of which reactor a job belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct ConnId {
-    /// The connection's slot in its reactor.
-    pub slot: usize,
-    /// The slot's generation (a reused slot has a new one).
-    pub generation: u32,
 }
 
 /// How a call handed to a worker is controlled: its cancel flag, and for a stream the
@@ -142,32 +134,7 @@ pub(crate) struct Done {
 }
 
 /// One reactor's queue of finished jobs.
-#[derive(Debug)]
-pub(crate) struct Finished {
-    queue: Mutex<Vec<Done>>,
-    /// Whether a wake-up is already on its way.
-    woken: AtomicBool,
-    waker: Waker,
-}
-
-impl Finished {
-    pub fn new(waker: Waker) -> Self {
-        Self { queue: Mutex::new(Vec::new()), woken: AtomicBool::new(false), waker }
-    }
-
-    fn push(&self, done: Done) {
-        lock(&self.queue).push(done);
-        if !self.woken.swap(true, Ordering::AcqRel) {
-            self.waker.wake();
-        }
-    }
-
-    /// Everything finished since the last call (reactor side).
-    pub fn take(&self, into: &mut Vec<Done>) {
-        self.woken.store(false, Ordering::Release);
-        into.append(&mut lock(&self.queue));
-    }
-}
+pub(crate) type Finished = Mailbox<Done>;
 
 #[derive(Default)]
 struct Queue {

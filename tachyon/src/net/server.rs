@@ -16,11 +16,13 @@ use std::time::Duration;
 use crate::address::Address;
 use crate::error::{Error, Result};
 use crate::net::conn::{Conn, Inline, Limits};
-use crate::net::pool::{ConnId, Finished, Offload, Pool};
+use crate::net::frame::{Goaway, GoawayCode};
+use crate::net::pool::{ConnId, Done, Finished, Offload, Pool};
 use crate::net::probe::{self, Backend};
+use crate::net::service::{Common, Service};
 use crate::net::tls::ServerSession;
-use crate::rpc::Dispatcher;
 pub use crate::net::tls::ServerTls;
+use crate::rpc::Dispatcher;
 
 /// Settings of a [`TcpServer`].
 #[derive(Clone)]
@@ -291,25 +293,26 @@ impl TcpStats {
     }
 }
 
-/// What every reactor of a server shares.
+/// What every reactor of a server shares: the RPC service.
 pub(crate) struct Shared {
+    pub common: Common,
     pub opts: TcpServerOptions,
     pub dispatcher: Arc<Dispatcher>,
-    pub stats: Arc<TcpStats>,
-    /// Set to stop: reactors send goaway to everyone, drain, and exit.
-    pub stopping: AtomicBool,
     /// The worker pool, if the options asked for one or the dispatcher streams.
     pub pool: Option<Pool>,
 }
 
-impl Shared {
-    pub fn report(&self, e: &Error) {
-        (self.opts.on_error)(e);
+impl Service for Shared {
+    type Session = Conn;
+    type Message = Done;
+
+    fn common(&self) -> &Common {
+        &self.common
     }
 
     /// A connection for a client just accepted (`None`, reported, if its TLS session
     /// cannot start).
-    pub fn new_conn(&self) -> Option<Conn> {
+    fn admit(&self, _: ConnId, _: &OwnedFd, _: &Arc<Finished>) -> Option<Conn> {
         let now = std::time::Instant::now();
         let limits = self.opts.limits();
         match &self.opts.tls {
@@ -317,7 +320,7 @@ impl Shared {
             Some(tls) => match ServerSession::new(tls) {
                 Ok(s) => Some(Conn::with_tls(limits, now, s)),
                 Err(e) => {
-                    self.report(&e);
+                    self.report_error(&e);
                     None
                 }
             },
@@ -325,7 +328,7 @@ impl Shared {
     }
 
     /// Feeds bytes a connection received to it, dispatching inline or on the pool.
-    pub fn on_bytes(&self, conn: &mut Conn, id: ConnId, finished: &Arc<Finished>, bytes: &[u8]) {
+    fn on_bytes(&self, conn: &mut Conn, id: ConnId, finished: &Arc<Finished>, bytes: &[u8]) {
         let now = std::time::Instant::now();
         match &self.pool {
             None => conn.on_bytes(bytes, now, &mut Inline(self.dispatcher.as_ref())),
@@ -341,6 +344,56 @@ impl Shared {
                 },
             ),
         }
+    }
+
+    fn target(d: &Done) -> ConnId {
+        d.conn
+    }
+
+    fn deliver(&self, conn: &mut Conn, d: Done) {
+        conn.finished(d.correlation_id, d.type_id, &d.response, d.last);
+    }
+
+    fn report(&self, conn: &mut Conn) {
+        let stats = &self.common.stats;
+        let (req, paused) = (conn.counts.requests, conn.counts.paused);
+        let (seen_req, seen_paused) = conn.reported;
+        stats.requests.fetch_add(req - seen_req, Ordering::Relaxed);
+        stats.paused.fetch_add(paused - seen_paused, Ordering::Relaxed);
+        conn.reported = (req, paused);
+    }
+
+    /// Counts and reports a connection closed for breaking the protocol.
+    fn on_close(&self, conn: &mut Conn, fd: std::os::fd::BorrowedFd<'_>) {
+        self.report(conn);
+        if let Some(c) = conn.closing() {
+            if c.code != GoawayCode::Shutdown {
+                self.common.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                let peer = rustix::net::getpeername(fd)
+                    .ok()
+                    .flatten()
+                    .and_then(|a| SocketAddr::try_from(a).ok());
+                let who = peer.map_or_else(|| "a client".to_owned(), |p| p.to_string());
+                self.report_error(&Error::Protocol(format!(
+                    "closed the connection of {who}: {}",
+                    c.reason
+                )));
+            }
+        }
+    }
+
+    /// A client over the connection limit is told so in a goaway.
+    fn refuse(&self, fd: &OwnedFd) {
+        let bye = Goaway {
+            last_cid: 0,
+            code: GoawayCode::TooManyConnections,
+            message: "the server is at its connection limit".into(),
+        };
+        let _ = rustix::net::send(
+            fd,
+            &bye.frame(),
+            rustix::net::SendFlags::NOSIGNAL | rustix::net::SendFlags::DONTWAIT,
+        );
     }
 }
 
@@ -462,10 +515,15 @@ impl TcpServer {
             n => Some(Pool::start(n, &dispatcher, stall)?),
         };
         let shared = Arc::new(Shared {
+            common: Common {
+                stopping: AtomicBool::new(false),
+                stats: stats.clone(),
+                max_connections: self.opts.max_connections,
+                dead_peer: self.opts.dead_peer_timeout,
+                on_error: self.opts.on_error.clone(),
+            },
             opts: self.opts.clone(),
             dispatcher,
-            stats: stats.clone(),
-            stopping: AtomicBool::new(false),
             pool,
         });
         let mut wakers = Vec::new();
@@ -478,8 +536,8 @@ impl TcpServer {
             let t = std::thread::Builder::new()
                 .name(format!("tachyon-tcp-{i}"))
                 .spawn(move || match backend {
-                    Backend::IoUring => crate::net::uring::run(&fd, &shared, &waker),
-                    _ => crate::net::epoll::run(&fd, &shared, &waker),
+                    Backend::IoUring => crate::net::uring::run(&fd, &*shared, &waker),
+                    _ => crate::net::epoll::run(&fd, &*shared, &waker),
                 })
                 .map_err(|e| Error::io("spawn a reactor thread", e))?;
             threads.push(t);
@@ -554,7 +612,7 @@ impl TcpServerHandle {
     }
 
     fn stop_and_join(&mut self) -> Result<()> {
-        self.shared.stopping.store(true, Ordering::SeqCst);
+        self.shared.common.stopping.store(true, Ordering::SeqCst);
         for w in &self.wakers {
             w.wake();
         }

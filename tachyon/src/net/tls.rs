@@ -55,8 +55,7 @@ fn roots(pem: &[u8], what: &str) -> Result<Arc<rustls::RootCertStore>> {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path)
-        .map_err(|e| Error::Tls(format!("cannot read {}: {e}", path.display())))
+    std::fs::read(path).map_err(|e| Error::Tls(format!("cannot read {}: {e}", path.display())))
 }
 
 /// A server's TLS settings: its certificate chain and key, and optionally the CA whose
@@ -81,7 +80,11 @@ impl ServerTls {
     /// # Errors
     /// [`Error::Tls`] naming what does not load, or a key that does not match the
     /// certificate.
-    pub fn from_pem(cert_chain: &[u8], private_key: &[u8], client_ca: Option<&[u8]>) -> Result<Self> {
+    pub fn from_pem(
+        cert_chain: &[u8],
+        private_key: &[u8],
+        client_ca: Option<&[u8]>,
+    ) -> Result<Self> {
         let builder = rustls::ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(tls_err("protocol versions"))?;
@@ -266,8 +269,6 @@ pub fn peer_identity() -> Option<Arc<PeerIdentity>> {
 
 /// Runs `f` with `peer` as the current call's identity.
 pub(crate) fn with_peer<R>(peer: Option<&Arc<PeerIdentity>>, f: impl FnOnce() -> R) -> R {
-    let Some(peer) = peer else { return f() };
-    let old = CURRENT_PEER.with(|p| p.replace(Some(peer.clone())));
     // Restored even if `f` unwinds (handlers run under catch_unwind further down).
     struct Restore(Option<Arc<PeerIdentity>>);
     impl Drop for Restore {
@@ -276,6 +277,8 @@ pub(crate) fn with_peer<R>(peer: Option<&Arc<PeerIdentity>>, f: impl FnOnce() ->
             CURRENT_PEER.with(|p| *p.borrow_mut() = old);
         }
     }
+    let Some(peer) = peer else { return f() };
+    let old = CURRENT_PEER.with(|p| p.replace(Some(peer.clone())));
     let _restore = Restore(old);
     f()
 }
@@ -442,7 +445,8 @@ mod tests {
     #[test]
     fn a_common_name_is_read_with_bounds_checked() {
         // SET { SEQUENCE { OID 2.5.4.3, UTF8String "svc" } }
-        let subject = [0x31, 0x0C, 0x30, 0x0A, 0x06, 0x03, 0x55, 0x04, 0x03, 0x0C, 0x03, b's', b'v', b'c'];
+        let subject =
+            [0x31, 0x0C, 0x30, 0x0A, 0x06, 0x03, 0x55, 0x04, 0x03, 0x0C, 0x03, b's', b'v', b'c'];
         assert_eq!(common_name_of(&subject).as_deref(), Some("svc"));
         assert_eq!(common_name_of(&subject[..12]), None, "cut short");
         let mut long = subject;

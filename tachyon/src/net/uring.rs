@@ -22,11 +22,9 @@ use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
 use crate::error::{Error, Result};
 use crate::net::bufring::BufRing;
-use crate::net::conn::Conn;
-use crate::net::epoll::{report_close, report_counts, DRAIN, TICK};
-use crate::net::frame::{Goaway, GoawayCode};
-use crate::net::pool::{ConnId, Done, Finished};
-use crate::net::server::{tune, Shared};
+use crate::net::epoll::{DRAIN, TICK};
+use crate::net::server::tune;
+use crate::net::service::{ConnId, Mailbox, Service, Session};
 use crate::net::waker::Waker;
 
 const OP_ACCEPT: u64 = 1;
@@ -60,33 +58,36 @@ struct Sending {
     zc_notif_pending: bool,
 }
 
-struct Slot {
+// Four independent flags, each tracking one kernel operation or decision.
+#[allow(clippy::struct_excessive_bools)]
+struct Slot<T> {
     fd: OwnedFd,
-    conn: Conn,
+    conn: T,
     generation: u32,
     recv_armed: bool,
     cancel_sent: bool,
     sending: Option<Sending>,
     /// The reactor decided to close it (after in-flight operations end).
     closing: bool,
-    reported: (u64, u64),
+    /// The peer sent EOF; the session closes once its output is sent.
+    eof: bool,
 }
 
-struct Reactor<'a> {
+struct Reactor<'a, S: Service> {
     // Field order matters: the ring goes first (its close unregisters the buffer ring)
     // before the buffers are unmapped.
     ring: IoUring,
     bufs: BufRing,
-    shared: &'a Shared,
-    slots: Vec<Option<Slot>>,
+    shared: &'a S,
+    slots: Vec<Option<Slot<S::Session>>>,
     free: Vec<usize>,
     generation: u32,
     zc: bool,
     wake_buf: Box<[u8; 8]>,
     accept_armed: bool,
     stopping: bool,
-    /// Replies from the worker pool.
-    finished: Arc<Finished>,
+    /// What other threads posted (worker replies, writes from JavaScript).
+    finished: Arc<Mailbox<S::Message>>,
 }
 
 fn build_ring() -> Result<IoUring> {
@@ -100,7 +101,7 @@ fn build_ring() -> Result<IoUring> {
 }
 
 /// Runs one io_uring reactor on `listener` until the server stops.
-pub(crate) fn run(listener: &OwnedFd, shared: &Shared, waker: &Waker) -> Result<()> {
+pub(crate) fn run<S: Service>(listener: &OwnedFd, shared: &S, waker: &Waker) -> Result<()> {
     let ring = build_ring()?;
     let bufs = BufRing::new(&ring, BGID, BUF_COUNT, BUF_SIZE)?;
     let mut r = Reactor {
@@ -114,7 +115,7 @@ pub(crate) fn run(listener: &OwnedFd, shared: &Shared, waker: &Waker) -> Result<
         wake_buf: Box::new([0; 8]),
         accept_armed: false,
         stopping: false,
-        finished: Arc::new(Finished::new(waker.clone())),
+        finished: Arc::new(Mailbox::new(waker.clone())),
     };
     let mut done = Vec::new();
     r.arm_accept(listener.as_raw_fd())?;
@@ -139,7 +140,7 @@ pub(crate) fn run(listener: &OwnedFd, shared: &Shared, waker: &Waker) -> Result<
         }
         r.take_finished(&mut done);
         let now = Instant::now();
-        if shared.stopping.load(Ordering::Relaxed) && !r.stopping {
+        if shared.common().stopping.load(Ordering::Relaxed) && !r.stopping {
             r.stopping = true;
             if r.accept_armed {
                 r.push(
@@ -179,16 +180,15 @@ pub(crate) fn run(listener: &OwnedFd, shared: &Shared, waker: &Waker) -> Result<
     }
 }
 
-impl Reactor<'_> {
-    /// Queues the replies workers finished on their connections.
-    fn take_finished(&mut self, done: &mut Vec<Done>) {
-        if self.shared.pool.is_none() {
-            return;
-        }
+impl<S: Service> Reactor<'_, S> {
+    /// Hands every posted message to its connection (dropped if it closed since).
+    fn take_finished(&mut self, done: &mut Vec<S::Message>) {
         self.finished.take(done);
+        let shared = self.shared;
         for d in done.drain(..) {
-            if let Some(s) = self.slot(d.conn.slot, d.conn.generation) {
-                s.conn.finished(d.correlation_id, d.type_id, &d.response, d.last);
+            let to = S::target(&d);
+            if let Some(s) = self.slot(to.slot, to.generation) {
+                shared.deliver(&mut s.conn, d);
             }
         }
     }
@@ -251,7 +251,7 @@ impl Reactor<'_> {
                     let fd = unsafe { OwnedFd::from_raw_fd(res) };
                     self.admit(fd)?;
                 } else if res != -libc::ECANCELED {
-                    self.shared.report(&Error::io(
+                    self.shared.report_error(&Error::io(
                         "accept a TCP connection",
                         std::io::Error::from_raw_os_error(-res),
                     ));
@@ -277,46 +277,41 @@ impl Reactor<'_> {
     }
 
     fn admit(&mut self, fd: OwnedFd) -> Result<()> {
-        let stats = &self.shared.stats;
-        if self.stopping
-            || stats.active.load(Ordering::Relaxed) >= self.shared.opts.max_connections as u64
-        {
+        let common = self.shared.common();
+        let stats = &common.stats;
+        if self.stopping || stats.active.load(Ordering::Relaxed) >= common.max_connections as u64 {
             stats.refused.fetch_add(1, Ordering::Relaxed);
-            let bye = Goaway {
-                last_cid: 0,
-                code: GoawayCode::TooManyConnections,
-                message: "the server is at its connection limit".into(),
-            };
-            let _ = rustix::net::send(
-                &fd,
-                &bye.frame(),
-                rustix::net::SendFlags::NOSIGNAL | rustix::net::SendFlags::DONTWAIT,
-            );
+            self.shared.refuse(&fd);
             return Ok(());
         }
-        tune(&fd, self.shared.opts.dead_peer_timeout);
-        stats.accepted.fetch_add(1, Ordering::Relaxed);
-        stats.active.fetch_add(1, Ordering::Relaxed);
+        tune(&fd, common.dead_peer);
         let i = self.free.pop().unwrap_or_else(|| {
             self.slots.push(None);
             self.slots.len() - 1
         });
         self.generation = self.generation.wrapping_add(1).max(1);
-        let Some(conn) = self.shared.new_conn() else { return Ok(()) };
+        let generation = self.generation;
+        let Some(conn) = self.shared.admit(ConnId { slot: i, generation }, &fd, &self.finished)
+        else {
+            self.free.push(i);
+            return Ok(());
+        };
+        stats.accepted.fetch_add(1, Ordering::Relaxed);
+        stats.active.fetch_add(1, Ordering::Relaxed);
         self.slots[i] = Some(Slot {
             fd,
             conn,
-            generation: self.generation,
+            generation,
             recv_armed: false,
             cancel_sent: false,
             sending: None,
             closing: false,
-            reported: (0, 0),
+            eof: false,
         });
         self.arm_recv(i)
     }
 
-    fn slot(&mut self, i: usize, generation: u32) -> Option<&mut Slot> {
+    fn slot(&mut self, i: usize, generation: u32) -> Option<&mut Slot<S::Session>> {
         self.slots.get_mut(i)?.as_mut().filter(|s| s.generation == generation)
     }
 
@@ -338,11 +333,18 @@ impl Reactor<'_> {
             if !s.closing {
                 let id = ConnId { slot: i, generation };
                 shared.on_bytes(&mut s.conn, id, &self.finished, bytes);
-                report_counts(shared, &s.conn, &mut s.reported);
+                shared.report(&mut s.conn);
             }
             self.bufs.recycle(bid);
-        } else if res == 0 || (res < 0 && res != -libc::ECANCELED && res != -libc::ENOBUFS) {
-            // EOF, or an error (reset, the dead-peer timeout): done with this client.
+        } else if res == 0 {
+            // EOF: done with this client (once its output is sent, if the session says).
+            if s.conn.on_eof() {
+                s.closing = true;
+            } else {
+                s.eof = true;
+            }
+        } else if res < 0 && res != -libc::ECANCELED && res != -libc::ENOBUFS {
+            // An error (reset, the dead-peer timeout): done with this client.
             s.closing = true;
         }
         if !cqueue::more(flags) {
@@ -383,7 +385,7 @@ impl Reactor<'_> {
                     s.conn.give_back(b.buf);
                 }
             }
-            if s.conn.closing().is_some() && s.conn.output().is_empty() && s.sending.is_none() {
+            if s.conn.is_closing() && s.conn.output().is_empty() && s.sending.is_none() {
                 s.closing = true;
             }
             if !s.closing {
@@ -405,8 +407,8 @@ impl Reactor<'_> {
                 }
             }
             let Some(s) = self.slots[i].as_mut() else { continue };
-            let wants = !s.closing && s.conn.wants_read();
-            report_counts(self.shared, &s.conn, &mut s.reported);
+            let wants = !s.closing && !s.eof && s.conn.wants_read();
+            self.shared.report(&mut s.conn);
             if wants && !s.recv_armed {
                 self.arm_recv(i)?;
             } else if !wants && s.recv_armed && !s.cancel_sent {
@@ -418,9 +420,9 @@ impl Reactor<'_> {
             }
             let Some(s) = self.slots[i].as_mut() else { continue };
             if s.closing && !s.recv_armed && s.sending.is_none() {
-                let s = self.slots[i].take().expect("present");
-                report_close(self.shared, &s.conn, std::os::fd::AsFd::as_fd(&s.fd));
-                self.shared.stats.active.fetch_sub(1, Ordering::Relaxed);
+                let mut s = self.slots[i].take().expect("present");
+                self.shared.on_close(&mut s.conn, std::os::fd::AsFd::as_fd(&s.fd));
+                self.shared.common().stats.active.fetch_sub(1, Ordering::Relaxed);
                 self.free.push(i);
                 drop(s); // closes the fd: nothing in the kernel refers to it any more
             }
