@@ -52,6 +52,7 @@ pub(crate) fn run<S: Service>(listener: &OwnedFd, shared: &S, waker: &Waker) -> 
         generation: 0,
         finished: Arc::new(Mailbox::new(waker.clone())),
     };
+    shared.started(&r.finished);
     let mut done = Vec::new();
     let empty =
         epoll::Event { flags: epoll::EventFlags::empty(), data: epoll::EventData::new_u64(0) };
@@ -98,9 +99,11 @@ pub(crate) fn run<S: Service>(listener: &OwnedFd, shared: &S, waker: &Waker) -> 
                 for i in 0..r.slots.len() {
                     r.close(i);
                 }
+                shared.turn_end();
                 return Ok(());
             }
         }
+        shared.turn_end();
     }
 }
 

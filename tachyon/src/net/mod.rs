@@ -7,6 +7,8 @@
 //!   detection;
 //! - the frames are documented byte by byte in `docs/TCP.md` ([`frame`]).
 //!
+//! - [`RawTcpServer`] serves plain byte streams on the same reactors, with backpressure
+//!   instead of loss when its consumer lags;
 //! - TLS 1.3 and mutual TLS with rustls ([`ServerTls`], [`ClientTls`]), on the same
 //!   reactors; handlers see the verified caller through [`peer_identity`].
 //!
@@ -20,6 +22,7 @@ pub(crate) mod epoll;
 pub mod frame;
 mod pool;
 mod probe;
+mod raw;
 mod server;
 mod service;
 mod tls;
@@ -28,5 +31,6 @@ mod waker;
 
 pub use client::{TcpClient, TcpClientOptions};
 pub use probe::{capabilities, Backend, Capabilities};
+pub use raw::{RawEvent, RawServerHandle, RawServerOptions, RawStats, RawTcpServer};
 pub use server::{TcpServer, TcpServerHandle, TcpServerOptions, TcpStats, TcpStatsSnapshot};
 pub use tls::{peer_identity, ClientTls, PeerIdentity, ServerTls};

@@ -420,8 +420,26 @@ pub struct TcpServer {
     opts: TcpServerOptions,
 }
 
+/// The socket address to bind for `address` (`tcp://host:port` or `host:port`).
+pub(crate) fn resolve_bind(address: &str) -> Result<SocketAddr> {
+    let addr = match Address::parse(address) {
+        Ok(a @ Address::Tcp { .. }) => a,
+        Ok(Address::Unix(_)) if address.contains(':') && !address.starts_with("unix:") => {
+            Address::parse(&format!("tcp://{address}"))?
+        }
+        Ok(Address::Unix(_)) => {
+            return Err(Error::InvalidAddress {
+                address: address.to_owned(),
+                reason: "a TCP server needs tcp://host:port",
+            })
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(addr.resolve()?[0])
+}
+
 /// Makes one listening socket (non-blocking, `SO_REUSEPORT`).
-fn listener(addr: SocketAddr) -> Result<OwnedFd> {
+pub(crate) fn listener(addr: SocketAddr) -> Result<OwnedFd> {
     use rustix::net::{AddressFamily, SocketFlags, SocketType};
     let family = if addr.is_ipv4() { AddressFamily::INET } else { AddressFamily::INET6 };
     let fd = rustix::net::socket_with(
@@ -457,20 +475,7 @@ impl TcpServer {
     /// [`Error::Io`].
     pub fn bind(address: &str, opts: TcpServerOptions) -> Result<Self> {
         opts.validate()?;
-        let addr = match Address::parse(address) {
-            Ok(a @ Address::Tcp { .. }) => a,
-            Ok(Address::Unix(_)) if address.contains(':') && !address.starts_with("unix:") => {
-                Address::parse(&format!("tcp://{address}"))?
-            }
-            Ok(Address::Unix(_)) => {
-                return Err(Error::InvalidAddress {
-                    address: address.to_owned(),
-                    reason: "a TCP server needs tcp://host:port",
-                })
-            }
-            Err(e) => return Err(e),
-        };
-        let first = addr.resolve()?[0];
+        let first = resolve_bind(address)?;
         if !first.ip().is_loopback() && !opts.allow_remote && opts.tls.is_none() {
             return Err(Error::PermissionDenied(format!(
                 "{first} is reachable from other machines and this server has no TLS: give it \
@@ -553,7 +558,7 @@ impl TcpServer {
     }
 }
 
-fn local_addr(fd: &OwnedFd) -> Result<SocketAddr> {
+pub(crate) fn local_addr(fd: &OwnedFd) -> Result<SocketAddr> {
     let a =
         rustix::net::getsockname(fd.as_fd()).map_err(|e| Error::io("read the bound address", e))?;
     SocketAddr::try_from(a).map_err(|_| {

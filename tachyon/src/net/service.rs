@@ -92,6 +92,13 @@ pub(crate) trait Service: Sync {
     /// A connection is being closed (its fd still open).
     fn on_close(&self, session: &mut Self::Session, fd: BorrowedFd<'_>);
 
+    /// The reactor starts, with its mailbox (a service other threads write through
+    /// keeps it).
+    fn started(&self, _mailbox: &Arc<Mailbox<Self::Message>>) {}
+
+    /// A loop turn ended: what the service gathered during it can go out in one batch.
+    fn turn_end(&self) {}
+
     /// Turns away a client over the connection limit (before closing it).
     fn refuse(&self, _fd: &OwnedFd) {}
 

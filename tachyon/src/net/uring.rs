@@ -117,6 +117,7 @@ pub(crate) fn run<S: Service>(listener: &OwnedFd, shared: &S, waker: &Waker) -> 
         stopping: false,
         finished: Arc::new(Mailbox::new(waker.clone())),
     };
+    shared.started(&r.finished);
     let mut done = Vec::new();
     r.arm_accept(listener.as_raw_fd())?;
     r.arm_wake(waker.fd().as_raw_fd())?;
@@ -161,6 +162,7 @@ pub(crate) fn run<S: Service>(listener: &OwnedFd, shared: &S, waker: &Waker) -> 
             }
         }
         r.step_all()?;
+        shared.turn_end();
         if let Some(until) = drain_until {
             if r.slots.iter().all(Option::is_none) {
                 return Ok(());
@@ -172,6 +174,7 @@ pub(crate) fn run<S: Service>(listener: &OwnedFd, shared: &S, waker: &Waker) -> 
                     s.closing = true;
                 }
                 r.step_all()?;
+                shared.turn_end();
                 if r.slots.iter().all(Option::is_none) {
                     return Ok(());
                 }
