@@ -76,7 +76,7 @@ fn mutual_tls_serves_typed_raw_and_error_calls_and_names_the_caller() {
                 other => panic!("{what}: {other}"),
             }
             // Large payloads cross many TLS records; pipelined calls share records.
-            let big: Vec<u8> = (0..(3 << 20)).map(|i| (i % 251) as u8).collect();
+            let big: Vec<u8> = (0..(3u32 << 20)).map(|i| (i % 251) as u8).collect();
             assert_eq!(echo::call(&c, &big).unwrap(), big, "{what}");
             let cids: Vec<u64> =
                 (0..500u32).map(|i| c.call(&i.to_le_bytes(), 1).unwrap()).collect();
