@@ -1,6 +1,6 @@
 // Types of tachyon-node. The runtime is index.js (CommonJS) / index.mjs (ESM).
-
 /// <reference types="node" />
+import { EventEmitter } from "node:events";
 
 /** Bytes accepted wherever a payload goes in. */
 export type Bytes = Buffer | Uint8Array | ArrayBuffer | string;
@@ -501,3 +501,144 @@ export interface IPCBufferFunction {
   close(buf: Buffer): void;
 }
 export declare const IPCBuffer: IPCBufferFunction;
+
+/** ferrings-style options of the plain TCP servers (`UringTcpServer`, `createTcpServer().listen`). */
+export interface UringTcpServerOptions {
+  /** Bind address (default 127.0.0.1; others need `insecure`, raw streams have no TLS). */
+  host?: string;
+  /** Bind port (default 0: the kernel picks one). */
+  port?: number;
+  /** Most connections at once (default 1024; 0 means the default). */
+  maxConnections?: number;
+  /** Close a connection idle this long (0: never). */
+  idleTimeoutMs?: number;
+  /** Events per batch in startBatch() (default 64). */
+  eventBatchSize?: number;
+  /** Bytes a connection may have delivered and not consumed before it stops receiving (default 1 MiB). */
+  highWaterMark?: number;
+  /** Serve a non-loopback address. */
+  insecure?: boolean;
+  /** `"auto"` (default), `"io_uring"` or `"epoll"`. */
+  backend?: 'auto' | 'io_uring' | 'epoll';
+  /** Accepted for ferrings compatibility; the reactor decides (see capabilities()). */
+  backlog?: number;
+  useRecvBundle?: boolean;
+  useZeroCopySend?: boolean;
+  useRegisteredSendBuffer?: boolean;
+  tcpNoDelay?: boolean;
+  /** Not implemented: throws ERR_TACHYON_UNSUPPORTED (see zcrxProbe()). */
+  useZeroCopyReceive?: boolean;
+}
+
+/** One event of a UringTcpServer. */
+export interface UringTcpEvent {
+  eventType: 'connection' | 'data' | 'close';
+  connectionId: number;
+  /** The bytes (`data` only). */
+  data?: Buffer;
+  /** The client's address and port (`connection` only). */
+  remoteAddress?: string;
+  remotePort?: number;
+}
+
+/** The address and counters of a plain TCP server. */
+export interface UringServerInfo {
+  host: string;
+  port: number;
+  backend: string;
+  acceptedConnections: number;
+  rejectedConnections: number;
+  activeConnections: number;
+  bytesReceived: number;
+  bytesSent: number;
+  /** Times a connection stopped receiving because its consumer lagged. */
+  backpressurePauses: number;
+  /** Always 0: receiving pauses instead of dropping. */
+  droppedBytes: number;
+}
+
+/** A raw TCP server on the io_uring reactor, with explicit connection ids. */
+export declare class UringTcpServer implements AsyncDisposable {
+  constructor(opts?: UringTcpServerOptions);
+  start(onEvent: (event: UringTcpEvent) => void): UringServerInfo;
+  startBatch(onEvents: (events: UringTcpEvent[]) => void): UringServerInfo;
+  send(connectionId: number, data: Bytes): void;
+  sendBatch(sends: Array<{ connectionId: number; data: Bytes }>): void;
+  sendAndClose(connectionId: number, data: Bytes): void;
+  sendBatchAndClose(sends: Array<{ connectionId: number; data: Bytes }>): void;
+  closeConnection(connectionId: number): void;
+  destroyConnection(connectionId: number): void;
+  info(): UringServerInfo;
+  close(): Promise<void>;
+  stop(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/** A client connection of createTcpServer: 'data', 'end', 'close' events. */
+export declare class TcpConnection extends EventEmitter {
+  readonly id: number;
+  readonly remoteAddress?: string;
+  readonly remotePort?: number;
+  readonly remoteFamily: string;
+  readonly destroyed: boolean;
+  write(data: Bytes, encoding?: BufferEncoding, cb?: (err?: Error) => void): boolean;
+  end(data?: Bytes, encoding?: BufferEncoding, cb?: () => void): this;
+  destroy(): this;
+  pause(): this;
+  resume(): this;
+  isPaused(): boolean;
+  setNoDelay(noDelay?: boolean): this;
+  setKeepAlive(enable?: boolean): this;
+  on(event: 'data', listener: (data: Buffer) => void): this;
+  on(event: 'end' | 'drained', listener: () => void): this;
+  on(event: 'close', listener: (hadError: boolean) => void): this;
+  on(event: 'error', listener: (err: Error) => void): this;
+}
+
+/** A net.Server-like server on the io_uring reactor. */
+export declare class TcpServer extends EventEmitter implements AsyncDisposable {
+  listen(port?: number, host?: string, cb?: (info: UringServerInfo) => void): this;
+  listen(port: number, cb?: (info: UringServerInfo) => void): this;
+  listen(opts: UringTcpServerOptions, cb?: (info: UringServerInfo) => void): this;
+  address(): { address: string; family: string; port: number } | null;
+  getConnections(cb?: (err: Error | null, count: number) => void): number;
+  info(): UringServerInfo | null;
+  close(cb?: () => void): this;
+  on(event: 'connection', listener: (connection: TcpConnection) => void): this;
+  on(event: 'listening', listener: (info: UringServerInfo) => void): this;
+  on(event: 'close', listener: () => void): this;
+  on(event: 'error', listener: (err: Error) => void): this;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/** A TCP server on the io_uring reactor (epoll where io_uring is forbidden). */
+export declare function createTcpServer(onConnection?: (connection: TcpConnection) => void): TcpServer;
+
+/** What this kernel lets the TCP transport use (ferrings' field names, plus the raw probe). */
+export interface Capabilities {
+  platform: string;
+  backend: 'io_uring' | 'epoll';
+  ioUring: boolean;
+  ioUringUnavailable: string | null;
+  ioUringDisabledSysctl: number | null;
+  multishotAccept: boolean;
+  multishotRecv: boolean;
+  providedBufferRing: boolean;
+  recvBundle: boolean;
+  recvBundleSupportedByKernel: boolean;
+  zeroCopySend: boolean;
+  registeredSendBuffer: boolean;
+  zeroCopyReceive: boolean;
+  opcodes: Record<string, boolean>;
+  features: Record<string, boolean>;
+}
+export declare function capabilities(): Capabilities;
+
+/** Zero-copy receive is out of scope: always `{ supported: false, reason }`. */
+export declare function zcrxProbe(opts?: { interfaceName?: string; rxQueue?: number; activeRegistration?: boolean }): {
+  supported: false;
+  interfaceName: string | null;
+  rxQueue: number | null;
+  activeRegistration: false;
+  reason: string;
+};

@@ -9,6 +9,7 @@ const tiga = require('./lib/tiga');
 const channel = require('./lib/channel');
 const { IPCBuffer } = require('./lib/ipcbuffer');
 const { RpcClient } = require('./lib/tcp');
+const uring = require('./lib/uring');
 
 /** Binds a bus's ring to a NUMA node (as upstream's free function). */
 function setNumaNode(bus, node) {
@@ -45,6 +46,12 @@ module.exports = {
   createTigaNotificationListener: channel.createTigaNotificationListener,
   TigaNotificationListener: channel.TigaNotificationListener,
   IPCBuffer,
+  createTcpServer: uring.createTcpServer,
+  UringTcpServer: uring.UringTcpServer,
+  TcpServer: uring.TcpServer,
+  TcpConnection: uring.TcpConnection,
+  capabilities: uring.capabilities,
+  zcrxProbe: uring.zcrxProbe,
   methodId: tiga.methodId,
   makeTypeId: native.makeTypeId,
   routeId: native.routeId,

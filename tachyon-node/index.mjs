@@ -5,6 +5,7 @@ export const {
   Bus, TxGuard, RxGuard, RxBatch, RpcBus, RpcClient, ReplyStream, RpcServer, createRpcServer, streaming,
   TigaServer, createTigaServer, startTigaServer, tigaInvoke, tigaInvokeAsync, tigaCloseAll, methodId,
   initialized, tigaWrite, tigaWriteAsync, tigaRead, tigaReadAsync, createTigaNotificationListener, TigaNotificationListener, IPCBuffer,
+  createTcpServer, UringTcpServer, TcpServer, TcpConnection, capabilities, zcrxProbe,
   makeTypeId, routeId, msgType, setNumaNode, setPollingMode,
   TachyonError, TachyonRpcError, RpcCode, MSG_TYPE_ERROR, MSG_TYPE_STREAM_END,
   isTachyonError, isAbiMismatch, isFull, isPeerDead, isPeerClosed, isPeerGone, isConnectError,

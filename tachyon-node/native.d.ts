@@ -98,6 +98,27 @@ export declare class NativeChannel {
   get path(): string
 }
 
+/** A raw TCP server whose events go to one JS function. */
+export declare class NativeRawServer {
+  /** Binds and serves; `onEvents` gets each batch of events. */
+  static start(config: RawServerConfig, onEvents: (arg: Array<RawEventJs>) => void): NativeRawServer
+  /** Queues `data` on the connection (ignored once it closed). */
+  send(connectionId: number, data: Uint8Array): void
+  /** Closes the connection once what is queued is sent. */
+  end(connectionId: number): void
+  /** Closes the connection now, dropping what is queued. */
+  destroy(connectionId: number): void
+  /** `bytes` delivered on the connection were dealt with. */
+  consumed(connectionId: number, bytes: number): void
+  /** The counters now. */
+  info(): RawServerInfo
+  /**
+   * Stops: every connection sends what is queued and closes (each with a `close`
+   * event), then the reactor ends.
+   */
+  close(): Promise<void>
+}
+
 /** The native half of `RpcBus`. */
 export declare class NativeRpcBus {
   /** The callee end: creates both rings at `socketPath` and waits for the caller. */
@@ -448,6 +469,70 @@ export interface PeerInfo {
   certificate: Buffer
 }
 
+/** One probed opcode or feature. */
+export interface ProbeEntry {
+  /** Its name. */
+  name: string
+  /** Whether this kernel supports it. */
+  supported: boolean
+}
+
+/** One event, as JS sees it. */
+export interface RawEventJs {
+  /** `"connection"`, `"data"` or `"close"`. */
+  eventType: string
+  /** The connection. */
+  connectionId: number
+  /** The bytes (`data` only). */
+  data?: Buffer
+  /** The client's address (`connection` only). */
+  remoteAddress?: string
+  /** The client's port (`connection` only). */
+  remotePort?: number
+}
+
+/** Options of `NativeRawServer.start`. */
+export interface RawServerConfig {
+  /** Bind address (default 127.0.0.1). */
+  host?: string
+  /** Bind port (default 0: the kernel picks one). */
+  port?: number
+  /** Most connections at once (default 1024; 0 means the default). */
+  maxConnections?: number
+  /** Bytes delivered to JS and not consumed before a connection pauses (default 1 MiB). */
+  highWater?: number
+  /** Close a connection idle this long (ms; 0 or absent: never). */
+  idleTimeoutMs?: number
+  /** Allow a non-loopback address (raw streams have no TLS). */
+  insecure?: boolean
+  /** `"auto"` (default), `"io_uring"` or `"epoll"`. */
+  backend?: string
+}
+
+/** The server's counters. */
+export interface RawServerInfo {
+  /** The bound address. */
+  host: string
+  /** The bound port. */
+  port: number
+  /** `"io_uring"` or `"epoll"`. */
+  backend: string
+  /** Connections accepted. */
+  acceptedConnections: number
+  /** Connections closed at the limit. */
+  rejectedConnections: number
+  /** Connections open now. */
+  activeConnections: number
+  /** Bytes received. */
+  bytesReceived: number
+  /** Bytes sent. */
+  bytesSent: number
+  /** Times a connection's receiving paused for its consumer. */
+  backpressurePauses: number
+  /** Bytes dropped because a queue was full: always 0 (receiving pauses instead). */
+  droppedBytes: number
+}
+
 /**
  * An RPC reply. An error reply (msg_type 0xFFFF) comes decoded, once, in `error`;
  * the JS layer throws it as `TachyonRpcError`.
@@ -523,6 +608,25 @@ export interface ServerTlsPem {
   key: Buffer
   /** Require client certificates signed by this CA. */
   ca?: Buffer
+}
+
+/** The kernel's io_uring support, as the TCP transport sees it. */
+export declare function tcpCapabilities(): TcpCapabilities
+
+/** The kernel probe behind the TCP transport. */
+export interface TcpCapabilities {
+  /** The backend servers pick here: `"io_uring"` or `"epoll"`. */
+  backend: string
+  /** Whether an io_uring could be created. */
+  ioUring: boolean
+  /** Why io_uring is not used, if it is not. */
+  ioUringUnavailable?: string
+  /** The `io_uring_disabled` sysctl. */
+  ioUringDisabledSysctl?: number
+  /** The opcodes the transport uses. */
+  opcodes: Array<ProbeEntry>
+  /** The features and setup flags it uses. */
+  features: Array<ProbeEntry>
 }
 
 /** A Tiga call ready to send. */

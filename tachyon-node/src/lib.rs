@@ -22,6 +22,8 @@ mod channel;
 mod endpoint;
 mod errors;
 mod pump;
+mod raw_tcp;
+pub use raw_tcp::{tcp_capabilities, ProbeEntry, TcpCapabilities};
 mod rpc;
 mod server;
 mod shared_buffer;

@@ -32,7 +32,7 @@ def _server_cmd(lang: str, address: str, tls: Optional[Path], peer_bin: Path, py
 def _client_cmd(lang: str, address: str, tls: Optional[Path], who: str, peer_bin: Path, python: str) -> list[str]:
     if lang == "rust":
         extra = ["--tls-dir", str(tls), "--tls-identity", who] if tls else []
-        return [str(peer_bin), "tcp-call", "--addr", address, "--count", "500", "--pipeline", "8", *extra]
+        return [str(peer_bin), "tcp-call", "--addr", address, "--count", "500", "--pipeline", "8", "--typed", *extra]
     tail = [str(tls), who] if tls else []
     if lang == "python":
         return [python, str(HERE / "py_peer.py"), "call", address, *tail]
@@ -75,7 +75,7 @@ def test_clients_in_another_namespace_call_a_server(
             out = r.stdout + r.stderr
             assert r.returncode == 0, f"{client} -> {server} ({mode}): {out}"
             if client == "rust":
-                assert "ok 500 messages" in out and "rpc-error msg_type=999 code=1" in out, out
+                assert "ok 500 messages" in out and "rpc-error msg_type=999 code=1" in out and "add=42" in out, out
             else:
                 assert "ok caller=" in out, out
             if tls:

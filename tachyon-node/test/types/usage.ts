@@ -4,7 +4,7 @@ import {
   Bus, RpcBus, TxSlot, RxSlot, isFull, isPeerDead, isTachyonError, isRpcError,
   startTigaServer, tigaInvokeAsync, createRpcServer, makeTypeId, TachyonRpcError,
   tigaWrite, tigaRead, tigaReadAsync, createTigaNotificationListener, streaming, type TigaReadResult,
-  IPCBuffer,
+  IPCBuffer, createTcpServer, UringTcpServer, capabilities, zcrxProbe, type Capabilities,
 } from '../../index';
 
 export function producer(bus: Bus): void {
@@ -98,4 +98,18 @@ export async function sharedBuffers(name: string): Promise<number> {
   const plain: Buffer = IPCBuffer(8, 'utf8');
   IPCBuffer.unlink(a);
   return b.readUInt32LE(0) + (woke ? 10 : 0) + plain.length;
+}
+
+export async function plainTcp(): Promise<number> {
+  const caps: Capabilities = capabilities();
+  void zcrxProbe({ interfaceName: 'eth0' }).reason;
+  const raw = new UringTcpServer({ port: 0, eventBatchSize: 8 });
+  const info = raw.startBatch((events) => {
+    for (const e of events) if (e.eventType === 'data' && e.data) raw.sendAndClose(e.connectionId, e.data);
+  });
+  await raw.close();
+  const server = createTcpServer((c) => c.on('data', (d: Buffer) => c.end(d)));
+  server.listen({ port: 0 }, (i) => void i.bytesReceived);
+  server.close();
+  return info.port + (caps.multishotRecv ? 1 : 0);
 }
