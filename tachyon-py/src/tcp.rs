@@ -209,6 +209,11 @@ impl PyTcpRpcServer {
             .map_err(|e| PyValueError::new_err(e.to_string()))?;
         }
         let mut opts = TcpServerOptions::default().workers(workers).allow_remote(allow_remote);
+        if workers == 0 {
+            // Inline handlers: one GIL acquisition per received batch of requests (each
+            // handler's own acquisition inside it is then only a count).
+            opts = opts.batch_scope(|work| Python::attach(|_| work()));
+        }
         if let Some((cert, key, ca)) = tls {
             let t = ServerTls::from_pem(&cert, &key, ca.as_deref())
                 .map_err(|e| to_py(py, BindError::Core(e)))?;

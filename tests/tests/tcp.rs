@@ -683,3 +683,25 @@ fn mutual_tls_across_two_network_namespaces_admits_only_certified_clients() {
         assert!(!out.status.success() && stderr.contains("Tls:"), "{identity}: {stderr}");
     }
 }
+
+#[test]
+fn pipelined_requests_reach_the_batch_scope_in_batches() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let scopes = Arc::new(AtomicU64::new(0));
+    let seen = scopes.clone();
+    let h = serve(
+        Backend::IoUring,
+        TcpServerOptions::default().batch_scope(move |work| {
+            seen.fetch_add(1, Ordering::Relaxed);
+            work();
+        }),
+    );
+    let c = client(&h);
+    let cids: Vec<u64> = (0..500u32).map(|i| c.call(&i.to_le_bytes(), 1).unwrap()).collect();
+    for (i, cid) in cids.into_iter().enumerate() {
+        assert_eq!(c.wait_timeout(cid, T).unwrap(), (i as u32).to_le_bytes());
+    }
+    let batches = scopes.load(Ordering::Relaxed);
+    assert_eq!(h.stats().requests, 500);
+    assert!((1..500).contains(&batches), "{batches} scopes for 500 pipelined requests");
+}

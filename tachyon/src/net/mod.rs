@@ -32,5 +32,7 @@ mod waker;
 pub use client::{TcpClient, TcpClientOptions};
 pub use probe::{capabilities, Backend, Capabilities};
 pub use raw::{RawEvent, RawServerHandle, RawServerOptions, RawStats, RawTcpServer};
-pub use server::{TcpServer, TcpServerHandle, TcpServerOptions, TcpStats, TcpStatsSnapshot};
+pub use server::{
+    BatchScope, TcpServer, TcpServerHandle, TcpServerOptions, TcpStats, TcpStatsSnapshot,
+};
 pub use tls::{peer_identity, ClientTls, PeerIdentity, ServerTls};

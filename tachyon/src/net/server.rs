@@ -67,7 +67,15 @@ pub struct TcpServerOptions {
     /// a certificate it signed are refused, and handlers see who called through
     /// [`crate::net::peer_identity`].
     pub tls: Option<ServerTls>,
+    /// Runs around each batch of requests a reactor takes from one receive (default
+    /// none). A binding whose handlers need an interpreter lock takes it here, once per
+    /// batch instead of once per request.
+    pub batch_scope: Option<BatchScope>,
 }
+
+/// See [`TcpServerOptions::batch_scope`]: called with the batch's work, which it must run
+/// exactly once.
+pub type BatchScope = Arc<dyn Fn(&mut dyn FnMut()) + Send + Sync>;
 
 impl Default for TcpServerOptions {
     fn default() -> Self {
@@ -88,6 +96,7 @@ impl Default for TcpServerOptions {
             dead_peer_timeout: Duration::from_secs(10),
             on_error: Arc::new(|e| tracing::warn!(target: "tachyon", "tcp server: {e}")),
             tls: None,
+            batch_scope: None,
         }
     }
 }
@@ -182,6 +191,14 @@ impl TcpServerOptions {
     #[must_use]
     pub fn insecure(self, insecure: bool) -> Self {
         self.allow_remote(insecure)
+    }
+
+    /// Runs each received batch of requests inside `scope` (see
+    /// [`TcpServerOptions::batch_scope`]).
+    #[must_use]
+    pub fn batch_scope(mut self, scope: impl Fn(&mut dyn FnMut()) + Send + Sync + 'static) -> Self {
+        self.batch_scope = Some(Arc::new(scope));
+        self
     }
 
     /// Serves TLS 1.3 (mutual TLS when `tls` names a client CA).
@@ -331,7 +348,12 @@ impl Service for Shared {
     fn on_bytes(&self, conn: &mut Conn, id: ConnId, finished: &Arc<Finished>, bytes: &[u8]) {
         let now = std::time::Instant::now();
         match &self.pool {
-            None => conn.on_bytes(bytes, now, &mut Inline(self.dispatcher.as_ref())),
+            None => match &self.opts.batch_scope {
+                Some(scope) => {
+                    scope(&mut || conn.on_bytes(bytes, now, &mut Inline(self.dispatcher.as_ref())));
+                }
+                None => conn.on_bytes(bytes, now, &mut Inline(self.dispatcher.as_ref())),
+            },
             Some(pool) => conn.on_bytes(
                 bytes,
                 now,
