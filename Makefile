@@ -22,7 +22,7 @@ CLANG_ENV := CC=clang-19 CXX=clang++-19 \
 	LDSHARED="clang-19 -shared --ld-path=/usr/bin/ld.lld-19" \
 	LDCXXSHARED="clang++-19 -shared --ld-path=/usr/bin/ld.lld-19"
 
-.PHONY: node-path codegen schema-lock help test demo bench bench-py bench-node bench-tcp bench-channel sysdeps build lint py py-release typecheck deps clang venv upstream node node-release node-deps node-typecheck fuzz-build fuzz sanitize clean
+.PHONY: node-path codegen schema-lock help test demo bench bench-py bench-node bench-tcp bench-channel bench-grpc sysdeps build lint py py-release typecheck deps clang venv upstream node node-release node-deps node-typecheck fuzz-build fuzz sanitize clean
 
 help:
 	@echo "make test   - install what is needed, run every test suite (lint, cargo, pytest interop)"
@@ -176,6 +176,19 @@ bench: clang bench-tcp
 bench-tcp:
 	$(CARGO) run -q -p tachyon-bench --bin tachyon-tcp-bench --profile bench -j$(JOBS) -- \
 		--samples 50000 --rounds 5 --seconds 2
+
+# Cross-host RPC against gRPC: Python (ours vs grpcio, generated stubs) and Node (ours vs
+# @grpc/grpc-js), then our TLS against our plaintext. CPU placement is printed by each.
+bench-grpc: deps py-release node-release
+	$(VENV)/bin/pip install -q 'grpcio>=1.60' 'grpcio-tools>=1.60'
+	cd bench/grpc && npm install --no-audit --no-fund --silent
+	$(VENV)/bin/python bench/grpc/py_bench.py --rounds 3 --seconds 2
+	@echo
+	mkdir -p $(CURDIR)/target/node_path && ln -sfn $(CURDIR)/$(NODE_DIR) $(CURDIR)/target/node_path/tachyon-rpc
+	NODE_PATH=$(CURDIR)/target/node_path node bench/grpc/node_bench.js --rounds 3 --seconds 2
+	@echo
+	$(CARGO) run -q -p tachyon-bench --bin tachyon-tls-bench --profile bench -j$(JOBS) -- \
+		--rounds 3 --seconds 2
 
 bench-channel:
 	$(CARGO) run -q -p tachyon-bench --bin tachyon-channel-bench --profile bench -j$(JOBS) -- \
