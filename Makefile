@@ -34,6 +34,7 @@ help:
 	@echo "make schema-lock - record schemas/tachyon.lock (refuses a breaking change)"
 	@echo "make bench-tcp - RPC over TCP against std::net, tokio, raw io_uring and Node's net"
 	@echo "make bench-channel - log channel appends and wake-ups against a UNIX datagram socket and a futex"
+	@echo "make bench-grpc - cross-host RPC against grpcio and @grpc/grpc-js, and our TLS against plaintext"
 
 ## ---- installs ---------------------------------------------------------------------
 

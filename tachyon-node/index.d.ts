@@ -217,7 +217,7 @@ export declare class RpcClient implements Disposable {
   invoke(payload: Bytes, msgType: number, opts?: WaitOptions): Buffer;
   callAsync(payload: Bytes, msgType: number, opts?: WaitOptions): Promise<Buffer>;
   notify(payload: Bytes, msgType: number, opts?: WaitOptions): void;
-  stream(payload: Bytes, msgType: number, opts?: WaitOptions): never;
+  stream(payload: Bytes, msgType: number, opts?: WaitOptions): ReplyStream;
   readonly inFlight: number;
   readonly address: string;
   close(): void;

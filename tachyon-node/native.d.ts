@@ -326,6 +326,18 @@ export declare class NativeTcpClient {
   callAsync(payload: Buffer, msgType: number, timeoutMs?: number | undefined | null): Promise<Buffer | RpcErrorInfo | ErrInfo>
   /** Sends a oneway request (no reply). */
   notify(payload: Uint8Array, msgType: number, timeoutMs?: number | undefined | null): void
+  /**
+   * Starts a server-streaming call; returns its correlation id for
+   * `nextStreamItemAsync` and `cancelStream`.
+   */
+  callStream(payload: Uint8Array, msgType: number, timeoutMs?: number | undefined | null): number
+  /**
+   * The next item of stream `correlationId` on a libuv worker thread (up to
+   * `timeoutMs`): a Reply with the item, the end (msg_type 0xFFFE), or the error.
+   */
+  nextStreamItemAsync(correlationId: number, timeoutMs?: number | undefined | null): Promise<Reply | ErrInfo>
+  /** Cancels stream `correlationId`: the server stops at its next item. Idempotent. */
+  cancelStream(correlationId: number): void
   /** Calls sent and not answered. */
   get inFlight(): number
   /** The address it connected to. */

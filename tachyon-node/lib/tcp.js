@@ -90,9 +90,17 @@ class RpcClient {
     this.#live().notify(bytesOf(payload, 'payload'), msgType, timeoutOf(opts));
   }
 
-  /** Server streaming is carried over TCP by the core, not yet by this client. */
-  stream() {
-    throw new TypeError('server-streaming calls over TCP are not exposed to Node yet; use RpcBus over shared memory');
+  /**
+   * Starts a server-streaming call; returns a ReplyStream, an async iterable of its items
+   * (Buffers, in order). opts.timeoutMs bounds each item; opts.signal aborts the call;
+   * leaving the loop early cancels it on the server.
+   */
+  stream(payload, msgType, opts) {
+    const signal = signalOf(opts);
+    const timeout = timeoutOf(opts);
+    const n = this.#live();
+    const cid = n.callStream(bytesOf(payload, 'payload'), msgType, timeout);
+    return new (require('./rpc').ReplyStream)(n, cid, timeout, signal);
   }
 
   /** Calls sent and not answered. */

@@ -31,7 +31,7 @@ pub struct Request {
     pub correlation_id: f64,
 }
 
-fn cid(v: f64) -> Result<u64, JsError> {
+pub(crate) fn cid(v: f64) -> Result<u64, JsError> {
     if v.fract() == 0.0 && (1.0..=9_007_199_254_740_991.0).contains(&v) {
         Ok(v as u64)
     } else {

@@ -11,7 +11,7 @@ use napi_derive::napi;
 use tachyon::net::{ClientTls, TcpClient, TcpClientOptions};
 
 use crate::errors::{core, msg_type, timeout, BindError, JsError};
-use crate::pump::{ErrInfo, RpcErrorInfo};
+use crate::pump::{ErrInfo, Reply, RpcErrorInfo};
 
 /// PEM text for a TLS client: the CA of the server's certificate, and the client's own
 /// certificate and key (for a server that requires one).
@@ -31,6 +31,8 @@ pub struct ClientTlsPem {
 #[napi]
 pub struct NativeTcpClient {
     client: Arc<TcpClient>,
+    /// Open streams and their msg_type (the items carry it).
+    streams: std::sync::Mutex<std::collections::HashMap<u64, u16>>,
 }
 
 #[napi]
@@ -65,7 +67,10 @@ impl NativeTcpClient {
         if let Some(t) = timeout(timeout_ms)? {
             opts = opts.connect_timeout(t);
         }
-        Ok(Self { client: Arc::new(TcpClient::connect_with(&address, &opts).map_err(core)?) })
+        Ok(Self {
+            client: Arc::new(TcpClient::connect_with(&address, &opts).map_err(core)?),
+            streams: std::sync::Mutex::default(),
+        })
     }
 
     /// Calls `msgType` and waits (blocking) for the reply: its bytes, or the decoded
@@ -115,6 +120,55 @@ impl NativeTcpClient {
         self.client.notify(payload, mt, t).map_err(core)
     }
 
+    /// Starts a server-streaming call; returns its correlation id for
+    /// `nextStreamItemAsync` and `cancelStream`.
+    #[napi]
+    pub fn call_stream(
+        &self,
+        payload: &[u8],
+        msg_type_: u32,
+        timeout_ms: Option<f64>,
+    ) -> Result<f64, JsError> {
+        let (t, mt) = (timeout(timeout_ms)?, msg_type(msg_type_)?);
+        let cid = self.client.call_stream(payload, mt, t).map_err(core)?;
+        self.streams.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(cid, mt);
+        Ok(cid as f64)
+    }
+
+    /// The next item of stream `correlationId` on a libuv worker thread (up to
+    /// `timeoutMs`): a Reply with the item, the end (msg_type 0xFFFE), or the error.
+    #[napi(ts_return_type = "Promise<Reply | ErrInfo>")]
+    pub fn next_stream_item_async(
+        &self,
+        correlation_id: f64,
+        timeout_ms: Option<f64>,
+    ) -> Result<AsyncTask<TcpStreamNext>, JsError> {
+        let cid = crate::rpc::cid(correlation_id)?;
+        let mt = self
+            .streams
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&cid)
+            .copied()
+            .ok_or_else(|| crate::errors::arg(format!("{cid} is not a stream of this client")))?;
+        Ok(AsyncTask::new(TcpStreamNext {
+            client: self.client.clone(),
+            cid,
+            msg_type: mt,
+            timeout: timeout(timeout_ms)?,
+            out: None,
+        }))
+    }
+
+    /// Cancels stream `correlationId`: the server stops at its next item. Idempotent.
+    #[napi]
+    pub fn cancel_stream(&self, correlation_id: f64) -> Result<(), JsError> {
+        let cid = crate::rpc::cid(correlation_id)?;
+        self.streams.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&cid);
+        self.client.cancel_stream(cid);
+        Ok(())
+    }
+
     /// Calls sent and not answered.
     #[napi(getter)]
     pub fn in_flight(&self) -> u32 {
@@ -152,6 +206,37 @@ impl Task for TcpCall {
             Some(Err(tachyon::Error::Rpc(e))) => Either3::B(e.into()),
             Some(Err(e)) => Either3::C(BindError::Core(e).into()),
             None => Either3::C(BindError::Arg("the call never ran".into()).into()),
+        })
+    }
+}
+
+/// `nextStreamItemAsync` off the JS thread.
+pub struct TcpStreamNext {
+    client: Arc<TcpClient>,
+    cid: u64,
+    msg_type: u16,
+    timeout: Option<std::time::Duration>,
+    out: Option<tachyon::Result<Option<Vec<u8>>>>,
+}
+
+impl Task for TcpStreamNext {
+    type Output = ();
+    type JsValue = Either<Reply, ErrInfo>;
+
+    fn compute(&mut self) -> napi::Result<()> {
+        self.out = Some(self.client.next_stream_item(self.cid, self.timeout));
+        Ok(())
+    }
+
+    fn resolve(&mut self, _env: Env, (): ()) -> napi::Result<Self::JsValue> {
+        Ok(match self.out.take() {
+            Some(Ok(Some(item))) => Either::A(Reply::new(self.cid, self.msg_type, &item)),
+            Some(Ok(None)) => {
+                Either::A(Reply::new(self.cid, tachyon::rpc::MSG_TYPE_STREAM_END, &[]))
+            }
+            Some(Err(tachyon::Error::Rpc(e))) => Either::A(Reply::failed(self.cid, e)),
+            Some(Err(e)) => Either::B(BindError::Core(e).into()),
+            None => Either::B(BindError::Arg("the wait never ran".into()).into()),
         })
     }
 }

@@ -37,3 +37,47 @@ test('createRpcServer over TCP serves the Rust TCP client (2,000 checksummed cal
   assert.match(r.stdout, /ok 2000 messages/);
   await srv.close();
 });
+
+test('RpcClient.stream over TCP: items in order, an error ends it, break cancels the server', async (tc) => {
+  let sent = 0;
+  const server = t.createRpcServer({
+    address: 'tcp://127.0.0.1:0',
+    handlers: {
+      5: t.streaming(async function* (data) {
+        const n = Number(data.toString());
+        for (let i = 0; i < n; i++) {
+          sent++;
+          yield `tick ${i}`;
+        }
+      }),
+      6: t.streaming(function* () {
+        yield 'one';
+        throw Object.assign(new Error('feed broke'), { rpcCode: 77 });
+      }),
+    },
+  });
+  tc.after(() => server.close());
+  const c = t.RpcClient.connect(server.address, { timeoutMs: 5000 });
+  const got = [];
+  for await (const item of c.stream('1000', 5, { timeoutMs: 5000 })) got.push(item.toString());
+  assert.equal(got.length, 1000);
+  assert.equal(got[999], 'tick 999');
+  const items = [];
+  await assert.rejects(
+    (async () => {
+      for await (const item of c.stream('', 6, { timeoutMs: 5000 })) items.push(item.toString());
+    })(),
+    (e) => e instanceof t.TachyonRpcError && e.rpcCode === 77 && /feed broke/.test(e.message),
+  );
+  assert.deepEqual(items, ['one']);
+  sent = 0;
+  for await (const item of c.stream('1000000', 5, { timeoutMs: 5000 })) {
+    if (item.toString() === 'tick 10') break; // cancels on the server
+  }
+  await new Promise((r) => setTimeout(r, 200));
+  const after = sent;
+  await new Promise((r) => setTimeout(r, 200));
+  assert.equal(sent, after, 'the server stopped producing after the cancel');
+  assert.ok(sent < 1000000);
+  c.close();
+});
