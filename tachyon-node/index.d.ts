@@ -255,7 +255,7 @@ export interface RpcServerOptions extends ServerOptions {
   socketPath?: string;
   /** ...or `tcp://host:port` (port 0 picks one; read it back from `server.address`). */
   address?: string;
-  /** Over TCP: threads waiting for JS handlers (default 4). */
+  /** Over TCP: threads running streaming handlers (default 4); unary calls reach JS in batches and need none. */
   workers?: number;
   /** Over TCP: serve plaintext on an address other than loopback (insecure; a warning is logged). */
   insecure?: boolean;

@@ -248,7 +248,7 @@ export declare class NativeServer {
    * Binds `config.socketPath` and serves every client on its own thread, handing
    * each request to `onRequest`.
    */
-  static start(config: ServerConfig, onRequest: (arg: IncomingRequest) => void): NativeServer
+  static start(config: ServerConfig, onRequest: (arg: Array<IncomingRequest>) => void): NativeServer
   /**
    * Answers request `requestId` with `data`. False if it is no longer waited for
    * (timed out, or the server closed).
@@ -602,8 +602,9 @@ export interface ServerConfig {
   /** The msg_types whose handlers stream their replies. */
   streams?: Array<number>
   /**
-   * Over TCP (a `tcp://` address): threads that wait for JS handlers (default 4), so
-   * several calls are with JS at once.
+   * Over TCP (a `tcp://` address): threads that run streaming handlers (default 4).
+   * Unary calls need none: they reach JS in batches and are answered without a
+   * waiting thread.
    */
   workers?: number
   /** Over TCP: serve plaintext on an address other than loopback (insecure). */

@@ -98,7 +98,12 @@ function startNative(config, route, onError = logHandlerError) {
       fail(req, e);
     }
   };
-  server = native.NativeServer.start(config, (req) => {
+  server = native.NativeServer.start(config, (reqs) => {
+    for (const req of reqs) handle(req);
+  });
+  return server;
+
+  function handle(req) {
     let out;
     try {
       out = route(req);
@@ -115,8 +120,7 @@ function startNative(config, route, onError = logHandlerError) {
     } else {
       answer(req, out);
     }
-  });
-  return server;
+  }
 }
 
 /** A running multi-client RPC server. */

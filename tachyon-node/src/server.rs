@@ -109,13 +109,23 @@ impl StreamState {
     }
 }
 
-type Callback = ThreadsafeFunction<IncomingRequest, (), IncomingRequest, Status, false>;
+/// JS gets requests in arrays: one per call to it (a TCP reactor's loop turn hands over
+/// all it read; a shared-memory client thread hands over one).
+type Callback = ThreadsafeFunction<Vec<IncomingRequest>, (), Vec<IncomingRequest>, Status, false>;
 type Answer = Result<Vec<u8>, ServerError>;
+
+/// Who waits for JS's answer to a request.
+enum Waiter {
+    /// A client thread (shared memory), blocked until the answer or the timeout.
+    Thread(SyncSender<Answer>),
+    /// A TCP call nobody blocks on: the answer goes straight to its connection.
+    Deferred(tachyon::net::DeferredCall),
+}
 
 /// Requests waiting for JS, by request id.
 struct Bridge {
     callback: Mutex<Option<Callback>>,
-    pending: Mutex<HashMap<u64, SyncSender<Answer>>>,
+    pending: Mutex<HashMap<u64, Waiter>>,
     /// Streaming calls JS is producing, by request id.
     streams: Mutex<HashMap<u64, Arc<StreamState>>>,
     next_id: AtomicU64,
@@ -136,28 +146,33 @@ impl Bridge {
         payload: &[u8],
         stream: bool,
     ) -> Result<(), ServerError> {
-        let (method, client_id, data) = if self.tiga {
-            let call = tiga::decode_call(msg_type, payload)?;
-            (Some(call.method.into_owned()), Some(call.client_id.to_owned()), call.data)
-        } else {
-            (None, None, payload)
-        };
-        let request = IncomingRequest {
-            request_id: id as f64,
-            msg_type: u32::from(msg_type),
-            method,
-            client_id,
-            data: data.to_vec().into(),
-            stream,
-            peer: tachyon::net::peer_identity().map(|p| PeerInfo {
-                common_name: p.common_name.clone(),
-                dns_names: p.dns_names.clone(),
-                uri_names: p.uri_names.clone(),
-                certificate: p.certificate.clone().into(),
-            }),
-        };
+        let request = self.request(id, msg_type, payload, stream, tachyon::net::peer_identity())?;
+        self.deliver(vec![request])
+    }
+
+    /// Hands a TCP reactor's batch of calls to JS in one go; each is answered through
+    /// `respond` with no thread waiting.
+    fn hand_over_batch(&self, calls: Vec<tachyon::net::DeferredCall>) {
+        let mut batch = Vec::with_capacity(calls.len());
+        for call in calls {
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            match self.request(id, call.msg_type, &call.payload, false, call.peer.clone()) {
+                Ok(r) => {
+                    lock(&self.pending).insert(id, Waiter::Deferred(call));
+                    batch.push(r);
+                }
+                Err(e) => call.fail(e),
+            }
+        }
+        if !batch.is_empty() && self.deliver(batch).is_err() {
+            // Closing: dropping the calls answers them with an error.
+            lock(&self.pending).retain(|_, w| !matches!(w, Waiter::Deferred(_)));
+        }
+    }
+
+    fn deliver(&self, batch: Vec<IncomingRequest>) -> Result<(), ServerError> {
         let status = match lock(&self.callback).as_ref() {
-            Some(cb) => cb.call(request, ThreadsafeFunctionCallMode::NonBlocking),
+            Some(cb) => cb.call(batch, ThreadsafeFunctionCallMode::NonBlocking),
             None => Status::Closing,
         };
         if status == Status::Ok {
@@ -165,6 +180,37 @@ impl Bridge {
         } else {
             Err(ServerError::new(code::HANDLER_ERROR, "the server is closing"))
         }
+    }
+
+    /// The request as JS sees it (the Tiga envelope decoded in Tiga mode).
+    fn request(
+        &self,
+        id: u64,
+        msg_type: u16,
+        payload: &[u8],
+        stream: bool,
+        peer: Option<Arc<tachyon::net::PeerIdentity>>,
+    ) -> Result<IncomingRequest, ServerError> {
+        let (method, client_id, data) = if self.tiga {
+            let call = tiga::decode_call(msg_type, payload)?;
+            (Some(call.method.into_owned()), Some(call.client_id.to_owned()), call.data)
+        } else {
+            (None, None, payload)
+        };
+        Ok(IncomingRequest {
+            request_id: id as f64,
+            msg_type: u32::from(msg_type),
+            method,
+            client_id,
+            data: data.to_vec().into(),
+            stream,
+            peer: peer.map(|p| PeerInfo {
+                common_name: p.common_name.clone(),
+                dns_names: p.dns_names.clone(),
+                uri_names: p.uri_names.clone(),
+                certificate: p.certificate.clone().into(),
+            }),
+        })
     }
 
     /// Runs on a client's thread: hands a streaming call to JS and sends what JS
@@ -233,7 +279,7 @@ impl Bridge {
     fn handle(&self, msg_type: u16, payload: &[u8]) -> Answer {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = sync_channel(1);
-        lock(&self.pending).insert(id, tx);
+        lock(&self.pending).insert(id, Waiter::Thread(tx));
         if let Err(e) = self.hand_over(id, msg_type, payload, false) {
             lock(&self.pending).remove(&id);
             return Err(e);
@@ -258,8 +304,19 @@ impl Bridge {
             s.push(Pushed::Failed(e.clone()));
             return true;
         }
-        let sender = lock(&self.pending).remove(&(request_id as u64));
-        sender.is_some_and(|s| s.send(answer).is_ok())
+        let waiter = lock(&self.pending).remove(&(request_id as u64));
+        match waiter {
+            Some(Waiter::Thread(s)) => s.send(answer).is_ok(),
+            Some(Waiter::Deferred(call)) => {
+                let live = !call.is_cancelled();
+                match answer {
+                    Ok(data) => call.reply(data),
+                    Err(e) => call.fail(e),
+                }
+                live
+            }
+            None => false,
+        }
     }
 
     /// Fails every request still waiting for JS and stops taking new ones.
@@ -314,8 +371,9 @@ pub struct ServerConfig {
     pub reply_timeout_ms: Option<f64>,
     /// The msg_types whose handlers stream their replies.
     pub streams: Option<Vec<u32>>,
-    /// Over TCP (a `tcp://` address): threads that wait for JS handlers (default 4), so
-    /// several calls are with JS at once.
+    /// Over TCP (a `tcp://` address): threads that run streaming handlers (default 4).
+    /// Unary calls need none: they reach JS in batches and are answered without a
+    /// waiting thread.
     pub workers: Option<u32>,
     /// Over TCP: serve plaintext on an address other than loopback (insecure).
     pub allow_remote: Option<bool>,
@@ -374,7 +432,7 @@ impl NativeServer {
     #[napi(factory)]
     pub fn start(
         config: ServerConfig,
-        on_request: Function<'_, IncomingRequest, ()>,
+        on_request: Function<'_, Vec<IncomingRequest>, ()>,
     ) -> Result<Self, JsError> {
         let answer_within = timeout(config.handler_timeout_ms)?.unwrap_or(Duration::from_secs(30));
         let callback: Callback =
@@ -423,8 +481,13 @@ impl NativeServer {
         } else {
             // Handlers wait for JS on worker threads, so the reactor keeps serving and
             // several calls are with JS at once.
+            // Unary calls reach JS in batches, one threadsafe-function call per reactor
+            // loop turn, and JS answers them with no thread waiting; streams run on
+            // `workers` threads that wait for what JS pushes.
+            let b = bridge.clone();
             let mut opts = tachyon::net::TcpServerOptions::default()
-                .workers(config.workers.unwrap_or(4).max(1) as usize)
+                .streams(config.workers.unwrap_or(4).max(1) as usize, Duration::from_secs(30))
+                .deferred(move |calls| b.hand_over_batch(calls))
                 .allow_remote(config.allow_remote.unwrap_or(false));
             if let Some(t) = &config.tls {
                 let tls = tachyon::net::ServerTls::from_pem(&t.cert, &t.key, t.ca.as_deref())

@@ -705,3 +705,59 @@ fn pipelined_requests_reach_the_batch_scope_in_batches() {
     assert_eq!(h.stats().requests, 500);
     assert!((1..500).contains(&batches), "{batches} scopes for 500 pipelined requests");
 }
+
+#[test]
+fn deferred_handlers_get_batches_and_answer_from_any_thread_in_any_order() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Mutex;
+    use tachyon::net::DeferredCall;
+    let (tx, rx) = mpsc::channel::<Vec<DeferredCall>>();
+    let tx = Mutex::new(tx);
+    let batches = Arc::new(AtomicU64::new(0));
+    let seen = batches.clone();
+    let h = serve(
+        Backend::IoUring,
+        TcpServerOptions::default().deferred(move |calls| {
+            seen.fetch_add(1, Ordering::Relaxed);
+            let _ = tx.lock().unwrap().send(calls);
+        }),
+    );
+    // The "event loop": answers each batch newest first, from its own thread.
+    let answering = std::thread::spawn(move || {
+        let mut oneways = 0;
+        while let Ok(mut calls) = rx.recv() {
+            while let Some(call) = calls.pop() {
+                match call.msg_type {
+                    1 => {
+                        let data = call.payload.clone();
+                        call.reply(data);
+                    }
+                    2 => drop(call), // forgotten: the caller gets HANDLER_ERROR
+                    3 => call.fail(tachyon::rpc::ServerError::new(418, "teapot")),
+                    9 if call.is_oneway() => oneways += 1,
+                    _ => {}
+                }
+            }
+        }
+        oneways
+    });
+    let c = client(&h);
+    let cids: Vec<u64> = (0..300u32).map(|i| c.call(&i.to_le_bytes(), 1).unwrap()).collect();
+    for (i, cid) in cids.into_iter().enumerate() {
+        assert_eq!(c.wait_timeout(cid, T).unwrap(), (i as u32).to_le_bytes());
+    }
+    let rpc = |e: Error| match e {
+        Error::Rpc(e) => (e.code, e.message),
+        other => panic!("{other}"),
+    };
+    let (code_, msg) = rpc(c.invoke(2, b"", Some(T)).unwrap_err());
+    assert_eq!(code_, code::HANDLER_ERROR);
+    assert!(msg.contains("without answering"), "{msg}");
+    assert_eq!(rpc(c.invoke(3, b"", Some(T)).unwrap_err()).0, 418);
+    c.notify(b"fire", 9, Some(T)).unwrap();
+    assert_eq!(c.invoke(1, b"after", Some(T)).unwrap(), b"after");
+    let n = batches.load(Ordering::Relaxed);
+    assert!(n < 300, "{n} batches for 300 pipelined calls");
+    h.shutdown().unwrap();
+    assert_eq!(answering.join().unwrap(), 1, "the oneway request reached the handler");
+}

@@ -482,6 +482,10 @@ impl Channel {
         let mut spins = 0u32;
         // After sleeping once, take the lock marked contended: others may sleep too.
         let mut mine = me.pid;
+        // A holder records its start time just after taking the lock, so a start time
+        // that does not match its pid may be the previous holder's for a moment. Only a
+        // mismatch that lasts, with the lock word unchanged, means a reused pid.
+        let mut mismatch: Option<(u32, Instant)> = None;
         while let Err(cur) = word.compare_exchange(0, mine, Ordering::Acquire, Ordering::Relaxed) {
             spins += 1;
             if spins < 32 {
@@ -496,7 +500,23 @@ impl Channel {
             }
             let holder = cur & !CONTENDED;
             let start = a.u64_at(layout::OFF_LOCK_START).load(Ordering::Acquire);
-            if !owner::alive(Owner { pid: holder, start })
+            let dead = match owner::liveness(Owner { pid: holder, start }) {
+                owner::Liveness::Alive => {
+                    mismatch = None;
+                    false
+                }
+                owner::Liveness::Dead => true,
+                owner::Liveness::OtherStart => match mismatch {
+                    Some((pid, since)) if pid == holder => {
+                        since.elapsed() >= Duration::from_millis(200)
+                    }
+                    _ => {
+                        mismatch = Some((holder, Instant::now()));
+                        false
+                    }
+                },
+            };
+            if dead
                 && word
                     .compare_exchange(cur, me.pid | CONTENDED, Ordering::Acquire, Ordering::Relaxed)
                     .is_ok()

@@ -69,19 +69,38 @@ fn stat(pid: u32) -> Option<Stat> {
     Some(Stat { state, start })
 }
 
+/// What `/proc` says of an owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Liveness {
+    /// It runs.
+    Alive,
+    /// No such process, or a zombie.
+    Dead,
+    /// A process with that pid runs, but started at another time: the pid was reused,
+    /// or the start time recorded beside the pid is not this owner's yet (a lock holder
+    /// records its start just after taking the lock).
+    OtherStart,
+}
+
 /// Whether `owner` still runs.
-pub(crate) fn alive(owner: Owner) -> bool {
+pub(crate) fn liveness(owner: Owner) -> Liveness {
     if owner.pid == 0 {
-        return false;
+        return Liveness::Dead;
     }
     if owner.pid == me().pid {
-        return true;
+        return Liveness::Alive;
     }
     match stat(owner.pid) {
-        None => false,
-        Some(s) if matches!(s.state, b'Z' | b'X' | b'x') => false,
-        Some(s) => owner.start == 0 || s.start == owner.start,
+        None => Liveness::Dead,
+        Some(s) if matches!(s.state, b'Z' | b'X' | b'x') => Liveness::Dead,
+        Some(s) if owner.start == 0 || s.start == owner.start => Liveness::Alive,
+        Some(_) => Liveness::OtherStart,
     }
+}
+
+/// Whether `owner` still runs (a mismatched start time counts as dead).
+pub(crate) fn alive(owner: Owner) -> bool {
+    liveness(owner) == Liveness::Alive
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@
 pub(crate) mod bufring;
 pub(crate) mod client;
 pub(crate) mod conn;
+mod deferred;
 pub(crate) mod epoll;
 pub mod frame;
 mod pool;
@@ -30,6 +31,7 @@ mod uring;
 mod waker;
 
 pub use client::{TcpClient, TcpClientOptions};
+pub use deferred::{DeferredCall, DeferredHandler};
 pub use probe::{capabilities, Backend, Capabilities};
 pub use raw::{RawEvent, RawServerHandle, RawServerOptions, RawStats, RawTcpServer};
 pub use server::{

@@ -16,8 +16,9 @@ use std::time::Duration;
 use crate::address::Address;
 use crate::error::{Error, Result};
 use crate::net::conn::{Conn, Inline, Limits};
+use crate::net::deferred::{DeferredCall, DeferredHandler};
 use crate::net::frame::{Goaway, GoawayCode};
-use crate::net::pool::{ConnId, Done, Finished, Offload, Pool};
+use crate::net::pool::{ConnId, Done, Finished, JobCtl, Offload, Pool};
 use crate::net::probe::{self, Backend};
 use crate::net::service::{Common, Service};
 use crate::net::tls::ServerSession;
@@ -71,6 +72,11 @@ pub struct TcpServerOptions {
     /// none). A binding whose handlers need an interpreter lock takes it here, once per
     /// batch instead of once per request.
     pub batch_scope: Option<BatchScope>,
+    /// Hands every unary request, in batches per reactor loop turn, to a handler that
+    /// answers later from any thread (default none: the dispatcher answers). For
+    /// bindings whose handlers run on an event loop; streaming methods still run on the
+    /// dispatcher.
+    pub deferred: Option<DeferredHandler>,
 }
 
 /// See [`TcpServerOptions::batch_scope`]: called with the batch's work, which it must run
@@ -97,6 +103,7 @@ impl Default for TcpServerOptions {
             on_error: Arc::new(|e| tracing::warn!(target: "tachyon", "tcp server: {e}")),
             tls: None,
             batch_scope: None,
+            deferred: None,
         }
     }
 }
@@ -198,6 +205,13 @@ impl TcpServerOptions {
     #[must_use]
     pub fn batch_scope(mut self, scope: impl Fn(&mut dyn FnMut()) + Send + Sync + 'static) -> Self {
         self.batch_scope = Some(Arc::new(scope));
+        self
+    }
+
+    /// Hands unary requests to `handler` in batches (see [`TcpServerOptions::deferred`]).
+    #[must_use]
+    pub fn deferred(mut self, handler: impl Fn(Vec<DeferredCall>) + Send + Sync + 'static) -> Self {
+        self.deferred = Some(Arc::new(handler));
         self
     }
 
@@ -317,6 +331,8 @@ pub(crate) struct Shared {
     pub dispatcher: Arc<Dispatcher>,
     /// The worker pool, if the options asked for one or the dispatcher streams.
     pub pool: Option<Pool>,
+    /// Deferred calls gathered this loop turn.
+    pub deferred_batch: std::sync::Mutex<Vec<DeferredCall>>,
 }
 
 impl Service for Shared {
@@ -347,6 +363,10 @@ impl Service for Shared {
     /// Feeds bytes a connection received to it, dispatching inline or on the pool.
     fn on_bytes(&self, conn: &mut Conn, id: ConnId, finished: &Arc<Finished>, bytes: &[u8]) {
         let now = std::time::Instant::now();
+        if self.opts.deferred.is_some() {
+            let mut h = Deferring { shared: self, conn: id, finished };
+            return conn.on_bytes(bytes, now, &mut h);
+        }
         match &self.pool {
             None => match &self.opts.batch_scope {
                 Some(scope) => {
@@ -404,6 +424,17 @@ impl Service for Shared {
         }
     }
 
+    fn turn_end(&self) {
+        if let Some(handler) = &self.opts.deferred {
+            let batch = std::mem::take(
+                &mut *self.deferred_batch.lock().unwrap_or_else(std::sync::PoisonError::into_inner),
+            );
+            if !batch.is_empty() {
+                handler(batch);
+            }
+        }
+    }
+
     /// A client over the connection limit is told so in a goaway.
     fn refuse(&self, fd: &OwnedFd) {
         let bye = Goaway {
@@ -416,6 +447,49 @@ impl Service for Shared {
             &bye.frame(),
             rustix::net::SendFlags::NOSIGNAL | rustix::net::SendFlags::DONTWAIT,
         );
+    }
+}
+
+/// The handler of a server with a deferred handler: unary requests become
+/// [`DeferredCall`]s for this loop turn's batch; streams run on the pool.
+struct Deferring<'a> {
+    shared: &'a Shared,
+    conn: ConnId,
+    finished: &'a Arc<Finished>,
+}
+
+impl crate::net::conn::Handler for Deferring<'_> {
+    fn request(
+        &mut self,
+        h: &crate::net::frame::Header,
+        payload: &[u8],
+        response: &mut Vec<u8>,
+    ) -> crate::net::conn::Answer {
+        let mt = h.msg_type();
+        if self.shared.dispatcher.is_stream(mt) {
+            if let Some(pool) = &self.shared.pool {
+                return Offload {
+                    pool,
+                    dispatcher: &self.shared.dispatcher,
+                    streams_only: true,
+                    conn: self.conn,
+                    finished: self.finished,
+                }
+                .request(h, payload, response);
+            }
+        }
+        let deadline = (h.deadline_us > 0)
+            .then(|| std::time::Instant::now() + Duration::from_micros(u64::from(h.deadline_us)));
+        let ctl = Arc::new(JobCtl::new(false));
+        let reply_to = (h.correlation_id != crate::rpc::ONEWAY_CID)
+            .then(|| (self.conn, h.correlation_id, h.type_id, self.finished.clone(), ctl.clone()));
+        let call = DeferredCall::new(mt, payload, deadline, reply_to);
+        self.shared
+            .deferred_batch
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(call);
+        crate::net::conn::Answer::Later(ctl)
     }
 }
 
@@ -535,6 +609,10 @@ impl TcpServer {
         let stats = Arc::new(TcpStats::default());
         let stall = self.opts.stream_stall_timeout;
         let pool = match self.opts.workers {
+            _ if self.opts.deferred.is_some() && dispatcher.has_streams() => {
+                Some(Pool::start(self.opts.stream_workers, &dispatcher, stall)?)
+            }
+            _ if self.opts.deferred.is_some() => None,
             0 if dispatcher.has_streams() => {
                 Some(Pool::start(self.opts.stream_workers, &dispatcher, stall)?)
             }
@@ -552,6 +630,7 @@ impl TcpServer {
             opts: self.opts.clone(),
             dispatcher,
             pool,
+            deferred_batch: std::sync::Mutex::new(Vec::new()),
         });
         let mut wakers = Vec::new();
         let mut threads = Vec::new();
