@@ -3,7 +3,8 @@
 //   node node_peer.js serve ADDR [TLS_DIR]
 //   node node_peer.js call ADDR [TLS_DIR [WHO]]
 const { createRpcServer, RpcClient, TachyonRpcError } = require('tachyon-rpc');
-const { pack, unpack } = require('msgpackr');
+// msgpackr as the package has it (the package's own dependency, wherever NODE_PATH points).
+const { pack, unpack } = require(require.resolve('msgpackr', { paths: [require.resolve('tachyon-rpc')] }));
 
 const [role, address, tlsDir, who = 'client'] = process.argv.slice(2);
 
