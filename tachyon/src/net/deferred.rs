@@ -16,13 +16,13 @@ use crate::net::tls::PeerIdentity;
 use crate::rpc::{code, RpcError, ServerError, MSG_TYPE_ERROR};
 
 /// Where a deferred call's answer goes.
-struct Replier {
-    conn: ConnId,
-    correlation_id: u64,
+pub(crate) struct Replier {
+    pub conn: ConnId,
+    pub correlation_id: u64,
     /// The request's type_id (its route stays on the reply).
-    type_id: u32,
-    finished: Arc<Finished>,
-    ctl: Arc<JobCtl>,
+    pub type_id: u32,
+    pub finished: Arc<Finished>,
+    pub ctl: Arc<JobCtl>,
 }
 
 /// One request for a deferred handler (see [`crate::net::TcpServerOptions::deferred`]).
@@ -53,20 +53,14 @@ impl DeferredCall {
         msg_type: u16,
         payload: &[u8],
         deadline: Option<Instant>,
-        reply_to: Option<(ConnId, u64, u32, Arc<Finished>, Arc<JobCtl>)>,
+        replier: Option<Replier>,
     ) -> Self {
         Self {
             msg_type,
             payload: payload.to_vec(),
             peer: crate::net::tls::peer_identity(),
             deadline,
-            replier: reply_to.map(|(conn, correlation_id, type_id, finished, ctl)| Replier {
-                conn,
-                correlation_id,
-                type_id,
-                finished,
-                ctl,
-            }),
+            replier,
         }
     }
 

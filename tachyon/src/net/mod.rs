@@ -30,7 +30,7 @@ mod tls;
 mod uring;
 mod waker;
 
-pub use client::{TcpClient, TcpClientOptions};
+pub use client::{CallFuture, TcpClient, TcpClientOptions};
 pub use deferred::{DeferredCall, DeferredHandler};
 pub use probe::{capabilities, Backend, Capabilities};
 pub use raw::{RawEvent, RawServerHandle, RawServerOptions, RawStats, RawTcpServer};

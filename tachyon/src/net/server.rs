@@ -16,7 +16,7 @@ use std::time::Duration;
 use crate::address::Address;
 use crate::error::{Error, Result};
 use crate::net::conn::{Conn, Inline, Limits};
-use crate::net::deferred::{DeferredCall, DeferredHandler};
+use crate::net::deferred::{DeferredCall, DeferredHandler, Replier};
 use crate::net::frame::{Goaway, GoawayCode};
 use crate::net::pool::{ConnId, Done, Finished, JobCtl, Offload, Pool};
 use crate::net::probe::{self, Backend};
@@ -481,8 +481,13 @@ impl crate::net::conn::Handler for Deferring<'_> {
         let deadline = (h.deadline_us > 0)
             .then(|| std::time::Instant::now() + Duration::from_micros(u64::from(h.deadline_us)));
         let ctl = Arc::new(JobCtl::new(false));
-        let reply_to = (h.correlation_id != crate::rpc::ONEWAY_CID)
-            .then(|| (self.conn, h.correlation_id, h.type_id, self.finished.clone(), ctl.clone()));
+        let reply_to = (h.correlation_id != crate::rpc::ONEWAY_CID).then(|| Replier {
+            conn: self.conn,
+            correlation_id: h.correlation_id,
+            type_id: h.type_id,
+            finished: self.finished.clone(),
+            ctl: ctl.clone(),
+        });
         let call = DeferredCall::new(mt, payload, deadline, reply_to);
         self.shared
             .deferred_batch

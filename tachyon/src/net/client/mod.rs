@@ -14,10 +14,14 @@
 //! their request to their end. Their items are queued for their reader as they arrive
 //! (in order); a cancel frame stops the server, whose end then frees the slot.
 
+mod future;
+
+pub use future::CallFuture;
+
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags};
@@ -129,6 +133,11 @@ struct Inbox {
     ping_sent: Option<Instant>,
     /// Threads asleep on `changed` (a notify is a syscall; skip it when nobody sleeps).
     sleepers: usize,
+    /// Calls awaited by futures ([`TcpClient::call_async`]): woken when their reply is
+    /// parked or the connection fails; the pump thread expires their deadlines.
+    wakers: HashMap<u64, AsyncWait>,
+    /// Futures waiting for room in the window.
+    window_wakers: Vec<std::task::Waker>,
 }
 
 /// What a stream's reader has not taken yet.
@@ -183,6 +192,13 @@ fn leak(s: &str) -> &'static str {
     Box::leak(s.to_owned().into_boxed_str())
 }
 
+/// A future awaiting a call's reply.
+#[derive(Debug)]
+struct AsyncWait {
+    waker: std::task::Waker,
+    deadline: Option<Instant>,
+}
+
 /// One TCP connection of a client.
 #[derive(Debug)]
 struct Conn {
@@ -202,6 +218,10 @@ struct Conn {
     /// The TLS session, if any: the writer seals under `writer`, the reader opens under
     /// `reader`; each holds this lock only to run rustls, never across a syscall.
     tls: Option<Mutex<rustls::ClientConnection>>,
+    /// The thread that reads for futures, started by the first one.
+    pump: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The client was dropped: the pump ends.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 /// A blocking RPC client over TCP.
@@ -221,7 +241,7 @@ struct Conn {
 /// ```
 #[derive(Debug)]
 pub struct TcpClient {
-    conns: Vec<Conn>,
+    conns: Vec<Arc<Conn>>,
     next_conn: AtomicUsize,
     address: String,
 }
@@ -373,6 +393,8 @@ fn open(
         decoder: Decoder::new(granted.max_frame.min(opts.max_frame)),
         dead_peer: opts.dead_peer_timeout,
         tls: tls.map(Mutex::new),
+        pump: Mutex::new(None),
+        closed: std::sync::atomic::AtomicBool::new(false),
     })
 }
 
@@ -521,8 +543,9 @@ impl TcpClient {
         let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
         let mut last = None;
         for addr in addrs {
-            let conns: Result<Vec<Conn>> =
-                (0..opts.connections).map(|i| open(addr, &host, i as u64, opts)).collect();
+            let conns: Result<Vec<Arc<Conn>>> = (0..opts.connections)
+                .map(|i| open(addr, &host, i as u64, opts).map(Arc::new))
+                .collect();
             match conns {
                 Ok(conns) => {
                     return Ok(Self {
@@ -550,6 +573,7 @@ impl TcpClient {
     fn conn_of(&self, cid: u64) -> Result<&Conn> {
         self.conns
             .get((cid & 0xFF) as usize)
+            .map(|c| &**c)
             .ok_or_else(|| Error::Protocol(format!("correlation id {cid} is not from this client")))
     }
 
@@ -878,9 +902,18 @@ impl Conn {
     }
 
     /// Wakes the sleepers, if any (after a change made under `inbox`).
-    fn wake(&self, inbox: MutexGuard<'_, Inbox>) {
+    fn wake(&self, mut inbox: MutexGuard<'_, Inbox>) {
         let any = inbox.sleepers > 0;
+        let window = std::mem::take(&mut inbox.window_wakers);
+        if inbox.dead.is_some() {
+            for (_, w) in inbox.wakers.drain() {
+                w.waker.wake();
+            }
+        }
         drop(inbox);
+        for w in window {
+            w.wake();
+        }
         if any {
             self.changed.notify_all();
         }
@@ -998,6 +1031,9 @@ impl Conn {
         if let Err(why) = outcome {
             if inbox.dead.is_none() {
                 inbox.dead = Some(why);
+            }
+            for (_, w) in inbox.wakers.drain() {
+                w.waker.wake();
             }
         }
         if inbox.sleepers > 0 {
@@ -1180,6 +1216,9 @@ impl Conn {
                     Ok((mt, payload.to_vec()))
                 };
                 inbox.parked.insert(cid, outcome);
+                if let Some(w) = inbox.wakers.remove(&cid) {
+                    w.waker.wake();
+                }
                 Ok(())
             }
             Kind::Ping => {
@@ -1241,7 +1280,14 @@ impl Conn {
 impl Drop for TcpClient {
     fn drop(&mut self) {
         for c in &self.conns {
+            c.closed.store(true, Ordering::Release);
             let _ = rustix::net::shutdown(c.sock.as_fd(), rustix::net::Shutdown::Both);
+            c.changed.notify_all();
+        }
+        for c in &self.conns {
+            if let Some(t) = lock(&c.pump).take() {
+                let _ = t.join();
+            }
         }
     }
 }

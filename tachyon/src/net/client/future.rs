@@ -1,0 +1,247 @@
+//! Awaitable calls over TCP: [`TcpClient::call_async`] returns a [`CallFuture`] that works
+//! under any executor (tokio, `futures::executor`, smol), with no runtime dependency.
+//!
+//! Design, and what it costs: each connection gets one *pump* thread, started by its
+//! first future, that reads the socket whenever futures wait on it (taking its turn with
+//! blocking waiters, who read for everyone as before). A reply parked for a future wakes
+//! that future's waker; a failed connection wakes them all. So a future never polls in a
+//! loop, any number of calls from any number of tasks share the connection's window,
+//! and replies complete their futures in whatever order they arrive. The price is one
+//! thread per connection used asynchronously and one thread hop per reply (the pump
+//! wakes the task); the blocking calls keep their zero-hop path.
+//!
+//! Deadlines: the pump wakes a future whose deadline passed, which then gives up its
+//! call. Cancellation by drop: a future dropped before its reply came abandons the call
+//! (a cancel frame tells the server, and the late reply is dropped), freeing its place
+//! in the window at once.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use super::{lock, AsyncWait, Conn, TcpClient};
+use crate::error::{Error, Result};
+
+enum State {
+    /// Not sent yet (the window was full).
+    Unsent,
+    /// Sent: waiting for the reply to this call.
+    Sent(u64),
+    /// Returned its result.
+    Done,
+}
+
+/// The reply to a call made with [`TcpClient::call_async`]: its payload, or the error
+/// (the server's error reply as [`Error::Rpc`], [`Error::Timeout`], [`Error::PeerDead`]).
+/// Dropping it before it completes cancels the call.
+#[must_use = "a call future does nothing unless awaited (dropping it cancels the call)"]
+pub struct CallFuture<'a> {
+    conn: &'a Arc<Conn>,
+    payload: &'a [u8],
+    msg_type: u16,
+    timeout: Option<Duration>,
+    deadline: Option<Instant>,
+    state: State,
+}
+
+impl std::fmt::Debug for CallFuture<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let cid = match self.state {
+            State::Sent(cid) => Some(cid),
+            _ => None,
+        };
+        f.debug_struct("CallFuture")
+            .field("msg_type", &self.msg_type)
+            .field("correlation_id", &cid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TcpClient {
+    /// Calls `msg_type` with `payload`; the future completes with the reply. `timeout`
+    /// bounds the whole call (waiting for room in the window included) and is sent to
+    /// the server as the call's budget.
+    ///
+    /// ```no_run
+    /// # async fn f(client: &tachyon::net::TcpClient) -> tachyon::Result<()> {
+    /// use std::time::Duration;
+    /// let reply = client.call_async(b"ping", 1, Some(Duration::from_secs(1))).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn call_async<'a>(
+        &'a self,
+        payload: &'a [u8],
+        msg_type: u16,
+        timeout: Option<Duration>,
+    ) -> CallFuture<'a> {
+        let n = self.conns.len();
+        let conn = &self.conns[self.next_conn.fetch_add(1, Ordering::Relaxed) % n];
+        CallFuture {
+            conn,
+            payload,
+            msg_type,
+            timeout,
+            deadline: timeout.map(|t| Instant::now() + t),
+            state: State::Unsent,
+        }
+    }
+}
+
+impl CallFuture<'_> {
+    fn timed_out(&self) -> bool {
+        self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+
+    fn timeout_error(&self) -> Error {
+        Error::Timeout(self.timeout.unwrap_or_default())
+    }
+}
+
+impl Future for CallFuture<'_> {
+    type Output = Result<Vec<u8>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        if let State::Unsent = this.state {
+            if this.timed_out() {
+                this.state = State::Done;
+                return Poll::Ready(Err(this.timeout_error()));
+            }
+            let budget = this.deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            match this.conn.send(this.payload, this.msg_type, Some(Duration::ZERO), budget) {
+                Ok(cid) => this.state = State::Sent(cid),
+                Err(Error::Full { .. }) => {
+                    let mut inbox = lock(&this.conn.inbox);
+                    inbox.window_wakers.push(cx.waker().clone());
+                    let room =
+                        this.conn.in_flight.load(Ordering::Relaxed) < this.conn.max_in_flight;
+                    drop(inbox);
+                    if room {
+                        cx.waker().wake_by_ref(); // a slot freed in between: try again
+                    } else if let Some(d) = this.deadline {
+                        start_pump(this.conn); // it wakes us at the deadline
+                        register_deadline_only(this.conn, d, cx);
+                    }
+                    return Poll::Pending;
+                }
+                Err(e) => {
+                    this.state = State::Done;
+                    return Poll::Ready(Err(e));
+                }
+            }
+        }
+        let State::Sent(cid) = this.state else {
+            return Poll::Ready(Err(Error::Protocol(
+                "a call future was polled after it completed".into(),
+            )));
+        };
+        let mut inbox = lock(&this.conn.inbox);
+        if let Some(r) = inbox.parked.remove(&cid) {
+            inbox.wakers.remove(&cid);
+            if inbox.pending.remove(&cid) {
+                this.conn.in_flight.fetch_sub(1, Ordering::Relaxed);
+            }
+            this.conn.wake(inbox);
+            this.state = State::Done;
+            return Poll::Ready(r.map(|(_, data)| data));
+        }
+        if let Some(dead) = &inbox.dead {
+            let e = dead.error(cid);
+            inbox.wakers.remove(&cid);
+            drop(inbox);
+            this.conn.finish(cid);
+            this.state = State::Done;
+            return Poll::Ready(Err(e));
+        }
+        if this.timed_out() {
+            inbox.wakers.remove(&cid);
+            drop(inbox);
+            this.conn.abandon(cid);
+            this.state = State::Done;
+            return Poll::Ready(Err(this.timeout_error()));
+        }
+        inbox.wakers.insert(cid, AsyncWait { waker: cx.waker().clone(), deadline: this.deadline });
+        let pump_sleeps = inbox.sleepers > 0;
+        drop(inbox);
+        start_pump(this.conn);
+        if pump_sleeps {
+            this.conn.changed.notify_all();
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for CallFuture<'_> {
+    /// A call still in flight is abandoned: the server is told, its reply dropped, and
+    /// its place in the window freed.
+    fn drop(&mut self) {
+        if let State::Sent(cid) = self.state {
+            lock(&self.conn.inbox).wakers.remove(&cid);
+            self.conn.abandon(cid);
+        }
+    }
+}
+
+/// A future waiting for room in the window with a deadline: the pump wakes it then (the
+/// id is one no call uses: 0 is the oneway id).
+fn register_deadline_only(conn: &Arc<Conn>, deadline: Instant, cx: &Context<'_>) {
+    let mut inbox = lock(&conn.inbox);
+    let entry = inbox
+        .wakers
+        .entry(0)
+        .or_insert_with(|| AsyncWait { waker: cx.waker().clone(), deadline: Some(deadline) });
+    if entry.deadline.is_some_and(|d| d > deadline) {
+        *entry = AsyncWait { waker: cx.waker().clone(), deadline: Some(deadline) };
+    }
+}
+
+/// Starts the connection's pump thread if it is not running.
+fn start_pump(conn: &Arc<Conn>) {
+    let mut slot = lock(&conn.pump);
+    if slot.is_some() || conn.closed.load(Ordering::Acquire) {
+        return;
+    }
+    let c = conn.clone();
+    *slot =
+        std::thread::Builder::new().name("tachyon-tcp-pump".into()).spawn(move || pump(&c)).ok();
+}
+
+/// Reads for the futures of one connection while any wait; sleeps while none do.
+fn pump(conn: &Conn) {
+    let mut inbox = lock(&conn.inbox);
+    loop {
+        if conn.closed.load(Ordering::Acquire) {
+            for (_, w) in inbox.wakers.drain() {
+                w.waker.wake();
+            }
+            return;
+        }
+        // Wake the futures whose deadline passed; they give their calls up when polled.
+        let now = Instant::now();
+        let mut next: Option<Instant> = None;
+        inbox.wakers.retain(|_, w| match w.deadline {
+            Some(d) if d <= now => {
+                w.waker.wake_by_ref();
+                false
+            }
+            Some(d) => {
+                next = Some(next.map_or(d, |n: Instant| n.min(d)));
+                true
+            }
+            None => true,
+        });
+        if inbox.dead.is_some() {
+            for (_, w) in inbox.wakers.drain() {
+                w.waker.wake();
+            }
+        }
+        if inbox.wakers.is_empty() {
+            inbox = conn.sleep(inbox, None);
+            continue;
+        }
+        inbox = conn.take_turn(inbox, next.map(|d| (d, Duration::ZERO)));
+    }
+}

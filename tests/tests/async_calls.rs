@@ -1,0 +1,145 @@
+//! Awaitable calls over TCP (`TcpClient::call_async`): many tasks share one client, replies
+//! complete their futures in any order, a dropped future cancels its call and frees its
+//! slot, deadlines and a dead server surface as they do for blocking calls; under tokio
+//! and under `futures`' executor alike (the futures need no runtime).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tachyon::net::{TcpClient, TcpClientOptions, TcpServer, TcpServerHandle, TcpServerOptions};
+use tachyon::Error;
+use tachyon_tests::{peer_bin, KillOnDrop};
+
+const T: Duration = Duration::from_secs(30);
+
+fn serve(workers: usize) -> TcpServerHandle {
+    let opts = TcpServerOptions::default().workers(workers).on_error(|_| {});
+    let server = TcpServer::bind("tcp://127.0.0.1:0", opts).unwrap();
+    server.spawn(Arc::new(tachyon_tests::service::dispatcher())).unwrap()
+}
+
+fn encode(ms: u64) -> Vec<u8> {
+    tachyon::rpc::codec::encode(&ms).unwrap()
+}
+
+fn decode(b: &[u8]) -> u64 {
+    tachyon::rpc::codec::decode(b).unwrap()
+}
+
+#[test]
+fn ten_thousand_calls_from_a_hundred_tokio_tasks_complete_out_of_order() {
+    let h = serve(8);
+    let client = Arc::new(
+        TcpClient::connect_with(&h.address(), &TcpClientOptions::default().connections(2)).unwrap(),
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
+    let start = Instant::now();
+    let sums = rt.block_on(async {
+        let tasks: Vec<_> = (0..100u64)
+            .map(|task| {
+                let c = client.clone();
+                tokio::spawn(async move {
+                    // 100 calls in flight per task at once: replies come back in any order
+                    // (the workers sleep 0 to 2 ms per call).
+                    let payloads: Vec<Vec<u8>> =
+                        (0..100u64).map(|i| encode((task + i) % 3)).collect();
+                    let calls = payloads.iter().map(|p| c.call_async(p, 5, Some(T)));
+                    let replies = futures::future::join_all(calls).await;
+                    let mut sum = 0;
+                    for (i, r) in replies.into_iter().enumerate() {
+                        let got = decode(&r.expect("a reply"));
+                        assert_eq!(got, (task + i as u64) % 3);
+                        sum += got;
+                    }
+                    sum
+                })
+            })
+            .collect();
+        let mut total = 0;
+        for t in tasks {
+            total += t.await.unwrap();
+        }
+        total
+    });
+    let want: u64 = (0..100u64).flat_map(|t| (0..100u64).map(move |i| (t + i) % 3)).sum();
+    assert_eq!(sums, want);
+    assert_eq!(client.in_flight(), 0);
+    assert_eq!(h.stats().requests, 10_000);
+    eprintln!("10,000 async calls in {:?}", start.elapsed());
+}
+
+#[test]
+fn a_dropped_future_cancels_its_call_and_frees_its_slot() {
+    // Eight workers: the four abandoned calls keep sleeping on four of them (a started
+    // handler runs to its end), the others serve the new calls.
+    let h = serve(8);
+    let opts = TcpClientOptions::default().max_in_flight(4);
+    let client = TcpClient::connect_with(&h.address(), &opts).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    rt.block_on(async {
+        let slow = encode(2_000);
+        // Fill the window with slow calls, and give up on them after 50 ms.
+        let calls: Vec<_> = (0..4).map(|_| client.call_async(&slow, 5, Some(T))).collect();
+        let r =
+            tokio::time::timeout(Duration::from_millis(50), futures::future::join_all(calls)).await;
+        assert!(r.is_err(), "the slow calls cannot finish in 50 ms");
+        assert_eq!(client.in_flight(), 0, "dropping the futures freed the window");
+        // The freed slots serve new calls at once.
+        let fast = encode(0);
+        let t = Instant::now();
+        let replies =
+            futures::future::join_all((0..4).map(|_| client.call_async(&fast, 5, Some(T)))).await;
+        assert!(replies.iter().all(|r| r.as_ref().map(|b| decode(b)).ok() == Some(0)));
+        assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    });
+}
+
+#[test]
+fn deadlines_error_replies_and_a_dead_server_surface_through_futures() {
+    let h = serve(2);
+    let client = TcpClient::connect(&h.address()).unwrap();
+    futures::executor::block_on(async {
+        let t = Instant::now();
+        let e = client.call_async(&encode(3_000), 5, Some(Duration::from_millis(150))).await;
+        assert!(matches!(e, Err(Error::Timeout(_))), "{e:?}");
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        match client.call_async(b"", 999, Some(T)).await {
+            Err(Error::Rpc(e)) => assert_eq!(e.code, tachyon::rpc::code::UNKNOWN_MSG_TYPE),
+            other => panic!("{other:?}"),
+        }
+        // Many at once under futures' executor too.
+        let payloads: Vec<Vec<u8>> = (0..1000u32).map(|i| i.to_le_bytes().to_vec()).collect();
+        let replies =
+            futures::future::join_all(payloads.iter().map(|p| client.call_async(p, 1, Some(T))))
+                .await;
+        for (p, r) in payloads.iter().zip(replies) {
+            assert_eq!(&r.unwrap(), p);
+        }
+    });
+
+    // A server process killed while a future waits: PeerDead at once.
+    let mut child = std::process::Command::new(peer_bin())
+        .args(["tcp-serve", "--addr", "tcp://127.0.0.1:0", "--workers", "2"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let addr = line.split_whitespace().nth(1).unwrap().to_owned();
+    let mut srv = KillOnDrop(child);
+    let client = TcpClient::connect(&addr).unwrap();
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        srv.0.kill().unwrap();
+        srv
+    });
+    let t = Instant::now();
+    let e = futures::executor::block_on(client.call_async(&encode(10_000), 5, Some(T)));
+    assert!(matches!(e, Err(Error::PeerDead(_))), "{e:?}");
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    drop(killer.join().unwrap());
+}
