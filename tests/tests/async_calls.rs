@@ -143,3 +143,103 @@ fn deadlines_error_replies_and_a_dead_server_surface_through_futures() {
     assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
     drop(killer.join().unwrap());
 }
+
+// ---- shared memory: AsyncRpcBus ------------------------------------------------------
+
+use tachyon::rpc::{AsyncRpcBus, RpcBus, RpcServer, ServerOptions};
+use tachyon_tests::socket_path;
+
+fn shm_server(name: &str) -> (tachyon::rpc::ServerHandle, String) {
+    let path = socket_path(name);
+    let server = RpcServer::bind(&path, ServerOptions::default()).unwrap();
+    (server.spawn(Arc::new(tachyon_tests::service::dispatcher())), path)
+}
+
+#[test]
+fn shared_memory_ten_thousand_calls_from_a_hundred_tokio_tasks() {
+    let (_server, path) = shm_server("async-many");
+    let bus = AsyncRpcBus::new(RpcBus::connect(&path).unwrap());
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
+    let start = Instant::now();
+    let total = rt.block_on(async {
+        let tasks: Vec<_> = (0..100u32)
+            .map(|task| {
+                let b = bus.clone();
+                tokio::spawn(async move {
+                    let payloads: Vec<Vec<u8>> =
+                        (0..100u32).map(|i| (task * 1000 + i).to_le_bytes().to_vec()).collect();
+                    let replies = futures::future::join_all(
+                        payloads.iter().map(|p| b.call_async(p, 1, Some(T))),
+                    )
+                    .await;
+                    for (p, r) in payloads.iter().zip(replies) {
+                        assert_eq!(&r.expect("a reply"), p);
+                    }
+                    payloads.len()
+                })
+            })
+            .collect();
+        let mut n = 0;
+        for t in tasks {
+            n += t.await.unwrap();
+        }
+        n
+    });
+    assert_eq!(total, 10_000);
+    assert_eq!(bus.in_flight(), 0);
+    eprintln!("10,000 async shared-memory calls in {:?}", start.elapsed());
+}
+
+#[test]
+fn shared_memory_futures_time_out_cancel_on_drop_and_see_a_dead_callee() {
+    let (_server, path) = shm_server("async-edges");
+    let bus = AsyncRpcBus::new(RpcBus::connect(&path).unwrap());
+    futures::executor::block_on(async {
+        // An error reply, a deadline, and a dropped future that frees its call.
+        match bus.call_async(b"", 999, Some(T)).await {
+            Err(Error::Rpc(e)) => assert_eq!(e.code, tachyon::rpc::code::UNKNOWN_MSG_TYPE),
+            other => panic!("{other:?}"),
+        }
+        let t = Instant::now();
+        let slow = encode(1_000);
+        let e = bus.call_async(&slow, 5, Some(Duration::from_millis(100))).await;
+        assert!(matches!(e, Err(Error::Timeout(_))), "{e:?}");
+        assert!(t.elapsed() < Duration::from_millis(900), "{:?}", t.elapsed());
+        assert_eq!(bus.in_flight(), 0, "the timed-out call was given up");
+        {
+            let fut = bus.call_async(&slow, 5, Some(T));
+            futures::pin_mut!(fut);
+            assert!(futures::poll!(fut.as_mut()).is_pending());
+        } // dropped while in flight
+        assert_eq!(bus.in_flight(), 0, "the dropped call was given up");
+        // The late replies are dropped, never misdelivered.
+        assert_eq!(bus.call_async(b"next", 1, Some(T)).await.unwrap(), b"next");
+    });
+
+    // A callee process killed while a future waits.
+    let path = socket_path("async-dead");
+    let mut child = std::process::Command::new(peer_bin())
+        .args(["rpc-serve", "--path", &path])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "ready");
+    let mut srv = KillOnDrop(child);
+    let bus = AsyncRpcBus::new(RpcBus::connect(&path).unwrap());
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        srv.0.kill().unwrap();
+        srv
+    });
+    let t = Instant::now();
+    let e = futures::executor::block_on(bus.call_async(&encode(10_000), 5, Some(T)));
+    assert!(matches!(e, Err(Error::PeerDead(_) | Error::PeerClosed)), "{e:?}");
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    drop(killer.join().unwrap());
+}

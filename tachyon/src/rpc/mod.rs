@@ -7,6 +7,7 @@
 //! followed by a MessagePack map `{code, message}`. The caller turns them into
 //! [`RpcError`], never into a normal response.
 
+mod async_bus;
 mod bus;
 mod caller;
 mod client;
@@ -19,6 +20,7 @@ mod server;
 pub(crate) mod stream;
 pub mod tiga;
 
+pub use async_bus::{AsyncCall, AsyncRpcBus};
 pub use bus::{ParkedReply, ParkedRpcTx, Role, RpcBus, RpcReply, RpcRequest, RpcTxGuard};
 pub use caller::Caller;
 pub use describe::Description;
