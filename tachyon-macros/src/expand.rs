@@ -116,6 +116,20 @@ fn typed_client(ident: &syn::Ident, req: &syn::Type, resp: &syn::Type) -> TokenS
         ) -> ::tachyon::Result<#resp> {
             ::tachyon::rpc::Caller::invoke_typed(client, MSG_TYPE, request, ::core::option::Option::Some(timeout))
         }
+
+        /// Awaits the call through an async client (`AsyncRpcBus`, `TcpClient`), under any
+        /// executor, failing with `Timeout` after `timeout`. Dropping the future cancels
+        /// the call.
+        ///
+        /// # Errors
+        /// As [`call`].
+        pub async fn call_async<C: ::tachyon::rpc::AsyncCaller + ?::core::marker::Sized>(
+            client: &C,
+            request: &#req,
+            timeout: ::core::option::Option<::std::time::Duration>,
+        ) -> ::tachyon::Result<#resp> {
+            ::tachyon::rpc::invoke_typed_async(client, MSG_TYPE, request, timeout).await
+        }
     }
 }
 
@@ -143,6 +157,20 @@ fn raw_client(ident: &syn::Ident) -> TokenStream {
             timeout: ::std::time::Duration,
         ) -> ::tachyon::Result<::std::vec::Vec<u8>> {
             ::tachyon::rpc::Caller::invoke(client, MSG_TYPE, request, ::core::option::Option::Some(timeout))
+        }
+
+        /// Awaits the call through an async client (`AsyncRpcBus`, `TcpClient`), under any
+        /// executor, failing with `Timeout` after `timeout`. Dropping the future cancels
+        /// the call.
+        ///
+        /// # Errors
+        /// As [`call`].
+        pub async fn call_async<C: ::tachyon::rpc::AsyncCaller + ?::core::marker::Sized>(
+            client: &C,
+            request: &[u8],
+            timeout: ::core::option::Option<::std::time::Duration>,
+        ) -> ::tachyon::Result<::std::vec::Vec<u8>> {
+            ::tachyon::rpc::AsyncCaller::invoke_async(client, MSG_TYPE, request, timeout).await
         }
     }
 }

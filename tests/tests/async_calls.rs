@@ -243,3 +243,59 @@ fn shared_memory_futures_time_out_cancel_on_drop_and_see_a_dead_callee() {
     assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
     drop(killer.join().unwrap());
 }
+
+#[test]
+fn generated_clients_await_over_both_transports() {
+    use tachyon_tests::service::{add, echo, AddReq, AddResp};
+    let h = serve(0);
+    let tcp = TcpClient::connect(&h.address()).unwrap();
+    let (_server, path) = shm_server("async-generated");
+    let shm = AsyncRpcBus::new(RpcBus::connect(&path).unwrap());
+    futures::executor::block_on(async {
+        assert_eq!(
+            add::call_async(&tcp, &AddReq { a: 40, b: 2 }, Some(T)).await.unwrap(),
+            AddResp { sum: 42 }
+        );
+        assert_eq!(
+            add::call_async(&shm, &AddReq { a: 1, b: 2 }, Some(T)).await.unwrap(),
+            AddResp { sum: 3 }
+        );
+        assert_eq!(echo::call_async(&tcp, b"raw", Some(T)).await.unwrap(), b"raw");
+        assert_eq!(echo::call_async(&shm, b"raw", Some(T)).await.unwrap(), b"raw");
+        // Through the trait object too.
+        let callers: [&dyn tachyon::rpc::AsyncCaller; 2] = [&tcp, &shm];
+        for c in callers {
+            assert_eq!(c.invoke_async(1, b"dyn", Some(T)).await.unwrap(), b"dyn");
+        }
+    });
+}
+
+#[test]
+fn schema_generated_clients_await_over_both_transports() {
+    use tachyon_tests::schema::{conformance, ConformanceClient, Mirror, Rng};
+    let opts = TcpServerOptions::default().workers(2).on_error(|_| {});
+    let h = TcpServer::bind("tcp://127.0.0.1:0", opts)
+        .unwrap()
+        .spawn(Arc::new(conformance::conformance::dispatcher(Mirror::default())))
+        .unwrap();
+    let tcp = TcpClient::connect(&h.address()).unwrap();
+    let path = socket_path("async-schema");
+    let server = RpcServer::bind(&path, ServerOptions::default())
+        .unwrap()
+        .spawn(Arc::new(conformance::conformance::dispatcher(Mirror::default())));
+    let shm = AsyncRpcBus::new(RpcBus::connect(&path).unwrap());
+    let mut rng = Rng(11);
+    futures::executor::block_on(async {
+        let over_tcp = ConformanceClient::new(&tcp).with_timeout(T);
+        let over_shm = ConformanceClient::new(&shm).with_timeout(T);
+        for _ in 0..50 {
+            let v = rng.everything(2);
+            assert_eq!(over_tcp.mirror_async(&v).await.unwrap(), v);
+            assert_eq!(over_shm.mirror_async(&v).await.unwrap(), v);
+        }
+        let mut v = rng.everything(0);
+        v.text = "reject".into();
+        assert!(matches!(over_tcp.check_async(&v).await, Err(Error::Rpc(_))));
+    });
+    drop(server);
+}

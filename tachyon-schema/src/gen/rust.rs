@@ -409,7 +409,7 @@ pub struct {name}<C> {{
     caller: C,
     timeout: ::core::option::Option<::std::time::Duration>,
 }}
-impl<C: ::tachyon::rpc::Caller> {name}<C> {{
+impl<C> {name}<C> {{
     /// A client calling through `caller`, with no deadline (calls still fail when the peer dies).
     pub fn new(caller: C) -> Self {{
         Self {{ caller, timeout: ::core::option::Option::None }}
@@ -424,6 +424,8 @@ impl<C: ::tachyon::rpc::Caller> {name}<C> {{
     pub fn caller(&self) -> &C {{
         &self.caller
     }}
+}}
+impl<C: ::tachyon::rpc::Caller> {name}<C> {{
     /// Asks the server which schema it serves.
     ///
     /// # Errors
@@ -502,6 +504,43 @@ impl<C: ::tachyon::rpc::Caller> {name}<C> {{
             out,
             "    pub fn {}(&self, req: {req_t}) -> ::tachyon::Result<{resp_t}> {{\n        {body}\n    }}",
             ident(&m.name)
+        );
+    }
+    let _ = writeln!(out, "}}");
+    async_client(out, s);
+}
+
+/// The awaitable methods, over any [`tachyon::rpc::AsyncCaller`] (`AsyncRpcBus`,
+/// `TcpClient`): unary calls as `<method>_async`. Streams and oneway calls stay on the
+/// blocking client.
+fn async_client(out: &mut String, s: &Service) {
+    let module = snake(&s.name);
+    let name = format!("{}Client", s.name);
+    let _ = writeln!(out, "impl<C: ::tachyon::rpc::AsyncCaller> {name}<C> {{");
+    for m in s.methods.iter().filter(|m| !m.stream && !m.oneway) {
+        let konst = format!("{module}::{}", shouting(&m.name));
+        let req_t = if m.request == Type::Bytes {
+            "&[u8]".to_string()
+        } else {
+            format!("&{}", ty(&m.request, false))
+        };
+        let resp_t = ty(&m.response, false);
+        let payload = if m.request == Type::Bytes {
+            "::std::borrow::Cow::Borrowed(req)".to_string()
+        } else {
+            "::std::borrow::Cow::Owned(::tachyon::rpc::codec::encode(req)?)".to_string()
+        };
+        let decode = if m.response == Type::Bytes {
+            "::core::result::Result::Ok(reply)".to_string()
+        } else {
+            "::tachyon::rpc::codec::decode(&reply)".to_string()
+        };
+        let _ = writeln!(
+            out,
+            "    /// Awaits `{orig}` (msg_type {mt}) under any executor; dropping the future cancels the call.\n    ///\n    /// # Errors\n    /// [`::tachyon::Error::Rpc`] for an error reply; transport, timeout and codec errors.\n    pub async fn {fname}_async(&self, req: {req_t}) -> ::tachyon::Result<{resp_t}> {{\n        let payload: ::std::borrow::Cow<'_, [u8]> = {payload};\n        let reply = ::tachyon::rpc::AsyncCaller::invoke_async(&self.caller, {konst}, &payload, self.timeout).await?;\n        {decode}\n    }}",
+            orig = m.name,
+            mt = m.msg_type,
+            fname = ident(&m.name),
         );
     }
     let _ = writeln!(out, "}}");

@@ -186,3 +186,84 @@ impl Caller for crate::net::TcpClient {
         }))
     }
 }
+
+/// A boxed future, as [`AsyncCaller`] returns (the futures of its transports are named
+/// types; a trait needs one type for all).
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// A client whose calls can be awaited, under any executor: [`crate::rpc::AsyncRpcBus`]
+/// (shared memory) and [`crate::net::TcpClient`]. The generated clients' `call_async`
+/// take one.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use tachyon::rpc::AsyncCaller;
+///
+/// async fn ping(client: &impl AsyncCaller) -> tachyon::Result<Vec<u8>> {
+///     client.invoke_async(1, b"ping", Some(Duration::from_secs(1))).await
+/// }
+/// ```
+pub trait AsyncCaller: Sync {
+    /// Calls `msg_type` with raw bytes; the future completes with the reply, within
+    /// `timeout`. Dropping it before then cancels the call.
+    fn invoke_async<'a>(
+        &'a self,
+        msg_type: u16,
+        payload: &'a [u8],
+        timeout: Option<Duration>,
+    ) -> BoxFuture<'a, Result<Vec<u8>>>;
+}
+
+/// Calls a typed handler through an [`AsyncCaller`]: `req` goes out as MessagePack, the
+/// reply is decoded.
+///
+/// # Errors
+/// As [`AsyncCaller::invoke_async`], plus [`crate::Error::Codec`].
+pub async fn invoke_typed_async<C, Req, Resp>(
+    client: &C,
+    msg_type: u16,
+    req: &Req,
+    timeout: Option<Duration>,
+) -> Result<Resp>
+where
+    C: AsyncCaller + ?Sized,
+    Req: Serialize + ?Sized,
+    Resp: DeserializeOwned,
+{
+    let payload = codec::encode(req)?;
+    codec::decode(&client.invoke_async(msg_type, &payload, timeout).await?)
+}
+
+impl<T: AsyncCaller + ?Sized> AsyncCaller for &T {
+    fn invoke_async<'a>(
+        &'a self,
+        msg_type: u16,
+        payload: &'a [u8],
+        timeout: Option<Duration>,
+    ) -> BoxFuture<'a, Result<Vec<u8>>> {
+        (**self).invoke_async(msg_type, payload, timeout)
+    }
+}
+
+impl AsyncCaller for crate::rpc::AsyncRpcBus {
+    fn invoke_async<'a>(
+        &'a self,
+        msg_type: u16,
+        payload: &'a [u8],
+        timeout: Option<Duration>,
+    ) -> BoxFuture<'a, Result<Vec<u8>>> {
+        Box::pin(self.call_async(payload, msg_type, timeout))
+    }
+}
+
+#[cfg(feature = "tcp")]
+impl AsyncCaller for crate::net::TcpClient {
+    fn invoke_async<'a>(
+        &'a self,
+        msg_type: u16,
+        payload: &'a [u8],
+        timeout: Option<Duration>,
+    ) -> BoxFuture<'a, Result<Vec<u8>>> {
+        Box::pin(self.call_async(payload, msg_type, timeout))
+    }
+}

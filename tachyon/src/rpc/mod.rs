@@ -22,7 +22,7 @@ pub mod tiga;
 
 pub use async_bus::{AsyncCall, AsyncRpcBus};
 pub use bus::{ParkedReply, ParkedRpcTx, Role, RpcBus, RpcReply, RpcRequest, RpcTxGuard};
-pub use caller::Caller;
+pub use caller::{invoke_typed_async, AsyncCaller, BoxFuture, Caller};
 pub use describe::Description;
 pub use dispatch::{
     decode_request, encode_response, handle_typed, Dispatcher, Endpoint, RegisterError, Request,
