@@ -299,3 +299,100 @@ fn schema_generated_clients_await_over_both_transports() {
     });
     drop(server);
 }
+
+// ---- async handlers ------------------------------------------------------------------
+
+fn async_server(handlers: tachyon::net::AsyncHandlers) -> TcpServerHandle {
+    let opts = TcpServerOptions::default().deferred(handlers.into_deferred()).on_error(|_| {});
+    let server = TcpServer::bind("tcp://127.0.0.1:0", opts).unwrap();
+    server.spawn(Arc::new(tachyon::rpc::Dispatcher::new())).unwrap()
+}
+
+fn routes(
+    handlers: tachyon::net::AsyncHandlers,
+    sleep: impl Fn(Duration) -> tachyon::rpc::BoxFuture<'static, ()> + Send + Sync + 'static,
+) -> tachyon::net::AsyncHandlers {
+    use tachyon::rpc::ServerError;
+    let sleep = Arc::new(sleep);
+    handlers
+        .route(1, |req| async move { Ok(req) })
+        .route_typed(5, move |ms: u64| {
+            let nap = sleep(Duration::from_millis(ms));
+            async move {
+                nap.await;
+                Ok::<_, ServerError>(ms)
+            }
+        })
+        .route(4, |_req| async move {
+            if true {
+                panic!("async kaboom");
+            }
+            Ok(Vec::new())
+        })
+}
+
+/// One slow call (500 ms asleep in its task) and many quick ones on the same connection:
+/// the quick ones all finish first.
+async fn slow_does_not_block_quick(client: &TcpClient) {
+    let slow = encode(500);
+    let quick: Vec<Vec<u8>> = (0..50u32).map(|i| i.to_le_bytes().to_vec()).collect();
+    let t = Instant::now();
+    let slow_call = client.call_async(&slow, 5, Some(T));
+    let quick_calls =
+        futures::future::join_all(quick.iter().map(|q| client.call_async(q, 1, Some(T))));
+    let (slow_reply, quick_replies) = futures::join!(slow_call, async {
+        let r = quick_calls.await;
+        (r, t.elapsed())
+    });
+    let (quick_replies, quick_done) = quick_replies;
+    assert!(quick_done < Duration::from_millis(400), "quick calls waited {quick_done:?}");
+    for (q, r) in quick.iter().zip(quick_replies) {
+        assert_eq!(&r.unwrap(), q);
+    }
+    assert_eq!(decode(&slow_reply.unwrap()), 500);
+    match client.call_async(b"", 4, Some(T)).await {
+        Err(Error::Rpc(e)) => {
+            assert_eq!(e.code, tachyon::rpc::code::HANDLER_PANIC);
+            assert!(e.message.contains("async kaboom"), "{}", e.message);
+        }
+        other => panic!("{other:?}"),
+    }
+    match client.call_async(b"", 77, Some(T)).await {
+        Err(Error::Rpc(e)) => assert_eq!(e.code, tachyon::rpc::code::UNKNOWN_MSG_TYPE),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn async_handlers_on_tokio_a_slow_one_does_not_block_the_others() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap();
+    let handle = rt.handle().clone();
+    let handlers = tachyon::net::AsyncHandlers::new(move |task| drop(handle.spawn(task)));
+    let h = async_server(routes(handlers, |d| Box::pin(tokio::time::sleep(d))));
+    let client = TcpClient::connect(&h.address()).unwrap();
+    rt.block_on(slow_does_not_block_quick(&client));
+}
+
+#[test]
+fn async_handlers_on_a_futures_thread_pool() {
+    let pool = futures::executor::ThreadPool::builder().pool_size(2).create().unwrap();
+    let handlers = tachyon::net::AsyncHandlers::new(move |task| pool.spawn_ok(task));
+    // A timer without tokio: a thread per sleep is enough for a test.
+    let sleep = |d: Duration| -> tachyon::rpc::BoxFuture<'static, ()> {
+        let (tx, rx) = futures::channel::oneshot::channel::<()>();
+        std::thread::spawn(move || {
+            std::thread::sleep(d);
+            let _ = tx.send(());
+        });
+        Box::pin(async move {
+            let _ = rx.await;
+        })
+    };
+    let h = async_server(routes(handlers, sleep));
+    let client = TcpClient::connect(&h.address()).unwrap();
+    futures::executor::block_on(slow_does_not_block_quick(&client));
+}

@@ -15,6 +15,7 @@
 //! Secure by default: a server without TLS binds loopback unless told to serve
 //! plaintext to other machines ([`TcpServerOptions::insecure`]).
 
+mod async_handlers;
 pub(crate) mod bufring;
 pub(crate) mod client;
 pub(crate) mod conn;
@@ -30,6 +31,7 @@ mod tls;
 mod uring;
 mod waker;
 
+pub use async_handlers::AsyncHandlers;
 pub use client::{CallFuture, TcpClient, TcpClientOptions};
 pub use deferred::{DeferredCall, DeferredHandler};
 pub use probe::{capabilities, Backend, Capabilities};

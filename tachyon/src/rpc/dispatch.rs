@@ -376,6 +376,7 @@ impl Dispatcher {
     }
 
     /// The streaming handler of `msg_type` and its name.
+    #[cfg(feature = "tcp")]
     pub(crate) fn stream_handler(&self, msg_type: u16) -> Option<(&StreamFn, &str)> {
         self.streams.get(&msg_type).map(|h| (&*h.f, h.name.as_ref()))
     }
