@@ -1,7 +1,5 @@
 //! Every semantic check, each error spanned on the offending token.
 
-use syn::spanned::Spanned;
-
 use crate::ast::{Arg, Handler};
 use crate::attr::Attr;
 
@@ -21,12 +19,6 @@ pub fn check(attr: &Attr, h: &Handler) -> syn::Result<()> {
                 "msg_type {} is out of range: it must fit in 16 bits, 0..=65534",
                 attr.msg_type
             ),
-        ));
-    }
-    if let Some(a) = &h.asyncness {
-        return Err(syn::Error::new(
-            a.span(),
-            "#[tachyon_rpc] handlers are synchronous; remove `async`",
         ));
     }
     if let Some(g) = &h.generics {

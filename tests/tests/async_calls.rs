@@ -395,3 +395,84 @@ fn async_handlers_on_a_futures_thread_pool() {
     let client = TcpClient::connect(&h.address()).unwrap();
     futures::executor::block_on(slow_does_not_block_quick(&client));
 }
+
+// ---- #[tachyon_rpc] async fn ----------------------------------------------------------
+
+mod async_service {
+    use std::time::Duration;
+
+    use tachyon::rpc::ServerError;
+    use tachyon::tachyon_rpc;
+    use tachyon_tests::service::{AddReq, AddResp};
+
+    /// Typed, fallible, and awaiting a timer.
+    #[tachyon_rpc(msg_type = 21)]
+    pub async fn add_later(req: AddReq) -> Result<AddResp, ServerError> {
+        tokio::time::sleep(Duration::from_millis(u64::try_from(req.a.max(0)).unwrap_or(0))).await;
+        if req.b < 0 {
+            return Err(ServerError::new(422, "b must not be negative"));
+        }
+        Ok(AddResp { sum: req.a + req.b })
+    }
+
+    /// Raw bytes in (borrowed across the await), plain bytes out.
+    #[tachyon_rpc(msg_type = 22)]
+    pub async fn shout(req: &[u8]) -> Vec<u8> {
+        tokio::task::yield_now().await;
+        req.to_ascii_uppercase()
+    }
+
+    /// Panics in its task.
+    #[tachyon_rpc(msg_type = 23)]
+    pub async fn explode(req: String) -> String {
+        tokio::task::yield_now().await;
+        assert!(req.is_empty(), "exploded on {req}");
+        req
+    }
+}
+
+#[test]
+fn tachyon_rpc_async_fn_handlers_serve_on_tokio() {
+    use async_service::{add_later, explode, shout};
+    use tachyon_tests::service::{AddReq, AddResp};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap();
+    let spawner = rt.handle().clone();
+    let handlers = tachyon::net::AsyncHandlers::new(move |task| drop(spawner.spawn(task)))
+        .register(add_later::Endpoint)
+        .register(shout::Endpoint)
+        .register(explode::Endpoint);
+    let h = async_server(handlers);
+    let client = TcpClient::connect(&h.address()).unwrap();
+    rt.block_on(async {
+        // The slow call (300 ms asleep) does not hold up the quick ones behind it.
+        let t = Instant::now();
+        let slow = add_later::call_async(&client, &AddReq { a: 300, b: 1 }, Some(T));
+        let quick = async {
+            let r = shout::call_async(&client, b"quiet", Some(T)).await;
+            (r, t.elapsed())
+        };
+        let (slow, (quick, quick_at)) = futures::join!(slow, quick);
+        assert_eq!(quick.unwrap(), b"QUIET");
+        assert!(quick_at < Duration::from_millis(250), "{quick_at:?}");
+        assert_eq!(slow.unwrap(), AddResp { sum: 301 });
+        match add_later::call_async(&client, &AddReq { a: 0, b: -1 }, Some(T)).await {
+            Err(Error::Rpc(e)) => {
+                assert_eq!((e.code, e.message.as_str()), (422, "b must not be negative"));
+            }
+            other => panic!("{other:?}"),
+        }
+        match explode::call_async(&client, &"boom".to_owned(), Some(T)).await {
+            Err(Error::Rpc(e)) => {
+                assert_eq!(e.code, tachyon::rpc::code::HANDLER_PANIC);
+                assert!(e.message.contains("exploded on boom"), "{}", e.message);
+            }
+            other => panic!("{other:?}"),
+        }
+    });
+    // The blocking client calls the same async handlers.
+    assert_eq!(shout::call(&client, b"sync").unwrap(), b"SYNC");
+}

@@ -107,6 +107,15 @@ impl AsyncHandlers {
         })
     }
 
+    /// Registers an endpoint `#[tachyon_rpc]` generated for an `async fn`.
+    ///
+    /// # Panics
+    /// As [`AsyncHandlers::route`].
+    #[must_use]
+    pub fn register<E: AsyncEndpoint>(self, endpoint: E) -> Self {
+        endpoint.route(self)
+    }
+
     /// The handler for [`crate::net::TcpServerOptions::deferred`].
     pub fn into_deferred(self) -> impl Fn(Vec<DeferredCall>) + Send + Sync + 'static {
         move |calls| {
@@ -147,6 +156,17 @@ impl AsyncHandlers {
             }
         }));
     }
+}
+
+/// An `async fn` handler as `#[tachyon_rpc]` generates it: `quote::Endpoint` for
+/// `async fn quote(req: QuoteReq) -> Result<Quote, ServerError>`.
+pub trait AsyncEndpoint {
+    /// The msg_type it answers.
+    const MSG_TYPE: u16;
+    /// The handler's name.
+    const NAME: &'static str;
+    /// Adds its route to `handlers`.
+    fn route(self, handlers: AsyncHandlers) -> AsyncHandlers;
 }
 
 /// Polls a future, turning a panic inside it into an `Err` (the task goes on to answer).

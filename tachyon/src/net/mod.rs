@@ -31,7 +31,7 @@ mod tls;
 mod uring;
 mod waker;
 
-pub use async_handlers::AsyncHandlers;
+pub use async_handlers::{AsyncEndpoint, AsyncHandlers};
 pub use client::{CallFuture, TcpClient, TcpClientOptions};
 pub use deferred::{DeferredCall, DeferredHandler};
 pub use probe::{capabilities, Backend, Capabilities};
