@@ -68,6 +68,8 @@ pub struct Bus {
     tx: TxHalf,
     rx: RxHalf,
     link: Arc<PeerLink>,
+    /// The waker thread of `recv_async`, started by its first wait.
+    pub(crate) async_rx: std::sync::OnceLock<Arc<crate::recv_async::RxWaker>>,
 }
 
 impl Bus {
@@ -80,6 +82,7 @@ impl Bus {
             rx: RxHalf::new(arena.clone()),
             link: Arc::new(PeerLink::new(watch, &arena, &[&arena])),
             arena,
+            async_rx: std::sync::OnceLock::new(),
         }
     }
 
@@ -377,5 +380,14 @@ impl Bus {
             return Err(Error::PeerDead("the shared ring is in the FatalError state"));
         }
         self.link.check()
+    }
+}
+
+impl Drop for Bus {
+    /// Ends the `recv_async` waker thread, if one started.
+    fn drop(&mut self) {
+        if let Some(w) = self.async_rx.get() {
+            w.stop();
+        }
     }
 }

@@ -41,6 +41,7 @@ mod liveness;
 #[cfg(feature = "tcp")]
 pub mod net;
 mod options;
+mod recv_async;
 mod ring;
 #[cfg(feature = "rpc")]
 pub mod rpc;
@@ -59,6 +60,7 @@ pub use options::{
     ConnectOptions, ListenOptions, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT,
     DEFAULT_MAX_CAPACITY,
 };
+pub use recv_async::{Messages, OwnedMessage, RecvFuture};
 pub use type_id::{make_type_id, msg_type, route_id};
 pub use wait::Wait;
 pub use wait::WATCHDOG;
