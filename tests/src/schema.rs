@@ -10,7 +10,7 @@ use tachyon::rpc::ServerError;
 
 tachyon::include_schema!("schemas/conformance.tachyon");
 
-pub use conformance::{Color, Conformance, ConformanceClient, Everything, Leaf};
+pub use conformance::{Color, Conformance, ConformanceAsync, ConformanceClient, Everything, Leaf};
 
 /// Mirrors every value; `check` rejects the text "reject" with the schema's `rejected`;
 /// `record` (oneway) counts what it got.

@@ -549,3 +549,76 @@ fn messages_stream_ends_when_the_peer_closes() {
     });
     assert_eq!(got, N, "every message, then the end when the producer left");
 }
+
+// ---- schema-generated async server trait ----------------------------------------------
+
+struct AsyncMirror(std::sync::atomic::AtomicU64);
+
+impl tachyon_tests::schema::ConformanceAsync for AsyncMirror {
+    async fn mirror(
+        &self,
+        req: tachyon_tests::schema::Everything,
+    ) -> Result<tachyon_tests::schema::Everything, tachyon::rpc::ServerError> {
+        tokio::task::yield_now().await;
+        Ok(req)
+    }
+
+    async fn check(
+        &self,
+        req: tachyon_tests::schema::Everything,
+    ) -> Result<bool, tachyon::rpc::ServerError> {
+        if req.text == "reject" {
+            return Err(tachyon_tests::schema::conformance::conformance::errors::rejected("no"));
+        }
+        Ok(true)
+    }
+
+    async fn record(
+        &self,
+        _req: tachyon_tests::schema::Leaf,
+    ) -> Result<(), tachyon::rpc::ServerError> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+
+    async fn recorded(&self, _req: Vec<u8>) -> Result<u64, tachyon::rpc::ServerError> {
+        Ok(self.0.load(std::sync::atomic::Ordering::SeqCst))
+    }
+}
+
+#[test]
+fn a_generated_async_server_trait_serves_the_generated_client() {
+    use tachyon_tests::schema::{conformance, ConformanceClient, Rng};
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
+    let spawner = rt.handle().clone();
+    let handlers = conformance::conformance::async_handlers(
+        AsyncMirror(std::sync::atomic::AtomicU64::new(0)),
+        tachyon::net::AsyncHandlers::new(move |task| drop(spawner.spawn(task))),
+    );
+    let h = async_server(handlers);
+    let tcp = TcpClient::connect(&h.address()).unwrap();
+    let client = ConformanceClient::new(&tcp).with_timeout(T);
+    client.verify().expect("describe is served too");
+    let mut rng = Rng(5);
+    rt.block_on(async {
+        for _ in 0..50 {
+            let v = rng.everything(2);
+            assert_eq!(client.mirror_async(&v).await.unwrap(), v);
+        }
+        let mut v = rng.everything(0);
+        v.text = "reject".into();
+        match client.check_async(&v).await {
+            Err(Error::Rpc(e)) => assert_eq!(e.code, conformance::conformance::errors::REJECTED),
+            other => panic!("{other:?}"),
+        }
+    });
+    let leaf = conformance::Leaf { name: "n".into(), tags: vec![] };
+    for _ in 0..10 {
+        client.record(&leaf).unwrap();
+    }
+    let deadline = Instant::now() + T;
+    while client.recorded(b"").unwrap() < 10 {
+        assert!(Instant::now() < deadline, "the oneway calls never all arrived");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

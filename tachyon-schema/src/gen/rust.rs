@@ -276,6 +276,7 @@ fn service(out: &mut String, pkg: &Package, s: &Service) {
         );
     }
     let _ = writeln!(out, "}}");
+    async_trait(out, s);
 
     // The module: msg_types, error codes, the dispatcher.
     let _ = writeln!(
@@ -392,9 +393,10 @@ fn service(out: &mut String, pkg: &Package, s: &Service) {
         "        let described = description().encode();
         d.register_raw(DESCRIBE, \"describe\", move |_: &[u8]| described.clone()).expect(\"0x7FFF is free\");
         d
-    }}
-}}"
+    }}"
     );
+    async_routes(out, s);
+    let _ = writeln!(out, "}}");
     client(out, s);
 }
 
@@ -544,4 +546,80 @@ fn async_client(out: &mut String, s: &Service) {
         );
     }
     let _ = writeln!(out, "}}");
+}
+
+/// The service with `async` methods (every unary and oneway method; streams stay on the
+/// blocking trait): `impl {Service}Async for MyServer { async fn method(&self, req) -> ... }`.
+fn async_trait(out: &mut String, s: &Service) {
+    let _ = writeln!(
+        out,
+        "/// The `{svc}` service with `async` methods, served on your runtime through\n/// `{module}::async_handlers` and `tachyon::net::AsyncHandlers` (streaming methods stay on\n/// [`{svc}`]).\npub trait {svc}Async: ::core::marker::Send + ::core::marker::Sync + 'static {{",
+        svc = s.name,
+        module = snake(&s.name),
+    );
+    for m in s.methods.iter().filter(|m| !m.stream) {
+        let req = if m.request == Type::Bytes {
+            "::std::vec::Vec<u8>".to_string()
+        } else {
+            ty(&m.request, false)
+        };
+        let resp = if m.oneway { "()".to_string() } else { ty(&m.response, false) };
+        let _ = writeln!(
+            out,
+            "    /// `{orig}` (msg_type {mt}), awaited.\n    ///\n    /// # Errors\n    /// The [`::tachyon::rpc::ServerError`] the caller gets as its error reply.\n    fn {name}(&self, req: {req}) -> impl ::core::future::Future<Output = ::core::result::Result<{resp}, ::tachyon::rpc::ServerError>> + ::core::marker::Send;",
+            orig = m.name,
+            mt = m.msg_type,
+            name = ident(&m.name),
+        );
+    }
+    let _ = writeln!(out, "}}");
+}
+
+/// `async_handlers(server, handlers)`: the async trait's methods and `describe`, routed on
+/// an [`tachyon::net::AsyncHandlers`].
+fn async_routes(out: &mut String, s: &Service) {
+    let _ = writeln!(
+        out,
+        "    /// Routes `server`'s async methods, and `describe`, on `handlers` (serve them with\n    /// `TcpServerOptions::deferred(handlers.into_deferred())`).\n    ///\n    /// # Panics\n    /// If `handlers` already routes one of this service's msg_types.\n    pub fn async_handlers<S: super::{svc}Async>(server: S, handlers: ::tachyon::net::AsyncHandlers) -> ::tachyon::net::AsyncHandlers {{\n        let server = ::std::sync::Arc::new(server);\n        let described = description().encode();\n        let mut h = handlers.route(DESCRIBE, move |_| {{ let d = described.clone(); async move {{ ::core::result::Result::Ok(d) }} }});",
+        svc = s.name,
+    );
+    for m in s.methods.iter().filter(|m| !m.stream) {
+        let konst = shouting(&m.name);
+        let name = ident(&m.name);
+        let route = match (m.request == Type::Bytes, m.response == Type::Bytes || m.oneway) {
+            (true, true) if m.oneway => format!(
+                "h.route({konst}, move |req: ::std::vec::Vec<u8>| {{ let s = ::std::sync::Arc::clone(&s); async move {{ s.{name}(req).await.map(|()| ::std::vec::Vec::new()) }} }})"
+            ),
+            (false, _) if m.oneway => format!(
+                "h.route_typed({konst}, move |req: {rq}| {{ let s = ::std::sync::Arc::clone(&s); async move {{ s.{name}(req).await }} }})",
+                rq = ty(&m.request, false)
+            ),
+            (true, true) => format!(
+                "h.route({konst}, move |req: ::std::vec::Vec<u8>| {{ let s = ::std::sync::Arc::clone(&s); async move {{ s.{name}(req).await }} }})"
+            ),
+            (true, false) => format!(
+                "h.route({konst}, move |req: ::std::vec::Vec<u8>| {{ let s = ::std::sync::Arc::clone(&s); async move {{ ::tachyon::__private::encode_response(&s.{name}(req).await?) }} }})"
+            ),
+            (false, true) => format!(
+                "h.route({konst}, move |req: ::std::vec::Vec<u8>| {{ let s = ::std::sync::Arc::clone(&s); async move {{ let req: {rq} = ::tachyon::__private::decode_request(&req)?; s.{name}(req).await }} }})",
+                rq = ty(&m.request, false)
+            ),
+            (false, false) => format!(
+                "h.route_typed({konst}, move |req: {rq}| {{ let s = ::std::sync::Arc::clone(&s); async move {{ s.{name}(req).await }} }})",
+                rq = ty(&m.request, false)
+            ),
+        };
+        let _ = writeln!(
+            out,
+            "        h = {{
+            let s = ::std::sync::Arc::clone(&server);
+            {route}
+        }};"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "        h
+    }}"
+    );
 }
