@@ -22,7 +22,7 @@ CLANG_ENV := CC=clang-19 CXX=clang++-19 \
 	LDSHARED="clang-19 -shared --ld-path=/usr/bin/ld.lld-19" \
 	LDCXXSHARED="clang++-19 -shared --ld-path=/usr/bin/ld.lld-19"
 
-.PHONY: node-path codegen schema-lock help test demo bench bench-py bench-node bench-tcp bench-channel bench-grpc sysdeps build lint py py-release typecheck deps clang venv upstream node node-release node-deps node-typecheck fuzz-build fuzz sanitize clean
+.PHONY: node-path codegen schema-lock help test demo bench bench-py bench-node bench-tcp bench-channel bench-grpc bench-async sysdeps build lint py py-release typecheck deps clang venv upstream node node-release node-deps node-typecheck fuzz-build fuzz sanitize clean
 
 help:
 	@echo "make test   - install what is needed, run every test suite (lint, cargo, pytest interop)"
@@ -35,6 +35,7 @@ help:
 	@echo "make bench-tcp - RPC over TCP against std::net, tokio, raw io_uring and Node's net"
 	@echo "make bench-channel - log channel appends and wake-ups against a UNIX datagram socket and a futex"
 	@echo "make bench-grpc - cross-host RPC against grpcio and @grpc/grpc-js, and our TLS against plaintext"
+	@echo "make bench-async - awaitable calls against blocking ones, over shared memory and TCP"
 
 ## ---- installs ---------------------------------------------------------------------
 
@@ -189,6 +190,11 @@ bench-grpc: deps py-release node-release
 	NODE_PATH=$(CURDIR)/target/node_path node bench/grpc/node_bench.js --rounds 3 --seconds 2
 	@echo
 	$(CARGO) run -q -p tachyon-bench --bin tachyon-tls-bench --profile bench -j$(JOBS) -- \
+		--rounds 3 --seconds 2
+
+# Awaitable calls against blocking ones, shared memory and TCP (CPU placement printed).
+bench-async:
+	$(CARGO) run -q -p tachyon-bench --bin tachyon-async-bench --profile bench -j$(JOBS) -- \
 		--rounds 3 --seconds 2
 
 bench-channel:

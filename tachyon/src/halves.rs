@@ -199,6 +199,17 @@ impl RxHalf {
         Ok(RxGuard { rx, slot })
     }
 
+    /// Looks at the ring without taking anything: a fast-mode consumer that finds it
+    /// empty publishes its tail, so [`RxReadiness`] (which compares the shared indices)
+    /// stops reporting messages this side already consumed.
+    #[cfg_attr(not(feature = "rpc"), allow(dead_code))] // used by the RPC layer
+    pub(crate) fn settle(&self) {
+        if let Ok(mut rx) = self.state() {
+            let at = rx.consumer.position();
+            let _ = rx.consumer.peek(at);
+        }
+    }
+
     /// The next message, if one is there.
     #[allow(clippy::inline_always)] // see `block_on`: outlined, this costs a call per message
     #[inline(always)]

@@ -61,7 +61,8 @@ impl RxWaker {
                 }
             }
             // Without any lock: a message, the peer's end or a close ends the wait.
-            let outcome = ready.wait(Wait::new().timeout(Duration::from_millis(200)));
+            // No spinning: this thread may share a CPU with the task it wakes.
+            let outcome = ready.wait(Wait::new().spin(0).timeout(Duration::from_millis(200)));
             if matches!(outcome, Err(Error::Timeout(_) | Error::Interrupted)) {
                 continue;
             }

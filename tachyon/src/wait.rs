@@ -72,10 +72,13 @@ pub(crate) enum Barrier {
     /// A `SeqCst` fence on both sides (upstream's protocol; ~100 ns per producer flush).
     Fence,
     /// Fast mode between two peers of ours, both registered with
-    /// `MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED`: a consumer about to sleep also issues
-    /// `membarrier(GLOBAL_EXPEDITED)`. The design was for the producer to need only a
-    /// compiler fence, but that lost wake-ups under test (see [`wake_consumer`]), so
-    /// the producer fences too and the membarrier is only a second line of defence.
+    /// `MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED`. The design was for the producer to need
+    /// only a compiler fence and the sleeper to issue `membarrier(GLOBAL_EXPEDITED)`, but
+    /// that lost wake-ups under test (see [`wake_consumer`]), so the producer fences too.
+    /// With a full fence on both sides the membarrier adds nothing, and it cost about
+    /// 0.6 ms per sleep on a 2-vCPU VM (an IPI to every CPU), which every async caller
+    /// (whose callee sleeps between requests) paid per call: the sleeper no longer
+    /// issues it.
     Membarrier,
 }
 
@@ -92,15 +95,9 @@ pub(crate) fn membarrier_registered() -> bool {
 /// The sleeper's side of [`Barrier`]: between announcing a sleep and the last look.
 #[inline]
 fn sleeper_barrier(barrier: Barrier) {
+    // Both sides fence (see [`Barrier::Membarrier`] for why no membarrier any more).
+    let _ = barrier;
     fence(Ordering::SeqCst);
-    if barrier == Barrier::Membarrier {
-        use rustix::thread::{membarrier, MembarrierCommand};
-        // Registered (fast mode is never agreed otherwise); a failure here would leave
-        // the wake to the watchdog, so say so.
-        if let Err(e) = membarrier(MembarrierCommand::GlobalExpedited) {
-            tracing::warn!(target: "tachyon", "membarrier failed ({e}): wake-ups may take up to 200 ms");
-        }
-    }
 }
 
 /// Producer side: wakes a consumer sleeping on `word`. Called after every store of

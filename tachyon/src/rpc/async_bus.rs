@@ -35,6 +35,12 @@ use crate::RxReadiness;
 /// How often a waiting pump looks at deadlines and at parked senders.
 const SLICE: Duration = Duration::from_millis(50);
 
+/// How long a call's first poll looks for its own reply before handing the wait to the
+/// pump. A callee on another CPU answers in about a microsecond; waking a task from the
+/// pump costs ten or more on this kind of VM. The spin is short and bounded, and only
+/// the first poll does it.
+const FIRST_POLL_SPIN: Duration = Duration::from_micros(20);
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -243,6 +249,12 @@ impl Future for AsyncCall<'_> {
                 }
             }
             drop((bus, st));
+            if let Some(cid) = this.cid {
+                if let Some(outcome) = spin_for_reply(inner, cid) {
+                    this.done = true;
+                    return Poll::Ready(outcome);
+                }
+            }
             inner.wake.notify_all();
             this.bus.start_pump();
             return Poll::Pending;
@@ -284,6 +296,38 @@ impl Drop for AsyncCall<'_> {
     }
 }
 
+/// Looks for call `cid`'s own reply for up to [`FIRST_POLL_SPIN`]; takes it if it came
+/// (other replies met meanwhile are kept aside by the bus for the pump).
+fn spin_for_reply(inner: &Inner, cid: u64) -> Option<Result<Vec<u8>>> {
+    let start = std::time::Instant::now();
+    loop {
+        {
+            let bus = lock(&inner.bus);
+            let mut st = lock(&inner.state);
+            if let Some(w) = st.calls.get_mut(&cid) {
+                if let Some(outcome) = w.outcome.take() {
+                    st.calls.remove(&cid);
+                    return Some(outcome); // the pump got it first
+                }
+            }
+            let outcome = match bus.wait_with(cid, Wait::new().spin(0).timeout(Duration::ZERO)) {
+                Ok(r) => Some(Ok(r.data().to_vec())),
+                Err(Error::Timeout(_)) => None,
+                Err(e) => Some(Err(e)),
+            };
+            if let Some(outcome) = outcome {
+                st.calls.remove(&cid);
+                bus.settle_rx();
+                return Some(outcome);
+            }
+        }
+        if start.elapsed() >= FIRST_POLL_SPIN {
+            return None;
+        }
+        std::hint::spin_loop();
+    }
+}
+
 fn clone_err(e: &Error) -> Error {
     match e {
         Error::PeerDead(why) => Error::PeerDead(why),
@@ -315,12 +359,13 @@ fn pump(inner: &Inner) {
         let slice =
             deadline.map_or(SLICE, |d| d.saturating_duration_since(Instant::now()).min(SLICE));
         // Without the bus lock: calls keep going out meanwhile.
-        let outcome = inner.ready.wait(Wait::new().timeout(slice));
+        // No spinning: the pump may share a CPU with the tasks it wakes.
+        let outcome = inner.ready.wait(Wait::new().spin(0).timeout(slice));
         let bus = lock(&inner.bus);
         let mut st = lock(&inner.state);
         match outcome {
             Ok(()) => {
-                if !drain(&bus, &mut st) {
+                if !drain(&bus, &mut st, true) {
                     // Something is in the ring that is not a reply to take (a zero-copy
                     // guard holds it): do not spin on it.
                     drop((bus, st));
@@ -329,10 +374,10 @@ fn pump(inner: &Inner) {
                 }
             }
             Err(Error::Timeout(_)) => {
-                drain(&bus, &mut st);
+                drain(&bus, &mut st, false);
             }
             Err(e) => {
-                drain(&bus, &mut st); // what is left in the ring comes first
+                drain(&bus, &mut st, false); // what is left in the ring comes first
                 for w in st.calls.values_mut() {
                     if w.outcome.is_none() {
                         w.outcome = Some(Err(clone_err(&e)));
@@ -360,12 +405,18 @@ fn pump(inner: &Inner) {
     }
 }
 
-/// Takes every reply in the ring (non-blocking) and completes its future; whether it
-/// took anything.
-fn drain(bus: &RpcBus, st: &mut State) -> bool {
+/// Takes every reply in the ring and completes its future; whether it took anything.
+/// `ready`: the ring said it holds a message, which may not be committed for a moment
+/// yet, so the first take may spin briefly (bounded) instead of giving up.
+fn drain(bus: &RpcBus, st: &mut State, ready: bool) -> bool {
     let mut took = false;
     while bus.in_flight() > bus.streams_in_flight() {
-        match bus.next_reply_with(Wait::new().spin(0).timeout(Duration::ZERO)) {
+        let wait = if ready && !took {
+            Wait::new().spin(2_000).timeout(Duration::from_micros(200))
+        } else {
+            Wait::new().spin(0).timeout(Duration::ZERO)
+        };
+        match bus.next_reply_with(wait) {
             Ok(r) => {
                 took = true;
                 let cid = r.correlation_id();
@@ -384,8 +435,11 @@ fn drain(bus: &RpcBus, st: &mut State) -> bool {
             }
             // A reply for an abandoned call: the core consumed and reported it.
             Err(Error::Protocol(_)) => took = true,
-            Err(_) => return took,
+            Err(_) => break,
         }
     }
+    // A fast-mode consumer publishes how far it read only once it finds the ring empty:
+    // look once more, or the readiness would keep reporting the replies taken here.
+    bus.settle_rx();
     took
 }

@@ -801,6 +801,12 @@ impl RpcBus {
         }
     }
 
+    /// See `RxHalf::settle`: after taking the last reply, lets the readiness see an
+    /// empty ring.
+    pub(crate) fn settle_rx(&self) {
+        self.rx.settle();
+    }
+
     /// A handle that waits for a request (callee) or reply (caller) to arrive, without
     /// borrowing the bus: for event loops that wait on one thread and receive on another.
     pub fn rx_readiness(&self) -> RxReadiness {
