@@ -622,3 +622,38 @@ fn a_generated_async_server_trait_serves_the_generated_client() {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+#[test]
+fn async_fn_handlers_serve_shared_memory_through_a_dispatcher() {
+    use async_service::{add_later, explode, shout};
+    use tachyon_tests::service::{AddReq, AddResp};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap();
+    let spawner = rt.handle().clone();
+    let dispatcher = tachyon::net::AsyncHandlers::new(move |task| drop(spawner.spawn(task)))
+        .register(add_later::Endpoint)
+        .register(shout::Endpoint)
+        .register(explode::Endpoint)
+        .into_dispatcher(T);
+    let path = socket_path("async-handlers-shm");
+    let _server =
+        RpcServer::bind(&path, ServerOptions::default()).unwrap().spawn(Arc::new(dispatcher));
+    let bus = AsyncRpcBus::new(RpcBus::connect(&path).unwrap());
+    rt.block_on(async {
+        // The handler awaits a tokio timer: it runs on the runtime, not the server thread.
+        let sum = add_later::call_async(&bus, &AddReq { a: 20, b: 1 }, Some(T)).await.unwrap();
+        assert_eq!(sum, AddResp { sum: 21 });
+        assert_eq!(shout::call_async(&bus, b"shm", Some(T)).await.unwrap(), b"SHM");
+        match explode::call_async(&bus, &"x".to_owned(), Some(T)).await {
+            Err(Error::Rpc(e)) => assert_eq!(e.code, tachyon::rpc::code::HANDLER_PANIC),
+            other => panic!("{other:?}"),
+        }
+        match bus.call_async(b"", 999, Some(T)).await {
+            Err(Error::Rpc(e)) => assert_eq!(e.code, tachyon::rpc::code::UNKNOWN_MSG_TYPE),
+            other => panic!("{other:?}"),
+        }
+    });
+}

@@ -125,6 +125,40 @@ impl AsyncHandlers {
         }
     }
 
+    /// A dispatcher for the shared-memory [`crate::rpc::RpcServer`]: each call runs as a
+    /// task on your spawner while the client's server thread waits for it (at most
+    /// `timeout`, then `HANDLER_ERROR`). Timers and I/O in the handlers work (they run on
+    /// your runtime), but one client's calls are answered one after another, as with
+    /// blocking handlers; over TCP ([`AsyncHandlers::into_deferred`]) they overlap.
+    pub fn into_dispatcher(self, timeout: std::time::Duration) -> crate::rpc::Dispatcher {
+        let mut d = crate::rpc::Dispatcher::new();
+        d.set_fallback("async handlers", move |msg_type, req: &[u8]| {
+            let Some((name, h)) = self.routes.get(&msg_type).cloned() else {
+                return Err(ServerError::new(
+                    code::UNKNOWN_MSG_TYPE,
+                    format!("no handler for msg_type {msg_type}"),
+                ));
+            };
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            let work = h(req.to_vec());
+            (self.spawn)(Box::pin(async move {
+                let _ = tx.send((CatchUnwind { inner: work }).await);
+            }));
+            match rx.recv_timeout(timeout) {
+                Ok(Ok(outcome)) => outcome,
+                Ok(Err(panic)) => Err(ServerError::new(
+                    code::HANDLER_PANIC,
+                    format!("handler `{name}` panicked: {}", panic_text(&*panic)),
+                )),
+                Err(_) => Err(ServerError::new(
+                    code::HANDLER_ERROR,
+                    format!("handler `{name}` did not answer within {timeout:?}"),
+                )),
+            }
+        });
+        d
+    }
+
     fn start(&self, mut call: DeferredCall) {
         let Some((name, h)) = self.routes.get(&call.msg_type).cloned() else {
             let mt = call.msg_type;
@@ -142,17 +176,10 @@ impl AsyncHandlers {
             match (CatchUnwind { inner: work }).await {
                 Ok(Ok(data)) => call.reply(data),
                 Ok(Err(e)) => call.fail(e),
-                Err(panic) => {
-                    let why = panic
-                        .downcast_ref::<&str>()
-                        .map(|s| (*s).to_owned())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "a non-string panic".into());
-                    call.fail(ServerError::new(
-                        code::HANDLER_PANIC,
-                        format!("handler `{name}` panicked: {why}"),
-                    ));
-                }
+                Err(panic) => call.fail(ServerError::new(
+                    code::HANDLER_PANIC,
+                    format!("handler `{name}` panicked: {}", panic_text(&*panic)),
+                )),
             }
         }));
     }
@@ -167,6 +194,15 @@ pub trait AsyncEndpoint {
     const NAME: &'static str;
     /// Adds its route to `handlers`.
     fn route(self, handlers: AsyncHandlers) -> AsyncHandlers;
+}
+
+/// What a panic said.
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-string panic".into())
 }
 
 /// Polls a future, turning a panic inside it into an `Err` (the task goes on to answer).
