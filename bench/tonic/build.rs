@@ -1,0 +1,3 @@
+fn main() {
+    tonic_build::compile_protos("../grpc/echo.proto").expect("protoc (apt install protobuf-compiler)");
+}
