@@ -854,7 +854,7 @@ impl Channel {
     /// tail). Counts them in `out`; returns the next id to want.
     fn count_evicted(&self, want: u64, at_tail: bool, out: &mut ReadBatch) -> Result<u64> {
         let (head, _, next) = self.indices()?;
-        let first = match self.first_id(head) {
+        let first = match self.first_id(head, next) {
             Some(first) => first,
             None if at_tail => next,
             None => return Ok(want),
@@ -872,8 +872,12 @@ impl Channel {
         self.area.u64_at(layout::OFF_HEAD).load(Ordering::Acquire) > pos
     }
 
-    /// The id of the oldest kept entry (skipping padding), if any.
-    fn first_id(&self, mut pos: u64) -> Option<u64> {
+    /// The id of the oldest kept entry (skipping padding), if any. `None` too when what
+    /// is read there cannot be trusted: an id outside `1..next`, a length that breaks the
+    /// layout, or a writer that moved the head past it meanwhile (the bytes may then be
+    /// another entry's payload, and a "first id" read from them would count millions of
+    /// entries as lost).
+    fn first_id(&self, mut pos: u64, next: u64) -> Option<u64> {
         let cap = self.area.capacity();
         let tail = self.area.u64_at(layout::OFF_TAIL).load(Ordering::Acquire);
         while pos < tail {
@@ -884,11 +888,16 @@ impl Channel {
             }
             let h = self.area.read_entry_header(pos)?;
             let len = u64::from(h.entry_len);
-            if len < ENTRY_HEADER as u64 || len % 8 != 0 {
+            if len < ENTRY_HEADER as u64 || len % 8 != 0 || len > room {
+                return None;
+            }
+            // Acquire: the header read above comes before the head check below.
+            fence(Ordering::Acquire);
+            if self.overwritten(pos) {
                 return None;
             }
             if h.state != state::PADDING {
-                return Some(h.id);
+                return (1..next).contains(&h.id).then_some(h.id);
             }
             pos += len;
         }
