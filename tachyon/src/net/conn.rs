@@ -434,6 +434,26 @@ impl Conn {
         self.phase = Phase::Open;
     }
 
+    /// Runs the handler for one request with the caller's identity in scope. The reply
+    /// is written into the connection's scratch buffer, returned with the answer; give
+    /// it back with [`Self::reuse`].
+    fn run_handler(
+        &mut self,
+        h: &Header,
+        payload: &[u8],
+        handler: &mut dyn Handler,
+    ) -> (Answer, Vec<u8>) {
+        let mut response = std::mem::take(&mut self.scratch);
+        let answer =
+            crate::net::tls::with_peer(self.peer(), || handler.request(h, payload, &mut response));
+        (answer, response)
+    }
+
+    fn reuse(&mut self, mut response: Vec<u8>) {
+        response.clear();
+        self.scratch = response;
+    }
+
     fn on_request(&mut self, h: &Header, payload: &[u8], handler: &mut dyn Handler) {
         self.counts.requests += 1;
         if h.correlation_id == crate::rpc::ONEWAY_CID {
@@ -456,11 +476,7 @@ impl Conn {
                 format!("correlation id {} is already in flight", h.correlation_id),
             );
         }
-        let mut response = std::mem::take(&mut self.scratch);
-        let peer = self.peer().cloned();
-        let answer = crate::net::tls::with_peer(peer.as_ref(), || {
-            handler.request(h, payload, &mut response)
-        });
+        let (answer, response) = self.run_handler(h, payload, handler);
         match answer {
             Answer::Now(msg_type) => {
                 let type_id = (h.type_id & 0xFFFF_0000) | u32::from(msg_type);
@@ -470,24 +486,18 @@ impl Conn {
                 self.jobs.insert(h.correlation_id, flag);
             }
         }
-        response.clear();
-        self.scratch = response;
+        self.reuse(response);
     }
 
     /// A oneway request: run it, send nothing back. A worker runs it untracked (it cannot
     /// be cancelled and shutdown does not wait for it); a failure is logged here.
     fn on_oneway(&mut self, h: &Header, payload: &[u8], handler: &mut dyn Handler) {
-        let mut response = std::mem::take(&mut self.scratch);
-        let peer = self.peer().cloned();
-        let answer = crate::net::tls::with_peer(peer.as_ref(), || {
-            handler.request(h, payload, &mut response)
-        });
+        let (answer, response) = self.run_handler(h, payload, handler);
         if let Answer::Now(MSG_TYPE_ERROR) = answer {
             let e = crate::rpc::RpcError::decode(&response);
             tracing::warn!(target: "tachyon", msg_type = h.msg_type(), code = e.code, "a oneway request failed: {}", e.message);
         }
-        response.clear();
-        self.scratch = response;
+        self.reuse(response);
     }
 
     /// A worker finished call `cid` (`last`), or sent an item of stream `cid`: queue the

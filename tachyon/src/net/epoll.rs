@@ -51,6 +51,7 @@ pub(crate) fn run<S: Service>(listener: &OwnedFd, shared: &S, waker: &Waker) -> 
         buf: vec![0; 64 << 10],
         generation: 0,
         finished: Arc::new(Mailbox::new(waker.clone())),
+        turn: S::Turn::default(),
     };
     shared.started(&r.finished);
     let mut done = Vec::new();
@@ -99,11 +100,11 @@ pub(crate) fn run<S: Service>(listener: &OwnedFd, shared: &S, waker: &Waker) -> 
                 for i in 0..r.slots.len() {
                     r.close(i);
                 }
-                shared.turn_end();
+                shared.turn_end(&mut r.turn);
                 return Ok(());
             }
         }
-        shared.turn_end();
+        shared.turn_end(&mut r.turn);
     }
 }
 
@@ -116,6 +117,8 @@ struct Reactor<'a, S: Service> {
     generation: u32,
     /// What other threads posted (worker replies, writes from JavaScript).
     finished: Arc<Mailbox<S::Message>>,
+    /// What the service gathers this loop turn.
+    turn: S::Turn,
 }
 
 impl<S: Service> Reactor<'_, S> {
@@ -164,7 +167,8 @@ impl<S: Service> Reactor<'_, S> {
         });
         self.generation = self.generation.wrapping_add(1);
         let generation = self.generation;
-        let Some(conn) = self.shared.admit(ConnId { slot: i, generation }, &fd, &self.finished)
+        let Some(conn) =
+            self.shared.admit(ConnId { slot: i, generation }, &fd, &self.finished, &mut self.turn)
         else {
             self.free.push(i);
             return;
@@ -203,7 +207,13 @@ impl<S: Service> Reactor<'_, S> {
                     }
                     Ok(n) => {
                         let id = ConnId { slot: i, generation: slot.generation };
-                        self.shared.on_bytes(&mut slot.conn, id, &self.finished, &self.buf[..n]);
+                        self.shared.on_bytes(
+                            &mut slot.conn,
+                            id,
+                            &self.finished,
+                            &mut self.turn,
+                            &self.buf[..n],
+                        );
                         if n < self.buf.len() || slot.conn.is_closing() || !slot.conn.wants_read() {
                             break;
                         }
@@ -280,7 +290,7 @@ impl<S: Service> Reactor<'_, S> {
     fn close(&mut self, i: usize) {
         let Some(mut slot) = self.slots.get_mut(i).and_then(Option::take) else { return };
         let _ = epoll::delete(&self.ep, slot.fd.as_fd());
-        self.shared.on_close(&mut slot.conn, slot.fd.as_fd());
+        self.shared.on_close(&mut slot.conn, slot.fd.as_fd(), &mut self.turn);
         self.shared.common().stats.active.fetch_sub(1, Ordering::Relaxed);
         self.free.push(i);
     }

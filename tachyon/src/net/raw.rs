@@ -223,8 +223,6 @@ struct RawService {
     high_water: usize,
     idle: Option<Duration>,
     counters: Arc<RawCounters>,
-    /// Gathered during a loop turn (only the reactor thread touches it).
-    events: Mutex<Vec<RawEvent>>,
     sink: Box<dyn Fn(Vec<RawEvent>) + Send + Sync>,
     mailbox: Arc<OnceLock<Arc<Mailbox<Command>>>>,
 }
@@ -232,6 +230,7 @@ struct RawService {
 impl Service for RawService {
     type Session = RawConn;
     type Message = Command;
+    type Turn = Vec<RawEvent>;
 
     fn common(&self) -> &Common {
         &self.common
@@ -241,10 +240,16 @@ impl Service for RawService {
         let _ = self.mailbox.set(mailbox.clone());
     }
 
-    fn admit(&self, id: ConnId, fd: &OwnedFd, _: &Arc<Mailbox<Command>>) -> Option<RawConn> {
+    fn admit(
+        &self,
+        id: ConnId,
+        fd: &OwnedFd,
+        _: &Arc<Mailbox<Command>>,
+        events: &mut Vec<RawEvent>,
+    ) -> Option<RawConn> {
         let peer =
             rustix::net::getpeername(fd).ok().flatten().and_then(|a| SocketAddr::try_from(a).ok());
-        lock(&self.events).push(RawEvent::Open { conn: public_id(id), peer });
+        events.push(RawEvent::Open { conn: public_id(id), peer });
         Some(RawConn {
             id,
             output: Vec::new(),
@@ -259,11 +264,18 @@ impl Service for RawService {
         })
     }
 
-    fn on_bytes(&self, c: &mut RawConn, id: ConnId, _: &Arc<Mailbox<Command>>, bytes: &[u8]) {
+    fn on_bytes(
+        &self,
+        c: &mut RawConn,
+        id: ConnId,
+        _: &Arc<Mailbox<Command>>,
+        events: &mut Vec<RawEvent>,
+        bytes: &[u8],
+    ) {
         c.unconsumed += bytes.len();
         c.unreported.0 += bytes.len() as u64;
         c.last_active = Instant::now();
-        lock(&self.events).push(RawEvent::Data { conn: public_id(id), data: bytes.to_vec() });
+        events.push(RawEvent::Data { conn: public_id(id), data: bytes.to_vec() });
     }
 
     fn target(command: &Command) -> ConnId {
@@ -304,13 +316,13 @@ impl Service for RawService {
         }
     }
 
-    fn on_close(&self, c: &mut RawConn, _: BorrowedFd<'_>) {
+    fn on_close(&self, c: &mut RawConn, _: BorrowedFd<'_>, events: &mut Vec<RawEvent>) {
         self.report(c);
-        lock(&self.events).push(RawEvent::Close { conn: public_id(c.id) });
+        events.push(RawEvent::Close { conn: public_id(c.id) });
     }
 
-    fn turn_end(&self) {
-        let batch = std::mem::take(&mut *lock(&self.events));
+    fn turn_end(&self, events: &mut Vec<RawEvent>) {
+        let batch = std::mem::take(events);
         if !batch.is_empty() {
             (self.sink)(batch);
         }
@@ -404,7 +416,6 @@ impl RawTcpServer {
             high_water: self.opts.high_water,
             idle: self.opts.idle_timeout,
             counters: counters.clone(),
-            events: Mutex::new(Vec::new()),
             sink: Box::new(on_events),
             mailbox: mailbox.clone(),
         });

@@ -331,13 +331,13 @@ pub(crate) struct Shared {
     pub dispatcher: Arc<Dispatcher>,
     /// The worker pool, if the options asked for one or the dispatcher streams.
     pub pool: Option<Pool>,
-    /// Deferred calls gathered this loop turn.
-    pub deferred_batch: std::sync::Mutex<Vec<DeferredCall>>,
 }
 
 impl Service for Shared {
     type Session = Conn;
     type Message = Done;
+    /// Deferred calls gathered this loop turn.
+    type Turn = Vec<DeferredCall>;
 
     fn common(&self) -> &Common {
         &self.common
@@ -345,7 +345,13 @@ impl Service for Shared {
 
     /// A connection for a client just accepted (`None`, reported, if its TLS session
     /// cannot start).
-    fn admit(&self, _: ConnId, _: &OwnedFd, _: &Arc<Finished>) -> Option<Conn> {
+    fn admit(
+        &self,
+        _: ConnId,
+        _: &OwnedFd,
+        _: &Arc<Finished>,
+        _: &mut Vec<DeferredCall>,
+    ) -> Option<Conn> {
         let now = std::time::Instant::now();
         let limits = self.opts.limits();
         match &self.opts.tls {
@@ -361,10 +367,17 @@ impl Service for Shared {
     }
 
     /// Feeds bytes a connection received to it, dispatching inline or on the pool.
-    fn on_bytes(&self, conn: &mut Conn, id: ConnId, finished: &Arc<Finished>, bytes: &[u8]) {
+    fn on_bytes(
+        &self,
+        conn: &mut Conn,
+        id: ConnId,
+        finished: &Arc<Finished>,
+        batch: &mut Vec<DeferredCall>,
+        bytes: &[u8],
+    ) {
         let now = std::time::Instant::now();
         if self.opts.deferred.is_some() {
-            let mut h = Deferring { shared: self, conn: id, finished };
+            let mut h = Deferring { shared: self, conn: id, finished, batch };
             return conn.on_bytes(bytes, now, &mut h);
         }
         match &self.pool {
@@ -406,7 +419,12 @@ impl Service for Shared {
     }
 
     /// Counts and reports a connection closed for breaking the protocol.
-    fn on_close(&self, conn: &mut Conn, fd: std::os::fd::BorrowedFd<'_>) {
+    fn on_close(
+        &self,
+        conn: &mut Conn,
+        fd: std::os::fd::BorrowedFd<'_>,
+        _: &mut Vec<DeferredCall>,
+    ) {
         self.report(conn);
         if let Some(c) = conn.closing() {
             if c.code != GoawayCode::Shutdown {
@@ -424,11 +442,9 @@ impl Service for Shared {
         }
     }
 
-    fn turn_end(&self) {
+    fn turn_end(&self, batch: &mut Vec<DeferredCall>) {
         if let Some(handler) = &self.opts.deferred {
-            let batch = std::mem::take(
-                &mut *self.deferred_batch.lock().unwrap_or_else(std::sync::PoisonError::into_inner),
-            );
+            let batch = std::mem::take(batch);
             if !batch.is_empty() {
                 handler(batch);
             }
@@ -456,6 +472,8 @@ struct Deferring<'a> {
     shared: &'a Shared,
     conn: ConnId,
     finished: &'a Arc<Finished>,
+    /// This loop turn's batch.
+    batch: &'a mut Vec<DeferredCall>,
 }
 
 impl crate::net::conn::Handler for Deferring<'_> {
@@ -489,11 +507,7 @@ impl crate::net::conn::Handler for Deferring<'_> {
             ctl: ctl.clone(),
         });
         let call = DeferredCall::new(mt, payload, deadline, reply_to);
-        self.shared
-            .deferred_batch
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(call);
+        self.batch.push(call);
         crate::net::conn::Answer::Later(ctl)
     }
 }
@@ -635,7 +649,6 @@ impl TcpServer {
             opts: self.opts.clone(),
             dispatcher,
             pool,
-            deferred_batch: std::sync::Mutex::new(Vec::new()),
         });
         let mut wakers = Vec::new();
         let mut threads = Vec::new();

@@ -65,6 +65,9 @@ pub(crate) trait Service: Sync {
     type Session: Session;
     /// What other threads post to a reactor.
     type Message: Send;
+    /// What one reactor gathers during a loop turn, handed over in [`Service::turn_end`]
+    /// (owned by the reactor thread, so gathering takes no lock).
+    type Turn: Default;
 
     /// The shared settings and counters.
     fn common(&self) -> &Common;
@@ -74,6 +77,7 @@ pub(crate) trait Service: Sync {
         id: ConnId,
         fd: &OwnedFd,
         mailbox: &Arc<Mailbox<Self::Message>>,
+        turn: &mut Self::Turn,
     ) -> Option<Self::Session>;
     /// Bytes a connection received.
     fn on_bytes(
@@ -81,6 +85,7 @@ pub(crate) trait Service: Sync {
         session: &mut Self::Session,
         id: ConnId,
         mailbox: &Arc<Mailbox<Self::Message>>,
+        turn: &mut Self::Turn,
         bytes: &[u8],
     );
     /// The connection a message is for.
@@ -90,14 +95,14 @@ pub(crate) trait Service: Sync {
     /// Adds what a connection did since the last report to the counters.
     fn report(&self, session: &mut Self::Session);
     /// A connection is being closed (its fd still open).
-    fn on_close(&self, session: &mut Self::Session, fd: BorrowedFd<'_>);
+    fn on_close(&self, session: &mut Self::Session, fd: BorrowedFd<'_>, turn: &mut Self::Turn);
 
     /// The reactor starts, with its mailbox (a service other threads write through
     /// keeps it).
     fn started(&self, _mailbox: &Arc<Mailbox<Self::Message>>) {}
 
     /// A loop turn ended: what the service gathered during it can go out in one batch.
-    fn turn_end(&self) {}
+    fn turn_end(&self, _turn: &mut Self::Turn) {}
 
     /// Turns away a client over the connection limit (before closing it).
     fn refuse(&self, _fd: &OwnedFd) {}

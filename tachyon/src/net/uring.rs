@@ -88,6 +88,8 @@ struct Reactor<'a, S: Service> {
     stopping: bool,
     /// What other threads posted (worker replies, writes from JavaScript).
     finished: Arc<Mailbox<S::Message>>,
+    /// What the service gathers this loop turn.
+    turn: S::Turn,
 }
 
 fn build_ring() -> Result<IoUring> {
@@ -116,6 +118,7 @@ pub(crate) fn run<S: Service>(listener: &OwnedFd, shared: &S, waker: &Waker) -> 
         accept_armed: false,
         stopping: false,
         finished: Arc::new(Mailbox::new(waker.clone())),
+        turn: S::Turn::default(),
     };
     shared.started(&r.finished);
     let mut done = Vec::new();
@@ -162,7 +165,7 @@ pub(crate) fn run<S: Service>(listener: &OwnedFd, shared: &S, waker: &Waker) -> 
             }
         }
         r.step_all()?;
-        shared.turn_end();
+        shared.turn_end(&mut r.turn);
         if let Some(until) = drain_until {
             if r.slots.iter().all(Option::is_none) {
                 return Ok(());
@@ -174,7 +177,7 @@ pub(crate) fn run<S: Service>(listener: &OwnedFd, shared: &S, waker: &Waker) -> 
                     s.closing = true;
                 }
                 r.step_all()?;
-                shared.turn_end();
+                shared.turn_end(&mut r.turn);
                 if r.slots.iter().all(Option::is_none) {
                     return Ok(());
                 }
@@ -294,7 +297,8 @@ impl<S: Service> Reactor<'_, S> {
         });
         self.generation = self.generation.wrapping_add(1).max(1);
         let generation = self.generation;
-        let Some(conn) = self.shared.admit(ConnId { slot: i, generation }, &fd, &self.finished)
+        let Some(conn) =
+            self.shared.admit(ConnId { slot: i, generation }, &fd, &self.finished, &mut self.turn)
         else {
             self.free.push(i);
             return Ok(());
@@ -335,7 +339,7 @@ impl<S: Service> Reactor<'_, S> {
             let bytes = self.bufs.get(bid, res.unsigned_abs() as usize);
             if !s.closing {
                 let id = ConnId { slot: i, generation };
-                shared.on_bytes(&mut s.conn, id, &self.finished, bytes);
+                shared.on_bytes(&mut s.conn, id, &self.finished, &mut self.turn, bytes);
                 shared.report(&mut s.conn);
             }
             self.bufs.recycle(bid);
@@ -424,7 +428,7 @@ impl<S: Service> Reactor<'_, S> {
             let Some(s) = self.slots[i].as_mut() else { continue };
             if s.closing && !s.recv_armed && s.sending.is_none() {
                 let mut s = self.slots[i].take().expect("present");
-                self.shared.on_close(&mut s.conn, std::os::fd::AsFd::as_fd(&s.fd));
+                self.shared.on_close(&mut s.conn, std::os::fd::AsFd::as_fd(&s.fd), &mut self.turn);
                 self.shared.common().stats.active.fetch_sub(1, Ordering::Relaxed);
                 self.free.push(i);
                 drop(s); // closes the fd: nothing in the kernel refers to it any more

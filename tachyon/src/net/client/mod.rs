@@ -199,14 +199,32 @@ struct AsyncWait {
     deadline: Option<Instant>,
 }
 
+/// The buffers a connection's writer frames and seals in, kept between calls.
+#[derive(Debug, Default)]
+struct WriteBufs {
+    frame: Vec<u8>,
+    sealed: Vec<u8>,
+}
+
+impl WriteBufs {
+    /// Keeps small buffers, not the largest request ever sent.
+    fn trim(&mut self) {
+        for b in [&mut self.frame, &mut self.sealed] {
+            if b.capacity() > 1 << 20 {
+                *b = Vec::new();
+            }
+        }
+    }
+}
+
 /// One TCP connection of a client.
 #[derive(Debug)]
 struct Conn {
     sock: OwnedFd,
     index: u64,
-    /// Serialises writes; holds the buffer requests are framed in (reused, so a call
-    /// allocates nothing to send).
-    writer: Mutex<Vec<u8>>,
+    /// Serialises writes; holds the buffers requests are framed and sealed in (reused,
+    /// so a call allocates nothing to send).
+    writer: Mutex<WriteBufs>,
     inbox: Mutex<Inbox>,
     changed: Condvar,
     reader: Mutex<Reader>,
@@ -379,7 +397,7 @@ fn open(
     Ok(Conn {
         sock,
         index,
-        writer: Mutex::new(Vec::new()),
+        writer: Mutex::new(WriteBufs::default()),
         inbox: Mutex::new(inbox),
         changed: Condvar::new(),
         reader: Mutex::new(Reader {
@@ -756,17 +774,30 @@ impl Drop for TcpStream<'_> {
 }
 
 impl Conn {
-    /// Writes frames (sealed first over TLS). The caller holds `writer`, which keeps
-    /// records in the order they were sealed.
-    fn put(&self, bytes: &[u8], deadline: Option<Instant>, timeout: Duration) -> Result<()> {
-        match &self.tls {
-            None => write_all(&self.sock, bytes, deadline, timeout),
+    /// Writes the frames in `w.frame` (sealed first over TLS, into `w.sealed`). The
+    /// caller holds `writer`, which keeps frames whole and in order.
+    fn flush(&self, w: &mut WriteBufs, deadline: Option<Instant>, timeout: Duration) -> Result<()> {
+        let WriteBufs { frame, sealed } = w;
+        let sent = match &self.tls {
+            None => write_all(&self.sock, frame, deadline, timeout),
             Some(tls) => {
-                let mut wire = Vec::with_capacity(bytes.len() + 64);
-                crate::net::tls::seal_client(&mut lock(tls), bytes, &mut wire);
-                write_all(&self.sock, &wire, deadline, timeout)
+                sealed.clear();
+                crate::net::tls::seal_client(&mut lock(tls), frame, sealed);
+                write_all(&self.sock, sealed, deadline, timeout)
             }
-        }
+        };
+        w.trim();
+        sent
+    }
+
+    /// Sends one control frame (cancel, ping, pong), best effort: a broken connection
+    /// is found by the reader.
+    fn send_control(&self, kind: Kind, cid: u64) {
+        let mut w = lock(&self.writer);
+        w.frame.clear();
+        frame::push_control(&mut w.frame, kind, cid);
+        let _ =
+            self.flush(&mut w, Some(Instant::now() + Duration::from_millis(100)), Duration::ZERO);
     }
 
     fn send(
@@ -831,22 +862,17 @@ impl Conn {
         let budget_us =
             budget.map_or(0, |b| u32::try_from(b.as_micros()).unwrap_or(u32::MAX).max(1));
         let sent = {
-            let mut buf = lock(&self.writer);
-            buf.clear();
+            let mut w = lock(&self.writer);
+            w.frame.clear();
             frame::push_message(
-                &mut buf,
+                &mut w.frame,
                 Kind::Request,
                 u32::from(msg_type),
                 cid,
                 budget_us,
                 payload,
             );
-            let sent = self.put(&buf, None, Duration::ZERO);
-            // Keep a small buffer, not the largest request ever sent.
-            if buf.capacity() > 1 << 20 {
-                *buf = Vec::new();
-            }
-            sent
+            self.flush(&mut w, None, Duration::ZERO)
         };
         if let Err(e) = sent {
             if stream {
@@ -868,15 +894,11 @@ impl Conn {
             return Err(d.error(u64::MAX));
         }
         let sent = {
-            let mut buf = lock(&self.writer);
-            buf.clear();
-            frame::push_message(&mut buf, Kind::Request, u32::from(msg_type), 0, 0, payload);
+            let mut w = lock(&self.writer);
+            w.frame.clear();
+            frame::push_message(&mut w.frame, Kind::Request, u32::from(msg_type), 0, 0, payload);
             let deadline = timeout.map(|t| Instant::now() + t);
-            let sent = self.put(&buf, deadline, timeout.unwrap_or_default());
-            if buf.capacity() > 1 << 20 {
-                *buf = Vec::new();
-            }
-            sent
+            self.flush(&mut w, deadline, timeout.unwrap_or_default())
         };
         if sent.is_err() {
             self.fail(DeadReason::Dead("a oneway request could not be written whole"));
@@ -939,10 +961,7 @@ impl Conn {
         let dead = inbox.dead.is_some();
         self.wake(inbox);
         if was_pending && !dead {
-            let mut f = Vec::with_capacity(HEADER_LEN);
-            frame::push_control(&mut f, Kind::Cancel, cid);
-            let _w = lock(&self.writer);
-            let _ = self.put(&f, Some(Instant::now() + Duration::from_millis(100)), Duration::ZERO);
+            self.send_control(Kind::Cancel, cid);
         }
     }
 
@@ -966,10 +985,7 @@ impl Conn {
         q.cancelled = true;
         q.events.clear();
         drop(inbox);
-        let mut f = Vec::with_capacity(HEADER_LEN);
-        frame::push_control(&mut f, Kind::Cancel, cid);
-        let _w = lock(&self.writer);
-        let _ = self.put(&f, Some(Instant::now() + Duration::from_millis(100)), Duration::ZERO);
+        self.send_control(Kind::Cancel, cid);
     }
 
     /// Waits for the next item of stream `cid`, reading the socket if nobody else is.
@@ -1222,11 +1238,7 @@ impl Conn {
                 Ok(())
             }
             Kind::Ping => {
-                let mut f = Vec::with_capacity(HEADER_LEN);
-                frame::push_control(&mut f, Kind::Pong, h.correlation_id);
-                let _w = lock(&self.writer);
-                let _ =
-                    self.put(&f, Some(Instant::now() + Duration::from_millis(100)), Duration::ZERO);
+                self.send_control(Kind::Pong, h.correlation_id);
                 Ok(())
             }
             Kind::Pong => Ok(()),
@@ -1261,10 +1273,7 @@ impl Conn {
         if inbox.ping_sent.is_none() {
             inbox.ping_sent = Some(now);
             drop(inbox);
-            let mut f = Vec::with_capacity(HEADER_LEN);
-            frame::push_control(&mut f, Kind::Ping, 1);
-            let _w = lock(&self.writer);
-            let _ = self.put(&f, Some(now + Duration::from_millis(100)), Duration::ZERO);
+            self.send_control(Kind::Ping, 1);
         }
         Ok(())
     }
