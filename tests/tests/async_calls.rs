@@ -95,6 +95,40 @@ fn a_dropped_future_cancels_its_call_and_frees_its_slot() {
 }
 
 #[test]
+fn futures_waiting_for_room_in_the_window_each_time_out_at_their_own_deadline() {
+    let h = serve(4);
+    let opts = TcpClientOptions::default().max_in_flight(2);
+    let client = TcpClient::connect_with(&h.address(), &opts).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    rt.block_on(async {
+        let slow = encode(1_500);
+        // Two slow calls fill the window; three more wait for room, each with its own
+        // deadline, and each must give up at that deadline, not when a slot frees.
+        let fill: Vec<_> = (0..2).map(|_| client.call_async(&slow, 5, Some(T))).collect();
+        let t = Instant::now();
+        let waiting = [100u64, 250, 400].map(|ms| {
+            let f = client.call_async(&slow, 5, Some(Duration::from_millis(ms)));
+            async move {
+                let r = f.await;
+                (ms, r, t.elapsed())
+            }
+        });
+        // Polled in order: the slow calls take the window first.
+        let (filled, done) = futures::future::join(
+            futures::future::join_all(fill),
+            futures::future::join_all(waiting),
+        )
+        .await;
+        for (ms, r, at) in done {
+            assert!(matches!(r, Err(Error::Timeout(_))), "{ms} ms: {r:?}");
+            assert!(at >= Duration::from_millis(ms), "{ms} ms ended early: {at:?}");
+            assert!(at < Duration::from_millis(ms + 600), "{ms} ms ended late: {at:?}");
+        }
+        assert!(filled.iter().all(|r| r.as_ref().map(|b| decode(b)).ok() == Some(1_500)));
+    });
+}
+
+#[test]
 fn deadlines_error_replies_and_a_dead_server_surface_through_futures() {
     let h = serve(2);
     let client = TcpClient::connect(&h.address()).unwrap();

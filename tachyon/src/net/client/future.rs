@@ -115,15 +115,20 @@ impl Future for CallFuture<'_> {
                 Ok(cid) => this.state = State::Sent(cid),
                 Err(Error::Full { .. }) => {
                     let mut inbox = lock(&this.conn.inbox);
-                    inbox.window_wakers.push(cx.waker().clone());
+                    inbox
+                        .window_wakers
+                        .push(AsyncWait { waker: cx.waker().clone(), deadline: this.deadline });
                     let room =
                         this.conn.in_flight.load(Ordering::Relaxed) < this.conn.max_in_flight;
+                    let pump_sleeps = inbox.sleepers > 0;
                     drop(inbox);
                     if room {
                         cx.waker().wake_by_ref(); // a slot freed in between: try again
-                    } else if let Some(d) = this.deadline {
+                    } else if this.deadline.is_some() {
                         start_pump(this.conn); // it wakes us at the deadline
-                        register_deadline_only(this.conn, d, cx);
+                        if pump_sleeps {
+                            this.conn.changed.notify_all();
+                        }
                     }
                     return Poll::Pending;
                 }
@@ -185,19 +190,6 @@ impl Drop for CallFuture<'_> {
     }
 }
 
-/// A future waiting for room in the window with a deadline: the pump wakes it then (the
-/// id is one no call uses: 0 is the oneway id).
-fn register_deadline_only(conn: &Arc<Conn>, deadline: Instant, cx: &Context<'_>) {
-    let mut inbox = lock(&conn.inbox);
-    let entry = inbox
-        .wakers
-        .entry(0)
-        .or_insert_with(|| AsyncWait { waker: cx.waker().clone(), deadline: Some(deadline) });
-    if entry.deadline.is_some_and(|d| d > deadline) {
-        *entry = AsyncWait { waker: cx.waker().clone(), deadline: Some(deadline) };
-    }
-}
-
 /// Starts the connection's pump thread if it is not running.
 fn start_pump(conn: &Arc<Conn>) {
     let mut slot = lock(&conn.pump);
@@ -217,12 +209,15 @@ fn pump(conn: &Conn) {
             for (_, w) in inbox.wakers.drain() {
                 w.waker.wake();
             }
+            for w in inbox.window_wakers.drain(..) {
+                w.waker.wake();
+            }
             return;
         }
         // Wake the futures whose deadline passed; they give their calls up when polled.
         let now = Instant::now();
         let mut next: Option<Instant> = None;
-        inbox.wakers.retain(|_, w| match w.deadline {
+        let mut expire = |w: &AsyncWait| match w.deadline {
             Some(d) if d <= now => {
                 w.waker.wake_by_ref();
                 false
@@ -232,13 +227,18 @@ fn pump(conn: &Conn) {
                 true
             }
             None => true,
-        });
+        };
+        inbox.wakers.retain(|_, w| expire(w));
+        inbox.window_wakers.retain(|w| expire(w));
         if inbox.dead.is_some() {
             for (_, w) in inbox.wakers.drain() {
                 w.waker.wake();
             }
+            for w in inbox.window_wakers.drain(..) {
+                w.waker.wake();
+            }
         }
-        if inbox.wakers.is_empty() {
+        if inbox.wakers.is_empty() && inbox.window_wakers.is_empty() {
             inbox = conn.sleep(inbox, None);
             continue;
         }

@@ -136,8 +136,9 @@ struct Inbox {
     /// Calls awaited by futures ([`TcpClient::call_async`]): woken when their reply is
     /// parked or the connection fails; the pump thread expires their deadlines.
     wakers: HashMap<u64, AsyncWait>,
-    /// Futures waiting for room in the window.
-    window_wakers: Vec<std::task::Waker>,
+    /// Futures waiting for room in the window (woken when a slot frees; the pump
+    /// thread expires their deadlines).
+    window_wakers: Vec<AsyncWait>,
 }
 
 /// What a stream's reader has not taken yet.
@@ -934,7 +935,7 @@ impl Conn {
         }
         drop(inbox);
         for w in window {
-            w.wake();
+            w.waker.wake();
         }
         if any {
             self.changed.notify_all();
