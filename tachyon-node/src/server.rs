@@ -131,6 +131,8 @@ struct Bridge {
     next_id: AtomicU64,
     answer_within: Duration,
     tiga: bool,
+    /// When [`Bridge::forget_expired`] last ran.
+    swept: Mutex<Instant>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -153,6 +155,7 @@ impl Bridge {
     /// Hands a TCP reactor's batch of calls to JS in one go; each is answered through
     /// `respond` with no thread waiting.
     fn hand_over_batch(&self, calls: Vec<tachyon::net::DeferredCall>) {
+        self.forget_expired();
         let mut batch = Vec::with_capacity(calls.len());
         for call in calls {
             let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -168,6 +171,21 @@ impl Bridge {
             // Closing: dropping the calls answers them with an error.
             lock(&self.pending).retain(|_, w| !matches!(w, Waiter::Deferred(_)));
         }
+    }
+
+    /// Drops the deferred calls the server already answered for JS (its handler timeout
+    /// passed, or the caller cancelled), at most once per 100 ms: a handler that never
+    /// answers must not keep its call here for ever.
+    fn forget_expired(&self) {
+        let now = Instant::now();
+        {
+            let mut last = lock(&self.swept);
+            if now.duration_since(*last) < Duration::from_millis(100) {
+                return;
+            }
+            *last = now;
+        }
+        lock(&self.pending).retain(|_, w| !matches!(w, Waiter::Deferred(c) if c.is_cancelled()));
     }
 
     fn deliver(&self, batch: Vec<IncomingRequest>) -> Result<(), ServerError> {
@@ -444,6 +462,7 @@ impl NativeServer {
             next_id: AtomicU64::new(1),
             answer_within,
             tiga: config.tiga,
+            swept: Mutex::new(Instant::now()),
         });
         let mut opts = ServerOptions::default()
             .reply_timeout(timeout(config.reply_timeout_ms)?.or(Some(Duration::from_secs(5))));
@@ -488,6 +507,7 @@ impl NativeServer {
             let mut opts = tachyon::net::TcpServerOptions::default()
                 .streams(config.workers.unwrap_or(4).max(1) as usize, Duration::from_secs(30))
                 .deferred(move |calls| b.hand_over_batch(calls))
+                .handler_timeout(answer_within)
                 .allow_remote(config.allow_remote.unwrap_or(false));
             if let Some(t) = &config.tls {
                 let tls = tachyon::net::ServerTls::from_pem(&t.cert, &t.key, t.ca.as_deref())

@@ -38,6 +38,29 @@ test('createRpcServer over TCP serves the Rust TCP client (2,000 checksummed cal
   await srv.close();
 });
 
+test('over TCP too, a handler that never answers (or answers late) costs its caller an error reply', async (tc) => {
+  const server = t.createRpcServer({
+    address: 'tcp://127.0.0.1:0',
+    handlerTimeoutMs: 150,
+    handlers: {
+      1: () => new Promise(() => {}),
+      2: (data) => new Promise((r) => setTimeout(() => r(data), 500)),
+      3: (data) => data,
+    },
+  });
+  tc.after(() => server.close());
+  const c = t.RpcClient.connect(server.address, { timeoutMs: 5000 });
+  tc.after(() => c.close());
+  const started = Date.now();
+  const late = (e) => e.rpcCode === t.RpcCode.HANDLER_ERROR && /did not answer/.test(e.rpcMessage);
+  await assert.rejects(c.callAsync('x', 1, { timeoutMs: 5000 }), late);
+  await assert.rejects(c.callAsync('y', 2, { timeoutMs: 5000 }), late);
+  assert.ok(Date.now() - started < 2000, `took ${Date.now() - started} ms`);
+  // The late answer went nowhere; the connection serves on.
+  await new Promise((r) => setTimeout(r, 500));
+  assert.equal(String(await c.callAsync('still here', 3, { timeoutMs: 5000 })), 'still here');
+});
+
 test('RpcClient.stream over TCP: items in order, an error ends it, break cancels the server', async (tc) => {
   let sent = 0;
   const server = t.createRpcServer({

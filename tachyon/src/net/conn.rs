@@ -31,6 +31,9 @@ pub(crate) struct Limits {
     pub high_water: usize,
     /// ...until they drain below this many.
     pub low_water: usize,
+    /// A unary call handed off (to a worker or a deferred handler) and not answered
+    /// within this is answered `HANDLER_ERROR`; its late answer is dropped.
+    pub handler_timeout: Option<Duration>,
 }
 
 /// Where a connection is.
@@ -115,6 +118,9 @@ pub(crate) struct Conn {
     partial_since: Option<Instant>,
     /// Calls handed to workers and not answered yet (streams not ended yet).
     jobs: HashMap<u64, Arc<JobCtl>>,
+    /// When handed-off unary calls expire, in the order they were handed off (one
+    /// timeout for all, so the front expires first): (when, call, its type id, its job).
+    expiries: VecDeque<(Instant, u64, u32, Arc<JobCtl>)>,
     /// A graceful shutdown waits for `jobs` before its goaway.
     draining: bool,
     /// Whether reading is paused by backpressure.
@@ -151,6 +157,7 @@ impl Conn {
             out_base: 0,
             partial_since: None,
             jobs: HashMap::new(),
+            expiries: VecDeque::new(),
             draining: false,
             paused: false,
             closing: None,
@@ -482,8 +489,12 @@ impl Conn {
                 let type_id = (h.type_id & 0xFFFF_0000) | u32::from(msg_type);
                 self.push_frame(type_id, h.correlation_id, &response, false);
             }
-            Answer::Later(flag) => {
-                self.jobs.insert(h.correlation_id, flag);
+            Answer::Later(ctl) => {
+                if let (Some(t), false) = (self.limits.handler_timeout, ctl.is_stream()) {
+                    let at = Instant::now() + t;
+                    self.expiries.push_back((at, h.correlation_id, h.type_id, ctl.clone()));
+                }
+                self.jobs.insert(h.correlation_id, ctl);
             }
         }
         self.reuse(response);
@@ -570,6 +581,41 @@ impl Conn {
         if self.partial_since.is_some_and(|t| now.duration_since(t) >= self.limits.read_timeout) {
             self.close(GoawayCode::ReadTimeout, "a frame stalled mid-way");
         }
+        self.expire_calls(now);
+    }
+
+    /// Answers the handed-off calls whose handler took longer than the handler timeout
+    /// with `HANDLER_ERROR`, and cancels them (their late answers are dropped).
+    fn expire_calls(&mut self, now: Instant) {
+        let Some(timeout) = self.limits.handler_timeout else { return };
+        // Forget the calls answered since the last check, so the list holds at most
+        // one check's worth of calls beyond those in flight.
+        let jobs = &self.jobs;
+        self.expiries.retain(|e| jobs.get(&e.1).is_some_and(|j| Arc::ptr_eq(j, &e.3)));
+        let mut expired = false;
+        while self.expiries.front().is_some_and(|e| e.0 <= now) {
+            let Some((_, cid, type_id, ctl)) = self.expiries.pop_front() else { break };
+            self.jobs.remove(&cid);
+            ctl.cancel();
+            expired = true;
+            if self.closing.is_none() {
+                let msg_type = (type_id & 0xFFFF) as u16;
+                let body = crate::rpc::RpcError::new(
+                    msg_type,
+                    crate::rpc::code::HANDLER_ERROR,
+                    format!("the handler did not answer within {timeout:?}"),
+                )
+                .encode();
+                let error_type = (type_id & 0xFFFF_0000) | u32::from(MSG_TYPE_ERROR);
+                self.push_frame(error_type, cid, &body, false);
+            }
+        }
+        if expired {
+            self.seal();
+            if self.draining && self.jobs.is_empty() {
+                self.close(GoawayCode::Shutdown, "the server is shutting down");
+            }
+        }
     }
 
     /// A graceful shutdown: answer what arrived (waiting for calls on workers), then
@@ -636,6 +682,7 @@ pub(crate) fn fuzz_conn(data: &[u8]) {
         read_timeout: Duration::from_secs(1),
         high_water: 256 << (*window_byte >> 4),
         low_water: 64,
+        handler_timeout: None,
     };
     let cut = 1 + usize::from(*cut_byte);
     let mut dispatcher = Dispatcher::new();
@@ -677,6 +724,7 @@ mod tests {
             read_timeout: Duration::from_secs(1),
             high_water: 1 << 16,
             low_water: 1 << 12,
+            handler_timeout: None,
         }
     }
 
@@ -833,6 +881,46 @@ mod tests {
         let held = w.0[1].1.clone();
         drop(c);
         assert!(held.is_cancelled());
+    }
+
+    #[test]
+    fn a_call_its_handler_does_not_answer_in_time_gets_handler_error_and_its_late_answer_is_dropped(
+    ) {
+        let mut w = Deferred(Vec::new());
+        let limits = Limits { handler_timeout: Some(Duration::from_millis(50)), ..limits() };
+        let mut c = Conn::new(limits, Instant::now());
+        let mut bytes = hello();
+        for cid in 1..=3 {
+            frame::push_message(&mut bytes, Kind::Request, 1, cid, 0, b"x");
+        }
+        let t0 = Instant::now();
+        c.on_bytes(&bytes, t0, &mut w);
+        c.sent(c.output().len()); // the hello
+        c.finished(2, Some(1), b"on time", true);
+        c.check_timeouts(t0); // nothing expired yet
+        let out = frames(c.output());
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].0.correlation_id, out[0].1.as_slice()), (2, &b"on time"[..]));
+        c.sent(c.output().len());
+        c.check_timeouts(t0 + Duration::from_millis(200));
+        let out = frames(c.output());
+        let got: Vec<_> = out.iter().map(|(h, _)| (h.correlation_id, h.msg_type())).collect();
+        assert_eq!(got, [(1, MSG_TYPE_ERROR), (3, MSG_TYPE_ERROR)]);
+        let e = crate::rpc::RpcError::decode(&out[0].1);
+        assert_eq!(e.code, crate::rpc::code::HANDLER_ERROR);
+        assert!(e.message.contains("did not answer"), "{}", e.message);
+        assert!(w.0[0].1.is_cancelled() && w.0[2].1.is_cancelled());
+        // The late answers go nowhere, and the window is free again.
+        c.sent(c.output().len());
+        c.finished(1, None, b"late", true);
+        c.finished(3, Some(1), b"late", true);
+        assert!(c.output().is_empty());
+        let mut more = Vec::new();
+        for cid in 4..=7 {
+            frame::push_message(&mut more, Kind::Request, 1, cid, 0, b"x");
+        }
+        c.on_bytes(&more, Instant::now(), &mut w);
+        assert!(c.closing().is_none(), "four calls fit the window again");
     }
 
     #[test]

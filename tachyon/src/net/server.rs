@@ -77,6 +77,11 @@ pub struct TcpServerOptions {
     /// bindings whose handlers run on an event loop; streaming methods still run on the
     /// dispatcher.
     pub deferred: Option<DeferredHandler>,
+    /// A unary call on a worker or with the deferred handler that is not answered
+    /// within this (checked every 100 ms) is answered `HANDLER_ERROR`, and its late
+    /// answer dropped (default none: the caller's own deadline bounds its wait). A
+    /// worker cannot be interrupted: a stuck handler keeps its thread.
+    pub handler_timeout: Option<Duration>,
 }
 
 /// See [`TcpServerOptions::batch_scope`]: called with the batch's work, which it must run
@@ -104,6 +109,7 @@ impl Default for TcpServerOptions {
             tls: None,
             batch_scope: None,
             deferred: None,
+            handler_timeout: None,
         }
     }
 }
@@ -215,6 +221,14 @@ impl TcpServerOptions {
         self
     }
 
+    /// Answers calls their handler has not answered within `timeout` with
+    /// `HANDLER_ERROR` (see [`TcpServerOptions::handler_timeout`]).
+    #[must_use]
+    pub fn handler_timeout(mut self, timeout: Duration) -> Self {
+        self.handler_timeout = Some(timeout);
+        self
+    }
+
     /// Serves TLS 1.3 (mutual TLS when `tls` names a client CA).
     #[must_use]
     pub fn tls(mut self, tls: ServerTls) -> Self {
@@ -245,6 +259,7 @@ impl TcpServerOptions {
             read_timeout: self.read_timeout,
             high_water: self.high_water,
             low_water: self.low_water,
+            handler_timeout: self.handler_timeout,
         }
     }
 
