@@ -14,22 +14,15 @@
 //! alternate; medians are printed.
 #![allow(clippy::print_stdout, clippy::cast_precision_loss, clippy::cast_sign_loss)]
 
-use std::io::BufRead;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tachyon::net::{TcpClient, TcpClientOptions, TcpServer, TcpServerOptions};
 use tachyon::rpc::{AsyncRpcBus, Dispatcher, RpcBus, RpcServer, ServerOptions};
+use tachyon_bench::{median, pct, pin, Server};
 
 const PAYLOAD: [u8; 32] = [7; 32];
 const DEPTH: usize = 256;
-
-fn pin(cpu: usize) {
-    let mut set = rustix::thread::CpuSet::new();
-    set.set(cpu);
-    rustix::thread::sched_setaffinity(None, &set).expect("sched_setaffinity");
-}
 
 fn echo() -> Arc<Dispatcher> {
     let mut d = Dispatcher::new();
@@ -52,45 +45,6 @@ fn serve(kind: &str, path: Option<&String>) {
             std::thread::park();
         }
     }
-}
-
-struct Server(Child, Option<u16>);
-
-impl Server {
-    fn start(args: &[&str]) -> Self {
-        let mut child = Command::new("taskset")
-            .args(["-c", "1"])
-            .arg(std::env::current_exe().expect("exe"))
-            .arg("server")
-            .args(args)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn a server (taskset)");
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("ready");
-        let port = line.split_whitespace().nth(1).and_then(|p| p.parse().ok());
-        Self(child, port)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn pct(v: &mut [u64], q: f64) -> f64 {
-    v.sort_unstable();
-    let i = (((v.len() as f64) * q).ceil() as usize).clamp(1, v.len()) - 1;
-    v[i] as f64 / 1000.0
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 /// One round of one row: (p50 us, p99 us, calls/s).
@@ -125,7 +79,7 @@ fn shm_rows(samples: usize, seconds: f64, rt: &tokio::runtime::Runtime) -> [Row;
     let path =
         std::env::temp_dir().join(format!("tachyon-async-bench-{}.sock", std::process::id()));
     let path = path.to_string_lossy().into_owned();
-    let _s = Server::start(&["shm", &path]);
+    let _s = Server::this_exe(1, &["shm", &path]);
     let bus = RpcBus::connect(&path).expect("connect");
     let (p50, p99) = timed(samples, || {
         let cid = bus.call(&PAYLOAD, 1).expect("call");
@@ -154,8 +108,8 @@ fn shm_rows(samples: usize, seconds: f64, rt: &tokio::runtime::Runtime) -> [Row;
 }
 
 fn tcp_rows(samples: usize, seconds: f64, rt: &tokio::runtime::Runtime) -> [Row; 2] {
-    let s = Server::start(&["tcp"]);
-    let addr = format!("tcp://127.0.0.1:{}", s.1.expect("a port"));
+    let s = Server::this_exe(1, &["tcp"]);
+    let addr = format!("tcp://127.0.0.1:{}", s.port());
     let c = TcpClient::connect_with(&addr, &TcpClientOptions::default().connections(4))
         .expect("connect");
     let (p50, p99) = timed(samples, || {

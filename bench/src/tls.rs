@@ -13,23 +13,16 @@
 //! TLS; medians are printed. The certificates are made fresh by the run (rcgen).
 #![allow(clippy::print_stdout, clippy::cast_precision_loss, clippy::cast_sign_loss)]
 
-use std::io::BufRead;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tachyon::net::{
     ClientTls, ServerTls, TcpClient, TcpClientOptions, TcpServer, TcpServerOptions,
 };
+use tachyon_bench::{median, pct, pin, Server};
 
 const PAYLOAD: usize = 32;
-
-fn pin(cpu: usize) {
-    let mut set = rustix::thread::CpuSet::new();
-    set.set(cpu);
-    rustix::thread::sched_setaffinity(None, &set).expect("sched_setaffinity");
-}
 
 fn pki(dir: &Path) {
     use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
@@ -75,34 +68,6 @@ fn serve(kind: &str, dir: &Path) {
     }
 }
 
-struct Server(Child, u16);
-
-impl Server {
-    fn start(kind: &str, cpu: usize, dir: &Path) -> Self {
-        let mut child = Command::new("taskset")
-            .args(["-c", &cpu.to_string()])
-            .arg(std::env::current_exe().expect("exe"))
-            .args(["server", kind])
-            .arg(dir)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn a server (taskset)");
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("read the port");
-        let port = line.trim().strip_prefix("ready ").and_then(|p| p.parse().ok()).expect("ready");
-        Self(child, port)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn client(kind: &str, port: u16, dir: &Path, connections: usize) -> TcpClient {
     let mut opts = TcpClientOptions::default().connections(connections).max_in_flight(16);
     if kind == "tls" {
@@ -113,17 +78,6 @@ fn client(kind: &str, port: u16, dir: &Path, connections: usize) -> TcpClient {
         );
     }
     TcpClient::connect_with(&format!("tcp://127.0.0.1:{port}"), &opts).expect("connect")
-}
-
-fn pct(v: &mut [u64], q: f64) -> f64 {
-    v.sort_unstable();
-    let i = (((v.len() as f64) * q).ceil() as usize).clamp(1, v.len()) - 1;
-    v[i] as f64 / 1000.0
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn main() {
@@ -144,6 +98,7 @@ fn main() {
         }
     }
     let dir = std::env::temp_dir().join(format!("tachyon-tls-bench-{}", std::process::id()));
+    let dir_s = dir.to_str().expect("a UTF-8 temporary directory");
     pki(&dir);
     println!(
         "TLS 1.3 (mutual, rustls + ring, AES-GCM) against plaintext, {PAYLOAD}-byte echo. Latency: \
@@ -159,8 +114,8 @@ fn main() {
     for _ in 0..rounds {
         for (k, kind) in kinds.iter().enumerate() {
             // Latency.
-            let s = Server::start(kind, 0, &dir);
-            let c = client(kind, s.1, &dir, 1);
+            let s = Server::this_exe(0, &[kind, dir_s]);
+            let c = client(kind, s.port(), &dir, 1);
             let mut v = Vec::with_capacity(samples);
             for i in 0..samples + samples / 10 {
                 let t = Instant::now();
@@ -174,8 +129,8 @@ fn main() {
             drop(c);
             drop(s);
             // Throughput.
-            let s = Server::start(kind, 1, &dir);
-            let c = client(kind, s.1, &dir, 64);
+            let s = Server::this_exe(1, &[kind, dir_s]);
+            let c = client(kind, s.port(), &dir, 64);
             let run = |until: Instant| {
                 let mut calls = 0u64;
                 while Instant::now() < until {

@@ -22,11 +22,11 @@
 mod load;
 mod servers;
 
-use std::io::BufRead;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use load::Client;
+use tachyon_bench::{median, pct, pin, Server};
 
 /// The servers compared: kind, label, whether the load speaks our frames, and the
 /// latency client.
@@ -72,68 +72,15 @@ fn parse() -> Args {
     a
 }
 
-/// Pins the calling thread to `cpu`.
-fn pin(cpu: usize) {
-    let mut set = rustix::thread::CpuSet::new();
-    set.set(cpu);
-    rustix::thread::sched_setaffinity(None, &set).expect("sched_setaffinity");
-}
-
-/// A server process pinned to `cpu` (through `taskset`, so every thread it starts,
-/// Node's included, stays there), and its port.
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Server {
-    fn start(kind: &str, cpu: usize) -> Self {
-        let mut cmd = Command::new("taskset");
-        cmd.args(["-c", &cpu.to_string()]);
-        if kind == "node" {
-            cmd.args(["node", "-e", servers::NODE_ECHO]);
-        } else {
-            cmd.arg(std::env::current_exe().expect("current exe")).args(["server", kind]);
-        }
-        let mut child = cmd.stdout(Stdio::piped()).spawn().expect("spawn a server (taskset)");
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("read the server's port");
-        let port = line
-            .strip_prefix("ready ")
-            .and_then(|p| p.trim().parse().ok())
-            .unwrap_or_else(|| panic!("{kind}: unexpected first line {line:?}"));
-        Self { child, port }
+/// A server of `kind` on `cpu`: Node's runs the echo script, ours are this binary.
+fn start(kind: &str, cpu: usize) -> Server {
+    if kind == "node" {
+        let mut node = Command::new("node");
+        node.args(["-e", servers::NODE_ECHO]);
+        Server::pinned(cpu, &node)
+    } else {
+        Server::this_exe(cpu, &[kind])
     }
-
-    /// CPU time the server's threads used so far, in nanoseconds.
-    fn cpu_ns(&self) -> u64 {
-        let dir = format!("/proc/{}/task", self.child.id());
-        std::fs::read_dir(dir)
-            .expect("the server's tasks")
-            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
-            .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-            .sum()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-fn pct(v: &mut [u64], q: f64) -> f64 {
-    v.sort_unstable();
-    let i = (((v.len() as f64) * q).ceil() as usize).clamp(1, v.len()) - 1;
-    v[i] as f64 / 1000.0
 }
 
 #[derive(Default, Clone)]
@@ -156,9 +103,9 @@ fn main() {
         // One server's latency alone (raw frame client for ours), e.g. under a profiler.
         let kind = argv.get(2).expect("--only KIND").as_str();
         pin(0);
-        let s = Server::start(kind, 0);
+        let s = start(kind, 0);
         let client = if kind.starts_with("ours") { Client::Frames } else { Client::Echo };
-        let mut c = load::RttClient::connect(client, s.port);
+        let mut c = load::RttClient::connect(client, s.port());
         let mut v = Vec::new();
         c.run(10_000, &mut v);
         v.clear();
@@ -170,11 +117,11 @@ fn main() {
         // One server's throughput alone, e.g. under a profiler.
         let kind = argv.get(2).expect("--only-tput KIND").as_str();
         pin(0);
-        let s = Server::start(kind, 1);
+        let s = start(kind, 1);
         let (mut at, mut used) = (0, 0);
         let window = Duration::from_secs(3);
         let calls = load::pipelined(
-            s.port,
+            s.port(),
             64,
             16,
             kind.starts_with("ours"),
@@ -203,11 +150,11 @@ fn main() {
         // Latency, on one CPU: every server up at once, visited in turn in small chunks.
         pin(a.rtt_cpu);
         let servers: Vec<Server> =
-            SERVERS.iter().map(|(kind, ..)| Server::start(kind, a.rtt_cpu)).collect();
+            SERVERS.iter().map(|(kind, ..)| start(kind, a.rtt_cpu)).collect();
         let mut clients: Vec<load::RttClient> = SERVERS
             .iter()
             .zip(&servers)
-            .map(|((_, _, _, c), s)| load::RttClient::connect(*c, s.port))
+            .map(|((_, _, _, c), s)| load::RttClient::connect(*c, s.port()))
             .collect();
         let mut samples: Vec<Vec<u64>> = vec![Vec::with_capacity(a.samples); SERVERS.len()];
         let mut scratch = Vec::new();
@@ -228,11 +175,11 @@ fn main() {
         for (i, (kind, _, framed, _)) in SERVERS.iter().enumerate() {
             // Throughput, on two.
             pin(a.client_cpu);
-            let s = Server::start(kind, a.server_cpu);
+            let s = start(kind, a.server_cpu);
             let mut cpu_at = 0;
             let mut cpu_used = 0;
             let calls = load::pipelined(
-                s.port,
+                s.port(),
                 64,
                 16,
                 *framed,
