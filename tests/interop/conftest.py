@@ -20,29 +20,6 @@ HERE = Path(__file__).resolve().parent
 TIMEOUT_S = 60
 
 
-def _need(path: Path, what: str, target: str) -> Path:
-    # abspath, not resolve(): a venv's python is a symlink that must not be followed.
-    path = Path(os.path.abspath(path))
-    if path.exists():
-        return path
-    msg = f"{what} not found at {path}; `make {target}` provides it"
-    if os.environ.get("TACHYON_REQUIRE_PEERS") == "1":
-        pytest.fail(msg)
-    pytest.skip(msg)
-
-
-@pytest.fixture(scope="session")
-def upstream_python() -> Path:
-    default = ROOT / ".venv-upstream" / "bin" / "python"
-    return _need(Path(os.environ.get("UPSTREAM_PYTHON", default)), "upstream tachyon-ipc venv", "upstream")
-
-
-@pytest.fixture(scope="session")
-def peer_bin() -> Path:
-    default = ROOT / "target" / "ci" / "tachyon-peer"
-    return _need(Path(os.environ.get("TACHYON_PEER", default)), "tachyon-peer binary", "build")
-
-
 @pytest.fixture
 def sock_path() -> str:
     # Short path: UNIX socket paths must stay under 108 bytes.

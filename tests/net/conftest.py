@@ -9,7 +9,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 
@@ -17,37 +17,11 @@ ROOT = Path(__file__).resolve().parents[2]
 SERVER_IP = "10.78.0.1"
 
 
-def _need(ok: bool, msg: str) -> None:
-    if ok:
-        return
-    if os.environ.get("TACHYON_REQUIRE_PEERS") == "1":
-        pytest.fail(msg)
-    pytest.skip(msg)
-
-
 @pytest.fixture(scope="session")
-def peer_bin() -> Path:
-    path = Path(os.environ.get("TACHYON_PEER", ROOT / "target" / "ci" / "tachyon-peer"))
-    _need(path.exists(), f"tachyon-peer not found at {path}; `make build` provides it")
-    return path
-
-
-@pytest.fixture(scope="session")
-def node_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """`require('tachyon-rpc')` finds this repository's package (and msgpackr its)."""
-    addon = list((ROOT / "tachyon-node").glob("tachyon.*.node"))
-    _need(shutil.which("node") is not None and bool(addon), "node or the addon is missing; `make node` provides it")
-    modules = tmp_path_factory.mktemp("node_path")
-    (modules / "tachyon-rpc").symlink_to(ROOT / "tachyon-node")
-    path = os.pathsep.join([str(modules), str(ROOT / "tachyon-node" / "node_modules")])
-    return {**os.environ, "NODE_PATH": path}
-
-
-@pytest.fixture(scope="session")
-def netns() -> Iterator[tuple[str, str]]:
+def netns(require: Callable[[bool, str], None]) -> Iterator[tuple[str, str]]:
     """Namespaces (server side, client side); the server side has SERVER_IP."""
     can = os.geteuid() == 0 and shutil.which("ip") is not None
-    _need(can, "network namespaces need root and iproute2")
+    require(can, "network namespaces need root and iproute2")
     tag = str(os.getpid() % 100000)
     a, b = f"tnsa{tag}", f"tnsb{tag}"
     va, vb = f"tva{tag}", f"tvb{tag}"
@@ -67,7 +41,7 @@ def netns() -> Iterator[tuple[str, str]]:
     try:
         for s in steps:
             r = subprocess.run(["ip", *s], capture_output=True, text=True)
-            _need(r.returncode == 0, f"ip {' '.join(s)} failed: {r.stderr.strip()}")
+            require(r.returncode == 0, f"ip {' '.join(s)} failed: {r.stderr.strip()}")
         yield a, b
     finally:
         for ns in (a, b):
