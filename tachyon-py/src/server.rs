@@ -140,38 +140,13 @@ impl PyRpcServer {
             return Err(PyValueError::new_err("max_clients must be at least 1"));
         }
         let reply_timeout: Option<Duration> = timeout(reply_timeout)?;
-        let mut d = Dispatcher::new();
-        for (msg_type, entry) in handlers.iter() {
-            let msg_type: u16 = msg_type.extract()?;
-            let (name, handler): (String, Py<PyAny>) = entry.extract()?;
-            let hook = on_error.as_ref().map(|h| h.clone_ref(py));
-            d.register_raw_fallible(msg_type, name, move |req| {
-                call_handler(&handler, hook.as_ref(), msg_type, req)
-            })
-            .map_err(|e| PyValueError::new_err(e.to_string()))?;
-        }
-        for (msg_type, entry) in streams.into_iter().flat_map(PyDictMethods::iter) {
-            let msg_type: u16 = msg_type.extract()?;
-            let (name, handler): (String, Py<PyAny>) = entry.extract()?;
-            let hook = on_error.as_ref().map(|h| h.clone_ref(py));
-            d.register_stream_raw(msg_type, name, move |req: &[u8], sink: &mut StreamSink<'_>| {
-                call_stream_handler(&handler, hook.as_ref(), msg_type, req, sink)
-            })
-            .map_err(|e| PyValueError::new_err(e.to_string()))?;
-        }
+        let d = python_dispatcher(py, handlers, streams, on_error.as_ref())?;
         let mut opts = ServerOptions::default()
             .capacity(cap_fwd, cap_rev)
             .max_clients(max_clients)
             .reply_timeout(reply_timeout);
         if let Some(hook) = on_server_error {
-            opts = opts.on_error(move |e| {
-                let message = e.to_string();
-                Python::attach(|py| {
-                    if let Err(failed) = hook.call1(py, (message,)) {
-                        failed.write_unraisable(py, Some(hook.bind(py)));
-                    }
-                });
-            });
+            opts = opts.on_error(server_error_hook(hook));
         }
         let path = socket_path.clone();
         let server = blocking(py, move |_| Ok(RpcServer::bind(&socket_path, opts)?))?;
@@ -221,5 +196,48 @@ impl Drop for PyRpcServer {
             // Client threads may wait for the GIL to run a handler: join without it.
             Python::attach(|py| py.detach(move || drop(h.stop())));
         }
+    }
+}
+
+/// The dispatcher of a Python server: `handlers` and `streams` map msg_type to
+/// `(name, fn)`; `on_error(msg_type, exception)` sees every handler exception.
+pub(crate) fn python_dispatcher(
+    py: Python<'_>,
+    handlers: &Bound<'_, PyDict>,
+    streams: Option<&Bound<'_, PyDict>>,
+    on_error: Option<&Py<PyAny>>,
+) -> PyResult<Dispatcher> {
+    let mut d = Dispatcher::new();
+    for (msg_type, entry) in handlers.iter() {
+        let msg_type: u16 = msg_type.extract()?;
+        let (name, handler): (String, Py<PyAny>) = entry.extract()?;
+        let hook = on_error.map(|h| h.clone_ref(py));
+        d.register_raw_fallible(msg_type, name, move |req| {
+            call_handler(&handler, hook.as_ref(), msg_type, req)
+        })
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    }
+    for (msg_type, entry) in streams.into_iter().flat_map(PyDictMethods::iter) {
+        let msg_type: u16 = msg_type.extract()?;
+        let (name, handler): (String, Py<PyAny>) = entry.extract()?;
+        let hook = on_error.map(|h| h.clone_ref(py));
+        d.register_stream_raw(msg_type, name, move |req: &[u8], sink: &mut StreamSink<'_>| {
+            call_stream_handler(&handler, hook.as_ref(), msg_type, req, sink)
+        })
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    }
+    Ok(d)
+}
+
+/// A server's `on_error` option that hands each server-side problem's message to the
+/// Python callable `hook` (an exception it raises is reported as unraisable).
+pub(crate) fn server_error_hook(hook: Py<PyAny>) -> impl Fn(&tachyon::Error) + Send + Sync {
+    move |e| {
+        let message = e.to_string();
+        Python::attach(|py| {
+            if let Err(failed) = hook.call1(py, (message,)) {
+                failed.write_unraisable(py, Some(hook.bind(py)));
+            }
+        });
     }
 }

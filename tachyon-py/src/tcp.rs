@@ -14,7 +14,6 @@ use pyo3::types::{PyBytes, PyDict};
 use tachyon::net::{
     ClientTls, ServerTls, TcpClient, TcpClientOptions, TcpServer, TcpServerHandle, TcpServerOptions,
 };
-use tachyon::rpc::{Dispatcher, StreamSink};
 
 use crate::bus::{blocking, timeout};
 use crate::errors::{to_py, BindError};
@@ -189,25 +188,7 @@ impl PyTcpRpcServer {
         streams: Option<&Bound<'_, PyDict>>,
         tls: Option<(Vec<u8>, Vec<u8>, Option<Vec<u8>>)>,
     ) -> PyResult<Self> {
-        let mut d = Dispatcher::new();
-        for (msg_type, entry) in handlers.iter() {
-            let msg_type: u16 = msg_type.extract()?;
-            let (name, f): (String, Py<PyAny>) = entry.extract()?;
-            let hook = on_error.as_ref().map(|h| h.clone_ref(py));
-            d.register_raw_fallible(msg_type, name, move |req| {
-                crate::server::call_handler(&f, hook.as_ref(), msg_type, req)
-            })
-            .map_err(|e| PyValueError::new_err(e.to_string()))?;
-        }
-        for (msg_type, entry) in streams.into_iter().flat_map(PyDictMethods::iter) {
-            let msg_type: u16 = msg_type.extract()?;
-            let (name, f): (String, Py<PyAny>) = entry.extract()?;
-            let hook = on_error.as_ref().map(|h| h.clone_ref(py));
-            d.register_stream_raw(msg_type, name, move |req: &[u8], sink: &mut StreamSink<'_>| {
-                crate::server::call_stream_handler(&f, hook.as_ref(), msg_type, req, sink)
-            })
-            .map_err(|e| PyValueError::new_err(e.to_string()))?;
-        }
+        let d = crate::server::python_dispatcher(py, handlers, streams, on_error.as_ref())?;
         let mut opts = TcpServerOptions::default().workers(workers).allow_remote(allow_remote);
         if workers == 0 {
             // Inline handlers: one GIL acquisition per received batch of requests (each
@@ -220,14 +201,7 @@ impl PyTcpRpcServer {
             opts = opts.tls(t);
         }
         if let Some(hook) = on_server_error {
-            opts = opts.on_error(move |e| {
-                let message = e.to_string();
-                Python::attach(|py| {
-                    if let Err(failed) = hook.call1(py, (message,)) {
-                        failed.write_unraisable(py, Some(hook.bind(py)));
-                    }
-                });
-            });
+            opts = opts.on_error(crate::server::server_error_hook(hook));
         }
         let handle = blocking(py, move |_| {
             let server = TcpServer::bind(&address, opts)?;
