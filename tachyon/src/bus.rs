@@ -196,6 +196,13 @@ impl Bus {
         self.link.closer()
     }
 
+    /// A handle that wakes this bus's blocked receive from another thread of this
+    /// process, so its interrupt check runs at once (see [`crate::Nudge`]): a loop that
+    /// waits for messages and for work from other threads at once.
+    pub fn nudge(&self) -> crate::Nudge {
+        self.link.nudge()
+    }
+
     /// Copies `data` into the ring as one message and publishes it. Does not wait: a full
     /// ring fails with [`Error::Full`] (see [`Bus::send_timeout`]).
     ///

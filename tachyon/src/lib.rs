@@ -55,7 +55,7 @@ pub use bus::{Bus, BusState};
 pub use error::{Error, Result};
 pub use halves::{ParkedRx, ParkedTx, RxBatch, RxBatchIter, RxGuard, RxMsg, RxReadiness, TxGuard};
 pub use layout::RingMode;
-pub use liveness::{Closer, PeerLink, PeerWatch};
+pub use liveness::{Closer, Nudge, PeerLink, PeerWatch};
 pub use options::{
     ConnectOptions, ListenOptions, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT,
     DEFAULT_MAX_CAPACITY,

@@ -68,19 +68,28 @@ pub(crate) struct Alarm {
     gone: AtomicBool,
     /// This side closed the bus (from any thread).
     closed: AtomicBool,
+    /// Another thread of this process has work for the receiver ([`Nudge`]).
+    nudged: AtomicBool,
     /// The arena this side consumes: its sleepers wait on its futex word.
     rx: Option<Arc<Arena>>,
 }
 
 impl Alarm {
     fn new(rx: Option<Arc<Arena>>) -> Self {
-        Self { gone: AtomicBool::new(false), closed: AtomicBool::new(false), rx }
+        Self {
+            gone: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            nudged: AtomicBool::new(false),
+            rx,
+        }
     }
 
     /// Whether a flag is up; checked by a sleeper after announcing its sleep.
     #[inline]
     pub fn is_raised(&self) -> bool {
-        self.gone.load(Ordering::Relaxed) || self.closed.load(Ordering::Relaxed)
+        self.gone.load(Ordering::Relaxed)
+            || self.closed.load(Ordering::Relaxed)
+            || self.nudged.load(Ordering::Relaxed)
     }
 
     fn raise(&self, flag: &AtomicBool) {
@@ -122,6 +131,30 @@ impl Closer {
     /// non-blocking calls until its owner drops it.
     pub fn close(&self) {
         self.0.raise(&self.0.closed);
+    }
+}
+
+/// Wakes a bus's receiver blocked in a wait from another thread of this process, so the
+/// wait's interrupt check ([`crate::Wait::interrupt`]) runs at once. A loop that also
+/// waits for work from other threads (replies finished by async tasks) uses it: the
+/// thread that queues the work nudges, and the loop's interrupt check takes the nudge
+/// ([`Nudge::take`]) and ends the wait. A nudge raised before the receiver announces
+/// its sleep is not lost: the sleeper checks for it after announcing.
+///
+/// Only a wait that takes the nudge in its interrupt check should be nudged: a wait
+/// that does not spins through its idle checks until someone takes it.
+#[derive(Debug, Clone)]
+pub struct Nudge(Arc<Alarm>);
+
+impl Nudge {
+    /// Wakes the receiver (if it sleeps) and leaves the nudge raised until taken.
+    pub fn nudge(&self) {
+        self.0.raise(&self.0.nudged);
+    }
+
+    /// Takes the nudge: whether it was raised since the last take.
+    pub fn take(&self) -> bool {
+        self.0.nudged.swap(false, Ordering::AcqRel)
     }
 }
 
@@ -174,6 +207,11 @@ impl PeerLink {
     /// A handle that ends this bus's blocked calls from any thread.
     pub(crate) fn closer(&self) -> Closer {
         Closer(self.alarm.clone())
+    }
+
+    /// A handle that wakes this side's receiver (see [`Nudge`]).
+    pub(crate) fn nudge(&self) -> Nudge {
+        Nudge(self.alarm.clone())
     }
 
     /// The alarm a sleeper checks before it sleeps.

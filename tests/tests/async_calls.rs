@@ -180,7 +180,7 @@ fn deadlines_error_replies_and_a_dead_server_surface_through_futures() {
 
 // ---- shared memory: AsyncRpcBus ------------------------------------------------------
 
-use tachyon::rpc::{AsyncRpcBus, RpcBus, RpcServer, ServerOptions};
+use tachyon::rpc::{AsyncCaller, AsyncRpcBus, RpcBus, RpcServer, ServerOptions};
 use tachyon_tests::socket_path;
 
 fn shm_server(name: &str) -> (tachyon::rpc::ServerHandle, String) {
@@ -366,13 +366,13 @@ fn routes(
 
 /// One slow call (500 ms asleep in its task) and many quick ones on the same connection:
 /// the quick ones all finish first.
-async fn slow_does_not_block_quick(client: &TcpClient) {
+async fn slow_does_not_block_quick(client: &impl AsyncCaller) {
     let slow = encode(500);
     let quick: Vec<Vec<u8>> = (0..50u32).map(|i| i.to_le_bytes().to_vec()).collect();
     let t = Instant::now();
-    let slow_call = client.call_async(&slow, 5, Some(T));
+    let slow_call = client.invoke_async(5, &slow, Some(T));
     let quick_calls =
-        futures::future::join_all(quick.iter().map(|q| client.call_async(q, 1, Some(T))));
+        futures::future::join_all(quick.iter().map(|q| client.invoke_async(1, q, Some(T))));
     let (slow_reply, quick_replies) = futures::join!(slow_call, async {
         let r = quick_calls.await;
         (r, t.elapsed())
@@ -383,14 +383,14 @@ async fn slow_does_not_block_quick(client: &TcpClient) {
         assert_eq!(&r.unwrap(), q);
     }
     assert_eq!(decode(&slow_reply.unwrap()), 500);
-    match client.call_async(b"", 4, Some(T)).await {
+    match client.invoke_async(4, b"", Some(T)).await {
         Err(Error::Rpc(e)) => {
             assert_eq!(e.code, tachyon::rpc::code::HANDLER_PANIC);
             assert!(e.message.contains("async kaboom"), "{}", e.message);
         }
         other => panic!("{other:?}"),
     }
-    match client.call_async(b"", 77, Some(T)).await {
+    match client.invoke_async(77, b"", Some(T)).await {
         Err(Error::Rpc(e)) => assert_eq!(e.code, tachyon::rpc::code::UNKNOWN_MSG_TYPE),
         other => panic!("{other:?}"),
     }
@@ -408,6 +408,128 @@ fn async_handlers_on_tokio_a_slow_one_does_not_block_the_others() {
     let h = async_server(routes(handlers, |d| Box::pin(tokio::time::sleep(d))));
     let client = TcpClient::connect(&h.address()).unwrap();
     rt.block_on(slow_does_not_block_quick(&client));
+}
+
+#[test]
+fn async_handlers_over_shared_memory_a_slow_one_does_not_block_the_client_s_other_calls() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap();
+    let handle = rt.handle().clone();
+    let handlers = tachyon::net::AsyncHandlers::new(move |task| drop(handle.spawn(task)));
+    let dispatcher = routes(handlers, |d| Box::pin(tokio::time::sleep(d)))
+        .route(6, |_| async move {
+            std::future::pending::<()>().await;
+            Ok(Vec::new())
+        })
+        .into_dispatcher(Duration::from_secs(1));
+    let path = socket_path("async-overlap-shm");
+    let _server =
+        RpcServer::bind(&path, ServerOptions::default()).unwrap().spawn(Arc::new(dispatcher));
+    // One client (one bus): its calls overlap on the server.
+    let bus = AsyncRpcBus::new(RpcBus::connect(&path).unwrap());
+    rt.block_on(async {
+        slow_does_not_block_quick(&bus).await;
+        // A handler that never answers: HANDLER_ERROR at the server's timeout, while
+        // the others keep answering.
+        let t = Instant::now();
+        let (stuck, quick) =
+            futures::join!(bus.call_async(b"", 6, Some(T)), bus.call_async(b"q", 1, Some(T)));
+        assert_eq!(quick.unwrap(), b"q");
+        match stuck {
+            Err(Error::Rpc(e)) => {
+                assert_eq!(e.code, tachyon::rpc::code::HANDLER_ERROR);
+                assert!(e.message.contains("did not answer"), "{}", e.message);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        // Many calls from many tasks, replies in any order, none lost.
+        let calls = (0..2_000u64).map(|i| {
+            let ms = i % 3;
+            let bus = &bus;
+            async move { (ms, bus.call_async(&encode(ms), 5, Some(T)).await) }
+        });
+        for (ms, r) in futures::future::join_all(calls).await {
+            assert_eq!(decode(&r.unwrap()), ms);
+        }
+    });
+}
+
+#[test]
+fn a_dispatcher_with_deferred_requests_answers_them_from_other_threads_as_they_finish() {
+    let mut d = tachyon::rpc::Dispatcher::new();
+    d.register_raw(1, "echo", <[u8]>::to_vec).unwrap();
+    let (oneway_tx, oneway_rx) = std::sync::mpsc::channel();
+    d.set_deferred(Some(Duration::from_millis(500)), move |req| {
+        if req.is_oneway() {
+            let _ = oneway_tx.send(req.payload.clone());
+            return req.fail(tachyon::rpc::ServerError::new(2, "nobody hears this"));
+        }
+        match req.msg_type {
+            // Answered later, from another thread, after `ms` milliseconds.
+            5 => {
+                std::thread::spawn(move || {
+                    let ms = decode(&req.payload);
+                    std::thread::sleep(Duration::from_millis(ms));
+                    let body = req.payload.clone();
+                    req.reply(body);
+                });
+            }
+            // Dropped unanswered: HANDLER_ERROR.
+            6 => drop(req),
+            // Kept past the timeout, then answered: the caller already had its error.
+            _ => {
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(800));
+                    req.reply(b"too late".to_vec());
+                });
+            }
+        }
+    });
+    let path = socket_path("deferred-dispatcher");
+    let errors = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = errors.clone();
+    let opts = ServerOptions::default().on_error(move |e| seen.lock().unwrap().push(e.to_string()));
+    let _server = RpcServer::bind(&path, opts).unwrap().spawn(Arc::new(d));
+    let bus = AsyncRpcBus::new(RpcBus::connect(&path).unwrap());
+    futures::executor::block_on(async {
+        let order = std::sync::Mutex::new(Vec::new());
+        let call = |ms: u64| {
+            let (bus, order) = (&bus, &order);
+            async move {
+                let r = bus.call_async(&encode(ms), 5, Some(T)).await.unwrap();
+                order.lock().unwrap().push(decode(&r));
+            }
+        };
+        // Sent slowest first; inline calls in between are answered at once.
+        let ((), (), (), echo) =
+            futures::join!(call(300), call(150), call(0), bus.call_async(b"inline", 1, Some(T)));
+        assert_eq!(echo.unwrap(), b"inline");
+        assert_eq!(*order.lock().unwrap(), [0, 150, 300], "replies go out as they finish");
+        for (mt, code) in
+            [(6u16, tachyon::rpc::code::HANDLER_ERROR), (7, tachyon::rpc::code::HANDLER_ERROR)]
+        {
+            match bus.call_async(b"x", mt, Some(T)).await {
+                Err(Error::Rpc(e)) => assert_eq!(e.code, code, "{mt}: {}", e.message),
+                other => panic!("{mt}: {other:?}"),
+            }
+        }
+        // The late answer to msg_type 7 is dropped: the next call gets its own reply.
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(bus.call_async(&encode(1), 5, Some(T)).await.unwrap(), encode(1));
+    });
+    // A oneway request reaches the deferred handler; its failure is reported.
+    let raw = RpcBus::connect(&path).unwrap();
+    raw.notify(b"fire", 9).unwrap();
+    assert_eq!(oneway_rx.recv_timeout(T).unwrap(), b"fire");
+    let deadline = Instant::now() + T;
+    while !errors.lock().unwrap().iter().any(|e| e.contains("nobody hears this")) {
+        assert!(Instant::now() < deadline, "{:?}", errors.lock().unwrap());
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 #[test]
@@ -690,4 +812,40 @@ fn async_fn_handlers_serve_shared_memory_through_a_dispatcher() {
             other => panic!("{other:?}"),
         }
     });
+}
+
+#[test]
+fn a_nudge_ends_a_blocked_receive_at_once_and_is_taken_by_its_interrupt_check() {
+    // A producer that sends nothing and stays: the receive would block.
+    let path = socket_path("nudge");
+    let _producer = KillOnDrop(tachyon_tests::spawn_peer(&[
+        "produce",
+        "--path",
+        &path,
+        "--listen",
+        "65536",
+        "--count",
+        "0",
+        "--timeout-ms",
+        "6000",
+    ]));
+    let bus = connect_retry(&path);
+    let nudge = bus.nudge();
+    let waker = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        nudge.nudge();
+    });
+    let own = bus.nudge();
+    let mut taken = false;
+    let mut check = || {
+        taken |= own.take();
+        taken
+    };
+    let t = Instant::now();
+    let r = bus.acquire_rx_with(tachyon::Wait::new().interrupt(&mut check).timeout(T));
+    assert!(matches!(r, Err(Error::Interrupted)), "{r:?}");
+    let waited = t.elapsed();
+    assert!(waited >= Duration::from_millis(150) && waited < Duration::from_secs(2), "{waited:?}");
+    waker.join().unwrap();
+    assert!(!own.take(), "the interrupt check took the nudge");
 }

@@ -1,8 +1,10 @@
 //! [`AsyncHandlers`]: `async fn` handlers served on the runtime you give it.
 //!
 //! A TCP server with these handlers hands its calls over in batches (see
-//! [`crate::net::TcpServerOptions::deferred`]) and spawns one task per call through your
-//! spawner (tokio's `Handle::spawn`, a `futures` thread pool, smol, ...). So a slow
+//! [`crate::net::TcpServerOptions::deferred`]), a shared-memory server one at a time
+//! without waiting for them (see [`crate::rpc::Dispatcher::set_deferred`]), and each
+//! call becomes one task on your spawner (tokio's `Handle::spawn`, a `futures` thread
+//! pool, smol, ...). So a slow
 //! handler never delays the others on its connection, replies go out in the order they
 //! finish, and the reactor never waits for a handler. A handler that panics answers its
 //! caller with `HANDLER_PANIC`; an unknown msg_type gets `UNKNOWN_MSG_TYPE`; a call
@@ -19,7 +21,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::net::deferred::DeferredCall;
-use crate::rpc::{code, codec, BoxFuture, ServerError};
+use crate::rpc::{code, codec, BoxFuture, DeferredRequest, ServerError};
 
 type Handler =
     Arc<dyn Fn(Vec<u8>) -> BoxFuture<'static, Result<Vec<u8>, ServerError>> + Send + Sync>;
@@ -126,42 +128,19 @@ impl AsyncHandlers {
     }
 
     /// A dispatcher for the shared-memory [`crate::rpc::RpcServer`]: each call runs as a
-    /// task on your spawner while the client's server thread waits for it (at most
-    /// `timeout`, then `HANDLER_ERROR`). Timers and I/O in the handlers work (they run on
-    /// your runtime), but one client's calls are answered one after another, as with
-    /// blocking handlers; over TCP ([`AsyncHandlers::into_deferred`]) they overlap.
+    /// task on your spawner and the client's serving thread goes straight back to its
+    /// ring (see [`crate::rpc::Dispatcher::set_deferred`]), so a slow handler does not
+    /// hold up the client's other calls, and replies go out as they finish. A call not
+    /// answered within `timeout` gets `HANDLER_ERROR`.
     pub fn into_dispatcher(self, timeout: std::time::Duration) -> crate::rpc::Dispatcher {
         let mut d = crate::rpc::Dispatcher::new();
-        d.set_fallback("async handlers", move |msg_type, req: &[u8]| {
-            let Some((name, h)) = self.routes.get(&msg_type).cloned() else {
-                return Err(ServerError::new(
-                    code::UNKNOWN_MSG_TYPE,
-                    format!("no handler for msg_type {msg_type}"),
-                ));
-            };
-            let (tx, rx) = std::sync::mpsc::sync_channel(1);
-            let work = h(req.to_vec());
-            (self.spawn)(Box::pin(async move {
-                let _ = tx.send((CatchUnwind { inner: work }).await);
-            }));
-            match rx.recv_timeout(timeout) {
-                Ok(Ok(outcome)) => outcome,
-                Ok(Err(panic)) => Err(ServerError::new(
-                    code::HANDLER_PANIC,
-                    format!("handler `{name}` panicked: {}", panic_text(&*panic)),
-                )),
-                Err(_) => Err(ServerError::new(
-                    code::HANDLER_ERROR,
-                    format!("handler `{name}` did not answer within {timeout:?}"),
-                )),
-            }
-        });
+        d.set_deferred(Some(timeout), move |req| self.start(req));
         d
     }
 
-    fn start(&self, mut call: DeferredCall) {
-        let Some((name, h)) = self.routes.get(&call.msg_type).cloned() else {
-            let mt = call.msg_type;
+    fn start<C: Call>(&self, mut call: C) {
+        let Some((name, h)) = self.routes.get(&call.msg_type()).cloned() else {
+            let mt = call.msg_type();
             call.fail(ServerError::new(
                 code::UNKNOWN_MSG_TYPE,
                 format!("no handler for msg_type {mt}"),
@@ -172,7 +151,7 @@ impl AsyncHandlers {
             if call.is_cancelled() {
                 return; // dropped: the caller gave up, nobody reads an answer
             }
-            let work = h(std::mem::take(&mut call.payload));
+            let work = h(call.take_payload());
             match (CatchUnwind { inner: work }).await {
                 Ok(Ok(data)) => call.reply(data),
                 Ok(Err(e)) => call.fail(e),
@@ -182,6 +161,52 @@ impl AsyncHandlers {
                 )),
             }
         }));
+    }
+}
+
+/// A call handed over to be answered later: over TCP ([`DeferredCall`]) or shared
+/// memory ([`DeferredRequest`]).
+trait Call: Send + 'static {
+    fn msg_type(&self) -> u16;
+    fn take_payload(&mut self) -> Vec<u8>;
+    fn is_cancelled(&self) -> bool;
+    fn reply(self, data: Vec<u8>);
+    fn fail(self, e: ServerError);
+}
+
+impl Call for DeferredCall {
+    fn msg_type(&self) -> u16 {
+        self.msg_type
+    }
+    fn take_payload(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.payload)
+    }
+    fn is_cancelled(&self) -> bool {
+        DeferredCall::is_cancelled(self)
+    }
+    fn reply(self, data: Vec<u8>) {
+        DeferredCall::reply(self, data);
+    }
+    fn fail(self, e: ServerError) {
+        DeferredCall::fail(self, e);
+    }
+}
+
+impl Call for DeferredRequest {
+    fn msg_type(&self) -> u16 {
+        self.msg_type
+    }
+    fn take_payload(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.payload)
+    }
+    fn is_cancelled(&self) -> bool {
+        false
+    }
+    fn reply(self, data: Vec<u8>) {
+        DeferredRequest::reply(self, data);
+    }
+    fn fail(self, e: ServerError) {
+        DeferredRequest::fail(self, e);
     }
 }
 

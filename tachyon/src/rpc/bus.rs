@@ -247,6 +247,13 @@ impl RpcBus {
         self.link.closer()
     }
 
+    /// A handle that wakes this bus's receive from another thread of this process (see
+    /// [`crate::Nudge`]); a server loop that also sends replies finished elsewhere
+    /// waits with it.
+    pub fn nudge(&self) -> crate::Nudge {
+        self.link.nudge()
+    }
+
     /// Replies that arrived for correlation ids this caller never issued or already
     /// finished. Each was logged and dropped; the waits went on.
     pub fn stray_replies(&self) -> u64 {

@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::rpc::bus::{RpcBus, RpcRequest};
+use crate::rpc::deferred::{DeferredFn, DeferredRequest};
 use crate::rpc::error::{code, RpcError, ServerError, MSG_TYPE_ERROR, ONEWAY_CID};
 use crate::rpc::stream::{self, OwnedRequest, StreamSink, TypedSink, MSG_TYPE_STREAM_END};
 use crate::wait::Wait;
@@ -98,6 +99,9 @@ pub struct Dispatcher {
     fallback: Option<Handler<FallbackFn>>,
     /// Server-streaming handlers (see [`crate::rpc::StreamSink`]).
     streams: HashMap<u16, Handler<StreamFn>>,
+    /// Where requests without a handler go to be answered later, and how long they may
+    /// take ([`Dispatcher::set_deferred`]).
+    deferred: Option<(std::sync::Arc<DeferredFn>, Option<Duration>)>,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -106,7 +110,11 @@ impl std::fmt::Debug for Dispatcher {
         m.extend(self.streams.iter().map(|(k, h)| (*k, h.name.as_ref())));
         let fallback = self.fallback.as_ref().map(|h| h.name.as_ref());
         m.sort_unstable();
-        f.debug_struct("Dispatcher").field("handlers", &m).field("fallback", &fallback).finish()
+        f.debug_struct("Dispatcher")
+            .field("handlers", &m)
+            .field("fallback", &fallback)
+            .field("deferred", &self.deferred.as_ref().map(|(_, timeout)| timeout))
+            .finish()
     }
 }
 
@@ -356,6 +364,36 @@ impl Dispatcher {
         self
     }
 
+    /// Hands every request for a msg_type without a handler of its own to `f`, to be
+    /// answered later from any thread ([`DeferredRequest::reply`]), instead of to the
+    /// fallback. Serving a shared-memory client ([`Dispatcher::serve`], the
+    /// [`crate::rpc::RpcServer`]) then never waits for such a handler: many calls of one
+    /// client run at once and their replies go out as they finish. A call not answered
+    /// within `timeout` is answered `HANDLER_ERROR` (its late answer dropped).
+    ///
+    /// This is how [`crate::net::AsyncHandlers::into_dispatcher`] serves `async fn`
+    /// handlers. Over TCP, use [`crate::net::TcpServerOptions::deferred`] instead.
+    pub fn set_deferred(
+        &mut self,
+        timeout: Option<Duration>,
+        f: impl Fn(DeferredRequest) + Send + Sync + 'static,
+    ) -> &mut Self {
+        self.deferred = Some((std::sync::Arc::new(f), timeout));
+        self
+    }
+
+    /// Whether a blocking (non-streaming) handler or the fallback answers `msg_type`.
+    pub(crate) fn has_blocking_handler(&self, msg_type: u16) -> bool {
+        self.handlers.contains_key(&msg_type)
+            || (self.deferred.is_none() && self.fallback.is_some())
+            || (self.deferred.is_some() && msg_type == MSG_TYPE_ERROR)
+    }
+
+    /// The streaming handler of `msg_type`, with its name.
+    pub(crate) fn stream_handler(&self, msg_type: u16) -> Option<(&StreamFn, &str)> {
+        self.streams.get(&msg_type).map(|h| (&*h.f, h.name.as_ref()))
+    }
+
     /// The name of the handler for `msg_type` (the fallback's if it has none of its own).
     pub fn handler_name(&self, msg_type: u16) -> Option<&str> {
         self.handlers
@@ -373,12 +411,6 @@ impl Dispatcher {
     /// Whether `msg_type` is served by a streaming handler.
     pub fn is_stream(&self, msg_type: u16) -> bool {
         !self.streams.is_empty() && self.streams.contains_key(&msg_type)
-    }
-
-    /// The streaming handler of `msg_type` and its name.
-    #[cfg(feature = "tcp")]
-    pub(crate) fn stream_handler(&self, msg_type: u16) -> Option<(&StreamFn, &str)> {
-        self.streams.get(&msg_type).map(|h| (&*h.f, h.name.as_ref()))
     }
 
     /// The registered msg_types, sorted.
@@ -526,6 +558,9 @@ impl Dispatcher {
         done: &mut dyn FnMut() -> bool,
         opts: &ServeOptions,
     ) -> Result<()> {
+        if let Some((f, timeout)) = &self.deferred {
+            return crate::rpc::deferred::serve(self, &**f, *timeout, transport, done, opts);
+        }
         let mut scratch = Vec::new();
         let mut ended = false;
         loop {
@@ -614,6 +649,12 @@ pub trait Transport {
     fn try_next_request(&self) -> Result<Option<OwnedRequest>> {
         Ok(None)
     }
+    /// A handle that ends a wait in [`Transport::next_request`] from another thread,
+    /// so its interrupt check runs ([`crate::Nudge`]). `None` by default: a loop that
+    /// needs one looks for work from other threads every millisecond instead.
+    fn nudge(&self) -> Option<crate::Nudge> {
+        None
+    }
 }
 
 /// A panic's message, when it has one.
@@ -646,6 +687,10 @@ impl Transport for RpcBus {
 
     fn send_reply(&self, cid: u64, msg_type: u16, payload: &[u8], wait: Wait<'_>) -> Result<()> {
         self.reply_with(cid, payload, msg_type, wait)
+    }
+
+    fn nudge(&self) -> Option<crate::Nudge> {
+        Some(RpcBus::nudge(self))
     }
 
     fn try_next_request(&self) -> Result<Option<OwnedRequest>> {

@@ -12,6 +12,7 @@ mod bus;
 mod caller;
 mod client;
 pub mod codec;
+mod deferred;
 mod describe;
 mod dispatch;
 mod error;
@@ -23,6 +24,7 @@ pub mod tiga;
 pub use async_bus::{AsyncCall, AsyncRpcBus};
 pub use bus::{ParkedReply, ParkedRpcTx, Role, RpcBus, RpcReply, RpcRequest, RpcTxGuard};
 pub use caller::{invoke_typed_async, AsyncCaller, BoxFuture, Caller};
+pub use deferred::DeferredRequest;
 pub use describe::Description;
 pub use dispatch::{
     decode_request, encode_response, handle_typed, Dispatcher, Endpoint, RegisterError, Request,
