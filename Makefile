@@ -22,7 +22,7 @@ CLANG_ENV := CC=clang-19 CXX=clang++-19 \
 	LDSHARED="clang-19 -shared --ld-path=/usr/bin/ld.lld-19" \
 	LDCXXSHARED="clang++-19 -shared --ld-path=/usr/bin/ld.lld-19"
 
-.PHONY: node-path codegen schema-lock help test demo bench bench-py bench-node bench-tcp bench-channel bench-grpc bench-async bench-tonic sysdeps build lint py py-release typecheck deps clang venv upstream node node-release node-deps node-typecheck fuzz-build fuzz sanitize clean
+.PHONY: node-path codegen schema-lock help test demo bench bench-py bench-node bench-tcp bench-channel bench-grpc bench-async bench-rust-rpc bench-tonic sysdeps build lint py py-release typecheck deps clang venv upstream node node-release node-deps node-typecheck fuzz-build fuzz sanitize clean
 
 help:
 	@echo "make test   - install what is needed, run every test suite (lint, cargo, pytest interop)"
@@ -36,7 +36,7 @@ help:
 	@echo "make bench-channel - log channel appends and wake-ups against a UNIX datagram socket and a futex"
 	@echo "make bench-grpc - cross-host RPC against grpcio and @grpc/grpc-js, and our TLS against plaintext"
 	@echo "make bench-async - awaitable calls against blocking ones, over shared memory and TCP"
-	@echo "make bench-tonic - async TCP calls against tonic (unary echo)"
+	@echo "make bench-rust-rpc - async TCP calls against tonic and tarpc (unary echo)"
 
 ## ---- installs ---------------------------------------------------------------------
 
@@ -200,9 +200,13 @@ bench-async:
 
 # Async TCP calls against tonic (its own crate, outside the workspace: make test never
 # builds gRPC; protoc comes from apt for tonic-build).
-bench-tonic:
+# Async TCP calls against tonic and tarpc (bench/rust-rpc, its own crate outside the
+# workspace; CPU placement is printed).
+bench-rust-rpc:
 	command -v protoc >/dev/null || (apt-get update -qq && apt-get install -y -qq protobuf-compiler)
-	cd bench/tonic && $(CARGO) run -q --release -j$(JOBS) -- --rounds 3 --seconds 2
+	cd bench/rust-rpc && $(CARGO) run -q --release -j$(JOBS) -- --rounds 3 --seconds 2
+
+bench-tonic: bench-rust-rpc
 
 bench-channel:
 	$(CARGO) run -q -p tachyon-bench --bin tachyon-channel-bench --profile bench -j$(JOBS) -- \

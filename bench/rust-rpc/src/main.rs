@@ -1,19 +1,18 @@
-//! `tachyon-tonic-bench`: unary echo over TCP, tonic against Tachyon's async client
-//! (`TcpClient::call_async`) and blocking client, in one run.
+//! `tachyon-rust-rpc-bench`: unary echo over TCP, tonic and tarpc against Tachyon's async
+//! client (`TcpClient::call_async`), in one run.
 //!
 //! ```text
-//! tachyon-tonic-bench [--rounds R] [--seconds S] [--samples N]
-//! tachyon-tonic-bench server <tonic|tachyon>   # internal: print "ready PORT"
+//! tachyon-rust-rpc-bench [--rounds R] [--seconds S] [--samples N]
+//! tachyon-rust-rpc-bench server <tonic|tarpc|tachyon>   # internal: print "ready PORT"
 //! ```
 //!
-//! Servers run in their own process pinned to CPU 1 (tonic on a one-thread tokio runtime,
-//! Tachyon's on its io_uring reactor); the client is pinned to CPU 0 on a tokio
-//! current-thread runtime. Latency: 32-byte round trips one at a time. Throughput: 256
-//! calls in flight (`join_all`). Rounds alternate; medians are printed.
+//! Servers run in their own process pinned to CPU 1 (tonic and tarpc on a one-thread
+//! tokio runtime, Tachyon's on its io_uring reactor); the client is pinned to CPU 0 on a
+//! tokio current-thread runtime. Latency: 32-byte round trips one at a time. Throughput:
+//! 256 calls in flight (`join_all`). Rounds alternate; medians are printed. tarpc uses
+//! its bincode transport (its fastest serde format).
 #![allow(clippy::print_stdout, clippy::cast_precision_loss, clippy::cast_sign_loss)]
 
-use std::io::BufRead;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,6 +23,7 @@ pub mod pb {
 use pb::echo_client::EchoClient;
 use pb::echo_server::{Echo, EchoServer};
 use pb::Blob;
+use tachyon_bench::{median, pct, pin, Server};
 
 const PAYLOAD: [u8; 32] = [7; 32];
 const DEPTH: usize = 256;
@@ -35,12 +35,6 @@ impl Echo for Svc {
     async fn echo(&self, req: tonic::Request<Blob>) -> Result<tonic::Response<Blob>, tonic::Status> {
         Ok(tonic::Response::new(req.into_inner()))
     }
-}
-
-fn pin(cpu: usize) {
-    let mut set = rustix::thread::CpuSet::new();
-    set.set(cpu);
-    rustix::thread::sched_setaffinity(None, &set).expect("sched_setaffinity");
 }
 
 fn serve(kind: &str) {
@@ -56,6 +50,10 @@ fn serve(kind: &str) {
         }
     }
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+    if kind == "tarpc" {
+        rt.block_on(tarpc_serve());
+        return;
+    }
     rt.block_on(async {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         println!("ready {}", l.local_addr().expect("addr").port());
@@ -65,6 +63,74 @@ fn serve(kind: &str) {
             .await
             .expect("serve");
     });
+}
+
+/// tarpc's echo service.
+#[tarpc::service]
+trait TarpcEcho {
+    async fn echo(data: Vec<u8>) -> Vec<u8>;
+}
+
+#[derive(Clone)]
+struct TarpcSvc;
+
+impl TarpcEcho for TarpcSvc {
+    async fn echo(self, _: tarpc::context::Context, data: Vec<u8>) -> Vec<u8> {
+        data
+    }
+}
+
+async fn tarpc_serve() {
+    use futures::StreamExt;
+    use tarpc::server::{BaseChannel, Channel};
+    let listener = tarpc::serde_transport::tcp::listen(
+        "127.0.0.1:0",
+        tarpc::tokio_serde::formats::Bincode::default,
+    )
+    .await
+    .expect("bind");
+    println!("ready {}", listener.local_addr().port());
+    listener
+        .filter_map(|r| futures::future::ready(r.ok()))
+        .map(BaseChannel::with_defaults)
+        .for_each(|channel| async move {
+            tokio::spawn(channel.execute(TarpcSvc.serve()).for_each(|f| async move {
+                tokio::spawn(f);
+            }));
+        })
+        .await;
+}
+
+async fn tarpc_row(port: u16, samples: usize, seconds: f64) -> (f64, f64, f64) {
+    let transport = tarpc::serde_transport::tcp::connect(
+        ("127.0.0.1", port),
+        tarpc::tokio_serde::formats::Bincode::default,
+    )
+    .await
+    .expect("connect");
+    let _ = transport.get_ref().set_nodelay(true);
+    let mut config = tarpc::client::Config::default();
+    config.max_in_flight_requests = DEPTH * 2;
+    let c = TarpcEchoClient::new(config, transport).spawn();
+    let mut v = Vec::new();
+    for i in 0..samples + samples / 10 {
+        let t = Instant::now();
+        c.echo(tarpc::context::current(), PAYLOAD.to_vec()).await.expect("echo");
+        if i >= samples / 10 {
+            v.push(t.elapsed().as_nanos() as u64);
+        }
+    }
+    let (p50, p99) = (pct(&mut v, 0.5), pct(&mut v, 0.99));
+    let start = Instant::now();
+    let mut n = 0usize;
+    while start.elapsed().as_secs_f64() < seconds {
+        let calls = (0..DEPTH).map(|_| c.echo(tarpc::context::current(), PAYLOAD.to_vec()));
+        for r in futures::future::join_all(calls).await {
+            r.expect("echo");
+        }
+        n += DEPTH;
+    }
+    (p50, p99, n as f64 / start.elapsed().as_secs_f64())
 }
 
 fn tokio_stream_of(
@@ -77,44 +143,6 @@ fn tokio_stream_of(
         });
         Some((r, l))
     })
-}
-
-struct Server(Child, u16);
-
-impl Server {
-    fn start(kind: &str) -> Self {
-        let mut child = Command::new("taskset")
-            .args(["-c", "1"])
-            .arg(std::env::current_exe().expect("exe"))
-            .args(["server", kind])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("ready");
-        let port = line.trim().strip_prefix("ready ").and_then(|p| p.parse().ok()).expect("port");
-        Self(child, port)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn pct(v: &mut [u64], q: f64) -> f64 {
-    v.sort_unstable();
-    let i = (((v.len() as f64) * q).ceil() as usize).clamp(1, v.len()) - 1;
-    v[i] as f64 / 1000.0
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 async fn tonic_row(port: u16, samples: usize, seconds: f64) -> (f64, f64, f64) {
@@ -191,16 +219,18 @@ fn main() {
     }
     pin(0);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
-    let mut rows = [[Vec::new(), Vec::new(), Vec::new()], [Vec::new(), Vec::new(), Vec::new()]];
+    const KINDS: [&str; 3] = ["tonic", "tarpc", "tachyon"];
+    let mut rows: Vec<[Vec<f64>; 3]> = KINDS.iter().map(|_| [Vec::new(), Vec::new(), Vec::new()]).collect();
     for _ in 0..rounds {
-        for (k, kind) in ["tonic", "tachyon"].iter().enumerate() {
-            let s = Server::start(kind);
+        for (k, kind) in KINDS.iter().enumerate() {
+            let s = Server::this_exe(1, &[kind]);
             std::thread::sleep(Duration::from_millis(50));
+            let port = s.port();
             let r = rt.block_on(async {
-                if k == 0 {
-                    tonic_row(s.1, samples, seconds).await
-                } else {
-                    tachyon_row(s.1, samples, seconds).await
+                match *kind {
+                    "tonic" => tonic_row(port, samples, seconds).await,
+                    "tarpc" => tarpc_row(port, samples, seconds).await,
+                    _ => tachyon_row(port, samples, seconds).await,
                 }
             });
             rows[k][0].push(r.0);
@@ -214,16 +244,26 @@ fn main() {
          calls in flight. {rounds} rounds, medians.",
         PAYLOAD.len()
     );
-    println!("{:<34} {:>9} {:>9} {:>12}", "", "p50 us", "p99 us", "calls/s");
+    println!("{:<36} {:>9} {:>9} {:>12}", "", "p50 us", "p99 us", "calls/s");
+    let labels = [
+        "tonic 0.12 (one connection)",
+        "tarpc 0.37 (bincode, one connection)",
+        "tachyon TcpClient::call_async",
+    ];
     let mut med = Vec::new();
-    for (label, r) in ["tonic 0.12 (one connection)", "tachyon TcpClient::call_async"].iter().zip(rows.iter_mut()) {
+    for (label, r) in labels.iter().zip(rows.iter_mut()) {
         let m = (median(&mut r[0]), median(&mut r[1]), median(&mut r[2]));
-        println!("{label:<34} {:>9.2} {:>9.2} {:>12.0}", m.0, m.1, m.2);
+        println!("{label:<36} {:>9.2} {:>9.2} {:>12.0}", m.0, m.1, m.2);
         med.push(m);
     }
     println!(
         "tachyon/tonic: p50 {:.2}x (target <= 0.5x), throughput {:.2}x (target >= 2x)",
-        med[1].0 / med[0].0,
-        med[1].2 / med[0].2
+        med[2].0 / med[0].0,
+        med[2].2 / med[0].2
+    );
+    println!(
+        "tachyon/tarpc: p50 {:.2}x, throughput {:.2}x",
+        med[2].0 / med[1].0,
+        med[2].2 / med[1].2
     );
 }
