@@ -9,9 +9,11 @@
 //! The server runs in its own process pinned to CPU 1, the client on CPU 0 (shared
 //! memory spins, so both on one CPU would measure the scheduler). Latency: 32-byte round
 //! trips one at a time: blocking `invoke` against `call_async(..).await` on a tokio
-//! current-thread runtime. Throughput: 256 calls in flight (blocking: send all, then
-//! wait each; async: `join_all` of 256 futures), repeated for `--seconds`. Rounds
-//! alternate; medians are printed.
+//! current-thread runtime (over TCP, with the `tokio` feature, on tokio's reactor; and
+//! the same futures under `futures`' executor, waiting through the pump thread).
+//! Throughput: 256 calls in flight (blocking: send all, then wait each; async:
+//! `join_all` of 256 futures), repeated for `--seconds`. Rounds alternate; medians are
+//! printed.
 #![allow(clippy::print_stdout, clippy::cast_precision_loss, clippy::cast_sign_loss)]
 
 use std::sync::Arc;
@@ -107,7 +109,7 @@ fn shm_rows(samples: usize, seconds: f64, rt: &tokio::runtime::Runtime) -> [Row;
     [blocking, (p50, p99, tput)]
 }
 
-fn tcp_rows(samples: usize, seconds: f64, rt: &tokio::runtime::Runtime) -> [Row; 2] {
+fn tcp_rows(samples: usize, seconds: f64, rt: &tokio::runtime::Runtime) -> [Row; 3] {
     let s = Server::this_exe(1, &["tcp"]);
     let addr = format!("tcp://127.0.0.1:{}", s.port());
     let c = TcpClient::connect_with(&addr, &TcpClientOptions::default().connections(4))
@@ -133,7 +135,21 @@ fn tcp_rows(samples: usize, seconds: f64, rt: &tokio::runtime::Runtime) -> [Row;
         }
         DEPTH
     });
-    [blocking, (p50, p99, tput)]
+    let on_tokio = (p50, p99, tput);
+    // The same futures outside tokio (futures' executor): they wait through the pump.
+    let c = TcpClient::connect_with(&addr, &TcpClientOptions::default().connections(4))
+        .expect("connect");
+    let (p50, p99) = timed(samples, || {
+        futures::executor::block_on(c.call_async(&PAYLOAD, 1, None)).expect("reply");
+    });
+    let tput = rate(seconds, || {
+        let calls = (0..DEPTH).map(|_| c.call_async(&PAYLOAD, 1, None));
+        for r in futures::executor::block_on(futures::future::join_all(calls)) {
+            r.expect("reply");
+        }
+        DEPTH
+    });
+    [blocking, on_tokio, (p50, p99, tput)]
 }
 
 fn main() {
@@ -154,15 +170,16 @@ fn main() {
         }
     }
     pin(0);
-    let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let labels = [
         "shared memory, blocking (RpcBus)",
         "shared memory, async (AsyncRpcBus)",
         "TCP, blocking (TcpClient)",
-        "TCP, async (TcpClient::call_async)",
+        "TCP, async on tokio's reactor",
+        "TCP, async via the pump (futures executor)",
     ];
     let mut rows: Vec<[Vec<f64>; 3]> =
-        (0..4).map(|_| [Vec::new(), Vec::new(), Vec::new()]).collect();
+        (0..labels.len()).map(|_| [Vec::new(), Vec::new(), Vec::new()]).collect();
     for _ in 0..rounds {
         let shm = shm_rows(samples, seconds, &rt);
         let tcp = tcp_rows(samples, seconds, &rt);
@@ -178,16 +195,18 @@ fn main() {
          flight. {rounds} rounds, medians.",
         PAYLOAD.len()
     );
-    println!("{:<38} {:>9} {:>9} {:>12}", "", "p50 us", "p99 us", "calls/s");
+    println!("{:<44} {:>9} {:>9} {:>12}", "", "p50 us", "p99 us", "calls/s");
     let mut med = Vec::new();
     for (label, r) in labels.iter().zip(rows.iter_mut()) {
         let m = (median(&mut r[0]), median(&mut r[1]), median(&mut r[2]));
-        println!("{label:<38} {:>9.2} {:>9.2} {:>12.0}", m.0, m.1, m.2);
+        println!("{label:<44} {:>9.2} {:>9.2} {:>12.0}", m.0, m.1, m.2);
         med.push(m);
     }
     println!(
-        "async/blocking p50: shared memory {:.2}x (target: within 2x), TCP {:.2}x",
+        "async/blocking p50: shared memory {:.2}x (target: within 2x), TCP on tokio {:.2}x, \
+         TCP via the pump {:.2}x",
         med[1].0 / med[0].0,
-        med[3].0 / med[2].0
+        med[3].0 / med[2].0,
+        med[4].0 / med[2].0
     );
 }

@@ -32,7 +32,8 @@ fn ten_thousand_calls_from_a_hundred_tokio_tasks_complete_out_of_order() {
     let client = Arc::new(
         TcpClient::connect_with(&h.address(), &TcpClientOptions::default().connections(2)).unwrap(),
     );
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let start = Instant::now();
     let sums = rt.block_on(async {
         let tasks: Vec<_> = (0..100u64)
@@ -75,7 +76,7 @@ fn a_dropped_future_cancels_its_call_and_frees_its_slot() {
     let h = serve(8);
     let opts = TcpClientOptions::default().max_in_flight(4);
     let client = TcpClient::connect_with(&h.address(), &opts).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let slow = encode(2_000);
         // Fill the window with slow calls, and give up on them after 50 ms.
@@ -99,7 +100,7 @@ fn futures_waiting_for_room_in_the_window_each_time_out_at_their_own_deadline() 
     let h = serve(4);
     let opts = TcpClientOptions::default().max_in_flight(2);
     let client = TcpClient::connect_with(&h.address(), &opts).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let slow = encode(1_500);
         // Two slow calls fill the window; three more wait for room, each with its own
@@ -193,7 +194,8 @@ fn shm_server(name: &str) -> (tachyon::rpc::ServerHandle, String) {
 fn shared_memory_ten_thousand_calls_from_a_hundred_tokio_tasks() {
     let (_server, path) = shm_server("async-many");
     let bus = AsyncRpcBus::new(RpcBus::connect(&path).unwrap());
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let start = Instant::now();
     let total = rt.block_on(async {
         let tasks: Vec<_> = (0..100u32)
@@ -398,11 +400,8 @@ async fn slow_does_not_block_quick(client: &impl AsyncCaller) {
 
 #[test]
 fn async_handlers_on_tokio_a_slow_one_does_not_block_the_others() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_time()
-        .build()
-        .unwrap();
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let handle = rt.handle().clone();
     let handlers = tachyon::net::AsyncHandlers::new(move |task| drop(handle.spawn(task)));
     let h = async_server(routes(handlers, |d| Box::pin(tokio::time::sleep(d))));
@@ -412,11 +411,8 @@ fn async_handlers_on_tokio_a_slow_one_does_not_block_the_others() {
 
 #[test]
 fn async_handlers_over_shared_memory_a_slow_one_does_not_block_the_client_s_other_calls() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_time()
-        .build()
-        .unwrap();
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let handle = rt.handle().clone();
     let handlers = tachyon::net::AsyncHandlers::new(move |task| drop(handle.spawn(task)));
     let dispatcher = routes(handlers, |d| Box::pin(tokio::time::sleep(d)))
@@ -591,11 +587,8 @@ mod async_service {
 fn tachyon_rpc_async_fn_handlers_serve_on_tokio() {
     use async_service::{add_later, explode, shout};
     use tachyon_tests::service::{AddReq, AddResp};
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_time()
-        .build()
-        .unwrap();
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let spawner = rt.handle().clone();
     let handlers = tachyon::net::AsyncHandlers::new(move |task| drop(spawner.spawn(task)))
         .register(add_later::Endpoint)
@@ -745,7 +738,8 @@ impl tachyon_tests::schema::ConformanceAsync for AsyncMirror {
 #[test]
 fn a_generated_async_server_trait_serves_the_generated_client() {
     use tachyon_tests::schema::{conformance, ConformanceClient, Rng};
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let spawner = rt.handle().clone();
     let handlers = conformance::conformance::async_handlers(
         AsyncMirror(std::sync::atomic::AtomicU64::new(0)),
@@ -783,11 +777,8 @@ fn a_generated_async_server_trait_serves_the_generated_client() {
 fn async_fn_handlers_serve_shared_memory_through_a_dispatcher() {
     use async_service::{add_later, explode, shout};
     use tachyon_tests::service::{AddReq, AddResp};
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_time()
-        .build()
-        .unwrap();
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let spawner = rt.handle().clone();
     let dispatcher = tachyon::net::AsyncHandlers::new(move |task| drop(spawner.spawn(task)))
         .register(add_later::Endpoint)

@@ -92,7 +92,10 @@ async fn tarpc_serve() {
     println!("ready {}", listener.local_addr().port());
     listener
         .filter_map(|r| futures::future::ready(r.ok()))
-        .map(BaseChannel::with_defaults)
+        .map(|t| {
+            let _ = t.get_ref().set_nodelay(true); // as tonic's and ours
+            BaseChannel::with_defaults(t)
+        })
         .for_each(|channel| async move {
             tokio::spawn(channel.execute(TarpcSvc.serve()).for_each(|f| async move {
                 tokio::spawn(f);

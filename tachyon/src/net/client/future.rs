@@ -10,6 +10,11 @@
 //! thread per connection used asynchronously and one thread hop per reply (the pump
 //! wakes the task); the blocking calls keep their zero-hop path.
 //!
+//! With the `tokio` feature, a future polled inside a tokio runtime does without the
+//! pump: the socket is registered with tokio's reactor and the waiting task reads its
+//! reply itself ([`super::reactor`]), so a reply costs no thread hop; a process-wide
+//! timer thread keeps the deadlines. Outside tokio the same future uses the pump.
+//!
 //! Deadlines: the pump wakes a future whose deadline passed, which then gives up its
 //! call. Cancellation by drop: a future dropped before its reply came abandons the call
 //! (a cancel frame tells the server, and the late reply is dropped), freeing its place
@@ -45,6 +50,9 @@ pub struct CallFuture<'a> {
     timeout: Option<Duration>,
     deadline: Option<Instant>,
     state: State,
+    /// The process-wide timer's hold on our deadline, while we wait on tokio's reactor.
+    #[cfg(feature = "tokio")]
+    alarm: Option<super::timer::Alarm>,
 }
 
 impl std::fmt::Debug for CallFuture<'_> {
@@ -86,6 +94,8 @@ impl TcpClient {
             timeout,
             deadline: timeout.map(|t| Instant::now() + t),
             state: State::Unsent,
+            #[cfg(feature = "tokio")]
+            alarm: None,
         }
     }
 }
@@ -97,6 +107,108 @@ impl CallFuture<'_> {
 
     fn timeout_error(&self) -> Error {
         Error::Timeout(self.timeout.unwrap_or_default())
+    }
+
+    /// Completes the call if its reply is parked, its connection failed or its deadline
+    /// passed.
+    fn settle(&mut self, cid: u64) -> Option<Result<Vec<u8>>> {
+        let conn = self.conn;
+        let mut inbox = lock(&conn.inbox);
+        if let Some(r) = inbox.parked.remove(&cid) {
+            inbox.wakers.remove(&cid);
+            hand_over(&mut inbox, cid);
+            if inbox.pending.remove(&cid) {
+                conn.in_flight.fetch_sub(1, Ordering::Relaxed);
+            }
+            conn.wake(inbox);
+            self.state = State::Done;
+            return Some(r.map(|(_, data)| data));
+        }
+        if let Some(dead) = &inbox.dead {
+            let e = dead.error(cid);
+            inbox.wakers.remove(&cid);
+            hand_over(&mut inbox, cid);
+            drop(inbox);
+            conn.finish(cid);
+            self.state = State::Done;
+            return Some(Err(e));
+        }
+        if self.timed_out() {
+            inbox.wakers.remove(&cid);
+            hand_over(&mut inbox, cid);
+            drop(inbox);
+            conn.abandon(cid);
+            self.state = State::Done;
+            return Some(Err(self.timeout_error()));
+        }
+        None
+    }
+
+    /// Whether futures polled here wait on tokio's reactor (the `tokio` feature, inside
+    /// a tokio runtime).
+    fn on_tokio() -> bool {
+        #[cfg(feature = "tokio")]
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return true;
+        }
+        false
+    }
+
+    /// Has the process-wide timer wake us at our deadline (on tokio: no pump does).
+    #[cfg(feature = "tokio")]
+    fn arm(&mut self, cx: &Context<'_>) {
+        if let Some(d) = self.deadline {
+            self.alarm = Some(super::timer::Alarm::set(d, cx.waker().clone()));
+        }
+    }
+
+    /// Waits on tokio's reactor: reads the socket itself when it is the watching future,
+    /// else waits for its reply to be parked. `None`: tokio cannot watch the socket.
+    #[cfg(feature = "tokio")]
+    fn poll_on_tokio(&mut self, cid: u64, cx: &mut Context<'_>) -> Option<Poll<Result<Vec<u8>>>> {
+        use super::reactor::Watched;
+        let conn = self.conn;
+        let fd = conn.tokio_fd()?;
+        loop {
+            if let Some(done) = self.settle(cid) {
+                return Some(Poll::Ready(done));
+            }
+            let mut inbox = lock(&conn.inbox);
+            let waiter = AsyncWait { waker: cx.waker().clone(), deadline: self.deadline };
+            inbox.wakers.insert(cid, waiter);
+            if inbox.reading || inbox.fd_watcher.is_some_and(|w| w != cid) {
+                // Someone else reads, or watches: they park our reply, and wake us.
+                drop(inbox);
+                self.arm(cx);
+                return Some(Poll::Pending);
+            }
+            inbox.fd_watcher = Some(cid);
+            drop(inbox);
+            match conn.watch(&fd, cx) {
+                Watched::Progress => {}
+                Watched::Pending => {
+                    self.arm(cx);
+                    return Some(Poll::Pending);
+                }
+                Watched::Unavailable => {
+                    let mut inbox = lock(&conn.inbox);
+                    hand_over(&mut inbox, cid);
+                    conn.drop_tokio_fd();
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// Future `cid` stops waiting: if it watched the socket for the others, another waiting
+/// future is woken to take over.
+fn hand_over(inbox: &mut super::Inbox, cid: u64) {
+    if inbox.fd_watcher == Some(cid) {
+        inbox.fd_watcher = None;
+        if let Some(w) = inbox.wakers.values().next() {
+            w.waker.wake_by_ref();
+        }
     }
 }
 
@@ -124,6 +236,9 @@ impl Future for CallFuture<'_> {
                     drop(inbox);
                     if room {
                         cx.waker().wake_by_ref(); // a slot freed in between: try again
+                    } else if Self::on_tokio() {
+                        #[cfg(feature = "tokio")]
+                        this.arm(cx);
                     } else if this.deadline.is_some() {
                         start_pump(this.conn); // it wakes us at the deadline
                         if pump_sleeps {
@@ -143,31 +258,14 @@ impl Future for CallFuture<'_> {
                 "a call future was polled after it completed".into(),
             )));
         };
+        #[cfg(feature = "tokio")]
+        if let Some(p) = this.poll_on_tokio(cid, cx) {
+            return p;
+        }
+        if let Some(done) = this.settle(cid) {
+            return Poll::Ready(done);
+        }
         let mut inbox = lock(&this.conn.inbox);
-        if let Some(r) = inbox.parked.remove(&cid) {
-            inbox.wakers.remove(&cid);
-            if inbox.pending.remove(&cid) {
-                this.conn.in_flight.fetch_sub(1, Ordering::Relaxed);
-            }
-            this.conn.wake(inbox);
-            this.state = State::Done;
-            return Poll::Ready(r.map(|(_, data)| data));
-        }
-        if let Some(dead) = &inbox.dead {
-            let e = dead.error(cid);
-            inbox.wakers.remove(&cid);
-            drop(inbox);
-            this.conn.finish(cid);
-            this.state = State::Done;
-            return Poll::Ready(Err(e));
-        }
-        if this.timed_out() {
-            inbox.wakers.remove(&cid);
-            drop(inbox);
-            this.conn.abandon(cid);
-            this.state = State::Done;
-            return Poll::Ready(Err(this.timeout_error()));
-        }
         inbox.wakers.insert(cid, AsyncWait { waker: cx.waker().clone(), deadline: this.deadline });
         let pump_sleeps = inbox.sleepers > 0;
         drop(inbox);
@@ -184,7 +282,10 @@ impl Drop for CallFuture<'_> {
     /// its place in the window freed.
     fn drop(&mut self) {
         if let State::Sent(cid) = self.state {
-            lock(&self.conn.inbox).wakers.remove(&cid);
+            let mut inbox = lock(&self.conn.inbox);
+            inbox.wakers.remove(&cid);
+            hand_over(&mut inbox, cid);
+            drop(inbox);
             self.conn.abandon(cid);
         }
     }

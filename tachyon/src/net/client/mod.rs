@@ -15,6 +15,10 @@
 //! (in order); a cancel frame stops the server, whose end then frees the slot.
 
 mod future;
+#[cfg(feature = "tokio")]
+mod reactor;
+#[cfg(feature = "tokio")]
+mod timer;
 
 pub use future::CallFuture;
 
@@ -139,6 +143,8 @@ struct Inbox {
     /// Futures waiting for room in the window (woken when a slot frees; the pump
     /// thread expires their deadlines).
     window_wakers: Vec<AsyncWait>,
+    /// The future watching the socket through tokio's reactor, if one does (`tokio`).
+    fd_watcher: Option<u64>,
 }
 
 /// What a stream's reader has not taken yet.
@@ -221,6 +227,10 @@ impl WriteBufs {
 /// One TCP connection of a client.
 #[derive(Debug)]
 struct Conn {
+    /// The socket's registration with tokio's reactor, made by the first future polled
+    /// inside a runtime.
+    #[cfg(feature = "tokio")]
+    tokio_fd: Mutex<Option<reactor::Registration>>,
     sock: OwnedFd,
     index: u64,
     /// Serialises writes; holds the buffers requests are framed and sealed in (reused,
@@ -398,6 +408,8 @@ fn open(
     Ok(Conn {
         sock,
         index,
+        #[cfg(feature = "tokio")]
+        tokio_fd: Mutex::new(None),
         writer: Mutex::new(WriteBufs::default()),
         inbox: Mutex::new(inbox),
         changed: Condvar::new(),
@@ -1053,6 +1065,11 @@ impl Conn {
                 w.waker.wake();
             }
         }
+        // A future watching the socket through tokio may have found us reading and
+        // stopped watching: it looks again.
+        if let Some(w) = inbox.fd_watcher.and_then(|cid| inbox.wakers.get(&cid)) {
+            w.waker.wake_by_ref();
+        }
         if inbox.sleepers > 0 {
             self.changed.notify_all();
         }
@@ -1102,6 +1119,18 @@ impl Conn {
     /// One read: waits for bytes (until `deadline`, or a ping interval), then parses and
     /// parks every complete frame. `Err` when the connection is finished.
     fn read_once(&self, deadline: Option<Instant>) -> std::result::Result<(), DeadReason> {
+        self.read_some(deadline, false).map(|_| ())
+    }
+
+    /// Reads once and handles what arrived. Blocking (within the receive timeout, the
+    /// watchdog running when it passes), or with `nonblocking` returning `Ok(false)`
+    /// at once when nothing is there (`Ok(true)`: something was read, or the deadline
+    /// passed).
+    fn read_some(
+        &self,
+        deadline: Option<Instant>,
+        nonblocking: bool,
+    ) -> std::result::Result<bool, DeadReason> {
         let ping_every = (self.dead_peer / 4).max(Duration::from_millis(50));
         let mut reader = lock(&self.reader);
         // The receive timeout: the ping interval, or less when the deadline is nearer.
@@ -1112,7 +1141,7 @@ impl Conn {
             Some(d) => {
                 let left = d.saturating_duration_since(Instant::now());
                 if left.is_zero() {
-                    return Ok(());
+                    return Ok(true);
                 }
                 if left >= ping_every {
                     ping_every
@@ -1126,7 +1155,7 @@ impl Conn {
                 }
             }
         };
-        if reader.timeout > want || reader.timeout < want / 2 {
+        if !nonblocking && (reader.timeout > want || reader.timeout < want / 2) {
             rustix::net::sockopt::set_socket_timeout(
                 &self.sock,
                 rustix::net::sockopt::Timeout::Recv,
@@ -1136,12 +1165,17 @@ impl Conn {
             reader.timeout = want;
         }
         let Reader { chunk, plain, .. } = &mut *reader;
-        let n = match rustix::net::recv(&self.sock, &mut chunk[..], rustix::net::RecvFlags::empty())
-        {
+        let flags = if nonblocking {
+            rustix::net::RecvFlags::DONTWAIT
+        } else {
+            rustix::net::RecvFlags::empty()
+        };
+        let n = match rustix::net::recv(&self.sock, &mut chunk[..], flags) {
             Ok((0, _)) => return Err(self.eof_reason()),
             Ok((n, _)) => n,
-            Err(Errno::AGAIN) => return self.watchdog(),
-            Err(Errno::INTR) => return Ok(()),
+            Err(Errno::AGAIN) if nonblocking => return Ok(false),
+            Err(Errno::AGAIN) => return self.watchdog().map(|()| true),
+            Err(Errno::INTR) => return Ok(true),
             Err(_) => return Err(DeadReason::Dead("the connection to the server was reset")),
         };
         let fresh: &[u8] = match &self.tls {
@@ -1190,7 +1224,7 @@ impl Conn {
             }
         }
         inbox.buf = bytes[at..].to_vec();
-        result
+        result.map(|()| true)
     }
 
     fn on_frame(
