@@ -198,10 +198,9 @@ bench-async:
 	$(CARGO) run -q -p tachyon-bench --bin tachyon-async-bench --profile bench -j$(JOBS) -- \
 		--rounds 3 --seconds 2
 
-# Async TCP calls against tonic (its own crate, outside the workspace: make test never
-# builds gRPC; protoc comes from apt for tonic-build).
 # Async TCP calls against tonic and tarpc (bench/rust-rpc, its own crate outside the
-# workspace; CPU placement is printed).
+# workspace, so make test never builds gRPC; protoc comes from apt for tonic-build).
+# CPU placement is printed.
 bench-rust-rpc:
 	command -v protoc >/dev/null || (apt-get update -qq && apt-get install -y -qq protobuf-compiler)
 	cd bench/rust-rpc && $(CARGO) run -q --release -j$(JOBS) -- --rounds 3 --seconds 2

@@ -23,11 +23,11 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use super::{lock, AsyncWait, Conn, TcpClient};
+use super::{lock, AsyncWait, Conn, Inbox, TcpClient};
 use crate::error::{Error, Result};
 
 enum State {
@@ -110,10 +110,14 @@ impl CallFuture<'_> {
     }
 
     /// Completes the call if its reply is parked, its connection failed or its deadline
-    /// passed.
-    fn settle(&mut self, cid: u64) -> Option<Result<Vec<u8>>> {
+    /// passed; otherwise hands the inbox back, still locked, so the caller registers its
+    /// waker before anyone can park the reply.
+    fn settle<'g>(
+        &mut self,
+        cid: u64,
+        mut inbox: MutexGuard<'g, Inbox>,
+    ) -> std::result::Result<Result<Vec<u8>>, MutexGuard<'g, Inbox>> {
         let conn = self.conn;
-        let mut inbox = lock(&conn.inbox);
         if let Some(r) = inbox.parked.remove(&cid) {
             inbox.wakers.remove(&cid);
             hand_over(&mut inbox, cid);
@@ -122,7 +126,7 @@ impl CallFuture<'_> {
             }
             conn.wake(inbox);
             self.state = State::Done;
-            return Some(r.map(|(_, data)| data));
+            return Ok(r.map(|(_, data)| data));
         }
         if let Some(dead) = &inbox.dead {
             let e = dead.error(cid);
@@ -131,7 +135,7 @@ impl CallFuture<'_> {
             drop(inbox);
             conn.finish(cid);
             self.state = State::Done;
-            return Some(Err(e));
+            return Ok(Err(e));
         }
         if self.timed_out() {
             inbox.wakers.remove(&cid);
@@ -139,9 +143,9 @@ impl CallFuture<'_> {
             drop(inbox);
             conn.abandon(cid);
             self.state = State::Done;
-            return Some(Err(self.timeout_error()));
+            return Ok(Err(self.timeout_error()));
         }
-        None
+        Err(inbox)
     }
 
     /// Whether futures polled here wait on tokio's reactor (the `tokio` feature, inside
@@ -170,10 +174,10 @@ impl CallFuture<'_> {
         let conn = self.conn;
         let fd = conn.tokio_fd()?;
         loop {
-            if let Some(done) = self.settle(cid) {
-                return Some(Poll::Ready(done));
-            }
-            let mut inbox = lock(&conn.inbox);
+            let mut inbox = match self.settle(cid, lock(&conn.inbox)) {
+                Ok(done) => return Some(Poll::Ready(done)),
+                Err(inbox) => inbox,
+            };
             let waiter = AsyncWait { waker: cx.waker().clone(), deadline: self.deadline };
             inbox.wakers.insert(cid, waiter);
             if inbox.reading || inbox.fd_watcher.is_some_and(|w| w != cid) {
@@ -262,10 +266,10 @@ impl Future for CallFuture<'_> {
         if let Some(p) = this.poll_on_tokio(cid, cx) {
             return p;
         }
-        if let Some(done) = this.settle(cid) {
-            return Poll::Ready(done);
-        }
-        let mut inbox = lock(&this.conn.inbox);
+        let mut inbox = match this.settle(cid, lock(&this.conn.inbox)) {
+            Ok(done) => return Poll::Ready(done),
+            Err(inbox) => inbox,
+        };
         inbox.wakers.insert(cid, AsyncWait { waker: cx.waker().clone(), deadline: this.deadline });
         let pump_sleeps = inbox.sleepers > 0;
         drop(inbox);
