@@ -33,6 +33,7 @@ mod bootstrap;
 mod buffer;
 mod bus;
 pub mod channel;
+pub mod doctor;
 mod error;
 mod fuzzing;
 mod halves;
