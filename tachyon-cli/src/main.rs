@@ -1,15 +1,19 @@
 //! `tachyon`: Tachyon's command-line tool.
 //!
-//! `tachyon doctor` checks what this machine lets Tachyon use (shared memory, futexes,
-//! peer credentials, io_uring and its operations, limits, seccomp) by trying each, and
-//! says why each matters and how to fix what is missing. `--json` prints the same for
-//! scripts. The exit code is 1 when something Tachyon needs is missing.
-#![allow(clippy::print_stdout)]
+//! - `tachyon doctor` checks what this machine lets Tachyon use (shared memory, futexes,
+//!   peer credentials, io_uring and its operations, limits, seccomp) by trying each, and
+//!   says why each matters and how to fix what is missing. The exit code is 1 when
+//!   something Tachyon needs is missing.
+//! - `tachyon call ADDR MSG_TYPE [PAYLOAD]` makes one call to any Tachyon server, over
+//!   TCP or shared memory, and prints the reply or the decoded error reply.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod call;
+mod doctor;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tachyon::doctor::{self, Check, Level};
 
 #[derive(Parser)]
 #[command(
@@ -17,7 +21,7 @@ use tachyon::doctor::{self, Check, Level};
     version,
     about = "Tachyon's command-line tool",
     long_about = "Tachyon's command-line tool: checks what this machine supports for \
-                  Tachyon's shared-memory rings and its TCP transport."
+                  Tachyon's shared-memory rings and its TCP transport, and calls servers."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -33,18 +37,21 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Calls MSG_TYPE on the server at ADDR (tcp://host:port, or a shared-memory
+    /// server's socket path) and prints the reply. An error reply is printed to stderr
+    /// with exit code 3.
+    Call(call::CallArgs),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command {
+    match Cli::parse().command {
         Command::Doctor { json } => {
-            let checks = doctor::run();
-            let ok = doctor::all_required_present(&checks);
+            let checks = tachyon::doctor::run();
+            let ok = tachyon::doctor::all_required_present(&checks);
             if json {
-                println!("{}", to_json(&checks, ok));
+                println!("{}", doctor::to_json(&checks, ok));
             } else {
-                print_table(&checks, ok);
+                doctor::print_table(&checks, ok);
             }
             if ok {
                 ExitCode::SUCCESS
@@ -52,39 +59,15 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
-    }
-}
-
-fn to_json(checks: &[Check], ok: bool) -> serde_json::Value {
-    let list: Vec<serde_json::Value> = checks
-        .iter()
-        .map(|c| {
-            serde_json::json!({
-                "name": c.name,
-                "level": c.level.name(),
-                "found": c.found,
-                "why": c.why,
-                "fix": c.fix,
-            })
-        })
-        .collect();
-    serde_json::json!({ "ok": ok, "checks": list })
-}
-
-fn print_table(checks: &[Check], ok: bool) {
-    for c in checks {
-        println!("{:<9} {:<18} {}", c.level.name(), c.name, c.found);
-        if c.level != Level::Ok {
-            println!("{:<28} why: {}", "", c.why);
-            if let Some(fix) = c.fix {
-                println!("{:<28} fix: {fix}", "");
+        Command::Call(args) => match call::run(&args) {
+            Ok(reply) => {
+                println!("{reply}");
+                ExitCode::SUCCESS
             }
-        }
-    }
-    let degraded = checks.iter().filter(|c| c.level == Level::Degraded).count();
-    if ok {
-        println!("\nTachyon runs here ({degraded} degraded; `tachyon doctor --json` says why each matters).");
-    } else {
-        println!("\nSomething Tachyon needs is missing (see `missing` above).");
+            Err(f) => {
+                eprintln!("tachyon call: {}", f.message);
+                ExitCode::from(f.code)
+            }
+        },
     }
 }
