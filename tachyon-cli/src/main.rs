@@ -4,12 +4,16 @@
 //!   peer credentials, io_uring and its operations, limits, seccomp) by trying each, and
 //!   says why each matters and how to fix what is missing. The exit code is 1 when
 //!   something Tachyon needs is missing.
+//! - `tachyon inspect [PID]` lists the Tachyon arenas a process holds (every process
+//!   of this user without a PID): kind, capacity, state, fill, head and tail, whether
+//!   the consumer sleeps, the ring's mode and the peer. It only reads.
 //! - `tachyon call ADDR MSG_TYPE [PAYLOAD]` makes one call to any Tachyon server, over
 //!   TCP or shared memory, and prints the reply or the decoded error reply.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod call;
 mod doctor;
+mod inspect;
 
 use std::process::ExitCode;
 
@@ -37,6 +41,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Lists the Tachyon arenas PID holds (every process of this user without one):
+    /// kind, capacity, state, fill, head/tail, consumer sleeping, mode, peers. Read-only:
+    /// it never writes to an arena.
+    Inspect {
+        /// The process to look at.
+        pid: Option<i32>,
+        /// Prints JSON: a list of {pid, fd, inode, kind, capacity, state, head, tail,
+        /// fill, consumer, mode, peers}.
+        #[arg(long)]
+        json: bool,
+    },
     /// Calls MSG_TYPE on the server at ADDR (tcp://host:port, or a shared-memory
     /// server's socket path) and prints the reply. An error reply is printed to stderr
     /// with exit code 3.
@@ -58,6 +73,22 @@ fn main() -> ExitCode {
             } else {
                 ExitCode::FAILURE
             }
+        }
+        Command::Inspect { pid, json } => {
+            if let Some(p) = pid {
+                if std::fs::metadata(format!("/proc/{p}")).is_err() {
+                    eprintln!("tachyon inspect: no process {p}");
+                    return ExitCode::FAILURE;
+                }
+            }
+            let pids = pid.map(|p| vec![p]);
+            let arenas = tachyon::inspect::arenas(pids.as_deref());
+            if json {
+                println!("{}", inspect::to_json(&arenas));
+            } else {
+                inspect::print_table(&arenas);
+            }
+            ExitCode::SUCCESS
         }
         Command::Call(args) => match call::run(&args) {
             Ok(reply) => {

@@ -45,12 +45,19 @@ unsafe impl Send for Arena {}
 unsafe impl Sync for Arena {}
 
 impl Arena {
-    /// Creates and formats a new arena with a `capacity`-byte ring.
+    /// Creates and formats a new arena with a `capacity`-byte ring, in a memfd named
+    /// for an SPSC bus.
     pub fn create(capacity: usize) -> Result<Self> {
+        Self::create_named(capacity, layout::memfd_name::SPSC)
+    }
+
+    /// As [`Arena::create`], in a memfd named `name` (one of [`layout::memfd_name`]):
+    /// the name is how `tachyon inspect` tells what a process's arena is for.
+    pub fn create_named(capacity: usize, name: &str) -> Result<Self> {
         if !layout::is_valid_capacity(capacity) {
             return Err(Error::InvalidCapacity(capacity));
         }
-        let shm = SharedMemory::create("tachyon_arena", layout::shm_size(capacity))?;
+        let shm = SharedMemory::create(name, layout::shm_size(capacity))?;
         let arena = Self { base: shm.as_ptr(), shm, capacity, fast: AtomicBool::new(false) };
         arena.format();
         Ok(arena)
@@ -287,7 +294,13 @@ impl Arena {
     /// fast mode also needs this process registered for membarrier (`wait::Barrier`),
     /// which negotiation already checked.
     pub fn set_fast(&self, fast: bool) {
-        self.fast.store(fast && crate::wait::membarrier_registered(), Ordering::Relaxed);
+        let fast = fast && crate::wait::membarrier_registered();
+        self.fast.store(fast, Ordering::Relaxed);
+        if self.mode() == layout::RingMode::Fast {
+            // Both peers are ours: say so in the header's padding, for readers such as
+            // `tachyon inspect` (a compatible ring's bytes stay exactly upstream's).
+            self.u32_at(arena_off::MODE_MARK).store(layout::FAST_MARK, Ordering::Relaxed);
+        }
     }
 
     /// The fast mode's commit word of the slot at ring offset `phys` (a multiple of 64):

@@ -32,6 +32,19 @@ pub const DEFAULT_SPIN_THRESHOLD: u32 = 10_000;
 pub const FLAG_RPC: u32 = 1;
 /// Size of the bootstrap handshake struct.
 pub const HANDSHAKE_SIZE: usize = 32;
+/// `"FAST"`, written by both peers at [`arena_off::MODE_MARK`] (header padding) when a
+/// ring runs the fast protocol; a compatible ring keeps the zero upstream leaves there.
+pub const FAST_MARK: u32 = 0x4641_5354;
+
+/// The names of the memfds arenas live in (what `/proc/PID/fd` shows).
+pub mod memfd_name {
+    /// The ring of an SPSC bus.
+    pub const SPSC: &str = "tachyon_arena";
+    /// An RPC bus's requests (caller to callee).
+    pub const RPC_FWD: &str = "tachyon_rpc_fwd";
+    /// An RPC bus's replies (callee to caller).
+    pub const RPC_REV: &str = "tachyon_rpc_rev";
+}
 
 /// Values of the arena `state` word.
 pub mod state {
@@ -117,6 +130,8 @@ pub mod arena_off {
     pub const PRODUCER_HEARTBEAT: usize = offset_of!(L, producer_heartbeat);
     /// `consumer_heartbeat u64` (upstream never writes it)
     pub const CONSUMER_HEARTBEAT: usize = offset_of!(L, consumer_heartbeat);
+    /// In the padding after `state`: [`super::FAST_MARK`] on a fast-protocol ring.
+    pub const MODE_MARK: usize = 64;
 }
 
 /// Byte offsets inside a message header.
@@ -140,6 +155,9 @@ const _: () = {
     assert!(arena_off::CAPACITY == 8);
     assert!(arena_off::MSG_ALIGNMENT == 12);
     assert!(arena_off::STATE == 16);
+    assert!(
+        arena_off::MODE_MARK >= arena_off::STATE + 4 && arena_off::MODE_MARK + 4 <= arena_off::HEAD
+    );
     assert!(arena_off::HEAD == 128);
     assert!(arena_off::TAIL == 256);
     assert!(arena_off::CONSUMER_SLEEPING == 384);

@@ -37,6 +37,7 @@ pub mod doctor;
 mod error;
 mod fuzzing;
 mod halves;
+pub mod inspect;
 mod layout;
 mod liveness;
 #[cfg(feature = "tcp")]

@@ -153,7 +153,10 @@ impl RpcBus {
         opts: &ListenOptions,
         mut wait: Wait<'_>,
     ) -> Result<Self> {
-        let (fwd, rev) = (Arena::create(cap_fwd)?, Arena::create(cap_rev)?);
+        let (fwd, rev) = (
+            Arena::create_named(cap_fwd, crate::layout::memfd_name::RPC_FWD)?,
+            Arena::create_named(cap_rev, crate::layout::memfd_name::RPC_REV)?,
+        );
         let timeout = wait.timeout_value();
         let mut check = || wait.check_interrupt();
         let spec = ListenSpec { timeout, interrupt: Some(&mut check) };
@@ -177,7 +180,10 @@ impl RpcBus {
         handshake_timeout: Duration,
         fast: bool,
     ) -> Result<Option<Self>> {
-        let (fwd, rev) = (Arena::create(cap_fwd)?, Arena::create(cap_rev)?);
+        let (fwd, rev) = (
+            Arena::create_named(cap_fwd, crate::layout::memfd_name::RPC_FWD)?,
+            Arena::create_named(cap_rev, crate::layout::memfd_name::RPC_REV)?,
+        );
         let offered = conn.offer(
             &Handshake::rpc(cap_fwd, cap_rev),
             &[fwd.shm().fd(), rev.shm().fd()],
