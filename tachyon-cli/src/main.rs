@@ -7,6 +7,8 @@
 //! - `tachyon inspect [PID]` lists the Tachyon arenas a process holds (every process
 //!   of this user without a PID): kind, capacity, state, fill, head and tail, whether
 //!   the consumer sleeps, the ring's mode and the peer. It only reads.
+//! - `tachyon top [PID]` refreshes that view: bytes per second through each ring, its
+//!   fill and its consumer, until Ctrl-C (or `--count` refreshes).
 //! - `tachyon call ADDR MSG_TYPE [PAYLOAD]` makes one call to any Tachyon server, over
 //!   TCP or shared memory, and prints the reply or the decoded error reply.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -14,6 +16,7 @@
 mod call;
 mod doctor;
 mod inspect;
+mod top;
 
 use std::process::ExitCode;
 
@@ -52,6 +55,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Shows each ring's traffic (bytes/s published and released), fill and consumer,
+    /// refreshed every interval until Ctrl-C. Read-only, as `inspect`.
+    Top {
+        /// The process to watch (every process of this user without one).
+        pid: Option<i32>,
+        /// Milliseconds between refreshes.
+        #[arg(long, default_value_t = 1000)]
+        interval_ms: u64,
+        /// Stop after this many refreshes (default: until Ctrl-C).
+        #[arg(long)]
+        count: Option<u64>,
+    },
     /// Calls MSG_TYPE on the server at ADDR (tcp://host:port, or a shared-memory
     /// server's socket path) and prints the reply. An error reply is printed to stderr
     /// with exit code 3.
@@ -88,6 +103,10 @@ fn main() -> ExitCode {
             } else {
                 inspect::print_table(&arenas);
             }
+            ExitCode::SUCCESS
+        }
+        Command::Top { pid, interval_ms, count } => {
+            top::run(pid, std::time::Duration::from_millis(interval_ms.max(50)), count);
             ExitCode::SUCCESS
         }
         Command::Call(args) => match call::run(&args) {

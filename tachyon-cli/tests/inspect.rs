@@ -145,3 +145,53 @@ fn an_rpc_server_s_two_arenas_per_client_are_reported() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no process"));
 }
+
+#[test]
+fn top_shows_a_busy_ring_s_throughput() {
+    let path = socket_path("top-busy");
+    let producer = KillOnDrop(spawn_peer(&[
+        "produce",
+        "--path",
+        &path,
+        "--listen",
+        "65536",
+        "--count",
+        "50000000",
+        "--max-size",
+        "64",
+        "--seed",
+        "5",
+        "--timeout-ms",
+        "20000",
+    ]));
+    let pid = producer.0.id();
+    let bus = connect_retry(&path, true);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let consumer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let w = tachyon::Wait::new().timeout(Duration::from_millis(100));
+                if let Ok(batch) = bus.drain_batch_with(256, w) {
+                    drop(batch);
+                }
+            }
+        })
+    };
+    let out = Command::new(env!("CARGO_BIN_EXE_tachyon"))
+        .args(["top", &pid.to_string(), "--interval-ms", "300", "--count", "2"])
+        .output()
+        .expect("run tachyon top");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    consumer.join().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let rows: Vec<&str> = text.lines().filter(|l| l.contains(" spsc ")).collect();
+    assert_eq!(rows.len(), 2, "two refreshes: {text}");
+    for row in rows {
+        let cols: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(cols[0], pid.to_string());
+        let bytes_in: f64 = cols[3].parse().unwrap();
+        assert!(bytes_in > 0.0, "a busy ring moves bytes: {row}");
+    }
+}
