@@ -152,6 +152,8 @@ demo: clang deps py-release node-release node-path
 		--python $(VENV)/bin/python examples/python/quote_client.py \
 		--node node examples/node/quote_client.js
 	@echo
+	$(CARGO) run -q -p tachyon-cli --profile bench -j$(JOBS) -- bench --plot target/tachyon-bench.svg
+	@echo
 	$(CLANG_ENV) $(CARGO) run -q -p tachyon-bench --profile bench --features upstream -j$(JOBS) -- \
 		--samples 100000 --rounds 5 --stream 2000000
 	@echo

@@ -9,10 +9,13 @@
 //!   the consumer sleeps, the ring's mode and the peer. It only reads.
 //! - `tachyon top [PID]` refreshes that view: bytes per second through each ring, its
 //!   fill and its consumer, until Ctrl-C (or `--count` refreshes).
+//! - `tachyon bench [--plot FILE.svg]` measures round trips (against the hardware floor)
+//!   and streaming on this machine, and draws the latency percentiles.
 //! - `tachyon call ADDR MSG_TYPE [PAYLOAD]` makes one call to any Tachyon server, over
 //!   TCP or shared memory, and prints the reply or the decoded error reply.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod bench;
 mod call;
 mod doctor;
 mod inspect;
@@ -67,6 +70,10 @@ enum Command {
         #[arg(long)]
         count: Option<u64>,
     },
+    /// Measures round trips (the cache-line floor, SPSC, RPC over shared memory and
+    /// TCP) and streaming here, with CPU placement stated; `--plot` draws the latency
+    /// percentile curves to an SVG file.
+    Bench(bench::BenchArgs),
     /// Calls MSG_TYPE on the server at ADDR (tcp://host:port, or a shared-memory
     /// server's socket path) and prints the reply. An error reply is printed to stderr
     /// with exit code 3.
@@ -109,6 +116,13 @@ fn main() -> ExitCode {
             top::run(pid, std::time::Duration::from_millis(interval_ms.max(50)), count);
             ExitCode::SUCCESS
         }
+        Command::Bench(args) => match bench::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("tachyon bench: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Call(args) => match call::run(&args) {
             Ok(reply) => {
                 println!("{reply}");
