@@ -6,6 +6,10 @@
 //! The reply is printed as JSON when it is a whole MessagePack value, as text when it
 //! is UTF-8, else as hex (`--out` picks one). A 0xFFFF error reply is decoded and
 //! printed to stderr with exit code 3; a transport error exits 1.
+//!
+//! With `--schema` (a `.tachyon` file or a directory of them), the method can be named
+//! (`quote` or `Quotes.quote`) instead of numbered; a typed method's request is then
+//! read as JSON, and an application error code is printed by its name.
 
 use std::time::Duration;
 
@@ -30,8 +34,9 @@ pub enum Out {
 pub struct CallArgs {
     /// `tcp://host:port`, or the UNIX socket path of a shared-memory server.
     pub address: String,
-    /// The msg_type to call (0 to 65533).
-    pub msg_type: u16,
+    /// The msg_type to call (0 to 65533), or with `--schema` a method's name
+    /// (`method` or `Service.method`).
+    pub method: String,
     /// The request as text (empty when left out).
     #[arg(conflicts_with_all = ["hex", "json"])]
     pub payload: Option<String>,
@@ -44,6 +49,9 @@ pub struct CallArgs {
     /// How to print the reply.
     #[arg(long, value_enum, default_value_t = Out::Auto)]
     pub out: Out,
+    /// A schema (`.tachyon` file, or a directory of them) naming the methods.
+    #[arg(long)]
+    pub schema: Option<std::path::PathBuf>,
     /// How long to wait for the reply, in milliseconds.
     #[arg(long, default_value_t = 5000)]
     pub timeout_ms: u64,
@@ -67,32 +75,91 @@ fn usage(message: String) -> Failure {
 /// # Errors
 /// A [`Failure`] for bad input, a transport error or an error reply.
 pub fn run(a: &CallArgs) -> Result<String, Failure> {
-    if a.msg_type >= 0xFFFE {
-        return Err(usage(format!("msg_type {:#x} is reserved", a.msg_type)));
+    let target = resolve(a)?;
+    if target.msg_type >= 0xFFFE {
+        return Err(usage(format!("msg_type {:#x} is reserved", target.msg_type)));
     }
-    let request = request(a)?;
+    let request = request(a, target.typed)?;
     let timeout = Some(Duration::from_millis(a.timeout_ms));
     let reply = if a.address.starts_with("tcp://") {
         let c = tachyon::net::TcpClient::connect(&a.address).map_err(transport)?;
-        c.invoke(a.msg_type, &request, timeout)
+        c.invoke(target.msg_type, &request, timeout)
     } else {
         let bus = RpcBus::connect(&a.address).map_err(transport)?;
-        bus.invoke(a.msg_type, &request, timeout)
+        bus.invoke(target.msg_type, &request, timeout)
     };
     match reply {
         Ok(bytes) => render(&bytes, a.out),
-        Err(Error::Rpc(e)) => Err(Failure {
-            code: 3,
-            message: format!(
-                "error reply to msg_type {}: {} (code {}): {}",
-                e.msg_type,
-                code_name(e.code),
-                e.code,
-                e.message
-            ),
-        }),
+        Err(Error::Rpc(e)) => {
+            let name = target
+                .errors
+                .iter()
+                .find(|(_, c)| *c == e.code)
+                .map_or_else(|| code_name(e.code).to_owned(), |(n, _)| n.clone());
+            Err(Failure {
+                code: 3,
+                message: format!(
+                    "error reply to msg_type {}: {name} (code {}): {}",
+                    e.msg_type, e.code, e.message
+                ),
+            })
+        }
         Err(e) => Err(transport(e)),
     }
+}
+
+/// What is called: its msg_type, whether a schema says its request is typed
+/// (MessagePack), and the service's application error codes by name.
+struct Target {
+    msg_type: u16,
+    typed: bool,
+    errors: Vec<(String, u32)>,
+}
+
+fn resolve(a: &CallArgs) -> Result<Target, Failure> {
+    let Some(schema) = &a.schema else {
+        let msg_type = a.method.parse::<u16>().map_err(|_| {
+            usage(format!(
+                "{:?} is not a msg_type (0..65533); name methods with --schema",
+                a.method
+            ))
+        })?;
+        return Ok(Target { msg_type, typed: false, errors: Vec::new() });
+    };
+    let packages = if schema.is_dir() {
+        tachyon_schema::load_dir(schema)
+    } else {
+        let text = std::fs::read_to_string(schema)
+            .map_err(|e| usage(format!("{}: {e}", schema.display())))?;
+        tachyon_schema::load_str(&schema.to_string_lossy(), &text)
+    }
+    .map_err(|e| usage(format!("{}: {e}", schema.display())))?;
+    let (service, method) = match a.method.split_once('.') {
+        Some((s, m)) => (Some(s), m),
+        None => (None, a.method.as_str()),
+    };
+    let mut known = Vec::new();
+    for svc in packages.iter().flat_map(|p| &p.services) {
+        for m in &svc.methods {
+            known.push(format!("{}.{} = {}", svc.name, m.name, m.msg_type));
+            if m.name == method && service.is_none_or(|s| s == svc.name) {
+                return Ok(Target {
+                    msg_type: m.msg_type,
+                    typed: m.request != tachyon_schema::model::Type::Bytes,
+                    errors: svc.errors.iter().map(|e| (e.name.clone(), e.code)).collect(),
+                });
+            }
+        }
+    }
+    if let Ok(msg_type) = a.method.parse::<u16>() {
+        return Ok(Target { msg_type, typed: false, errors: Vec::new() });
+    }
+    Err(usage(format!(
+        "no method {:?} in {}; it has: {}",
+        a.method,
+        schema.display(),
+        known.join(", ")
+    )))
 }
 
 #[allow(clippy::needless_pass_by_value)] // used as `map_err(transport)`
@@ -100,13 +167,15 @@ fn transport(e: Error) -> Failure {
     usage(e.to_string())
 }
 
-fn request(a: &CallArgs) -> Result<Vec<u8>, Failure> {
+fn request(a: &CallArgs, typed: bool) -> Result<Vec<u8>, Failure> {
     if let Some(h) = &a.hex {
         return hex(h);
     }
-    if let Some(j) = &a.json {
+    // A typed method's request is JSON, given with --json or as the payload.
+    let json = a.json.as_ref().or(a.payload.as_ref().filter(|_| typed));
+    if let Some(j) = json {
         let v: serde_json::Value =
-            serde_json::from_str(j).map_err(|e| usage(format!("--json is not JSON: {e}")))?;
+            serde_json::from_str(j).map_err(|e| usage(format!("the request is not JSON: {e}")))?;
         return tachyon::rpc::codec::encode(&v).map_err(|e| usage(format!("--json: {e}")));
     }
     Ok(a.payload.clone().unwrap_or_default().into_bytes())
