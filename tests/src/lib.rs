@@ -137,3 +137,33 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// Starts `tachyon-peer tcp-serve` (in `netns` if given) and waits for its address;
+/// the receiver gets the rest of its stdout, a line at a time.
+pub fn tcp_peer(
+    args: &[&str],
+    netns: Option<&str>,
+) -> (KillOnDrop, String, std::sync::mpsc::Receiver<String>) {
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns]).arg(peer_bin());
+            c
+        }
+        None => Command::new(peer_bin()),
+    };
+    let mut child = cmd.arg("tcp-serve").args(args).stdout(Stdio::piped()).spawn().unwrap();
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(out)).map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let ready =
+        rx.recv_timeout(std::time::Duration::from_secs(30)).expect("tcp-serve printed nothing");
+    let addr = ready.split_whitespace().nth(1).expect("ready <addr>").to_owned();
+    (KillOnDrop(child), addr, rx)
+}

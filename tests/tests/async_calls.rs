@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use tachyon::net::{TcpClient, TcpClientOptions, TcpServer, TcpServerHandle, TcpServerOptions};
 use tachyon::Error;
-use tachyon_tests::{peer_bin, KillOnDrop};
+use tachyon_tests::KillOnDrop;
 
 const T: Duration = Duration::from_secs(30);
 
@@ -153,19 +153,8 @@ fn deadlines_error_replies_and_a_dead_server_surface_through_futures() {
     });
 
     // A server process killed while a future waits: PeerDead at once.
-    let mut child = std::process::Command::new(peer_bin())
-        .args(["tcp-serve", "--addr", "tcp://127.0.0.1:0", "--workers", "2"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let addr = line.split_whitespace().nth(1).unwrap().to_owned();
-    let mut srv = KillOnDrop(child);
+    let (mut srv, addr, _) =
+        tachyon_tests::tcp_peer(&["--addr", "tcp://127.0.0.1:0", "--workers", "2"], None);
     let client = TcpClient::connect(&addr).unwrap();
     let killer = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(100));
@@ -254,11 +243,7 @@ fn shared_memory_futures_time_out_cancel_on_drop_and_see_a_dead_callee() {
 
     // A callee process killed while a future waits.
     let path = socket_path("async-dead");
-    let mut child = std::process::Command::new(peer_bin())
-        .args(["rpc-serve", "--path", &path])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = tachyon_tests::spawn_peer(&["rpc-serve", "--path", &path]);
     let mut line = String::new();
     std::io::BufRead::read_line(
         &mut std::io::BufReader::new(child.stdout.take().unwrap()),

@@ -15,7 +15,7 @@ use tachyon::net::{
 use tachyon::rpc::{code, Caller, RpcBus, RpcServer, ServerOptions};
 use tachyon::Error;
 use tachyon_tests::service::{add, boom, echo, fail, sleep_ms, whoami, AddReq, AddResp};
-use tachyon_tests::{checksum, fill_payload, payload_size, peer_bin, socket_path, KillOnDrop};
+use tachyon_tests::{checksum, fill_payload, payload_size, peer_bin, socket_path, tcp_peer};
 
 const BACKENDS: [Backend; 2] = [Backend::IoUring, Backend::Epoll];
 const T: Duration = Duration::from_secs(20);
@@ -213,31 +213,6 @@ fn deadlines_cancels_and_a_reused_window() {
 
 fn rmp_serde_u64(v: u64) -> Vec<u8> {
     tachyon::rpc::codec::encode(&v).unwrap()
-}
-
-/// Starts `tachyon-peer tcp-serve` (in `netns` if given) and waits for its address.
-fn tcp_peer(args: &[&str], netns: Option<&str>) -> (KillOnDrop, String, mpsc::Receiver<String>) {
-    let mut cmd = match netns {
-        Some(ns) => {
-            let mut c = Command::new("ip");
-            c.args(["netns", "exec", ns]).arg(peer_bin());
-            c
-        }
-        None => Command::new(peer_bin()),
-    };
-    let mut child = cmd.arg("tcp-serve").args(args).stdout(Stdio::piped()).spawn().unwrap();
-    let out = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    let ready = rx.recv_timeout(T).expect("tcp-serve printed nothing");
-    let addr = ready.split_whitespace().nth(1).expect("ready <addr>").to_owned();
-    (KillOnDrop(child), addr, rx)
 }
 
 #[test]

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use tachyon::net::{TcpClient, TcpClientOptions, TcpServer, TcpServerHandle, TcpServerOptions};
 use tachyon::Error;
-use tachyon_tests::KillOnDrop;
 
 const T: Duration = Duration::from_secs(30);
 
@@ -89,19 +88,8 @@ fn on_tokio_calls_wait_on_its_reactor_beside_blocking_callers_and_keep_their_dea
 
 #[test]
 fn on_tokio_a_killed_server_fails_the_waiting_future_with_peer_dead() {
-    let mut child = std::process::Command::new(tachyon_tests::peer_bin())
-        .args(["tcp-serve", "--addr", "tcp://127.0.0.1:0", "--workers", "2"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let addr = line.split_whitespace().nth(1).unwrap().to_owned();
-    let mut srv = KillOnDrop(child);
+    let (mut srv, addr, _) =
+        tachyon_tests::tcp_peer(&["--addr", "tcp://127.0.0.1:0", "--workers", "2"], None);
     let client = TcpClient::connect(&addr).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
