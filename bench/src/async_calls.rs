@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use tachyon::net::{TcpClient, TcpClientOptions, TcpServer, TcpServerOptions};
 use tachyon::rpc::{AsyncRpcBus, Dispatcher, RpcBus, RpcServer, ServerOptions};
-use tachyon_bench::{median, pct, pin, Server};
+use tachyon_bench::{median, pct, pin, RoundArgs, Server};
 
 const PAYLOAD: [u8; 32] = [7; 32];
 const DEPTH: usize = 256;
@@ -158,17 +158,8 @@ fn main() {
         serve(&argv[2], argv.get(3));
         return;
     }
-    let (mut rounds, mut seconds, mut samples) = (3usize, 2.0f64, 20_000usize);
-    let mut it = argv.iter().skip(1);
-    while let Some(flag) = it.next() {
-        let v = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
-        match flag.as_str() {
-            "--rounds" => rounds = v.parse().expect("--rounds"),
-            "--seconds" => seconds = v.parse().expect("--seconds"),
-            "--samples" => samples = v.parse().expect("--samples"),
-            other => panic!("unknown flag {other}"),
-        }
-    }
+    let RoundArgs { rounds, seconds, samples } =
+        RoundArgs::parse(&argv[1..], RoundArgs { rounds: 3, seconds: 2.0, samples: 20_000 });
     pin(0);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let labels = [

@@ -97,3 +97,42 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+/// The flags the side-by-side benchmarks share: `--rounds R --seconds S --samples N`.
+#[derive(Debug, Clone, Copy)]
+pub struct RoundArgs {
+    /// Rounds; medians are printed.
+    pub rounds: usize,
+    /// Seconds of each throughput run.
+    pub seconds: f64,
+    /// Round trips timed per latency run.
+    pub samples: usize,
+}
+
+impl RoundArgs {
+    /// Parses `args` (the command line without the program), starting from `defaults`.
+    /// Prints usage and exits 2 on `--help` or a bad flag.
+    pub fn parse(args: &[String], defaults: Self) -> Self {
+        let usage = |why: &str| -> ! {
+            eprintln!("{why}\nflags: --rounds R (default {}) --seconds S (default {}) --samples N (default {})",
+                defaults.rounds, defaults.seconds, defaults.samples);
+            std::process::exit(2)
+        };
+        let mut a = defaults;
+        let mut it = args.iter();
+        while let Some(flag) = it.next() {
+            if flag == "--help" || flag == "-h" {
+                usage("side-by-side benchmark; CPU placement is printed with the results");
+            }
+            let Some(v) = it.next() else { usage(&format!("{flag} needs a value")) };
+            let bad = format!("{flag} {v}: not a number");
+            match flag.as_str() {
+                "--rounds" => a.rounds = v.parse().unwrap_or_else(|_| usage(&bad)),
+                "--seconds" => a.seconds = v.parse().unwrap_or_else(|_| usage(&bad)),
+                "--samples" => a.samples = v.parse().unwrap_or_else(|_| usage(&bad)),
+                other => usage(&format!("unknown flag {other}")),
+            }
+        }
+        a
+    }
+}

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use tachyon::net::{
     ClientTls, ServerTls, TcpClient, TcpClientOptions, TcpServer, TcpServerOptions,
 };
-use tachyon_bench::{median, pct, pin, Server};
+use tachyon_bench::{median, pct, pin, RoundArgs, Server};
 
 const PAYLOAD: usize = 32;
 
@@ -86,17 +86,8 @@ fn main() {
         serve(&argv[2], Path::new(&argv[3]));
         return;
     }
-    let (mut rounds, mut seconds, mut samples) = (3usize, 2.0f64, 20_000usize);
-    let mut it = argv.iter().skip(1);
-    while let Some(flag) = it.next() {
-        let v = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
-        match flag.as_str() {
-            "--rounds" => rounds = v.parse().expect("--rounds"),
-            "--seconds" => seconds = v.parse().expect("--seconds"),
-            "--samples" => samples = v.parse().expect("--samples"),
-            other => panic!("unknown flag {other}"),
-        }
-    }
+    let RoundArgs { rounds, seconds, samples } =
+        RoundArgs::parse(&argv[1..], RoundArgs { rounds: 3, seconds: 2.0, samples: 20_000 });
     let dir = std::env::temp_dir().join(format!("tachyon-tls-bench-{}", std::process::id()));
     let dir_s = dir.to_str().expect("a UTF-8 temporary directory");
     pki(&dir);

@@ -23,7 +23,7 @@ pub mod pb {
 use pb::echo_client::EchoClient;
 use pb::echo_server::{Echo, EchoServer};
 use pb::Blob;
-use tachyon_bench::{median, pct, pin, Server};
+use tachyon_bench::{median, pct, pin, RoundArgs, Server};
 
 const PAYLOAD: [u8; 32] = [7; 32];
 const DEPTH: usize = 256;
@@ -115,10 +115,24 @@ async fn tarpc_row(port: u16, samples: usize, seconds: f64) -> (f64, f64, f64) {
     let mut config = tarpc::client::Config::default();
     config.max_in_flight_requests = DEPTH * 2;
     let c = TarpcEchoClient::new(config, transport).spawn();
-    let mut v = Vec::new();
+    let c = &c;
+    row(samples, seconds, || async move {
+        c.echo(tarpc::context::current(), PAYLOAD.to_vec()).await.expect("echo");
+    })
+    .await
+}
+
+/// One client's row: `call` timed one at a time (a tenth first as warm-up), then
+/// `DEPTH` at once for `seconds`. (p50 us, p99 us, calls/s)
+async fn row<F, Fut>(samples: usize, seconds: f64, call: F) -> (f64, f64, f64)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut v = Vec::with_capacity(samples);
     for i in 0..samples + samples / 10 {
         let t = Instant::now();
-        c.echo(tarpc::context::current(), PAYLOAD.to_vec()).await.expect("echo");
+        call().await;
         if i >= samples / 10 {
             v.push(t.elapsed().as_nanos() as u64);
         }
@@ -127,10 +141,7 @@ async fn tarpc_row(port: u16, samples: usize, seconds: f64) -> (f64, f64, f64) {
     let start = Instant::now();
     let mut n = 0usize;
     while start.elapsed().as_secs_f64() < seconds {
-        let calls = (0..DEPTH).map(|_| c.echo(tarpc::context::current(), PAYLOAD.to_vec()));
-        for r in futures::future::join_all(calls).await {
-            r.expect("echo");
-        }
+        futures::future::join_all((0..DEPTH).map(|_| call())).await;
         n += DEPTH;
     }
     (p50, p99, n as f64 / start.elapsed().as_secs_f64())
@@ -155,52 +166,23 @@ async fn tonic_row(port: u16, samples: usize, seconds: f64) -> (f64, f64, f64) {
         .connect()
         .await
         .expect("connect");
-    let mut c = EchoClient::new(ch);
-    let mut v = Vec::new();
-    for i in 0..samples + samples / 10 {
-        let t = Instant::now();
-        c.echo(Blob { data: PAYLOAD.to_vec() }).await.expect("echo");
-        if i >= samples / 10 {
-            v.push(t.elapsed().as_nanos() as u64);
+    let c = EchoClient::new(ch);
+    row(samples, seconds, || {
+        let mut c = c.clone();
+        async move {
+            c.echo(Blob { data: PAYLOAD.to_vec() }).await.expect("echo");
         }
-    }
-    let (p50, p99) = (pct(&mut v, 0.5), pct(&mut v, 0.99));
-    let start = Instant::now();
-    let mut n = 0usize;
-    while start.elapsed().as_secs_f64() < seconds {
-        let calls = (0..DEPTH).map(|_| {
-            let mut c = c.clone();
-            async move { c.echo(Blob { data: PAYLOAD.to_vec() }).await }
-        });
-        for r in futures::future::join_all(calls).await {
-            r.expect("echo");
-        }
-        n += DEPTH;
-    }
-    (p50, p99, n as f64 / start.elapsed().as_secs_f64())
+    })
+    .await
 }
 
 async fn tachyon_row(port: u16, samples: usize, seconds: f64) -> (f64, f64, f64) {
     let c = tachyon::net::TcpClient::connect(&format!("tcp://127.0.0.1:{port}")).expect("connect");
-    let mut v = Vec::new();
-    for i in 0..samples + samples / 10 {
-        let t = Instant::now();
+    let c = &c;
+    row(samples, seconds, || async move {
         c.call_async(&PAYLOAD, 1, None).await.expect("echo");
-        if i >= samples / 10 {
-            v.push(t.elapsed().as_nanos() as u64);
-        }
-    }
-    let (p50, p99) = (pct(&mut v, 0.5), pct(&mut v, 0.99));
-    let start = Instant::now();
-    let mut n = 0usize;
-    while start.elapsed().as_secs_f64() < seconds {
-        let calls = (0..DEPTH).map(|_| c.call_async(&PAYLOAD, 1, None));
-        for r in futures::future::join_all(calls).await {
-            r.expect("echo");
-        }
-        n += DEPTH;
-    }
-    (p50, p99, n as f64 / start.elapsed().as_secs_f64())
+    })
+    .await
 }
 
 fn main() {
@@ -209,17 +191,10 @@ fn main() {
         serve(&argv[2]);
         return;
     }
-    let (mut rounds, mut seconds, mut samples) = (3usize, 2.0f64, 10_000usize);
-    let mut it = argv.iter().skip(1);
-    while let Some(flag) = it.next() {
-        let v = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
-        match flag.as_str() {
-            "--rounds" => rounds = v.parse().expect("--rounds"),
-            "--seconds" => seconds = v.parse().expect("--seconds"),
-            "--samples" => samples = v.parse().expect("--samples"),
-            other => panic!("unknown flag {other}"),
-        }
-    }
+    let RoundArgs { rounds, seconds, samples } = RoundArgs::parse(
+        &argv[1..],
+        RoundArgs { rounds: 3, seconds: 2.0, samples: 10_000 },
+    );
     pin(0);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
     const KINDS: [&str; 3] = ["tonic", "tarpc", "tachyon"];
