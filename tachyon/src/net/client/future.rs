@@ -161,7 +161,9 @@ impl CallFuture<'_> {
     /// Has the process-wide timer wake us at our deadline (on tokio: no pump does).
     #[cfg(feature = "tokio")]
     fn arm(&mut self, cx: &Context<'_>) {
-        if let Some(d) = self.deadline {
+        let Some(d) = self.deadline else { return };
+        // A repoll by the same task keeps its alarm: no lock, no map update.
+        if !self.alarm.as_ref().is_some_and(|a| a.covers(d, cx.waker())) {
             self.alarm = Some(super::timer::Alarm::set(d, cx.waker().clone()));
         }
     }

@@ -34,6 +34,8 @@ fn timer() -> &'static Timer {
 #[derive(Debug)]
 pub(super) struct Alarm {
     key: (Instant, u64),
+    /// The waker registered (a repoll with the same one keeps this alarm).
+    waker: Waker,
 }
 
 impl Alarm {
@@ -44,7 +46,7 @@ impl Alarm {
         s.next_id += 1;
         let key = (at, s.next_id);
         let earliest = s.entries.first_key_value().is_none_or(|(k, _)| key < *k);
-        s.entries.insert(key, waker);
+        s.entries.insert(key, waker.clone());
         if !s.started {
             s.started = std::thread::Builder::new()
                 .name("tachyon-deadlines".into())
@@ -53,7 +55,12 @@ impl Alarm {
         } else if earliest {
             t.changed.notify_one();
         }
-        Self { key }
+        Self { key, waker }
+    }
+
+    /// Whether this alarm is for `at` and wakes what `waker` wakes.
+    pub(super) fn covers(&self, at: Instant, waker: &Waker) -> bool {
+        self.key.0 == at && self.waker.will_wake(waker)
     }
 }
 
