@@ -34,6 +34,8 @@ pub(crate) struct Arena {
     /// handshake, never read from shared memory). Set before any producer or consumer
     /// is made.
     fast: AtomicBool,
+    /// This process's counters for the ring (process-local, never in the mapping).
+    stats: crate::stats::RingStats,
 }
 
 // SAFETY: the arena is a handle on process-shared memory. Every shared word is accessed
@@ -58,7 +60,13 @@ impl Arena {
             return Err(Error::InvalidCapacity(capacity));
         }
         let shm = SharedMemory::create(name, layout::shm_size(capacity))?;
-        let arena = Self { base: shm.as_ptr(), shm, capacity, fast: AtomicBool::new(false) };
+        let arena = Self {
+            base: shm.as_ptr(),
+            shm,
+            capacity,
+            fast: AtomicBool::new(false),
+            stats: Default::default(),
+        };
         arena.format();
         Ok(arena)
     }
@@ -73,7 +81,13 @@ impl Arena {
             )));
         }
         let shm = SharedMemory::attach_with(fd, shm_size, crate::options::POPULATE_LIMIT)?;
-        let mut arena = Self { base: shm.as_ptr(), shm, capacity: 0, fast: AtomicBool::new(false) };
+        let mut arena = Self {
+            base: shm.as_ptr(),
+            shm,
+            capacity: 0,
+            fast: AtomicBool::new(false),
+            stats: Default::default(),
+        };
         let magic = arena.u32_at(arena_off::MAGIC).load(Ordering::Acquire);
         let version = arena.u32_at(arena_off::VERSION).load(Ordering::Acquire);
         let align = arena.u32_at(arena_off::MSG_ALIGNMENT).load(Ordering::Acquire);
@@ -122,6 +136,12 @@ impl Arena {
     /// The shared-memory region (for its fd and NUMA binding).
     pub fn shm(&self) -> &SharedMemory {
         &self.shm
+    }
+
+    /// This process's counters for the ring.
+    #[inline]
+    pub fn stats(&self) -> &crate::stats::RingStats {
+        &self.stats
     }
 
     /// Ring capacity in bytes (validated power of two).

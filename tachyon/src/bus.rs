@@ -14,6 +14,7 @@ use crate::halves::{ParkedRx, ParkedTx, RxBatch, RxGuard, RxHalf, RxReadiness, T
 use crate::layout::{state, RingMode};
 use crate::liveness::{Closer, PeerLink, PeerWatch};
 use crate::options::{ConnectOptions, ListenOptions};
+use crate::stats::{BusStats, StatsReader};
 use crate::wait::Wait;
 
 /// The state word of a bus's arena.
@@ -340,6 +341,26 @@ impl Bus {
     /// [`Error::InvalidNumaNode`], or [`Error::Io`] from `mbind`.
     pub fn set_numa_node(&self, node: i32) -> Result<()> {
         self.arena.shm().bind_numa_node(node)
+    }
+
+    /// What this side of the bus has sent, received, waited for and met so far (see
+    /// [`BusStats`]). Counted in this process only; reading them costs a few loads.
+    ///
+    /// ```no_run
+    /// # fn main() -> tachyon::Result<()> {
+    /// let bus = tachyon::Bus::connect("/tmp/demo.sock")?;
+    /// bus.send(b"hello", 1)?;
+    /// assert_eq!(bus.stats().sent_messages, 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn stats(&self) -> BusStats {
+        self.arena.stats().snapshot()
+    }
+
+    /// A `Send + Sync` handle that reads [`Bus::stats`] from any thread (for a metrics
+    /// exporter), without borrowing the bus.
+    pub fn stats_reader(&self) -> StatsReader {
+        StatsReader::new(vec![self.arena.clone()])
     }
 
     /// The arena's state word.

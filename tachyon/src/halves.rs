@@ -53,7 +53,11 @@ impl TxHalf {
     #[inline(always)]
     pub fn acquire(&self, max_size: usize) -> Result<TxGuard<'_>> {
         let mut producer = self.producer()?;
-        let reservation = producer.acquire(max_size)?;
+        let reservation = producer.acquire(max_size).inspect_err(|e| {
+            if matches!(e, Error::Full { .. }) {
+                self.arena.stats().full.add_owned(1);
+            }
+        })?;
         Ok(TxGuard { producer, reservation })
     }
 
@@ -66,11 +70,24 @@ impl TxHalf {
     ) -> Result<TxGuard<'_>> {
         let mut producer = self.producer()?;
         // Room appears when the consumer moves its tail.
-        let watch =
-            Watch { index: self.arena.tail(), futex: None, alarm: None, barrier: Barrier::Fence };
+        let stats = self.arena.stats();
+        let watch = Watch {
+            index: self.arena.tail(),
+            futex: None,
+            alarm: None,
+            barrier: Barrier::Fence,
+            stats: Some(stats),
+        };
+        let mut waited = false;
         let reservation = block_until(watch, link, wait, || match producer.acquire(max_size) {
             Ok(r) => Ok(Some(r)),
-            Err(Error::Full { .. }) => Ok(None),
+            Err(Error::Full { .. }) => {
+                if !waited {
+                    waited = true;
+                    stats.full.add_owned(1);
+                }
+                Ok(None)
+            }
             Err(e) => Err(e),
         })?;
         Ok(TxGuard { producer, reservation })
@@ -122,6 +139,7 @@ impl RxHalf {
             futex: Some(self.arena.consumer_sleeping()),
             alarm: None,
             barrier: self.arena.mode().barrier(),
+            stats: Some(self.arena.stats()),
         }
     }
 
@@ -168,6 +186,7 @@ impl RxHalf {
             let at = rx.consumer.position();
             rx.consumer.peek(at)
         })?;
+        self.arena.stats().received(slot.size);
         Ok(RxGuard { rx, slot })
     }
 
@@ -186,9 +205,11 @@ impl RxHalf {
     ) -> Result<RxGuard<'_>> {
         let mut rx = self.state()?;
         let watch = self.watch(rx.consumer.position());
+        let stats = self.arena.stats();
         let slot = block_until(watch, link, wait, || loop {
             let at = rx.consumer.position();
             let Some(slot) = rx.consumer.peek(at)? else { return Ok(None) };
+            stats.received(slot.size);
             if is_wanted(&slot) {
                 return Ok(Some(slot));
             }
@@ -216,7 +237,11 @@ impl RxHalf {
     pub fn try_acquire(&self) -> Result<Option<RxGuard<'_>>> {
         let mut rx = self.state()?;
         let at = rx.consumer.position();
-        Ok(rx.consumer.peek(at)?.map(|slot| RxGuard { rx, slot }))
+        let slot = rx.consumer.peek(at)?;
+        Ok(slot.map(|slot| {
+            self.arena.stats().received(slot.size);
+            RxGuard { rx, slot }
+        }))
     }
 
     /// Waits for one message, then takes up to `max_msgs`.
@@ -248,6 +273,10 @@ impl RxHalf {
                 }
                 Ok(None) | Err(_) => break,
             }
+        }
+        let stats = self.arena.stats();
+        for s in batch.iter() {
+            stats.received(s.size);
         }
         Ok(RxBatch { rx })
     }
@@ -366,6 +395,7 @@ impl RxReadiness {
             futex: Some(self.arena.consumer_sleeping()),
             alarm: Some(&self.alarm),
             barrier: self.arena.mode().barrier(),
+            stats: None,
         };
         let poll = || {
             // Acquire: pairs with the producer's release store of head.

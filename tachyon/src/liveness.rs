@@ -107,7 +107,7 @@ impl Alarm {
 /// the word before waking is what makes a wake that lands just before the sleeper's
 /// `FUTEX_WAIT` count: that wait then finds the word changed and returns at once.
 #[inline]
-pub(crate) fn wake_sleepers(word: &AtomicU32) {
+pub(crate) fn wake_sleepers(word: &AtomicU32) -> bool {
     if word.load(Ordering::Relaxed) == sleep::SLEEPING
         && word
             .compare_exchange(sleep::SLEEPING, sleep::AWAKE, Ordering::SeqCst, Ordering::Relaxed)
@@ -116,7 +116,9 @@ pub(crate) fn wake_sleepers(word: &AtomicU32) {
         // Shared (not private) futex: the sleeper may be in another process. An error
         // only means nobody was woken.
         let _ = futex::wake(word, futex::Flags::empty(), i32::MAX as u32);
+        return true;
     }
+    false
 }
 
 /// Ends every blocked call of a bus from any thread: they fail with [`Error::Closed`].

@@ -64,6 +64,7 @@ pub(crate) fn watch_word(arena: &Arena, position: u64) -> &std::sync::atomic::At
 #[cold]
 fn corrupted(arena: &Arena, what: &'static str) -> Error {
     arena.set_fatal();
+    arena.stats().protocol_errors.add(1);
     Error::Corrupted(what)
 }
 
@@ -235,6 +236,7 @@ impl Producer {
         }
         self.head = self.head.wrapping_add(r.skip + r.slot);
         self.unpublished += 1;
+        self.arena.stats().sent(size);
         if self.unpublished >= PUBLISH_BATCH {
             self.flush();
         }
@@ -265,7 +267,9 @@ impl Producer {
         // that acquires this head.
         self.arena.head().store(self.head, Ordering::Release);
         self.unpublished = 0;
-        wait::wake_consumer(self.arena.consumer_sleeping(), self.mode.barrier());
+        if wait::wake_consumer(self.arena.consumer_sleeping(), self.mode.barrier()) {
+            self.arena.stats().wakes.add_owned(1);
+        }
     }
 }
 

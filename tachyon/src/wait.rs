@@ -17,6 +17,7 @@ use rustix::thread::futex;
 use crate::error::{Error, Result};
 use crate::layout::{sleep, DEFAULT_SPIN_THRESHOLD};
 use crate::liveness::{wake_sleepers, Alarm, PeerLink};
+use crate::stats::RingStats;
 
 /// Upper bound on one futex sleep: a sleeper re-checks everything at least this often.
 pub const WATCHDOG: Duration = Duration::from_millis(200);
@@ -109,7 +110,8 @@ fn sleeper_barrier(barrier: Barrier) {
 /// (see [`crate::liveness`]), so such a `FUTEX_WAIT` returns at once. An upstream
 /// consumer, which stores 0 after every wake-up anyway, sees nothing but a spurious wake.
 #[inline]
-pub(crate) fn wake_consumer(word: &AtomicU32, barrier: Barrier) {
+/// Returns whether a sleeper was woken.
+pub(crate) fn wake_consumer(word: &AtomicU32, barrier: Barrier) -> bool {
     // Pairs with the consumer's barrier between "store 1" and "re-check the ring" (see
     // [`Barrier`]). Either the consumer's re-check sees our publication, or we see its 1.
     // No load of the word may come before it: a relaxed load may be hoisted above the
@@ -122,9 +124,9 @@ pub(crate) fn wake_consumer(word: &AtomicU32, barrier: Barrier) {
     let _ = barrier;
     fence(Ordering::SeqCst);
     if word.load(Ordering::Relaxed) == sleep::POLLING {
-        return;
+        return false;
     }
-    wake_sleepers(word);
+    wake_sleepers(word)
 }
 
 /// What a waiter watches: the shared index whose change may end the wait (`head` for a
@@ -140,6 +142,8 @@ pub(crate) struct Watch<'a> {
     pub alarm: Option<&'a Alarm>,
     /// How the sleep announcement is ordered against the producer's wake.
     pub barrier: Barrier,
+    /// Where sleeps, timeouts and dead peers of this wait are counted.
+    pub stats: Option<&'a RingStats>,
 }
 
 impl Watch<'_> {
@@ -193,12 +197,20 @@ pub(crate) fn block_on<T>(
         }
         match std::mem::replace(&mut state, Phase::Spinning) {
             Phase::First => spec.start(),
-            Phase::PeerGone(e) => return Err(e),
+            Phase::PeerGone(e) => {
+                if let Some(stats) = watch.stats {
+                    stats.failed(&e);
+                }
+                return Err(e);
+            }
             Phase::Announced(word) => {
                 // Still empty after announcing: sleep until woken or the watchdog fires,
                 // unless the alarm went up (checked after the announcement: see
                 // `crate::liveness` for why no raise is lost).
                 if !watch.alarmed() {
+                    if let Some(stats) = watch.stats {
+                        stats.sleeps.add(1);
+                    }
                     let ts = rustix::time::Timespec::try_from(spec.sleep_for(Instant::now()))
                         .unwrap_or(rustix::time::Timespec { tv_sec: 0, tv_nsec: 200_000_000 });
                     // Any outcome is fine: woken, timed out, EAGAIN (word changed), EINTR.
@@ -237,7 +249,12 @@ pub(crate) fn block_on<T>(
         }
         // Past the spin budget: deadline, idle checks, then nap or sleep.
         let now = Instant::now();
-        spec.check_deadline(now)?;
+        if let Err(e) = spec.check_deadline(now) {
+            if let Some(stats) = watch.stats {
+                stats.failed(&e);
+            }
+            return Err(e);
+        }
         let sleeper = watch.futex.filter(|w| w.load(Ordering::Relaxed) != sleep::POLLING);
         let Some(word) = sleeper else {
             // Polling mode or producer: no futex. Back off gently between polls.
@@ -410,7 +427,7 @@ mod tests {
         let t = Instant::now();
         let i = AtomicU64::new(0);
         let r: Result<()> = block_on(
-            Watch { index: &i, futex: Some(&w), alarm: None, barrier: Barrier::Fence },
+            Watch { index: &i, futex: Some(&w), alarm: None, barrier: Barrier::Fence, stats: None },
             &spec,
             || Ok(None),
             || Ok(None),
@@ -426,7 +443,7 @@ mod tests {
         let spec = WaitSpec::timeout(0, Duration::from_millis(30));
         let i = AtomicU64::new(0);
         let r: Result<()> = block_on(
-            Watch { index: &i, futex: Some(&w), alarm: None, barrier: Barrier::Fence },
+            Watch { index: &i, futex: Some(&w), alarm: None, barrier: Barrier::Fence, stats: None },
             &spec,
             || Ok(None),
             || Ok(None),
@@ -441,7 +458,7 @@ mod tests {
         let spec = WaitSpec::forever(0);
         let i = AtomicU64::new(0);
         let r: Result<()> = block_on(
-            Watch { index: &i, futex: Some(&w), alarm: None, barrier: Barrier::Fence },
+            Watch { index: &i, futex: Some(&w), alarm: None, barrier: Barrier::Fence, stats: None },
             &spec,
             || Ok(None),
             || Err(Error::Interrupted),
@@ -465,7 +482,7 @@ mod tests {
         let spec = WaitSpec::forever(0);
         let i = AtomicU64::new(0);
         block_on(
-            Watch { index: &i, futex: Some(&w), alarm: None, barrier: Barrier::Fence },
+            Watch { index: &i, futex: Some(&w), alarm: None, barrier: Barrier::Fence, stats: None },
             &spec,
             || Ok((flag.load(Ordering::SeqCst) == 1).then_some(())),
             || Ok(None),

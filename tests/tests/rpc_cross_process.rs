@@ -201,3 +201,44 @@ fn spsc_connector_and_rpc_roles_are_checked() {
     assert!(matches!(c.serve_timeout(Duration::from_millis(1)), Err(Error::Protocol(_))));
     assert!(matches!(c.wait_timeout(12345, Duration::from_millis(1)), Err(Error::Protocol(_))));
 }
+
+#[test]
+fn server_and_bus_stats_count_what_clients_in_other_processes_did() {
+    use std::sync::Arc;
+    use tachyon::rpc::{Dispatcher, RpcServer, ServerOptions};
+
+    let path = socket_path("rpc-stats");
+    let mut d = Dispatcher::new();
+    d.register_raw(1, "echo", |r: &[u8]| r.to_vec()).unwrap();
+    let server = RpcServer::bind(&path, ServerOptions::default().max_clients(1)).unwrap();
+    let reader = server.stats_reader();
+    let handle = server.spawn(Arc::new(d));
+
+    // Our own client takes the only slot: a child's connect is refused.
+    let ours = connect(&path);
+    assert_eq!(ours.invoke(1, b"mine", Some(T)).unwrap(), b"mine");
+    let refused = spawn_peer(&["rpc-call", "--path", &path, "--count", "1"]).wait().unwrap();
+    assert!(!refused.success(), "a client over the limit is refused");
+    let bus = ours.stats();
+    assert_eq!((bus.sent_messages, bus.sent_bytes), (1, 4));
+    assert_eq!((bus.received_messages, bus.received_bytes), (1, 4));
+    assert_eq!((bus.timeouts, bus.peer_deaths, bus.protocol_errors), (0, 0, 0));
+    drop(ours);
+
+    // Then a child makes 10 echo calls and one to an unknown msg_type.
+    let deadline = Instant::now() + T;
+    while reader.read().active > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut child = spawn_peer(&["rpc-call", "--path", &path, "--count", "10"]);
+    assert!(child.wait().unwrap().success());
+    while reader.read().active > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let s = reader.read();
+    assert_eq!((s.accepted, s.refused, s.active), (2, 1, 0), "{s:?}");
+    assert_eq!(s.requests, 1 + 11, "{s:?}");
+    assert_eq!(s.errors, std::collections::BTreeMap::from([(code::UNKNOWN_MSG_TYPE, 1)]));
+    assert_eq!(s.error_replies(), 1);
+    handle.stop().unwrap();
+}

@@ -49,15 +49,20 @@ fn million_random_size_messages_from_child_to_us_none_lost_or_reordered() {
         let bus = listen(&path, 1 << 20, fast);
         assert!(bus.has_peer_link(), "two Tachyon peers negotiate a liveness link");
         let mut scratch = Vec::new();
-        let mut i = 0;
+        let (mut i, mut bytes) = (0, 0);
         while i < MILLION {
             let batch =
                 bus.drain_batch_with(512, Wait::new().timeout(Duration::from_secs(20))).unwrap();
             for m in &batch {
                 verify(7, i, 4096, m.data(), m.type_id(), &mut scratch).unwrap();
                 i += 1;
+                bytes += m.len() as u64;
             }
         }
+        // This side's counters: every message received, nothing sent, nothing wrong.
+        let s = bus.stats();
+        assert_eq!((s.received_messages, s.received_bytes), (MILLION, bytes), "{s:?}");
+        assert_eq!((s.sent_messages, s.timeouts, s.peer_deaths, s.protocol_errors), (0, 0, 0, 0));
         drop(bus);
         assert_eq!(finish(child).trim(), "ok 1000000 messages");
         assert!(!std::path::Path::new(&path).exists(), "listen removes the socket file");
@@ -82,8 +87,10 @@ fn million_random_size_messages_from_us_to_child() {
         ]));
         let bus = listen(&path, 1 << 18, fast);
         let mut buf = vec![0u8; 4096];
+        let mut bytes = 0;
         for i in 0..MILLION {
             let n = tachyon_tests::payload_size(9, i, 4096);
+            bytes += n as u64;
             tachyon_tests::fill_payload(i, &mut buf[..n]);
             bus.send_timeout(
                 &buf[..n],
@@ -92,6 +99,12 @@ fn million_random_size_messages_from_us_to_child() {
             )
             .unwrap();
         }
+        let s = bus.stats();
+        assert_eq!((s.sent_messages, s.sent_bytes, s.received_messages), (MILLION, bytes, 0));
+        // The reader in the other process sleeps when it catches up; each sleep it
+        // announced needed a wake from us (the two counts are from different processes,
+        // so only "some" is certain).
+        eprintln!("stats of the sending side: {s:?}");
         assert_eq!(finish(child).trim(), "ok 1000000 messages");
     }
 }
@@ -126,6 +139,8 @@ fn producer_killed_mid_stream_gives_peer_dead_not_a_hang() {
             }
         };
         assert!(matches!(err, Error::PeerDead(_)), "{err}");
+        let s = bus.stats();
+        assert_eq!((s.peer_deaths, s.received_messages), (1, 10_000 + drained), "{s:?}");
         assert!(
             killed_at.elapsed() < Duration::from_secs(2),
             "noticed after {:?}",

@@ -50,6 +50,18 @@ fn round_trips_typed_raw_and_every_error_on_both_backends() {
         // The server survived the panic and serves on.
         assert_eq!(echo::call(&c, b"still here").unwrap(), b"still here");
         assert!(h.stats().requests >= 8);
+        // Error replies by code (a reactor adds its counts after its turn: wait for it).
+        let want = std::collections::BTreeMap::from([
+            (code::UNKNOWN_MSG_TYPE, 1),
+            (code::HANDLER_ERROR, 1),
+            (code::HANDLER_PANIC, 1),
+            (code::BAD_REQUEST, 1),
+        ]);
+        let deadline = std::time::Instant::now() + T;
+        while h.stats().errors != want && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(h.stats().errors, want, "{b:?}");
         h.shutdown().unwrap();
     }
 }

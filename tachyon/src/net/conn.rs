@@ -83,13 +83,26 @@ impl Handler for Inline<'_> {
 }
 
 /// Counters of one connection, summed by the server.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Counts {
     pub requests: u64,
     pub replies: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub paused: u64,
+    /// Error replies by code, not yet added to the server's counters.
+    pub errors: Vec<(u32, u64)>,
+}
+
+impl Counts {
+    /// Counts an error reply with `body` (the error path only: it decodes the body).
+    fn error_reply(&mut self, body: &[u8]) {
+        let code = crate::rpc::RpcError::decode(body).code;
+        match self.errors.iter_mut().find(|e| e.0 == code) {
+            Some(e) => e.1 += 1,
+            None => self.errors.push((code, 1)),
+        }
+    }
 }
 
 /// One client connection of a server.
@@ -556,6 +569,7 @@ impl Conn {
                 ),
             );
             let body = e.encode();
+            self.counts.error_reply(&body);
             frame::push_message(
                 &mut self.output,
                 Kind::Reply,
@@ -565,6 +579,9 @@ impl Conn {
                 &body,
             );
         } else {
+            if crate::msg_type(type_id) == MSG_TYPE_ERROR {
+                self.counts.error_reply(payload);
+            }
             frame::push_message(&mut self.output, Kind::Reply, type_id, cid, 0, payload);
         }
         self.unsent.push_back((self.out_base + self.output.len() as u64, cid, item));

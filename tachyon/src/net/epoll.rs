@@ -155,8 +155,8 @@ impl<S: Service> Reactor<'_, S> {
     fn admit(&mut self, fd: OwnedFd) {
         let common = self.shared.common();
         let stats = &common.stats;
-        if stats.active.load(Ordering::Relaxed) >= common.max_connections as u64 {
-            stats.refused.fetch_add(1, Ordering::Relaxed);
+        if stats.active.get() >= common.max_connections as u64 {
+            stats.refused.add(1);
             self.shared.refuse(&fd);
             return;
         }
@@ -181,8 +181,8 @@ impl<S: Service> Reactor<'_, S> {
             self.free.push(i);
             return;
         }
-        stats.accepted.fetch_add(1, Ordering::Relaxed);
-        stats.active.fetch_add(1, Ordering::Relaxed);
+        stats.accepted.add(1);
+        stats.active.add(1);
         self.slots[i] =
             Some(Slot { fd, conn, generation, reading: true, writing: false, eof: false });
     }
@@ -291,7 +291,7 @@ impl<S: Service> Reactor<'_, S> {
         let Some(mut slot) = self.slots.get_mut(i).and_then(Option::take) else { return };
         let _ = epoll::delete(&self.ep, slot.fd.as_fd());
         self.shared.on_close(&mut slot.conn, slot.fd.as_fd(), &mut self.turn);
-        self.shared.common().stats.active.fetch_sub(1, Ordering::Relaxed);
+        self.shared.common().stats.active.sub(1);
         self.free.push(i);
     }
 }

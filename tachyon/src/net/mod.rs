@@ -36,7 +36,5 @@ pub use client::{CallFuture, TcpClient, TcpClientOptions};
 pub use deferred::{DeferredCall, DeferredHandler};
 pub use probe::{capabilities, Backend, Capabilities};
 pub use raw::{RawEvent, RawServerHandle, RawServerOptions, RawStats, RawTcpServer};
-pub use server::{
-    BatchScope, TcpServer, TcpServerHandle, TcpServerOptions, TcpStats, TcpStatsSnapshot,
-};
+pub use server::{BatchScope, TcpServer, TcpServerHandle, TcpServerOptions, TcpStatsSnapshot};
 pub use tls::{peer_identity, ClientTls, PeerIdentity, ServerTls};

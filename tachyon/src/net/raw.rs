@@ -131,7 +131,7 @@ struct RawCounters {
 }
 
 /// A snapshot of a raw server's counters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RawStats {
     /// Connections accepted, refused, open now.
     pub connections: TcpStatsSnapshot,

@@ -8,7 +8,7 @@
 
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -290,54 +290,11 @@ impl TcpServerOptions {
     }
 }
 
-/// Counters of a server, summed over its reactors; cheap to read at any time.
-#[derive(Debug, Default)]
-pub struct TcpStats {
-    /// Connections accepted.
-    pub accepted: AtomicU64,
-    /// Connections turned away at the limit.
-    pub refused: AtomicU64,
-    /// Connections open now.
-    pub active: AtomicU64,
-    /// Requests handled.
-    pub requests: AtomicU64,
-    /// Connections closed for breaking the protocol (bad frames, limits, timeouts).
-    pub protocol_errors: AtomicU64,
-    /// Times a connection's reading was paused by backpressure.
-    pub paused: AtomicU64,
-}
+/// The counters a server's reactors share (see [`crate::ServerStats`]).
+pub(crate) type TcpStats = crate::stats::ServerCounters;
 
-/// A snapshot of [`TcpStats`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct TcpStatsSnapshot {
-    /// Connections accepted.
-    pub accepted: u64,
-    /// Connections turned away at the limit.
-    pub refused: u64,
-    /// Connections open now.
-    pub active: u64,
-    /// Requests handled.
-    pub requests: u64,
-    /// Connections closed for breaking the protocol.
-    pub protocol_errors: u64,
-    /// Backpressure pauses.
-    pub paused: u64,
-}
-
-impl TcpStats {
-    /// The counters now.
-    pub fn snapshot(&self) -> TcpStatsSnapshot {
-        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        TcpStatsSnapshot {
-            accepted: l(&self.accepted),
-            refused: l(&self.refused),
-            active: l(&self.active),
-            requests: l(&self.requests),
-            protocol_errors: l(&self.protocol_errors),
-            paused: l(&self.paused),
-        }
-    }
-}
+/// A snapshot of a TCP server's counters (the same shape as a shared-memory server's).
+pub type TcpStatsSnapshot = crate::ServerStats;
 
 /// What every reactor of a server shares: the RPC service.
 pub(crate) struct Shared {
@@ -428,9 +385,12 @@ impl Service for Shared {
         let stats = &self.common.stats;
         let (req, paused) = (conn.counts.requests, conn.counts.paused);
         let (seen_req, seen_paused) = conn.reported;
-        stats.requests.fetch_add(req - seen_req, Ordering::Relaxed);
-        stats.paused.fetch_add(paused - seen_paused, Ordering::Relaxed);
+        stats.requests.add(req - seen_req);
+        stats.paused.add(paused - seen_paused);
         conn.reported = (req, paused);
+        for (code, n) in conn.counts.errors.drain(..) {
+            stats.errors(code, n);
+        }
     }
 
     /// Counts and reports a connection closed for breaking the protocol.
@@ -443,7 +403,7 @@ impl Service for Shared {
         self.report(conn);
         if let Some(c) = conn.closing() {
             if c.code != GoawayCode::Shutdown {
-                self.common.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                self.common.stats.protocol_errors.add(1);
                 let peer = rustix::net::getpeername(fd)
                     .ok()
                     .flatten()

@@ -285,8 +285,8 @@ impl<S: Service> Reactor<'_, S> {
     fn admit(&mut self, fd: OwnedFd) -> Result<()> {
         let common = self.shared.common();
         let stats = &common.stats;
-        if self.stopping || stats.active.load(Ordering::Relaxed) >= common.max_connections as u64 {
-            stats.refused.fetch_add(1, Ordering::Relaxed);
+        if self.stopping || stats.active.get() >= common.max_connections as u64 {
+            stats.refused.add(1);
             self.shared.refuse(&fd);
             return Ok(());
         }
@@ -303,8 +303,8 @@ impl<S: Service> Reactor<'_, S> {
             self.free.push(i);
             return Ok(());
         };
-        stats.accepted.fetch_add(1, Ordering::Relaxed);
-        stats.active.fetch_add(1, Ordering::Relaxed);
+        stats.accepted.add(1);
+        stats.active.add(1);
         self.slots[i] = Some(Slot {
             fd,
             conn,
@@ -429,7 +429,7 @@ impl<S: Service> Reactor<'_, S> {
             if s.closing && !s.recv_armed && s.sending.is_none() {
                 let mut s = self.slots[i].take().expect("present");
                 self.shared.on_close(&mut s.conn, std::os::fd::AsFd::as_fd(&s.fd), &mut self.turn);
-                self.shared.common().stats.active.fetch_sub(1, Ordering::Relaxed);
+                self.shared.common().stats.active.sub(1);
                 self.free.push(i);
                 drop(s); // closes the fd: nothing in the kernel refers to it any more
             }

@@ -806,6 +806,18 @@ impl RpcBus {
         Ok(RpcTxGuard { bus: self, tx: self.tx.resume(parked.tx)?, cid: parked.cid })
     }
 
+    /// What this side has sent and received on both rings (requests one way, replies
+    /// the other), and the waits, timeouts and dead peers it met (see
+    /// [`crate::BusStats`]).
+    pub fn stats(&self) -> crate::BusStats {
+        self.arenas[0].stats().snapshot() + self.arenas[1].stats().snapshot()
+    }
+
+    /// A `Send + Sync` handle that reads [`RpcBus::stats`] from any thread.
+    pub fn stats_reader(&self) -> crate::StatsReader {
+        crate::StatsReader::new(self.arenas.to_vec())
+    }
+
     /// Pure-spin mode on both arenas, as upstream's `set_polling_mode` (and unlike it,
     /// it stays set).
     pub fn set_polling_mode(&self, enabled: bool) {

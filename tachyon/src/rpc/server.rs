@@ -22,8 +22,11 @@ use std::time::Duration;
 use crate::bootstrap::{ListenSpec, Listener, Refusal};
 use crate::error::{Error, Result};
 use crate::options::ListenOptions;
-use crate::rpc::bus::RpcBus;
-use crate::rpc::dispatch::{Dispatcher, ServeOptions};
+use crate::rpc::bus::{RpcBus, RpcRequest};
+use crate::rpc::dispatch::{Dispatcher, ServeOptions, Transport};
+use crate::rpc::stream::OwnedRequest;
+use crate::stats::{ServerCounters, ServerStats};
+use crate::wait::Wait;
 
 /// Settings of an [`RpcServer`].
 #[derive(Debug, Clone)]
@@ -164,6 +167,7 @@ pub struct RpcServer {
     stop: Arc<AtomicBool>,
     active: Arc<AtomicUsize>,
     per_pid: Arc<Mutex<HashMap<i32, usize>>>,
+    counters: Arc<ServerCounters>,
 }
 
 /// Gives back a client's slot (overall and per process) when its thread ends, however
@@ -203,6 +207,7 @@ impl RpcServer {
             stop: Arc::new(AtomicBool::new(false)),
             active: Arc::new(AtomicUsize::new(0)),
             per_pid: Arc::new(Mutex::new(HashMap::new())),
+            counters: Arc::default(),
         })
     }
 
@@ -229,6 +234,18 @@ impl RpcServer {
     /// Clients being served right now.
     pub fn active_clients(&self) -> usize {
         self.active.load(Ordering::SeqCst)
+    }
+
+    /// What the server has done so far: clients accepted, refused and active, requests
+    /// answered, and error replies by code.
+    pub fn stats(&self) -> ServerStats {
+        stats_of(&self.counters, &self.active)
+    }
+
+    /// A `Send + Sync` handle that reads [`RpcServer::stats`] from any thread, also
+    /// after the server moved into [`RpcServer::spawn`].
+    pub fn stats_reader(&self) -> ServerStatsReader {
+        ServerStatsReader { counters: self.counters.clone(), active: self.active.clone() }
     }
 
     /// The socket path.
@@ -270,6 +287,7 @@ impl RpcServer {
             clients.retain(|c| !c.is_finished());
             if self.stop.load(Ordering::SeqCst) {
                 conn.refuse(Refusal::ShuttingDown);
+                self.counters.refused.add(1);
                 return Ok(());
             }
             let pid = conn.cred().map_or(0, |c| c.pid);
@@ -277,10 +295,12 @@ impl RpcServer {
                 Ok(slot) => slot,
                 Err(why) => {
                     conn.refuse(why);
+                    self.counters.refused.add(1);
                     continue;
                 }
             };
             let (d, stop, opts) = (dispatcher.clone(), self.stop.clone(), self.opts.clone());
+            let counters = self.counters.clone();
             let spawned =
                 std::thread::Builder::new().name("tachyon-rpc-client".into()).spawn(move || {
                     let _slot = slot;
@@ -294,7 +314,11 @@ impl RpcServer {
                     )
                     .and_then(|bus| {
                         match bus {
-                            Some(bus) => serve_client(&d, &bus, pid, &stop, &opts.serve),
+                            Some(bus) => {
+                                counters.accepted.add(1);
+                                let counted = Counted { bus: &bus, counters: &counters };
+                                serve_client(&d, &counted, pid, &stop, &opts.serve)
+                            }
                             None => Ok(()), // left before the handshake: a probe
                         }
                     });
@@ -321,11 +345,12 @@ impl RpcServer {
 /// without a liveness link) its process provably lets go of the bus.
 fn serve_client(
     d: &Dispatcher,
-    bus: &RpcBus,
+    counted: &Counted<'_>,
     pid: i32,
     stop: &AtomicBool,
     opts: &ServeOptions,
 ) -> Result<()> {
+    let bus = counted.bus;
     let unlinked_inode = if bus.has_peer_link() { None } else { bus.request_arena_inode() };
     let mut last_look = std::time::Instant::now();
     let mut done = || {
@@ -340,7 +365,75 @@ fn serve_client(
             _ => false,
         }
     };
-    d.serve_until(bus, &mut done, opts)
+    d.serve_until(counted, &mut done, opts)
+}
+
+fn stats_of(counters: &ServerCounters, active: &AtomicUsize) -> ServerStats {
+    ServerStats { active: active.load(Ordering::SeqCst) as u64, ..counters.snapshot() }
+}
+
+/// Reads a server's [`ServerStats`] from any thread (see [`RpcServer::stats_reader`]).
+#[derive(Debug, Clone)]
+pub struct ServerStatsReader {
+    counters: Arc<ServerCounters>,
+    active: Arc<AtomicUsize>,
+}
+
+impl ServerStatsReader {
+    /// The counters now.
+    pub fn read(&self) -> ServerStats {
+        stats_of(&self.counters, &self.active)
+    }
+}
+
+/// A client's bus, counting into its server's counters what passes through it.
+struct Counted<'a> {
+    bus: &'a RpcBus,
+    counters: &'a ServerCounters,
+}
+
+impl Counted<'_> {
+    fn count<T>(&self, r: &Result<T>) {
+        if matches!(r, Err(Error::Protocol(_) | Error::Corrupted(_))) {
+            self.counters.protocol_errors.add(1);
+        }
+    }
+}
+
+impl Transport for Counted<'_> {
+    type Request<'b>
+        = RpcRequest<'b>
+    where
+        Self: 'b;
+
+    fn next_request(&self, wait: Wait<'_>) -> Result<RpcRequest<'_>> {
+        let r = self.bus.next_request(wait);
+        self.count(&r);
+        if r.is_ok() {
+            self.counters.requests.add(1);
+        }
+        r
+    }
+
+    fn send_reply(&self, cid: u64, msg_type: u16, payload: &[u8], wait: Wait<'_>) -> Result<()> {
+        if msg_type == crate::rpc::MSG_TYPE_ERROR {
+            self.counters.errors(crate::rpc::RpcError::decode(payload).code, 1);
+        }
+        self.bus.send_reply(cid, msg_type, payload, wait)
+    }
+
+    fn try_next_request(&self) -> Result<Option<OwnedRequest>> {
+        let r = self.bus.try_next_request();
+        self.count(&r);
+        if matches!(r, Ok(Some(_))) {
+            self.counters.requests.add(1);
+        }
+        r
+    }
+
+    fn nudge(&self) -> Option<crate::Nudge> {
+        Transport::nudge(self.bus)
+    }
 }
 
 /// A server running on a background thread; dropping it stops the server and waits.
