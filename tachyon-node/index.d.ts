@@ -79,6 +79,44 @@ export declare class RxGuard extends RxBatch {
   readonly actualSize: number;
 }
 
+/** This side's counters of a bus (`Bus#stats`, `RpcBus#stats`): plain numbers. */
+export interface BusStats {
+  /** Messages this side committed. */
+  sentMessages: number;
+  /** Their payload bytes. */
+  sentBytes: number;
+  /** Messages this side received. */
+  receivedMessages: number;
+  /** Their payload bytes. */
+  receivedBytes: number;
+  /** Times a send found the ring full (one per episode, however often it retried). */
+  fullWaits: number;
+  /** Times a receive slept on the futex. */
+  sleeps: number;
+  /** Times a send woke a sleeping receiver. */
+  wakes: number;
+  /** Calls that timed out. */
+  timeouts: number;
+  /** Times the peer was found dead. */
+  peerDeaths: number;
+  /** Corruption or protocol violations seen on the rings. */
+  protocolErrors: number;
+}
+
+/** A server's counters (`RpcServer#stats`). */
+export interface ServerStats {
+  accepted: number;
+  refused: number;
+  active: number;
+  /** Requests answered, error replies included. */
+  requests: number;
+  protocolErrors: number;
+  /** Backpressure pauses (TCP only). */
+  paused: number;
+  /** Error replies sent, keyed by error code. */
+  errors: Record<string, number>;
+}
+
 /** The single-producer, single-consumer shared-memory bus. */
 export declare class Bus implements Disposable, AsyncIterable<Message> {
   private constructor();
@@ -88,6 +126,8 @@ export declare class Bus implements Disposable, AsyncIterable<Message> {
   close(): void;
   readonly closed: boolean;
   readonly capacity: number;
+  /** This side's counters; never blocks. */
+  stats(): BusStats;
   /** Throws ERR_TACHYON_FULL at once when the ring is full, unless opts.timeoutMs. */
   send(data: Bytes, typeId?: number, opts?: SendOptions): void;
   flush(): void;
@@ -131,6 +171,8 @@ export declare class RpcBus implements Disposable {
   stream(payload: Bytes, msgType: number, opts?: WaitOptions): ReplyStream;
   abandon(correlationId: number): void;
   readonly inFlight: number;
+  /** This side's counters on both rings. */
+  stats(): BusStats;
   serve(opts?: WaitOptions): Request | null;
   reply(correlationId: number, data: Bytes, msgType: number, opts?: WaitOptions): void;
   replyError(correlationId: number, failedMsgType: number, code: number, message: string, opts?: WaitOptions): void;
@@ -246,6 +288,8 @@ export declare class RpcServer implements AsyncDisposable {
   readonly socketPath: string;
   readonly address: string;
   readonly running: boolean;
+  /** Clients, requests and error replies by code; readable after close() too. */
+  stats(): ServerStats;
   close(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
 }

@@ -24,6 +24,8 @@ export declare class NativeBus {
   close(): void
   /** Whether `close` was called. */
   get closed(): boolean
+  /** This side's counters (never waits for a receive in progress). */
+  stats(): BusStats
   /** Ring capacity in bytes. */
   get capacity(): number
   /** Sends one message, waiting for room up to `timeoutMs` (0: never wait). */
@@ -205,7 +207,11 @@ export declare class NativeRpcBus {
   forget(correlationId: number): void
   /** Gives up on a call; its reply, if it comes, is dropped. */
   abandon(correlationId: number): void
-  /** Calls sent and not yet answered. */
+  /**
+   * Calls sent and not yet answered.
+   * This side's counters on both rings.
+   */
+  stats(): BusStats
   get inFlight(): number
   /** Waits for the next request (a copy); `null` on a timeout. */
   serve(timeoutMs?: number | undefined | null): Request | null
@@ -249,6 +255,11 @@ export declare class NativeServer {
    * each request to `onRequest`.
    */
   static start(config: ServerConfig, onRequest: (arg: Array<IncomingRequest>) => void): NativeServer
+  /**
+   * Clients accepted, refused and active, requests answered, protocol errors,
+   * pauses, and error replies by code. Readable after `stop` too.
+   */
+  stats(): ServerStats
   /**
    * Answers request `requestId` with `data`. False if it is no longer waited for
    * (timed out, or the server closed).
@@ -359,6 +370,30 @@ export declare class NativeTxSlot {
   rollback(buffer?: ArrayBuffer | undefined | null): void
   /** Whether the slot is still held (not committed or rolled back). */
   get open(): boolean
+}
+
+/** What `bus.stats()` returns: this side's counters. */
+export interface BusStats {
+  /** Messages this side committed. */
+  sentMessages: number
+  /** Their payload bytes. */
+  sentBytes: number
+  /** Messages this side received. */
+  receivedMessages: number
+  /** Their payload bytes. */
+  receivedBytes: number
+  /** Times a send found the ring full (one per episode). */
+  fullWaits: number
+  /** Times a receive slept on the futex. */
+  sleeps: number
+  /** Times a send woke a sleeping receiver. */
+  wakes: number
+  /** Calls that timed out. */
+  timeouts: number
+  /** Times the peer was found dead. */
+  peerDeaths: number
+  /** Corruption or protocol violations seen. */
+  protocolErrors: number
 }
 
 /** One entry, as `tigaRead` returns it. */
@@ -611,6 +646,24 @@ export interface ServerConfig {
   allowRemote?: boolean
   /** Over TCP: TLS 1.3 (mutual with a client CA). */
   tls?: ServerTlsPem
+}
+
+/** What `server.stats()` returns. */
+export interface ServerStats {
+  /** Clients (connections) accepted. */
+  accepted: number
+  /** Clients turned away. */
+  refused: number
+  /** Clients served now. */
+  active: number
+  /** Requests answered. */
+  requests: number
+  /** Clients dropped or requests skipped for breaking the protocol. */
+  protocolErrors: number
+  /** Backpressure pauses (TCP). */
+  paused: number
+  /** Error replies sent, by error code. */
+  errors: Record<string, number>
 }
 
 /** PEM text for a TLS server: its chain and key, and the client CA (mutual TLS). */

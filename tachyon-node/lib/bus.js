@@ -232,6 +232,14 @@ class Bus {
     return this.#n.closed;
   }
 
+  /**
+   * This side's counters, as plain numbers: messages and bytes each way, full-ring
+   * waits, sleeps, wakes, timeouts, peer deaths, protocol errors. Never blocks.
+   */
+  stats() {
+    return this.#n.stats();
+  }
+
   /** Ring capacity in bytes. */
   get capacity() {
     return this.#n.capacity;

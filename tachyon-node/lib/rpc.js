@@ -232,6 +232,11 @@ class RpcBus {
     return this.#n.inFlight;
   }
 
+  /** This side's counters on both rings (as Bus#stats). */
+  stats() {
+    return this.#n.stats();
+  }
+
   /** Waits for the next request `{ data, msgType, correlationId }`; null on a timeout. */
   serve(opts) {
     signalOf(opts);

@@ -132,6 +132,15 @@ class RpcServer {
     this.#n = n;
   }
 
+  /**
+   * Clients accepted, refused and active, requests answered, protocol errors,
+   * backpressure pauses (TCP), and `errors`: error replies sent, keyed by code.
+   * Readable after close() too.
+   */
+  stats() {
+    return this.#n.stats();
+  }
+
   /** Where clients connect (for TCP, `tcp://host:port` with the real port). */
   get socketPath() {
     return this.#n.path;

@@ -27,6 +27,7 @@ pub struct Message<'e> {
 #[napi]
 pub struct NativeBus {
     ep: Endpoint<Receives>,
+    stats: tachyon::StatsReader,
 }
 
 fn wait_for(spin: Option<u32>, t: Option<Duration>) -> Wait<'static> {
@@ -39,7 +40,7 @@ fn wait_for(spin: Option<u32>, t: Option<Duration>) -> Wait<'static> {
 
 impl NativeBus {
     fn new(bus: tachyon::Bus) -> Self {
-        Self { ep: Endpoint::new(bus) }
+        Self { stats: bus.stats_reader(), ep: Endpoint::new(bus) }
     }
 
     fn with<R>(&self, f: impl FnOnce(&tachyon::Bus) -> Result<R, BindError>) -> Result<R, JsError> {
@@ -108,6 +109,12 @@ impl NativeBus {
     #[napi(getter)]
     pub fn closed(&self) -> bool {
         self.ep.cell.is_closed()
+    }
+
+    /// This side's counters (never waits for a receive in progress).
+    #[napi]
+    pub fn stats(&self) -> crate::stats::BusStats {
+        self.stats.read().into()
     }
 
     /// Ring capacity in bytes.

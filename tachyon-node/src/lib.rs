@@ -28,6 +28,7 @@ mod rpc;
 mod server;
 mod shared_buffer;
 mod slots;
+mod stats;
 mod tcp;
 
 use napi::bindgen_prelude::Buffer;

@@ -18,6 +18,7 @@ use crate::pump::{Deferred, ErrInfo, Replies, Reply, RpcErrorInfo};
 #[napi]
 pub struct NativeRpcBus {
     ep: Endpoint<Replies>,
+    stats: tachyon::StatsReader,
 }
 
 /// A request as the callee sees it (a heap copy).
@@ -97,7 +98,7 @@ fn serve_one_into<'e>(
 
 impl NativeRpcBus {
     fn new(bus: RpcBus) -> Self {
-        Self { ep: Endpoint::new(bus) }
+        Self { stats: bus.stats_reader(), ep: Endpoint::new(bus) }
     }
 
     fn with<R>(&self, f: impl FnOnce(&RpcBus) -> Result<R, BindError>) -> Result<R, JsError> {
@@ -471,6 +472,12 @@ impl NativeRpcBus {
     }
 
     /// Calls sent and not yet answered.
+    /// This side's counters on both rings.
+    #[napi]
+    pub fn stats(&self) -> crate::stats::BusStats {
+        self.stats.read().into()
+    }
+
     #[napi(getter)]
     pub fn in_flight(&self) -> Result<u32, JsError> {
         self.with(|b| Ok(b.in_flight() as u32))

@@ -353,6 +353,7 @@ pub struct NativeServer {
     bridge: Arc<Bridge>,
     handle: Arc<Mutex<Option<Handle>>>,
     path: String,
+    stats: tachyon::ServerStatsReader,
 }
 
 /// A running server of either transport.
@@ -495,7 +496,9 @@ impl NativeServer {
         }
         let b = bridge.clone();
         dispatcher.set_fallback("node", move |mt, req: &[u8]| b.handle(mt, req));
+        let stats;
         let (handle, path) = if let Some(server) = server {
+            stats = server.stats_reader();
             (Handle::Shm(server.spawn(Arc::new(dispatcher))), config.socket_path)
         } else {
             // Handlers wait for JS on worker threads, so the reactor keeps serving and
@@ -518,9 +521,17 @@ impl NativeServer {
                 .and_then(|s| s.spawn(Arc::new(dispatcher)))
                 .map_err(crate::errors::core)?;
             let path = h.address();
+            stats = h.stats_reader();
             (Handle::Tcp(h), path)
         };
-        Ok(Self { bridge, handle: Arc::new(Mutex::new(Some(handle))), path })
+        Ok(Self { bridge, handle: Arc::new(Mutex::new(Some(handle))), path, stats })
+    }
+
+    /// Clients accepted, refused and active, requests answered, protocol errors,
+    /// pauses, and error replies by code. Readable after `stop` too.
+    #[napi]
+    pub fn stats(&self) -> crate::stats::ServerStats {
+        self.stats.read().into()
     }
 
     /// Answers request `requestId` with `data`. False if it is no longer waited for

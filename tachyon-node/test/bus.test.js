@@ -49,6 +49,13 @@ test('send, recv, zero-copy TX from a Node producer; guards and batches on the c
   assert.equal(kept.buffer.byteLength, 0);
   const out = await proc.done;
   assert.match(out.stdout, /ok 2000 messages/);
+  // The receiving side's counters match what arrived from the other process.
+  const s = bus.stats();
+  assert.equal(s.receivedMessages, 2000);
+  let bytes = 0;
+  for (let k = 0; k < 2000; k++) bytes += h.payloadSize(7, k, 200);
+  assert.equal(s.receivedBytes, bytes);
+  assert.deepEqual([s.sentMessages, s.timeouts, s.protocolErrors], [0, 0, 0]);
   bus.close();
   bus.close(); // idempotent
   assert.equal(bus.closed, true);

@@ -36,6 +36,12 @@ test('Node caller -> Rust #[tachyon_rpc] server: sync, async, errors, deadlines'
   assert.equal(rpc.inFlight, 0);
   assert.throws(() => rpc.wait(12345), (e) => e.code === 'ERR_TACHYON_PROTOCOL');
   assert.throws(() => rpc.call('x', 70000), (e) => e.code === 'ERR_TACHYON_INVALID_ARG');
+  // This side's counters: 68 requests out, 68 replies (4 of them errors) in.
+  const s = rpc.stats();
+  assert.equal(s.sentMessages, 68);
+  assert.equal(s.receivedMessages, 68);
+  assert.equal(s.sentBytes, 'hello'.length + 'again'.length + 'x'.length * 2 + replies.join('').length);
+  assert.deepEqual([s.timeouts, s.peerDeaths, s.protocolErrors], [0, 0, 0]);
 });
 
 test('deadlines: a callee that holds requests makes calls time out, and the late replies are dropped', { skip: peer.skip }, async () => {
@@ -109,8 +115,15 @@ test('createRpcServer answers several Rust clients at once; async handlers, thro
     assert.match(out.stdout, /ok 300 messages/);
   }
   assert.ok(errors.length >= 1);
+  // Four clients (three Rust processes and ours); 3 x 301 + 3 requests; error replies
+  // by code: the unknown msg_types (code 1) and the handler's own code 77.
+  const s = server.stats();
+  assert.equal(s.accepted, 4);
+  assert.equal(s.requests, 3 * 301 + 3);
+  assert.deepEqual(s.errors, { 1: 4, 77: 1 });
   await server.close();
   assert.equal(server.running, false);
+  assert.deepEqual(server.stats().errors, { 1: 4, 77: 1 }, 'readable after close');
   await assert.rejects(rpc.callAsync('after', 1, { timeoutMs: 5000 }), (e) => t.isPeerClosed(e));
   rpc.close();
   assert.throws(() => t.createRpcServer({ socketPath, handlers: { 65535: () => null } }), RangeError);

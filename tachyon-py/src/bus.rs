@@ -150,12 +150,15 @@ pub struct PyBus {
     pub(crate) bus: Guarded<tachyon::Bus>,
     /// The latest zero-copy receive, detached by the next receive if still held.
     held: Mutex<Weak<Mutex<Held>>>,
+    /// Reads the counters without waiting for a receive in progress.
+    stats: tachyon::StatsReader,
 }
 
 impl PyBus {
     fn wrap(bus: tachyon::Bus) -> Self {
         let closer = bus.closer();
-        Self { bus: Guarded::new(bus, closer), held: Mutex::new(Weak::new()) }
+        let stats = bus.stats_reader();
+        Self { bus: Guarded::new(bus, closer), held: Mutex::new(Weak::new()), stats }
     }
 }
 
@@ -398,6 +401,12 @@ impl PyBus {
     /// Binds the ring's memory to NUMA node `node_id` (0..64).
     fn set_numa_node(&self, py: Python<'_>, node_id: i32) -> PyResult<()> {
         self.bus.with_gil(py, |bus| Ok(bus.set_numa_node(node_id)?))
+    }
+
+    /// This side's counters: messages and bytes each way, full-ring waits, sleeps,
+    /// wakes, timeouts, peer deaths, protocol errors (a dict of ints). Never blocks.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
+        crate::stats::bus_stats(py, &self.stats.read())
     }
 
     /// Ring capacity in bytes.

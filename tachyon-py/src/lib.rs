@@ -11,6 +11,7 @@ mod rpc;
 mod rx;
 mod server;
 mod shared_buffer;
+mod stats;
 mod stream;
 mod tcp;
 mod zero_copy;

@@ -22,6 +22,8 @@ pub struct PyRpcBus {
     pub(crate) bus: Guarded<RpcBus>,
     /// The latest zero-copy receive, detached by the next receive if still held.
     held: Mutex<Weak<Mutex<Held>>>,
+    /// Reads the counters without waiting for a call in progress.
+    stats: tachyon::StatsReader,
 }
 
 /// A received request or reply before it becomes a Python guard.
@@ -46,8 +48,9 @@ impl Received {
 
 impl PyRpcBus {
     fn wrap(bus: RpcBus) -> Self {
+        let stats = bus.stats_reader();
         let closer = bus.closer();
-        Self { bus: Guarded::new(bus, closer), held: Mutex::new(Weak::new()) }
+        Self { bus: Guarded::new(bus, closer), held: Mutex::new(Weak::new()), stats }
     }
 
     /// Makes the Python guard of a received message (and remembers a parked one).
@@ -471,6 +474,11 @@ impl PyRpcBus {
         blocking(py, |check| {
             self.bus.with(|bus| Ok(bus.reply_error(correlation_id, &e, wait_for(t, check))?))
         })
+    }
+
+    /// This side's counters on both rings (a dict of ints, as `Bus.stats()`).
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
+        crate::stats::bus_stats(py, &self.stats.read())
     }
 
     /// Calls not yet answered.

@@ -110,6 +110,7 @@ pub struct PyRpcServer {
     handle: std::sync::Mutex<Option<ServerHandle>>,
     stop: tachyon::rpc::StopHandle,
     path: String,
+    stats: tachyon::ServerStatsReader,
 }
 
 #[pymethods]
@@ -151,14 +152,21 @@ impl PyRpcServer {
         let path = socket_path.clone();
         let server = blocking(py, move |_| Ok(RpcServer::bind(&socket_path, opts)?))?;
         let stop = server.stop_handle();
+        let stats = server.stats_reader();
         let handle = server.spawn(Arc::new(d));
-        Ok(Self { handle: std::sync::Mutex::new(Some(handle)), stop, path })
+        Ok(Self { handle: std::sync::Mutex::new(Some(handle)), stop, path, stats })
     }
 
     /// The socket path clients connect to.
     #[getter]
     fn path(&self) -> &str {
         &self.path
+    }
+
+    /// Clients accepted, refused and active, requests answered, protocol errors, and
+    /// `errors` (`{code: count}` of error replies). Readable after `stop()` too.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
+        crate::stats::server_stats(py, &self.stats.read())
     }
 
     /// Whether the server is still running.

@@ -165,6 +165,7 @@ impl PyTcpClient {
 pub struct PyTcpRpcServer {
     handle: std::sync::Mutex<Option<TcpServerHandle>>,
     address: String,
+    stats: tachyon::ServerStatsReader,
 }
 
 #[pymethods]
@@ -208,13 +209,20 @@ impl PyTcpRpcServer {
             Ok(server.spawn(Arc::new(d))?)
         })?;
         let address = handle.address();
-        Ok(Self { handle: std::sync::Mutex::new(Some(handle)), address })
+        let stats = handle.stats_reader();
+        Ok(Self { handle: std::sync::Mutex::new(Some(handle)), address, stats })
     }
 
     /// The address clients connect to (`tcp://host:port`, the real port).
     #[getter]
     fn path(&self) -> &str {
         &self.address
+    }
+
+    /// Connections accepted, refused and active, requests, protocol errors,
+    /// backpressure pauses, and `errors` (`{code: count}`), as `RpcServer.stats()`.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
+        crate::stats::server_stats(py, &self.stats.read())
     }
 
     /// Whether it still serves.

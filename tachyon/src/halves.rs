@@ -53,11 +53,7 @@ impl TxHalf {
     #[inline(always)]
     pub fn acquire(&self, max_size: usize) -> Result<TxGuard<'_>> {
         let mut producer = self.producer()?;
-        let reservation = producer.acquire(max_size).inspect_err(|e| {
-            if matches!(e, Error::Full { .. }) {
-                self.arena.stats().full.add_owned(1);
-            }
-        })?;
+        let reservation = producer.acquire(max_size)?;
         Ok(TxGuard { producer, reservation })
     }
 
@@ -70,24 +66,16 @@ impl TxHalf {
     ) -> Result<TxGuard<'_>> {
         let mut producer = self.producer()?;
         // Room appears when the consumer moves its tail.
-        let stats = self.arena.stats();
         let watch = Watch {
             index: self.arena.tail(),
             futex: None,
             alarm: None,
             barrier: Barrier::Fence,
-            stats: Some(stats),
+            stats: Some(self.arena.stats()),
         };
-        let mut waited = false;
         let reservation = block_until(watch, link, wait, || match producer.acquire(max_size) {
             Ok(r) => Ok(Some(r)),
-            Err(Error::Full { .. }) => {
-                if !waited {
-                    waited = true;
-                    stats.full.add_owned(1);
-                }
-                Ok(None)
-            }
+            Err(Error::Full { .. }) => Ok(None),
             Err(e) => Err(e),
         })?;
         Ok(TxGuard { producer, reservation })

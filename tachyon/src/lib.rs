@@ -64,7 +64,7 @@ pub use options::{
     DEFAULT_MAX_CAPACITY,
 };
 pub use recv_async::{Messages, OwnedMessage, RecvFuture};
-pub use stats::{BusStats, ServerStats, StatsReader};
+pub use stats::{BusStats, ServerStats, ServerStatsReader, StatsReader};
 pub use type_id::{make_type_id, msg_type, route_id};
 pub use wait::Wait;
 pub use wait::WATCHDOG;

@@ -105,6 +105,9 @@ pub(crate) struct Producer {
     pending: PendingCommits,
     /// A reservation is parked (see [`crate::ParkedTx`]): no other may be made.
     pub parked: bool,
+    /// The last acquire found the ring full: one full-ring episode is counted however
+    /// many times it is retried.
+    full: bool,
 }
 
 impl Producer {
@@ -131,6 +134,7 @@ impl Producer {
             unpublished: 0,
             pending: PendingCommits::default(),
             parked: false,
+            full: false,
         }
     }
 
@@ -159,6 +163,10 @@ impl Producer {
             if used.saturating_add(needed) > usable {
                 // Commits the consumer cannot see yet would keep the ring full for ever.
                 self.flush();
+                if !self.full {
+                    self.full = true;
+                    self.arena.stats().full.add_owned(1);
+                }
                 return Err(Error::Full {
                     needed: needed as usize,
                     free: usable.saturating_sub(used) as usize,
@@ -166,6 +174,7 @@ impl Producer {
             }
         }
         let phys = if skip > 0 { 0 } else { p };
+        self.full = false;
         Ok(Reservation { skip, slot, phys, max })
     }
 

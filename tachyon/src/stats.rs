@@ -8,7 +8,7 @@
 //! timeouts) use an atomic add, since any thread may hit them.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::arena::Arena;
@@ -119,7 +119,8 @@ pub struct BusStats {
     pub received_messages: u64,
     /// Payload bytes of those messages.
     pub received_bytes: u64,
-    /// Times a send found the ring full (and waited, or failed with `Full`).
+    /// Times a send found the ring full and had to wait (or failed with `Full`): one per
+    /// episode, however often the send retried before room appeared.
     pub full_waits: u64,
     /// Times a receive went to sleep on the futex.
     pub sleeps: u64,
@@ -219,6 +220,31 @@ impl ServerCounters {
             protocol_errors: self.protocol_errors.get(),
             paused: self.paused.get(),
             errors: self.errors.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone(),
+        }
+    }
+}
+
+/// Reads a server's [`ServerStats`] from any thread, also after the server moved into
+/// its serving thread (see [`crate::rpc::RpcServer::stats_reader`] and
+/// `TcpServerHandle::stats_reader`).
+#[derive(Debug, Clone)]
+pub struct ServerStatsReader {
+    counters: Arc<ServerCounters>,
+    /// A server that keeps its active count elsewhere (the shared-memory one).
+    active: Option<Arc<AtomicUsize>>,
+}
+
+impl ServerStatsReader {
+    pub(crate) fn new(counters: Arc<ServerCounters>, active: Option<Arc<AtomicUsize>>) -> Self {
+        Self { counters, active }
+    }
+
+    /// The counters now.
+    pub fn read(&self) -> ServerStats {
+        let s = self.counters.snapshot();
+        match &self.active {
+            Some(a) => ServerStats { active: a.load(Ordering::SeqCst) as u64, ..s },
+            None => s,
         }
     }
 }

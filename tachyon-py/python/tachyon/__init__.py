@@ -48,6 +48,7 @@ from ._tachyon import (
     tiga_call,
     route_id,
 )
+from .stats import BusStats, ServerStats
 from .tls import PeerIdentity, TlsOptions, peer_identity
 from .schema import Description, SchemaMismatchError, ServiceError
 from .rpc import MSG_TYPE_ERROR, MSG_TYPE_STREAM_END, RpcDispatcher, connect, RpcEndpoint, RpcServer, _decode_error, tachyon_rpc
@@ -73,6 +74,8 @@ __all__ = [
     "__version__",
     "MSG_TYPE_ERROR",
     "MSG_TYPE_STREAM_END",
+    "BusStats",
+    "ServerStats",
     "AbiMismatchError",
     "AddressInUseError",
     "Bus",

@@ -544,6 +544,12 @@ class RpcServer:
         """Whether the server still accepts callers."""
         return self._server.running
 
+    def stats(self) -> _tachyon.ServerStats:
+        """Clients accepted, refused and active, requests answered, protocol errors,
+        backpressure pauses (TCP), and ``errors``: ``{code: count}`` of the error replies
+        sent. Plain ints, readable after :meth:`stop` too."""
+        return self._server.stats()
+
     def serve_forever(self, timeout: Optional[float] = None) -> None:
         """Blocks until Ctrl-C (or ``timeout`` seconds), then stops the server."""
         deadline = None if timeout is None else time.monotonic() + timeout

@@ -701,6 +701,12 @@ impl TcpServerHandle {
         self.stats.snapshot()
     }
 
+    /// A `Send + Sync` handle that reads [`TcpServerHandle::stats`] from any thread, also
+    /// after the handle is shut down (the last counts stay readable).
+    pub fn stats_reader(&self) -> crate::ServerStatsReader {
+        crate::ServerStatsReader::new(self.stats.clone(), None)
+    }
+
     /// Stops gracefully: stops accepting, answers the requests already received, sends
     /// every client a goaway, closes, and waits for the reactor threads.
     ///

@@ -31,7 +31,7 @@ pub use dispatch::{
     ServeOptions, Transport,
 };
 pub use error::{code, code_name, RpcError, ServerError, MSG_TYPE_ERROR, ONEWAY_CID};
-pub use server::{RpcServer, ServerHandle, ServerOptions, ServerStatsReader, StopHandle};
+pub use server::{RpcServer, ServerHandle, ServerOptions, StopHandle};
 pub use stream::{
     OwnedRequest, ReplyStream, StreamSink, StreamSource, TypedSink, TypedStream,
     MSG_TYPE_STREAM_END,

@@ -25,7 +25,7 @@ use crate::options::ListenOptions;
 use crate::rpc::bus::{RpcBus, RpcRequest};
 use crate::rpc::dispatch::{Dispatcher, ServeOptions, Transport};
 use crate::rpc::stream::OwnedRequest;
-use crate::stats::{ServerCounters, ServerStats};
+use crate::stats::{ServerCounters, ServerStats, ServerStatsReader};
 use crate::wait::Wait;
 
 /// Settings of an [`RpcServer`].
@@ -239,13 +239,13 @@ impl RpcServer {
     /// What the server has done so far: clients accepted, refused and active, requests
     /// answered, and error replies by code.
     pub fn stats(&self) -> ServerStats {
-        stats_of(&self.counters, &self.active)
+        self.stats_reader().read()
     }
 
     /// A `Send + Sync` handle that reads [`RpcServer::stats`] from any thread, also
     /// after the server moved into [`RpcServer::spawn`].
     pub fn stats_reader(&self) -> ServerStatsReader {
-        ServerStatsReader { counters: self.counters.clone(), active: self.active.clone() }
+        ServerStatsReader::new(self.counters.clone(), Some(self.active.clone()))
     }
 
     /// The socket path.
@@ -366,24 +366,6 @@ fn serve_client(
         }
     };
     d.serve_until(counted, &mut done, opts)
-}
-
-fn stats_of(counters: &ServerCounters, active: &AtomicUsize) -> ServerStats {
-    ServerStats { active: active.load(Ordering::SeqCst) as u64, ..counters.snapshot() }
-}
-
-/// Reads a server's [`ServerStats`] from any thread (see [`RpcServer::stats_reader`]).
-#[derive(Debug, Clone)]
-pub struct ServerStatsReader {
-    counters: Arc<ServerCounters>,
-    active: Arc<AtomicUsize>,
-}
-
-impl ServerStatsReader {
-    /// The counters now.
-    pub fn read(&self) -> ServerStats {
-        stats_of(&self.counters, &self.active)
-    }
 }
 
 /// A client's bus, counting into its server's counters what passes through it.
