@@ -79,6 +79,29 @@ export declare class RxGuard extends RxBatch {
   readonly actualSize: number;
 }
 
+/** A core connection event as published on its `diagnostics_channel` (`tachyon:<name>`). */
+export interface TachyonEventMessage {
+  kind: 'span' | 'event';
+  name: string;
+  level: 'error' | 'warn' | 'info' | 'debug' | 'trace';
+  message: string;
+  /** The event's other fields (transport, address, peer_pid, reason, error, ...), as text. */
+  [field: string]: string;
+}
+
+/** diagnostics_channel names of the core's connection events, by event name. */
+export declare const CHANNELS: Readonly<{
+  connect: 'tachyon:connect';
+  accept: 'tachyon:accept';
+  handshake: 'tachyon:handshake';
+  connected: 'tachyon:connected';
+  accepted: 'tachyon:accepted';
+  refused: 'tachyon:refused';
+  handshake_failed: 'tachyon:handshake_failed';
+  peer_dead: 'tachyon:peer_dead';
+  connect_failed: 'tachyon:connect_failed';
+}>;
+
 /** This side's counters of a bus (`Bus#stats`, `RpcBus#stats`): plain numbers. */
 export interface BusStats {
   /** Messages this side committed. */

@@ -10,6 +10,7 @@ const channel = require('./lib/channel');
 const { IPCBuffer } = require('./lib/ipcbuffer');
 const { RpcClient } = require('./lib/tcp');
 const uring = require('./lib/uring');
+const events = require('./lib/events');
 
 /** Binds a bus's ring to a NUMA node (as upstream's free function). */
 function setNumaNode(bus, node) {
@@ -57,6 +58,8 @@ module.exports = {
   routeId: native.routeId,
   msgType: native.msgType,
   setNumaNode,
+  /** diagnostics_channel names of the core's connection events. */
+  CHANNELS: events.CHANNELS,
   setPollingMode,
   TachyonError: errors.TachyonError,
   TachyonRpcError: errors.TachyonRpcError,

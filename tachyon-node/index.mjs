@@ -6,7 +6,7 @@ export const {
   TigaServer, createTigaServer, startTigaServer, tigaInvoke, tigaInvokeAsync, tigaCloseAll, methodId,
   initialized, tigaWrite, tigaWriteAsync, tigaRead, tigaReadAsync, createTigaNotificationListener, TigaNotificationListener, IPCBuffer,
   createTcpServer, UringTcpServer, TcpServer, TcpConnection, capabilities, zcrxProbe,
-  makeTypeId, routeId, msgType, setNumaNode, setPollingMode,
+  makeTypeId, routeId, msgType, setNumaNode, setPollingMode, CHANNELS,
   TachyonError, TachyonRpcError, RpcCode, MSG_TYPE_ERROR, MSG_TYPE_STREAM_END,
   isTachyonError, isAbiMismatch, isFull, isPeerDead, isPeerClosed, isPeerGone, isConnectError,
   isPermissionDenied, isTimeout, isClosed, isRpcError,

@@ -447,6 +447,29 @@ export interface ErrInfo {
   message: string
 }
 
+/** One span or event of the core, as JS sees it. */
+export interface EventRecord {
+  /** `span` or `event`. */
+  kind: string
+  /**
+   * `connect`, `accept`, `handshake`, `connected`, `accepted`, `refused`,
+   * `handshake_failed`, `peer_dead`, `connect_failed`.
+   */
+  name: string
+  /** `error`, `warn`, `info`, `debug` or `trace`. */
+  level: string
+  /** The event's message (empty for a span). */
+  message: string
+  /** Its fields, as text. */
+  fields: Record<string, string>
+}
+
+/**
+ * Hands every core event to `onEvent` from now on (the first caller's function is
+ * kept). False if another tracing subscriber owns the process.
+ */
+export declare function forwardEvents(onEvent: (arg: EventRecord) => void): boolean
+
 /** One generated file. */
 export interface GeneratedFile {
   /** Its name (`quote.js`, `quote.d.ts`). */

@@ -846,6 +846,7 @@ module.exports.NativeSharedBuffer = nativeBinding.NativeSharedBuffer
 module.exports.NativeTcpClient = nativeBinding.NativeTcpClient
 module.exports.NativeTxSlot = nativeBinding.NativeTxSlot
 module.exports.codegen = nativeBinding.codegen
+module.exports.forwardEvents = nativeBinding.forwardEvents
 module.exports.makeTypeId = nativeBinding.makeTypeId
 module.exports.methodId = nativeBinding.methodId
 module.exports.msgType = nativeBinding.msgType

@@ -154,3 +154,39 @@ test('Node <-> Node RpcBus in one process: listenAsync callee, async caller', as
   caller.close();
   server.close();
 });
+
+test('connection events reach diagnostics_channel: connects, accepts, refusals, across processes', { skip: peer.skip }, async (tc) => {
+  const dc = require('node:diagnostics_channel');
+  const seen = [];
+  const names = ['connect', 'connected', 'accepted', 'refused'];
+  const on = (m) => seen.push(m);
+  for (const n of names) dc.subscribe(t.CHANNELS[n], on);
+  tc.after(() => { for (const n of names) dc.unsubscribe(t.CHANNELS[n], on); });
+  const until = async (pred) => {
+    const deadline = Date.now() + 10000;
+    while (!seen.some(pred)) {
+      assert.ok(Date.now() < deadline, `no such event in ${JSON.stringify(seen)}`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    return seen.find(pred);
+  };
+  const socketPath = h.sockPath('events');
+  const server = t.createRpcServer({ socketPath, maxClients: 1, handlers: { 1: (d) => d } });
+  tc.after(() => server.close());
+  const rpc = t.RpcBus.connect(socketPath);
+  tc.after(() => rpc.close());
+  const connected = await until((m) => m.name === 'connected' && m.address === socketPath);
+  assert.equal(connected.kind, 'event');
+  assert.equal(connected.level, 'info');
+  assert.equal(connected.transport, 'shm');
+  assert.equal(connected.address, socketPath);
+  const span = await until((m) => m.name === 'connect' && m.address === socketPath);
+  assert.equal(span.kind, 'span');
+  await until((m) => m.name === 'accepted' && m.peer_pid === String(process.pid));
+  // A Rust client in another process finds the only slot taken.
+  const out = await h.run(peer.path, ['rpc-call', '--path', socketPath, '--count', '1']).done;
+  assert.notEqual(out.code, 0);
+  const refused = await until((m) => m.name === 'refused');
+  assert.equal(refused.level, 'warn');
+  assert.match(refused.reason, /TooManyClients/);
+});

@@ -5,6 +5,7 @@ mod bus;
 mod channel;
 mod dlpack;
 mod errors;
+mod events;
 mod guarded;
 mod readiness;
 mod rpc;
@@ -72,6 +73,8 @@ fn codegen(schema_dir: &str, lang: &str) -> PyResult<Vec<(String, String)>> {
 
 #[pymodule]
 fn _tachyon(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(events::forward_events, m)?)?;
+    m.add_function(wrap_pyfunction!(events::next_events, m)?)?;
     m.add_class::<bus::PyBus>()?;
     m.add_class::<bus::Message>()?;
     m.add_class::<rx::RxBatchGuard>()?;

@@ -392,6 +392,9 @@ impl Listener {
         spec: &mut ListenSpec<'_>,
         refused: &mut dyn FnMut(Error),
     ) -> Result<Accepted> {
+        let _span =
+            tracing::debug_span!(target: "tachyon", "accept", transport = "shm", address = %self.path)
+                .entered();
         let mut deadline = Deadline::start(spec);
         loop {
             deadline.poll(self.fd.as_fd(), PollFlags::IN)?;
@@ -403,9 +406,15 @@ impl Listener {
             let cred = peer_cred(&conn);
             let accepted = Accepted { fd: conn, cred };
             match cred {
-                Some(c) if self.opts.allows(c.uid) => return Ok(accepted),
+                Some(c) if self.opts.allows(c.uid) => {
+                    tracing::event!(name: "accepted", target: "tachyon", tracing::Level::INFO,
+                        transport = "shm", address = %self.path, peer_pid = c.pid, peer_uid = c.uid,
+                        "accepted a connector on {} (pid {})", self.path, c.pid);
+                    return Ok(accepted);
+                }
                 _ => {
                     let uid = cred.map_or_else(|| "unknown".to_owned(), |c| c.uid.to_string());
+                    refused_event(&self.path, Refusal::NotAllowed);
                     accepted.refuse(Refusal::NotAllowed);
                     refused(Error::PermissionDenied(format!(
                         "refused a connector on {} running as uid {uid}; allow it with \
@@ -484,20 +493,42 @@ impl Accepted {
         timeout: Duration,
         fast: bool,
     ) -> Result<Offered> {
+        let _span =
+            tracing::debug_span!(target: "tachyon", "handshake", transport = "shm", side = "listener")
+                .entered();
         match send_handshake(&self.fd, hs, fds) {
             Ok(()) => {}
             Err(Errno::PIPE | Errno::CONNRESET) => return Ok(Offered::Left),
             Err(e) => return Err(Error::io("send handshake", e)),
         }
-        negotiate_as_listener(self.fd, timeout, fast)
+        let offered = negotiate_as_listener(self.fd, timeout, fast);
+        match &offered {
+            Ok(Offered::Stalled) => tracing::event!(name: "handshake_failed", target: "tachyon",
+                tracing::Level::WARN, transport = "shm", side = "listener",
+                error = "the connector did not answer in time", "a connector stalled in the handshake"),
+            Err(e) => tracing::event!(name: "handshake_failed", target: "tachyon",
+                tracing::Level::WARN, transport = "shm", side = "listener", error = %e,
+                "the handshake failed: {e}"),
+            _ => {}
+        }
+        offered
     }
 
     /// Turns the connector away with a reason our connector reports as
     /// [`Error::Refused`] or [`Error::PermissionDenied`]. An upstream connector sees a
     /// short handshake and fails too.
     pub fn refuse(self, reason: Refusal) {
+        if reason != Refusal::NotAllowed {
+            refused_event("", reason);
+        }
         let _ = rustix::net::send(&self.fd, &ext_frame(reason as u32), SendFlags::NOSIGNAL);
     }
+}
+
+/// Reports a connector turned away (`refused`).
+fn refused_event(path: &str, reason: Refusal) {
+    tracing::event!(name: "refused", target: "tachyon", tracing::Level::WARN, transport = "shm",
+        address = path, reason = ?reason, "turned a connector away: {reason:?}");
 }
 
 /// Why a server turned a connector away.
@@ -697,6 +728,26 @@ pub fn connect(
     opts: &ConnectOptions,
     spec: ListenSpec<'_>,
 ) -> Result<Connection> {
+    let _span =
+        tracing::debug_span!(target: "tachyon", "connect", transport = "shm", address = path, kind = ?want)
+            .entered();
+    let connected = connect_traced(path, want, opts, spec);
+    match &connected {
+        Ok(c) => tracing::event!(name: "connected", target: "tachyon", tracing::Level::INFO,
+            transport = "shm", address = path, kind = ?want, fast = c.fast,
+            linked = matches!(c.watch, PeerWatch::Socket(_)), "connected to {path}"),
+        Err(e) => tracing::event!(name: "connect_failed", target: "tachyon", tracing::Level::DEBUG,
+            transport = "shm", address = path, error = %e, "connecting to {path} failed: {e}"),
+    }
+    connected
+}
+
+fn connect_traced(
+    path: &str,
+    want: BusKind,
+    opts: &ConnectOptions,
+    spec: ListenSpec<'_>,
+) -> Result<Connection> {
     let addr = socket_addr(path)?;
     let mut spec = spec;
     spec.timeout = Some(spec.timeout.unwrap_or(opts.timeout));
@@ -737,6 +788,9 @@ fn handshake_over(
     opts: &ConnectOptions,
     deadline: &mut Deadline<'_, '_>,
 ) -> Result<Connection> {
+    let _span =
+        tracing::debug_span!(target: "tachyon", "handshake", transport = "shm", side = "connector")
+            .entered();
     let (bytes, fds) = recv_handshake(&sock, deadline)?;
     let checked =
         Handshake::decode(&bytes).and_then(|hs| validate(&hs, want, &fds, opts).map(|()| hs));
@@ -764,6 +818,8 @@ fn handshake_over(
             if ours {
                 let _ = rustix::net::send(&sock, &ext_frame(EXT_REJECTED), SendFlags::NOSIGNAL);
             }
+            tracing::event!(name: "handshake_failed", target: "tachyon", tracing::Level::WARN,
+                transport = "shm", side = "connector", error = %e, "rejected the listener's handshake: {e}");
             Err(e)
         }
     }

@@ -35,6 +35,7 @@ mod bus;
 pub mod channel;
 pub mod doctor;
 mod error;
+pub mod events;
 mod fuzzing;
 mod halves;
 pub mod inspect;

@@ -126,7 +126,7 @@ pub struct BusStats {
     pub sleeps: u64,
     /// Times a send woke a sleeping receiver.
     pub wakes: u64,
-    /// Calls that ended with `Timeout`.
+    /// Waits that ran out of time (`Timeout`; a zero-timeout poll is not one).
     pub timeouts: u64,
     /// Times the peer was found dead.
     pub peer_deaths: u64,

@@ -200,6 +200,7 @@ pub(crate) fn block_on<T>(
             Phase::PeerGone(e) => {
                 if let Some(stats) = watch.stats {
                     stats.failed(&e);
+                    crate::events::peer_gone(&e);
                 }
                 return Err(e);
             }
@@ -250,7 +251,8 @@ pub(crate) fn block_on<T>(
         // Past the spin budget: deadline, idle checks, then nap or sleep.
         let now = Instant::now();
         if let Err(e) = spec.check_deadline(now) {
-            if let Some(stats) = watch.stats {
+            // A zero timeout is a poll ("anything there?"), not a wait that ran out.
+            if let (Some(stats), false) = (watch.stats, spec.timeout == Some(Duration::ZERO)) {
                 stats.failed(&e);
             }
             return Err(e);

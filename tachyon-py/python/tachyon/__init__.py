@@ -49,6 +49,7 @@ from ._tachyon import (
     route_id,
 )
 from .stats import BusStats, ServerStats
+from . import _events
 from .tls import PeerIdentity, TlsOptions, peer_identity
 from .schema import Description, SchemaMismatchError, ServiceError
 from .rpc import MSG_TYPE_ERROR, MSG_TYPE_STREAM_END, RpcDispatcher, connect, RpcEndpoint, RpcServer, _decode_error, tachyon_rpc
@@ -130,3 +131,6 @@ __all__ = [
     "rpc_listen",
     "tachyon_rpc",
 ]
+
+# The core's connection events go to the `tachyon` logger (see tachyon._events).
+_events.start()

@@ -28,8 +28,10 @@ __all__ = [
     "TxGuard",
     "decode_error",
     "encode_error",
+    "forward_events",
     "make_type_id",
     "msg_type",
+    "next_events",
     "method_id",
     "peer_identity",
     "route_id",
@@ -526,3 +528,11 @@ class RpcBus:
         exc: Optional[BaseException],
         tb: Optional[TracebackType],
     ) -> Literal[False]: ...
+
+def forward_events() -> bool:
+    """Starts queueing the core's connection events (idempotent)."""
+
+def next_events(
+    timeout: float,
+) -> tuple[list[tuple[int, Literal["span", "event"], str, str, dict[str, str]]], int]:
+    """Waits for queued events: ``(levelno, kind, name, message, fields)`` and the count dropped."""

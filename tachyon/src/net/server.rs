@@ -320,12 +320,15 @@ impl Service for Shared {
     fn admit(
         &self,
         _: ConnId,
-        _: &OwnedFd,
+        fd: &OwnedFd,
         _: &Arc<Finished>,
         _: &mut Vec<DeferredCall>,
     ) -> Option<Conn> {
         let now = std::time::Instant::now();
         let limits = self.opts.limits();
+        tracing::event!(name: "accepted", target: "tachyon", tracing::Level::INFO,
+            transport = "tcp", peer = %peer_of(fd), tls = self.opts.tls.is_some(),
+            "accepted a TCP connection from {}", peer_of(fd));
         match &self.opts.tls {
             None => Some(Conn::new(limits, now)),
             Some(tls) => match ServerSession::new(tls) {
@@ -428,6 +431,9 @@ impl Service for Shared {
 
     /// A client over the connection limit is told so in a goaway.
     fn refuse(&self, fd: &OwnedFd) {
+        tracing::event!(name: "refused", target: "tachyon", tracing::Level::WARN,
+            transport = "tcp", peer = %peer_of(fd), reason = "connection limit",
+            "refused a TCP connection from {}: the server is at its connection limit", peer_of(fd));
         let bye = Goaway {
             last_cid: 0,
             code: GoawayCode::TooManyConnections,
@@ -738,6 +744,15 @@ impl Drop for TcpServerHandle {
     fn drop(&mut self) {
         let _ = self.stop_and_join();
     }
+}
+
+/// The address of the other end of `fd`, for logs.
+fn peer_of(fd: &OwnedFd) -> String {
+    rustix::net::getpeername(fd)
+        .ok()
+        .flatten()
+        .and_then(|a| SocketAddr::try_from(a).ok())
+        .map_or_else(|| "an unknown peer".to_owned(), |a| a.to_string())
 }
 
 /// Applies the per-connection socket options: no Nagle delay, and a bound on how long

@@ -71,8 +71,29 @@ pub(super) fn write_all(
     Ok(())
 }
 
-/// Opens one connection and exchanges hellos.
+/// Opens one connection and exchanges hellos, in a `connect` span.
 pub(super) fn open(
+    addr: std::net::SocketAddr,
+    host: &str,
+    index: u64,
+    opts: &TcpClientOptions,
+) -> Result<Conn> {
+    let tls = opts.tls.is_some();
+    let _span =
+        tracing::debug_span!(target: "tachyon", "connect", transport = "tcp", address = %addr, tls)
+            .entered();
+    let opened = open_traced(addr, host, index, opts);
+    match &opened {
+        Ok(c) => tracing::event!(name: "connected", target: "tachyon", tracing::Level::INFO,
+            transport = "tcp", address = %addr, tls, max_in_flight = c.max_in_flight,
+            "connected to {addr}"),
+        Err(e) => tracing::event!(name: "connect_failed", target: "tachyon", tracing::Level::DEBUG,
+            transport = "tcp", address = %addr, error = %e, "connecting to {addr} failed: {e}"),
+    }
+    opened
+}
+
+fn open_traced(
     addr: std::net::SocketAddr,
     host: &str,
     index: u64,
@@ -104,6 +125,9 @@ pub(super) fn open(
         Err(e) => return Err(connect_err(e)),
     }
     crate::net::server::tune(&sock, opts.dead_peer_timeout);
+    let _handshake =
+        tracing::debug_span!(target: "tachyon", "handshake", transport = "tcp", side = "client")
+            .entered();
     let mut tls = match &opts.tls {
         Some(t) => {
             let mut session = t.session(host)?;
