@@ -21,7 +21,7 @@ mod cell;
 mod channel;
 mod endpoint;
 mod errors;
-mod events;
+pub mod events;
 mod pump;
 mod raw_tcp;
 pub use raw_tcp::{tcp_capabilities, ProbeEntry, TcpCapabilities};

@@ -62,10 +62,10 @@ fn levelno(level: tachyon::events::Level) -> i32 {
 /// `(levelno, kind, name, message, fields)` and the count dropped since the last call.
 #[pyfunction]
 #[allow(clippy::type_complexity)] // the tuple is the Python-facing shape
-pub(crate) fn next_events<'py>(
-    py: Python<'py>,
+pub(crate) fn next_events(
+    py: Python<'_>,
     timeout: f64,
-) -> PyResult<(Vec<(i32, &'static str, &'static str, String, Bound<'py, PyDict>)>, u64)> {
+) -> PyResult<(Vec<(i32, &'static str, &'static str, String, Bound<'_, PyDict>)>, u64)> {
     let wait = Duration::try_from_secs_f64(timeout.max(0.0)).unwrap_or(Duration::from_secs(1));
     let (records, dropped) = py.detach(|| {
         let q = queue();

@@ -65,7 +65,7 @@ impl Arena {
             shm,
             capacity,
             fast: AtomicBool::new(false),
-            stats: Default::default(),
+            stats: crate::stats::RingStats::default(),
         };
         arena.format();
         Ok(arena)
@@ -86,7 +86,7 @@ impl Arena {
             shm,
             capacity: 0,
             fast: AtomicBool::new(false),
-            stats: Default::default(),
+            stats: crate::stats::RingStats::default(),
         };
         let magic = arena.u32_at(arena_off::MAGIC).load(Ordering::Acquire);
         let version = arena.u32_at(arena_off::VERSION).load(Ordering::Acquire);

@@ -185,4 +185,34 @@ mod tests {
         );
         assert_eq!((seen[1].message.as_str(), seen[1].field("peer_pid")), ("ready", Some("7")));
     }
+
+    #[test]
+    fn a_real_connect_opens_its_spans_and_reports_connected() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        let forwarder = Forwarder {
+            level: Level::DEBUG,
+            sink: move |r: Record| sink.lock().unwrap().push(r),
+            next_span: AtomicU64::new(1),
+        };
+        let path = format!("/tmp/tachyon-events-{}.sock", std::process::id());
+        let p = path.clone();
+        let listener = std::thread::spawn(move || crate::Bus::listen(&p, 1 << 12).unwrap());
+        let bus = tracing::subscriber::with_default(forwarder, || loop {
+            match crate::Bus::connect(&path) {
+                Ok(b) => break b,
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(2)),
+            }
+        });
+        drop(listener.join().unwrap());
+        drop(bus);
+        let seen = seen.lock().unwrap();
+        let names: Vec<_> = seen.iter().map(|r| (r.kind, r.name)).collect();
+        assert!(names.contains(&(Kind::Span, "connect")), "{names:?}");
+        assert!(names.contains(&(Kind::Span, "handshake")), "{names:?}");
+        let connected = seen.iter().find(|r| r.name == "connected").expect("connected");
+        assert_eq!(connected.field("transport"), Some("shm"));
+        assert_eq!(connected.field("address"), Some(path.as_str()));
+        assert_eq!(connected.field("linked"), Some("true"));
+    }
 }

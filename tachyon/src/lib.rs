@@ -41,6 +41,8 @@ mod halves;
 pub mod inspect;
 mod layout;
 mod liveness;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 #[cfg(feature = "tcp")]
 pub mod net;
 mod options;

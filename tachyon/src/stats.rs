@@ -34,6 +34,7 @@ impl Counter {
     }
 
     /// Subtracts `n` from any thread (for gauges).
+    #[cfg_attr(not(feature = "tcp"), allow(dead_code))] // the TCP server's active count
     pub fn sub(&self, n: u64) {
         self.0.fetch_sub(n, Ordering::Relaxed);
     }
@@ -205,6 +206,7 @@ pub(crate) struct ServerCounters {
 
 impl ServerCounters {
     /// Counts error replies: `code` answered `n` more times.
+    #[cfg_attr(not(feature = "rpc"), allow(dead_code))] // used by the servers
     pub fn errors(&self, code: u32, n: u64) {
         let mut map = self.errors.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         *map.entry(code).or_default() += n;
@@ -235,6 +237,7 @@ pub struct ServerStatsReader {
 }
 
 impl ServerStatsReader {
+    #[cfg_attr(not(feature = "rpc"), allow(dead_code))] // used by the servers
     pub(crate) fn new(counters: Arc<ServerCounters>, active: Option<Arc<AtomicUsize>>) -> Self {
         Self { counters, active }
     }
