@@ -65,3 +65,24 @@ def node_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     (modules / "tachyon-rpc").symlink_to(ROOT / "tachyon-node")
     path = os.pathsep.join([str(modules), str(ROOT / "tachyon-node" / "node_modules")])
     return {**os.environ, "NODE_PATH": path}
+
+
+@pytest.fixture
+def teapot_dispatcher():  # -> tachyon.RpcDispatcher (imported lazily: not every suite has it)
+    """A dispatcher that echoes msg_type 1 and fails msg_type 3 with error code 418."""
+    import tachyon
+
+    d = tachyon.RpcDispatcher()
+
+    @d.handler(1)
+    def echo(req: memoryview) -> bytes:
+        return req.tobytes()
+
+    class Teapot(Exception):
+        rpc_code = 418
+
+    @d.handler(3)
+    def fail(req: memoryview) -> bytes:
+        raise Teapot("short and stout")
+
+    return d

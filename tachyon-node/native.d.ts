@@ -434,6 +434,12 @@ export interface ClientTlsPem {
 }
 
 /**
+ * Runs the `tachyon` command line `argv` (program name first) and returns its exit
+ * code. It blocks the thread it runs on: `npx tachyon` is its only caller.
+ */
+export declare function cliMain(argv: Array<string>): number
+
+/**
  * Checks every schema in `schema_dir` and generates the `lang` ("typescript" or
  * "python") modules. A bad schema throws ERR_TACHYON_SCHEMA naming file, line and column.
  */

@@ -845,6 +845,7 @@ module.exports.NativeServer = nativeBinding.NativeServer
 module.exports.NativeSharedBuffer = nativeBinding.NativeSharedBuffer
 module.exports.NativeTcpClient = nativeBinding.NativeTcpClient
 module.exports.NativeTxSlot = nativeBinding.NativeTxSlot
+module.exports.cliMain = nativeBinding.cliMain
 module.exports.codegen = nativeBinding.codegen
 module.exports.forwardEvents = nativeBinding.forwardEvents
 module.exports.makeTypeId = nativeBinding.makeTypeId

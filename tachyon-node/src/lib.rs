@@ -37,6 +37,13 @@ use napi_derive::napi;
 
 use crate::errors::{arg, JsError};
 
+/// Runs the `tachyon` command line `argv` (program name first) and returns its exit
+/// code. It blocks the thread it runs on: `npx tachyon` is its only caller.
+#[napi]
+pub fn cli_main(argv: Vec<String>) -> u32 {
+    u32::from(tachyon_cli::run(argv))
+}
+
 /// `route << 16 | msg_type`.
 #[napi]
 pub fn make_type_id(route: u32, msg_type: u32) -> Result<u32, JsError> {

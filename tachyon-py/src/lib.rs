@@ -71,8 +71,16 @@ fn codegen(schema_dir: &str, lang: &str) -> PyResult<Vec<(String, String)>> {
     tachyon_schema::gen::files(lang, &pkgs).map_err(pyo3::exceptions::PyValueError::new_err)
 }
 
+/// Runs the `tachyon` command line `argv` (program name first) with the GIL released;
+/// returns its exit code.
+#[pyfunction]
+fn cli_main(py: Python<'_>, argv: Vec<String>) -> u8 {
+    py.detach(|| tachyon_cli::run(argv))
+}
+
 #[pymodule]
 fn _tachyon(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(cli_main, m)?)?;
     m.add_function(wrap_pyfunction!(events::forward_events, m)?)?;
     m.add_function(wrap_pyfunction!(events::next_events, m)?)?;
     m.add_class::<bus::PyBus>()?;

@@ -70,22 +70,9 @@ def test_bus_stats_count_full_ring_waits_and_timeouts(sock_path):
 
 
 @pytest.mark.parametrize("address", ["shm", "tcp://127.0.0.1:0"])
-def test_server_stats_count_clients_requests_and_errors_by_code(peer_bin, sock_path, address):
-    d = tachyon.RpcDispatcher()
-
-    @d.handler(1)
-    def echo(req: memoryview) -> bytes:
-        return req.tobytes()
-
-    class Teapot(Exception):
-        rpc_code = 418
-
-    @d.handler(3)
-    def fail(req: memoryview) -> bytes:
-        raise Teapot("short and stout")
-
+def test_server_stats_count_clients_requests_and_errors_by_code(peer_bin, sock_path, address, teapot_dispatcher):
     where = sock_path if address == "shm" else address
-    with tachyon.RpcServer(where, d, on_error=lambda mt, e: None) as server:
+    with tachyon.RpcServer(where, teapot_dispatcher, on_error=lambda mt, e: None) as server:
         # A Rust client process: 7 echo calls and one to an unknown msg_type (code 1).
         if address == "shm":
             rust = [str(peer_bin), "rpc-call", "--path", server.path, "--count", "7"]

@@ -196,9 +196,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn bus_counters_are_published_under_the_bus_label() {
-        let path = format!("/tmp/tachyon-metrics-{}.sock", std::process::id());
+    /// A connected (sender, receiver) pair in this process.
+    fn pair(name: &str) -> (crate::Bus, crate::Bus) {
+        let path = format!("/tmp/tachyon-metrics-{name}-{}.sock", std::process::id());
         let p = path.clone();
         let listener = std::thread::spawn(move || crate::Bus::listen(&p, 1 << 12).unwrap());
         let sender = loop {
@@ -207,7 +207,12 @@ mod tests {
                 Err(_) => std::thread::sleep(Duration::from_millis(2)),
             }
         };
-        let receiver = listener.join().unwrap();
+        (sender, listener.join().unwrap())
+    }
+
+    #[test]
+    fn bus_counters_are_published_under_the_bus_label() {
+        let (sender, receiver) = pair("plain");
         for i in 0..5u8 {
             sender.send(&[i; 10], 1).unwrap();
         }
@@ -263,16 +268,7 @@ mod tests {
     fn a_spawned_publisher_publishes_until_dropped_and_once_more_then() {
         let last = Last::default();
         metrics::set_global_recorder(last.clone()).unwrap();
-        let path = format!("/tmp/tachyon-metrics-spawn-{}.sock", std::process::id());
-        let p = path.clone();
-        let listener = std::thread::spawn(move || crate::Bus::listen(&p, 1 << 12).unwrap());
-        let sender = loop {
-            match crate::Bus::connect(&path) {
-                Ok(b) => break b,
-                Err(_) => std::thread::sleep(Duration::from_millis(2)),
-            }
-        };
-        let _receiver = listener.join().unwrap();
+        let (sender, _receiver) = pair("spawn");
         let guard = Publisher::new()
             .bus("live", sender.stats_reader())
             .spawn(Duration::from_millis(10))

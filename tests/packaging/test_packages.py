@@ -6,6 +6,8 @@
 - Node: `npm pack` (whose `prepare` builds the release addon with napi-rs's CLI), the
   tarball installed into an empty project, then `require` and `import` of it there,
   each with a real round trip.
+- Both: the `tachyon` command from the installed package (`python -m tachyon`, the
+  `tachyon` script, `npx tachyon`).
 """
 
 from __future__ import annotations
@@ -97,6 +99,10 @@ def test_the_wheel_installs_into_a_fresh_venv_and_works_across_processes(wheel: 
     assert consumer.returncode == 0, err
     assert out.strip() == "[(0, b'pkg0'), (1, b'pkg1'), (2, b'pkg2')]"
     assert producer.strip() == "0.1.0"
+    # The `tachyon` command ships in the wheel: `python -m tachyon` and the script.
+    for cmd in ([str(py), "-m", "tachyon"], [str(venv / "bin" / "tachyon")]):
+        report = json.loads(_run([*cmd, "doctor", "--json"], cwd=tmp_path))
+        assert report["ok"] is True and any(c["name"] == "io_uring" for c in report["checks"])
 
 
 def test_the_sdist_carries_readme_license_and_metadata(tmp_path: Path) -> None:
@@ -163,3 +169,7 @@ def test_the_npm_tarball_installs_and_works_with_require_and_import(npm_tarball:
     assert _run([node, "--input-type=module", "-e", esm], cwd=project).strip() == "pong:ping"
     resolved = _run([node, "-p", "require.resolve('tachyon-rpc')"], cwd=project).strip()
     assert resolved.startswith(str(project)), resolved
+    # `npx tachyon` runs the command from the installed package's bin.
+    npx = _need("npx")
+    report = json.loads(_run([npx, "--no-install", "tachyon", "doctor", "--json"], cwd=project))
+    assert report["ok"] is True and any(c["name"] == "io_uring" for c in report["checks"])

@@ -36,6 +36,7 @@ __all__ = [
     "peer_identity",
     "route_id",
     "tiga_call",
+    "cli_main",
     "codegen",
     "RPC_CODE_UPSTREAM",
     "RPC_CODE_UNKNOWN_MSG_TYPE",
@@ -536,3 +537,6 @@ def next_events(
     timeout: float,
 ) -> tuple[list[tuple[int, Literal["span", "event"], str, str, dict[str, str]]], int]:
     """Waits for queued events: ``(levelno, kind, name, message, fields)`` and the count dropped."""
+
+def cli_main(argv: list[str]) -> int:
+    """Runs the ``tachyon`` command line ``argv`` (program name first); its exit code."""

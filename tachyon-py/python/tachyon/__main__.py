@@ -1,0 +1,27 @@
+"""``python -m tachyon``: the ``tachyon`` command, run in this process.
+
+``doctor`` (what this machine supports), ``inspect [PID]`` and ``top [PID]`` (the rings a
+process holds), ``bench [--plot FILE.svg]`` and ``call ADDR MSG_TYPE [PAYLOAD]``; ``--help``
+on each. The same as the Rust ``tachyon`` binary and ``npx tachyon``.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from typing import Optional, Sequence
+
+from . import _tachyon
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Runs ``tachyon`` with ``argv`` (default: this program's arguments); the exit code."""
+    args = ["tachyon", *(sys.argv[1:] if argv is None else argv)]
+    sys.stdout.flush()
+    # Ctrl-C ends the command at once, as it ends the binary (`top` runs until then).
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    return _tachyon.cli_main(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
