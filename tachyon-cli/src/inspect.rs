@@ -20,6 +20,9 @@ pub fn to_json(arenas: &[ArenaInfo]) -> serde_json::Value {
                     "fill": a.fill,
                     "consumer": a.consumer,
                     "mode": a.mode,
+                    "published_messages": a.published_messages,
+                    "consumed_messages": a.consumed_messages,
+                    "consumer_sleeps": a.consumer_sleeps,
                     "peers": a.peers,
                 })
             })

@@ -86,6 +86,14 @@ fn spsc_is_reported_and_left_untouched(fast: bool) {
     );
     assert_eq!(fill, head - tail);
     assert!(head > 20 * 64 && tail == 0, "{arena}");
+    // A fast ring carries each side's message count (what the producer process knows it
+    // sent); a compatible ring's bytes are upstream's, so nothing is there.
+    if fast {
+        assert_eq!(arena["published_messages"], 20, "{arena}");
+        assert_eq!(arena["consumed_messages"], 0, "{arena}");
+    } else {
+        assert!(arena["published_messages"].is_null() && arena["consumer_sleeps"].is_null());
+    }
     let me = std::process::id();
     assert!(arena["peers"].as_array().unwrap().iter().any(|p| p == me), "{arena}");
     // Read-only: the arena's bytes are the same before and after inspecting it.
@@ -191,7 +199,9 @@ fn top_shows_a_busy_ring_s_throughput() {
     for row in rows {
         let cols: Vec<&str> = row.split_whitespace().collect();
         assert_eq!(cols[0], pid.to_string());
-        let bytes_in: f64 = cols[3].parse().unwrap();
-        assert!(bytes_in > 0.0, "a busy ring moves bytes: {row}");
+        let msgs: f64 = cols[3].parse().unwrap();
+        let bytes_in: f64 = cols[4].parse().unwrap();
+        assert!(msgs > 0.0 && bytes_in > 0.0, "a busy fast ring moves messages and bytes: {row}");
+        assert!(cols[7].parse::<f64>().is_ok(), "sleeps/s is a number on a fast ring: {row}");
     }
 }

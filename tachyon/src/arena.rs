@@ -179,6 +179,20 @@ impl Arena {
         self.u64_at(arena_off::TAIL)
     }
 
+    /// A word of the header padding a fast-mode side publishes a counter in (one of
+    /// [`arena_off::PUBLISHED_MESSAGES`], [`arena_off::CONSUMED_MESSAGES`],
+    /// [`arena_off::CONSUMER_SLEEPS`]).
+    #[inline]
+    pub fn published_counter(&self, off: usize) -> &AtomicU64 {
+        debug_assert!(matches!(
+            off,
+            arena_off::PUBLISHED_MESSAGES
+                | arena_off::CONSUMED_MESSAGES
+                | arena_off::CONSUMER_SLEEPS
+        ));
+        self.u64_at(off)
+    }
+
     /// The futex word: 0 awake, 1 sleeping, 2 pure-spin.
     #[inline]
     pub fn consumer_sleeping(&self) -> &AtomicU32 {

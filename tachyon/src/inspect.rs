@@ -42,6 +42,13 @@ pub struct ArenaInfo {
     pub consumer: &'static str,
     /// `"fast"` (two peers of ours) or `"compatible"` (ABI v0x04).
     pub mode: &'static str,
+    /// Fast mode: the messages the producer has published, as it last stored the count
+    /// beside its head (`None` on a compatible ring, whose bytes are upstream's).
+    pub published_messages: Option<u64>,
+    /// Fast mode: the messages the consumer has received, as of its last tail store.
+    pub consumed_messages: Option<u64>,
+    /// Fast mode: the consumer's futex sleeps, as of its last tail store.
+    pub consumer_sleeps: Option<u64>,
     /// The other processes (of this user) holding the same arena.
     pub peers: Vec<i32>,
 }
@@ -117,6 +124,8 @@ fn describe(pid: i32, fd: i32, name: &str, inode: u64, h: &[u8]) -> ArenaInfo {
     let mode =
         if u32_at(h, arena_off::MODE_MARK) == layout::FAST_MARK { "fast" } else { "compatible" };
     let (head, tail) = (u64_at(h, arena_off::HEAD), u64_at(h, arena_off::TAIL));
+    // Numbers a peer wrote: shown, never trusted for anything else.
+    let fast = |off| (mode == "fast").then(|| u64_at(h, off));
     ArenaInfo {
         pid,
         fd,
@@ -129,6 +138,9 @@ fn describe(pid: i32, fd: i32, name: &str, inode: u64, h: &[u8]) -> ArenaInfo {
         fill: head.saturating_sub(tail),
         consumer,
         mode,
+        published_messages: fast(arena_off::PUBLISHED_MESSAGES),
+        consumed_messages: fast(arena_off::CONSUMED_MESSAGES),
+        consumer_sleeps: fast(arena_off::CONSUMER_SLEEPS),
         peers: Vec::new(),
     }
 }

@@ -132,6 +132,14 @@ pub mod arena_off {
     pub const CONSUMER_HEARTBEAT: usize = offset_of!(L, consumer_heartbeat);
     /// In the padding after `state`: [`super::FAST_MARK`] on a fast-protocol ring.
     pub const MODE_MARK: usize = 64;
+    /// Fast mode only, in the padding of the producer's line: the messages it has
+    /// published, stored with each head store (for `tachyon top`; nobody else reads it).
+    pub const PUBLISHED_MESSAGES: usize = HEAD + 8;
+    /// Fast mode only, in the padding of the consumer's line: the messages it has
+    /// received, stored with each tail store.
+    pub const CONSUMED_MESSAGES: usize = TAIL + 8;
+    /// Fast mode only, beside [`CONSUMED_MESSAGES`]: the consumer's futex sleeps so far.
+    pub const CONSUMER_SLEEPS: usize = TAIL + 16;
 }
 
 /// Byte offsets inside a message header.

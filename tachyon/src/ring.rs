@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use crate::arena::Arena;
 use crate::error::{Error, Result};
-use crate::layout::{state, RingMode, MSG_HEADER_SIZE, PUBLISH_BATCH, SKIP_MARKER};
+use crate::layout::{arena_off, state, RingMode, MSG_HEADER_SIZE, PUBLISH_BATCH, SKIP_MARKER};
 use crate::wait;
 
 /// Bytes between a counter and a later one (wrapping, as the counters are monotonic u64).
@@ -275,6 +275,14 @@ impl Producer {
         // Release: makes the headers and payloads written before it visible to a consumer
         // that acquires this head.
         self.arena.head().store(self.head, Ordering::Release);
+        if self.mode == RingMode::Fast {
+            // For `tachyon top`: our message count, in our own line (the peer never
+            // reads it; a compatible ring's bytes stay upstream's).
+            let sent = self.arena.stats().sent_messages.get();
+            self.arena
+                .published_counter(arena_off::PUBLISHED_MESSAGES)
+                .store(sent, Ordering::Relaxed);
+        }
         self.unpublished = 0;
         if wait::wake_consumer(self.arena.consumer_sleeping(), self.mode.barrier()) {
             self.arena.stats().wakes.add_owned(1);
@@ -592,6 +600,14 @@ impl Consumer {
         // Release: the zeroes above, and our reads of the released slots, happen before
         // the producer, acquiring this tail, writes these lines again.
         self.arena.tail().store(self.tail, Ordering::Release);
+        // For `tachyon top`, in our own line: messages received and sleeps so far.
+        let stats = self.arena.stats();
+        self.arena
+            .published_counter(arena_off::CONSUMED_MESSAGES)
+            .store(stats.received_messages.get(), Ordering::Relaxed);
+        self.arena
+            .published_counter(arena_off::CONSUMER_SLEEPS)
+            .store(stats.sleeps.get(), Ordering::Relaxed);
     }
 }
 

@@ -86,6 +86,8 @@ def check_producer(tachyon_bin: Path, cmd: list[str], env: dict[str, str] | None
             assert a["mode"] == "fast"  # both peers are ours
             assert a["fill"] == a["head"] - a["tail"] and a["head"] >= 10 * 100, a
             assert a["pid"] == child.pid and os.getpid() in a["peers"], a
+            # The producer's own count of what it sent, kept beside its head (fast mode).
+            assert a["published_messages"] == 10, a
             # Read-only: the same bytes before and after.
             arena = f"/proc/{child.pid}/fd/{a['fd']}"
             before = Path(arena).read_bytes()
