@@ -34,6 +34,11 @@ pub struct BenchArgs {
     /// Writes the latency percentile curves to this SVG file.
     #[arg(long)]
     pub plot: Option<std::path::PathBuf>,
+    /// Prints JSON instead of the table (and no progress bar): {payload_bytes,
+    /// caller_cpu, echo_cpu, samples, rows: [{name, p50_us, p99_us, p999_us}],
+    /// stream_messages_per_s, plot}.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// One measured row: its label and its round trips in nanoseconds (sorted).
@@ -250,7 +255,7 @@ fn stream(count: u64, bar: &ProgressBar) -> tachyon::Result<f64> {
 pub fn run(a: &BenchArgs) -> Result<(), String> {
     let (me, other) = cpus();
     let total = a.samples as u64 * 4 + a.stream;
-    let bar = ProgressBar::new(total);
+    let bar = if a.json { ProgressBar::hidden() } else { ProgressBar::new(total) };
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {percent:>3}% {msg}").map_err(|e| e.to_string())?,
     );
@@ -266,6 +271,33 @@ pub fn run(a: &BenchArgs) -> Result<(), String> {
     bar.set_message("streaming");
     let rate = stream(a.stream, &bar).map_err(|e| format!("streaming: {e}"))?;
     bar.finish_and_clear();
+    if let Some(path) = &a.plot {
+        plot(&rows, path).map_err(|e| format!("plot {}: {e}", path.display()))?;
+    }
+    if a.json {
+        let rows: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "name": r.label,
+                    "p50_us": r.pct(0.5),
+                    "p99_us": r.pct(0.99),
+                    "p999_us": r.pct(0.999),
+                })
+            })
+            .collect();
+        let out = serde_json::json!({
+            "payload_bytes": PAYLOAD.len(),
+            "caller_cpu": me,
+            "echo_cpu": other,
+            "samples": a.samples,
+            "rows": rows,
+            "stream_messages_per_s": rate,
+            "plot": a.plot.as_ref().map(|p| p.display().to_string()),
+        });
+        println!("{out}");
+        return Ok(());
+    }
     println!(
         "{}-byte payloads; caller on CPU {me}, echo side on CPU {other}; {} round trips per row.",
         PAYLOAD.len(),
@@ -283,7 +315,6 @@ pub fn run(a: &BenchArgs) -> Result<(), String> {
     }
     println!("{:<38} {:>10.0} messages/s", "streaming through one Bus", rate);
     if let Some(path) = &a.plot {
-        plot(&rows, path).map_err(|e| format!("plot {}: {e}", path.display()))?;
         println!("latency percentiles drawn in {}", path.display());
     }
     Ok(())

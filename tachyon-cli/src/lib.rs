@@ -73,6 +73,11 @@ enum Command {
         /// Stop after this many refreshes (default: until Ctrl-C).
         #[arg(long)]
         count: Option<u64>,
+        /// Prints one JSON object per refresh and line: {"interval_s", "rings": [{pid,
+        /// fd, inode, kind, mode, consumer, fill, bytes_in_per_s, bytes_out_per_s,
+        /// messages_per_s, sleeps_per_s}]} (the last two null on a compatible ring).
+        #[arg(long)]
+        json: bool,
     },
     /// Measures round trips (the cache-line floor, SPSC, RPC over shared memory and
     /// TCP) and streaming here, with CPU placement stated; `--plot` draws the latency
@@ -138,8 +143,8 @@ fn execute(cli: Cli) -> u8 {
             }
             SUCCESS
         }
-        Command::Top { pid, interval_ms, count } => {
-            top::run(pid, std::time::Duration::from_millis(interval_ms.max(50)), count);
+        Command::Top { pid, interval_ms, count, json } => {
+            top::run(pid, std::time::Duration::from_millis(interval_ms.max(50)), count, json);
             SUCCESS
         }
         Command::Bench(args) => match bench::run(&args) {

@@ -28,3 +28,22 @@ fn bench_prints_every_row_and_plots_an_svg() {
     assert!(doc.matches("<polyline").count() >= 4, "{}", doc.matches("<polyline").count());
     assert!(doc.contains("percentile"));
 }
+
+#[test]
+fn bench_json_gives_every_row_and_the_cpu_placement() {
+    let out = Command::new(env!("CARGO_BIN_EXE_tachyon"))
+        .args(["bench", "--samples", "2000", "--stream", "100000", "--json"])
+        .output()
+        .expect("run tachyon bench --json");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 4, "{v}");
+    for r in rows {
+        let (p50, p99) = (r["p50_us"].as_f64().unwrap(), r["p99_us"].as_f64().unwrap());
+        assert!(p50 > 0.0 && p99 >= p50, "{r}");
+    }
+    assert!(v["stream_messages_per_s"].as_f64().unwrap() > 0.0);
+    assert_eq!(v["caller_cpu"], 0);
+    assert!(v["echo_cpu"].is_u64() && v["samples"] == 2000);
+}

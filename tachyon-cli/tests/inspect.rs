@@ -190,6 +190,10 @@ fn top_shows_a_busy_ring_s_throughput() {
         .args(["top", &pid.to_string(), "--interval-ms", "300", "--count", "2"])
         .output()
         .expect("run tachyon top");
+    let json = Command::new(env!("CARGO_BIN_EXE_tachyon"))
+        .args(["top", &pid.to_string(), "--interval-ms", "200", "--count", "1", "--json"])
+        .output()
+        .expect("run tachyon top --json");
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     consumer.join().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -204,4 +208,11 @@ fn top_shows_a_busy_ring_s_throughput() {
         assert!(msgs > 0.0 && bytes_in > 0.0, "a busy fast ring moves messages and bytes: {row}");
         assert!(cols[7].parse::<f64>().is_ok(), "sleeps/s is a number on a fast ring: {row}");
     }
+    // --json: one object per refresh and line, with the same rates.
+    let line = String::from_utf8_lossy(&json.stdout);
+    let v: serde_json::Value = serde_json::from_str(line.trim()).expect("one JSON line");
+    let ring = v["rings"].as_array().unwrap().iter().find(|r| r["kind"] == "spsc").unwrap();
+    assert_eq!(ring["mode"], "fast");
+    assert!(ring["messages_per_s"].as_f64().unwrap() > 0.0, "{ring}");
+    assert!(ring["bytes_in_per_s"].as_f64().unwrap() > 0.0, "{ring}");
 }

@@ -19,6 +19,7 @@ import msgpack  # type: ignore[import-untyped]  # msgpack ships no type informat
 
 from . import _tachyon, aio
 from ._errors import BusClosedError, PeerDeadError
+from .stats import ServerStats
 from .tls import TlsOptions
 
 __all__ = [
@@ -544,7 +545,7 @@ class RpcServer:
         """Whether the server still accepts callers."""
         return self._server.running
 
-    def stats(self) -> _tachyon.ServerStats:
+    def stats(self) -> ServerStats:
         """Clients accepted, refused and active, requests answered, protocol errors,
         backpressure pauses (TCP), and ``errors``: ``{code: count}`` of the error replies
         sent. Plain ints, readable after :meth:`stop` too."""
