@@ -17,6 +17,7 @@ const expected = [
   [/lookup for c1: AAPL/],
   [/^true 1 event payload text\/plain 0$/m],
   [/^true hello$/m],
+  [/^accepted a client, pid \d+$/m, /^1 1$/m],
 ];
 
 function runSnippet(code) {
