@@ -16,14 +16,30 @@ use tachyon::events::{Kind, Record};
 /// Records not yet logged; the oldest are dropped beyond this many.
 const MAX_QUEUED: usize = 4096;
 
+/// The queued records, the count dropped, and whether the logging thread was told to end.
 struct Queue {
-    records: Mutex<(VecDeque<Record>, u64)>,
+    records: Mutex<(VecDeque<Record>, u64, bool)>,
     ready: Condvar,
 }
 
 fn queue() -> &'static Queue {
     static Q: OnceLock<Queue> = OnceLock::new();
-    Q.get_or_init(|| Queue { records: Mutex::new((VecDeque::new(), 0)), ready: Condvar::new() })
+    Q.get_or_init(|| Queue {
+        records: Mutex::new((VecDeque::new(), 0, false)),
+        ready: Condvar::new(),
+    })
+}
+
+/// Ends the logging thread's wait at once: from now on `next_events` returns `None`.
+/// Called at interpreter exit, so the thread ends before finalization (a daemon thread
+/// that takes the GIL back during finalization would crash the process).
+#[pyfunction]
+pub(crate) fn stop_events(py: Python<'_>) {
+    py.detach(|| {
+        let q = queue();
+        q.records.lock().unwrap_or_else(PoisonError::into_inner).2 = true;
+        q.ready.notify_all();
+    });
 }
 
 /// Starts queueing the core's events (idempotent). False if another tracing subscriber
@@ -35,6 +51,9 @@ pub(crate) fn forward_events() -> bool {
         tachyon::events::forward(tachyon::events::Level::DEBUG, |r| {
             let q = queue();
             let mut g = q.records.lock().unwrap_or_else(PoisonError::into_inner);
+            if g.2 {
+                return; // the interpreter is exiting: nobody will log it
+            }
             if g.0.len() >= MAX_QUEUED {
                 g.0.pop_front();
                 g.1 += 1;
@@ -59,23 +78,25 @@ fn levelno(level: tachyon::events::Level) -> i32 {
 }
 
 /// Waits up to `timeout` seconds (GIL released) for queued events; returns them as
-/// `(levelno, kind, name, message, fields)` and the count dropped since the last call.
+/// `(levelno, kind, name, message, fields)` and the count dropped since the last call,
+/// or `None` once `stop_events` was called.
 #[pyfunction]
 #[allow(clippy::type_complexity)] // the tuple is the Python-facing shape
 pub(crate) fn next_events(
     py: Python<'_>,
     timeout: f64,
-) -> PyResult<(Vec<(i32, &'static str, &'static str, String, Bound<'_, PyDict>)>, u64)> {
+) -> PyResult<Option<(Vec<(i32, &'static str, &'static str, String, Bound<'_, PyDict>)>, u64)>> {
     let wait = Duration::try_from_secs_f64(timeout.max(0.0)).unwrap_or(Duration::from_secs(1));
-    let (records, dropped) = py.detach(|| {
+    let taken = py.detach(|| {
         let q = queue();
         let g = q.records.lock().unwrap_or_else(PoisonError::into_inner);
         let (mut g, _) = q
             .ready
-            .wait_timeout_while(g, wait, |g| g.0.is_empty())
+            .wait_timeout_while(g, wait, |g| g.0.is_empty() && !g.2)
             .unwrap_or_else(PoisonError::into_inner);
-        (g.0.drain(..).collect::<Vec<_>>(), std::mem::take(&mut g.1))
+        (!g.2).then(|| (g.0.drain(..).collect::<Vec<_>>(), std::mem::take(&mut g.1)))
     });
+    let Some((records, dropped)) = taken else { return Ok(None) };
     let mut out = Vec::with_capacity(records.len());
     for r in records {
         let fields = PyDict::new(py);
@@ -88,5 +109,5 @@ pub(crate) fn next_events(
         };
         out.push((levelno(r.level), kind, r.name, r.message, fields));
     }
-    Ok((out, dropped))
+    Ok(Some((out, dropped)))
 }

@@ -83,6 +83,7 @@ fn _tachyon(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(cli_main, m)?)?;
     m.add_function(wrap_pyfunction!(events::forward_events, m)?)?;
     m.add_function(wrap_pyfunction!(events::next_events, m)?)?;
+    m.add_function(wrap_pyfunction!(events::stop_events, m)?)?;
     m.add_class::<bus::PyBus>()?;
     m.add_class::<bus::Message>()?;
     m.add_class::<rx::RxBatchGuard>()?;

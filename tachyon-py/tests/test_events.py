@@ -75,3 +75,4 @@ def test_a_dead_peer_is_logged(peer_bin, sock_path, caplog):
         dead = wait_for(caplog, "peer_dead")
         assert dead and "peer dead" in dead[0].getMessage()
         assert bus.stats()["peer_deaths"] == 1
+

@@ -13,6 +13,7 @@ as ``extra`` attributes.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 
@@ -26,7 +27,10 @@ _lock = threading.Lock()
 
 def _pump() -> None:
     while True:
-        records, dropped = _tachyon.next_events(0.5)
+        got = _tachyon.next_events(0.5)
+        if got is None:  # the interpreter is exiting
+            return
+        records, dropped = got
         if dropped:
             logger.warning("%d tachyon events were dropped (the log could not keep up)", dropped)
         for level, kind, name, message, fields in records:
@@ -48,6 +52,15 @@ def start() -> bool:
             return True
         if not _tachyon.forward_events():
             return False
-        threading.Thread(target=_pump, name="tachyon-events", daemon=True).start()
+        thread = threading.Thread(target=_pump, name="tachyon-events", daemon=True)
+        thread.start()
+        atexit.register(_stop, thread)
         _started = True
         return True
+
+
+def _stop(thread: threading.Thread) -> None:
+    """At exit: end the thread before finalization, which a daemon thread holding or
+    retaking the GIL would not survive."""
+    _tachyon.stop_events()
+    thread.join(timeout=2.0)

@@ -32,6 +32,7 @@ __all__ = [
     "make_type_id",
     "msg_type",
     "next_events",
+    "stop_events",
     "method_id",
     "peer_identity",
     "route_id",
@@ -535,8 +536,12 @@ def forward_events() -> bool:
 
 def next_events(
     timeout: float,
-) -> tuple[list[tuple[int, Literal["span", "event"], str, str, dict[str, str]]], int]:
-    """Waits for queued events: ``(levelno, kind, name, message, fields)`` and the count dropped."""
+) -> Optional[tuple[list[tuple[int, Literal["span", "event"], str, str, dict[str, str]]], int]]:
+    """Waits for queued events: ``(levelno, kind, name, message, fields)`` and the count
+    dropped; ``None`` once ``stop_events`` was called."""
+
+def stop_events() -> None:
+    """Ends the logging thread's wait (at interpreter exit)."""
 
 def cli_main(argv: list[str]) -> int:
     """Runs the ``tachyon`` command line ``argv`` (program name first); its exit code."""
