@@ -218,13 +218,18 @@ pub fn check_feed<C: tachyon::rpc::Caller>(
         }
         client.sent(b"")?;
     }
+    // A server's handler may take one more item while the cancel reaches it (Node's
+    // pump asks its generator for the next item before it learns the stream is over,
+    // and the generator counts the item then); after that the count must stand still.
     let stopped = client.sent(b"")? - before;
     std::thread::sleep(std::time::Duration::from_millis(50));
+    let settled = client.sent(b"")? - before;
+    std::thread::sleep(std::time::Duration::from_millis(50));
     let later = client.sent(b"")? - before;
-    if later != stopped || stopped >= 1_000_000 {
+    if settled - stopped > 1 || later != settled || later >= 1_000_000 {
         return Err(Error::Protocol(format!(
-            "the server kept streaming after the cancel: {stopped} then {later}"
+            "the server kept streaming after the cancel: {stopped}, {settled}, then {later}"
         )));
     }
-    Ok(stopped)
+    Ok(later)
 }
