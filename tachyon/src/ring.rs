@@ -272,17 +272,20 @@ impl Producer {
             }
             self.pending.clear();
         }
-        // Release: makes the headers and payloads written before it visible to a consumer
-        // that acquires this head.
-        self.arena.head().store(self.head, Ordering::Release);
         if self.mode == RingMode::Fast {
-            // For `tachyon top`: our message count, in our own line (the peer never
-            // reads it; a compatible ring's bytes stay upstream's).
+            // For `tachyon top`: our message count, in head's line (the peer never reads
+            // it; a compatible ring's bytes stay upstream's). Stored before head, while we
+            // own the line: after it, a consumer reading head takes the line away and this
+            // store pulls it back, a transfer per flush (it cost a third of the streaming
+            // rate).
             let sent = self.arena.stats().sent_messages.get();
             self.arena
                 .published_counter(arena_off::PUBLISHED_MESSAGES)
                 .store(sent, Ordering::Relaxed);
         }
+        // Release: makes the headers and payloads written before it visible to a consumer
+        // that acquires this head.
+        self.arena.head().store(self.head, Ordering::Release);
         self.unpublished = 0;
         if wait::wake_consumer(self.arena.consumer_sleeping(), self.mode.barrier()) {
             self.arena.stats().wakes.add_owned(1);
@@ -597,10 +600,8 @@ impl Consumer {
             at = at.wrapping_add(MSG_HEADER_SIZE as u64);
         }
         self.released = self.tail;
-        // Release: the zeroes above, and our reads of the released slots, happen before
-        // the producer, acquiring this tail, writes these lines again.
-        self.arena.tail().store(self.tail, Ordering::Release);
-        // For `tachyon top`, in our own line: messages received and sleeps so far.
+        // For `tachyon top`, in tail's line: messages received and sleeps so far. Before
+        // the tail store, for the reason given in `Producer::flush`.
         let stats = self.arena.stats();
         self.arena
             .published_counter(arena_off::CONSUMED_MESSAGES)
@@ -608,6 +609,9 @@ impl Consumer {
         self.arena
             .published_counter(arena_off::CONSUMER_SLEEPS)
             .store(stats.sleeps.get(), Ordering::Relaxed);
+        // Release: the zeroes above, and our reads of the released slots, happen before
+        // the producer, acquiring this tail, writes these lines again.
+        self.arena.tail().store(self.tail, Ordering::Release);
     }
 }
 

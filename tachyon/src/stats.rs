@@ -47,8 +47,11 @@ impl Counter {
 }
 
 /// The counters of one ring, as this process sees it, kept beside (never inside) the
-/// process's mapping of the arena.
+/// process's mapping of the arena. Aligned to its own cache lines, so the words other
+/// threads read next to it (the arena's base and capacity) never share a line with the
+/// counters the ring's owner writes.
 #[derive(Debug, Default)]
+#[repr(align(128))]
 pub(crate) struct RingStats {
     pub sent_messages: Counter,
     pub sent_bytes: Counter,
