@@ -8,7 +8,7 @@
 //! timeouts) use an atomic add, since any thread may hit them.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::arena::Arena;
@@ -235,23 +235,17 @@ impl ServerCounters {
 #[derive(Debug, Clone)]
 pub struct ServerStatsReader {
     counters: Arc<ServerCounters>,
-    /// A server that keeps its active count elsewhere (the shared-memory one).
-    active: Option<Arc<AtomicUsize>>,
 }
 
 impl ServerStatsReader {
     #[cfg_attr(not(feature = "rpc"), allow(dead_code))] // used by the servers
-    pub(crate) fn new(counters: Arc<ServerCounters>, active: Option<Arc<AtomicUsize>>) -> Self {
-        Self { counters, active }
+    pub(crate) fn new(counters: Arc<ServerCounters>) -> Self {
+        Self { counters }
     }
 
     /// The counters now.
     pub fn read(&self) -> ServerStats {
-        let s = self.counters.snapshot();
-        match &self.active {
-            Some(a) => ServerStats { active: a.load(Ordering::SeqCst) as u64, ..s },
-            None => s,
-        }
+        self.counters.snapshot()
     }
 }
 

@@ -710,7 +710,7 @@ impl TcpServerHandle {
     /// A `Send + Sync` handle that reads [`TcpServerHandle::stats`] from any thread, also
     /// after the handle is shut down (the last counts stay readable).
     pub fn stats_reader(&self) -> crate::ServerStatsReader {
-        crate::ServerStatsReader::new(self.stats.clone(), None)
+        crate::ServerStatsReader::new(self.stats.clone())
     }
 
     /// Stops gracefully: stops accepting, answers the requests already received, sends

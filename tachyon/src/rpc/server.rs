@@ -14,7 +14,7 @@
 //! handshake and closes the socket cannot be proven gone while its process lives.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -165,15 +165,15 @@ pub struct RpcServer {
     listener: Listener,
     opts: ServerOptions,
     stop: Arc<AtomicBool>,
-    active: Arc<AtomicUsize>,
     per_pid: Arc<Mutex<HashMap<i32, usize>>>,
+    /// Its counters, `active` included (the client limit is checked against it).
     counters: Arc<ServerCounters>,
 }
 
 /// Gives back a client's slot (overall and per process) when its thread ends, however
 /// it ends.
 struct ClientSlot {
-    active: Arc<AtomicUsize>,
+    counters: Arc<ServerCounters>,
     per_pid: Arc<Mutex<HashMap<i32, usize>>>,
     pid: i32,
 }
@@ -187,7 +187,7 @@ impl Drop for ClientSlot {
                 m.remove(&self.pid);
             }
         }
-        self.active.fetch_sub(1, Ordering::SeqCst);
+        self.counters.active.sub(1);
     }
 }
 
@@ -205,7 +205,6 @@ impl RpcServer {
             listener: Listener::bind(socket_path, backlog, &opts.listen)?,
             opts,
             stop: Arc::new(AtomicBool::new(false)),
-            active: Arc::new(AtomicUsize::new(0)),
             per_pid: Arc::new(Mutex::new(HashMap::new())),
             counters: Arc::default(),
         })
@@ -214,7 +213,8 @@ impl RpcServer {
     /// Takes a slot for a client of process `pid`, or says why not.
     fn take_slot(&self, pid: i32) -> std::result::Result<ClientSlot, Refusal> {
         let mut m = self.per_pid.lock().unwrap_or_else(PoisonError::into_inner);
-        if self.active.load(Ordering::SeqCst) >= self.opts.max_clients {
+        // Checked and taken under the per-pid lock, so two accepts cannot both pass it.
+        if self.counters.active.get() >= self.opts.max_clients as u64 {
             return Err(Refusal::TooManyClients);
         }
         let held = m.entry(pid).or_insert(0);
@@ -222,8 +222,8 @@ impl RpcServer {
             return Err(Refusal::TooManyFromProcess);
         }
         *held += 1;
-        self.active.fetch_add(1, Ordering::SeqCst);
-        Ok(ClientSlot { active: self.active.clone(), per_pid: self.per_pid.clone(), pid })
+        self.counters.active.add(1);
+        Ok(ClientSlot { counters: self.counters.clone(), per_pid: self.per_pid.clone(), pid })
     }
 
     /// A handle that stops [`RpcServer::serve`] from another thread.
@@ -233,7 +233,7 @@ impl RpcServer {
 
     /// Clients being served right now.
     pub fn active_clients(&self) -> usize {
-        self.active.load(Ordering::SeqCst)
+        usize::try_from(self.counters.active.get()).unwrap_or(usize::MAX)
     }
 
     /// What the server has done so far: clients accepted, refused and active, requests
@@ -245,7 +245,7 @@ impl RpcServer {
     /// A `Send + Sync` handle that reads [`RpcServer::stats`] from any thread, also
     /// after the server moved into [`RpcServer::spawn`].
     pub fn stats_reader(&self) -> ServerStatsReader {
-        ServerStatsReader::new(self.counters.clone(), Some(self.active.clone()))
+        ServerStatsReader::new(self.counters.clone())
     }
 
     /// The socket path.
