@@ -218,7 +218,7 @@ bench-channel:
 # Every parser of untrusted bytes has a cargo-fuzz target (tachyon/fuzz/fuzz_targets/).
 # `make test` replays their committed corpora uninstrumented (tachyon/tests/fuzz_corpus.rs);
 # `make fuzz` runs each target for FUZZ_SECONDS and grows its corpus.
-FUZZ_TARGETS := consumer consumer_fast bootstrap arena_attach producer rpc_error tiga_call typed_dispatch rpc_correlation frames tcp_conn channel_file
+FUZZ_TARGETS := consumer consumer_fast bootstrap arena_attach producer rpc_error tiga_call typed_dispatch rpc_correlation frames tcp_conn channel_file peer_identity
 
 fuzz-build:
 	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked

@@ -259,11 +259,29 @@ export interface ServerTlsOptions {
   ca?: PemSource;
 }
 
-/** The verified certificate of the client being served (mutual TLS). */
+/** One attribute of a certificate subject, such as `CN=client-a`. */
+export interface NameAttribute {
+  /** The attribute type's OID, dotted (`2.5.4.3` for CN). */
+  oid: string;
+  /** Its short name where it has a common one (`CN`, `O`, `OU`, ...). */
+  name?: string | null;
+  /** The value decoded by its string type (`#` and hex when it is no string). */
+  value: string;
+}
+
+/**
+ * The verified certificate of the client being served (mutual TLS), read by the core's
+ * X.509 parser. `commonName` is the subject's one CN attribute: a subject with several
+ * is ambiguous and has none here (all are in `subject`).
+ */
 export interface PeerInfo {
   commonName?: string | null;
+  /** The subject as written: its RDNs in order, each a list of attributes. */
+  subject: NameAttribute[][];
   dnsNames: string[];
   uriNames: string[];
+  ipAddresses: string[];
+  emailAddresses: string[];
   certificate: Buffer;
 }
 

@@ -519,6 +519,16 @@ export declare function methodId(name: string): number
 /** The msg_type of a type id (its low 16 bits). */
 export declare function msgType(typeId: number): number
 
+/** One attribute of a certificate subject, such as `CN=client-a`. */
+export interface NameAttribute {
+  /** The attribute type's OID, dotted (`2.5.4.3` for CN). */
+  oid: string
+  /** Its short name where it has a common one (`CN`, `O`, `OU`, ...). */
+  name?: string
+  /** The value decoded by its string type (`#` and hex when it is no string). */
+  value: string
+}
+
 /**
  * Messages received together, packed: one Buffer with every payload back to back,
  * and each message's size and type id. The JS layer slices it into messages (one
@@ -533,14 +543,20 @@ export interface Packed {
   typeIds: Uint32Array
 }
 
-/** A client's verified certificate (mutual TLS). */
+/** A client's verified certificate (mutual TLS), as the core's X.509 parser read it. */
 export interface PeerInfo {
-  /** The subject's common name. */
+  /** The subject's one CN attribute (none when it has none or several). */
   commonName?: string
+  /** The subject as written: its RDNs in order, each a list of attributes. */
+  subject: Array<Array<NameAttribute>>
   /** Its DNS subject alternative names. */
   dnsNames: Array<string>
   /** Its URI subject alternative names. */
   uriNames: Array<string>
+  /** Its IP address subject alternative names. */
+  ipAddresses: Array<string>
+  /** Its e-mail (RFC 822) subject alternative names. */
+  emailAddresses: Array<string>
   /** The certificate, DER. */
   certificate: Buffer
 }

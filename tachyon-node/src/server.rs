@@ -50,17 +50,60 @@ pub struct IncomingRequest {
     pub peer: Option<PeerInfo>,
 }
 
-/// A client's verified certificate (mutual TLS).
+/// A client's verified certificate (mutual TLS), as the core's X.509 parser read it.
 #[napi(object)]
 pub struct PeerInfo {
-    /// The subject's common name.
+    /// The subject's one CN attribute (none when it has none or several).
     pub common_name: Option<String>,
+    /// The subject as written: its RDNs in order, each a list of attributes.
+    pub subject: Vec<Vec<NameAttribute>>,
     /// Its DNS subject alternative names.
     pub dns_names: Vec<String>,
     /// Its URI subject alternative names.
     pub uri_names: Vec<String>,
+    /// Its IP address subject alternative names.
+    pub ip_addresses: Vec<String>,
+    /// Its e-mail (RFC 822) subject alternative names.
+    pub email_addresses: Vec<String>,
     /// The certificate, DER.
     pub certificate: Buffer,
+}
+
+/// One attribute of a certificate subject, such as `CN=client-a`.
+#[napi(object)]
+pub struct NameAttribute {
+    /// The attribute type's OID, dotted (`2.5.4.3` for CN).
+    pub oid: String,
+    /// Its short name where it has a common one (`CN`, `O`, `OU`, ...).
+    pub name: Option<String>,
+    /// The value decoded by its string type (`#` and hex when it is no string).
+    pub value: String,
+}
+
+impl From<&tachyon::net::PeerIdentity> for PeerInfo {
+    fn from(p: &tachyon::net::PeerIdentity) -> Self {
+        Self {
+            common_name: p.common_name.clone(),
+            subject: p
+                .subject
+                .iter()
+                .map(|rdn| {
+                    rdn.iter()
+                        .map(|a| NameAttribute {
+                            oid: a.oid.clone(),
+                            name: a.name.map(str::to_owned),
+                            value: a.value.clone(),
+                        })
+                        .collect()
+                })
+                .collect(),
+            dns_names: p.dns_names.clone(),
+            uri_names: p.uri_names.clone(),
+            ip_addresses: p.ip_addresses.iter().map(ToString::to_string).collect(),
+            email_addresses: p.email_addresses.clone(),
+            certificate: p.certificate.clone().into(),
+        }
+    }
 }
 
 /// PEM text for a TLS server: its chain and key, and the client CA (mutual TLS).
@@ -222,12 +265,7 @@ impl Bridge {
             client_id,
             data: data.to_vec().into(),
             stream,
-            peer: peer.map(|p| PeerInfo {
-                common_name: p.common_name.clone(),
-                dns_names: p.dns_names.clone(),
-                uri_names: p.uri_names.clone(),
-                certificate: p.certificate.clone().into(),
-            }),
+            peer: peer.as_deref().map(PeerInfo::from),
         })
     }
 

@@ -44,6 +44,24 @@ test('mutual TLS: handlers see the caller, foreign and missing certificates are 
   assert.throws(() => t.createRpcServer({ address: 'tcp://127.0.0.1:0', tls: { cert: f('server.pem') }, handlers: {} }), TypeError);
 });
 
+test('a CN forged inside another subject attribute is not believed', { skip: peer.skip }, async (tc) => {
+  // spoof.pem: the CA signed CN=mallory with an Organization whose bytes are a whole
+  // CN=admin attribute, placed before the real CN.
+  const f = pki();
+  const forged = '\x06\x03\x55\x04\x03\x0c\x05admin';
+  const server = t.createRpcServer({
+    address: 'tcp://127.0.0.1:0',
+    tls: { cert: f('server.pem'), key: f('server.key'), ca: f('ca.pem') },
+    handlers: { 9: (_data, ctx) => JSON.stringify([ctx.peer.commonName, ctx.peer.subject]) },
+  });
+  tc.after(() => server.close());
+  const c = t.RpcClient.connect(server.address, { timeoutMs: 5000, tls: { ca: f('ca.pem'), cert: f('spoof.pem'), key: f('spoof.key') } });
+  tc.after(() => c.close());
+  const [cn, subject] = JSON.parse((await c.callAsync('', 9, { timeoutMs: 5000 })).toString());
+  assert.equal(cn, 'mallory');
+  assert.deepEqual(subject, [[{ oid: '2.5.4.10', name: 'O', value: forged }], [{ oid: '2.5.4.3', name: 'CN', value: 'mallory' }]]);
+});
+
 test('without TLS only loopback may be bound unless insecure', { skip: peer.skip }, async () => {
   assert.throws(() => t.createRpcServer({ address: 'tcp://0.0.0.0:0', handlers: {} }), (e) => e.code === 'ERR_TACHYON_PERMISSION' && /insecure/.test(e.message));
   const s = t.createRpcServer({ address: 'tcp://0.0.0.0:0', insecure: true, handlers: {} });

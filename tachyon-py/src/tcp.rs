@@ -250,18 +250,36 @@ impl Drop for PyTcpRpcServer {
     }
 }
 
+/// One subject attribute as the Python layer wraps it: `(oid, short_name, value)`.
+type NameAttribute = (String, Option<&'static str>, String);
+
 /// The verified client certificate of the call this thread is handling (mutual TLS):
-/// `(common_name, dns_names, uri_names, certificate_der)`, or None.
+/// `(common_name, subject, dns_names, uri_names, ip_addresses, email_addresses,
+/// certificate_der)`, or None. The core parsed it (`tachyon::net::PeerIdentity`).
 #[pyfunction]
 #[allow(clippy::type_complexity)] // a plain tuple the Python layer wraps
 pub fn peer_identity(
     py: Python<'_>,
-) -> Option<(Option<String>, Vec<String>, Vec<String>, Bound<'_, PyBytes>)> {
+) -> Option<(
+    Option<String>,
+    Vec<Vec<NameAttribute>>,
+    Vec<String>,
+    Vec<String>,
+    Vec<String>,
+    Vec<String>,
+    Bound<'_, PyBytes>,
+)> {
     tachyon::net::peer_identity().map(|p| {
         (
             p.common_name.clone(),
+            p.subject
+                .iter()
+                .map(|rdn| rdn.iter().map(|a| (a.oid.clone(), a.name, a.value.clone())).collect())
+                .collect(),
             p.dns_names.clone(),
             p.uri_names.clone(),
+            p.ip_addresses.iter().map(ToString::to_string).collect(),
+            p.email_addresses.clone(),
             PyBytes::new(py, &p.certificate),
         )
     })

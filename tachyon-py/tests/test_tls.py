@@ -60,6 +60,31 @@ def test_mutual_tls_names_the_caller_and_refuses_the_rest(pki: Path, workers: in
         assert client.invoke(b"still fine", 1, 5) == b"still fine"
 
 
+def test_a_cn_forged_inside_another_attribute_is_not_believed(pki: Path) -> None:
+    """spoof.pem: the CA signed CN=mallory, with an Organization whose bytes are a whole
+    CN=admin attribute, placed first. The handler must see mallory."""
+    d = tachyon.RpcDispatcher()
+
+    @d.handler(9, typed=True)
+    def who(req: object) -> list[object]:
+        peer = tachyon.peer_identity()
+        assert peer is not None
+        return [peer.common_name, peer.name, [[(a.name, a.oid, a.value) for a in rdn] for rdn in peer.subject], peer.subject_values("O")]
+
+    server_tls = tachyon.TlsOptions(cert=pki / "server.pem", key=pki / "server.key", ca=pki / "ca.pem")
+    forged_o = "\x06\x03\x55\x04\x03\x0c\x05admin"
+    with tachyon.RpcServer("tcp://127.0.0.1:0", d, tls=server_tls) as server:
+        tls = tachyon.TlsOptions(ca=pki / "ca.pem", cert=pki / "spoof.pem", key=pki / "spoof.key")
+        client = tachyon.connect(server.path, timeout=5, tls=tls)
+        got = tachyon.RpcEndpoint(lambda r: r, msg_type=9, typed=True).call(client, None, timeout=5)
+        assert got == [
+            "mallory",
+            "mallory",
+            [[["O", "2.5.4.10", forged_o]], [["CN", "2.5.4.3", "mallory"]]],
+            [forged_o],
+        ]
+
+
 def test_bad_tls_arguments_are_clear(pki: Path) -> None:
     with pytest.raises(ValueError, match="ca="):
         tachyon.connect("tcp://127.0.0.1:1", tls=tachyon.TlsOptions())

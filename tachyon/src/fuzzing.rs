@@ -45,7 +45,16 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("frames", frames),
     #[cfg(feature = "tcp")]
     ("tcp_conn", tcp_conn),
+    #[cfg(feature = "tcp")]
+    ("peer_identity", peer_identity),
 ];
+
+/// Identity extraction from a client certificate (arbitrary DER): never a panic, and a
+/// reported common name is the subject's only CN attribute.
+#[cfg(feature = "tcp")]
+pub fn peer_identity(data: &[u8]) {
+    crate::net::identity::fuzz_identity(data);
+}
 
 /// A channel file patched by a hostile writer, then opened, read, waited on and
 /// appended to.

@@ -89,6 +89,70 @@ fn mutual_tls_serves_typed_raw_and_error_calls_and_names_the_caller() {
 }
 
 #[test]
+fn a_forged_common_name_inside_another_attribute_is_not_believed() {
+    let p = pki("spoof");
+    // The attack is in the certificate: its subject holds `CN=admin`'s DER bytes (inside
+    // the Organization) before the real CN.
+    let der = std::fs::read_to_string(p.file("spoof.pem")).unwrap();
+    let der = rustls_pem_der(&der);
+    let fake = [0x06, 0x03, 0x55, 0x04, 0x03, 0x0c, 0x05, b'a', b'd', b'm', b'i', b'n'];
+    let real = [0x06, 0x03, 0x55, 0x04, 0x03, 0x0c, 0x07];
+    let at = |needle: &[u8]| der.windows(needle.len()).position(|w| w == needle);
+    assert!(at(&fake).unwrap() < at(&real).unwrap(), "the forged CN must come first");
+
+    let subject = || {
+        let mut d = tachyon::rpc::Dispatcher::new();
+        d.register_raw_fallible(9, "subject", |_: &[u8]| {
+            let peer = tachyon::net::peer_identity().ok_or("no client certificate")?;
+            let attrs: Vec<String> = peer
+                .subject
+                .iter()
+                .flatten()
+                .map(|a| format!("{}={:?}", a.name.unwrap_or("?"), a.value))
+                .collect();
+            let cn = peer.common_name.clone().unwrap_or_default();
+            Ok::<_, tachyon::rpc::ServerError>(format!("{cn}|{}", attrs.join(",")).into_bytes())
+        })
+        .unwrap();
+        Arc::new(d)
+    };
+    for backend in [Backend::IoUring, Backend::Epoll] {
+        let server = TcpServer::bind(
+            "tcp://127.0.0.1:0",
+            TcpServerOptions::default().backend(backend).tls(server_tls(&p, true)).on_error(|_| {}),
+        )
+        .unwrap();
+        let h = server.spawn(subject()).unwrap();
+        let c = connect(&h, Some(client_tls(&p, Some("spoof")))).unwrap();
+        let got = String::from_utf8(c.invoke(9, b"", Some(T)).unwrap()).unwrap();
+        assert_eq!(got, format!("mallory|O={:?},CN=\"mallory\"", pki::SPOOFED_O), "{backend:?}");
+        h.shutdown().unwrap();
+    }
+}
+
+/// The DER of the first PEM block of `pem`.
+fn rustls_pem_der(pem: &str) -> Vec<u8> {
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    base64_decode(&body)
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::new();
+    let (mut acc, mut bits) = (0u32, 0);
+    for c in s.bytes().filter(|&c| c != b'=') {
+        let v = A.iter().position(|&a| a == c).expect("base64") as u32;
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    out
+}
+
+#[test]
 fn server_only_tls_has_no_caller_identity() {
     let p = pki("plain-auth");
     let h = serve(TcpServerOptions::default().tls(server_tls(&p, false)));

@@ -50,7 +50,7 @@ from ._tachyon import (
 )
 from .stats import BusStats, ServerStats
 from . import _events
-from .tls import PeerIdentity, TlsOptions, peer_identity
+from .tls import NameAttribute, PeerIdentity, TlsOptions, peer_identity
 from .schema import Description, SchemaMismatchError, ServiceError
 from .rpc import MSG_TYPE_ERROR, MSG_TYPE_STREAM_END, RpcDispatcher, connect, RpcEndpoint, RpcServer, _decode_error, tachyon_rpc
 
@@ -118,6 +118,7 @@ __all__ = [
     "TachyonTimeoutError",
     "TachyonTlsError",
     "TlsOptions",
+    "NameAttribute",
     "PeerIdentity",
     "peer_identity",
     "TxGuard",

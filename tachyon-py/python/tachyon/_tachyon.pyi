@@ -70,8 +70,19 @@ def codegen(schema_dir: str, lang: str) -> list[tuple[str, str]]:
     (file name, text); a bad schema raises ValueError naming file, line and column."""
 def encode_error(msg_type: int, code: int, message: str) -> bytes: ...
 def decode_error(payload: bytes) -> tuple[int, int, str]: ...
-def peer_identity() -> Optional[tuple[Optional[str], list[str], list[str], bytes]]:
-    """The verified client certificate of the call being handled (mutual TLS), or None."""
+def peer_identity() -> Optional[
+    tuple[
+        Optional[str],
+        list[list[tuple[str, Optional[str], str]]],
+        list[str],
+        list[str],
+        list[str],
+        list[str],
+        bytes,
+    ]
+]:
+    """(common_name, subject, dns_names, uri_names, ip_addresses, email_addresses, der)
+    of the verified client certificate of the call being handled, or None."""
 
 @final
 class Message:

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Optional, Union
+from typing import NamedTuple, Optional, Union
 
 from . import _tachyon
 
-__all__ = ["PeerIdentity", "TlsOptions", "peer_identity"]
+__all__ = ["NameAttribute", "PeerIdentity", "TlsOptions", "peer_identity"]
 
 PemSource = Union[str, bytes, "os.PathLike[str]"]
 """A PEM file's path, or its text (``str`` or ``bytes`` holding ``-----BEGIN``)."""
@@ -67,24 +67,51 @@ class TlsOptions:
         return (cert, key, _pem(self.ca))
 
 
+class NameAttribute(NamedTuple):
+    """One attribute of a certificate subject, such as ``CN=client-a``."""
+
+    oid: str
+    """The attribute type's object identifier, dotted (``"2.5.4.3"`` for CN)."""
+    name: Optional[str]
+    """Its short name where it has a common one (``"CN"``, ``"O"``, ``"OU"``, ...)."""
+    value: str
+    """The value decoded by its string type (``#`` and hex when it is no string)."""
+
+
 @dataclass(frozen=True)
 class PeerIdentity:
-    """The verified certificate of the client being served (mutual TLS)."""
+    """The verified certificate of the client being served (mutual TLS), read by the
+    core's X.509 parser.
+
+    ``common_name`` is the subject's one CN attribute; a subject with several CNs is
+    ambiguous and gives ``None`` (all of them are in ``subject``). ``subject`` is the
+    distinguished name as written: its RDNs in order, each a tuple of attributes."""
 
     common_name: Optional[str]
+    subject: tuple[tuple[NameAttribute, ...], ...] = ()
     dns_names: list[str] = field(default_factory=list)
     uri_names: list[str] = field(default_factory=list)
+    ip_addresses: list[str] = field(default_factory=list)
+    email_addresses: list[str] = field(default_factory=list)
     certificate: bytes = b""
 
     @property
     def name(self) -> Optional[str]:
-        """The common name, else the first DNS or URI name."""
+        """A SPIFFE id (``spiffe://`` URI name) if there is one, else the common name,
+        else the first DNS name, else the first URI name."""
+        for uri in self.uri_names:
+            if uri.startswith("spiffe://"):
+                return uri
         if self.common_name:
             return self.common_name
         for names in (self.dns_names, self.uri_names):
             if names:
                 return names[0]
         return None
+
+    def subject_values(self, name_or_oid: str) -> list[str]:
+        """Every value of one subject attribute, by short name (``"OU"``) or OID."""
+        return [a.value for rdn in self.subject for a in rdn if name_or_oid in (a.name, a.oid)]
 
 
 def peer_identity() -> Optional[PeerIdentity]:
@@ -94,5 +121,6 @@ def peer_identity() -> Optional[PeerIdentity]:
     raw = _tachyon.peer_identity()
     if raw is None:
         return None
-    cn, dns, uri, der = raw
-    return PeerIdentity(cn, list(dns), list(uri), bytes(der))
+    cn, subject, dns, uri, ips, emails, der = raw
+    rdns = tuple(tuple(NameAttribute(*a) for a in rdn) for rdn in subject)
+    return PeerIdentity(cn, rdns, list(dns), list(uri), list(ips), list(emails), bytes(der))

@@ -192,7 +192,7 @@ impl Conn {
     }
 
     /// The verified client identity (mutual TLS, once the handshake is done).
-    pub fn peer(&self) -> Option<&std::sync::Arc<crate::net::tls::PeerIdentity>> {
+    pub fn peer(&self) -> Option<&std::sync::Arc<crate::net::PeerIdentity>> {
         self.tls.as_ref().and_then(|t| t.peer.as_ref())
     }
 

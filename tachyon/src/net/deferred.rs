@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::net::pool::{ConnId, Done, Finished, JobCtl};
-use crate::net::tls::PeerIdentity;
+use crate::net::PeerIdentity;
 use crate::rpc::{code, RpcError, ServerError, MSG_TYPE_ERROR};
 
 /// Where a deferred call's answer goes.

@@ -118,7 +118,7 @@ pub(crate) struct Job {
     /// Where the reply goes.
     pub finished: Arc<Finished>,
     /// The caller's verified identity (mutual TLS), for [`crate::net::peer_identity`].
-    pub peer: Option<Arc<crate::net::tls::PeerIdentity>>,
+    pub peer: Option<Arc<crate::net::PeerIdentity>>,
 }
 
 /// A job's outcome, back on its reactor.

@@ -21,6 +21,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
 use crate::error::{Error, Result};
+use crate::net::identity::PeerIdentity;
 
 fn tls_err(what: &str) -> impl Fn(rustls::Error) -> Error + '_ {
     move |e| Error::Tls(format!("{what}: {e}"))
@@ -192,60 +193,6 @@ impl ClientTls {
     }
 }
 
-/// Who is calling: the verified certificate a client presented over mutual TLS.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PeerIdentity {
-    /// The subject's common name (CN), if it has one.
-    pub common_name: Option<String>,
-    /// The DNS names of its subject alternative names.
-    pub dns_names: Vec<String>,
-    /// The URI names of its subject alternative names (SPIFFE ids, for example).
-    pub uri_names: Vec<String>,
-    /// The certificate itself, DER.
-    pub certificate: Vec<u8>,
-}
-
-impl PeerIdentity {
-    /// The identity in `cert`, already verified by the handshake.
-    pub(crate) fn from_der(cert: &CertificateDer<'_>) -> Self {
-        let (mut common_name, mut dns_names, mut uri_names) = (None, Vec::new(), Vec::new());
-        if let Ok(ee) = webpki::EndEntityCert::try_from(cert) {
-            dns_names = ee.valid_dns_names().map(str::to_owned).collect();
-            uri_names = ee.valid_uri_names().map(str::to_owned).collect();
-            common_name = common_name_of(ee.subject());
-        }
-        Self { common_name, dns_names, uri_names, certificate: cert.to_vec() }
-    }
-
-    /// A name for logs and handlers: the common name, else the first DNS or URI name.
-    pub fn name(&self) -> Option<&str> {
-        self.common_name
-            .as_deref()
-            .or_else(|| self.dns_names.first().map(String::as_str))
-            .or_else(|| self.uri_names.first().map(String::as_str))
-    }
-}
-
-/// The CN attribute of a DER subject name (the content of its SEQUENCE). Bounds are
-/// checked at every step: the certificate was verified, but its bytes are still input.
-fn common_name_of(subject: &[u8]) -> Option<String> {
-    // The CN attribute type: OID 2.5.4.3.
-    const CN: [u8; 5] = [0x06, 0x03, 0x55, 0x04, 0x03];
-    let at = subject.windows(CN.len()).position(|w| w == CN)? + CN.len();
-    let tag = *subject.get(at)?;
-    // UTF8String, PrintableString, IA5String, T61String (short lengths only: a CN is
-    // at most 64 characters).
-    if !matches!(tag, 0x0C | 0x13 | 0x16 | 0x14) {
-        return None;
-    }
-    let len = usize::from(*subject.get(at + 1)?);
-    if len >= 0x80 {
-        return None;
-    }
-    let bytes = subject.get(at + 2..at + 2 + len)?;
-    String::from_utf8(bytes.to_vec()).ok()
-}
-
 thread_local! {
     static CURRENT_PEER: RefCell<Option<Arc<PeerIdentity>>> = const { RefCell::new(None) };
 }
@@ -365,7 +312,7 @@ impl ServerSession {
                 .tls
                 .peer_certificates()
                 .and_then(<[_]>::first)
-                .map(|c| Arc::new(PeerIdentity::from_der(c)));
+                .map(|c| Arc::new(PeerIdentity::from_der(c.as_ref())));
         }
         Opened::Ok
     }
@@ -441,19 +388,6 @@ pub(crate) fn open_client(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_common_name_is_read_with_bounds_checked() {
-        // SET { SEQUENCE { OID 2.5.4.3, UTF8String "svc" } }
-        let subject =
-            [0x31, 0x0C, 0x30, 0x0A, 0x06, 0x03, 0x55, 0x04, 0x03, 0x0C, 0x03, b's', b'v', b'c'];
-        assert_eq!(common_name_of(&subject).as_deref(), Some("svc"));
-        assert_eq!(common_name_of(&subject[..12]), None, "cut short");
-        let mut long = subject;
-        long[10] = 0x81;
-        assert_eq!(common_name_of(&long), None);
-        assert_eq!(common_name_of(b""), None);
-    }
 
     #[test]
     fn bad_pem_says_what_is_wrong() {
