@@ -22,7 +22,7 @@ CLANG_ENV := CC=clang-19 CXX=clang++-19 \
 	LDSHARED="clang-19 -shared --ld-path=/usr/bin/ld.lld-19" \
 	LDCXXSHARED="clang++-19 -shared --ld-path=/usr/bin/ld.lld-19"
 
-.PHONY: node-path codegen schema-lock help test demo bench bench-py bench-node bench-tcp bench-channel bench-grpc bench-async bench-rust-rpc bench-tonic sysdeps build lint py py-release typecheck deps clang venv upstream node node-release node-deps node-typecheck fuzz-build fuzz sanitize clean
+.PHONY: test-suites demo-run node-path codegen schema-lock help test demo bench bench-py bench-node bench-tcp bench-channel bench-grpc bench-async bench-rust-rpc bench-tonic sysdeps build lint py py-release typecheck deps clang venv upstream node node-release node-deps node-typecheck fuzz-build fuzz sanitize clean
 
 help:
 	@echo "make test   - install what is needed, run every test suite (lint, cargo, pytest interop)"
@@ -123,7 +123,14 @@ node-typecheck: node-deps
 PEER_ENV := TACHYON_REQUIRE_PEERS=1 TACHYON_PEER=$(CURDIR)/$(TARGET_DIR)/tachyon-peer \
 	TACHYON_PYTHON=$(CURDIR)/$(VENV)/bin/python UPSTREAM_PYTHON=$(CURDIR)/$(UPSTREAM_VENV)/bin/python
 
-test: deps build lint py typecheck node node-typecheck
+# Everything runs with TMPDIR in a directory of its own, removed when the run ends
+# (tests/with-tmpdir); the suites also clean up after themselves.
+WITH_TMPDIR := $(CURDIR)/tests/with-tmpdir
+
+test:
+	$(WITH_TMPDIR) $(MAKE) --no-print-directory test-suites
+
+test-suites: deps build lint py typecheck node node-typecheck
 	$(PEER_ENV) $(CARGO) test --workspace --profile $(PROFILE) -j$(JOBS)
 	$(PEER_ENV) $(VENV)/bin/pytest tests tachyon-py/tests -q -p no:cacheprovider
 	cd $(NODE_DIR) && $(PEER_ENV) node --test --test-concurrency=1 test/*.test.js
@@ -147,7 +154,10 @@ codegen:
 schema-lock:
 	$(CODEGEN) lock schemas
 
-demo: clang deps py-release node-release node-path
+demo:
+	$(WITH_TMPDIR) $(MAKE) --no-print-directory demo-run
+
+demo-run: clang deps py-release node-release node-path
 	NODE_PATH=$(CURDIR)/target/node_path $(CARGO) run -q -p tachyon-examples --bin rpc_demo --profile bench -j$(JOBS) -- \
 		--python $(VENV)/bin/python examples/python/quote_client.py \
 		--node node examples/node/quote_client.js

@@ -5,12 +5,17 @@ Each is a skip when its piece is missing, naming the `make` target that provides
 and a failure under `TACHYON_REQUIRE_PEERS=1` (which `make test` sets), so a broken
 setup cannot pass quietly. Shared as fixtures, never imported by name: every suite has
 a conftest of its own, and importing one by module name picks the wrong one.
+
+The whole session works in one scratch directory (`tempfile.gettempdir()`, also the
+temp dir of every process it starts, through TMPDIR): sockets, PKIs and pytest's own `tmp_path`s
+go there, and it is removed when the session ends, passed or failed.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -19,6 +24,22 @@ import pytest
 ROOT = Path(__file__).resolve().parent
 
 Require = Callable[[bool, str], None]
+
+_SCRATCH: list[str] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Short (UNIX socket paths must stay under 108 bytes) and private to this session.
+    d = tempfile.mkdtemp(prefix="tachyon-py-")
+    os.chmod(d, 0o755)  # peers run as other users (the permission tests) reach into it
+    _SCRATCH.append(d)
+    os.environ["TMPDIR"] = d
+    tempfile.tempdir = d
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for d in _SCRATCH:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def _require(ok: bool, msg: str) -> None:

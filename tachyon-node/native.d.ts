@@ -386,6 +386,8 @@ export interface BusStats {
   fullWaits: number
   /** Times a receive slept on the futex. */
   sleeps: number
+  /** Sleeps no wake-up ended (lost wake-ups the watchdog rescued); 0 when healthy. */
+  watchdogRescues: number
   /** Times a send woke a sleeping receiver. */
   wakes: number
   /** Calls that timed out. */

@@ -39,7 +39,10 @@ fn child(args: &[&str]) -> Child {
 }
 
 fn sock(name: &str) -> String {
-    format!("/tmp/tachyon-bench-{}-{name}.sock", std::process::id())
+    std::env::temp_dir()
+        .join(format!("tachyon-bench-{}-{name}.sock", std::process::id()))
+        .display()
+        .to_string()
 }
 
 /// Round trips of a 32-byte message over two buses (SPSC is one-way): parent -> child on

@@ -184,6 +184,7 @@ fn rpc(samples: usize, bar: &ProgressBar) -> tachyon::Result<Row> {
     let (me, other) = cpus();
     let path = socket("rpc");
     let server = RpcServer::bind(&path, ServerOptions::default())?;
+    let stop = server.stop_handle();
     let handle = {
         let d = echo_dispatcher();
         std::thread::spawn(move || {
@@ -197,7 +198,9 @@ fn rpc(samples: usize, bar: &ProgressBar) -> tachyon::Result<Row> {
         let _ = bus.invoke(1, &PAYLOAD, None);
     });
     drop(bus);
-    drop(handle); // the server thread ends with the process
+    // Stopped and joined: the server removes its socket as it drops.
+    stop.stop();
+    let _ = handle.join();
     Ok(Row { label: "RPC echo, shared memory", ns })
 }
 

@@ -19,6 +19,8 @@ pub struct BusStats {
     pub full_waits: f64,
     /// Times a receive slept on the futex.
     pub sleeps: f64,
+    /// Sleeps no wake-up ended (lost wake-ups the watchdog rescued); 0 when healthy.
+    pub watchdog_rescues: f64,
     /// Times a send woke a sleeping receiver.
     pub wakes: f64,
     /// Calls that timed out.
@@ -40,6 +42,7 @@ impl From<tachyon::BusStats> for BusStats {
             received_bytes: n(s.received_bytes),
             full_waits: n(s.full_waits),
             sleeps: n(s.sleeps),
+            watchdog_rescues: n(s.watchdog_rescues),
             wakes: n(s.wakes),
             timeouts: n(s.timeouts),
             peer_deaths: n(s.peer_deaths),

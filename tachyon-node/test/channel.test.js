@@ -4,7 +4,6 @@
 // Python writers and readers on the same channel file.
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const os = require('node:os');
 const path = require('node:path');
 const fs = require('node:fs');
 const t = require('..');
@@ -15,7 +14,7 @@ const py = h.python();
 const INTEROP = path.join(h.ROOT, 'tests', 'interop');
 
 function ipcDir() {
-  return fs.mkdtempSync(path.join(os.tmpdir(), 'tachyon-chan-'));
+  return h.tmpDir('tachyon-chan-');
 }
 
 test('tigaWrite and tigaRead as 002 documents, with explicit loss', () => {

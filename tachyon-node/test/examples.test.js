@@ -13,7 +13,7 @@ test('the Node demo caller runs against `rpc_demo server`', { skip: peer.skip },
   const server = h.run(demo, ['server', sock]);
   tc.after(() => server.child.kill('SIGKILL'));
   // What `npm install tachyon-rpc` gives the example: the package under its name.
-  const modules = require('node:fs').mkdtempSync(path.join(require('node:os').tmpdir(), 'node-path-'));
+  const modules = h.tmpDir('node-path-');
   require('node:fs').symlinkSync(path.join(h.ROOT, 'tachyon-node'), path.join(modules, 'tachyon-rpc'));
   const env = { ...process.env, NODE_PATH: modules };
   const client = h.run(process.execPath, [path.join(h.ROOT, 'examples', 'node', 'quote_client.js'), sock], { env });

@@ -18,8 +18,8 @@ async function pair(capacity = 1 << 12) {
 
 test('send and acquireTx fail at once with ERR_TACHYON_FULL on a full ring (upstream default)', async () => {
   const { consumer, producer } = await pair(1 << 10);
-  const start = Date.now();
   let sent = 0;
+  // Full at once (a default wait would hang here: nobody reads).
   assert.throws(() => {
     for (;;) {
       producer.send(Buffer.alloc(100), sent);
@@ -27,7 +27,6 @@ test('send and acquireTx fail at once with ERR_TACHYON_FULL on a full ring (upst
     }
   }, (e) => t.isFull(e));
   assert.throws(() => producer.acquireTx(100), (e) => t.isFull(e));
-  assert.ok(Date.now() - start < 1000, 'no waiting by default');
   // Waiting stays available.
   assert.throws(() => producer.send(Buffer.alloc(100), 0, { timeoutMs: 30 }), (e) => t.isTimeout(e));
   assert.ok(sent > 0);
@@ -61,11 +60,9 @@ test('AbortSignal: listenAsync, recvAsync, the async iterator, callAsync', async
   // listenAsync: the native wait is cancelled, and the path can be listened on again.
   const p = h.sockPath('abort-listen');
   const ac = new AbortController();
-  const start = Date.now();
   const listening = t.Bus.listenAsync(p, 1 << 12, { signal: ac.signal });
   setTimeout(() => ac.abort(), 50);
   await assert.rejects(listening, { name: 'AbortError' });
-  assert.ok(Date.now() - start < 1000);
   // The native listen notices within 100 ms (allow more on a loaded machine).
   let again;
   for (let tries = 0; ; tries++) {

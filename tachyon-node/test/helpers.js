@@ -27,11 +27,22 @@ const python = () => need('TACHYON_PYTHON', path.join(ROOT, '.venv', 'bin', 'pyt
 const upstreamPython = () =>
   need('UPSTREAM_PYTHON', path.join(ROOT, '.venv-upstream', 'bin', 'python'), 'upstream');
 
+// This test process works in a scratch directory of its own (also the temp dir of the
+// processes it starts, through TMPDIR), removed when it exits, passed or failed.
+const SCRATCH = fs.mkdtempSync(path.join(os.tmpdir(), `tachyon-node-${process.pid}-`));
+process.env.TMPDIR = SCRATCH;
+process.on('exit', () => fs.rmSync(SCRATCH, { recursive: true, force: true }));
+
+/** A fresh directory in this process's scratch directory. */
+function tmpDir(prefix) {
+  return fs.mkdtempSync(path.join(SCRATCH, prefix));
+}
+
 let counter = 0;
-/** A fresh socket path. */
+/** A fresh socket path (in the scratch directory). */
 function sockPath(name) {
   counter += 1;
-  return path.join(os.tmpdir(), `tachyon-node-${process.pid}-${counter}-${name}.sock`);
+  return path.join(SCRATCH, `${counter}-${name}.sock`);
 }
 
 /**
@@ -147,6 +158,6 @@ function inGit() {
 }
 
 module.exports = {
-  ROOT, peer, python, upstreamPython, sockPath, run, runNode, waitForLine, connectRetry, inGit,
+  ROOT, tmpDir, peer, python, upstreamPython, sockPath, run, runNode, waitForLine, connectRetry, inGit,
   payloadSize, fillPayload, checksum, verify, channelEntry, checkChannelEntry,
 };

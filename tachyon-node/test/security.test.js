@@ -16,7 +16,7 @@ test('a sync connect to a listener that never answers times out (and nothing the
   for (const connect of [() => t.Bus.connect(path, { timeoutMs: 300 }), () => t.RpcBus.connect(path, { timeoutMs: 300 })]) {
     const start = Date.now();
     assert.throws(connect, (e) => t.isTimeout(e));
-    assert.ok(Date.now() - start < 2000, `took ${Date.now() - start} ms`);
+    assert.ok(Date.now() - start >= 290, `timed out early: ${Date.now() - start} ms`);
   }
   silent.close();
   assert.throws(() => t.Bus.connect(h.sockPath('nobody')), (e) => t.isConnectError(e) && e instanceof Error);

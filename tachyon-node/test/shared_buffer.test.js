@@ -4,7 +4,6 @@
 // processes, files outliving their processes, and sizes checked.
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const os = require('node:os');
 const path = require('node:path');
 const fs = require('node:fs');
 const { IPCBuffer } = require('..');
@@ -46,7 +45,7 @@ test('shared kinds: the same bytes in two mappings, sizes checked, mode 0600', (
   IPCBuffer.unlink(a);
   assert.throws(() => IPCBuffer(4096, `*${name}`, { create: false }), (e) => e.code === 'ERR_TACHYON_IO');
   // A file keeps what was written after the buffer is gone; the encoding form of 003.
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tachyon-ipcbuf-'));
+  const dir = h.tmpDir('tachyon-ipcbuf-');
   const file = path.join(dir, 'kept.bin');
   const f = IPCBuffer(1024, 'utf8', file);
   f.write('on disk', 0);
@@ -61,7 +60,7 @@ function rustWaiter(spec, size, seed) {
 }
 
 test('each kind: a Node writer wakes a Rust waiter, a Rust writer wakes a Node waiter', { skip: peer.skip }, async () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tachyon-ipcbuf-'));
+  const dir = h.tmpDir('tachyon-ipcbuf-');
   const key = 0x56000000 | (process.pid & 0xffff);
   for (const spec of [`*${unique()}`, path.join(dir, 'shared.bin'), key]) {
     const size = 32768;

@@ -51,11 +51,10 @@ test('over TCP too, a handler that never answers (or answers late) costs its cal
   tc.after(() => server.close());
   const c = t.RpcClient.connect(server.address, { timeoutMs: 5000 });
   tc.after(() => c.close());
-  const started = Date.now();
+  // The server's handler timeout answers both (not the calls' own 5 s timeouts).
   const late = (e) => e.rpcCode === t.RpcCode.HANDLER_ERROR && /did not answer/.test(e.rpcMessage);
   await assert.rejects(c.callAsync('x', 1, { timeoutMs: 5000 }), late);
   await assert.rejects(c.callAsync('y', 2, { timeoutMs: 5000 }), late);
-  assert.ok(Date.now() - started < 2000, `took ${Date.now() - started} ms`);
   // The late answer went nowhere; the connection serves on.
   await new Promise((r) => setTimeout(r, 500));
   assert.equal(String(await c.callAsync('still here', 3, { timeoutMs: 5000 })), 'still here');

@@ -2,7 +2,6 @@
 // The Tiga-shaped server and client, against Python and Rust peers.
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const os = require('node:os');
 const path = require('node:path');
 const fs = require('node:fs');
 const t = require('..');
@@ -12,7 +11,7 @@ const peer = h.peer();
 const py = h.python();
 
 function ipcDir() {
-  return fs.mkdtempSync(path.join(os.tmpdir(), 'tachyon-tiga-'));
+  return h.tmpDir('tachyon-tiga-');
 }
 
 function startEcho(dir, channelName, seen) {

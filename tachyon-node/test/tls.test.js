@@ -4,7 +4,6 @@
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
-const os = require('node:os');
 const path = require('node:path');
 const { execFileSync } = require('node:child_process');
 const t = require('..');
@@ -13,7 +12,7 @@ const h = require('./helpers');
 const peer = h.peer();
 
 function pki() {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tachyon-node-pki-'));
+  const dir = h.tmpDir('tachyon-node-pki-');
   execFileSync(peer.path, ['gen-certs', '--path', dir]);
   return (name) => path.join(dir, name);
 }

@@ -4,7 +4,6 @@
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
-const os = require('node:os');
 const path = require('node:path');
 const { execFileSync } = require('node:child_process');
 const t = require('..');
@@ -19,7 +18,7 @@ test('tsc --noEmit accepts the typed usage (and rejects a forged RxSlot)', { ski
 });
 
 test('the typed usage runs: `using` commits, rolls back and disposes', { skip }, async () => {
-  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'tachyon-ts-'));
+  const out = h.tmpDir('tachyon-ts-');
   execFileSync(TSC, ['-p', path.join(__dirname, 'types'), '--noEmit', 'false', '--outDir', out, '--rootDir', PKG], { stdio: 'pipe' });
   // The compiled file requires '../../index': point that at this package.
   const compiled = path.join(out, 'test', 'types', 'usage.js');
@@ -36,7 +35,7 @@ test('the typed usage runs: `using` commits, rolls back and disposes', { skip },
   assert.equal(next.data.length, 8, 'the rolled-back slot was never sent');
   producer.close();
   consumer.close();
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tachyon-ts-srv-'));
+  const dir = h.tmpDir('tachyon-ts-srv-');
   assert.equal(await usage.servers(dir), 'echo@ts:hi#true');
   assert.equal(await usage.channels(dir), 'ok:1'.length + 1 + 1000);
   await usage.streamingServer(dir).close();

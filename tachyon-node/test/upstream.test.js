@@ -8,7 +8,6 @@
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
-const os = require('node:os');
 const path = require('node:path');
 const h = require('./helpers');
 
@@ -35,7 +34,7 @@ Bus.connect = (p, o) => {
 
 /** A project directory where '@tachyon-ipc/core' is this package, with the snippets. */
 function project() {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tachyon-seed000-'));
+  const dir = h.tmpDir('tachyon-seed000-');
   fs.mkdirSync(path.join(dir, 'node_modules', '@tachyon-ipc'), { recursive: true });
   fs.symlinkSync(PKG, path.join(dir, 'node_modules', '@tachyon-ipc', 'core'));
   fs.symlinkSync(TSX, path.join(dir, 'node_modules', 'tsx'));
@@ -140,7 +139,7 @@ test('seed 000 NUMA binding and type id encoding', { skip }, async () => {
 // @tiga-ipc/mmap's usage example (seed 002), with '@tiga-ipc/mmap' resolving to this
 // package and a Linux ipcDirectory.
 test('seed 002 usage: startTigaServer, a synchronous tigaInvoke, tigaWrite and tigaRead', async () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tachyon-seed002-'));
+  const dir = h.tmpDir('tachyon-seed002-');
   fs.mkdirSync(path.join(dir, 'node_modules', '@tiga-ipc'), { recursive: true });
   fs.symlinkSync(PKG, path.join(dir, 'node_modules', '@tiga-ipc', 'mmap'));
   fs.copyFileSync(path.join(__dirname, 'upstream', '002', 'usage.js'), path.join(dir, 'usage.js'));

@@ -7,7 +7,6 @@ const test = require('node:test');
 const assert = require('node:assert/strict');
 const net = require('node:net');
 const fs = require('node:fs');
-const os = require('node:os');
 const path = require('node:path');
 const t = require('..');
 const h = require('./helpers');
@@ -246,7 +245,7 @@ console.log(zcrxProbe({
 };
 
 function example(name) {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferrings-readme-'));
+  const dir = h.tmpDir('ferrings-readme-');
   fs.mkdirSync(path.join(dir, 'node_modules'));
   fs.symlinkSync(path.resolve(__dirname, '..'), path.join(dir, 'node_modules', 'tachyon-rpc'));
   const file = path.join(dir, `${name}.js`);

@@ -7,6 +7,7 @@ sets `TACHYON_REQUIRE_PEERS=1` so a missing piece fails instead of skipping.
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -17,4 +18,4 @@ from helpers import ROOT
 
 @pytest.fixture
 def sock_path() -> str:
-    return f"/tmp/tachyon-py-{uuid.uuid4().hex[:12]}.sock"
+    return f"{tempfile.gettempdir()}/tachyon-py-{uuid.uuid4().hex[:12]}.sock"

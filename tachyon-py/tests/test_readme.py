@@ -4,6 +4,8 @@ made unique; any other runs as one process."""
 
 from __future__ import annotations
 
+import tempfile
+
 import re
 import subprocess
 import sys
@@ -51,7 +53,7 @@ def test_readme_snippet(block):
         return
     assert "# process B" in block
     for path in set(re.findall(r'"(/tmp/[\w.]+\.sock)"', block)):
-        block = block.replace(path, f"/tmp/readme-{uuid.uuid4().hex[:10]}.sock")
+        block = block.replace(path, f"{tempfile.gettempdir()}/readme-{uuid.uuid4().hex[:10]}.sock")
     a, b = split(block)
     pa = subprocess.Popen([sys.executable, "-c", a], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     pb = subprocess.Popen([sys.executable, "-c", with_retry(b)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

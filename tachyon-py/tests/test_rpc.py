@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import threading
-import time
 
 import pytest
 
@@ -122,10 +121,8 @@ def test_python_to_python_error_replies_and_dead_callee(sock_path):
         assert e.value.code == 1
         cid = caller.call(b"never answered", 7)
         callee.close()
-        t0 = time.monotonic()
         with pytest.raises(tachyon.PeerDeadError):
-            caller.wait(cid)  # no timeout: the closed callee is noticed
-        assert time.monotonic() - t0 < 2
+            caller.wait(cid, timeout=30)  # the closed callee is noticed: not a TimeoutError
 
 
 def test_typed_python_handler_serves_the_rust_typed_caller(peer_bin, sock_path):

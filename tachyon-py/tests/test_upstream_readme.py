@@ -6,6 +6,8 @@ retried (upstream's connect fails at once, as ours does).
 
 from __future__ import annotations
 
+import tempfile
+
 import subprocess
 import sys
 import textwrap
@@ -36,7 +38,7 @@ RETRY = textwrap.dedent("""
 def _run_pair(listener: str, connector: str, **paths: str) -> tuple[str, str]:
     """Runs the listener's code and the connector's code (with connect retries) as two
     processes; returns their outputs."""
-    fresh = {name: f"/tmp/seed-{uuid.uuid4().hex[:10]}.sock" for name in paths}
+    fresh = {name: f"{tempfile.gettempdir()}/seed-{uuid.uuid4().hex[:10]}.sock" for name in paths}
     for name, old in paths.items():
         listener = listener.replace(old, fresh[name])
         connector = connector.replace(old, fresh[name])
@@ -202,7 +204,7 @@ def test_error_handling():
         	pass
         except TachyonError as e:
         	print(e)
-    """).replace("/tmp/demo.sock", f"/tmp/seed-{uuid.uuid4().hex[:10]}.sock")
+    """).replace("/tmp/demo.sock", f"{tempfile.gettempdir()}/seed-{uuid.uuid4().hex[:10]}.sock")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     assert p.returncode == 0, p.stderr
     assert "cannot connect" in p.stdout

@@ -201,7 +201,12 @@ impl SharedBuffer {
                 false,
             ),
         };
-        Self::map_fd(kind, &fd, len, created, opts)
+        // What this call created and could not set up is removed again, not left behind.
+        Self::map_fd(kind, &fd, len, created, opts).inspect_err(|_| {
+            if created {
+                let _ = rustix::shm::unlink(path.as_str());
+            }
+        })
     }
 
     fn open_file(path: &std::path::Path, len: usize, opts: &SharedBufferOptions) -> Result<Self> {
@@ -233,7 +238,11 @@ impl SharedBuffer {
                 false,
             ),
         };
-        Self::map_fd(kind, &OwnedFd::from(file), len, created, opts)
+        Self::map_fd(kind, &OwnedFd::from(file), len, created, opts).inspect_err(|_| {
+            if created {
+                let _ = std::fs::remove_file(path);
+            }
+        })
     }
 
     /// Sizes a new object (mode as asked, whatever the umask), checks an existing one,
@@ -320,7 +329,12 @@ impl SharedBuffer {
         // checked below and detached on drop.
         let addr = unsafe { libc::shmat(id, std::ptr::null(), 0) };
         if addr as isize == -1 {
-            return Err(Error::io("attach the System V segment", std::io::Error::last_os_error()));
+            let e = Error::io("attach the System V segment", std::io::Error::last_os_error());
+            if created {
+                // SAFETY: IPC_RMID on the segment this call created; no memory is passed.
+                unsafe { libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()) };
+            }
+            return Err(e);
         }
         Ok(Self {
             ptr: addr.cast(),

@@ -3,7 +3,7 @@
 //!
 //! Names (counters unless noted), each labelled `bus` or `server` with the name given:
 //! - `tachyon_bus_sent_messages`, `_sent_bytes`, `_received_messages`, `_received_bytes`,
-//!   `_full_waits`, `_sleeps`, `_wakes`, `_timeouts`, `_peer_deaths`, `_protocol_errors`;
+//!   `_full_waits`, `_sleeps`, `_watchdog_rescues`, `_wakes`, `_timeouts`, `_peer_deaths`, `_protocol_errors`;
 //! - `tachyon_server_accepted`, `_refused`, `_requests`, `_protocol_errors`, `_paused`,
 //!   the gauge `tachyon_server_active`, and `tachyon_server_errors` with a `code` label.
 //!

@@ -59,6 +59,7 @@ pub(crate) struct RingStats {
     pub received_bytes: Counter,
     pub full: Counter,
     pub sleeps: Counter,
+    pub watchdog_rescues: Counter,
     pub wakes: Counter,
     pub timeouts: Counter,
     pub peer_deaths: Counter,
@@ -99,6 +100,7 @@ impl RingStats {
             received_bytes: self.received_bytes.get(),
             full_waits: self.full.get(),
             sleeps: self.sleeps.get(),
+            watchdog_rescues: self.watchdog_rescues.get(),
             wakes: self.wakes.get(),
             timeouts: self.timeouts.get(),
             peer_deaths: self.peer_deaths.get(),
@@ -128,6 +130,10 @@ pub struct BusStats {
     pub full_waits: u64,
     /// Times a receive went to sleep on the futex.
     pub sleeps: u64,
+    /// Sleeps that no wake-up ended: the futex wait ran out (the 200 ms watchdog, or the
+    /// caller's deadline) with nobody having woken the sleeper, and a message was there.
+    /// Each one is a lost wake-up that cost its full sleep; a healthy bus keeps this 0.
+    pub watchdog_rescues: u64,
     /// Times a send woke a sleeping receiver.
     pub wakes: u64,
     /// Waits that ran out of time (`Timeout`; a zero-timeout poll is not one).
@@ -149,6 +155,7 @@ impl std::ops::Add for BusStats {
             received_bytes: self.received_bytes + o.received_bytes,
             full_waits: self.full_waits + o.full_waits,
             sleeps: self.sleeps + o.sleeps,
+            watchdog_rescues: self.watchdog_rescues + o.watchdog_rescues,
             wakes: self.wakes + o.wakes,
             timeouts: self.timeouts + o.timeouts,
             peer_deaths: self.peer_deaths + o.peer_deaths,
@@ -160,7 +167,7 @@ impl std::ops::Add for BusStats {
 impl BusStats {
     /// The counters as `(name, value)` pairs, in a fixed order: what the language
     /// bindings and the `metrics` feature publish.
-    pub fn fields(&self) -> [(&'static str, u64); 10] {
+    pub fn fields(&self) -> [(&'static str, u64); 11] {
         [
             ("sent_messages", self.sent_messages),
             ("sent_bytes", self.sent_bytes),
@@ -168,6 +175,7 @@ impl BusStats {
             ("received_bytes", self.received_bytes),
             ("full_waits", self.full_waits),
             ("sleeps", self.sleeps),
+            ("watchdog_rescues", self.watchdog_rescues),
             ("wakes", self.wakes),
             ("timeouts", self.timeouts),
             ("peer_deaths", self.peer_deaths),

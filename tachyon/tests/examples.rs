@@ -1,5 +1,6 @@
 //! The crate's examples (`cargo run --example ...`), run for real: the two-program SPSC
-//! example, and the RPC server with its client and a graceful shutdown on SIGINT.
+//! example, and the RPC server with its client and a graceful shutdown on SIGINT and on
+//! SIGTERM (each removes the socket).
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -13,8 +14,13 @@ fn example(name: &str) -> PathBuf {
     profile.join("examples").join(name)
 }
 
-fn socket(name: &str) -> String {
-    format!("{}/tachyon-example-{}-{name}.sock", std::env::temp_dir().display(), std::process::id())
+/// A socket path in `dir`.
+fn socket(dir: &tempfile::TempDir, name: &str) -> String {
+    dir.path().join(format!("{name}.sock")).display().to_string()
+}
+
+fn scratch() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("tachyon-examples-").tempdir().unwrap()
 }
 
 struct Kill(Child);
@@ -27,7 +33,8 @@ impl Drop for Kill {
 
 #[test]
 fn consumer_and_producer_are_two_programs() {
-    let path = socket("spsc");
+    let dir = scratch();
+    let path = socket(&dir, "spsc");
     // (The consumer gives up by itself after 10 s if the producer never comes.)
     let consumer =
         Command::new(example("consumer")).arg(&path).stdout(Stdio::piped()).spawn().unwrap();
@@ -43,8 +50,15 @@ fn consumer_and_producer_are_two_programs() {
 }
 
 #[test]
-fn rpc_server_serves_the_client_and_shuts_down_gracefully_on_sigint() {
-    let path = socket("rpc");
+fn rpc_server_serves_the_client_and_shuts_down_gracefully_on_sigint_and_sigterm() {
+    for signal in [rustix::process::Signal::INT, rustix::process::Signal::TERM] {
+        rpc_server_stops_on(signal);
+    }
+}
+
+fn rpc_server_stops_on(signal: rustix::process::Signal) {
+    let dir = scratch();
+    let path = socket(&dir, "rpc");
     let mut server = Kill(
         Command::new(example("rpc_server")).arg(&path).stdout(Stdio::piped()).spawn().unwrap(),
     );
@@ -61,18 +75,19 @@ fn rpc_server_serves_the_client_and_shuts_down_gracefully_on_sigint() {
             "quote x0 -> error 400: qty must be at least 1"
         ]
     );
-    // SIGINT: the server stops accepting, ends its sessions, removes its socket, exits 0.
+    // The signal: the server stops accepting, ends its sessions, removes its socket,
+    // exits 0.
     let pid = rustix::process::Pid::from_child(&server.0);
-    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+    rustix::process::kill_process(pid, signal).unwrap();
     let start = Instant::now();
     let status = loop {
         if let Some(s) = server.0.try_wait().unwrap() {
             break s;
         }
-        assert!(start.elapsed() < Duration::from_secs(5), "the server did not stop");
+        assert!(start.elapsed() < Duration::from_secs(60), "the server did not stop");
         std::thread::sleep(Duration::from_millis(10));
     };
-    assert!(status.success());
+    assert!(status.success(), "{signal:?}: {status:?}");
     assert!(lines.next().unwrap().unwrap().starts_with("stopped"));
-    assert!(!std::path::Path::new(&path).exists(), "the socket was removed");
+    assert!(!std::path::Path::new(&path).exists(), "{signal:?}: the socket was not removed");
 }

@@ -1,6 +1,8 @@
-//! No lost wake-ups: 100,000 sleep/wake cycles, each timed from the send to the sleeping
-//! receiver's return. A wake lost between the sleeper's last check and its `FUTEX_WAIT`
-//! shows up as a cycle of about 200 ms (the watchdog); none may take more than a few ms.
+//! No lost wake-ups: 100,000 sleep/wake cycles. A wake lost between the sleeper's last
+//! check and its `FUTEX_WAIT` leaves the sleep to the 200 ms watchdog, which the wait
+//! loop counts (`BusStats::watchdog_rescues`): the count must stay 0. Each cycle is also
+//! timed from the send to the sleeping receiver's return, and the percentiles printed,
+//! but not asserted: on a busy machine a scheduling delay can exceed any bound.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -9,13 +11,11 @@ use std::time::{Duration, Instant};
 use tachyon::{Bus, Error, Wait};
 
 const CYCLES: u64 = 100_000;
-/// Far below the 200 ms watchdog a lost wake-up costs, far above a scheduling hiccup.
-const BOUND: Duration = Duration::from_millis(20);
 
 #[test]
 fn no_wake_up_is_lost_over_100_000_cycles() {
-    let path =
-        format!("{}/tachyon-wakeups-{}.sock", std::env::temp_dir().display(), std::process::id());
+    let dir = tempfile::Builder::new().prefix("tachyon-wakeups-").tempdir().unwrap();
+    let path = dir.path().join("bus.sock").display().to_string();
     let p2 = path.clone();
     let acked = Arc::new(AtomicU64::new(0));
     let base = Instant::now();
@@ -81,5 +81,8 @@ fn no_wake_up_is_lost_over_100_000_cycles() {
         pct(9_999),
         max
     );
-    assert!(max < BOUND, "a wake-up took {max:?} (a lost wake costs the 200 ms watchdog)");
+    let stats = bus.stats();
+    eprintln!("receiver: {} sleeps, {} watchdog rescues", stats.sleeps, stats.watchdog_rescues);
+    assert!(stats.sleeps > 0, "the receiver never slept, so nothing was tested: {stats:?}");
+    assert_eq!(stats.watchdog_rescues, 0, "lost wake-ups (max cycle {max:?}): {stats:?}");
 }

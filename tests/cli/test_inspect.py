@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import subprocess
 import sys
 import uuid
@@ -70,7 +71,7 @@ def inspect(tachyon_bin: Path, pid: int) -> list[dict]:
 
 
 def check_producer(tachyon_bin: Path, cmd: list[str], env: dict[str, str] | None = None) -> None:
-    path = f"/tmp/tachyon-inspect-{uuid.uuid4().hex[:10]}.sock"
+    path = f"{tempfile.gettempdir()}/tachyon-inspect-{uuid.uuid4().hex[:10]}.sock"
     child = subprocess.Popen([*cmd, path], stdout=subprocess.PIPE, text=True, env=env)
     try:
         with tachyon.Bus.listen(path, 1 << 16, timeout=10) as bus:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import subprocess
 import sys
 import time
@@ -55,7 +56,7 @@ def test_doctor_reports_every_check_and_exits_0(launch, name: str) -> None:
 
 @pytest.mark.parametrize("name", LAUNCHERS)
 def test_inspect_finds_a_live_rust_bus(launch, name: str, peer_bin: Path) -> None:
-    path = f"/tmp/tachyon-launch-{uuid.uuid4().hex[:10]}.sock"
+    path = f"{tempfile.gettempdir()}/tachyon-launch-{uuid.uuid4().hex[:10]}.sock"
     producer = subprocess.Popen(
         [str(peer_bin), "produce", "--path", path, "--listen", str(1 << 14), "--count", "100000000",
          "--max-size", "32"],

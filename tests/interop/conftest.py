@@ -8,6 +8,7 @@ these tests skip and say which `make` target provides what is missing.
 from __future__ import annotations
 
 import os
+import tempfile
 import subprocess
 import sys
 import uuid
@@ -23,7 +24,7 @@ TIMEOUT_S = 60
 @pytest.fixture
 def sock_path() -> str:
     # Short path: UNIX socket paths must stay under 108 bytes.
-    return f"/tmp/tachyon-it-{uuid.uuid4().hex[:12]}.sock"
+    return f"{tempfile.gettempdir()}/tachyon-it-{uuid.uuid4().hex[:12]}.sock"
 
 
 class Peers:

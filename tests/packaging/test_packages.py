@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import shutil
 import subprocess
 import sys
@@ -75,7 +76,7 @@ def test_the_wheel_installs_into_a_fresh_venv_and_works_across_processes(wheel: 
     # Ten times: a process exiting right after its bus connected once crashed (its
     # event-logging thread met the interpreter's finalization) in 15 of 40 runs.
     for _ in range(10):
-        sock = f"/tmp/pkg-{uuid.uuid4().hex[:10]}.sock"
+        sock = f"{tempfile.gettempdir()}/pkg-{uuid.uuid4().hex[:10]}.sock"
         consumer = subprocess.Popen(
             [str(py), "-c", textwrap.dedent(f"""
                 import tachyon
@@ -158,7 +159,7 @@ def test_the_npm_tarball_installs_and_works_with_require_and_import(npm_tarball:
     project.mkdir()
     (project / "package.json").write_text(json.dumps({"name": "app", "private": True}))
     _run([npm, "install", "--no-audit", "--no-fund", "--loglevel=error", str(npm_tarball)], cwd=project)
-    sock = f"/tmp/pkg-{uuid.uuid4().hex[:10]}.sock"
+    sock = f"{tempfile.gettempdir()}/pkg-{uuid.uuid4().hex[:10]}.sock"
     round_trip = textwrap.dedent(f"""
         const server = createRpcServer({{ socketPath: {json.dumps(sock)}, handlers: {{ 1: (d) => `pong:${{d}}` }} }});
         const rpc = RpcBus.connect(server.socketPath);

@@ -4,6 +4,7 @@ the generated modules on Python's path."""
 from __future__ import annotations
 
 import os
+import tempfile
 import shutil
 import subprocess
 import uuid
@@ -18,7 +19,7 @@ HERE = Path(__file__).resolve().parent
 
 @pytest.fixture
 def sock() -> Iterator[str]:
-    path = f"/tmp/tachyon-schema-{uuid.uuid4().hex[:10]}.sock"
+    path = f"{tempfile.gettempdir()}/tachyon-schema-{uuid.uuid4().hex[:10]}.sock"
     yield path
     if os.path.exists(path):
         os.unlink(path)

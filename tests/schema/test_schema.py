@@ -4,6 +4,8 @@ conformance chain Rust -> Python -> Node -> Rust, and async handlers."""
 
 from __future__ import annotations
 
+import tempfile
+
 import asyncio
 import random
 import subprocess
@@ -216,8 +218,8 @@ def test_conformance_chain_rust_python_node_rust(peer_bin: Path, node_env: dict[
     """Random values made by Rust go to a Python server, which forwards each (decoded
     into its msgspec struct, encoded again) to a Node server (read and written by the TS
     module); what comes back to Rust must equal what it sent, as a value."""
-    node_sock = f"/tmp/tachyon-chain-n-{tmp_path.name[-8:]}.sock"
-    py_sock = f"/tmp/tachyon-chain-p-{tmp_path.name[-8:]}.sock"
+    node_sock = f"{tempfile.gettempdir()}/tachyon-chain-n-{tmp_path.name[-8:]}.sock"
+    py_sock = f"{tempfile.gettempdir()}/tachyon-chain-p-{tmp_path.name[-8:]}.sock"
     node = _node_server(node_sock, node_env)
     try:
         local = threading.local()

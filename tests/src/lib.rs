@@ -8,8 +8,10 @@ pub mod pki;
 pub mod schema;
 pub mod service;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 
 /// Splitmix64: a tiny, well-mixed PRNG step.
 pub fn splitmix64(mut x: u64) -> u64 {
@@ -112,10 +114,42 @@ pub fn peer_bin() -> PathBuf {
     profile_dir.join("tachyon-peer")
 }
 
-/// A unique socket path under the temp dir.
+/// This test process's scratch directory: a fresh directory under the temp dir, made on
+/// first use and removed with everything in it when the process exits (also after a
+/// failed test: the test harness exits through `exit`, which runs the removal).
+pub fn scratch_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    extern "C" fn remove_scratch() {
+        if let Some(d) = DIR.get() {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+    DIR.get_or_init(|| {
+        let d = tempfile::Builder::new()
+            .prefix(&format!("tachyon-test-{}-", std::process::id()))
+            .tempdir()
+            .expect("make the scratch directory")
+            .keep();
+        // Peers running as other users (the permission tests) must reach files in it.
+        std::fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .expect("chmod the scratch directory");
+        // SAFETY: registers a plain `extern "C" fn` with no arguments, as atexit requires;
+        // it only reads a OnceLock that is set before this call.
+        unsafe { libc::atexit(remove_scratch) };
+        d
+    })
+}
+
+/// A fresh path in [`scratch_dir`], its file name ending in `name` (a counter in
+/// front keeps two calls with one name apart).
+pub fn scratch_path(name: &str) -> PathBuf {
+    static N: AtomicU64 = AtomicU64::new(0);
+    scratch_dir().join(format!("{}-{name}", N.fetch_add(1, Ordering::Relaxed)))
+}
+
+/// A unique socket path in [`scratch_dir`].
 pub fn socket_path(name: &str) -> String {
-    let dir = std::env::temp_dir();
-    format!("{}/tachyon-{}-{name}.sock", dir.display(), std::process::id())
+    scratch_path(&format!("{name}.sock")).display().to_string()
 }
 
 /// Spawns `tachyon-peer` with `args`, stdout piped, stderr inherited.

@@ -49,11 +49,34 @@ pub fn boom(req: &[u8]) -> Vec<u8> {
     panic!("boom handler called with {} bytes", req.len())
 }
 
-/// Sleeps the given milliseconds, then answers with them (msg_type 5).
+/// Sleeps the given milliseconds, then answers with them (msg_type 5). Counted by
+/// duration ([`sleeps`]), so a test can tell whether its sleep started or ended.
 #[tachyon_rpc(msg_type = 5)]
 pub fn sleep_ms(req: u64) -> u64 {
+    count_sleep(req, |c| c.0 += 1);
     std::thread::sleep(std::time::Duration::from_millis(req));
+    count_sleep(req, |c| c.1 += 1);
     req
+}
+
+/// Sleeps of each duration (ms) this process's handlers started and finished.
+static SLEEPS: std::sync::Mutex<std::collections::BTreeMap<u64, (u64, u64)>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+fn count_sleep(ms: u64, f: impl FnOnce(&mut (u64, u64))) {
+    f(SLEEPS.lock().unwrap_or_else(std::sync::PoisonError::into_inner).entry(ms).or_default());
+}
+
+/// `(started, finished)`: how many [`sleep_ms`] calls of `ms` milliseconds this process's
+/// in-process servers started and finished. Tests that run at the same time use
+/// durations of their own.
+pub fn sleeps(ms: u64) -> (u64, u64) {
+    SLEEPS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(&ms)
+        .copied()
+        .unwrap_or_default()
 }
 
 /// The server's process id (msg_type 6).

@@ -78,7 +78,7 @@ fn a_dropped_future_cancels_its_call_and_frees_its_slot() {
     let client = TcpClient::connect_with(&h.address(), &opts).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
-        let slow = encode(2_000);
+        let slow = encode(2_002);
         // Fill the window with slow calls, and give up on them after 50 ms.
         let calls: Vec<_> = (0..4).map(|_| client.call_async(&slow, 5, Some(T))).collect();
         let r =
@@ -87,11 +87,11 @@ fn a_dropped_future_cancels_its_call_and_frees_its_slot() {
         assert_eq!(client.in_flight(), 0, "dropping the futures freed the window");
         // The freed slots serve new calls at once.
         let fast = encode(0);
-        let t = Instant::now();
         let replies =
             futures::future::join_all((0..4).map(|_| client.call_async(&fast, 5, Some(T)))).await;
         assert!(replies.iter().all(|r| r.as_ref().map(|b| decode(b)).ok() == Some(0)));
-        assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+        // They were answered while the abandoned slow calls still slept on the server.
+        assert_eq!(tachyon_tests::service::sleeps(2_002).1, 0, "the fast calls waited");
     });
 }
 
@@ -105,8 +105,13 @@ fn futures_waiting_for_room_in_the_window_each_time_out_at_their_own_deadline() 
         let slow = encode(1_500);
         // Two slow calls fill the window; three more wait for room, each with its own
         // deadline, and each must give up at that deadline, not when a slot frees.
-        let fill: Vec<_> = (0..2).map(|_| client.call_async(&slow, 5, Some(T))).collect();
         let t = Instant::now();
+        let fill: Vec<_> = (0..2)
+            .map(|_| {
+                let f = client.call_async(&slow, 5, Some(T));
+                async move { (f.await, t.elapsed()) }
+            })
+            .collect();
         let waiting = [100u64, 250, 400].map(|ms| {
             let f = client.call_async(&slow, 5, Some(Duration::from_millis(ms)));
             async move {
@@ -120,12 +125,13 @@ fn futures_waiting_for_room_in_the_window_each_time_out_at_their_own_deadline() 
             futures::future::join_all(waiting),
         )
         .await;
+        let room_at = filled.iter().map(|(_, at)| *at).min().unwrap();
         for (ms, r, at) in done {
             assert!(matches!(r, Err(Error::Timeout(_))), "{ms} ms: {r:?}");
             assert!(at >= Duration::from_millis(ms), "{ms} ms ended early: {at:?}");
-            assert!(at < Duration::from_millis(ms + 600), "{ms} ms ended late: {at:?}");
+            assert!(at < room_at, "{ms} ms ended when a slot freed ({at:?}), not at its deadline");
         }
-        assert!(filled.iter().all(|r| r.as_ref().map(|b| decode(b)).ok() == Some(1_500)));
+        assert!(filled.iter().all(|(r, _)| r.as_ref().map(|b| decode(b)).ok() == Some(1_500)));
     });
 }
 
@@ -137,7 +143,7 @@ fn deadlines_error_replies_and_a_dead_server_surface_through_futures() {
         let t = Instant::now();
         let e = client.call_async(&encode(3_000), 5, Some(Duration::from_millis(150))).await;
         assert!(matches!(e, Err(Error::Timeout(_))), "{e:?}");
-        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        assert!(t.elapsed() >= Duration::from_millis(150), "{:?}", t.elapsed());
         match client.call_async(b"", 999, Some(T)).await {
             Err(Error::Rpc(e)) => assert_eq!(e.code, tachyon::rpc::code::UNKNOWN_MSG_TYPE),
             other => panic!("{other:?}"),
@@ -161,10 +167,9 @@ fn deadlines_error_replies_and_a_dead_server_surface_through_futures() {
         srv.0.kill().unwrap();
         srv
     });
-    let t = Instant::now();
+    // PeerDead: neither the 10 s reply nor the 30 s Timeout.
     let e = futures::executor::block_on(client.call_async(&encode(10_000), 5, Some(T)));
     assert!(matches!(e, Err(Error::PeerDead(_))), "{e:?}");
-    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
     drop(killer.join().unwrap());
 }
 
@@ -229,7 +234,7 @@ fn shared_memory_futures_time_out_cancel_on_drop_and_see_a_dead_callee() {
         let slow = encode(1_000);
         let e = bus.call_async(&slow, 5, Some(Duration::from_millis(100))).await;
         assert!(matches!(e, Err(Error::Timeout(_))), "{e:?}");
-        assert!(t.elapsed() < Duration::from_millis(900), "{:?}", t.elapsed());
+        assert!(t.elapsed() >= Duration::from_millis(100), "{:?}", t.elapsed());
         assert_eq!(bus.in_flight(), 0, "the timed-out call was given up");
         {
             let fut = bus.call_async(&slow, 5, Some(T));
@@ -258,10 +263,9 @@ fn shared_memory_futures_time_out_cancel_on_drop_and_see_a_dead_callee() {
         srv.0.kill().unwrap();
         srv
     });
-    let t = Instant::now();
+    // A dead peer: neither the 10 s reply nor the 30 s Timeout.
     let e = futures::executor::block_on(bus.call_async(&encode(10_000), 5, Some(T)));
     assert!(matches!(e, Err(Error::PeerDead(_) | Error::PeerClosed)), "{e:?}");
-    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
     drop(killer.join().unwrap());
 }
 
@@ -356,16 +360,17 @@ fn routes(
 async fn slow_does_not_block_quick(client: &impl AsyncCaller) {
     let slow = encode(500);
     let quick: Vec<Vec<u8>> = (0..50u32).map(|i| i.to_le_bytes().to_vec()).collect();
-    let t = Instant::now();
-    let slow_call = client.invoke_async(5, &slow, Some(T));
+    let slow_call = async {
+        let r = client.invoke_async(5, &slow, Some(T)).await;
+        (r, Instant::now())
+    };
     let quick_calls =
         futures::future::join_all(quick.iter().map(|q| client.invoke_async(1, q, Some(T))));
-    let (slow_reply, quick_replies) = futures::join!(slow_call, async {
+    let ((slow_reply, slow_done), (quick_replies, quick_done)) = futures::join!(slow_call, async {
         let r = quick_calls.await;
-        (r, t.elapsed())
+        (r, Instant::now())
     });
-    let (quick_replies, quick_done) = quick_replies;
-    assert!(quick_done < Duration::from_millis(400), "quick calls waited {quick_done:?}");
+    assert!(quick_done < slow_done, "the quick calls waited for the slow one");
     for (q, r) in quick.iter().zip(quick_replies) {
         assert_eq!(&r.unwrap(), q);
     }
@@ -415,7 +420,6 @@ fn async_handlers_over_shared_memory_a_slow_one_does_not_block_the_client_s_othe
         slow_does_not_block_quick(&bus).await;
         // A handler that never answers: HANDLER_ERROR at the server's timeout, while
         // the others keep answering.
-        let t = Instant::now();
         let (stuck, quick) =
             futures::join!(bus.call_async(b"", 6, Some(T)), bus.call_async(b"q", 1, Some(T)));
         assert_eq!(quick.unwrap(), b"q");
@@ -426,7 +430,6 @@ fn async_handlers_over_shared_memory_a_slow_one_does_not_block_the_client_s_othe
             }
             other => panic!("{other:?}"),
         }
-        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
         // Many calls from many tasks, replies in any order, none lost.
         let calls = (0..2_000u64).map(|i| {
             let ms = i % 3;
@@ -583,15 +586,17 @@ fn tachyon_rpc_async_fn_handlers_serve_on_tokio() {
     let client = TcpClient::connect(&h.address()).unwrap();
     rt.block_on(async {
         // The slow call (300 ms asleep) does not hold up the quick ones behind it.
-        let t = Instant::now();
-        let slow = add_later::call_async(&client, &AddReq { a: 300, b: 1 }, Some(T));
+        let slow = async {
+            let r = add_later::call_async(&client, &AddReq { a: 300, b: 1 }, Some(T)).await;
+            (r, Instant::now())
+        };
         let quick = async {
             let r = shout::call_async(&client, b"quiet", Some(T)).await;
-            (r, t.elapsed())
+            (r, Instant::now())
         };
-        let (slow, (quick, quick_at)) = futures::join!(slow, quick);
+        let ((slow, slow_at), (quick, quick_at)) = futures::join!(slow, quick);
         assert_eq!(quick.unwrap(), b"QUIET");
-        assert!(quick_at < Duration::from_millis(250), "{quick_at:?}");
+        assert!(quick_at < slow_at, "the quick call waited for the slow one");
         assert_eq!(slow.unwrap(), AddResp { sum: 301 });
         match add_later::call_async(&client, &AddReq { a: 0, b: -1 }, Some(T)).await {
             Err(Error::Rpc(e)) => {
@@ -821,7 +826,8 @@ fn a_nudge_ends_a_blocked_receive_at_once_and_is_taken_by_its_interrupt_check() 
     let r = bus.acquire_rx_with(tachyon::Wait::new().interrupt(&mut check).timeout(T));
     assert!(matches!(r, Err(Error::Interrupted)), "{r:?}");
     let waited = t.elapsed();
-    assert!(waited >= Duration::from_millis(150) && waited < Duration::from_secs(2), "{waited:?}");
+    // Interrupted by the nudge (not the 30 s Timeout), and not before it came.
+    assert!(waited >= Duration::from_millis(150), "{waited:?}");
     waker.join().unwrap();
     assert!(!own.take(), "the interrupt check took the nudge");
 }

@@ -167,9 +167,8 @@ fn limits_and_insecure_binding() {
     assert_eq!(second.read(&mut b).unwrap_or(0), 0, "over the limit: closed at once");
     // The idle one is closed after its timeout.
     first.set_read_timeout(Some(T)).unwrap();
-    let start = Instant::now();
-    assert_eq!(first.read(&mut b).unwrap_or(0), 0);
-    assert!(start.elapsed() < Duration::from_secs(5));
+    // Closed by the server (end of stream), not ended by our 20 s read timeout.
+    assert_eq!(first.read(&mut b).expect("closed, not timed out"), 0);
     assert_eq!(h.stats().connections.refused, 1);
     h.shutdown().unwrap();
 }

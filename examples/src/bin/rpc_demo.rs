@@ -117,9 +117,16 @@ fn main() -> tachyon::Result<()> {
             pin(cpu);
         }
         let server = RpcServer::bind(&args[1], ServerOptions::default())?;
+        // SIGINT or SIGTERM: stop serving; dropping the server removes its socket.
+        let stop = server.stop_handle();
+        ctrlc::set_handler(move || stop.stop())
+            .map_err(|e| tachyon::Error::InvalidArgument(format!("signal handler: {e}")))?;
         return server.serve(Arc::new(tachyon_examples::service()));
     }
-    let path = format!("/tmp/tachyon-rpc-demo-{}.sock", std::process::id());
+    let path = std::env::temp_dir()
+        .join(format!("tachyon-rpc-demo-{}.sock", std::process::id()))
+        .display()
+        .to_string();
     // The callers (this process, then the Python and Node ones it starts) on CPU 0, the
     // server on CPU 1.
     let pinned = std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2) && pin(0);
@@ -145,7 +152,11 @@ fn main() -> tachyon::Result<()> {
             result = Err(tachyon::Error::Protocol(format!("the {lang} caller failed: {status:?}")));
         }
     }
-    let _ = server.kill();
+    // SIGTERM, so the server stops and removes its socket.
+    let _ = rustix::process::kill_process(
+        rustix::process::Pid::from_child(&server),
+        rustix::process::Signal::TERM,
+    );
     let _ = server.wait();
     result
 }

@@ -11,7 +11,9 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import logging
+import signal
 import struct
+import threading
 import time
 from typing import Any, Callable, Iterator, Optional, TypeVar, Union
 
@@ -552,14 +554,25 @@ class RpcServer:
         return self._server.stats()
 
     def serve_forever(self, timeout: Optional[float] = None) -> None:
-        """Blocks until Ctrl-C (or ``timeout`` seconds), then stops the server."""
+        """Blocks until Ctrl-C, SIGTERM or ``timeout`` seconds, then stops the server
+        (which removes its socket). SIGTERM is caught only while this runs, and only in
+        the main thread (where Python delivers signals); the previous handler is put
+        back afterwards."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        terminated = threading.Event()
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGTERM, lambda *_: terminated.set())
         try:
-            while self._server.running and (deadline is None or time.monotonic() < deadline):
-                time.sleep(0.05)
+            while self._server.running and not terminated.is_set():
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+                terminated.wait(0.05)
         except KeyboardInterrupt:
             pass
         finally:
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
             self.stop()
 
     def stop(self) -> None:

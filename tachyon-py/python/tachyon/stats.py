@@ -22,6 +22,9 @@ class BusStats(TypedDict):
     received_bytes: int
     full_waits: int
     sleeps: int
+    watchdog_rescues: int
+    """Sleeps no wake-up ended (the watchdog did, and a message was waiting): lost
+    wake-ups. A healthy bus keeps this at 0."""
     wakes: int
     timeouts: int
     peer_deaths: int

@@ -93,39 +93,35 @@ fn run(t: &Timer) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
     use std::task::Wake;
     use std::time::Duration;
 
-    struct Count(AtomicUsize);
-    impl Wake for Count {
+    /// A waker that notes when, and in which order, it was woken.
+    struct Note(&'static str, Arc<Mutex<Vec<(&'static str, Instant)>>>);
+    impl Wake for Note {
         fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
+            self.1.lock().unwrap().push((self.0, Instant::now()));
         }
     }
 
     #[test]
     fn wakes_at_the_deadline_and_not_after_a_drop() {
-        let fired = Arc::new(Count(AtomicUsize::new(0)));
-        let dropped = Arc::new(Count(AtomicUsize::new(0)));
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let waker = |name| Waker::from(Arc::new(Note(name, log.clone())));
         let t0 = Instant::now();
-        let _late = Alarm::set(t0 + Duration::from_millis(80), Waker::from(fired.clone()));
-        drop(Alarm::set(t0 + Duration::from_millis(20), Waker::from(dropped.clone())));
+        let _late = Alarm::set(t0 + Duration::from_millis(80), waker("late"));
+        drop(Alarm::set(t0 + Duration::from_millis(20), waker("dropped")));
         // An earlier deadline registered after a later one still fires first.
-        let early = Arc::new(Count(AtomicUsize::new(0)));
-        let _early = Alarm::set(t0 + Duration::from_millis(40), Waker::from(early.clone()));
-        while early.0.load(Ordering::SeqCst) == 0 {
-            assert!(t0.elapsed() < Duration::from_secs(2));
+        let _early = Alarm::set(t0 + Duration::from_millis(40), waker("early"));
+        while log.lock().unwrap().len() < 2 {
+            assert!(t0.elapsed() < Duration::from_secs(30), "{:?}", log.lock().unwrap());
             std::thread::sleep(Duration::from_millis(1));
         }
-        assert!(t0.elapsed() >= Duration::from_millis(40));
-        assert_eq!(fired.0.load(Ordering::SeqCst), 0);
-        while fired.0.load(Ordering::SeqCst) == 0 {
-            assert!(t0.elapsed() < Duration::from_secs(2));
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        assert!(t0.elapsed() >= Duration::from_millis(80));
-        assert_eq!(dropped.0.load(Ordering::SeqCst), 0, "a dropped alarm never fires");
+        let log = log.lock().unwrap();
+        let names: Vec<_> = log.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, ["early", "late"], "in deadline order; a dropped alarm never fires");
+        assert!(log[0].1 >= t0 + Duration::from_millis(40), "early fired before its deadline");
+        assert!(log[1].1 >= t0 + Duration::from_millis(80), "late fired before its deadline");
     }
 }
