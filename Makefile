@@ -215,7 +215,7 @@ bench-async:
 # CPU placement is printed.
 bench-rust-rpc:
 	command -v protoc >/dev/null || (apt-get update -qq && apt-get install -y -qq protobuf-compiler)
-	cd bench/rust-rpc && $(CARGO) run -q --release -j$(JOBS) -- --rounds 3 --seconds 2
+	cd bench/rust-rpc && $(CARGO) run -q --release -j$(JOBS) -- --rounds 3 --seconds 2 --samples 10000
 
 bench-tonic: bench-rust-rpc
 

@@ -311,19 +311,29 @@ export declare class RpcClient implements Disposable {
 
 /** Options shared by the multi-client servers. */
 export interface ServerOptions {
-  /** Request ring bytes per client (default 1 MiB). */
+  /** Request ring bytes per client (default 65536: 64 KiB). */
   capFwd?: number;
-  /** Reply ring bytes per client (default 1 MiB). */
+  /** Reply ring bytes per client (default 65536: 64 KiB). */
   capRev?: number;
-  /** Clients served at once; more are refused (ERR_TACHYON_REFUSED). */
+  /** Clients served at once; more are refused (ERR_TACHYON_REFUSED) (default 64). */
   maxClients?: number;
-  /** A handler that takes longer gets its caller an error reply (default 30 000 ms). */
+  /** A handler that takes longer gets its caller an error reply (default 30000 ms). */
   handlerTimeoutMs?: number;
-  /** How long a reply may wait for room in a full reply ring (default 5 000 ms). */
+  /** How long a reply may wait for room in a full reply ring (default 10000 ms). */
   replyTimeoutMs?: number;
 }
 
 export type HandlerResult = Bytes | null | undefined | Promise<Bytes | null | undefined>;
+
+/** The server options' defaults, as the core applies them (what `ServerOptions` documents). */
+export interface ServerDefaults {
+  capFwd: number;
+  capRev: number;
+  maxClients: number;
+  handlerTimeoutMs: number;
+  replyTimeoutMs: number;
+}
+export declare function serverDefaults(): ServerDefaults;
 
 /** A running multi-client server. */
 export declare class RpcServer implements AsyncDisposable {
@@ -530,6 +540,7 @@ export declare class TachyonRpcError extends TachyonError {
   readonly rpcMessage: string;
 }
 
+/** Error codes of the 0xFFFF reply: the core's table, the same as Python's `tachyon.RpcCode`. */
 export declare const RpcCode: Readonly<{
   UPSTREAM: 0;
   UNKNOWN_MSG_TYPE: 1;
@@ -538,6 +549,9 @@ export declare const RpcCode: Readonly<{
   BAD_REQUEST: 4;
   BAD_RESPONSE: 5;
   MALFORMED: 6;
+  DEADLINE_EXCEEDED: 7;
+  CANCELLED: 8;
+  UNSUPPORTED: 9;
 }>;
 export declare const MSG_TYPE_ERROR: 0xffff;
 

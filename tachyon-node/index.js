@@ -32,6 +32,7 @@ module.exports = {
   ReplyStream,
   RpcServer,
   createRpcServer,
+  serverDefaults: native.serverDefaults,
   streaming,
   TigaServer: tiga.TigaServer,
   createTigaServer: tiga.createTigaServer,

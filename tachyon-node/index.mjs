@@ -2,7 +2,7 @@
 import cjs from './index.js';
 
 export const {
-  Bus, TxGuard, RxGuard, RxBatch, RpcBus, RpcClient, ReplyStream, RpcServer, createRpcServer, streaming,
+  Bus, TxGuard, RxGuard, RxBatch, RpcBus, RpcClient, ReplyStream, RpcServer, createRpcServer, serverDefaults, streaming,
   TigaServer, createTigaServer, startTigaServer, tigaInvoke, tigaInvokeAsync, tigaCloseAll, methodId,
   initialized, tigaWrite, tigaWriteAsync, tigaRead, tigaReadAsync, createTigaNotificationListener, TigaNotificationListener, IPCBuffer,
   createTcpServer, UringTcpServer, TcpServer, TcpConnection, capabilities, zcrxProbe,

@@ -504,7 +504,6 @@ export interface IncomingRequest {
   peer?: PeerInfo
 }
 
-/** `route << 16 | msg_type`. */
 export declare function makeTypeId(route: number, msgType: number): number
 
 /** A message `recv` copied into a JS-owned Buffer. */
@@ -655,6 +654,23 @@ export interface Request {
 /** The route of a type id (its high 16 bits). */
 export declare function routeId(typeId: number): number
 
+/**
+ * `route << 16 | msg_type`.
+ * One error code of the 0xFFFF reply.
+ */
+export interface RpcCodeEntry {
+  /** Its name (`HANDLER_ERROR`). */
+  name: string
+  /** Its value. */
+  code: number
+}
+
+/**
+ * The core's error-code table (`tachyon::rpc::code::ALL`): the JS `RpcCode` is built
+ * from it.
+ */
+export declare function rpcCodes(): Array<RpcCodeEntry>
+
 /** A decoded 0xFFFF error reply. */
 export interface RpcErrorInfo {
   /** The msg_type that failed. */
@@ -693,6 +709,26 @@ export interface ServerConfig {
   allowRemote?: boolean
   /** Over TCP: TLS 1.3 (mutual with a client CA). */
   tls?: ServerTlsPem
+}
+
+/** The server options' defaults (see [`ServerDefaults`]). */
+export declare function serverDefaults(): ServerDefaults
+
+/**
+ * The defaults of the server options: the core's, and the handler timeout this binding
+ * adds. `index.d.ts` documents these numbers; a test compares them.
+ */
+export interface ServerDefaults {
+  /** Request ring bytes per client. */
+  capFwd: number
+  /** Reply ring bytes per client. */
+  capRev: number
+  /** Clients served at once. */
+  maxClients: number
+  /** How long a handler may take (ms). */
+  handlerTimeoutMs: number
+  /** How long a reply may wait for room (ms). */
+  replyTimeoutMs: number
 }
 
 /** What `server.stats()` returns. */

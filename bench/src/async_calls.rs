@@ -158,8 +158,10 @@ fn main() {
         serve(&argv[2], argv.get(3));
         return;
     }
-    let RoundArgs { rounds, seconds, samples } =
-        RoundArgs::parse(&argv[1..], RoundArgs { rounds: 3, seconds: 2.0, samples: 20_000 });
+    let RoundArgs { rounds, seconds, samples } = RoundArgs::parse(
+        &argv,
+        "awaitable calls against blocking ones, over shared memory and TCP (CPU placement printed)",
+    );
     pin(0);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let labels = [

@@ -99,40 +99,25 @@ impl Drop for Server {
 }
 
 /// The flags the side-by-side benchmarks share: `--rounds R --seconds S --samples N`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, clap::Parser)]
 pub struct RoundArgs {
     /// Rounds; medians are printed.
+    #[arg(long, default_value_t = 3)]
     pub rounds: usize,
     /// Seconds of each throughput run.
+    #[arg(long, default_value_t = 2.0)]
     pub seconds: f64,
     /// Round trips timed per latency run.
+    #[arg(long, default_value_t = 20_000)]
     pub samples: usize,
 }
 
 impl RoundArgs {
-    /// Parses `args` (the command line without the program), starting from `defaults`.
-    /// Prints usage and exits 2 on `--help` or a bad flag.
-    pub fn parse(args: &[String], defaults: Self) -> Self {
-        let usage = |why: &str| -> ! {
-            eprintln!("{why}\nflags: --rounds R (default {}) --seconds S (default {}) --samples N (default {})",
-                defaults.rounds, defaults.seconds, defaults.samples);
-            std::process::exit(2)
-        };
-        let mut a = defaults;
-        let mut it = args.iter();
-        while let Some(flag) = it.next() {
-            if flag == "--help" || flag == "-h" {
-                usage("side-by-side benchmark; CPU placement is printed with the results");
-            }
-            let Some(v) = it.next() else { usage(&format!("{flag} needs a value")) };
-            let bad = format!("{flag} {v}: not a number");
-            match flag.as_str() {
-                "--rounds" => a.rounds = v.parse().unwrap_or_else(|_| usage(&bad)),
-                "--seconds" => a.seconds = v.parse().unwrap_or_else(|_| usage(&bad)),
-                "--samples" => a.samples = v.parse().unwrap_or_else(|_| usage(&bad)),
-                other => usage(&format!("unknown flag {other}")),
-            }
-        }
-        a
+    /// Parses the command line (`argv`, program name first), with `about` for `--help`:
+    /// usage and exit 0 on `--help`, a message and exit 2 on a bad flag.
+    pub fn parse(argv: &[String], about: &'static str) -> Self {
+        use clap::{CommandFactory, FromArgMatches};
+        let matches = Self::command().about(about).get_matches_from(argv);
+        Self::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
     }
 }

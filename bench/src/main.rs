@@ -20,6 +20,7 @@ mod rpc;
 mod stats;
 mod transport;
 
+use clap::Parser;
 use std::process::{Child, Command};
 use std::time::Instant;
 
@@ -245,6 +246,26 @@ fn ratio(label: &str, a: Option<f64>, b: Option<f64>, target: &str) {
     }
 }
 
+/// The shared-memory plane side by side: the cache-line floor, SPSC round trips and
+/// streaming, RPC echo and pipelined RPC; ours (fast and compatible mode) against upstream
+/// (feature `upstream`) and iceoryx2 (feature `iceoryx2`). CPU placement is printed.
+#[derive(clap::Parser)]
+#[command(name = "tachyon-bench")]
+struct Args {
+    /// Round trips timed per latency measurement.
+    #[arg(long, default_value_t = 200_000)]
+    samples: usize,
+    /// Messages per streaming measurement.
+    #[arg(long, default_value_t = 5_000_000)]
+    stream: usize,
+    /// Rounds; medians are printed.
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// One measurement alone, e.g. under a profiler (inproc, spsc-ours, stream-ours, ...).
+    #[arg(long)]
+    only: Option<String>,
+}
+
 // One linear report: measure in interleaved rounds, then print; splitting it would only
 // scatter the feature gates.
 #[allow(clippy::too_many_lines)]
@@ -255,23 +276,7 @@ fn main() {
         run_child(&args[1..]);
         return;
     }
-    let mut samples: usize = 200_000;
-    let mut stream: usize = 5_000_000;
-    let mut rounds: usize = 5;
-    let mut only: Option<String> = None;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut num = || {
-            it.next().and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{a} needs a number"))
-        };
-        match a.as_str() {
-            "--samples" => samples = num(),
-            "--stream" => stream = num(),
-            "--rounds" => rounds = num(),
-            "--only" => only = it.next().cloned(),
-            other => panic!("unknown argument {other}"),
-        }
-    }
+    let Args { samples, stream, rounds, only } = Args::parse();
     pin(PARENT_CPU);
     if let Some(what) = only {
         // One measurement alone, e.g. under a profiler.

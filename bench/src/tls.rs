@@ -87,7 +87,7 @@ fn main() {
         return;
     }
     let RoundArgs { rounds, seconds, samples } =
-        RoundArgs::parse(&argv[1..], RoundArgs { rounds: 3, seconds: 2.0, samples: 20_000 });
+        RoundArgs::parse(&argv, "TLS 1.3 (mutual) against plaintext RPC over TCP, side by side");
     let dir = std::env::temp_dir().join(format!("tachyon-tls-bench-{}", std::process::id()));
     let dir_s = dir.to_str().expect("a UTF-8 temporary directory");
     pki(&dir);

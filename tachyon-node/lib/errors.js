@@ -20,16 +20,11 @@ class TachyonError extends Error {
   }
 }
 
-/** Error codes of the structured 0xFFFF reply (tachyon::rpc::code). */
-const RpcCode = Object.freeze({
-  UPSTREAM: 0,
-  UNKNOWN_MSG_TYPE: 1,
-  HANDLER_ERROR: 2,
-  HANDLER_PANIC: 3,
-  BAD_REQUEST: 4,
-  BAD_RESPONSE: 5,
-  MALFORMED: 6,
-});
+/**
+ * Error codes of the structured 0xFFFF reply: the core's table (tachyon::rpc::code), the
+ * same names and values as Python's `tachyon.RpcCode`.
+ */
+const RpcCode = Object.freeze(Object.fromEntries(require('./native').rpcCodes().map((c) => [c.name, c.code])));
 
 /** The remote handler failed: the caller got the 0xFFFF error reply. */
 class TachyonRpcError extends TachyonError {

@@ -44,6 +44,25 @@ pub fn cli_main(argv: Vec<String>) -> u32 {
     u32::from(tachyon_cli::run(argv))
 }
 
+/// One error code of the 0xFFFF reply.
+#[napi(object)]
+pub struct RpcCodeEntry {
+    /// Its name (`HANDLER_ERROR`).
+    pub name: String,
+    /// Its value.
+    pub code: u32,
+}
+
+/// The core's error-code table (`tachyon::rpc::code::ALL`): the JS `RpcCode` is built
+/// from it.
+#[napi]
+pub fn rpc_codes() -> Vec<RpcCodeEntry> {
+    tachyon::rpc::code::ALL
+        .iter()
+        .map(|&(name, code)| RpcCodeEntry { name: name.to_owned(), code })
+        .collect()
+}
+
 /// `route << 16 | msg_type`.
 #[napi]
 pub fn make_type_id(route: u32, msg_type: u32) -> Result<u32, JsError> {

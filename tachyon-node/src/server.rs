@@ -409,6 +409,39 @@ impl Handle {
     }
 }
 
+/// How long a JS handler may take before its caller gets an error reply, by default.
+const HANDLER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The defaults of the server options: the core's, and the handler timeout this binding
+/// adds. `index.d.ts` documents these numbers; a test compares them.
+#[napi(object)]
+pub struct ServerDefaults {
+    /// Request ring bytes per client.
+    pub cap_fwd: u32,
+    /// Reply ring bytes per client.
+    pub cap_rev: u32,
+    /// Clients served at once.
+    pub max_clients: u32,
+    /// How long a handler may take (ms).
+    pub handler_timeout_ms: f64,
+    /// How long a reply may wait for room (ms).
+    pub reply_timeout_ms: f64,
+}
+
+/// The server options' defaults (see [`ServerDefaults`]).
+#[napi]
+#[allow(clippy::cast_precision_loss)] // milliseconds of a few seconds
+pub fn server_defaults() -> ServerDefaults {
+    let d = ServerOptions::default();
+    ServerDefaults {
+        cap_fwd: d.cap_fwd as u32,
+        cap_rev: d.cap_rev as u32,
+        max_clients: d.max_clients as u32,
+        handler_timeout_ms: HANDLER_TIMEOUT.as_millis() as f64,
+        reply_timeout_ms: d.serve.reply_timeout.map_or(0.0, |t| t.as_millis() as f64),
+    }
+}
+
 /// Options of [`NativeServer::start`].
 #[napi(object)]
 pub struct ServerConfig {
@@ -491,7 +524,7 @@ impl NativeServer {
         config: ServerConfig,
         on_request: Function<'_, Vec<IncomingRequest>, ()>,
     ) -> Result<Self, JsError> {
-        let answer_within = timeout(config.handler_timeout_ms)?.unwrap_or(Duration::from_secs(30));
+        let answer_within = timeout(config.handler_timeout_ms)?.unwrap_or(HANDLER_TIMEOUT);
         let callback: Callback =
             on_request.build_threadsafe_function().callee_handled::<false>().build().js()?;
         let bridge = Arc::new(Bridge {
@@ -503,14 +536,16 @@ impl NativeServer {
             tiga: config.tiga,
             swept: Mutex::new(Instant::now()),
         });
-        let mut opts = ServerOptions::default()
-            .reply_timeout(timeout(config.reply_timeout_ms)?.or(Some(Duration::from_secs(5))));
-        if config.cap_fwd.is_some() || config.cap_rev.is_some() {
-            opts = opts.capacity(
-                config.cap_fwd.unwrap_or(1 << 20) as usize,
-                config.cap_rev.unwrap_or(1 << 20) as usize,
-            );
+        // What is not given is the core's default (see `server_defaults`).
+        let mut opts = ServerOptions::default();
+        if let Some(t) = timeout(config.reply_timeout_ms)? {
+            opts = opts.reply_timeout(Some(t));
         }
+        let (cap_fwd, cap_rev) = (opts.cap_fwd, opts.cap_rev);
+        opts = opts.capacity(
+            config.cap_fwd.map_or(cap_fwd, |c| c as usize),
+            config.cap_rev.map_or(cap_rev, |c| c as usize),
+        );
         if let Some(n) = config.max_clients {
             opts = opts.max_clients(n as usize);
         }

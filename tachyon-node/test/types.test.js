@@ -54,3 +54,18 @@ test('index.d.ts declares exactly the runtime exports (the declarations cannot d
   const esm = fs.readFileSync(path.join(PKG, 'index.mjs'), 'utf8');
   for (const k of runtime) assert.match(esm, new RegExp(`\\b${k}\\b`), `index.mjs misses ${k}`);
 });
+
+test("index.d.ts states the core's numbers: RpcCode and the server options' defaults", () => {
+  const dts = fs.readFileSync(path.join(PKG, 'index.d.ts'), 'utf8');
+  // RpcCode: the declaration lists the core's table, which the runtime object is.
+  const block = dts.match(/export declare const RpcCode: Readonly<\{([^}]*)\}>/)[1];
+  const declared = Object.fromEntries([...block.matchAll(/(\w+): (\d+);/g)].map((m) => [m[1], Number(m[2])]));
+  assert.deepEqual(declared, { ...t.RpcCode });
+  assert.ok(Object.keys(t.RpcCode).length >= 10, 'DEADLINE_EXCEEDED, CANCELLED and UNSUPPORTED are there');
+  // ServerOptions: every "(default N" in its doc comments is what the core applies.
+  const opts = dts.match(/export interface ServerOptions \{([\s\S]*?)\n\}/)[1];
+  const documented = Object.fromEntries(
+    [...opts.matchAll(/\(default (\d+)[^\n]*\*\/\n\s+(\w+)\?:/g)].map((m) => [m[2], Number(m[1])]),
+  );
+  assert.deepEqual(documented, { ...t.serverDefaults() });
+});

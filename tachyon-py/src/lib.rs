@@ -104,13 +104,8 @@ fn _tachyon(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(tcp::peer_identity, m)?)?;
     m.add_function(wrap_pyfunction!(rpc::encode_error, m)?)?;
     m.add_function(wrap_pyfunction!(rpc::decode_error, m)?)?;
-    m.add("RPC_CODE_UPSTREAM", tachyon::rpc::code::UPSTREAM)?;
-    m.add("RPC_CODE_UNKNOWN_MSG_TYPE", tachyon::rpc::code::UNKNOWN_MSG_TYPE)?;
-    m.add("RPC_CODE_HANDLER_ERROR", tachyon::rpc::code::HANDLER_ERROR)?;
-    m.add("RPC_CODE_HANDLER_PANIC", tachyon::rpc::code::HANDLER_PANIC)?;
-    m.add("RPC_CODE_BAD_REQUEST", tachyon::rpc::code::BAD_REQUEST)?;
-    m.add("RPC_CODE_CANCELLED", tachyon::rpc::code::CANCELLED)?;
-    m.add("RPC_CODE_UNSUPPORTED", tachyon::rpc::code::UNSUPPORTED)?;
+    // The core's error-code table; `tachyon.RpcCode` must match it (a test checks).
+    m.add("RPC_CODES", tachyon::rpc::code::ALL.to_vec())?;
     m.add_function(wrap_pyfunction!(make_type_id, m)?)?;
     m.add_function(wrap_pyfunction!(route_id, m)?)?;
     m.add_function(wrap_pyfunction!(msg_type, m)?)?;

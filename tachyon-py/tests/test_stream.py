@@ -140,7 +140,7 @@ def test_single_bus_loops_refuse_streams_clearly(sock_path: str) -> None:
     with connect_rpc_retry(sock_path) as bus:
         with pytest.raises(tachyon.TachyonRpcError) as e:
             list(d._handlers[5].stream(bus, 3, timeout=10))
-        assert e.value.code == tachyon._tachyon.RPC_CODE_UNSUPPORTED
+        assert e.value.code == tachyon.RpcCode.UNSUPPORTED
         assert "tachyon.RpcServer" in str(e.value)
         assert bus.invoke(b"still fine", 1, 10) == b"still fine"
     t.join(10)

@@ -39,7 +39,7 @@ def test_python_client_calls_the_rust_tcp_server(peer_bin: Path) -> None:
         assert e.value.code == 2 and "failing on purpose: because" in str(e.value)
         with pytest.raises(tachyon.TachyonRpcError) as e:
             client.invoke(b"", 999, 5)
-        assert e.value.code == tachyon._tachyon.RPC_CODE_UNKNOWN_MSG_TYPE
+        assert e.value.code == tachyon.RpcCode.UNKNOWN_MSG_TYPE
 
         async def many() -> list[object]:
             return await asyncio.gather(*(ADD.call_async(client, {"a": i, "b": 1}, timeout=5) for i in range(20)))

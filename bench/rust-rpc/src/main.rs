@@ -191,10 +191,8 @@ fn main() {
         serve(&argv[2]);
         return;
     }
-    let RoundArgs { rounds, seconds, samples } = RoundArgs::parse(
-        &argv[1..],
-        RoundArgs { rounds: 3, seconds: 2.0, samples: 10_000 },
-    );
+    let RoundArgs { rounds, seconds, samples } =
+        RoundArgs::parse(&argv, "async TCP calls against tonic and tarpc, unary echo");
     pin(0);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
     const KINDS: [&str; 3] = ["tonic", "tarpc", "tachyon"];

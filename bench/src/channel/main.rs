@@ -230,25 +230,26 @@ fn pct(mut v: Vec<u64>) -> (f64, f64) {
     (at(0.50), at(0.99))
 }
 
+/// Log channel appends and wake-ups against a UNIX datagram socket and a futex (CPU
+/// placement printed).
+#[derive(clap::Parser)]
+#[command(name = "tachyon-channel-bench")]
+struct Args {
+    /// Entries per throughput measurement.
+    #[arg(long, default_value_t = 2_000_000)]
+    entries: u64,
+    /// Wake-ups timed.
+    #[arg(long, default_value_t = 2_000)]
+    samples: u64,
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("child") {
         run_child(&args[1..]);
         return;
     }
-    let mut entries: u64 = 2_000_000;
-    let mut samples: u64 = 2_000;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut num = || {
-            it.next().and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{a} needs a number"))
-        };
-        match a.as_str() {
-            "--entries" => entries = num(),
-            "--samples" => samples = num(),
-            other => panic!("unknown argument {other} (--entries N, --samples N)"),
-        }
-    }
+    let Args { entries, samples } = clap::Parser::parse();
     println!(
         "tachyon-channel-bench: {entries} {ENTRY}-byte entries per measurement, {samples} wake-ups; \
          parent on CPU {PARENT_CPU}, a single child on CPU {CHILD_CPU}, four writers unpinned over both"

@@ -44,32 +44,40 @@ const SERVERS: [(&str, &str, bool, Client); 7] = [
 /// chunks this small, so machine noise (this VM's is large) hits every row alike.
 const CHUNK: usize = 500;
 
+/// RPC over TCP against std::net, tokio, raw io_uring and Node's net (CPU placement is
+/// printed).
+#[derive(clap::Parser)]
+#[command(name = "tachyon-tcp-bench")]
 struct Args {
+    /// Round trips timed per latency row.
+    #[arg(long, default_value_t = 20_000)]
     samples: usize,
+    /// Rounds; medians are printed.
+    #[arg(long, default_value_t = 3)]
     rounds: usize,
+    /// Seconds of each throughput run.
+    #[arg(long, default_value_t = 2.0)]
     seconds: f64,
+    /// The CPU of both sides of the latency rows.
+    #[arg(long, default_value_t = 0)]
     rtt_cpu: usize,
+    /// The client's CPU in the throughput rows.
+    #[arg(long, default_value_t = 0)]
     client_cpu: usize,
+    /// The server's CPU in the throughput rows.
+    #[arg(long, default_value_t = 1)]
     server_cpu: usize,
+    /// One server's latency alone, e.g. under a profiler (std, tokio, uring, node,
+    /// ours-uring, ours-epoll).
+    #[arg(long)]
+    only: Option<String>,
+    /// One server's throughput alone.
+    #[arg(long)]
+    only_tput: Option<String>,
 }
 
 fn parse() -> Args {
-    let mut a =
-        Args { samples: 20_000, rounds: 3, seconds: 2.0, rtt_cpu: 0, client_cpu: 0, server_cpu: 1 };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let v = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
-        match flag.as_str() {
-            "--samples" => a.samples = v.parse().expect("--samples"),
-            "--rounds" => a.rounds = v.parse().expect("--rounds"),
-            "--seconds" => a.seconds = v.parse().expect("--seconds"),
-            "--rtt-cpu" => a.rtt_cpu = v.parse().expect("--rtt-cpu"),
-            "--client-cpu" => a.client_cpu = v.parse().expect("--client-cpu"),
-            "--server-cpu" => a.server_cpu = v.parse().expect("--server-cpu"),
-            other => panic!("unknown flag {other}"),
-        }
-    }
-    a
+    <Args as clap::Parser>::parse()
 }
 
 /// A server of `kind` on `cpu`: Node's runs the echo script, ours are this binary.
@@ -99,9 +107,9 @@ fn main() {
         servers::run(&argv[2]);
         return;
     }
-    if argv.get(1).map(String::as_str) == Some("--only") {
+    let a = parse();
+    if let Some(kind) = a.only.as_deref() {
         // One server's latency alone (raw frame client for ours), e.g. under a profiler.
-        let kind = argv.get(2).expect("--only KIND").as_str();
         pin(0);
         let s = start(kind, 0);
         let client = if kind.starts_with("ours") { Client::Frames } else { Client::Echo };
@@ -113,9 +121,8 @@ fn main() {
         println!("{kind}: p50 {:.2} us, p99 {:.2} us", pct(&mut v, 0.5), pct(&mut v, 0.99));
         return;
     }
-    if argv.get(1).map(String::as_str) == Some("--only-tput") {
+    if let Some(kind) = a.only_tput.as_deref() {
         // One server's throughput alone, e.g. under a profiler.
-        let kind = argv.get(2).expect("--only-tput KIND").as_str();
         pin(0);
         let s = start(kind, 1);
         let (mut at, mut used) = (0, 0);
@@ -136,7 +143,6 @@ fn main() {
         );
         return;
     }
-    let a = parse();
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
     println!(
         "TCP echo, {}-byte payloads; {cpus} CPUs. Latency: client and server both pinned to CPU {}. \

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import enum
+
 __all__ = [
+    "RpcCode",
     "ChannelOverrunError",
     "CorruptChannelError",
     "TachyonError",
@@ -90,11 +93,38 @@ class TachyonTimeoutError(TachyonError, TimeoutError):
     """A blocking call's ``timeout`` passed."""
 
 
+class RpcCode(enum.IntEnum):
+    """Error codes of the 0xFFFF error reply: the core's table (``tachyon::rpc::code``),
+    the same names and values as Node's ``RpcCode``. Applications use their own codes
+    above these."""
+
+    UPSTREAM = 0
+    """The peer sent upstream's 2-byte sentinel with no detail."""
+    UNKNOWN_MSG_TYPE = 1
+    """No handler is registered for the msg_type."""
+    HANDLER_ERROR = 2
+    """The handler raised (or returned) an error."""
+    HANDLER_PANIC = 3
+    """The handler panicked (the server kept serving)."""
+    BAD_REQUEST = 4
+    """The request payload could not be decoded for this handler."""
+    BAD_RESPONSE = 5
+    """The handler's response could not be encoded."""
+    MALFORMED = 6
+    """The error reply itself was malformed."""
+    DEADLINE_EXCEEDED = 7
+    """The call's deadline passed before a handler could start it."""
+    CANCELLED = 8
+    """The caller cancelled the call."""
+    UNSUPPORTED = 9
+    """The transport cannot carry this kind of call."""
+
+
 class TachyonRpcError(TachyonError):
     """The remote handler failed: the callee answered with the 0xFFFF error reply.
 
-    ``msg_type`` is the request's msg_type, ``code`` one of the codes in
-    :data:`tachyon.rpc_codes` (or an application's own), ``message`` the server's text.
+    ``msg_type`` is the request's msg_type, ``code`` one of :class:`RpcCode` (or an
+    application's own), ``message`` the server's text.
     """
 
     def __init__(self, msg_type: int, code: int, message: str) -> None:

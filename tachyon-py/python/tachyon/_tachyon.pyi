@@ -39,24 +39,14 @@ __all__ = [
     "tiga_call",
     "cli_main",
     "codegen",
-    "RPC_CODE_UPSTREAM",
-    "RPC_CODE_UNKNOWN_MSG_TYPE",
-    "RPC_CODE_HANDLER_ERROR",
-    "RPC_CODE_HANDLER_PANIC",
-    "RPC_CODE_BAD_REQUEST",
-    "RPC_CODE_CANCELLED",
-    "RPC_CODE_UNSUPPORTED",
+    "RPC_CODES",
 ]
 
 _Bytes = Union[bytes, bytearray, memoryview]
 
-RPC_CODE_UPSTREAM: int
-RPC_CODE_UNKNOWN_MSG_TYPE: int
-RPC_CODE_HANDLER_ERROR: int
-RPC_CODE_HANDLER_PANIC: int
-RPC_CODE_BAD_REQUEST: int
-RPC_CODE_CANCELLED: int
-RPC_CODE_UNSUPPORTED: int
+RPC_CODES: list[tuple[str, int]]
+"""The core's error codes of the 0xFFFF reply, by name (``tachyon.RpcCode`` mirrors it)."""
+
 
 def make_type_id(route: int, msg_type: int) -> int: ...
 def route_id(type_id: int) -> int: ...

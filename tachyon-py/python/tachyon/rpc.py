@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator, Optional, TypeVar, Union
 import msgpack  # type: ignore[import-untyped]  # msgpack ships no type information
 
 from . import _tachyon, aio
-from ._errors import BusClosedError, PeerDeadError
+from ._errors import BusClosedError, PeerDeadError, RpcCode
 from .stats import ServerStats
 from .tls import TlsOptions
 
@@ -72,7 +72,7 @@ Handler = Callable[[memoryview], Union[bytes, bytearray, memoryview]]
 class _BadRequest(Exception):
     """A typed request that does not decode."""
 
-    rpc_code = _tachyon.RPC_CODE_BAD_REQUEST
+    rpc_code = RpcCode.BAD_REQUEST
 
 
 def encode(value: Any) -> bytes:
@@ -389,18 +389,18 @@ class RpcDispatcher:
         So does a streaming one: the single-bus loops serve unary calls only."""
         endpoint = self._handlers.get(mt)
         if endpoint is None:
-            bus.reply_error(cid, mt, _tachyon.RPC_CODE_UNKNOWN_MSG_TYPE, f"no handler for msg_type {mt}")
+            bus.reply_error(cid, mt, RpcCode.UNKNOWN_MSG_TYPE, f"no handler for msg_type {mt}")
             raise KeyError(f"No handler registered for msg_type={mt} (error reply sent to caller, cid={cid})")
         if endpoint.streaming:
             message = f"{endpoint.__name__!r} streams its replies: serve it with tachyon.RpcServer"
-            bus.reply_error(cid, mt, _tachyon.RPC_CODE_UNSUPPORTED, message)
+            bus.reply_error(cid, mt, RpcCode.UNSUPPORTED, message)
             raise KeyError(f"{message} (error reply sent to caller, cid={cid})")
         return endpoint
 
     @staticmethod
     def _fail(bus: _tachyon.RpcBus, cid: int, mt: int, endpoint: RpcEndpoint, e: Exception) -> None:
         """Sends the error reply for a failed handler, then raises RuntimeError."""
-        code = int(getattr(e, "rpc_code", _tachyon.RPC_CODE_HANDLER_ERROR))
+        code = int(getattr(e, "rpc_code", RpcCode.HANDLER_ERROR))
         message = str(e) if isinstance(e, _BadRequest) else f"{type(e).__name__}: {e}"
         bus.reply_error(cid, mt, code, message)
         raise RuntimeError(

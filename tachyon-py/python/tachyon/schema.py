@@ -69,9 +69,10 @@ class Caller(Protocol):
     def call_stream(self, payload: Bytes, msg_type: int, timeout: Optional[float] = None) -> _tachyon.ReplyStream: ...
 
 
-class ServiceError(Exception):
+class ServiceError(TachyonError):
     """Raised by a handler: the caller gets an error reply with ``code`` (an application
-    code from the schema, 100 and up) and ``message``, as ``TachyonRpcError``."""
+    code from the schema, 100 and up) and ``message``, as ``TachyonRpcError``. A
+    :class:`TachyonError`, so ``except tachyon.TachyonError`` catches it too."""
 
     def __init__(self, code: int, message: str) -> None:
         super().__init__(message)

@@ -34,6 +34,21 @@ pub mod code {
     /// The transport cannot carry this kind of call (a streaming method where streams
     /// are not carried).
     pub const UNSUPPORTED: u32 = 9;
+
+    /// Every code above by name, in order: the one table the Python (`tachyon.RpcCode`)
+    /// and Node (`RpcCode`) packages export, and their tests compare against.
+    pub const ALL: &[(&str, u32)] = &[
+        ("UPSTREAM", UPSTREAM),
+        ("UNKNOWN_MSG_TYPE", UNKNOWN_MSG_TYPE),
+        ("HANDLER_ERROR", HANDLER_ERROR),
+        ("HANDLER_PANIC", HANDLER_PANIC),
+        ("BAD_REQUEST", BAD_REQUEST),
+        ("BAD_RESPONSE", BAD_RESPONSE),
+        ("MALFORMED", MALFORMED),
+        ("DEADLINE_EXCEEDED", DEADLINE_EXCEEDED),
+        ("CANCELLED", CANCELLED),
+        ("UNSUPPORTED", UNSUPPORTED),
+    ];
 }
 
 /// A failed call, as the caller sees it: which msg_type failed, a code from [`code`],
