@@ -148,6 +148,8 @@ export declare class Bus implements Disposable, AsyncIterable<Message> {
   static listen(socketPath: string, capacity: number, opts?: WaitOptions): Bus;
   static listenAsync(socketPath: string, capacity: number, opts?: WaitOptions): Promise<Bus>;
   static connect(socketPath: string, opts?: WaitOptions): Bus;
+  /** As connect, off the main thread (`signal` aborts the wait). */
+  static connectAsync(socketPath: string, opts?: WaitOptions): Promise<Bus>;
   close(): void;
   readonly closed: boolean;
   readonly capacity: number;
@@ -184,6 +186,8 @@ export declare class RpcBus implements Disposable {
   static listen(socketPath: string, capFwd?: number, capRev?: number, opts?: WaitOptions): RpcBus;
   static listenAsync(socketPath: string, capFwd?: number, capRev?: number, opts?: WaitOptions): Promise<RpcBus>;
   static connect(socketPath: string, opts?: WaitOptions): RpcBus;
+  /** As connect, off the main thread: the event loop runs on while it waits (`signal` aborts). */
+  static connectAsync(socketPath: string, opts?: WaitOptions): Promise<RpcBus>;
   call(payload: Bytes, msgType: number, opts?: WaitOptions): number;
   wait(correlationId: number, opts?: WaitOptions): Reply;
   invoke(payload: Bytes, msgType: number, opts?: WaitOptions): Buffer;
@@ -299,6 +303,8 @@ export interface HandlerContext {
 export declare class RpcClient implements Disposable {
   private constructor();
   static connect(address: string, opts?: WaitOptions & { connections?: number; tls?: ClientTlsOptions }): RpcClient;
+  /** As connect, with the handshakes off the main thread; `signal` rejects at once. */
+  static connectAsync(address: string, opts?: WaitOptions & { connections?: number; tls?: ClientTlsOptions }): Promise<RpcClient>;
   invoke(payload: Bytes, msgType: number, opts?: WaitOptions): Buffer;
   callAsync(payload: Bytes, msgType: number, opts?: WaitOptions): Promise<Buffer>;
   notify(payload: Bytes, msgType: number, opts?: WaitOptions): void;

@@ -12,6 +12,8 @@ const { RpcClient } = require('./lib/tcp');
 const uring = require('./lib/uring');
 const events = require('./lib/events');
 
+const arg = require('./lib/args');
+
 /** Binds a bus's ring to a NUMA node (as upstream's free function). */
 function setNumaNode(bus, node) {
   bus.setNumaNode(node);
@@ -20,6 +22,21 @@ function setNumaNode(bus, node) {
 /** Spin only (true) or spin then sleep (false) while the bus waits. */
 function setPollingMode(bus, spinOnly) {
   bus.setPollingMode(spinOnly);
+}
+
+/** `route << 16 | msgType`: the type id of a routed message. */
+function makeTypeId(route, msgType) {
+  return native.makeTypeId(arg.int(route, 'route', 0, 0xffff), arg.msgType(msgType));
+}
+
+/** The route of a type id (its high 16 bits). */
+function routeId(typeId) {
+  return native.routeId(arg.u32(typeId, 'typeId'));
+}
+
+/** The msg_type of a type id (its low 16 bits). */
+function msgType(typeId) {
+  return native.msgType(arg.u32(typeId, 'typeId'));
 }
 
 module.exports = {
@@ -55,9 +72,9 @@ module.exports = {
   capabilities: uring.capabilities,
   zcrxProbe: uring.zcrxProbe,
   methodId: tiga.methodId,
-  makeTypeId: native.makeTypeId,
-  routeId: native.routeId,
-  msgType: native.msgType,
+  makeTypeId,
+  routeId,
+  msgType,
   setNumaNode,
   /** diagnostics_channel names of the core's connection events. */
   CHANNELS: events.CHANNELS,

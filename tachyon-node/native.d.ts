@@ -20,6 +20,8 @@ export declare class NativeBus {
    * 10 s) for it to answer.
    */
   static connect(socketPath: string, timeoutMs?: number | undefined | null): NativeBus
+  /** `connect` on a libuv worker thread; `cancel` ends the wait. */
+  static connectAsync(socketPath: string, timeoutMs?: number | undefined | null, cancel?: NativeCancel | undefined | null): Promise<NativeBus | ErrInfo>
   /** Closes the bus (idempotent). Pending async receives get `ERR_TACHYON_CLOSED`. */
   close(): void
   /** Whether `close` was called. */
@@ -129,6 +131,8 @@ export declare class NativeRpcBus {
   static listenAsync(socketPath: string, capFwd: number, capRev: number, timeoutMs?: number | undefined | null, cancel?: NativeCancel | undefined | null): Promise<NativeRpcBus | ErrInfo>
   /** The caller end: connects to a callee (or a multi-client server) at `socketPath`. */
   static connect(socketPath: string, timeoutMs?: number | undefined | null): NativeRpcBus
+  /** `connect` on a libuv worker thread; `cancel` ends the wait. */
+  static connectAsync(socketPath: string, timeoutMs?: number | undefined | null, cancel?: NativeCancel | undefined | null): Promise<NativeRpcBus | ErrInfo>
   /** Closes the bus (idempotent); pending async calls get `ERR_TACHYON_CLOSED`. */
   close(): void
   /** Whether `close` was called. */
@@ -329,6 +333,11 @@ export declare class NativeTcpClient {
    */
   static connect(address: string, timeoutMs?: number | undefined | null, connections?: number | undefined | null, tls?: ClientTlsPem | undefined | null): NativeTcpClient
   /**
+   * `connect` (the TCP and TLS handshakes) on a libuv worker thread. A connection that
+   * completes after the JS side gave up (an aborted signal) is closed there.
+   */
+  static connectAsync(address: string, timeoutMs?: number | undefined | null, connections?: number | undefined | null, tls?: ClientTlsPem | undefined | null): Promise<NativeTcpClient | ErrInfo>
+  /**
    * Calls `msgType` and waits (blocking) for the reply: its bytes, or the decoded
    * error reply.
    */
@@ -504,6 +513,7 @@ export interface IncomingRequest {
   peer?: PeerInfo
 }
 
+/** `route << 16 | msg_type`. */
 export declare function makeTypeId(route: number, msgType: number): number
 
 /** A message `recv` copied into a JS-owned Buffer. */
@@ -654,10 +664,7 @@ export interface Request {
 /** The route of a type id (its high 16 bits). */
 export declare function routeId(typeId: number): number
 
-/**
- * `route << 16 | msg_type`.
- * One error code of the 0xFFFF reply.
- */
+/** One error code of the 0xFFFF reply. */
 export interface RpcCodeEntry {
   /** Its name (`HANDLER_ERROR`). */
   name: string

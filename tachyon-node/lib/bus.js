@@ -1,6 +1,8 @@
 'use strict';
 // Bus: the SPSC shared-memory bus, with zero-copy guards and async receives.
 const native = require('./native');
+const arg = require('./args');
+const { timeoutOf } = arg;
 const { fromInfo, timeoutError, isPeerClosed, isClosed, checkSignal, withSignal } = require('./errors');
 
 /** Turns Buffer | Uint8Array | ArrayBuffer | string into bytes napi accepts. */
@@ -11,9 +13,9 @@ function bytesOf(data, what = 'data') {
   throw new TypeError(`${what} must be a Buffer, Uint8Array, ArrayBuffer or string, got ${typeof data}`);
 }
 
-function timeoutOf(opts) {
-  return opts == null ? undefined : opts.timeoutMs;
-}
+
+/** A spin count, or undefined for the default. */
+const optSpin = (v) => arg.optInt(v, 'spinThreshold', 0, 0xffffffff);
 
 /** The signal of `opts`, checked: throws at once if it is already aborted. */
 function signalOf(opts) {
@@ -205,11 +207,13 @@ class Bus {
 
   /** Creates a ring of `capacity` bytes and waits (blocking) for one peer. */
   static listen(socketPath, capacity, opts) {
-    return new Bus(native.NativeBus.listen(socketPath, capacity, timeoutOf(opts)));
+    return new Bus(native.NativeBus.listen(arg.str(socketPath, 'socketPath'), arg.u32(capacity, 'capacity'), timeoutOf(opts)));
   }
 
   /** Creates a ring and waits for one peer off the main thread (opts.signal aborts). */
   static async listenAsync(socketPath, capacity, opts) {
+    arg.str(socketPath, 'socketPath');
+    arg.u32(capacity, 'capacity');
     const r = await listenUnder(opts, (cancel) =>
       native.NativeBus.listenAsync(socketPath, capacity, timeoutOf(opts), cancel));
     if (r instanceof native.NativeBus) return new Bus(r);
@@ -219,7 +223,15 @@ class Bus {
   /** Connects to the listener at `socketPath`, waiting at most opts.timeoutMs (10 s). */
   static connect(socketPath, opts) {
     signalOf(opts);
-    return new Bus(native.NativeBus.connect(socketPath, timeoutOf(opts)));
+    return new Bus(native.NativeBus.connect(arg.str(socketPath, 'socketPath'), timeoutOf(opts)));
+  }
+
+  /** As connect, off the main thread: a Promise of the bus (opts.signal aborts the wait). */
+  static async connectAsync(socketPath, opts) {
+    arg.str(socketPath, 'socketPath');
+    const r = await listenUnder(opts, (cancel) => native.NativeBus.connectAsync(socketPath, timeoutOf(opts), cancel));
+    if (r instanceof native.NativeBus) return new Bus(r);
+    throw fromInfo(r);
   }
 
   /** Closes the bus (idempotent). Pending async receives fail with ERR_TACHYON_CLOSED. */
@@ -251,7 +263,7 @@ class Bus {
    */
   send(data, typeId = 0, opts) {
     signalOf(opts);
-    this.#n.send(bytesOf(data), typeId, timeoutOf(opts) ?? 0);
+    this.#n.send(bytesOf(data), arg.u32(typeId, 'typeId'), timeoutOf(opts) ?? 0);
   }
 
   /** Publishes messages committed unflushed. */
@@ -265,7 +277,7 @@ class Bus {
     const t = timeoutOf(opts);
     for (;;) {
       try {
-        const m = this.#n.recv(spinThreshold, t);
+        const m = this.#n.recv(optSpin(spinThreshold), t);
         if (m === null) throw timeoutError(t);
         return m;
       } catch (e) {
@@ -280,20 +292,20 @@ class Bus {
    */
   acquireTx(maxSize, opts) {
     signalOf(opts);
-    return new TxGuard(this.#n.acquireTx(maxSize, timeoutOf(opts) ?? 0));
+    return new TxGuard(this.#n.acquireTx(arg.u32(maxSize, 'maxSize'), timeoutOf(opts) ?? 0));
   }
 
   /** Waits for one message and holds it in place; null on a timeout. */
   acquireRx(spinThreshold, opts) {
     signalOf(opts);
-    const slot = this.#n.acquireRx(spinThreshold, timeoutOf(opts));
+    const slot = this.#n.acquireRx(optSpin(spinThreshold), timeoutOf(opts));
     return slot === null ? null : new RxGuard(slot);
   }
 
   /** Waits for at least one message, then holds up to `maxMsgs` in place. */
   drainBatch(maxMsgs, spinThreshold, opts) {
     signalOf(opts);
-    return new RxBatch(this.#n.drainBatch(maxMsgs, spinThreshold, timeoutOf(opts)));
+    return new RxBatch(this.#n.drainBatch(arg.u32(maxMsgs, 'maxMsgs'), optSpin(spinThreshold), timeoutOf(opts)));
   }
 
   /**
@@ -407,7 +419,7 @@ class Bus {
 
   /** Binds the ring's memory to a NUMA node. */
   setNumaNode(node) {
-    this.#n.setNumaNode(node);
+    this.#n.setNumaNode(arg.u32(node, 'node'));
   }
 
   [Symbol.dispose]() {

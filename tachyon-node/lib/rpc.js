@@ -2,7 +2,9 @@
 // RpcBus: request/reply between two processes over a pair of rings.
 const native = require('./native');
 const { fromInfo, checkReply, timeoutError, withSignal, TachyonError, TachyonRpcError } = require('./errors');
-const { bytesOf, timeoutOf, signalOf, listenUnder } = require('./bus');
+const { bytesOf, signalOf, listenUnder } = require('./bus');
+const arg = require('./args');
+const { timeoutOf } = arg;
 
 /**
  * One RPC connection. The caller end connects (to a listener or a multi-client
@@ -122,11 +124,14 @@ class RpcBus {
 
   /** The callee end: creates both rings and waits (blocking) for the caller. */
   static listen(socketPath, capFwd = 1 << 20, capRev = 1 << 20, opts) {
-    return new RpcBus(native.NativeRpcBus.listen(socketPath, capFwd, capRev, timeoutOf(opts)));
+    return new RpcBus(native.NativeRpcBus.listen(arg.str(socketPath, 'socketPath'), arg.u32(capFwd, 'capFwd'), arg.u32(capRev, 'capRev'), timeoutOf(opts)));
   }
 
   /** The callee end, waiting for the caller off the main thread (opts.signal aborts). */
   static async listenAsync(socketPath, capFwd = 1 << 20, capRev = 1 << 20, opts) {
+    arg.str(socketPath, 'socketPath');
+    arg.u32(capFwd, 'capFwd');
+    arg.u32(capRev, 'capRev');
     const r = await listenUnder(opts, (cancel) =>
       native.NativeRpcBus.listenAsync(socketPath, capFwd, capRev, timeoutOf(opts), cancel));
     if (r instanceof native.NativeRpcBus) return new RpcBus(r);
@@ -136,13 +141,24 @@ class RpcBus {
   /** The caller end. */
   static connect(socketPath, opts) {
     signalOf(opts);
-    return new RpcBus(native.NativeRpcBus.connect(socketPath, timeoutOf(opts)));
+    return new RpcBus(native.NativeRpcBus.connect(arg.str(socketPath, 'socketPath'), timeoutOf(opts)));
+  }
+
+  /**
+   * As connect, off the main thread: a Promise of the bus, so the event loop keeps
+   * running while the handshake waits (opts.signal aborts the wait).
+   */
+  static async connectAsync(socketPath, opts) {
+    arg.str(socketPath, 'socketPath');
+    const r = await listenUnder(opts, (cancel) => native.NativeRpcBus.connectAsync(socketPath, timeoutOf(opts), cancel));
+    if (r instanceof native.NativeRpcBus) return new RpcBus(r);
+    throw fromInfo(r);
   }
 
   /** Sends a request; returns its correlation id. */
   call(payload, msgType, opts) {
     signalOf(opts);
-    return this.#n.call(bytesOf(payload, 'payload'), msgType, timeoutOf(opts));
+    return this.#n.call(bytesOf(payload, 'payload'), arg.msgType(msgType), timeoutOf(opts));
   }
 
   /**
@@ -152,7 +168,7 @@ class RpcBus {
    */
   wait(correlationId, opts) {
     signalOf(opts);
-    return checkReply(this.#n.wait(correlationId, timeoutOf(opts)));
+    return checkReply(this.#n.wait(arg.id(correlationId), timeoutOf(opts)));
   }
 
   /**
@@ -167,13 +183,13 @@ class RpcBus {
    */
   notify(payload, msgType, opts) {
     signalOf(opts);
-    this.#n.notify(bytesOf(payload, 'payload'), msgType, timeoutOf(opts) ?? 0);
+    this.#n.notify(bytesOf(payload, 'payload'), arg.msgType(msgType), timeoutOf(opts) ?? 0);
   }
 
   invoke(payload, msgType, opts) {
     signalOf(opts);
     const scratch = (this.#scratch ??= Buffer.allocUnsafeSlow(SCRATCH));
-    const r = this.#n.invokeInto(bytesOf(payload, 'payload'), msgType, timeoutOf(opts), scratch);
+    const r = this.#n.invokeInto(bytesOf(payload, 'payload'), arg.msgType(msgType), timeoutOf(opts), scratch);
     if (typeof r === 'number') return copyOut(scratch, r);
     if (Buffer.isBuffer(r)) return r;
     throw new TachyonRpcError(r.msgType, r.code, r.message);
@@ -196,6 +212,7 @@ class RpcBus {
    */
   async callAsyncReply(payload, msgType, opts) {
     const signal = signalOf(opts);
+    arg.msgType(msgType);
     if (signal) {
       // Abortable: the call and the wait apart, so an abort can give up the call.
       const cid = this.#n.call(bytesOf(payload, 'payload'), msgType, timeoutOf(opts));
@@ -203,7 +220,7 @@ class RpcBus {
       if (r.data === undefined) throw fromInfo(r);
       return checkReply(r);
     }
-    const spin = opts?.spin ?? 1000;
+    const spin = arg.optInt(opts?.spin, 'opts.spin', 0, 0xffffffff) ?? 1000;
     const r = await this.#n.callAsync(bytesOf(payload, 'payload'), msgType, timeoutOf(opts), spin);
     if (r.data === undefined) throw fromInfo(r);
     return checkReply(r);
@@ -218,13 +235,13 @@ class RpcBus {
   stream(payload, msgType, opts) {
     const signal = signalOf(opts);
     const timeout = timeoutOf(opts);
-    const cid = this.#n.callStream(bytesOf(payload, 'payload'), msgType, timeout);
+    const cid = this.#n.callStream(bytesOf(payload, 'payload'), arg.msgType(msgType), timeout);
     return new ReplyStream(this.#n, cid, timeout, signal);
   }
 
   /** Gives up on a call; its reply, if it comes, is dropped. */
   abandon(correlationId) {
-    this.#n.abandon(correlationId);
+    this.#n.abandon(arg.id(correlationId));
   }
 
   /** Calls sent and not yet answered. */
@@ -245,12 +262,12 @@ class RpcBus {
 
   /** Replies to `correlationId`. */
   reply(correlationId, data, msgType, opts) {
-    this.#n.reply(correlationId, bytesOf(data), msgType, timeoutOf(opts));
+    this.#n.reply(arg.id(correlationId), bytesOf(data), arg.msgType(msgType), timeoutOf(opts));
   }
 
   /** Sends the structured 0xFFFF error reply (the caller throws TachyonRpcError). */
   replyError(correlationId, failedMsgType, code, message, opts) {
-    this.#n.replyError(correlationId, failedMsgType, code, String(message), timeoutOf(opts));
+    this.#n.replyError(arg.id(correlationId), arg.msgType(failedMsgType, 'failedMsgType'), arg.u32(code, 'code'), String(message), timeoutOf(opts));
   }
 
   /**

@@ -4,6 +4,7 @@
 const native = require('./native');
 const { RpcCode } = require('./errors');
 const { bytesOf } = require('./bus');
+const arg = require('./args');
 
 function toBytes(v) {
   if (v === undefined || v === null) return Buffer.alloc(0);
@@ -167,16 +168,22 @@ class RpcServer {
 }
 
 function serverConfig(opts, socketPath, tiga, streams) {
+  const ms = (name) => {
+    const v = opts[name];
+    if (v === undefined || v === null) return undefined;
+    if (typeof v !== 'number' || !(v >= 0)) throw arg.typeError(`opts.${name}`, 'a non-negative number of milliseconds', v);
+    return v;
+  };
   return {
     socketPath,
     tiga,
     streams,
-    capFwd: opts.capFwd,
-    capRev: opts.capRev,
-    maxClients: opts.maxClients,
-    handlerTimeoutMs: opts.handlerTimeoutMs,
-    replyTimeoutMs: opts.replyTimeoutMs,
-    workers: opts.workers,
+    capFwd: arg.optInt(opts.capFwd, 'opts.capFwd', 1, 0xffffffff),
+    capRev: arg.optInt(opts.capRev, 'opts.capRev', 1, 0xffffffff),
+    maxClients: arg.optInt(opts.maxClients, 'opts.maxClients', 1, 0xffffffff), // 0: refused
+    handlerTimeoutMs: ms('handlerTimeoutMs'),
+    replyTimeoutMs: ms('replyTimeoutMs'),
+    workers: arg.optInt(opts.workers, 'opts.workers', 0, 1024),
     allowRemote: opts.allowRemote || opts.insecure,
     tls: require('./tcp').serverTls(opts.tls),
   };

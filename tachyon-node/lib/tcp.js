@@ -6,7 +6,8 @@
 const fs = require('node:fs');
 const native = require('./native');
 const { fromInfo, withSignal, TachyonRpcError } = require('./errors');
-const { bytesOf, timeoutOf, signalOf } = require('./bus');
+const { bytesOf, timeoutOf, signalOf, listenUnder } = require('./bus');
+const arg = require('./args');
 
 /** PEM from a path, PEM text, or a Buffer/Uint8Array of PEM (undefined stays undefined). */
 function pemOf(v, what) {
@@ -35,6 +36,18 @@ function serverTls(tls) {
   return { cert, key, ca: pemOf(tls.ca, 'ca') };
 }
 
+/** Checks connect's arguments; the native TLS settings. */
+function clientArgs(address, opts) {
+  signalOf(opts);
+  if (typeof address !== 'string' || !address.startsWith('tcp://')) {
+    throw new TypeError('RpcClient.connect takes a tcp://host:port address (RpcBus.connect takes socket paths)');
+  }
+  if (opts?.connections !== undefined && (!Number.isInteger(opts.connections) || opts.connections < 1)) {
+    throw new TypeError(`opts.connections must be a positive integer, got ${opts.connections}`);
+  }
+  return clientTls(opts?.tls);
+}
+
 class RpcClient {
   #n;
   #closed = false;
@@ -50,11 +63,20 @@ class RpcClient {
    */
   static connect(address, opts) {
     signalOf(opts);
-    if (typeof address !== 'string' || !address.startsWith('tcp://')) {
-      throw new TypeError('RpcClient.connect takes a tcp://host:port address (RpcBus.connect takes socket paths)');
-    }
-    const tls = clientTls(opts?.tls);
+    const tls = clientArgs(address, opts);
     return new RpcClient(native.NativeTcpClient.connect(address, timeoutOf(opts), opts?.connections, tls));
+  }
+
+  /**
+   * As connect, with the TCP and TLS handshakes off the main thread: a Promise of the
+   * client (opts.signal rejects it at once; a connection made after that is closed).
+   */
+  static async connectAsync(address, opts) {
+    const tls = clientArgs(address, opts);
+    const r = await listenUnder(opts, () =>
+      native.NativeTcpClient.connectAsync(address, timeoutOf(opts), opts?.connections, tls));
+    if (r instanceof native.NativeTcpClient) return new RpcClient(r);
+    throw fromInfo(r);
   }
 
   #live() {
@@ -69,7 +91,7 @@ class RpcClient {
   /** Calls `msgType` and blocks until the reply: its data. Throws TachyonRpcError for an error reply. */
   invoke(payload, msgType, opts) {
     signalOf(opts);
-    const r = this.#live().invoke(bytesOf(payload, 'payload'), msgType, timeoutOf(opts));
+    const r = this.#live().invoke(bytesOf(payload, 'payload'), arg.msgType(msgType), timeoutOf(opts));
     if (Buffer.isBuffer(r)) return r;
     throw new TachyonRpcError(r.msgType, r.code, r.message);
   }
@@ -77,7 +99,7 @@ class RpcClient {
   /** As invoke, without blocking: a Promise of the reply's data (opts.signal aborts the wait). */
   async callAsync(payload, msgType, opts) {
     const signal = signalOf(opts);
-    const pending = this.#live().callAsync(Buffer.from(bytesOf(payload, 'payload')), msgType, timeoutOf(opts));
+    const pending = this.#live().callAsync(Buffer.from(bytesOf(payload, 'payload')), arg.msgType(msgType), timeoutOf(opts));
     const r = await withSignal(pending, signal);
     if (Buffer.isBuffer(r)) return r;
     if (typeof r.msgType === 'number') throw new TachyonRpcError(r.msgType, r.code, r.message);
@@ -87,7 +109,7 @@ class RpcClient {
   /** A oneway request: the handler runs, no reply comes back. */
   notify(payload, msgType, opts) {
     signalOf(opts);
-    this.#live().notify(bytesOf(payload, 'payload'), msgType, timeoutOf(opts));
+    this.#live().notify(bytesOf(payload, 'payload'), arg.msgType(msgType), timeoutOf(opts));
   }
 
   /**
@@ -99,7 +121,7 @@ class RpcClient {
     const signal = signalOf(opts);
     const timeout = timeoutOf(opts);
     const n = this.#live();
-    const cid = n.callStream(bytesOf(payload, 'payload'), msgType, timeout);
+    const cid = n.callStream(bytesOf(payload, 'payload'), arg.msgType(msgType), timeout);
     return new (require('./rpc').ReplyStream)(n, cid, timeout, signal);
   }
 

@@ -12,6 +12,7 @@ const { RpcBus } = require('./rpc');
 const { RpcClient } = require('./tcp');
 const { RpcServer, startNative, serverConfig } = require('./server');
 const { bytesOf, signalOf } = require('./bus');
+const arg = require('./args');
 const { isPeerGone, isClosed, withSignal } = require('./errors');
 
 /** Tiga servers of this process, by socket path (a sync tigaInvoke reaches them inline). */
@@ -233,5 +234,5 @@ module.exports = {
   tigaInvoke,
   tigaInvokeAsync,
   tigaCloseAll,
-  methodId: native.methodId,
+  methodId: (name) => native.methodId(arg.str(name, 'name')),
 };

@@ -99,6 +99,22 @@ impl NativeBus {
         Ok(Self::new(bus.map_err(crate::errors::core)?))
     }
 
+    /// `connect` on a libuv worker thread; `cancel` ends the wait.
+    #[napi(ts_return_type = "Promise<NativeBus | ErrInfo>")]
+    pub fn connect_async(
+        socket_path: String,
+        timeout_ms: Option<f64>,
+        cancel: Option<&crate::endpoint::NativeCancel>,
+    ) -> Result<AsyncTask<ListenTask<tachyon::Bus, NativeBus>>, JsError> {
+        let opts = connect_options(timeout_ms)?;
+        let flag = crate::endpoint::NativeCancel::flag(cancel);
+        let open = move || {
+            let mut cancelled = || flag.load(std::sync::atomic::Ordering::SeqCst);
+            tachyon::Bus::connect_with(&socket_path, &opts, Wait::new().interrupt(&mut cancelled))
+        };
+        Ok(AsyncTask::new(ListenTask::new(open, NativeBus::new)))
+    }
+
     /// Closes the bus (idempotent). Pending async receives get `ERR_TACHYON_CLOSED`.
     #[napi]
     pub fn close(&self) {

@@ -162,6 +162,22 @@ impl NativeRpcBus {
         Ok(Self::new(bus.map_err(crate::errors::core)?))
     }
 
+    /// `connect` on a libuv worker thread; `cancel` ends the wait.
+    #[napi(ts_return_type = "Promise<NativeRpcBus | ErrInfo>")]
+    pub fn connect_async(
+        socket_path: String,
+        timeout_ms: Option<f64>,
+        cancel: Option<&crate::endpoint::NativeCancel>,
+    ) -> Result<AsyncTask<ListenTask<RpcBus, NativeRpcBus>>, JsError> {
+        let opts = crate::bus::connect_options(timeout_ms)?;
+        let flag = crate::endpoint::NativeCancel::flag(cancel);
+        let open = move || {
+            let mut cancelled = || flag.load(std::sync::atomic::Ordering::SeqCst);
+            RpcBus::connect_with(&socket_path, &opts, Wait::new().interrupt(&mut cancelled))
+        };
+        Ok(AsyncTask::new(ListenTask::new(open, NativeRpcBus::new)))
+    }
+
     /// Closes the bus (idempotent); pending async calls get `ERR_TACHYON_CLOSED`.
     #[napi]
     pub fn close(&self) {

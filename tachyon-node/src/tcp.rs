@@ -8,8 +8,10 @@ use std::sync::Arc;
 use napi::bindgen_prelude::{AsyncTask, Buffer, Either, Either3};
 use napi::{Env, Task};
 use napi_derive::napi;
+
 use tachyon::net::{ClientTls, TcpClient, TcpClientOptions};
 
+use crate::endpoint::ListenTask;
 use crate::errors::{core, msg_type, timeout, BindError, JsError};
 use crate::pump::{ErrInfo, Reply, RpcErrorInfo};
 
@@ -35,6 +37,42 @@ pub struct NativeTcpClient {
     streams: std::sync::Mutex<std::collections::HashMap<u64, u16>>,
 }
 
+/// The client options from the JS arguments.
+fn client_options(
+    timeout_ms: Option<f64>,
+    connections: Option<u32>,
+    tls: Option<ClientTlsPem>,
+) -> Result<TcpClientOptions, JsError> {
+    let mut opts =
+        TcpClientOptions::default().connections(connections.unwrap_or(1).max(1) as usize);
+    if let Some(t) = tls {
+        let identity = match (&t.cert, &t.key) {
+            (Some(c), Some(k)) => Some((&c[..], &k[..])),
+            (None, None) => None,
+            _ => {
+                return Err(crate::errors::arg(
+                    "tls.cert needs tls.key, and tls.key needs tls.cert".to_owned(),
+                ))
+            }
+        };
+        let mut c = ClientTls::from_pem(&t.ca, identity).map_err(core)?;
+        if let Some(name) = t.server_name {
+            c = c.server_name(name);
+        }
+        opts = opts.tls(c);
+    }
+    if let Some(t) = timeout(timeout_ms)? {
+        opts = opts.connect_timeout(t);
+    }
+    Ok(opts)
+}
+
+impl NativeTcpClient {
+    fn new(client: TcpClient) -> Self {
+        Self { client: Arc::new(client), streams: std::sync::Mutex::default() }
+    }
+}
+
 #[napi]
 impl NativeTcpClient {
     /// Connects to `address` (`tcp://host:port`) within `timeoutMs` (10 s by default),
@@ -46,31 +84,22 @@ impl NativeTcpClient {
         connections: Option<u32>,
         tls: Option<ClientTlsPem>,
     ) -> Result<Self, JsError> {
-        let mut opts =
-            TcpClientOptions::default().connections(connections.unwrap_or(1).max(1) as usize);
-        if let Some(t) = tls {
-            let identity = match (&t.cert, &t.key) {
-                (Some(c), Some(k)) => Some((&c[..], &k[..])),
-                (None, None) => None,
-                _ => {
-                    return Err(crate::errors::arg(
-                        "tls.cert needs tls.key, and tls.key needs tls.cert".to_owned(),
-                    ))
-                }
-            };
-            let mut c = ClientTls::from_pem(&t.ca, identity).map_err(core)?;
-            if let Some(name) = t.server_name {
-                c = c.server_name(name);
-            }
-            opts = opts.tls(c);
-        }
-        if let Some(t) = timeout(timeout_ms)? {
-            opts = opts.connect_timeout(t);
-        }
-        Ok(Self {
-            client: Arc::new(TcpClient::connect_with(&address, &opts).map_err(core)?),
-            streams: std::sync::Mutex::default(),
-        })
+        let opts = client_options(timeout_ms, connections, tls)?;
+        Ok(Self::new(TcpClient::connect_with(&address, &opts).map_err(core)?))
+    }
+
+    /// `connect` (the TCP and TLS handshakes) on a libuv worker thread. A connection that
+    /// completes after the JS side gave up (an aborted signal) is closed there.
+    #[napi(ts_return_type = "Promise<NativeTcpClient | ErrInfo>")]
+    pub fn connect_async(
+        address: String,
+        timeout_ms: Option<f64>,
+        connections: Option<u32>,
+        tls: Option<ClientTlsPem>,
+    ) -> Result<AsyncTask<ListenTask<TcpClient, NativeTcpClient>>, JsError> {
+        let opts = client_options(timeout_ms, connections, tls)?;
+        let open = move || TcpClient::connect_with(&address, &opts);
+        Ok(AsyncTask::new(ListenTask::new(open, Self::new)))
     }
 
     /// Calls `msgType` and waits (blocking) for the reply: its bytes, or the decoded

@@ -103,3 +103,34 @@ test('RpcClient.stream over TCP: items in order, an error ends it, break cancels
   assert.ok(sent < 1000000);
   c.close();
 });
+
+test('connectAsync: RpcClient and RpcBus connect without blocking the event loop, and abort', async (tc) => {
+  // An in-process server: a blocking connect would deadlock with its JS handlers.
+  const srv = t.createRpcServer({ address: 'tcp://127.0.0.1:0', handlers: { 1: (d) => d } });
+  tc.after(() => srv.close());
+  const c = await t.RpcClient.connectAsync(srv.address, { timeoutMs: 5000, connections: 2 });
+  tc.after(() => c.close());
+  assert.equal((await c.callAsync('tcp', 1, { timeoutMs: 5000 })).toString(), 'tcp');
+  const shm = t.createRpcServer({ socketPath: h.sockPath('connect-async'), handlers: { 1: (d) => d } });
+  tc.after(() => shm.close());
+  const bus = await t.RpcBus.connectAsync(shm.socketPath, { timeoutMs: 5000 });
+  assert.equal((await bus.callAsync('shm', 1, { timeoutMs: 5000 })).toString(), 'shm');
+  bus.close();
+  // A listener that never answers: the loop keeps ticking while the handshake waits, and
+  // the signal ends the wait with an AbortError.
+  const net = require('node:net');
+  const path = h.sockPath('silent-async');
+  const silent = net.createServer(() => {}).listen(path);
+  await new Promise((r) => silent.once('listening', r));
+  tc.after(() => silent.close());
+  let ticks = 0;
+  const timer = setInterval(() => ticks++, 5);
+  const ac = new AbortController();
+  setTimeout(() => ac.abort(), 100);
+  await assert.rejects(t.RpcBus.connectAsync(path, { signal: ac.signal }), { name: 'AbortError' });
+  clearInterval(timer);
+  assert.ok(ticks > 0, 'the event loop ran while connectAsync waited');
+  await assert.rejects(t.RpcBus.connectAsync(path, { timeoutMs: 50 }), (e) => t.isTimeout(e));
+  await assert.rejects(t.RpcClient.connectAsync('not-tcp'), TypeError);
+  await assert.rejects(t.RpcClient.connectAsync(srv.address, { connections: 0 }), TypeError);
+});

@@ -4,6 +4,7 @@ pending call. Real processes where a peer is involved."""
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import textwrap
 import threading
@@ -183,3 +184,46 @@ def test_a_server_and_a_client_in_one_event_loop(sock_path):
         return results
 
     assert asyncio.run(main()) == [{"sum": i + 1} for i in range(20)]
+
+
+def test_connect_async_keeps_the_loop_running_and_can_be_cancelled(sock_path, teapot_dispatcher):
+    async def main() -> None:
+        with tachyon.RpcServer("tcp://127.0.0.1:0", teapot_dispatcher) as tcp, \
+                tachyon.RpcServer(sock_path, teapot_dispatcher) as shm:
+            client = await tachyon.connect_async(tcp.path, timeout=5)
+            assert client.invoke(b"tcp", 1, 5) == b"tcp"
+            bus = await tachyon.connect_async(shm.path, timeout=5)
+            assert bus.invoke(b"shm", 1, 5) == b"shm"
+            bus.close()
+        # A listener that never answers: other tasks run while the connect waits, and
+        # cancelling gives up at once.
+        import socket
+        import tempfile
+        silent_path = f"{tempfile.gettempdir()}/silent-{threading.get_ident()}.sock"
+        silent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        silent.bind(silent_path)
+        silent.listen(4)
+        try:
+            ticks = 0
+
+            async def tick() -> None:
+                nonlocal ticks
+                while True:
+                    ticks += 1
+                    await asyncio.sleep(0.005)
+
+            ticker = asyncio.create_task(tick())
+            connecting = asyncio.create_task(tachyon.connect_async(silent_path, timeout=0.5))
+            await asyncio.sleep(0.1)
+            connecting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await connecting
+            assert ticks > 0, "the loop was blocked"
+            with pytest.raises(tachyon.TachyonTimeoutError):
+                await tachyon.connect_async(silent_path, timeout=0.1)
+            ticker.cancel()
+        finally:
+            silent.close()
+            os.unlink(silent_path)
+
+    asyncio.run(main())

@@ -53,7 +53,7 @@ from .stats import BusStats, ServerStats
 from . import _events
 from .tls import NameAttribute, PeerIdentity, TlsOptions, peer_identity
 from .schema import Description, SchemaMismatchError, ServiceError
-from .rpc import MSG_TYPE_ERROR, MSG_TYPE_STREAM_END, RpcDispatcher, connect, RpcEndpoint, RpcServer, _decode_error, tachyon_rpc
+from .rpc import MSG_TYPE_ERROR, MSG_TYPE_STREAM_END, RpcDispatcher, connect, connect_async, RpcEndpoint, RpcServer, _decode_error, tachyon_rpc
 
 __version__ = "0.1.0"
 """This package's version (upstream's package exports one too)."""
@@ -105,6 +105,7 @@ __all__ = [
     "SharedBuffer",
     "TcpClient",
     "connect",
+    "connect_async",
     "RpcTxGuard",
     "RxBatch",
     "RxBatchGuard",

@@ -8,6 +8,7 @@ caller raises :class:`TachyonRpcError` instead of returning the error bytes.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import inspect
 import logging
@@ -605,3 +606,36 @@ def connect(
         raise ValueError("tls= applies to tcp:// addresses; shared memory stays on this machine")
     path = address[len("unix://"):] if address.startswith("unix://") else address
     return _tachyon.RpcBus.connect(path, timeout)
+
+
+async def connect_async(
+    address: str,
+    *,
+    timeout: Optional[float] = None,
+    connections: int = 1,
+    tls: Optional[TlsOptions] = None,
+) -> Union[_tachyon.RpcBus, _tachyon.TcpClient]:
+    """:func:`connect` without blocking the event loop: the handshakes (and TLS) run on
+    the loop's default executor. Cancelling the await gives up at once; a connection
+    that completes after that is closed. ``timeout`` bounds the connect as in
+    :func:`connect`.
+
+    >>> # client = await tachyon.connect_async("tcp://10.0.0.7:7000", timeout=5)
+    """
+    loop = asyncio.get_running_loop()
+    pending = loop.run_in_executor(
+        None, lambda: connect(address, timeout=timeout, connections=connections, tls=tls)
+    )
+    try:
+        return await asyncio.shield(pending)
+    except asyncio.CancelledError:
+        pending.add_done_callback(_close_late)
+        raise
+
+
+def _close_late(done: "asyncio.Future[Any]") -> None:
+    """Closes a connection whose awaiter gave up before it was made."""
+    if not done.cancelled() and done.exception() is None:
+        close = getattr(done.result(), "close", None)
+        if close is not None:
+            close()
