@@ -681,6 +681,39 @@ export declare class UringTcpServer implements AsyncDisposable {
   [Symbol.asyncDispose](): Promise<void>;
 }
 
+/** Options of UringHttpServer: the bind options, and the response it gives every request. */
+export interface UringHttpServerOptions extends UringTcpServerOptions {
+  /** The response body (default "ok\n"). */
+  responseBody?: string | Uint8Array;
+  /** The status code (default 200). */
+  statusCode?: number;
+  /** The content type (default "text/plain; charset=utf-8"). */
+  contentType?: string;
+}
+
+/**
+ * A fixed-response HTTP/1.1 server (keep-alive) written on the reactor thread, with no JS
+ * per request: ferrings' benchmark server, not an HTTP framework.
+ */
+export declare class UringHttpServer implements AsyncDisposable {
+  constructor(opts?: UringHttpServerOptions);
+  start(): UringServerInfo;
+  info(): UringServerInfo;
+  close(): Promise<void>;
+  stop(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/** A TCP echo server on the reactor thread, with no JS per connection or byte. */
+export declare class UringTcpEchoServer implements AsyncDisposable {
+  constructor(opts?: UringTcpServerOptions);
+  start(): UringServerInfo;
+  info(): UringServerInfo;
+  close(): Promise<void>;
+  stop(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
 /** A client connection of createTcpServer: 'data', 'end', 'close' events. */
 export declare class TcpConnection extends EventEmitter {
   readonly id: number;

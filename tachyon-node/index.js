@@ -67,6 +67,8 @@ module.exports = {
   IPCBuffer,
   createTcpServer: uring.createTcpServer,
   UringTcpServer: uring.UringTcpServer,
+  UringHttpServer: uring.UringHttpServer,
+  UringTcpEchoServer: uring.UringTcpEchoServer,
   TcpServer: uring.TcpServer,
   TcpConnection: uring.TcpConnection,
   capabilities: uring.capabilities,

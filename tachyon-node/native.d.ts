@@ -106,6 +106,14 @@ export declare class NativeChannel {
 export declare class NativeRawServer {
   /** Binds and serves; `onEvents` gets each batch of events. */
   static start(config: RawServerConfig, onEvents: (arg: Array<RawEventJs>) => void): NativeRawServer
+  /**
+   * Binds and answers by itself on the reactor thread, with no JS per request:
+   * `responder.kind` `"echo"` (every byte back) or `"http"` (the same HTTP/1.1
+   * response to every request: `body`, `contentType`, `status`). `keepAlive` is
+   * never called: held until `close()`, it keeps the event loop (and so the process)
+   * running while the server serves, as a listening `net.Server` does.
+   */
+  static startResponder(config: RawServerConfig, responder: ResponderConfig, keepAlive: (arg: Array<RawEventJs>) => void): NativeRawServer
   /** Queues `data` on the connection (ignored once it closed). */
   send(connectionId: number, data: Uint8Array): void
   /** Closes the connection once what is queued is sent. */
@@ -659,6 +667,18 @@ export interface Request {
   msgType: number
   /** Reply with this id. */
   correlationId: number
+}
+
+/** What a responder server answers (`NativeRawServer.startResponder`). */
+export interface ResponderConfig {
+  /** `"echo"` or `"http"`. */
+  kind: string
+  /** The HTTP response body. */
+  body?: Buffer
+  /** The HTTP content type (default `text/plain; charset=utf-8`). */
+  contentType?: string
+  /** The HTTP status (default 200). */
+  status?: number
 }
 
 /** The route of a type id (its high 16 bits). */

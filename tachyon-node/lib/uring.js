@@ -168,6 +168,79 @@ class UringTcpServer {
   }
 }
 
+/**
+ * A server that answers by itself on the reactor thread (no JS per request or per byte):
+ * the base of UringHttpServer and UringTcpEchoServer. `start()` binds and returns info().
+ */
+class ResponderServer {
+  #opts;
+  #responder;
+  #native = null;
+
+  constructor(opts, responder) {
+    this.#opts = configOf(opts);
+    this.#responder = responder;
+  }
+
+  /** Binds and serves; returns info() (host, port, counters). */
+  start() {
+    if (this.#native !== null) throw new Error('the server is already started');
+    // Held natively until close(), this function keeps the process running while the
+    // server serves, and (through `this`) the server object from being collected.
+    this.#native = native.NativeRawServer.startResponder(this.#opts, this.#responder, () => void this);
+    return this.info();
+  }
+
+  /** The address and counters now (accepted/active connections, bytes each way). */
+  info() {
+    if (this.#native === null) throw new Error('the server is not started');
+    return this.#native.info();
+  }
+
+  /** Stops: every connection sends what is queued and closes. */
+  async close() {
+    if (this.#native !== null) await this.#native.close();
+  }
+
+  /** ferrings' name for close(). */
+  stop() {
+    return this.close();
+  }
+
+  async [Symbol.asyncDispose]() {
+    await this.close();
+  }
+}
+
+/**
+ * ferrings' fixed-response HTTP server: the same HTTP/1.1 response (keep-alive) to every
+ * request, written on the reactor thread. A benchmark server, not an HTTP framework:
+ * requests are answered by their heads, and bodies are not read.
+ */
+class UringHttpServer extends ResponderServer {
+  constructor(opts = {}) {
+    if (opts === null || typeof opts !== 'object') throw new TypeError('options must be an object');
+    const body = opts.responseBody ?? 'ok\n';
+    if (typeof body !== 'string' && !ArrayBuffer.isView(body)) {
+      throw new TypeError(`responseBody must be a string or a Buffer, got ${typeof body}`);
+    }
+    const status = opts.statusCode ?? 200;
+    if (!Number.isInteger(status) || status < 100 || status > 599) {
+      throw new RangeError(`statusCode must be an integer in 100..=599, got ${status}`);
+    }
+    const contentType = opts.contentType ?? 'text/plain; charset=utf-8';
+    if (typeof contentType !== 'string') throw new TypeError('contentType must be a string');
+    super(opts, { kind: 'http', body: bytesOf(body), contentType, status });
+  }
+}
+
+/** ferrings' native TCP echo: every byte back, with no JS per connection. */
+class UringTcpEchoServer extends ResponderServer {
+  constructor(opts = {}) {
+    super(opts, { kind: 'echo' });
+  }
+}
+
 /** One client connection of a `createTcpServer` server: 'data', 'end', 'close' events. */
 class TcpConnection extends EventEmitter {
   #server;
@@ -418,4 +491,6 @@ function zcrxProbe(opts = {}) {
   };
 }
 
-module.exports = { UringTcpServer, TcpServer, TcpConnection, createTcpServer, capabilities, zcrxProbe };
+module.exports = {
+  UringTcpServer, UringHttpServer, UringTcpEchoServer, TcpServer, TcpConnection, createTcpServer, capabilities, zcrxProbe,
+};

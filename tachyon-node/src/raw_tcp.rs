@@ -12,7 +12,9 @@ use napi::bindgen_prelude::{AsyncTask, Buffer, Function};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{Env, Status, Task};
 use napi_derive::napi;
-use tachyon::net::{Backend, RawEvent, RawServerHandle, RawServerOptions, RawTcpServer};
+use tachyon::net::{
+    Backend, FixedHttp, RawEvent, RawServerHandle, RawServerOptions, RawTcpServer, Responder,
+};
 
 use crate::errors::{arg, core, JsError, NapiExt};
 
@@ -106,6 +108,50 @@ fn id(connection_id: f64) -> Result<u64, JsError> {
     }
 }
 
+/// What a responder server answers (`NativeRawServer.startResponder`).
+#[napi(object)]
+pub struct ResponderConfig {
+    /// `"echo"` or `"http"`.
+    pub kind: String,
+    /// The HTTP response body.
+    pub body: Option<Buffer>,
+    /// The HTTP content type (default `text/plain; charset=utf-8`).
+    pub content_type: Option<String>,
+    /// The HTTP status (default 200).
+    pub status: Option<u32>,
+}
+
+/// Binds the raw server `config` describes.
+fn bind(config: RawServerConfig) -> Result<RawTcpServer, JsError> {
+    let backend = match config.backend.as_deref().unwrap_or("auto") {
+        "auto" => Backend::Auto,
+        "io_uring" => Backend::IoUring,
+        "epoll" => Backend::Epoll,
+        other => return Err(arg(format!("backend must be auto, io_uring or epoll, not {other}"))),
+    };
+    let mut opts = RawServerOptions {
+        backend,
+        insecure: config.insecure.unwrap_or(false),
+        ..RawServerOptions::default()
+    };
+    if let Some(n) = config.max_connections.filter(|n| *n > 0) {
+        opts.max_connections = n as usize;
+    }
+    if let Some(n) = config.high_water {
+        opts.high_water = n as usize;
+    }
+    if let Some(ms) = config.idle_timeout_ms.filter(|ms| *ms > 0.0) {
+        opts.idle_timeout = Some(Duration::from_secs_f64(ms / 1000.0));
+    }
+    let host = config.host.unwrap_or_else(|| "127.0.0.1".into());
+    let port = config.port.unwrap_or(0);
+    if port > 65535 {
+        return Err(arg(format!("port must be in 0..=65535, got {port}")));
+    }
+    let host_part = if host.contains(':') { format!("[{host}]") } else { host };
+    RawTcpServer::bind(&format!("tcp://{host_part}:{port}"), opts).map_err(core)
+}
+
 /// A raw TCP server whose events go to one JS function.
 #[napi]
 pub struct NativeRawServer {
@@ -144,36 +190,7 @@ impl NativeRawServer {
         config: RawServerConfig,
         on_events: Function<'_, Vec<RawEventJs>, ()>,
     ) -> Result<Self, JsError> {
-        let backend = match config.backend.as_deref().unwrap_or("auto") {
-            "auto" => Backend::Auto,
-            "io_uring" => Backend::IoUring,
-            "epoll" => Backend::Epoll,
-            other => {
-                return Err(arg(format!("backend must be auto, io_uring or epoll, not {other}")))
-            }
-        };
-        let mut opts = RawServerOptions {
-            backend,
-            insecure: config.insecure.unwrap_or(false),
-            ..RawServerOptions::default()
-        };
-        if let Some(n) = config.max_connections.filter(|n| *n > 0) {
-            opts.max_connections = n as usize;
-        }
-        if let Some(n) = config.high_water {
-            opts.high_water = n as usize;
-        }
-        if let Some(ms) = config.idle_timeout_ms.filter(|ms| *ms > 0.0) {
-            opts.idle_timeout = Some(Duration::from_secs_f64(ms / 1000.0));
-        }
-        let host = config.host.unwrap_or_else(|| "127.0.0.1".into());
-        let port = config.port.unwrap_or(0);
-        if port > 65535 {
-            return Err(arg(format!("port must be in 0..=65535, got {port}")));
-        }
-        let host_part = if host.contains(':') { format!("[{host}]") } else { host };
-        let server =
-            RawTcpServer::bind(&format!("tcp://{host_part}:{port}"), opts).map_err(core)?;
+        let server = bind(config)?;
         let tsfn: Events =
             on_events.build_threadsafe_function().callee_handled::<false>().build().js()?;
         let events = Arc::new(Mutex::new(Some(tsfn)));
@@ -187,6 +204,35 @@ impl NativeRawServer {
             })
             .map_err(core)?;
         Ok(Self { handle, events })
+    }
+
+    /// Binds and answers by itself on the reactor thread, with no JS per request:
+    /// `responder.kind` `"echo"` (every byte back) or `"http"` (the same HTTP/1.1
+    /// response to every request: `body`, `contentType`, `status`). `keepAlive` is
+    /// never called: held until `close()`, it keeps the event loop (and so the process)
+    /// running while the server serves, as a listening `net.Server` does.
+    #[napi(factory)]
+    pub fn start_responder(
+        config: RawServerConfig,
+        responder: ResponderConfig,
+        keep_alive: Function<'_, Vec<RawEventJs>, ()>,
+    ) -> Result<Self, JsError> {
+        let r = match responder.kind.as_str() {
+            "echo" => Responder::Echo,
+            "http" => {
+                let status = u16::try_from(responder.status.unwrap_or(200))
+                    .map_err(|_| arg("status must be in 100..=599".to_owned()))?;
+                let body = responder.body.map(|b| b.to_vec()).unwrap_or_default();
+                let content_type =
+                    responder.content_type.as_deref().unwrap_or("text/plain; charset=utf-8");
+                Responder::Http(FixedHttp::with(status, content_type, body).map_err(core)?)
+            }
+            other => return Err(arg(format!("responder kind must be echo or http, not {other}"))),
+        };
+        let held: Events =
+            keep_alive.build_threadsafe_function().callee_handled::<false>().build().js()?;
+        let handle = bind(config)?.spawn_responder(r).map_err(core)?;
+        Ok(Self { handle, events: Arc::new(Mutex::new(Some(held))) })
     }
 
     /// Queues `data` on the connection (ignored once it closed).

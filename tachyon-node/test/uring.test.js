@@ -234,6 +234,28 @@ const info = server.startBatch((events) => {
   }
 });
 console.log(\`tcp://\${info.host}:\${info.port}\`);`,
+  // Seed 004's "Fixed-response HTTP" and "Native echo benchmark server", as written.
+  http: `const { UringHttpServer } = require('tachyon-rpc');
+
+const server = new UringHttpServer({
+  host: '127.0.0.1',
+  port: 0,
+  responseBody: 'hello from ferrings\\n',
+  useZeroCopySend: true
+});
+
+const info = server.start();
+console.log(\`http://\${info.host}:\${info.port}\`);`,
+  echo: `const { UringTcpEchoServer } = require('tachyon-rpc');
+
+const server = new UringTcpEchoServer({
+  host: '127.0.0.1',
+  port: 0,
+  useZeroCopySend: true
+});
+
+const info = server.start();
+console.log(\`tcp://\${info.host}:\${info.port}\`);`,
   probes: `const { capabilities, zcrxProbe } = require('tachyon-rpc');
 console.log(capabilities());
 console.log(zcrxProbe({ interfaceName: 'eth0' }));
@@ -278,3 +300,50 @@ for (const [name, reply] of [['raw', 'pong'], ['batch', 'batched echo']]) {
     assert.equal(await readAll(c), reply);
   });
 }
+
+test('ferrings README: the fixed-response HTTP server answers every request, pipelined too', async (tc) => {
+  const proc = example('http');
+  tc.after(() => proc.child.kill('SIGKILL'));
+  await h.waitForLine(proc, 'http://');
+  const url = proc.stdoutSoFar().trim();
+  const get = () => new Promise((resolve, reject) => {
+    require('node:http').get(url, (res) => {
+      let body = '';
+      res.on('data', (d) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode, type: res.headers['content-type'], body }));
+    }).on('error', reject);
+  });
+  for (let i = 0; i < 3; i++) {
+    assert.deepEqual(await get(), { status: 200, type: 'text/plain; charset=utf-8', body: 'hello from ferrings\n' });
+  }
+  // Three requests in one write, the last cut in two: three responses, in order.
+  const c = await connect(Number(url.split(':').pop()));
+  c.write('GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /x HTTP/1.1\r\n\r\nGET / HT');
+  setTimeout(() => c.end('TP/1.1\r\n\r\n'), 20);
+  const all = await readAll(c);
+  assert.equal(all.split('HTTP/1.1 200 OK').length - 1, 3, all);
+  assert.equal(all.split('hello from ferrings').length - 1, 3);
+});
+
+test('ferrings README: the native echo server echoes with no JS per byte, and info() counts', async (tc) => {
+  const proc = example('echo');
+  tc.after(() => proc.child.kill('SIGKILL'));
+  await h.waitForLine(proc, 'tcp://');
+  const port = Number(proc.stdoutSoFar().trim().split(':').pop());
+  const c = await connect(port);
+  const payload = 'x'.repeat(100000);
+  c.end(payload);
+  assert.equal(await readAll(c), payload);
+  // In-process too: info() reports the connection and the bytes.
+  const server = new t.UringTcpEchoServer({ port: 0 });
+  const info = server.start();
+  tc.after(() => server.close());
+  assert.match(info.backend, /io_uring|epoll/);
+  const d = await connect(info.port);
+  d.end('ping');
+  assert.equal(await readAll(d), 'ping');
+  assert.ok(server.info().acceptedConnections >= 1);
+  assert.throws(() => new t.UringHttpServer({ statusCode: 42 }), RangeError);
+  assert.throws(() => new t.UringHttpServer({ responseBody: 5 }), TypeError);
+  assert.throws(() => new t.UringHttpServer({ useZeroCopyReceive: true }), (e) => e.code === 'ERR_TACHYON_UNSUPPORTED');
+});

@@ -8,7 +8,8 @@
 //! - the frames are documented byte by byte in `docs/TCP.md` ([`frame`]).
 //!
 //! - [`RawTcpServer`] serves plain byte streams on the same reactors, with backpressure
-//!   instead of loss when its consumer lags;
+//!   instead of loss when its consumer lags, or answers by itself ([`Responder`]: a TCP
+//!   echo, a fixed HTTP response) for benchmarks;
 //! - TLS 1.3 and mutual TLS with rustls ([`ServerTls`], [`ClientTls`]), on the same
 //!   reactors; handlers see the verified caller through [`peer_identity`].
 //!
@@ -26,6 +27,7 @@ pub(crate) mod identity;
 mod pool;
 mod probe;
 mod raw;
+mod responder;
 mod server;
 mod service;
 mod tls;
@@ -38,5 +40,6 @@ pub use deferred::{DeferredCall, DeferredHandler};
 pub use identity::{NameAttribute, PeerIdentity};
 pub use probe::{capabilities, Backend, Capabilities};
 pub use raw::{RawEvent, RawServerHandle, RawServerOptions, RawStats, RawTcpServer};
+pub use responder::{FixedHttp, Responder};
 pub use server::{BatchScope, TcpServer, TcpServerHandle, TcpServerOptions, TcpStatsSnapshot};
 pub use tls::{peer_identity, ClientTls, ServerTls};

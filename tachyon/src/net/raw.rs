@@ -151,8 +151,11 @@ struct RawConn {
     spare: Vec<u8>,
     unconsumed: usize,
     high_water: usize,
-    /// Close once the output is sent (`end`, EOF, shutdown).
+    /// Close once the output is sent (`end`, shutdown); what is sent after is dropped.
     ending: bool,
+    /// The client sent EOF: close once the consumer has dealt with everything delivered
+    /// (its answers still go out) and the output is sent.
+    peer_done: bool,
     paused: bool,
     idle: Option<Duration>,
     last_active: Instant,
@@ -186,7 +189,7 @@ impl Session for RawConn {
     }
 
     fn is_closing(&self) -> bool {
-        self.ending
+        self.ending || (self.peer_done && self.unconsumed == 0)
     }
 
     fn wants_read(&mut self) -> bool {
@@ -195,7 +198,7 @@ impl Session for RawConn {
             self.unreported.2 += 1;
         }
         self.paused = !room;
-        room && !self.ending
+        room && !self.ending && !self.peer_done
     }
 
     fn check_timeouts(&mut self, now: Instant) {
@@ -209,11 +212,12 @@ impl Session for RawConn {
         self.ending = true;
     }
 
-    /// The client sent EOF: send what is queued, then close (Node's default for a
-    /// socket that does not allow half-open connections).
+    /// The client sent EOF: once the consumer has consumed what was delivered, send
+    /// what is queued (its answers included), then close (Node's default for a socket
+    /// that does not allow half-open connections).
     fn on_eof(&mut self) -> bool {
-        self.ending = true;
-        self.output.is_empty()
+        self.peer_done = true;
+        self.output.is_empty() && self.unconsumed == 0
     }
 }
 
@@ -257,6 +261,7 @@ impl Service for RawService {
             unconsumed: 0,
             high_water: self.high_water,
             ending: false,
+            peer_done: false,
             paused: false,
             idle: self.idle,
             last_active: Instant::now(),
