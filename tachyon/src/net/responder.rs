@@ -32,7 +32,7 @@ pub struct FixedHttp {
 impl FixedHttp {
     /// `200 OK`, `text/plain`, with `body`.
     pub fn new(body: impl Into<Vec<u8>>) -> Self {
-        Self::with(200, "text/plain; charset=utf-8", body).expect("a valid default response")
+        Self { response: head(200, "text/plain; charset=utf-8", &body.into()) }
     }
 
     /// A response with `status` (100..=599) and `content_type` (no CR or LF).
@@ -49,22 +49,26 @@ impl FixedHttp {
         if content_type.bytes().any(|b| b == b'\r' || b == b'\n') {
             return Err(Error::InvalidArgument("a content type has no CR or LF".into()));
         }
-        let body = body.into();
-        let mut response = format!(
-            "HTTP/1.1 {status} {}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n\
-             connection: keep-alive\r\n\r\n",
-            reason(status),
-            body.len()
-        )
-        .into_bytes();
-        response.extend_from_slice(&body);
-        Ok(Self { response })
+        Ok(Self { response: head(status, content_type, &body.into()) })
     }
 
     /// The whole response, header and body, as it goes on the wire.
     pub fn bytes(&self) -> &[u8] {
         &self.response
     }
+}
+
+/// The response: status line, headers, `body`.
+fn head(status: u16, content_type: &str, body: &[u8]) -> Vec<u8> {
+    let mut response = format!(
+        "HTTP/1.1 {status} {}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n\
+         connection: keep-alive\r\n\r\n",
+        reason(status),
+        body.len()
+    )
+    .into_bytes();
+    response.extend_from_slice(body);
+    response
 }
 
 fn reason(status: u16) -> &'static str {
@@ -103,10 +107,8 @@ impl HeadCounter {
                 } else {
                     self.matched + 1
                 }
-            } else if b == b'\r' {
-                1
             } else {
-                0
+                u8::from(b == b'\r')
             };
         }
         heads
