@@ -25,6 +25,7 @@ pub mod events;
 mod pump;
 mod raw_tcp;
 pub use raw_tcp::{tcp_capabilities, ProbeEntry, TcpCapabilities};
+pub use server::{server_defaults, ServerDefaults};
 mod rpc;
 mod server;
 mod shared_buffer;
