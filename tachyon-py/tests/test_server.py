@@ -67,7 +67,7 @@ def test_rust_and_python_clients_at_once(peer_bin, sock_path):
             assert (e.value.msg_type, e.value.code, e.value.message) == (3, 418, "Teapot: short and stout")
             with pytest.raises(tachyon.TachyonRpcError) as e:
                 c.invoke(b"\xc1", 2, timeout=5)  # not MessagePack
-            assert e.value.code == tachyon._tachyon.RPC_CODE_BAD_REQUEST
+            assert e.value.code == tachyon.RpcCode.BAD_REQUEST
     assert not server.running
 
 
