@@ -10,17 +10,17 @@ use std::sync::Arc;
 #[cfg(feature = "rpc")]
 use std::time::Duration;
 
-use crate::arena::Arena;
-use crate::layout::{self, sleep, state};
-use crate::ring::Producer;
 #[cfg(feature = "rpc")]
 use crate::rpc::{Dispatcher, RpcBus, RpcError, ServerError, MSG_TYPE_ERROR};
+use crate::shm::arena::Arena;
+use crate::shm::layout::{self, sleep, state};
+use crate::shm::ring::Producer;
 #[cfg(feature = "rpc")]
 use crate::Wait;
 
-pub use crate::bootstrap::fuzz_bootstrap as bootstrap;
-pub use crate::ring::fuzz_consumer as consumer;
-pub use crate::ring::fuzz_consumer_fast as consumer_fast;
+pub use crate::shm::bootstrap::fuzz_bootstrap as bootstrap;
+pub use crate::shm::ring::fuzz_consumer as consumer;
+pub use crate::shm::ring::fuzz_consumer_fast as consumer_fast;
 
 /// A fuzz target: arbitrary bytes in, a panic only on a broken invariant.
 pub type Target = fn(&[u8]);
@@ -53,26 +53,26 @@ pub const TARGETS: &[(&str, Target)] = &[
 /// reported common name is the subject's only CN attribute.
 #[cfg(feature = "tcp")]
 pub fn peer_identity(data: &[u8]) {
-    crate::net::identity::fuzz_identity(data);
+    crate::net::tls::identity::fuzz_identity(data);
 }
 
 /// A channel file patched by a hostile writer, then opened, read, waited on and
 /// appended to.
 pub fn channel_file(data: &[u8]) {
-    crate::channel::fuzz_file(data);
+    crate::ipc::channel::fuzz_file(data);
 }
 
 /// The TCP frame decoder: every frame it accepts re-encodes to the same bytes, and
 /// hello, goaway and error payloads decode without a panic.
 #[cfg(feature = "tcp")]
 pub fn frames(data: &[u8]) {
-    crate::net::frame::fuzz_frames(data);
+    crate::net::rpc::frame::fuzz_frames(data);
 }
 
 /// A TCP server connection fed a hostile client's bytes, cut at arbitrary points.
 #[cfg(feature = "tcp")]
 pub fn tcp_conn(data: &[u8]) {
-    crate::net::conn::fuzz_conn(data);
+    crate::net::rpc::conn::fuzz_conn(data);
 }
 
 /// Little-endian words taken from the front of a byte slice, zero when it runs out.
@@ -131,7 +131,7 @@ pub fn arena_attach(data: &[u8]) {
 }
 
 fn consumer_drain(arena: &Arc<Arena>) {
-    let mut c = crate::ring::Consumer::new(arena.clone());
+    let mut c = crate::shm::ring::Consumer::new(arena.clone());
     for _ in 0..64 {
         let at = c.position();
         match c.peek(at) {

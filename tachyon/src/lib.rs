@@ -27,50 +27,41 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks, clippy::print_stdout)]
 
+// The layers, lowest first; each folder's mod.rs says what it holds and what it may use.
 mod address;
-mod arena;
-mod bootstrap;
-mod buffer;
-mod bus;
-pub mod channel;
-pub mod doctor;
 mod error;
-pub mod events;
 mod fuzzing;
-mod halves;
-pub mod inspect;
-mod layout;
-mod liveness;
-#[cfg(feature = "metrics")]
-pub mod metrics;
+mod ipc;
 #[cfg(feature = "tcp")]
 pub mod net;
-mod options;
-mod recv_async;
-mod ring;
+mod observe;
 #[cfg(feature = "rpc")]
 pub mod rpc;
 mod shm;
-mod stats;
-mod type_id;
-mod wait;
+mod tools;
 
 pub use address::Address;
-pub use buffer::{BufferKind, SharedBuffer, SharedBufferOptions};
-pub use bus::{Bus, BusState};
 pub use error::{Error, Result};
-pub use halves::{ParkedRx, ParkedTx, RxBatch, RxBatchIter, RxGuard, RxMsg, RxReadiness, TxGuard};
-pub use layout::RingMode;
-pub use liveness::{Closer, Nudge, PeerLink, PeerWatch};
-pub use options::{
+pub use ipc::buffer::{BufferKind, SharedBuffer, SharedBufferOptions};
+pub use ipc::channel;
+pub use observe::events;
+#[cfg(feature = "metrics")]
+pub use observe::metrics;
+pub use observe::stats::{BusStats, ServerStats, ServerStatsReader, StatsReader};
+pub use shm::bus::{Bus, BusState};
+pub use shm::halves::{
+    ParkedRx, ParkedTx, RxBatch, RxBatchIter, RxGuard, RxMsg, RxReadiness, TxGuard,
+};
+pub use shm::layout::RingMode;
+pub use shm::liveness::{Closer, Nudge, PeerLink, PeerWatch};
+pub use shm::options::{
     ConnectOptions, ListenOptions, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT,
     DEFAULT_MAX_CAPACITY,
 };
-pub use recv_async::{Messages, OwnedMessage, RecvFuture};
-pub use stats::{BusStats, ServerStats, ServerStatsReader, StatsReader};
-pub use type_id::{make_type_id, msg_type, route_id};
-pub use wait::Wait;
-pub use wait::WATCHDOG;
+pub use shm::recv_async::{Messages, OwnedMessage, RecvFuture};
+pub use shm::type_id::{make_type_id, msg_type, route_id};
+pub use shm::wait::{Wait, WATCHDOG};
+pub use tools::{doctor, inspect};
 
 /// The README's examples, compiled as doctests so they cannot rot.
 #[doc = include_str!("../../README.md")]
@@ -93,21 +84,23 @@ pub mod __private {
 pub mod __fuzz {
     //! Entry points for `cargo fuzz` and the corpus replay; not a stable API.
     pub use crate::fuzzing::*;
-    pub use crate::ring::{fuzz_consumer, fuzz_consumer_fast};
+    pub use crate::shm::ring::{fuzz_consumer, fuzz_consumer_fast};
 }
 
 #[doc(hidden)]
 #[cfg(feature = "tcp")]
 pub mod __bench {
     //! The provided-buffer ring, for the benchmark's raw io_uring anchor. Not a stable API.
-    pub use crate::net::bufring::BufRing;
+    pub use crate::net::reactor::bufring::BufRing;
 }
 
 #[doc(hidden)]
 pub mod __testing {
     //! The low-level pieces tests use to play a hostile or odd peer: the handshake, the
     //! one-shot bootstrap, raw shared memory and the byte layout. Not a stable API.
-    pub use crate::bootstrap::{listen, BusKind, Handshake, ListenSpec};
-    pub use crate::layout::{max_payload, shm_size, slot_size, ARENA_HEADER_SIZE, MSG_HEADER_SIZE};
-    pub use crate::shm::SharedMemory;
+    pub use crate::shm::bootstrap::{listen, BusKind, Handshake, ListenSpec};
+    pub use crate::shm::layout::{
+        max_payload, shm_size, slot_size, ARENA_HEADER_SIZE, MSG_HEADER_SIZE,
+    };
+    pub use crate::shm::region::SharedMemory;
 }

@@ -16,30 +16,21 @@
 //! Secure by default: a server without TLS binds loopback unless told to serve
 //! plaintext to other machines ([`TcpServerOptions::insecure`]).
 
-mod async_handlers;
-pub(crate) mod bufring;
-pub(crate) mod client;
-pub(crate) mod conn;
-mod deferred;
-pub(crate) mod epoll;
-pub mod frame;
-pub(crate) mod identity;
-mod pool;
-mod probe;
+// Three layers: the generic reactor (sockets in, bytes out), TLS as a filter on its
+// connections, and what is served over it: RPC frames, or raw byte streams.
 mod raw;
+pub(crate) mod reactor;
 mod responder;
-mod server;
-mod service;
-mod tls;
-mod uring;
-mod waker;
+pub(crate) mod rpc;
+pub(crate) mod tls;
 
-pub use async_handlers::{AsyncEndpoint, AsyncHandlers};
-pub use client::{CallFuture, TcpClient, TcpClientOptions};
-pub use deferred::{DeferredCall, DeferredHandler};
-pub use identity::{NameAttribute, PeerIdentity};
-pub use probe::{capabilities, Backend, Capabilities};
 pub use raw::{RawEvent, RawServerHandle, RawServerOptions, RawStats, RawTcpServer};
+pub use reactor::probe::{capabilities, Backend, Capabilities};
 pub use responder::{FixedHttp, Responder};
-pub use server::{BatchScope, TcpServer, TcpServerHandle, TcpServerOptions, TcpStatsSnapshot};
+pub use rpc::async_handlers::{AsyncEndpoint, AsyncHandlers};
+pub use rpc::client::{CallFuture, TcpClient, TcpClientOptions};
+pub use rpc::deferred::{DeferredCall, DeferredHandler};
+pub use rpc::frame;
+pub use rpc::server::{BatchScope, TcpServer, TcpServerHandle, TcpServerOptions, TcpStatsSnapshot};
+pub use tls::identity::{NameAttribute, PeerIdentity};
 pub use tls::{peer_identity, ClientTls, ServerTls};

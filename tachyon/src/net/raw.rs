@@ -22,10 +22,12 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::net::probe::{self, Backend};
-use crate::net::server::{listener, local_addr, resolve_bind, TcpStats, TcpStatsSnapshot};
-use crate::net::service::{Common, ConnId, Mailbox, Service, Session};
-use crate::net::waker::Waker;
+use crate::net::reactor::probe::{self, Backend};
+use crate::net::reactor::service::TcpStats;
+use crate::net::reactor::service::{Common, ConnId, Mailbox, Service, Session};
+use crate::net::reactor::socket::{listener, local_addr, resolve_bind};
+use crate::net::reactor::waker::Waker;
+use crate::net::TcpStatsSnapshot;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -431,8 +433,10 @@ impl RawTcpServer {
             std::thread::Builder::new()
                 .name("tachyon-raw-tcp".into())
                 .spawn(move || match backend {
-                    Backend::IoUring => crate::net::uring::run(&listener, &*service, &waker),
-                    _ => crate::net::epoll::run(&listener, &*service, &waker),
+                    Backend::IoUring => {
+                        crate::net::reactor::uring::run(&listener, &*service, &waker)
+                    }
+                    _ => crate::net::reactor::epoll::run(&listener, &*service, &waker),
                 })
                 .map_err(|e| Error::io("spawn a reactor thread", e))?
         };

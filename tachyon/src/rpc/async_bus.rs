@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::rpc::{RpcBus, RpcError, MSG_TYPE_ERROR};
-use crate::wait::Wait;
+use crate::shm::wait::Wait;
 use crate::RxReadiness;
 
 /// How often a waiting pump looks at deadlines and at parked senders.

@@ -11,16 +11,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::arena::Arena;
-use crate::bootstrap::{self, Accepted, BusKind, Handshake, ListenSpec, Offered};
 use crate::error::{Error, Result};
-use crate::halves::{ParkedRx, ParkedTx, RxGuard, RxHalf, RxReadiness, TxGuard, TxHalf};
-use crate::liveness::{Closer, PeerLink, PeerWatch};
-use crate::options::{ConnectOptions, ListenOptions};
 use crate::rpc::error::{RpcError, MSG_TYPE_ERROR, ONEWAY_CID};
 use crate::rpc::in_flight::InFlight;
 use crate::rpc::stream::{StreamQueue, StreamSource, MSG_TYPE_STREAM_END};
-use crate::wait::Wait;
+use crate::shm::arena::Arena;
+use crate::shm::bootstrap::{self, Accepted, BusKind, Handshake, ListenSpec, Offered};
+use crate::shm::halves::{ParkedRx, ParkedTx, RxGuard, RxHalf, RxReadiness, TxGuard, TxHalf};
+use crate::shm::liveness::{Closer, PeerLink, PeerWatch};
+use crate::shm::options::{ConnectOptions, ListenOptions};
+use crate::shm::wait::Wait;
 
 /// Which end of the RPC bus this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,8 +154,8 @@ impl RpcBus {
         mut wait: Wait<'_>,
     ) -> Result<Self> {
         let (fwd, rev) = (
-            Arena::create_named(cap_fwd, crate::layout::memfd_name::RPC_FWD)?,
-            Arena::create_named(cap_rev, crate::layout::memfd_name::RPC_REV)?,
+            Arena::create_named(cap_fwd, crate::shm::layout::memfd_name::RPC_FWD)?,
+            Arena::create_named(cap_rev, crate::shm::layout::memfd_name::RPC_REV)?,
         );
         let timeout = wait.timeout_value();
         let mut check = || wait.check_interrupt();
@@ -181,8 +181,8 @@ impl RpcBus {
         fast: bool,
     ) -> Result<Option<Self>> {
         let (fwd, rev) = (
-            Arena::create_named(cap_fwd, crate::layout::memfd_name::RPC_FWD)?,
-            Arena::create_named(cap_rev, crate::layout::memfd_name::RPC_REV)?,
+            Arena::create_named(cap_fwd, crate::shm::layout::memfd_name::RPC_FWD)?,
+            Arena::create_named(cap_rev, crate::shm::layout::memfd_name::RPC_REV)?,
         );
         let offered = conn.offer(
             &Handshake::rpc(cap_fwd, cap_rev),

@@ -123,7 +123,7 @@ impl Caller for RpcBus {
     }
 
     fn notify(&self, msg_type: u16, payload: &[u8], timeout: Option<Duration>) -> Result<()> {
-        self.notify_with(payload, msg_type, crate::wait::Wait::new().timeout_opt(timeout))
+        self.notify_with(payload, msg_type, crate::shm::wait::Wait::new().timeout_opt(timeout))
     }
 
     fn open_stream(
@@ -135,7 +135,7 @@ impl Caller for RpcBus {
         let cid = self.call_stream_with(
             payload,
             msg_type,
-            crate::wait::Wait::new().timeout_opt(timeout),
+            crate::shm::wait::Wait::new().timeout_opt(timeout),
         )?;
         Ok(crate::rpc::ReplyStream::new(crate::rpc::bus::RpcStream {
             bus: self,
@@ -178,7 +178,7 @@ impl Caller for crate::net::TcpClient {
         timeout: Option<Duration>,
     ) -> Result<crate::rpc::ReplyStream<'_>> {
         let cid = self.call_stream(payload, msg_type, timeout)?;
-        Ok(crate::rpc::ReplyStream::new(crate::net::client::TcpStream {
+        Ok(crate::rpc::ReplyStream::new(crate::net::rpc::client::TcpStream {
             client: self,
             cid,
             timeout,

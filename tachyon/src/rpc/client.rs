@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::rpc::bus::RpcBus;
 use crate::rpc::codec;
-use crate::wait::Wait;
+use crate::shm::wait::Wait;
 
 /// What is left of an optional overall timeout.
 fn remaining(start: Instant, timeout: Option<Duration>) -> Result<Option<Duration>> {

@@ -19,11 +19,11 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::liveness::Nudge;
 use crate::rpc::dispatch::{Dispatcher, Request, ServeOptions, Transport};
 use crate::rpc::error::{code, RpcError, ServerError, MSG_TYPE_ERROR, ONEWAY_CID};
 use crate::rpc::stream::{self, OwnedRequest};
-use crate::wait::Wait;
+use crate::shm::liveness::Nudge;
+use crate::shm::wait::Wait;
 
 /// The most calls of one client a deferring loop hands out before it waits for answers.
 const MAX_OUTSTANDING: usize = 4096;

@@ -19,7 +19,7 @@ use crate::rpc::bus::{RpcBus, RpcRequest};
 use crate::rpc::deferred::{DeferredFn, DeferredRequest};
 use crate::rpc::error::{code, RpcError, ServerError, MSG_TYPE_ERROR, ONEWAY_CID};
 use crate::rpc::stream::{self, OwnedRequest, StreamSink, TypedSink, MSG_TYPE_STREAM_END};
-use crate::wait::Wait;
+use crate::shm::wait::Wait;
 
 /// A handler the dispatcher can route to. `#[tachyon_rpc]` generates one per function.
 pub trait Endpoint: Send + Sync + 'static {

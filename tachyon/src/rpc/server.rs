@@ -19,14 +19,14 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::bootstrap::{ListenSpec, Listener, Refusal};
 use crate::error::{Error, Result};
-use crate::options::ListenOptions;
+use crate::observe::stats::{ServerCounters, ServerStats, ServerStatsReader};
 use crate::rpc::bus::{RpcBus, RpcRequest};
 use crate::rpc::dispatch::{Dispatcher, ServeOptions, Transport};
 use crate::rpc::stream::OwnedRequest;
-use crate::stats::{ServerCounters, ServerStats, ServerStatsReader};
-use crate::wait::Wait;
+use crate::shm::bootstrap::{ListenSpec, Listener, Refusal};
+use crate::shm::options::ListenOptions;
+use crate::shm::wait::Wait;
 
 /// Settings of an [`RpcServer`].
 #[derive(Debug, Clone)]
@@ -103,7 +103,7 @@ impl ServerOptions {
     /// [`Error::InvalidCapacity`] or [`Error::InvalidArgument`].
     pub fn validate(&self) -> Result<()> {
         for cap in [self.cap_fwd, self.cap_rev] {
-            if !crate::layout::is_valid_capacity(cap) {
+            if !crate::shm::layout::is_valid_capacity(cap) {
                 return Err(Error::InvalidCapacity(cap));
             }
         }
@@ -360,7 +360,7 @@ fn serve_client(
         match unlinked_inode {
             Some(ino) if pid > 0 && last_look.elapsed() >= crate::WATCHDOG => {
                 last_look = std::time::Instant::now();
-                crate::liveness::process_holds(pid, ino) == Some(false)
+                crate::shm::liveness::process_holds(pid, ino) == Some(false)
             }
             _ => false,
         }

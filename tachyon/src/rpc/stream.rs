@@ -27,7 +27,7 @@ use crate::rpc::codec;
 pub(crate) use crate::rpc::dispatch::StreamFn;
 use crate::rpc::dispatch::{panic_message, ServeOptions, Transport};
 use crate::rpc::error::{code, RpcError, ServerError, MSG_TYPE_ERROR, ONEWAY_CID};
-use crate::wait::Wait;
+use crate::shm::wait::Wait;
 
 /// The msg_type of the reply that ends a stream, and of a caller's cancel request.
 pub const MSG_TYPE_STREAM_END: u16 = 0xFFFE;
