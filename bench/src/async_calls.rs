@@ -115,7 +115,7 @@ fn tcp_rows(samples: usize, seconds: f64, rt: &tokio::runtime::Runtime) -> [Row;
     let c = TcpClient::connect_with(&addr, &TcpClientOptions::default().connections(4))
         .expect("connect");
     let (p50, p99) = timed(samples, || {
-        c.invoke(1, &PAYLOAD, None).expect("reply");
+        c.invoke(&PAYLOAD, 1, None).expect("reply");
     });
     let tput = rate(seconds, || {
         let cids: Vec<u64> = (0..DEPTH).map(|_| c.call(&PAYLOAD, 1).expect("call")).collect();

@@ -110,7 +110,7 @@ fn main() {
             let mut v = Vec::with_capacity(samples);
             for i in 0..samples + samples / 10 {
                 let t = Instant::now();
-                c.invoke(1, &msg, None).expect("call");
+                c.invoke(&msg, 1, None).expect("call");
                 if i >= samples / 10 {
                     v.push(t.elapsed().as_nanos() as u64);
                 }

@@ -195,7 +195,7 @@ fn rpc(samples: usize, bar: &ProgressBar) -> tachyon::Result<Row> {
     pin(me);
     let bus = RpcBus::connect(&path)?;
     let ns = timed(samples, bar, || {
-        let _ = bus.invoke(1, &PAYLOAD, None);
+        let _ = bus.invoke(&PAYLOAD, 1, None);
     });
     drop(bus);
     // Stopped and joined: the server removes its socket as it drops.
@@ -214,7 +214,7 @@ fn tcp(samples: usize, bar: &ProgressBar) -> tachyon::Result<Row> {
     pin(me);
     let c = tachyon::net::TcpClient::connect(&h.address())?;
     let ns = timed(samples, bar, || {
-        let _ = c.invoke(1, &PAYLOAD, None);
+        let _ = c.invoke(&PAYLOAD, 1, None);
     });
     Ok(Row { label: "RPC echo, TCP (server on caller CPU)", ns })
 }

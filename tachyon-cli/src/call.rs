@@ -83,10 +83,10 @@ pub fn run(a: &CallArgs) -> Result<String, Failure> {
     let timeout = Some(Duration::from_millis(a.timeout_ms));
     let reply = if a.address.starts_with("tcp://") {
         let c = tachyon::net::TcpClient::connect(&a.address).map_err(transport)?;
-        c.invoke(target.msg_type, &request, timeout)
+        c.invoke(&request, target.msg_type, timeout)
     } else {
         let bus = RpcBus::connect(&a.address).map_err(transport)?;
-        bus.invoke(target.msg_type, &request, timeout)
+        bus.invoke(&request, target.msg_type, timeout)
     };
     match reply {
         Ok(bytes) => render(&bytes, a.out),

@@ -136,7 +136,7 @@ fn an_rpc_server_s_two_arenas_per_client_are_reported() {
             Err(e) => panic!("{e}"),
         }
     };
-    assert_eq!(bus.invoke(1, b"hi", Some(Duration::from_secs(5))).unwrap(), b"hi");
+    assert_eq!(bus.invoke(b"hi", 1, Some(Duration::from_secs(5))).unwrap(), b"hi");
     let v = inspect(server.0.id());
     let kinds: Vec<&str> =
         v.as_array().unwrap().iter().filter_map(|a| a["kind"].as_str()).collect();

@@ -129,7 +129,7 @@ fn typed_client(ident: &syn::Ident, req: &syn::Type, resp: &syn::Type) -> TokenS
         /// # Errors
         /// `tachyon::Error::Rpc` if the handler failed; transport and codec errors.
         pub fn call(client: &impl ::tachyon::rpc::Caller, request: &#req) -> ::tachyon::Result<#resp> {
-            ::tachyon::rpc::Caller::invoke_typed(client, MSG_TYPE, request, ::core::option::Option::None)
+            ::tachyon::rpc::Caller::invoke_typed(client, request, MSG_TYPE, ::core::option::Option::None)
         }
 
         #[doc = #doc_t]
@@ -141,7 +141,7 @@ fn typed_client(ident: &syn::Ident, req: &syn::Type, resp: &syn::Type) -> TokenS
             request: &#req,
             timeout: ::std::time::Duration,
         ) -> ::tachyon::Result<#resp> {
-            ::tachyon::rpc::Caller::invoke_typed(client, MSG_TYPE, request, ::core::option::Option::Some(timeout))
+            ::tachyon::rpc::Caller::invoke_typed(client, request, MSG_TYPE, ::core::option::Option::Some(timeout))
         }
 
         /// Awaits the call through an async client (`AsyncRpcBus`, `TcpClient`), under any
@@ -155,7 +155,7 @@ fn typed_client(ident: &syn::Ident, req: &syn::Type, resp: &syn::Type) -> TokenS
             request: &#req,
             timeout: ::core::option::Option<::std::time::Duration>,
         ) -> ::tachyon::Result<#resp> {
-            ::tachyon::rpc::invoke_typed_async(client, MSG_TYPE, request, timeout).await
+            ::tachyon::rpc::invoke_typed_async(client, request, MSG_TYPE, timeout).await
         }
     }
 }
@@ -171,7 +171,7 @@ fn raw_client(ident: &syn::Ident) -> TokenStream {
         /// # Errors
         /// `tachyon::Error::Rpc` if the handler failed; transport errors.
         pub fn call(client: &impl ::tachyon::rpc::Caller, request: &[u8]) -> ::tachyon::Result<::std::vec::Vec<u8>> {
-            ::tachyon::rpc::Caller::invoke(client, MSG_TYPE, request, ::core::option::Option::None)
+            ::tachyon::rpc::Caller::invoke(client, request, MSG_TYPE, ::core::option::Option::None)
         }
 
         #[doc = #doc_t]
@@ -183,7 +183,7 @@ fn raw_client(ident: &syn::Ident) -> TokenStream {
             request: &[u8],
             timeout: ::std::time::Duration,
         ) -> ::tachyon::Result<::std::vec::Vec<u8>> {
-            ::tachyon::rpc::Caller::invoke(client, MSG_TYPE, request, ::core::option::Option::Some(timeout))
+            ::tachyon::rpc::Caller::invoke(client, request, MSG_TYPE, ::core::option::Option::Some(timeout))
         }
 
         /// Awaits the call through an async client (`AsyncRpcBus`, `TcpClient`), under any
@@ -197,7 +197,7 @@ fn raw_client(ident: &syn::Ident) -> TokenStream {
             request: &[u8],
             timeout: ::core::option::Option<::std::time::Duration>,
         ) -> ::tachyon::Result<::std::vec::Vec<u8>> {
-            ::tachyon::rpc::AsyncCaller::invoke_async(client, MSG_TYPE, request, timeout).await
+            ::tachyon::rpc::AsyncCaller::invoke_async(client, request, MSG_TYPE, timeout).await
         }
     }
 }

@@ -112,7 +112,7 @@ impl NativeTcpClient {
         timeout_ms: Option<f64>,
     ) -> Result<Either<Buffer, RpcErrorInfo>, JsError> {
         let (t, mt) = (timeout(timeout_ms)?, msg_type(msg_type_)?);
-        match self.client.invoke(mt, payload, t) {
+        match self.client.invoke(payload, mt, t) {
             Ok(data) => Ok(Either::A(data.into())),
             Err(tachyon::Error::Rpc(e)) => Ok(Either::B(e.into())),
             Err(e) => Err(core(e)),
@@ -225,7 +225,7 @@ impl Task for TcpCall {
     type JsValue = Either3<Buffer, RpcErrorInfo, ErrInfo>;
 
     fn compute(&mut self) -> napi::Result<()> {
-        self.out = Some(self.client.invoke(self.msg_type, &self.payload, self.timeout));
+        self.out = Some(self.client.invoke(&self.payload, self.msg_type, self.timeout));
         Ok(())
     }
 

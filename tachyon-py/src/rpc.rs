@@ -330,7 +330,7 @@ impl PyRpcBus {
         let data = blocking(py, |_| {
             self.bus.with(|bus| {
                 detach_previous(&self.held, |p| bus.commit_parked(p))?;
-                Ok(bus.invoke(msg_type, payload, t)?)
+                Ok(bus.invoke(payload, msg_type, t)?)
             })
         })?;
         Ok(PyBytes::new(py, &data).unbind())

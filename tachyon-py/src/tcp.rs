@@ -118,7 +118,7 @@ impl PyTcpClient {
         let t = self::timeout(timeout)?;
         let payload: &[u8] = &payload;
         let c = &self.client;
-        let data = blocking(py, |_| Ok(c.invoke(msg_type, payload, t)?))?;
+        let data = blocking(py, |_| Ok(c.invoke(payload, msg_type, t)?))?;
         Ok(PyBytes::new(py, &data).unbind())
     }
 

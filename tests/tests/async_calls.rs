@@ -290,7 +290,7 @@ fn generated_clients_await_over_both_transports() {
         // Through the trait object too.
         let callers: [&dyn tachyon::rpc::AsyncCaller; 2] = [&tcp, &shm];
         for c in callers {
-            assert_eq!(c.invoke_async(1, b"dyn", Some(T)).await.unwrap(), b"dyn");
+            assert_eq!(c.invoke_async(b"dyn", 1, Some(T)).await.unwrap(), b"dyn");
         }
     });
 }
@@ -361,11 +361,11 @@ async fn slow_does_not_block_quick(client: &impl AsyncCaller) {
     let slow = encode(500);
     let quick: Vec<Vec<u8>> = (0..50u32).map(|i| i.to_le_bytes().to_vec()).collect();
     let slow_call = async {
-        let r = client.invoke_async(5, &slow, Some(T)).await;
+        let r = client.invoke_async(&slow, 5, Some(T)).await;
         (r, Instant::now())
     };
     let quick_calls =
-        futures::future::join_all(quick.iter().map(|q| client.invoke_async(1, q, Some(T))));
+        futures::future::join_all(quick.iter().map(|q| client.invoke_async(q, 1, Some(T))));
     let ((slow_reply, slow_done), (quick_replies, quick_done)) = futures::join!(slow_call, async {
         let r = quick_calls.await;
         (r, Instant::now())
@@ -375,14 +375,14 @@ async fn slow_does_not_block_quick(client: &impl AsyncCaller) {
         assert_eq!(&r.unwrap(), q);
     }
     assert_eq!(decode(&slow_reply.unwrap()), 500);
-    match client.invoke_async(4, b"", Some(T)).await {
+    match client.invoke_async(b"", 4, Some(T)).await {
         Err(Error::Rpc(e)) => {
             assert_eq!(e.code, tachyon::rpc::code::HANDLER_PANIC);
             assert!(e.message.contains("async kaboom"), "{}", e.message);
         }
         other => panic!("{other:?}"),
     }
-    match client.invoke_async(77, b"", Some(T)).await {
+    match client.invoke_async(b"", 77, Some(T)).await {
         Err(Error::Rpc(e)) => assert_eq!(e.code, tachyon::rpc::code::UNKNOWN_MSG_TYPE),
         other => panic!("{other:?}"),
     }

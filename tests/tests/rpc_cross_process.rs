@@ -75,7 +75,7 @@ fn unknown_msg_type_handler_error_and_panic_are_typed_errors_and_the_server_surv
     let path = socket_path("rpc-errors");
     let _srv = server(&path, &[]);
     let c = connect(&path);
-    match c.invoke(999, b"?", Some(T)) {
+    match c.invoke(b"?", 999, Some(T)) {
         Err(Error::Rpc(e)) => {
             assert_eq!((e.msg_type, e.code), (999, code::UNKNOWN_MSG_TYPE), "{e}");
         }
@@ -96,7 +96,7 @@ fn unknown_msg_type_handler_error_and_panic_are_typed_errors_and_the_server_surv
         other => panic!("{other:?}"),
     }
     // A request the typed handler cannot decode.
-    match c.invoke(add::MSG_TYPE, b"\xc1 not msgpack", Some(T)) {
+    match c.invoke(b"\xc1 not msgpack", add::MSG_TYPE, Some(T)) {
         Err(Error::Rpc(e)) => assert_eq!(e.code, code::BAD_REQUEST),
         other => panic!("{other:?}"),
     }
@@ -216,7 +216,7 @@ fn server_and_bus_stats_count_what_clients_in_other_processes_did() {
 
     // Our own client takes the only slot: a child's connect is refused.
     let ours = connect(&path);
-    assert_eq!(ours.invoke(1, b"mine", Some(T)).unwrap(), b"mine");
+    assert_eq!(ours.invoke(b"mine", 1, Some(T)).unwrap(), b"mine");
     let refused = spawn_peer(&["rpc-call", "--path", &path, "--count", "1"]).wait().unwrap();
     assert!(!refused.success(), "a client over the limit is refused");
     let bus = ours.stats();

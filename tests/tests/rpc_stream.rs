@@ -100,14 +100,14 @@ trait ErasedClient {
 
 impl<C: Client> ErasedClient for C {
     fn invoke(&self, msg_type: u16, payload: &[u8]) -> tachyon::Result<Vec<u8>> {
-        Caller::invoke(self, msg_type, payload, T)
+        Caller::invoke(self, payload, msg_type, T)
     }
     fn open(
         &self,
         msg_type: u16,
         payload: &[u8],
     ) -> tachyon::Result<tachyon::rpc::ReplyStream<'_>> {
-        self.open_stream(msg_type, payload, T)
+        self.open_stream(payload, msg_type, T)
     }
     fn in_flight(&self) -> usize {
         Client::in_flight(self)
@@ -246,7 +246,7 @@ fn tcp_streams_survive_a_slow_reader_and_end_with_the_connection() {
     }
     // Unary calls with the same dispatcher are still served inline.
     let client = TcpClient::connect(&h.address()).unwrap();
-    assert_eq!(client.invoke(1, b"still fine", T).unwrap(), b"still fine");
+    assert_eq!(client.invoke(b"still fine", 1, T).unwrap(), b"still fine");
     drop(client);
     h.shutdown().unwrap();
 
@@ -304,7 +304,7 @@ fn generated_streaming_client_and_server() {
     let over_tcp = FeedClient::new(&tcp).with_timeout(Duration::from_secs(10));
     check_feed(&over_tcp, 10_000, || tcp.in_flight()).unwrap();
     // A request that does not decode ends the stream with BAD_REQUEST.
-    let mut bad = tcp.open_stream(feed::feed::TICKS, b"\xc1", T).unwrap();
+    let mut bad = tcp.open_stream(b"\xc1", feed::feed::TICKS, T).unwrap();
     assert!(matches!(bad.next_item(), Err(Error::Rpc(e)) if e.code == code::BAD_REQUEST));
     drop(bad);
     drop(tcp);

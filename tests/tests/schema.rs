@@ -88,14 +88,14 @@ fn generated_client_calls_generated_server() {
     // Called with a correlation id, a oneway method answers (empty), so nobody hangs.
     let r = tachyon::rpc::Caller::invoke(
         &bus,
-        conformance::conformance::RECORD,
         &tachyon::rpc::codec::encode(&leaf).unwrap(),
+        conformance::conformance::RECORD,
         T,
     );
     assert_eq!(r.expect("a oneway method called normally"), Vec::<u8>::new());
     assert_eq!(client.recorded(b"").expect("recorded"), 1001);
     // A request that is not an `Everything` gets BAD_REQUEST.
-    match tachyon::rpc::Caller::invoke(&bus, conformance::conformance::MIRROR, b"\x01", T) {
+    match tachyon::rpc::Caller::invoke(&bus, b"\x01", conformance::conformance::MIRROR, T) {
         Err(Error::Rpc(e)) => assert_eq!(e.code, code::BAD_REQUEST),
         other => panic!("expected BAD_REQUEST, got {other:?}"),
     }

@@ -45,8 +45,8 @@ fn round_trips_typed_raw_and_every_error_on_both_backends() {
         };
         assert_eq!(rpc(fail::call(&c, &"no".to_owned()).unwrap_err()), code::HANDLER_ERROR);
         assert_eq!(rpc(boom::call(&c, b"x").unwrap_err()), code::HANDLER_PANIC);
-        assert_eq!(rpc(c.invoke(999, b"", Some(T)).unwrap_err()), code::UNKNOWN_MSG_TYPE);
-        assert_eq!(rpc(c.invoke(2, b"\xc1", Some(T)).unwrap_err()), code::BAD_REQUEST);
+        assert_eq!(rpc(c.invoke(b"", 999, Some(T)).unwrap_err()), code::UNKNOWN_MSG_TYPE);
+        assert_eq!(rpc(c.invoke(b"\xc1", 2, Some(T)).unwrap_err()), code::BAD_REQUEST);
         // The server survived the panic and serves on.
         assert_eq!(echo::call(&c, b"still here").unwrap(), b"still here");
         assert!(h.stats().requests >= 8);
@@ -734,12 +734,12 @@ fn deferred_handlers_get_batches_and_answer_from_any_thread_in_any_order() {
         Error::Rpc(e) => (e.code, e.message),
         other => panic!("{other}"),
     };
-    let (code_, msg) = rpc(c.invoke(2, b"", Some(T)).unwrap_err());
+    let (code_, msg) = rpc(c.invoke(b"", 2, Some(T)).unwrap_err());
     assert_eq!(code_, code::HANDLER_ERROR);
     assert!(msg.contains("without answering"), "{msg}");
-    assert_eq!(rpc(c.invoke(3, b"", Some(T)).unwrap_err()).0, 418);
+    assert_eq!(rpc(c.invoke(b"", 3, Some(T)).unwrap_err()).0, 418);
     c.notify(b"fire", 9, Some(T)).unwrap();
-    assert_eq!(c.invoke(1, b"after", Some(T)).unwrap(), b"after");
+    assert_eq!(c.invoke(b"after", 1, Some(T)).unwrap(), b"after");
     let n = batches.load(Ordering::Relaxed);
     assert!(n < 300, "{n} batches for 300 pipelined calls");
     h.shutdown().unwrap();

@@ -124,7 +124,7 @@ fn a_forged_common_name_inside_another_attribute_is_not_believed() {
         .unwrap();
         let h = server.spawn(subject()).unwrap();
         let c = connect(&h, Some(client_tls(&p, Some("spoof")))).unwrap();
-        let got = String::from_utf8(c.invoke(9, b"", Some(T)).unwrap()).unwrap();
+        let got = String::from_utf8(c.invoke(b"", 9, Some(T)).unwrap()).unwrap();
         assert_eq!(got, format!("mallory|O={:?},CN=\"mallory\"", pki::SPOOFED_O), "{backend:?}");
         h.shutdown().unwrap();
     }

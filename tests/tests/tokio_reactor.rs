@@ -51,7 +51,7 @@ fn on_tokio_calls_wait_on_its_reactor_beside_blocking_callers_and_keep_their_dea
         std::thread::spawn(move || {
             for i in 0..2_000u32 {
                 let p = i.to_le_bytes();
-                assert_eq!(c.invoke(1, &p, Some(T)).unwrap(), p);
+                assert_eq!(c.invoke(&p, 1, Some(T)).unwrap(), p);
             }
         })
     };

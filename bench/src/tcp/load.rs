@@ -68,7 +68,7 @@ impl RttClient {
                     s.read_exact(&mut back).expect("read");
                 }
                 Self::Ours(c) => {
-                    let r = c.invoke(1, &msg, None).expect("call");
+                    let r = c.invoke(&msg, 1, None).expect("call");
                     assert_eq!(r.len(), PAYLOAD);
                 }
             }

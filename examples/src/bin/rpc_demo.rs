@@ -76,7 +76,7 @@ fn client(path: &str) -> tachyon::Result<()> {
         }
         other => println!("  client.quote(bad request)          -> unexpected {other:?}"),
     }
-    match c.invoke(77, b"?", Some(Duration::from_secs(1))) {
+    match c.invoke(b"?", 77, Some(Duration::from_secs(1))) {
         Err(tachyon::Error::Rpc(e)) => {
             println!("  invoke(unknown msg_type 77)        -> RpcError: {e}");
         }

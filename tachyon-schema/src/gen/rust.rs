@@ -433,7 +433,7 @@ impl<C: ::tachyon::rpc::Caller> {name}<C> {{
     /// # Errors
     /// Transport errors; an error reply from a server that has no `describe`.
     pub fn describe(&self) -> ::tachyon::Result<::tachyon::rpc::Description> {{
-        let reply = ::tachyon::rpc::Caller::invoke(&self.caller, {module}::DESCRIBE, &[], self.timeout)?;
+        let reply = ::tachyon::rpc::Caller::invoke(&self.caller, &[], {module}::DESCRIBE, self.timeout)?;
         ::tachyon::rpc::Description::decode(&reply)
     }}
     /// Checks that the server serves this very schema.
@@ -468,7 +468,7 @@ impl<C: ::tachyon::rpc::Caller> {name}<C> {{
             } else {
                 "&::tachyon::rpc::codec::encode(req)?".to_string()
             };
-            let open = format!("::tachyon::rpc::Caller::open_stream(&self.caller, {konst}, {payload}, self.timeout)");
+            let open = format!("::tachyon::rpc::Caller::open_stream(&self.caller, {payload}, {konst}, self.timeout)");
             let (ret, body) = if m.response == Type::Bytes {
                 ("::tachyon::rpc::ReplyStream<'_>".to_string(), open)
             } else {
@@ -488,18 +488,18 @@ impl<C: ::tachyon::rpc::Caller> {name}<C> {{
         }
         let body = match (m.request == Type::Bytes, m.response == Type::Bytes) {
             (true, _) if m.oneway => {
-                format!("::tachyon::rpc::Caller::notify(&self.caller, {konst}, req, self.timeout)")
+                format!("::tachyon::rpc::Caller::notify(&self.caller, req, {konst}, self.timeout)")
             }
             (false, _) if m.oneway => format!(
-                "::tachyon::rpc::Caller::notify(&self.caller, {konst}, &::tachyon::rpc::codec::encode(req)?, self.timeout)"
+                "::tachyon::rpc::Caller::notify(&self.caller, &::tachyon::rpc::codec::encode(req)?, {konst}, self.timeout)"
             ),
-            (false, false) => format!("::tachyon::rpc::Caller::invoke_typed(&self.caller, {konst}, req, self.timeout)"),
-            (true, true) => format!("::tachyon::rpc::Caller::invoke(&self.caller, {konst}, req, self.timeout)"),
+            (false, false) => format!("::tachyon::rpc::Caller::invoke_typed(&self.caller, req, {konst}, self.timeout)"),
+            (true, true) => format!("::tachyon::rpc::Caller::invoke(&self.caller, req, {konst}, self.timeout)"),
             (false, true) => format!(
-                "::tachyon::rpc::Caller::invoke(&self.caller, {konst}, &::tachyon::rpc::codec::encode(req)?, self.timeout)"
+                "::tachyon::rpc::Caller::invoke(&self.caller, &::tachyon::rpc::codec::encode(req)?, {konst}, self.timeout)"
             ),
             (true, false) => format!(
-                "::tachyon::rpc::codec::decode(&::tachyon::rpc::Caller::invoke(&self.caller, {konst}, req, self.timeout)?)"
+                "::tachyon::rpc::codec::decode(&::tachyon::rpc::Caller::invoke(&self.caller, req, {konst}, self.timeout)?)"
             ),
         };
         let _ = writeln!(
@@ -539,7 +539,7 @@ fn async_client(out: &mut String, s: &Service) {
         };
         let _ = writeln!(
             out,
-            "    /// Awaits `{orig}` (msg_type {mt}) under any executor; dropping the future cancels the call.\n    ///\n    /// # Errors\n    /// [`::tachyon::Error::Rpc`] for an error reply; transport, timeout and codec errors.\n    pub async fn {fname}_async(&self, req: {req_t}) -> ::tachyon::Result<{resp_t}> {{\n        let payload: ::std::borrow::Cow<'_, [u8]> = {payload};\n        let reply = ::tachyon::rpc::AsyncCaller::invoke_async(&self.caller, {konst}, &payload, self.timeout).await?;\n        {decode}\n    }}",
+            "    /// Awaits `{orig}` (msg_type {mt}) under any executor; dropping the future cancels the call.\n    ///\n    /// # Errors\n    /// [`::tachyon::Error::Rpc`] for an error reply; transport, timeout and codec errors.\n    pub async fn {fname}_async(&self, req: {req_t}) -> ::tachyon::Result<{resp_t}> {{\n        let payload: ::std::borrow::Cow<'_, [u8]> = {payload};\n        let reply = ::tachyon::rpc::AsyncCaller::invoke_async(&self.caller, &payload, {konst}, self.timeout).await?;\n        {decode}\n    }}",
             orig = m.name,
             mt = m.msg_type,
             fname = ident(&m.name),

@@ -247,8 +247,8 @@ mod tests {
             }
         };
         let t = Some(Duration::from_secs(5));
-        assert_eq!(client.invoke(1, b"hi", t).unwrap(), b"hi");
-        assert!(client.invoke(9, b"?", t).is_err());
+        assert_eq!(client.invoke(b"hi", 1, t).unwrap(), b"hi");
+        assert!(client.invoke(b"?", 9, t).is_err());
         let last = Last::default();
         metrics::with_local_recorder(&last, || publisher.publish());
         assert_eq!(last.get("tachyon_server_accepted{server=api}"), Some(1.0));

@@ -1,6 +1,7 @@
 //! [`Caller`]: what a client of any transport can do, so the clients `#[tachyon_rpc]`
-//! and the schema generator emit work over shared memory ([`RpcBus`]) and TCP
-//! ([`crate::net::TcpClient`]) alike.
+//! and the schema generator emit work over shared memory ([`RpcBus`], here) and TCP
+//! (`TcpClient`, whose impls live with it in `crate::net`) alike. Every call-like method
+//! of the crate takes the payload first, then the msg_type (upstream's `call` order).
 
 use std::time::Duration;
 
@@ -18,7 +19,7 @@ use crate::rpc::codec;
 /// use tachyon::rpc::Caller;
 ///
 /// fn ping(client: &impl Caller) -> tachyon::Result<Vec<u8>> {
-///     client.invoke(1, b"ping", Some(Duration::from_secs(1)))
+///     client.invoke(b"ping", 1, Some(Duration::from_secs(1)))
 /// }
 /// # fn main() -> tachyon::Result<()> {
 /// ping(&tachyon::rpc::RpcBus::connect("/tmp/echo.sock")?)?;            // shared memory
@@ -33,14 +34,14 @@ pub trait Caller {
     /// # Errors
     /// [`crate::Error::Rpc`] for an error reply, [`crate::Error::Timeout`],
     /// [`crate::Error::PeerDead`], and the transport's own errors.
-    fn invoke(&self, msg_type: u16, payload: &[u8], timeout: Option<Duration>) -> Result<Vec<u8>>;
+    fn invoke(&self, payload: &[u8], msg_type: u16, timeout: Option<Duration>) -> Result<Vec<u8>>;
 
     /// Sends a oneway request: the handler runs, no reply comes back (its failure is the
     /// server's to report). `timeout` bounds the wait for room to send.
     ///
     /// # Errors
     /// [`crate::Error::Timeout`], [`crate::Error::PeerDead`], and the transport's own errors.
-    fn notify(&self, msg_type: u16, payload: &[u8], timeout: Option<Duration>) -> Result<()>;
+    fn notify(&self, payload: &[u8], msg_type: u16, timeout: Option<Duration>) -> Result<()>;
 
     /// Starts a server-streaming call: its items come back, in order, from the returned
     /// stream (`timeout` bounds the send and each item). Dropping the stream before its
@@ -51,8 +52,8 @@ pub trait Caller {
     /// the transport's errors.
     fn open_stream(
         &self,
-        msg_type: u16,
         payload: &[u8],
+        msg_type: u16,
         timeout: Option<Duration>,
     ) -> Result<crate::rpc::ReplyStream<'_>> {
         let _ = (msg_type, payload, timeout);
@@ -65,8 +66,8 @@ pub trait Caller {
     /// As [`Caller::invoke`], plus [`crate::Error::Codec`].
     fn invoke_typed<Req, Resp>(
         &self,
-        msg_type: u16,
         req: &Req,
+        msg_type: u16,
         timeout: Option<Duration>,
     ) -> Result<Resp>
     where
@@ -74,7 +75,7 @@ pub trait Caller {
         Resp: DeserializeOwned,
     {
         let payload = codec::encode(req)?;
-        codec::decode(&self.invoke(msg_type, &payload, timeout)?)
+        codec::decode(&self.invoke(&payload, msg_type, timeout)?)
     }
 }
 
@@ -82,34 +83,34 @@ pub trait Caller {
 macro_rules! forward_caller {
     ($($ptr:ty),*) => {$(
         impl<T: Caller + ?Sized> Caller for $ptr {
-            fn invoke(&self, msg_type: u16, payload: &[u8], timeout: Option<Duration>) -> Result<Vec<u8>> {
-                (**self).invoke(msg_type, payload, timeout)
+            fn invoke(&self, payload: &[u8], msg_type: u16, timeout: Option<Duration>) -> Result<Vec<u8>> {
+                (**self).invoke(payload, msg_type, timeout)
             }
 
-            fn notify(&self, msg_type: u16, payload: &[u8], timeout: Option<Duration>) -> Result<()> {
-                (**self).notify(msg_type, payload, timeout)
+            fn notify(&self, payload: &[u8], msg_type: u16, timeout: Option<Duration>) -> Result<()> {
+                (**self).notify(payload, msg_type, timeout)
             }
 
             fn open_stream(
                 &self,
-                msg_type: u16,
                 payload: &[u8],
+                msg_type: u16,
                 timeout: Option<Duration>,
             ) -> Result<crate::rpc::ReplyStream<'_>> {
-                (**self).open_stream(msg_type, payload, timeout)
+                (**self).open_stream(payload, msg_type, timeout)
             }
 
             fn invoke_typed<Req, Resp>(
                 &self,
-                msg_type: u16,
                 req: &Req,
+                msg_type: u16,
                 timeout: Option<Duration>,
             ) -> Result<Resp>
             where
                 Req: Serialize + ?Sized,
                 Resp: DeserializeOwned,
             {
-                (**self).invoke_typed(msg_type, req, timeout)
+                (**self).invoke_typed(req, msg_type, timeout)
             }
         }
     )*};
@@ -118,18 +119,18 @@ macro_rules! forward_caller {
 forward_caller!(&T, std::sync::Arc<T>);
 
 impl Caller for RpcBus {
-    fn invoke(&self, msg_type: u16, payload: &[u8], timeout: Option<Duration>) -> Result<Vec<u8>> {
-        RpcBus::invoke(self, msg_type, payload, timeout)
+    fn invoke(&self, payload: &[u8], msg_type: u16, timeout: Option<Duration>) -> Result<Vec<u8>> {
+        RpcBus::invoke(self, payload, msg_type, timeout)
     }
 
-    fn notify(&self, msg_type: u16, payload: &[u8], timeout: Option<Duration>) -> Result<()> {
+    fn notify(&self, payload: &[u8], msg_type: u16, timeout: Option<Duration>) -> Result<()> {
         self.notify_with(payload, msg_type, crate::shm::wait::Wait::new().timeout_opt(timeout))
     }
 
     fn open_stream(
         &self,
-        msg_type: u16,
         payload: &[u8],
+        msg_type: u16,
         timeout: Option<Duration>,
     ) -> Result<crate::rpc::ReplyStream<'_>> {
         let cid = self.call_stream_with(
@@ -147,8 +148,8 @@ impl Caller for RpcBus {
 
     fn invoke_typed<Req, Resp>(
         &self,
-        msg_type: u16,
         req: &Req,
+        msg_type: u16,
         timeout: Option<Duration>,
     ) -> Result<Resp>
     where
@@ -157,33 +158,7 @@ impl Caller for RpcBus {
     {
         // The ring's own typed call encodes straight into the request slot's neighbour
         // and decodes the reply in place.
-        RpcBus::invoke_typed(self, msg_type, req, timeout)
-    }
-}
-
-#[cfg(feature = "tcp")]
-impl Caller for crate::net::TcpClient {
-    fn invoke(&self, msg_type: u16, payload: &[u8], timeout: Option<Duration>) -> Result<Vec<u8>> {
-        crate::net::TcpClient::invoke(self, msg_type, payload, timeout)
-    }
-
-    fn notify(&self, msg_type: u16, payload: &[u8], timeout: Option<Duration>) -> Result<()> {
-        crate::net::TcpClient::notify(self, payload, msg_type, timeout)
-    }
-
-    fn open_stream(
-        &self,
-        msg_type: u16,
-        payload: &[u8],
-        timeout: Option<Duration>,
-    ) -> Result<crate::rpc::ReplyStream<'_>> {
-        let cid = self.call_stream(payload, msg_type, timeout)?;
-        Ok(crate::rpc::ReplyStream::new(crate::net::rpc::client::TcpStream {
-            client: self,
-            cid,
-            timeout,
-            done: false,
-        }))
+        RpcBus::invoke_typed(self, req, msg_type, timeout)
     }
 }
 
@@ -200,7 +175,7 @@ pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T
 /// use tachyon::rpc::AsyncCaller;
 ///
 /// async fn ping(client: &impl AsyncCaller) -> tachyon::Result<Vec<u8>> {
-///     client.invoke_async(1, b"ping", Some(Duration::from_secs(1))).await
+///     client.invoke_async(b"ping", 1, Some(Duration::from_secs(1))).await
 /// }
 /// ```
 pub trait AsyncCaller: Sync {
@@ -208,8 +183,8 @@ pub trait AsyncCaller: Sync {
     /// `timeout`. Dropping it before then cancels the call.
     fn invoke_async<'a>(
         &'a self,
-        msg_type: u16,
         payload: &'a [u8],
+        msg_type: u16,
         timeout: Option<Duration>,
     ) -> BoxFuture<'a, Result<Vec<u8>>>;
 }
@@ -221,8 +196,8 @@ pub trait AsyncCaller: Sync {
 /// As [`AsyncCaller::invoke_async`], plus [`crate::Error::Codec`].
 pub async fn invoke_typed_async<C, Req, Resp>(
     client: &C,
-    msg_type: u16,
     req: &Req,
+    msg_type: u16,
     timeout: Option<Duration>,
 ) -> Result<Resp>
 where
@@ -231,37 +206,25 @@ where
     Resp: DeserializeOwned,
 {
     let payload = codec::encode(req)?;
-    codec::decode(&client.invoke_async(msg_type, &payload, timeout).await?)
+    codec::decode(&client.invoke_async(&payload, msg_type, timeout).await?)
 }
 
 impl<T: AsyncCaller + ?Sized> AsyncCaller for &T {
     fn invoke_async<'a>(
         &'a self,
-        msg_type: u16,
         payload: &'a [u8],
+        msg_type: u16,
         timeout: Option<Duration>,
     ) -> BoxFuture<'a, Result<Vec<u8>>> {
-        (**self).invoke_async(msg_type, payload, timeout)
+        (**self).invoke_async(payload, msg_type, timeout)
     }
 }
 
 impl AsyncCaller for crate::rpc::AsyncRpcBus {
     fn invoke_async<'a>(
         &'a self,
-        msg_type: u16,
         payload: &'a [u8],
-        timeout: Option<Duration>,
-    ) -> BoxFuture<'a, Result<Vec<u8>>> {
-        Box::pin(self.call_async(payload, msg_type, timeout))
-    }
-}
-
-#[cfg(feature = "tcp")]
-impl AsyncCaller for crate::net::TcpClient {
-    fn invoke_async<'a>(
-        &'a self,
         msg_type: u16,
-        payload: &'a [u8],
         timeout: Option<Duration>,
     ) -> BoxFuture<'a, Result<Vec<u8>>> {
         Box::pin(self.call_async(payload, msg_type, timeout))

@@ -10,7 +10,6 @@
 mod async_bus;
 mod bus;
 mod caller;
-mod client;
 pub mod codec;
 mod deferred;
 mod describe;

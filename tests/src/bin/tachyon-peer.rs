@@ -314,12 +314,12 @@ fn rpc_call(a: &Args) -> tachyon::Result<u64> {
         let n = payload_size(a.seed, i, a.max_size).max(1);
         let mut buf = vec![0u8; n];
         fill_payload(i, &mut buf);
-        let got = bus.invoke(1, &buf, Some(a.timeout))?;
+        let got = bus.invoke(&buf, 1, Some(a.timeout))?;
         if got != buf {
             return Err(Error::Protocol(format!("echo {i} came back different")));
         }
     }
-    match bus.invoke(999, b"anyone?", Some(a.timeout)) {
+    match bus.invoke(b"anyone?", 999, Some(a.timeout)) {
         Err(Error::Rpc(e)) => println!("rpc-error msg_type={} code={}", e.msg_type, e.code),
         Ok(_) => return Err(Error::Protocol("unknown msg_type answered normally".into())),
         Err(e) => return Err(e),
@@ -333,12 +333,12 @@ fn rpc_bench(a: &Args) -> tachyon::Result<u64> {
     let bus = connect_rpc(a)?;
     let msg = [3u8; 32];
     for _ in 0..2000 {
-        bus.invoke(1, &msg, Some(a.timeout))?;
+        bus.invoke(&msg, 1, Some(a.timeout))?;
     }
     let mut ns: Vec<u64> = Vec::with_capacity(a.count as usize);
     for _ in 0..a.count {
         let t = Instant::now();
-        bus.invoke(1, &msg, Some(a.timeout))?;
+        bus.invoke(&msg, 1, Some(a.timeout))?;
         ns.push(t.elapsed().as_nanos() as u64);
     }
     ns.sort_unstable();
@@ -373,7 +373,7 @@ fn tiga_call(a: &Args) -> tachyon::Result<u64> {
     for i in 0..a.count {
         let data = format!("{}#{i}", a.data);
         let (msg_type, payload) = tiga::encode_call(&a.method, &a.client, data.as_bytes())?;
-        match bus.invoke(msg_type, &payload, Some(a.timeout)) {
+        match bus.invoke(&payload, msg_type, Some(a.timeout)) {
             Ok(reply) => println!("reply {}", String::from_utf8_lossy(&reply)),
             Err(Error::Rpc(e)) => println!("rpc-error code={} message={}", e.code, e.message),
             Err(e) => return Err(e),
@@ -493,7 +493,7 @@ fn tcp_call(a: &Args) -> tachyon::Result<u64> {
         }
         i = (i + a.pipeline).min(a.count);
     }
-    match client.invoke(999, b"anyone?", Some(a.timeout)) {
+    match client.invoke(b"anyone?", 999, Some(a.timeout)) {
         Err(Error::Rpc(e)) => println!("rpc-error msg_type={} code={}", e.msg_type, e.code),
         Ok(_) => return Err(Error::Protocol("unknown msg_type answered normally".into())),
         Err(e) => return Err(e),

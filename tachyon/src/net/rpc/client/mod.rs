@@ -14,6 +14,7 @@
 //! their request to their end. Their items are queued for their reader as they arrive
 //! (in order); a cancel frame stops the server, whose end then frees the slot.
 
+mod caller;
 mod connect;
 use connect::{open, write_all};
 mod future;
@@ -260,7 +261,7 @@ struct Conn {
 /// use tachyon::net::TcpClient;
 /// # fn main() -> tachyon::Result<()> {
 /// let client = TcpClient::connect("tcp://127.0.0.1:7000")?;
-/// let reply = client.invoke(1, b"ping", Some(Duration::from_secs(1)))?;
+/// let reply = client.invoke(b"ping", 1, Some(Duration::from_secs(1)))?;
 /// // Pipelined: send many, then wait for each (replies may come in any order).
 /// let cids: Vec<u64> = (0..16).map(|_| client.call(b"x", 1)).collect::<Result<_, _>>()?;
 /// for cid in cids {
@@ -426,8 +427,8 @@ impl TcpClient {
     /// As [`wait_timeout`](Self::wait_timeout) and [`call`](Self::call).
     pub fn invoke(
         &self,
-        msg_type: u16,
         payload: &[u8],
+        msg_type: u16,
         timeout: Option<Duration>,
     ) -> Result<Vec<u8>> {
         let start = Instant::now();
