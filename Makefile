@@ -249,10 +249,10 @@ sanitize:
 	rustup component list --installed | grep -q rust-src || rustup component add rust-src
 	RUSTC_BOOTSTRAP=1 RUSTFLAGS="-Zsanitizer=thread" TSAN_OPTIONS="halt_on_error=1" \
 		$(CARGO) test -Zbuild-std --target $(SAN_TARGET) --target-dir target/tsan -j$(JOBS) \
-		-p tachyon $(SANITIZE_TESTS)
+		-p tachyon --features test-hooks $(SANITIZE_TESTS)
 	RUSTC_BOOTSTRAP=1 RUSTFLAGS="-Zsanitizer=address" ASAN_OPTIONS="detect_leaks=1" \
 		$(CARGO) test -Zbuild-std --target $(SAN_TARGET) --target-dir target/asan -j$(JOBS) \
-		-p tachyon $(SANITIZE_TESTS)
+		-p tachyon --features test-hooks $(SANITIZE_TESTS)
 
 clean:
 	$(CARGO) clean

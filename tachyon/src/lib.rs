@@ -27,9 +27,11 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks, clippy::print_stdout)]
 
-// The layers, lowest first; each folder's mod.rs says what it holds and what it may use.
+// The layers, from the bottom: shm, then ipc and observe beside it, rpc, net, tools
+// (ARCHITECTURE.md draws them); each folder's mod.rs says what it holds and may use.
 mod address;
 mod error;
+#[cfg(feature = "test-hooks")]
 mod fuzzing;
 mod ipc;
 #[cfg(feature = "tcp")]
@@ -81,6 +83,7 @@ pub mod __private {
 }
 
 #[doc(hidden)]
+#[cfg(feature = "test-hooks")]
 pub mod __fuzz {
     //! Entry points for `cargo fuzz` and the corpus replay; not a stable API.
     pub use crate::fuzzing::*;
@@ -88,13 +91,14 @@ pub mod __fuzz {
 }
 
 #[doc(hidden)]
-#[cfg(feature = "tcp")]
+#[cfg(all(feature = "tcp", feature = "test-hooks"))]
 pub mod __bench {
     //! The provided-buffer ring, for the benchmark's raw io_uring anchor. Not a stable API.
     pub use crate::net::reactor::bufring::BufRing;
 }
 
 #[doc(hidden)]
+#[cfg(feature = "test-hooks")]
 pub mod __testing {
     //! The low-level pieces tests use to play a hostile or odd peer: the handshake, the
     //! one-shot bootstrap, raw shared memory and the byte layout. Not a stable API.

@@ -99,6 +99,7 @@ impl Handshake {
         }
     }
 
+    #[cfg(any(feature = "rpc", test, feature = "test-hooks"))]
     /// The handshake for an RPC bus.
     pub fn rpc(cap_fwd: usize, cap_rev: usize) -> Self {
         Self {
@@ -204,6 +205,7 @@ pub struct ListenSpec<'a> {
 }
 
 impl ListenSpec<'_> {
+    #[cfg(any(test, feature = "test-hooks"))]
     /// No deadline, no interrupt check.
     pub fn forever() -> Self {
         Self { timeout: None, interrupt: None }
@@ -825,6 +827,7 @@ fn handshake_over(
     }
 }
 
+#[cfg(any(test, feature = "test-hooks"))]
 /// Plays a hostile listener against our connector, and a hostile connector against our
 /// listener's negotiation: `data` is what the other end writes (its first byte says how
 /// many memfds travel with it and which bus kind is wanted). Never panics; errors are

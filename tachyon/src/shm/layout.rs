@@ -277,6 +277,7 @@ impl RingMode {
     }
 }
 
+#[cfg(any(test, feature = "test-hooks"))]
 /// Slot size for a payload of at most `max_payload` bytes: header plus payload, rounded up
 /// to 64. `None` when the arithmetic would overflow.
 #[inline]
@@ -299,6 +300,7 @@ pub const fn is_valid_capacity(capacity: usize) -> bool {
     capacity.is_power_of_two() && capacity >= MIN_CAPACITY && capacity <= MAX_CAPACITY
 }
 
+#[cfg(any(test, feature = "test-hooks"))]
 /// Largest payload a ring of `capacity` bytes can carry in one message.
 #[inline]
 pub const fn max_payload(capacity: usize) -> usize {

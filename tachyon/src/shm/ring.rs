@@ -621,6 +621,7 @@ impl Drop for Producer {
     }
 }
 
+#[cfg(any(test, feature = "test-hooks"))]
 /// Plays a hostile producer: arbitrary `data` decides the published head, the starting
 /// tail and a series of message headers, then a consumer drains the ring. Must never
 /// panic nor read outside the mapping; errors are the expected outcome. Used by the
@@ -666,6 +667,7 @@ pub fn fuzz_consumer(data: &[u8]) {
     }
 }
 
+#[cfg(any(test, feature = "test-hooks"))]
 /// [`fuzz_consumer`] for the fast mode: a hostile producer that forges commit words.
 /// Layout of `data`: `tail u64`, then 14-byte records of `slot u8` (header index, times
 /// 64), `lap u8` (the commit word names the slot in the tail's lap plus this many),

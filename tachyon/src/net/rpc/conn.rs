@@ -689,6 +689,7 @@ impl Drop for Conn {
     }
 }
 
+#[cfg(any(test, feature = "test-hooks"))]
 /// Fuzzes a server connection: the first bytes pick the limits and how the stream is cut
 /// into reads; the rest is what a hostile client sends. The connection must answer or
 /// close with a goaway, never panic, and everything it sends must be well-formed frames.

@@ -197,6 +197,7 @@ fn value_text(v: &x509_cert::der::Any) -> String {
     })
 }
 
+#[cfg(any(test, feature = "test-hooks"))]
 /// Extracts an identity from arbitrary bytes, as a handshake's peer certificate would
 /// be: never panics, and a CN it reports is the one CN attribute of the subject.
 pub(crate) fn fuzz_identity(data: &[u8]) {

@@ -89,6 +89,7 @@ impl RpcBus {
     }
 
     /// A caller over `fwd` and a reply ring shared with a hostile callee (fuzzing).
+    #[cfg(feature = "test-hooks")]
     pub(crate) fn for_fuzzing(fwd: Arena, rev: &Arc<Arena>) -> Self {
         Self::on_arenas(Role::Caller, Arc::new(fwd), rev.clone(), PeerWatch::Nothing)
     }
