@@ -17,7 +17,7 @@ impl Channel {
     /// # Errors
     /// [`Error::MessageTooLarge`] for an entry that cannot fit the channel,
     /// [`Error::InvalidArgument`] for a media type over 255 bytes, [`Error::Timeout`],
-    /// [`Error::CorruptChannel`].
+    /// [`Error::CorruptChannel`](crate::Error::CorruptChannel).
     pub fn append(&self, media_type: &str, payload: &[u8]) -> Result<u64> {
         if media_type.len() > layout::MAX_MEDIA {
             return Err(Error::InvalidArgument(format!(

@@ -14,7 +14,7 @@ impl Channel {
     /// writer is still copying it in.
     ///
     /// # Errors
-    /// [`Error::CorruptChannel`] for an entry or index that breaks the layout.
+    /// [`Error::CorruptChannel`](crate::Error::CorruptChannel) for an entry or index that breaks the layout.
     pub fn read(&self, last_id: u64, max: usize) -> Result<ReadBatch> {
         let mut out = ReadBatch { last_id, ..ReadBatch::default() };
         if last_id >= MAX_POSITION {
@@ -216,7 +216,7 @@ impl Channel {
     /// dead writer), up to `timeout` (`None`: for ever). `Ok(false)` on a timeout.
     ///
     /// # Errors
-    /// [`Error::CorruptChannel`].
+    /// [`Error::CorruptChannel`](crate::Error::CorruptChannel).
     pub fn wait_for(&self, last_id: u64, timeout: Option<Duration>) -> Result<bool> {
         self.wait_until(last_id, timeout, &|| false)
     }
