@@ -6,9 +6,10 @@
 //! messages through `RxReadiness`, without the lock, so it never stalls the JS thread.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard};
 
 use crate::errors::BindError;
+use crate::lock;
 
 type Deferred<T> = Box<dyn FnOnce(&T) + Send>;
 
@@ -20,10 +21,6 @@ pub struct Cell<T> {
     deferred: Mutex<Vec<Deferred<T>>>,
     /// Whether `deferred` may hold work: the hot path checks this flag, not the lock.
     has_deferred: AtomicBool,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl<T> Cell<T> {

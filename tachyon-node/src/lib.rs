@@ -16,6 +16,13 @@
     clippy::cast_possible_truncation
 )]
 
+/// Locks `m`, ignoring poisoning: the addon's mutexes guard plain data each critical
+/// section leaves consistent, and a panic in a JS callback's neighbourhood must not take
+/// the bus with it.
+pub(crate) fn lock<T: ?Sized>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 mod bus;
 mod cell;
 mod channel;

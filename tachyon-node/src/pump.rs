@@ -11,7 +11,7 @@
 //! `ERR_TACHYON_*` codes as sync ones).
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use napi::bindgen_prelude::{Buffer, Either, Uint32Array};
@@ -21,6 +21,7 @@ use tachyon::{RxReadiness, Wait};
 
 use crate::cell::Cell;
 use crate::errors::{describe, BindError};
+use crate::lock;
 
 /// How often a waiting pump looks at deadlines and at `close()`.
 const SLICE: Duration = Duration::from_millis(50);
@@ -139,10 +140,6 @@ type Resolver<T> = Box<dyn FnOnce(Env) -> napi::Result<Either<T, ErrInfo>> + Sen
 /// A Promise settled from the pump thread.
 pub type Deferred<T> = JsDeferred<Either<T, ErrInfo>, Resolver<T>>;
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 /// Settles `d` with `outcome`.
 pub fn settle<T: napi::bindgen_prelude::ToNapiValue + Send + 'static>(
     d: Deferred<T>,
@@ -248,7 +245,7 @@ fn run<S: Source>(shared: &Shared<S>, cell: &Cell<S::Bus>, ready: &RxReadiness) 
                     // The peer is gone (dead or closed) or the ring broke: what is left
                     // in the ring comes first, then every waiter learns why.
                     let _ = st.0.deliver(bus);
-                    st.0.fail_all(&|| BindError::Core(clone_err(e)).into());
+                    st.0.fail_all(&|| BindError::Core(e.clone()).into());
                 }
             }
             st.0.expire(Some(bus), Instant::now());
@@ -433,7 +430,7 @@ impl Source for Replies {
                 // A reply nobody asked for: the core consumed and reported it.
                 Err(tachyon::Error::Protocol(_)) => progress = true,
                 Err(e) => {
-                    let info = || ErrInfo::from(BindError::Core(clone_err(&e)));
+                    let info = || ErrInfo::from(BindError::Core(e.clone()));
                     self.fail_all(&info);
                     return true;
                 }
@@ -474,17 +471,6 @@ impl Source for Replies {
         for (_, w) in self.waiters.drain().chain(self.streams.drain()) {
             settle(w.deferred, Err(err()));
         }
-    }
-}
-
-/// A core error, rebuilt for each waiter it fails (the core's error is not `Clone`).
-fn clone_err(e: &tachyon::Error) -> tachyon::Error {
-    match e {
-        tachyon::Error::PeerDead(m) => tachyon::Error::PeerDead(m),
-        tachyon::Error::PeerClosed => tachyon::Error::PeerClosed,
-        tachyon::Error::Closed => tachyon::Error::Closed,
-        tachyon::Error::Corrupted(m) => tachyon::Error::Corrupted(m),
-        other => tachyon::Error::Protocol(other.to_string()),
     }
 }
 

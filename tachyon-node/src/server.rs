@@ -30,6 +30,7 @@ use tachyon::rpc::{
 };
 
 use crate::errors::{timeout, JsError, NapiExt};
+use crate::lock;
 
 /// A request handed to the JS callback.
 #[napi(object)]
@@ -176,10 +177,6 @@ struct Bridge {
     tiga: bool,
     /// When [`Bridge::forget_expired`] last ran.
     swept: Mutex<Instant>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Bridge {

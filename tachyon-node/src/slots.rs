@@ -14,7 +14,7 @@
 //! buffer are garbage: a TX slot is then rolled back, an RX slot released.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use napi::bindgen_prelude::{ArrayBuffer, Uint32Array};
 use napi::Env;
@@ -22,6 +22,7 @@ use napi_derive::napi;
 
 use crate::cell::Cell;
 use crate::errors::{BindError, JsError, NapiExt};
+use crate::lock;
 
 fn guard_err(m: impl Into<String>) -> crate::errors::JsError {
     BindError::Guard(m.into()).into()
@@ -100,10 +101,6 @@ fn runs(spans: &[Span]) -> (Vec<Span>, Vec<(u32, u32)>) {
         }
     }
     (runs, place)
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A parked TX slot and what JS was given of it.

@@ -197,6 +197,59 @@ pub enum Error {
     },
 }
 
+/// An error is cloned to tell every waiter of one failure (each call in flight when the
+/// peer died). An OS error keeps its OS code where it has one, else its kind and text.
+impl Clone for Error {
+    fn clone(&self) -> Self {
+        fn io(e: &std::io::Error) -> std::io::Error {
+            e.raw_os_error().map_or_else(
+                || std::io::Error::new(e.kind(), e.to_string()),
+                std::io::Error::from_raw_os_error,
+            )
+        }
+        match self {
+            Self::Full { needed, free } => Self::Full { needed: *needed, free: *free },
+            Self::MessageTooLarge { size, max } => Self::MessageTooLarge { size: *size, max: *max },
+            Self::InvalidSize { size, max } => Self::InvalidSize { size: *size, max: *max },
+            Self::AbiMismatch(m) => Self::AbiMismatch(m.clone()),
+            Self::PeerDead(m) => Self::PeerDead(m),
+            Self::PeerClosed => Self::PeerClosed,
+            Self::Closed => Self::Closed,
+            Self::Connect { path, source } => {
+                Self::Connect { path: path.clone(), source: io(source) }
+            }
+            Self::PermissionDenied(m) => Self::PermissionDenied(m.clone()),
+            Self::AddrInUse { path } => Self::AddrInUse { path: path.clone() },
+            Self::CapacityLimit { offered, limit } => {
+                Self::CapacityLimit { offered: *offered, limit: *limit }
+            }
+            Self::InvalidAddress { address, reason } => {
+                Self::InvalidAddress { address: address.clone(), reason }
+            }
+            Self::Unsupported(m) => Self::Unsupported(m.clone()),
+            Self::InvalidArgument(m) => Self::InvalidArgument(m.clone()),
+            Self::Corrupted(m) => Self::Corrupted(m),
+            Self::Timeout(d) => Self::Timeout(*d),
+            Self::Interrupted => Self::Interrupted,
+            Self::Refused(m) => Self::Refused(m),
+            Self::Tls(m) => Self::Tls(m.clone()),
+            Self::Protocol(m) => Self::Protocol(m.clone()),
+            #[cfg(feature = "rpc")]
+            Self::Rpc(e) => Self::Rpc(e.clone()),
+            Self::Codec(m) => Self::Codec(m.clone()),
+            Self::InvalidCapacity(c) => Self::InvalidCapacity(*c),
+            Self::InvalidPath { path, reason } => Self::InvalidPath { path: path.clone(), reason },
+            Self::InvalidName { name, reason } => Self::InvalidName { name: name.clone(), reason },
+            Self::CorruptChannel { path, reason } => {
+                Self::CorruptChannel { path: path.clone(), reason: reason.clone() }
+            }
+            Self::Busy(m) => Self::Busy(m),
+            Self::InvalidNumaNode(n) => Self::InvalidNumaNode(*n),
+            Self::Io { context, source } => Self::Io { context, source: io(source) },
+        }
+    }
+}
+
 impl Error {
     /// Wraps an OS error with what was being attempted.
     pub(crate) fn io(context: &'static str, source: impl Into<std::io::Error>) -> Self {
@@ -217,3 +270,21 @@ impl Error {
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::Error;
+
+    #[test]
+    fn a_clone_says_the_same_and_keeps_the_os_error() {
+        let e = Error::io("open the thing", std::io::Error::from_raw_os_error(libc::ENOENT));
+        let c = e.clone();
+        assert_eq!(c.to_string(), e.to_string());
+        match c {
+            Error::Io { source, .. } => assert_eq!(source.raw_os_error(), Some(libc::ENOENT)),
+            other => panic!("{other:?}"),
+        }
+        let e = Error::PeerDead("gone");
+        assert!(matches!(e.clone(), Error::PeerDead("gone")));
+    }
+}

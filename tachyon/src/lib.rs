@@ -40,6 +40,7 @@ mod observe;
 #[cfg(feature = "rpc")]
 pub mod rpc;
 mod shm;
+mod sync;
 mod tools;
 
 pub use address::Address;

@@ -17,7 +17,7 @@
 use std::net::SocketAddr;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -28,10 +28,7 @@ use crate::net::reactor::service::{Common, ConnId, Mailbox, Service, Session};
 use crate::net::reactor::socket::{listener, local_addr, resolve_bind};
 use crate::net::reactor::waker::Waker;
 use crate::net::TcpStatsSnapshot;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
+use crate::sync::lock;
 
 /// Settings of a [`RawTcpServer`].
 #[derive(Clone)]

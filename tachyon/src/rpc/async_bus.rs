@@ -22,7 +22,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 use crate::rpc::{RpcBus, RpcError, MSG_TYPE_ERROR};
 use crate::shm::wait::Wait;
+use crate::sync::lock;
 use crate::RxReadiness;
 
 /// How often a waiting pump looks at deadlines and at parked senders.
@@ -40,10 +41,6 @@ const SLICE: Duration = Duration::from_millis(50);
 /// pump costs ten or more on this kind of VM. The spin is short and bounded, and only
 /// the first poll does it.
 const FIRST_POLL_SPIN: Duration = Duration::from_micros(20);
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// One call a future awaits.
 #[derive(Default)]
@@ -223,7 +220,7 @@ impl Future for AsyncCall<'_> {
             let mut st = lock(&inner.state);
             if let Some(e) = &st.dead {
                 this.done = true;
-                return Poll::Ready(Err(clone_err(e)));
+                return Poll::Ready(Err(e.clone()));
             }
             match bus.call(this.payload, this.msg_type) {
                 Ok(cid) => {
@@ -328,16 +325,6 @@ fn spin_for_reply(inner: &Inner, cid: u64) -> Option<Result<Vec<u8>>> {
     }
 }
 
-fn clone_err(e: &Error) -> Error {
-    match e {
-        Error::PeerDead(why) => Error::PeerDead(why),
-        Error::PeerClosed => Error::PeerClosed,
-        Error::Closed => Error::Closed,
-        Error::Corrupted(why) => Error::Corrupted(why),
-        other => Error::Protocol(other.to_string()),
-    }
-}
-
 /// Waits for replies while futures await them; sleeps while none do.
 fn pump(inner: &Inner) {
     loop {
@@ -380,7 +367,7 @@ fn pump(inner: &Inner) {
                 drain(&bus, &mut st, false); // what is left in the ring comes first
                 for w in st.calls.values_mut() {
                     if w.outcome.is_none() {
-                        w.outcome = Some(Err(clone_err(&e)));
+                        w.outcome = Some(Err(e.clone()));
                         if let Some(k) = w.waker.take() {
                             k.wake();
                         }

@@ -15,7 +15,7 @@
 //! per answer, and a wake-up of the serving thread per answer that finds it asleep.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
@@ -24,16 +24,13 @@ use crate::rpc::error::{code, RpcError, ServerError, MSG_TYPE_ERROR, ONEWAY_CID}
 use crate::rpc::stream::{self, OwnedRequest};
 use crate::shm::liveness::Nudge;
 use crate::shm::wait::Wait;
+use crate::sync::lock;
 
 /// The most calls of one client a deferring loop hands out before it waits for answers.
 const MAX_OUTSTANDING: usize = 4096;
 
 /// Without a nudge (a transport that has none), how often the loop looks for answers.
 const POLL_SLICE: Duration = Duration::from_millis(1);
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// One finished request: its sequence number (0 for a oneway request), msg_type and
 /// outcome.

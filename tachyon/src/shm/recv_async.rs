@@ -11,7 +11,7 @@
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -19,10 +19,7 @@ use crate::error::{Error, Result};
 use crate::shm::bus::Bus;
 use crate::shm::halves::{RxGuard, RxReadiness};
 use crate::shm::wait::Wait;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
+use crate::sync::lock;
 
 /// The waker thread of one bus and the task it wakes.
 #[derive(Debug)]

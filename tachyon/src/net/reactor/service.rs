@@ -8,11 +8,12 @@
 
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::error::Error;
 use crate::net::reactor::waker::Waker;
+use crate::sync::lock;
 
 /// Which connection of which reactor a message is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -113,10 +114,6 @@ pub(crate) trait Service: Sync {
     fn report_error(&self, e: &Error) {
         (self.common().on_error)(e);
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// One reactor's inbox: any thread posts, the reactor takes everything each loop turn.

@@ -20,7 +20,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -29,13 +29,10 @@ pub(crate) use crate::net::reactor::service::ConnId;
 use crate::net::reactor::service::Mailbox;
 use crate::rpc::stream::{self, ItemSink, MSG_TYPE_STREAM_END};
 use crate::rpc::{code, Dispatcher, RpcError, ServerError, MSG_TYPE_ERROR, ONEWAY_CID};
+use crate::sync::lock;
 
 /// Items of one stream that may wait on its connection, not yet handed to the socket.
 pub(crate) const STREAM_WINDOW: usize = 64;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// How a call handed to a worker is controlled: its cancel flag, and for a stream the
 /// window of its items queued on the connection.

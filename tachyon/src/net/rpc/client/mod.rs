@@ -29,13 +29,14 @@ pub use future::CallFuture;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::address::Address;
 use crate::error::{Error, Result};
 use crate::net::rpc::frame::{self, Decoder, Kind};
 use crate::rpc::{StreamSource, MSG_TYPE_ERROR, MSG_TYPE_STREAM_END};
+use crate::sync::lock;
 
 /// Settings of a [`TcpClient`].
 #[derive(Debug, Clone)]
@@ -110,10 +111,6 @@ impl TcpClientOptions {
 /// A reply: its msg_type and payload (an error reply is returned as `Err(Rpc)` by
 /// [`TcpClient::wait`], never as a reply).
 type ReplyOutcome = Result<(u16, Vec<u8>)>;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// The reading side of a connection, shared by its waiters.
 #[derive(Debug, Default)]

@@ -4,8 +4,9 @@
 //! and a map insert, no system call. A future removes its entry when it completes or is
 //! dropped ([`Alarm`]'s drop), so the map holds only futures still waiting.
 
+use crate::sync::lock;
 use std::collections::BTreeMap;
-use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Condvar, Mutex, OnceLock, PoisonError};
 use std::task::Waker;
 use std::time::Instant;
 
@@ -19,10 +20,6 @@ struct State {
 struct Timer {
     state: Mutex<State>,
     changed: Condvar,
-}
-
-fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn timer() -> &'static Timer {
