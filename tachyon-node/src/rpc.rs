@@ -7,7 +7,7 @@ use std::time::Duration;
 use napi::bindgen_prelude::{AsyncTask, BufferSlice, Either, Either3, Object};
 use napi::Env;
 use napi_derive::napi;
-use tachyon::rpc::{RpcBus, RpcError, MSG_TYPE_ERROR};
+use tachyon::rpc::{RpcBus, RpcError};
 use tachyon::Wait;
 
 use crate::endpoint::{Endpoint, ListenTask};
@@ -391,9 +391,6 @@ impl NativeRpcBus {
         mut regs: BufferSlice<'_>,
     ) -> Result<Option<Either<u32, BufferSlice<'e>>>, JsError> {
         let (c, mt, t) = (cid(correlation_id)?, msg_type(msg_type_)?, timeout(timeout_ms)?);
-        if mt == MSG_TYPE_ERROR {
-            return Err(arg("msgType 0xFFFF is the error sentinel; use replyError"));
-        }
         self.with(|b| {
             b.reply_with(c, data, mt, Wait::new().timeout_opt(t))?;
             serve_one_into(env, b, t, &mut scratch, &mut regs)
@@ -524,9 +521,6 @@ impl NativeRpcBus {
         timeout_ms: Option<f64>,
     ) -> Result<(), JsError> {
         let (c, mt, t) = (cid(correlation_id)?, msg_type(msg_type_)?, timeout(timeout_ms)?);
-        if mt == MSG_TYPE_ERROR {
-            return Err(arg("msgType 0xFFFF is the error sentinel; use replyError"));
-        }
         self.with(|b| Ok(b.reply_with(c, data, mt, Wait::new().timeout_opt(t))?))
     }
 
