@@ -18,7 +18,7 @@ import threading
 import time
 from typing import Any, Callable, Iterator, Optional, TypeVar, Union
 
-import msgpack  # type: ignore[import-untyped]  # msgpack ships no type information
+import msgspec
 
 from . import _tachyon, aio
 from ._errors import BusClosedError, PeerDeadError, RpcCode
@@ -76,24 +76,23 @@ class _BadRequest(Exception):
     rpc_code = RpcCode.BAD_REQUEST
 
 
+_ENCODER = msgspec.msgpack.Encoder()
+
+
 def encode(value: Any) -> bytes:
     """MessagePack-encodes a Python value as the Rust typed handlers expect it: maps with
-    string keys for structs (dataclasses become maps), arrays for tuples and lists."""
-    return bytes(msgpack.packb(value, use_bin_type=True, default=_to_map))
-
-
-def _to_map(value: Any) -> Any:
-    """msgpack's hook for types it does not know: dataclasses become maps (nested ones
-    too, as msgpack calls this again for each), without ``asdict``'s deep copy."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
-    raise TypeError(f"cannot MessagePack-encode {type(value).__name__}")
+    string keys for structs (dataclasses become maps, nested ones too), arrays for
+    tuples and lists, bin for bytes. (msgspec, the package's one MessagePack library.)"""
+    try:
+        return _ENCODER.encode(value)
+    except (TypeError, msgspec.EncodeError) as e:
+        raise TypeError(f"cannot MessagePack-encode {type(value).__name__}: {e}") from None
 
 
 def decode(data: Union[bytes, memoryview], into: Optional[type] = None) -> Any:
     """Decodes MessagePack; a map becomes an instance of dataclass ``into`` if given.
     Keys the dataclass does not have are ignored, so a peer may add fields."""
-    value = msgpack.unpackb(bytes(data), raw=False)
+    value = msgspec.msgpack.decode(data)
     if into is not None and dataclasses.is_dataclass(into) and isinstance(value, dict):
         names = {f.name for f in dataclasses.fields(into) if f.init}
         return into(**{k: v for k, v in value.items() if k in names})
