@@ -245,6 +245,48 @@ fn bytes_of(py: Python<'_>, held: &Shared, i: usize) -> PyResult<Py<PyBytes>> {
     Ok(PyBytes::new(py, data).unbind())
 }
 
+/// The methods every guard over one held message has (its `held`): `data` and
+/// `bytes()` copies, and `commit()` and the context manager, which release the slot.
+/// `pyclass`es cannot share methods through generics, so this writes each one's
+/// `#[pymethods]` block with its own methods added (the buffer protocol among them:
+/// pyo3's wrappers of `unsafe fn`s do not compile inside a `macro_rules!`).
+macro_rules! held_message_methods {
+    ($ty:ident { $($own:tt)* }) => {
+        #[pymethods]
+        impl $ty {
+            $($own)*
+
+        /// The payload as `bytes` (a copy, safe to keep).
+        #[getter]
+        fn data(&self, py: Python<'_>) -> PyResult<Py<PyBytes>> {
+            bytes_of(py, &self.held, 0)
+        }
+
+        /// Releases the slot now (leaving the `with` block does the same).
+        fn commit(&self, py: Python<'_>) -> PyResult<()> {
+            release(py, &self.held)
+        }
+
+        fn __bytes__(&self, py: Python<'_>) -> PyResult<Py<PyBytes>> {
+            bytes_of(py, &self.held, 0)
+        }
+
+        fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+            slf
+        }
+
+        /// Releases the slot. Raises `BufferError` (and holds the slot) if a memoryview of
+        /// it is still alive.
+        #[pyo3(signature = (*_exc))]
+        fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) -> PyResult<bool> {
+            release(py, &self.held)?;
+            Ok(false)
+        }
+
+        }
+    };
+}
+
 /// A message received with `Bus.recv_zero_copy`, read in place: `memoryview(rx)` is the
 /// payload in shared memory (read-only). Leaving the `with` block releases the slot.
 #[pyclass(module = "tachyon._tachyon", name = "RxGuard", frozen)]
@@ -264,41 +306,7 @@ impl RxGuard {
     }
 }
 
-#[pymethods]
-impl RxGuard {
-    /// Payload size in bytes (upstream's batch-item name).
-    #[getter]
-    fn size(&self) -> usize {
-        self.actual_size
-    }
-
-    /// The payload as `bytes` (a copy, safe to keep).
-    #[getter]
-    fn data(&self, py: Python<'_>) -> PyResult<Py<PyBytes>> {
-        bytes_of(py, &self.held, 0)
-    }
-
-    /// Releases the slot now (leaving the `with` block does the same).
-    fn commit(&self, py: Python<'_>) -> PyResult<()> {
-        release(py, &self.held)
-    }
-
-    fn __bytes__(&self, py: Python<'_>) -> PyResult<Py<PyBytes>> {
-        bytes_of(py, &self.held, 0)
-    }
-
-    fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
-        slf
-    }
-
-    /// Releases the slot. Raises `BufferError` (and holds the slot) if a memoryview of
-    /// it is still alive.
-    #[pyo3(signature = (*_exc))]
-    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) -> PyResult<bool> {
-        release(py, &self.held)?;
-        Ok(false)
-    }
-
+held_message_methods!(RxGuard {
     #[allow(clippy::needless_pass_by_value)] // the signature pyo3 requires
     unsafe fn __getbuffer__(
         slf: Bound<'_, Self>,
@@ -314,10 +322,16 @@ impl RxGuard {
         unexport(&self.held);
     }
 
+    /// Payload size in bytes (upstream's batch-item name).
+    #[getter]
+    fn size(&self) -> usize {
+        self.actual_size
+    }
+
     fn __repr__(&self) -> String {
         format!("RxGuard(type_id={}, actual_size={})", self.type_id, self.actual_size)
     }
-}
+});
 
 /// A request being served or a reply, read in place while it is held (upstream's
 /// `RpcRxGuard`): `memoryview(rx)` is the payload in shared memory, `rx.data` a copy.
@@ -343,41 +357,7 @@ impl RpcRxGuard {
     }
 }
 
-#[pymethods]
-impl RpcRxGuard {
-    /// The msg_type (upstream's name on RPC guards).
-    #[getter]
-    fn msg_type(&self) -> u32 {
-        self.type_id
-    }
-
-    /// The payload as `bytes` (a copy, safe to keep).
-    #[getter]
-    fn data(&self, py: Python<'_>) -> PyResult<Py<PyBytes>> {
-        bytes_of(py, &self.held, 0)
-    }
-
-    /// Releases the slot now (leaving the `with` block does the same).
-    fn commit(&self, py: Python<'_>) -> PyResult<()> {
-        release(py, &self.held)
-    }
-
-    fn __bytes__(&self, py: Python<'_>) -> PyResult<Py<PyBytes>> {
-        bytes_of(py, &self.held, 0)
-    }
-
-    fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
-        slf
-    }
-
-    /// Releases the slot. Raises `BufferError` (and holds the slot) if a memoryview of
-    /// it is still alive.
-    #[pyo3(signature = (*_exc))]
-    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) -> PyResult<bool> {
-        release(py, &self.held)?;
-        Ok(false)
-    }
-
+held_message_methods!(RpcRxGuard {
     #[allow(clippy::needless_pass_by_value)] // the signature pyo3 requires
     unsafe fn __getbuffer__(
         slf: Bound<'_, Self>,
@@ -393,13 +373,19 @@ impl RpcRxGuard {
         unexport(&self.held);
     }
 
+    /// The msg_type (upstream's name on RPC guards).
+    #[getter]
+    fn msg_type(&self) -> u32 {
+        self.type_id
+    }
+
     fn __repr__(&self) -> String {
         format!(
             "RpcRxGuard(correlation_id={}, type_id={}, actual_size={})",
             self.correlation_id, self.type_id, self.actual_size
         )
     }
-}
+});
 
 /// Messages drained in one crossing into native code, read in place until the batch
 /// is released (leaving the `with` block, `commit()`, or the next receive, which copies
