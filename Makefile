@@ -85,7 +85,7 @@ build:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -j$(JOBS) -- -D warnings
-	$(CARGO) clippy -p tachyon --no-default-features -j$(JOBS) -- -D warnings
+	$(CARGO) clippy -p tachyon --no-default-features --all-targets -j$(JOBS) -- -D warnings
 	$(CARGO) clippy -p tachyon-schema --features cli --all-targets -j$(JOBS) -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc -p tachyon --no-deps -j$(JOBS)
 
@@ -132,6 +132,8 @@ test:
 
 test-suites: deps build lint py typecheck node node-typecheck
 	$(PEER_ENV) $(CARGO) test --workspace --profile $(PROFILE) -j$(JOBS)
+	# The shared-memory-only build (default-features = false) is a configuration of its own.
+	$(CARGO) test -p tachyon --no-default-features --profile $(PROFILE) -j$(JOBS) --lib --test wakeups
 	$(PEER_ENV) $(VENV)/bin/pytest tests tachyon-py/tests -q -p no:cacheprovider
 	cd $(NODE_DIR) && $(PEER_ENV) node --test --test-concurrency=1 test/*.test.js
 

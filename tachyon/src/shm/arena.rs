@@ -232,7 +232,7 @@ impl Arena {
         );
     }
 
-    #[cfg(any(test, feature = "test-hooks"))]
+    #[cfg(feature = "test-hooks")]
     /// Stores any state word, as a hostile peer could (fuzzing and tests).
     pub(crate) fn set_state_for_tests(&self, v: u32) {
         self.u32_at(arena_off::STATE).store(v, Ordering::Release);

@@ -300,7 +300,7 @@ pub const fn is_valid_capacity(capacity: usize) -> bool {
     capacity.is_power_of_two() && capacity >= MIN_CAPACITY && capacity <= MAX_CAPACITY
 }
 
-#[cfg(any(test, feature = "test-hooks"))]
+#[cfg(feature = "test-hooks")]
 /// Largest payload a ring of `capacity` bytes can carry in one message.
 #[inline]
 pub const fn max_payload(capacity: usize) -> usize {

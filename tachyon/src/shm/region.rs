@@ -39,7 +39,7 @@ impl SharedMemory {
         Self::map(fd, len, true)
     }
 
-    #[cfg(any(test, feature = "test-hooks"))]
+    #[cfg(feature = "test-hooks")]
     /// Maps a region received from a peer. The fd must be at least `len` bytes long and
     /// sealed against shrinking: an unsealed file could be truncated under us, and touching
     /// a page past its end would kill this process with `SIGBUS`.
@@ -105,13 +105,13 @@ impl SharedMemory {
         self.map.len()
     }
 
-    #[cfg(any(test, feature = "test-hooks"))]
+    #[cfg(feature = "test-hooks")]
     /// Whether the mapping is empty (never true for a mapped arena).
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
     }
 
-    #[cfg(any(feature = "rpc", test, feature = "test-hooks"))]
+    #[cfg(any(feature = "rpc", feature = "test-hooks"))]
     /// The memfd's inode number (to find it in another process's `/proc/PID/maps`).
     pub fn inode(&self) -> Option<u64> {
         #[allow(clippy::useless_conversion, clippy::unnecessary_cast)] // widths vary by target

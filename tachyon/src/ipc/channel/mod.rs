@@ -490,7 +490,7 @@ pub mod testing {
     }
 }
 
-#[cfg(any(test, feature = "test-hooks"))]
+#[cfg(feature = "test-hooks")]
 /// Fuzzes the reading of a channel file: a small channel with a few entries, then the
 /// bytes patch its header and entries (and may truncate it); opening, reading, waiting
 /// and appending must then fail with a typed error or work, never panic or hang.

@@ -373,7 +373,7 @@ impl Decoder {
     }
 }
 
-#[cfg(any(test, feature = "test-hooks"))]
+#[cfg(feature = "test-hooks")]
 /// Plays a hostile peer against the decoder: arbitrary bytes, split at arbitrary points,
 /// must decode to frames that re-encode to the same bytes, or to an error, never a panic
 /// or an out-of-bounds read. For `cargo fuzz` and the corpus replay.

@@ -35,13 +35,13 @@ use rustix::io::Errno;
 use crate::error::{Error, Result};
 
 mod connect;
-#[cfg(any(test, feature = "test-hooks"))]
+#[cfg(feature = "test-hooks")]
 mod fuzz;
 mod listen;
 mod socket;
 mod wire;
 pub use connect::*;
-#[cfg(any(test, feature = "test-hooks"))]
+#[cfg(feature = "test-hooks")]
 pub use fuzz::fuzz_bootstrap;
 pub use listen::*;
 pub use socket::*;
@@ -75,7 +75,7 @@ pub struct ListenSpec<'a> {
 }
 
 impl ListenSpec<'_> {
-    #[cfg(any(test, feature = "test-hooks"))]
+    #[cfg(feature = "test-hooks")]
     /// No deadline, no interrupt check.
     pub fn forever() -> Self {
         Self { timeout: None, interrupt: None }

@@ -689,9 +689,9 @@ impl Drop for Conn {
     }
 }
 
-#[cfg(any(test, feature = "test-hooks"))]
+#[cfg(feature = "test-hooks")]
 mod fuzz;
-#[cfg(any(test, feature = "test-hooks"))]
+#[cfg(feature = "test-hooks")]
 pub(crate) use fuzz::*;
 #[cfg(test)]
 mod tests;
