@@ -11,7 +11,6 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::shm::arena::Arena;
 
 use crate::error::Error;
 
@@ -186,19 +185,34 @@ impl BusStats {
 
 /// Reads a bus's [`BusStats`] from any thread, without borrowing the bus (see
 /// [`crate::Bus::stats_reader`]). It keeps the bus's mappings alive while it lives.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct StatsReader {
-    arenas: Vec<Arc<Arena>>,
+    read: Arc<dyn Fn() -> BusStats + Send + Sync>,
+}
+
+impl std::fmt::Debug for StatsReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StatsReader").field("now", &(self.read)()).finish()
+    }
 }
 
 impl StatsReader {
-    pub(crate) fn new(arenas: Vec<Arc<Arena>>) -> Self {
-        Self { arenas }
+    /// A reader that sums the counters of `rings` (each one ring's [`RingStats`]).
+    pub(crate) fn new<R>(rings: Vec<R>) -> Self
+    where
+        R: std::ops::Deref + Send + Sync + 'static,
+        R::Target: AsRef<RingStats>,
+    {
+        Self {
+            read: Arc::new(move || {
+                rings.iter().fold(BusStats::default(), |sum, r| sum + (**r).as_ref().snapshot())
+            }),
+        }
     }
 
     /// The counters now.
     pub fn read(&self) -> BusStats {
-        self.arenas.iter().fold(BusStats::default(), |sum, a| sum + a.stats().snapshot())
+        (self.read)()
     }
 }
 

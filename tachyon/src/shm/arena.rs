@@ -394,6 +394,13 @@ impl Arena {
     }
 }
 
+/// What the counters of a bus's reader sum: each arena's ring counters.
+impl AsRef<crate::observe::stats::RingStats> for Arena {
+    fn as_ref(&self) -> &crate::observe::stats::RingStats {
+        self.stats()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
