@@ -11,7 +11,6 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-
 use crate::error::Error;
 
 /// One counter. [`Counter::add_owned`] is for a counter with one writer at a time (it
