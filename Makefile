@@ -88,6 +88,7 @@ lint:
 	$(CARGO) clippy -p tachyon --no-default-features --all-targets -j$(JOBS) -- -D warnings
 	$(CARGO) clippy -p tachyon-schema --features cli --all-targets -j$(JOBS) -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc -p tachyon --no-deps -j$(JOBS)
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc -p tachyon --no-deps --all-features -j$(JOBS)
 
 # The Python package `tachyon` (tachyon-py/), built and installed into .venv.
 py: venv

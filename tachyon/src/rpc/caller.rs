@@ -167,7 +167,7 @@ impl Caller for RpcBus {
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
 /// A client whose calls can be awaited, under any executor: [`crate::rpc::AsyncRpcBus`]
-/// (shared memory) and [`crate::net::TcpClient`]. The generated clients' `call_async`
+/// (shared memory) and `net::TcpClient` (feature `tcp`). The generated clients' `call_async`
 /// take one.
 ///
 /// ```no_run

@@ -373,8 +373,8 @@ impl Dispatcher {
     /// client run at once and their replies go out as they finish. A call not answered
     /// within `timeout` is answered `HANDLER_ERROR` (its late answer dropped).
     ///
-    /// This is how [`crate::net::AsyncHandlers::into_dispatcher`] serves `async fn`
-    /// handlers. Over TCP, use [`crate::net::TcpServerOptions::deferred`] instead.
+    /// This is how `net::AsyncHandlers::into_dispatcher` (feature `tcp`) serves `async fn`
+    /// handlers. Over TCP, use `net::TcpServerOptions::deferred` instead.
     pub fn set_deferred(
         &mut self,
         timeout: Option<Duration>,
