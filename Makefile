@@ -80,7 +80,8 @@ node-deps: $(NODE_DIR)/node_modules/.stamp
 
 build:
 	$(CARGO) build --workspace --profile $(PROFILE) -j$(JOBS) --bins --tests
-	$(CARGO) build --manifest-path tachyon/fuzz/Cargo.toml --target-dir target -j$(JOBS)
+	# The fuzz targets compile (checked, not built: the corpus replay runs their entry points).
+	$(CARGO) check --manifest-path tachyon/fuzz/Cargo.toml --target-dir target -j$(JOBS)
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -90,10 +91,16 @@ lint:
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc -p tachyon --no-deps -j$(JOBS)
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc -p tachyon --no-deps --all-features -j$(JOBS)
 
-# The Python package `tachyon` (tachyon-py/), built and installed into .venv.
+# The Python package `tachyon` (tachyon-py/): its manylinux wheel (zig links against
+# glibc 2.28), built once and installed into .venv; the packaging test checks this same
+# wheel (TACHYON_WHEEL).
+WHEEL_DIR := $(CURDIR)/target/wheels-$(PROFILE)
 py: venv
-	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(VENV)/bin/maturin develop -q --profile $(PROFILE) \
-		-m tachyon-py/Cargo.toml
+	rm -rf $(WHEEL_DIR)
+	env -u VIRTUAL_ENV PATH="$(CURDIR)/$(VENV)/bin:$$PATH" CARGO_BUILD_JOBS=$(JOBS) \
+		$(VENV)/bin/maturin build -q --profile $(PROFILE) --zig --compatibility manylinux_2_28 \
+		-m tachyon-py/Cargo.toml -o $(WHEEL_DIR)
+	$(VENV)/bin/pip install -q --disable-pip-version-check --force-reinstall --no-deps $(WHEEL_DIR)/*.whl
 
 # The package built optimised (thin LTO), for the demo and the benchmarks.
 py-release: venv
@@ -122,6 +129,7 @@ node-typecheck: node-deps
 	cd $(NODE_DIR) && node_modules/.bin/tsc -p ../tests/schema
 
 PEER_ENV := TACHYON_REQUIRE_PEERS=1 TACHYON_PEER=$(CURDIR)/$(TARGET_DIR)/tachyon-peer \
+	TACHYON_WHEEL=$$(ls $(WHEEL_DIR)/*.whl 2>/dev/null) \
 	TACHYON_PYTHON=$(CURDIR)/$(VENV)/bin/python UPSTREAM_PYTHON=$(CURDIR)/$(UPSTREAM_VENV)/bin/python
 
 # Everything runs with TMPDIR in a directory of its own, removed when the run ends

@@ -24,8 +24,9 @@ def wait_until(check, timeout: float = 20.0) -> None:
 def test_bus_stats_count_messages_from_a_rust_process_and_its_death(peer_bin, sock_path):
     n = 5000
     child = subprocess.Popen(
+        # --timeout-ms: how long it stays once done (it cannot tell that the ring drained).
         [str(peer_bin), "produce", "--path", sock_path, "--listen", str(1 << 16), "--count", str(n),
-         "--seed", "5", "--max-size", "64"],
+         "--seed", "5", "--max-size", "64", "--timeout-ms", "2000"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:

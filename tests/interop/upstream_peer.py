@@ -14,6 +14,7 @@ Prints ``ok <n> messages`` on success, ``error: <Kind>: <text>`` and exit 1 othe
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -22,10 +23,20 @@ import tachyon  # upstream's package
 from payloads import message
 
 CONNECT_RETRY_S = 20.0
+# How long after its socket appears a listener may take to listen.
+GRACE_AFTER_BIND_S = 1.0
 
 
 def connect(factory, path: str):
+    """Connects once the listener's socket exists. Until then a connect fails for want of
+    a listener; once it exists, a ConnectionError soon is the answer (an ABI mismatch,
+    say): upstream raises the same ConnectionError for both, so retries end a moment
+    after the socket appears (it may be bound before it listens) instead of after the
+    whole retry time."""
     deadline = time.monotonic() + CONNECT_RETRY_S
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    deadline = min(deadline, time.monotonic() + GRACE_AFTER_BIND_S)
     while True:
         try:
             return factory(path)

@@ -1,11 +1,12 @@
 """The packages install by their ecosystems' own tools, and work from somewhere else.
 
-- Python: a manylinux wheel built with maturin (zig for the portable glibc tag), checked
-  by `auditwheel show`, installed into a fresh venv, and used across two processes; the
+- Python: the manylinux wheel maturin builds (zig for the portable glibc tag; `make py`
+  builds it once and installs it for every suite, `TACHYON_WHEEL` names it), checked by
+  `auditwheel show`, installed into a fresh venv, and used across two processes; the
   sdist carries README, LICENSE and the metadata.
-- Node: `npm pack` (whose `prepare` builds the release addon with napi-rs's CLI), the
-  tarball installed into an empty project, then `require` and `import` of it there,
-  each with a real round trip.
+- Node: `npm pack` of the package as `make node` built it (the addon is packed, not built
+  again: `--ignore-scripts` skips `prepare`), the tarball installed into an empty
+  project, then `require` and `import` of it there, each with a real round trip.
 - Both: the `tachyon` command from the installed package (`python -m tachyon`, the
   `tachyon` script, `npx tachyon`).
 """
@@ -48,6 +49,9 @@ def _need(tool: str) -> str:
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    built = os.environ.get("TACHYON_WHEEL")
+    if built:
+        return Path(built)
     maturin = _need("maturin")
     _need("python-zig")
     out = tmp_path_factory.mktemp("wheels")
@@ -137,8 +141,9 @@ def npm_tarball(tmp_path_factory: pytest.TempPathFactory) -> Path:
     npm = _need("npm")
     out = tmp_path_factory.mktemp("npm")
     env = dict(os.environ, CARGO_BUILD_JOBS="2")
-    # `npm pack` runs `prepare`: napi build --release, next to the JS layer.
-    _run([npm, "pack", "--pack-destination", str(out), "--loglevel=error"], cwd=NODE_DIR, env=env)
+    # The addon `make node` built is packed as it is (`prepare` would build it again).
+    assert list(NODE_DIR.glob("tachyon.*.node")), "no addon: `make node` builds it"
+    _run([npm, "pack", "--ignore-scripts", "--pack-destination", str(out), "--loglevel=error"], cwd=NODE_DIR, env=env)
     (tgz,) = out.glob("tachyon-rpc-*.tgz")
     return tgz
 
